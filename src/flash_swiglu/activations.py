@@ -1,0 +1,109 @@
+"""The gated activations, defined once for every kernel.
+
+A GLU computes ``out = act(gate) * up``. With ``dout`` the gradient of the loss with respect
+to ``out``::
+
+    dgate = dout * up * act'(gate)
+    dup   = dout * act(gate)
+
+The activations (``ACTIVATION`` is a compile-time string):
+
+    silu        act(g) = g * s,                       s = sigmoid(g)
+                act'(g) = s * (1 + g * (1 - s))
+    gelu        act(g) = g * Phi(g),                  Phi(g) = (1 + erf(g / sqrt 2)) / 2
+                act'(g) = Phi(g) + g * phi(g),        phi(g) = exp(-g^2 / 2) / sqrt(2 pi)
+    gelu_tanh   act(g) = g * (1 + t) / 2,             t = tanh(c * (g + 0.044715 g^3)),
+                                                      c = sqrt(2 / pi)
+                act'(g) = (1 + t) / 2 + g * (1 - t^2) * c * (1 + 3 * 0.044715 g^2) / 2
+    relu        act(g) = max(g, 0),                   act'(g) = [g > 0]
+    swiglu_oai  (gpt-oss) gc = min(g, limit), uc = clamp(up, -limit, limit),
+                out = gc * sigmoid(alpha * gc) * (uc + 1)
+                dgate = dout * (uc + 1) * s_a * (1 + alpha * gc * (1 - s_a)) * [g <= limit]
+                dup   = dout * gc * s_a * [-limit <= up <= limit],   s_a = sigmoid(alpha * gc)
+
+Every helper computes in fp32 (fp64 for fp64 inputs, used by gradcheck): callers upcast with
+``to_compute`` on load and round once on store.
+NaN propagates as in PyTorch: the clamps and relu are written with ``tl.where`` so that a
+NaN input is passed through (PTX ``min``/``max`` would drop it), and the clamp masks follow
+``torch.clamp``'s backward (gradient passes where ``min <= x <= max``; a NaN input gets 0).
+"""
+
+import triton
+import triton.language as tl
+
+from flash_swiglu._names import ACTIVATIONS  # noqa: F401  (re-exported)
+
+_SQRT1_2 = 0.7071067811865476  # 1 / sqrt(2)
+_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
+_SQRT_2_OVER_PI = 0.7978845608028654  # sqrt(2 / pi)
+_GELU_TANH_K = 0.044715
+
+
+@triton.jit
+def to_compute(x):
+    """Upcast a loaded tile to the compute type: fp32, or fp64 for fp64 inputs."""
+    if x.dtype == tl.float64:
+        return x
+    else:
+        return x.to(tl.float32)
+
+
+@triton.jit
+def _tanh(z):
+    # tanh(z) = 2 sigmoid(2 z) - 1: tl.sigmoid exists on every backend and in the interpreter,
+    # libdevice's tanh does not. The absolute error (~1e-7) is what GELU-tanh needs, since t
+    # only ever enters as (1 + t) and (1 - t^2).
+    return 2.0 * tl.sigmoid(2.0 * z) - 1.0
+
+
+@triton.jit
+def glu_forward(gate, up, ACTIVATION: tl.constexpr, ALPHA: tl.constexpr, LIMIT: tl.constexpr):
+    """``act(gate) * up`` in fp32 (``gate``, ``up`` already fp32)."""
+    if ACTIVATION == "silu":
+        out = gate * tl.sigmoid(gate) * up
+    elif ACTIVATION == "gelu":
+        out = 0.5 * gate * (1.0 + tl.erf(gate * _SQRT1_2)) * up
+    elif ACTIVATION == "gelu_tanh":
+        t = _tanh(_SQRT_2_OVER_PI * (gate + _GELU_TANH_K * gate * gate * gate))
+        out = 0.5 * gate * (1.0 + t) * up
+    elif ACTIVATION == "relu":
+        out = tl.where(gate < 0.0, 0.0, gate) * up
+    else:  # swiglu_oai
+        gc = tl.where(gate > LIMIT, LIMIT, gate)
+        uc = tl.where(up > LIMIT, LIMIT, tl.where(up < -LIMIT, -LIMIT, up))
+        out = gc * tl.sigmoid(ALPHA * gc) * (uc + 1.0)
+    return out
+
+
+@triton.jit
+def glu_backward(
+    gate, up, dout, ACTIVATION: tl.constexpr, ALPHA: tl.constexpr, LIMIT: tl.constexpr
+):
+    """``(dgate, dup)`` in fp32, recomputing the activation from ``gate``."""
+    if ACTIVATION == "silu":
+        s = tl.sigmoid(gate)
+        act = gate * s
+        dact = s * (1.0 + gate * (1.0 - s))
+        dgate = dout * up * dact
+        dup = dout * act
+    elif ACTIVATION == "gelu":
+        cdf = 0.5 * (1.0 + tl.erf(gate * _SQRT1_2))
+        pdf = tl.exp(-0.5 * gate * gate) * _INV_SQRT_2PI
+        dgate = dout * up * (cdf + gate * pdf)
+        dup = dout * gate * cdf
+    elif ACTIVATION == "gelu_tanh":
+        g2 = gate * gate
+        t = _tanh(_SQRT_2_OVER_PI * (gate + _GELU_TANH_K * g2 * gate))
+        dt = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_K * g2)
+        dgate = dout * up * (0.5 * (1.0 + t) + 0.5 * gate * (1.0 - t * t) * dt)
+        dup = dout * 0.5 * gate * (1.0 + t)
+    elif ACTIVATION == "relu":
+        dgate = tl.where(gate > 0.0, dout * up, 0.0)
+        dup = dout * tl.where(gate < 0.0, 0.0, gate)
+    else:  # swiglu_oai
+        gc = tl.where(gate > LIMIT, LIMIT, gate)
+        uc = tl.where(up > LIMIT, LIMIT, tl.where(up < -LIMIT, -LIMIT, up))
+        s = tl.sigmoid(ALPHA * gc)
+        dgate = tl.where(gate <= LIMIT, dout * (uc + 1.0) * s * (1.0 + ALPHA * gc * (1.0 - s)), 0.0)
+        dup = tl.where((up >= -LIMIT) & (up <= LIMIT), dout * gc * s, 0.0)
+    return dgate, dup

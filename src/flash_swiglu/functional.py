@@ -1,0 +1,66 @@
+"""Autograd-aware entry points: validate, then call the custom ops in ``flash_swiglu.ops``."""
+
+from __future__ import annotations
+
+import torch
+
+from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
+from flash_swiglu.ops import _common as C
+from flash_swiglu.ops import elementwise as E
+
+
+def swiglu(
+    gate: torch.Tensor,
+    up: torch.Tensor,
+    *,
+    activation: str = "silu",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``act(gate) * up``, elementwise, in one pass (forward) and one fused pass (backward).
+
+    Args:
+        gate, up: tensors of the same shape ``[..., N]``, dtype (float16, bfloat16, float32)
+            and device. Any strides are read in place (a view of a packed tensor is not
+            copied).
+        activation: ``"silu"`` (SwiGLU), ``"gelu"``, ``"gelu_tanh"``, ``"relu"`` or
+            ``"swiglu_oai"`` (gpt-oss, with ``alpha`` and ``limit``).
+
+    Returns:
+        A new contiguous tensor of the shape and dtype of ``gate``.
+    """
+    C.check_tensor("gate", gate)
+    C.check_tensor("up", up)
+    C.check_same(("gate", "up"), (gate, up))
+    C.check_activation(activation)
+    alpha, limit = C.check_oai_params(alpha, limit)
+    return E.glu_fwd(gate, up, activation, alpha, limit)
+
+
+def swiglu_packed(
+    x: torch.Tensor,
+    *,
+    activation: str = "silu",
+    layout: str = "concat",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``act(gate) * up`` with gate and up packed in the last dimension of ``x[..., 2N]``.
+
+    ``layout="concat"``: ``x[..., :N]`` is gate, ``x[..., N:]`` is up (the output of a fused
+    ``gate_up_proj``). ``layout="interleaved"``: even columns are gate, odd columns are up
+    (gpt-oss). The gradient with respect to ``x`` is produced packed the same way, in one
+    kernel, with no concatenation.
+
+    Returns:
+        A new contiguous tensor ``[..., N]``.
+    """
+    C.check_tensor("x", x)
+    C.check_activation(activation)
+    C.check_layout(layout)
+    alpha, limit = C.check_oai_params(alpha, limit)
+    if x.shape[-1] % 2:
+        raise ValueError(
+            f"x must have an even last dimension (gate and up packed), got shape {tuple(x.shape)}"
+        )
+    return E.glu_packed_fwd(x, activation, layout, alpha, limit)

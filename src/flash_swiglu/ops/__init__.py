@@ -1,0 +1,1 @@
+"""Launchers: validate, flatten, choose a config, allocate, launch; custom-op registration."""

@@ -1,0 +1,93 @@
+"""Validation and dispatch helpers shared by every launcher."""
+
+from __future__ import annotations
+
+import torch
+
+from flash_swiglu._names import ACTIVATIONS, LAYOUTS
+
+SUPPORTED_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+def check_tensor(name: str, t: object) -> torch.Tensor:
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    if t.dim() == 0:
+        raise ValueError(f"{name} must have at least one dimension, got a 0-d tensor")
+    if t.dtype not in SUPPORTED_DTYPES:
+        raise TypeError(
+            f"{name} has dtype {t.dtype}; flash_swiglu supports float16, bfloat16 and float32 "
+            "(float64 for reference checks)"
+        )
+    return t
+
+
+def check_same(names: tuple[str, ...], tensors: tuple[torch.Tensor, ...]) -> None:
+    """Same shape, dtype and device for every tensor; the message names the arguments."""
+    first_name, first = names[0], tensors[0]
+    for name, t in zip(names[1:], tensors[1:]):
+        if t.shape != first.shape:
+            raise ValueError(
+                f"{first_name} and {name} must have the same shape, got "
+                f"{tuple(first.shape)} and {tuple(t.shape)}"
+            )
+        if t.device != first.device:
+            raise ValueError(
+                f"{first_name} and {name} must be on the same device, got "
+                f"{first.device} and {t.device}"
+            )
+        if t.dtype != first.dtype:
+            raise TypeError(
+                f"{first_name} and {name} must have the same dtype, got {first.dtype} and {t.dtype}"
+            )
+
+
+def check_activation(activation: str) -> str:
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    return activation
+
+
+def check_layout(layout: str) -> str:
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+    return layout
+
+
+def check_oai_params(alpha: float, limit: float) -> tuple[float, float]:
+    alpha, limit = float(alpha), float(limit)
+    if not limit > 0:
+        raise ValueError(f"limit must be positive, got {limit}")
+    return alpha, limit
+
+
+_triton_ok: bool | None = None
+
+
+def triton_available() -> bool:
+    global _triton_ok
+    if _triton_ok is None:
+        try:
+            import triton  # noqa: F401
+
+            _triton_ok = True
+        except ImportError:
+            _triton_ok = False
+    return _triton_ok
+
+
+def use_triton(device: torch.device) -> bool:
+    """CUDA tensors run the Triton kernels; CPU tensors too when Triton interprets.
+
+    Whether Triton interprets is decided when the kernels are defined (``TRITON_INTERPRET=1``
+    must be set before ``triton`` is first imported), so the kernels themselves are asked.
+    """
+    if not triton_available():
+        return False
+    if device.type == "cuda":
+        return True
+    if device.type == "cpu":
+        from flash_swiglu.kernels import interpreting
+
+        return interpreting()
+    return False

@@ -1,0 +1,282 @@
+"""Launchers and ``torch.library`` custom ops for the elementwise GLU.
+
+Four ops, each opaque to ``torch.compile`` (fake implementations, registered autograd):
+
+    flash_swiglu::glu_fwd(gate, up)            -> out
+    flash_swiglu::glu_bwd(gate, up, dout)      -> (dgate, dup)
+    flash_swiglu::glu_packed_fwd(x)            -> out          x = [..., 2N], concat/interleaved
+    flash_swiglu::glu_packed_bwd(x, dout)      -> dx           dx packed like x
+
+Inputs are read in place through their strides; outputs are new contiguous tensors, so
+backward never writes into anything the user can see.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from flash_swiglu import reference
+from flash_swiglu.ops._common import use_triton
+
+# ----------------------------------------------------------------------------------------
+# Launch configuration
+# ----------------------------------------------------------------------------------------
+
+# Elements of one operand per program, by element size. Chosen on an H200 (see
+# benchmarks/results/ and scripts/tune_elementwise.py): large enough that every thread has
+# several 16-byte loads in flight, small enough to leave plenty of programs per SM.
+TILE_ELEMS = {2: 8192, 4: 4096, 8: 2048}
+NUM_WARPS = 8
+MAX_BLOCK_N = 2048
+
+
+def launch_config(n_rows: int, n_cols: int, elem_size: int) -> tuple[int, int, int]:
+    """``(BLOCK_M, BLOCK_N, num_warps)`` for an ``n_rows x n_cols`` problem."""
+    tile = TILE_ELEMS[elem_size]
+    block_n = min(1 << max(n_cols - 1, 0).bit_length(), MAX_BLOCK_N, tile)
+    block_m = max(1, tile // block_n)
+    block_m = min(block_m, 1 << max(n_rows - 1, 0).bit_length())
+    num_warps = NUM_WARPS if block_m * block_n >= 2048 else 4
+    return block_m, block_n, num_warps
+
+
+# ----------------------------------------------------------------------------------------
+# Strided views -> (n_rows, inner_rows, per-operand strides)
+# ----------------------------------------------------------------------------------------
+
+
+def _row_groups(tensors: list[torch.Tensor]) -> list[tuple[int, list[int]]]:
+    """Collapse the leading dimensions shared by ``tensors`` into as few strided groups as
+    their strides allow: ``[(size, [stride of each tensor]), ...]``, outermost first."""
+    shape = tensors[0].shape[:-1]
+    groups: list[tuple[int, list[int]]] = []
+    for d, size in enumerate(shape):
+        if size == 1:
+            continue
+        strides = [t.stride(d) for t in tensors]
+        if groups:
+            prev_size, prev_strides = groups[-1]
+            if all(ps == size * s for ps, s in zip(prev_strides, strides)):
+                groups[-1] = (prev_size * size, strides)
+                continue
+        groups.append((size, strides))
+    return groups
+
+
+def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
+    """Launch ``kernel`` over operands that share the leading shape of ``tensors[0]``.
+
+    Leading dimensions that collapse into at most two strided groups go in one launch; a view
+    with more groups (rare: several non-mergeable slices) is walked one launch per index of
+    its outermost dimension, still without a copy.
+    """
+    groups = _row_groups(tensors)
+    if len(groups) > 2:
+        d = next(i for i, s in enumerate(tensors[0].shape[:-1]) if s != 1)
+        for i in range(tensors[0].shape[d]):
+            _launch(kernel, [t.select(d, i) for t in tensors], n_cols, extra)
+        return
+    if not groups:
+        groups = [(1, [0] * len(tensors))]
+    if len(groups) == 1:
+        groups = [(1, [0] * len(tensors)), groups[0]]
+    (n_outer, outer_strides), (n_inner, inner_strides) = groups
+    n_rows = n_outer * n_inner
+    strides = []
+    for t, so, si in zip(tensors, outer_strides, inner_strides):
+        strides += [so, si, t.stride(-1)]
+    block_m, block_n, num_warps = launch_config(n_rows, n_cols, tensors[0].element_size())
+    grid = (triton_cdiv(n_rows, block_m) * triton_cdiv(n_cols, block_n),)
+    kernel[grid](
+        *tensors,
+        n_rows,
+        n_cols,
+        n_inner,
+        *strides,
+        **extra,
+        BLOCK_M=block_m,
+        BLOCK_N=block_n,
+        num_warps=num_warps,
+    )
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def _constexprs(activation: str, alpha: float, limit: float, interleaved: bool) -> dict:
+    return dict(ACTIVATION=activation, ALPHA=alpha, LIMIT=limit, INTERLEAVED=interleaved)
+
+
+def _as_row_contiguous(x: torch.Tensor) -> torch.Tensor:
+    # The interleaved fast path loads 2*BLOCK_N contiguous elements; a packed x whose last
+    # dimension is strided (rare) is copied once instead.
+    return x if x.stride(-1) == 1 else x.contiguous()
+
+
+# ----------------------------------------------------------------------------------------
+# Triton launchers
+# ----------------------------------------------------------------------------------------
+
+
+def _fwd_triton(gate, up, activation, alpha, limit):
+    from flash_swiglu.kernels import _glu_fwd_kernel
+
+    out = torch.empty(gate.shape, dtype=gate.dtype, device=gate.device)
+    if out.numel():
+        n = gate.shape[-1]
+        extra = _constexprs(activation, alpha, limit, False)
+        _launch(_glu_fwd_kernel, [gate, up, out], n, extra)
+    return out
+
+
+def _packed_fwd_triton(x, activation, layout, alpha, limit):
+    from flash_swiglu.kernels import _glu_fwd_kernel
+
+    n = x.shape[-1] // 2
+    if layout == "concat":
+        return _fwd_triton(x[..., :n], x[..., n:], activation, alpha, limit)
+    x = _as_row_contiguous(x)
+    out = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+    if out.numel():
+        # gate and up both point at x; the up operand's strides are not read.
+        view = x[..., :n]  # carries x's leading strides with the output's shape
+        extra = _constexprs(activation, alpha, limit, True)
+        _launch(_glu_fwd_kernel, [view, view, out], n, extra)
+    return out
+
+
+def _bwd_triton(gate, up, dout, activation, alpha, limit):
+    from flash_swiglu.kernels import _glu_bwd_kernel
+
+    dgate = torch.empty(gate.shape, dtype=gate.dtype, device=gate.device)
+    dup = torch.empty(up.shape, dtype=up.dtype, device=up.device)
+    if dgate.numel():
+        n = gate.shape[-1]
+        extra = _constexprs(activation, alpha, limit, False)
+        _launch(_glu_bwd_kernel, [gate, up, dout, dgate, dup], n, extra)
+    return dgate, dup
+
+
+def _packed_bwd_triton(x, dout, activation, layout, alpha, limit):
+    from flash_swiglu.kernels import _glu_bwd_kernel
+
+    n = x.shape[-1] // 2
+    dx = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if not dx.numel():
+        return dx
+    if layout == "concat":
+        extra = _constexprs(activation, alpha, limit, False)
+        tensors = [x[..., :n], x[..., n:], dout, dx[..., :n], dx[..., n:]]
+        _launch(_glu_bwd_kernel, tensors, n, extra)
+    else:
+        x = _as_row_contiguous(x)
+        xv, dxv = x[..., :n], dx[..., :n]
+        extra = _constexprs(activation, alpha, limit, True)
+        _launch(_glu_bwd_kernel, [xv, xv, dout, dxv, dxv], n, extra)
+    return dx
+
+
+# ----------------------------------------------------------------------------------------
+# Custom ops
+# ----------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("flash_swiglu::glu_fwd", mutates_args=())
+def glu_fwd(
+    gate: torch.Tensor, up: torch.Tensor, activation: str, alpha: float, limit: float
+) -> torch.Tensor:
+    if use_triton(gate.device):
+        return _fwd_triton(gate, up, activation, alpha, limit)
+    return reference.glu_forward(gate, up, activation, alpha, limit)
+
+
+@glu_fwd.register_fake
+def _(gate, up, activation, alpha, limit):
+    return gate.new_empty(gate.shape)
+
+
+@torch.library.custom_op("flash_swiglu::glu_bwd", mutates_args=())
+def glu_bwd(
+    gate: torch.Tensor,
+    up: torch.Tensor,
+    dout: torch.Tensor,
+    activation: str,
+    alpha: float,
+    limit: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    if use_triton(gate.device):
+        return _bwd_triton(gate, up, dout, activation, alpha, limit)
+    return reference.glu_backward(gate, up, dout, activation, alpha, limit)
+
+
+@glu_bwd.register_fake
+def _(gate, up, dout, activation, alpha, limit):
+    return gate.new_empty(gate.shape), up.new_empty(up.shape)
+
+
+@torch.library.custom_op("flash_swiglu::glu_packed_fwd", mutates_args=())
+def glu_packed_fwd(
+    x: torch.Tensor, activation: str, layout: str, alpha: float, limit: float
+) -> torch.Tensor:
+    if use_triton(x.device):
+        return _packed_fwd_triton(x, activation, layout, alpha, limit)
+    gate, up = reference.split_packed(x, layout)
+    return reference.glu_forward(gate, up, activation, alpha, limit)
+
+
+@glu_packed_fwd.register_fake
+def _(x, activation, layout, alpha, limit):
+    return x.new_empty((*x.shape[:-1], x.shape[-1] // 2))
+
+
+@torch.library.custom_op("flash_swiglu::glu_packed_bwd", mutates_args=())
+def glu_packed_bwd(
+    x: torch.Tensor, dout: torch.Tensor, activation: str, layout: str, alpha: float, limit: float
+) -> torch.Tensor:
+    if use_triton(x.device):
+        return _packed_bwd_triton(x, dout, activation, layout, alpha, limit)
+    gate, up = reference.split_packed(x, layout)
+    dgate, dup = reference.glu_backward(gate, up, dout, activation, alpha, limit)
+    return reference.merge_packed(dgate, dup, layout)
+
+
+@glu_packed_bwd.register_fake
+def _(x, dout, activation, layout, alpha, limit):
+    return x.new_empty(x.shape)
+
+
+# ----------------------------------------------------------------------------------------
+# Autograd
+# ----------------------------------------------------------------------------------------
+
+
+def _glu_setup(ctx, inputs, output):
+    gate, up, activation, alpha, limit = inputs
+    ctx.save_for_backward(gate, up)
+    ctx.args = (activation, alpha, limit)
+
+
+def _glu_backward(ctx, dout):
+    gate, up = ctx.saved_tensors
+    dgate, dup = glu_bwd(gate, up, dout, *ctx.args)
+    return dgate, dup, None, None, None
+
+
+glu_fwd.register_autograd(_glu_backward, setup_context=_glu_setup)
+
+
+def _packed_setup(ctx, inputs, output):
+    x, activation, layout, alpha, limit = inputs
+    ctx.save_for_backward(x)
+    ctx.args = (activation, layout, alpha, limit)
+
+
+def _packed_backward(ctx, dout):
+    (x,) = ctx.saved_tensors
+    return glu_packed_bwd(x, dout, *ctx.args), None, None, None, None
+
+
+glu_packed_fwd.register_autograd(_packed_backward, setup_context=_packed_setup)
+
+__all__ = ["glu_bwd", "glu_fwd", "glu_packed_bwd", "glu_packed_fwd", "launch_config"]

@@ -1,0 +1,89 @@
+"""Pure-PyTorch references: the CPU path, the tests' float64 oracle and the benchmark's checks.
+
+They compute exactly what the kernels compute: inputs upcast to fp32 (fp64 stays fp64), the
+activation in that precision, the result rounded once to the input dtype. Called on float64
+inputs they are the oracle the kernels are tested against.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
+
+
+def _compute_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
+def act_glu(
+    gate: torch.Tensor,
+    up: torch.Tensor,
+    activation: str = "silu",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``act(gate) * up`` in the dtype of the inputs (no up- or down-casting)."""
+    if activation == "silu":
+        return F.silu(gate) * up
+    if activation == "gelu":
+        return F.gelu(gate) * up
+    if activation == "gelu_tanh":
+        return F.gelu(gate, approximate="tanh") * up
+    if activation == "relu":
+        return F.relu(gate) * up
+    if activation == "swiglu_oai":
+        gate = gate.clamp(max=limit)
+        up = up.clamp(min=-limit, max=limit)
+        return gate * torch.sigmoid(alpha * gate) * (up + 1)
+    raise ValueError(f"unknown activation {activation!r}")
+
+
+def glu_forward(
+    gate: torch.Tensor,
+    up: torch.Tensor,
+    activation: str = "silu",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``act(gate) * up`` computed in fp32 (fp64 for fp64 inputs), rounded once."""
+    cd = _compute_dtype(gate.dtype)
+    return act_glu(gate.to(cd), up.to(cd), activation, alpha, limit).to(gate.dtype)
+
+
+def glu_backward(
+    gate: torch.Tensor,
+    up: torch.Tensor,
+    dout: torch.Tensor,
+    activation: str = "silu",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dgate, dup)`` computed in fp32 (fp64 for fp64 inputs), each rounded once."""
+    cd = _compute_dtype(gate.dtype)
+    with torch.enable_grad():
+        g = gate.detach().to(cd).requires_grad_(True)
+        u = up.detach().to(cd).requires_grad_(True)
+        out = act_glu(g, u, activation, alpha, limit)
+        dgate, dup = torch.autograd.grad(out, (g, u), dout.to(cd))
+    return dgate.to(gate.dtype), dup.to(up.dtype)
+
+
+def split_packed(x: torch.Tensor, layout: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (gate, up) views of a packed ``[..., 2N]`` tensor."""
+    n = x.shape[-1] // 2
+    if layout == "concat":
+        return x[..., :n], x[..., n:]
+    if layout == "interleaved":
+        return x[..., 0::2], x[..., 1::2]
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+def merge_packed(dgate: torch.Tensor, dup: torch.Tensor, layout: str) -> torch.Tensor:
+    """The packed ``[..., 2N]`` tensor whose (gate, up) views are ``dgate`` and ``dup``."""
+    if layout == "concat":
+        return torch.cat([dgate, dup], dim=-1)
+    if layout == "interleaved":
+        return torch.stack([dgate, dup], dim=-1).flatten(-2)
+    raise ValueError(f"unknown layout {layout!r}")
