@@ -25,7 +25,7 @@ def check_tensor(name: str, t: object) -> torch.Tensor:
 def check_same(names: tuple[str, ...], tensors: tuple[torch.Tensor, ...]) -> None:
     """Same shape, dtype and device for every tensor; the message names the arguments."""
     first_name, first = names[0], tensors[0]
-    for name, t in zip(names[1:], tensors[1:]):
+    for name, t in zip(names[1:], tensors[1:], strict=True):
         if t.shape != first.shape:
             raise ValueError(
                 f"{first_name} and {name} must have the same shape, got "

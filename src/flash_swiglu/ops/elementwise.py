@@ -56,7 +56,7 @@ def _row_groups(tensors: list[torch.Tensor]) -> list[tuple[int, list[int]]]:
         strides = [t.stride(d) for t in tensors]
         if groups:
             prev_size, prev_strides = groups[-1]
-            if all(ps == size * s for ps, s in zip(prev_strides, strides)):
+            if all(ps == size * s for ps, s in zip(prev_strides, strides, strict=True)):
                 groups[-1] = (prev_size * size, strides)
                 continue
         groups.append((size, strides))
@@ -83,7 +83,7 @@ def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
     (n_outer, outer_strides), (n_inner, inner_strides) = groups
     n_rows = n_outer * n_inner
     strides = []
-    for t, so, si in zip(tensors, outer_strides, inner_strides):
+    for t, so, si in zip(tensors, outer_strides, inner_strides, strict=True):
         strides += [so, si, t.stride(-1)]
     block_m, block_n, num_warps = launch_config(n_rows, n_cols, tensors[0].element_size())
     grid = (triton_cdiv(n_rows, block_m) * triton_cdiv(n_cols, block_n),)
