@@ -12,9 +12,11 @@ The activations (``ACTIVATION`` is a compile-time string):
                 act'(g) = s * (1 + g * (1 - s))
     gelu        act(g) = g * Phi(g),                  Phi(g) = (1 + erf(g / sqrt 2)) / 2
                 act'(g) = Phi(g) + g * phi(g),        phi(g) = exp(-g^2 / 2) / sqrt(2 pi)
-    gelu_tanh   act(g) = g * (1 + t) / 2,             t = tanh(c * (g + 0.044715 g^3)),
+    gelu_tanh   act(g) = g * (1 + t) / 2,             t = tanh(z), z = c * (g + 0.044715 g^3),
                                                       c = sqrt(2 / pi)
                 act'(g) = (1 + t) / 2 + g * (1 - t^2) * c * (1 + 3 * 0.044715 g^2) / 2
+                (evaluated as sigmoids of +-2z: tl.sigmoid exists everywhere, including the
+                interpreter, and (1 - t^2) stays accurate where t is near +-1)
     relu        act(g) = max(g, 0),                   act'(g) = [g > 0]
     swiglu_oai  (gpt-oss) gc = min(g, limit), uc = clamp(up, -limit, limit),
                 out = gc * sigmoid(alpha * gc) * (uc + 1)
@@ -49,14 +51,6 @@ def to_compute(x):
 
 
 @triton.jit
-def _tanh(z):
-    # tanh(z) = 2 sigmoid(2 z) - 1: tl.sigmoid exists on every backend and in the interpreter,
-    # libdevice's tanh does not. The absolute error (~1e-7) is what GELU-tanh needs, since t
-    # only ever enters as (1 + t) and (1 - t^2).
-    return 2.0 * tl.sigmoid(2.0 * z) - 1.0
-
-
-@triton.jit
 def glu_forward(gate, up, ACTIVATION: tl.constexpr, ALPHA: tl.constexpr, LIMIT: tl.constexpr):
     """``act(gate) * up`` in fp32 (``gate``, ``up`` already fp32)."""
     if ACTIVATION == "silu":
@@ -64,8 +58,9 @@ def glu_forward(gate, up, ACTIVATION: tl.constexpr, ALPHA: tl.constexpr, LIMIT: 
     elif ACTIVATION == "gelu":
         out = 0.5 * gate * (1.0 + tl.erf(gate * _SQRT1_2)) * up
     elif ACTIVATION == "gelu_tanh":
-        t = _tanh(_SQRT_2_OVER_PI * (gate + _GELU_TANH_K * gate * gate * gate))
-        out = 0.5 * gate * (1.0 + t) * up
+        # (1 + tanh(z)) / 2 = sigmoid(2 z)
+        s = tl.sigmoid(2.0 * _SQRT_2_OVER_PI * (gate + _GELU_TANH_K * gate * gate * gate))
+        out = gate * s * up
     elif ACTIVATION == "relu":
         out = tl.where(gate < 0.0, 0.0, gate) * up
     else:  # swiglu_oai
@@ -92,11 +87,14 @@ def glu_backward(
         dgate = dout * up * (cdf + gate * pdf)
         dup = dout * gate * cdf
     elif ACTIVATION == "gelu_tanh":
+        # With s = sigmoid(2 z): (1 + t) / 2 = s and (1 - t^2) / 2 = 2 s sigmoid(-2 z); the
+        # second sigmoid keeps (1 - t^2) accurate where t is near +-1 (1 - s would cancel).
         g2 = gate * gate
-        t = _tanh(_SQRT_2_OVER_PI * (gate + _GELU_TANH_K * g2 * gate))
-        dt = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_K * g2)
-        dgate = dout * up * (0.5 * (1.0 + t) + 0.5 * gate * (1.0 - t * t) * dt)
-        dup = dout * 0.5 * gate * (1.0 + t)
+        z2 = 2.0 * _SQRT_2_OVER_PI * (gate + _GELU_TANH_K * g2 * gate)
+        s = tl.sigmoid(z2)
+        dz = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_K * g2)
+        dgate = dout * up * (s + 2.0 * gate * s * tl.sigmoid(-z2) * dz)
+        dup = dout * gate * s
     elif ACTIVATION == "relu":
         dgate = tl.where(gate > 0.0, dout * up, 0.0)
         dup = dout * tl.where(gate < 0.0, 0.0, gate)

@@ -1,0 +1,38 @@
+"""Test tiers.
+
+- Kernel tier (every test not marked ``gpu``): runs the Triton kernels on CUDA when a GPU is
+  present, otherwise on the CPU through Triton's interpreter. ``TRITON_INTERPRET=1`` has to
+  be set before ``triton`` is first imported, which is why it is set here, at collection.
+- Compile gate (``test_compile_gate.py``): compiles every kernel for sm_90 on the CPU.
+- GPU tier (marker ``gpu``): bf16, large shapes, CUDA graphs; skipped without CUDA.
+"""
+
+import os
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (GPU tier)")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def device() -> str:
+    return DEVICE
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    # Fresh random inputs per test, but reproducible when a failure is re-run.
+    torch.manual_seed(torch.initial_seed() % (2**31) + 17)

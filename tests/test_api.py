@@ -1,0 +1,134 @@
+"""Kernel tier: error paths, custom-op contracts (opcheck) and torch.compile tracing."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import flash_swiglu
+from flash_swiglu import reference
+
+
+def t(*shape, dtype=torch.float32, device="cpu"):
+    return torch.randn(shape, dtype=dtype, device=device)
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+@pytest.mark.parametrize(
+    ("call", "exc", "words"),
+    [
+        (
+            lambda: flash_swiglu.swiglu(t(4, 8), t(4, 9)),
+            ValueError,
+            ["gate", "up", "(4, 8)", "(4, 9)"],
+        ),
+        (lambda: flash_swiglu.swiglu(t(4, 8), t(8, 4)), ValueError, ["same shape"]),
+        (
+            lambda: flash_swiglu.swiglu(t(4, 8), t(4, 8, dtype=torch.float16)),
+            TypeError,
+            ["gate", "up", "torch.float32", "torch.float16"],
+        ),
+        (
+            lambda: flash_swiglu.swiglu(t(4, 8), t(4, 8, device="meta")),
+            ValueError,
+            ["same device", "cpu", "meta"],
+        ),
+        (
+            lambda: flash_swiglu.swiglu(torch.ones(4, 8, dtype=torch.int32), t(4, 8)),
+            TypeError,
+            ["gate", "torch.int32"],
+        ),
+        (
+            lambda: flash_swiglu.swiglu(t(4, 8), torch.ones(4, 8, dtype=torch.bool)),
+            TypeError,
+            ["up", "torch.bool"],
+        ),
+        (lambda: flash_swiglu.swiglu(t(4, 8).numpy(), t(4, 8)), TypeError, ["gate", "ndarray"]),
+        (lambda: flash_swiglu.swiglu(torch.tensor(1.0), torch.tensor(2.0)), ValueError, ["0-d"]),
+        (
+            lambda: flash_swiglu.swiglu(t(4, 8), t(4, 8), activation="swish"),
+            ValueError,
+            ["activation", "swish", "silu"],
+        ),
+        (
+            lambda: flash_swiglu.swiglu(t(4, 8), t(4, 8), activation="swiglu_oai", limit=0),
+            ValueError,
+            ["limit"],
+        ),
+        (lambda: flash_swiglu.swiglu_packed(t(4, 9)), ValueError, ["even", "(4, 9)"]),
+        (
+            lambda: flash_swiglu.swiglu_packed(t(4, 8), layout="split"),
+            ValueError,
+            ["layout", "split", "concat", "interleaved"],
+        ),
+        (
+            lambda: flash_swiglu.swiglu_packed(torch.ones(4, 8, dtype=torch.int64)),
+            TypeError,
+            ["x", "torch.int64"],
+        ),
+    ],
+)
+def test_bad_input_raises_a_clear_error(call, exc, words):
+    with pytest.raises(exc) as info:
+        call()
+    for w in words:
+        assert w in str(info.value), f"{w!r} not in {info.value}"
+
+
+def test_scalar_swiglu_oai_params_are_plain_floats():
+    out = flash_swiglu.swiglu(t(2, 4), t(2, 4), activation="swiglu_oai", alpha=2, limit=5)
+    assert out.shape == (2, 4)
+
+
+# ------------------------------------------------------------------------------ opcheck
+
+
+def _opcheck_cases(device):
+    g = lambda *shape, grad=False: t(*shape, device=device).requires_grad_(grad)
+    return [
+        ("glu_fwd", (g(3, 40, grad=True), g(3, 40, grad=True), "silu", 1.702, 7.0)),
+        ("glu_bwd", (g(3, 40), g(3, 40), g(3, 40), "gelu", 1.702, 7.0)),
+        ("glu_packed_fwd", (g(2, 3, 48, grad=True), "gelu_tanh", "concat", 1.702, 7.0)),
+        ("glu_packed_fwd", (g(2, 3, 48, grad=True), "silu", "interleaved", 1.702, 7.0)),
+        ("glu_packed_bwd", (g(2, 3, 48), g(2, 3, 24), "swiglu_oai", "interleaved", 1.7, 7.0)),
+        ("glu_packed_bwd", (g(2, 3, 48), g(2, 3, 24), "relu", "concat", 1.702, 7.0)),
+    ]
+
+
+def test_opcheck(device):
+    for name, args in _opcheck_cases(device):
+        torch.library.opcheck(getattr(torch.ops.flash_swiglu, name).default, args)
+
+
+# ------------------------------------------------------------------------------ compile
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compile_fullgraph_has_no_graph_break(device, backend):
+    def mlp_piece(x, gate, up):
+        a = flash_swiglu.swiglu(gate * 2, up, activation="gelu")
+        b = flash_swiglu.swiglu_packed(x, layout="interleaved")
+        return (a.sum(-1) + b.sum(-1)).sum()
+
+    gate = t(4, 16, device=device).requires_grad_(True)
+    up = t(4, 16, device=device).requires_grad_(True)
+    x = t(4, 32, device=device).requires_grad_(True)
+    torch._dynamo.reset()
+    compiled = torch.compile(mlp_piece, fullgraph=True, backend=backend)
+    loss = compiled(x, gate, up)
+    grads = torch.autograd.grad(loss, (x, gate, up))
+
+    ref = mlp_piece(x, gate, up)
+    ref_grads = torch.autograd.grad(ref, (x, gate, up))
+    torch.testing.assert_close(loss, ref)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_reference_helpers_round_trip():
+    x = t(3, 10)
+    for layout in ("concat", "interleaved"):
+        g, u = reference.split_packed(x, layout)
+        assert torch.equal(reference.merge_packed(g, u, layout), x)

@@ -1,0 +1,237 @@
+"""Kernel tier: the elementwise GLU against float64 references (interpreter on the CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from _tolerance import assert_within_rule
+
+import flash_swiglu
+from flash_swiglu import reference
+from flash_swiglu._names import ACTIVATIONS
+
+DTYPES = [torch.float32, torch.float16]
+SCALE = {"swiglu_oai": 5.0}  # large enough that gpt-oss's clamps at +-7 are exercised
+
+
+def make(shape, dtype, device, activation="silu"):
+    s = SCALE.get(activation, 2.0)
+    return (torch.randn(shape, device=device) * s).to(dtype)
+
+
+def references(gate, up, dout, activation):
+    """(out, dgate, dup) in float64, and the same computed by PyTorch eager in the dtype."""
+    g64 = gate.detach().double().requires_grad_(True)
+    u64 = up.detach().double().requires_grad_(True)
+    out64 = reference.act_glu(g64, u64, activation)
+    d64 = torch.autograd.grad(out64, (g64, u64), dout.double())
+    gt = gate.detach().clone().requires_grad_(True)
+    ut = up.detach().clone().requires_grad_(True)
+    out_t = reference.act_glu(gt, ut, activation)
+    dt = torch.autograd.grad(out_t, (gt, ut), dout)
+    return (out64.detach(), *d64), (out_t.detach(), *dt)
+
+
+def check_swiglu(gate, up, activation):
+    gate = gate.detach().requires_grad_(True)
+    up = up.detach().requires_grad_(True)
+    out = flash_swiglu.swiglu(gate, up, activation=activation)
+    dout = torch.randn_like(out)
+    dgate, dup = torch.autograd.grad(out, (gate, up), dout)
+    ref, eager = references(gate, up, dout, activation)
+    for name, got, r, e in zip(("out", "dgate", "dup"), (out, dgate, dup), ref, eager, strict=True):
+        assert_within_rule(f"{activation} {name}", got, e, r)
+    return out
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("cols", [1, 17, 1000, 4097])
+def test_swiglu_matches_float64(device, activation, dtype, cols):
+    gate = make((3, cols), dtype, device, activation)
+    up = make((3, cols), dtype, device, activation)
+    check_swiglu(gate, up, activation)
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 40), (2, 2, 3, 24), (5,)], ids=str)
+def test_swiglu_any_leading_dims(device, shape):
+    check_swiglu(make(shape, torch.float32, device), make(shape, torch.float32, device), "silu")
+
+
+@pytest.mark.parametrize("layout", ["concat", "interleaved"])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_swiglu_packed_matches_float64(device, layout, activation, dtype):
+    x = make((2, 3, 2 * 37), dtype, device, activation).requires_grad_(True)
+    out = flash_swiglu.swiglu_packed(x, activation=activation, layout=layout)
+    dout = torch.randn_like(out)
+    (dx,) = torch.autograd.grad(out, x, dout)
+    gate, up = reference.split_packed(x.detach(), layout)
+    ref, eager = references(gate, up, dout, activation)
+    assert_within_rule("out", out, eager[0], ref[0])
+    assert_within_rule(
+        "dx",
+        dx,
+        reference.merge_packed(eager[1], eager[2], layout),
+        reference.merge_packed(ref[1], ref[2], layout),
+    )
+
+
+def test_views_of_a_packed_tensor(device):
+    # gate/up halves of a [B, S, 2N] tensor, further sliced along S: the rows form two strided
+    # groups (B and S), each operand with its own strides.
+    x = make((3, 8, 2 * 33), torch.float32, device)
+    gate, up = x[:, 2:7, :33], x[:, 2:7, 33:]
+    assert not gate.is_contiguous()
+    check_swiglu(gate, up, "silu")
+
+
+def test_views_with_three_row_groups(device):
+    # Three non-mergeable leading groups: walked one launch per outer index.
+    x = make((2, 3, 4, 2 * 9), torch.float16, device)
+    gate, up = x[:, :2, 1:3, :9], x[:, 1:, :2, 9:]
+    check_swiglu(gate, up, "gelu")
+
+
+def test_strided_last_dimension(device):
+    # Columns that are not contiguous (a transposed view) and a gradient with stride 0.
+    gate = make((20, 6), torch.float32, device).t()
+    up = make((6, 20), torch.float32, device)
+    g = gate.detach().requires_grad_(True)
+    u = up.detach().requires_grad_(True)
+    out = flash_swiglu.swiglu(g, u)
+    out.sum().backward()  # dout is an expanded tensor of ones (all strides 0)
+    ref, _ = references(gate, up, torch.ones_like(out), "silu")
+    torch.testing.assert_close(out.double(), ref[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g.grad.double(), ref[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(u.grad.double(), ref[2], rtol=1e-5, atol=1e-6)
+
+
+def test_packed_interleaved_strided_columns(device):
+    # An interleaved x whose last dimension is strided is copied once, and still correct.
+    base = make((4, 2 * 10, 2), torch.float32, device)
+    x = base[..., 0]
+    assert x.stride(-1) == 2
+    out = flash_swiglu.swiglu_packed(x, layout="interleaved")
+    ref = reference.act_glu(*reference.split_packed(x.double(), "interleaved"))
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(0, 16), (4, 0), (0,), (2, 0, 3)], ids=str)
+def test_zero_size(device, shape):
+    gate = torch.randn(shape, device=device, requires_grad=True)
+    up = torch.randn(shape, device=device, requires_grad=True)
+    out = flash_swiglu.swiglu(gate, up)
+    assert out.shape == gate.shape
+    out.sum().backward()
+    assert gate.grad.shape == gate.shape and up.grad.shape == up.shape
+    packed_shape = (*shape[:-1], 2 * shape[-1])
+    x = torch.randn(packed_shape, device=device, requires_grad=True)
+    for layout in ("concat", "interleaved"):
+        y = flash_swiglu.swiglu_packed(x, layout=layout)
+        assert y.shape == (*shape[:-1], shape[-1])
+        (dx,) = torch.autograd.grad(y.sum(), x)
+        assert dx.shape == x.shape
+
+
+def test_no_copy_of_packed_views(device):
+    """A view of a packed tensor is read in place: no aten copy runs inside the op."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    copies = []
+
+    class Spy(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if any(k in str(func) for k in ("copy", "clone", "contiguous", "cat", "stack")):
+                copies.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    x = make((4, 6, 2 * 40), torch.float32, device)
+    dout = torch.randn((4, 6, 40), device=device)
+    with Spy():
+        flash_swiglu.swiglu(x[..., :40], x[..., 40:])
+        flash_swiglu.swiglu_packed(x, layout="concat")
+        flash_swiglu.swiglu_packed(x, layout="interleaved")
+        torch.ops.flash_swiglu.glu_packed_bwd(x, dout, "silu", "interleaved", 1.702, 7.0)
+        torch.ops.flash_swiglu.glu_bwd(x[..., :40], x[..., 40:], dout, "silu", 1.702, 7.0)
+    assert copies == []
+
+
+def test_backward_is_out_of_place_and_repeatable(device):
+    x = make((5, 2 * 24), torch.float32, device).requires_grad_(True)
+    x_before = x.detach().clone()
+    out = flash_swiglu.swiglu_packed(x, layout="interleaved")
+    dout = torch.randn_like(out)
+    dout_before = dout.clone()
+    (g1,) = torch.autograd.grad(out, x, dout, retain_graph=True)
+    (g2,) = torch.autograd.grad(out, x, dout)
+    assert torch.equal(g1, g2)
+    assert torch.equal(x.detach(), x_before) and torch.equal(dout, dout_before)
+
+    gate = make((5, 24), torch.float16, device).requires_grad_(True)
+    up = make((5, 24), torch.float16, device).requires_grad_(True)
+    out = flash_swiglu.swiglu(gate, up, activation="gelu_tanh")
+    a = torch.autograd.grad(out, (gate, up), torch.ones_like(out), retain_graph=True)
+    b = torch.autograd.grad(out, (gate, up), torch.ones_like(out))
+    assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_nan_and_inf_propagate_like_pytorch(device, activation):
+    gate = torch.tensor([[float("nan"), 1.0, float("inf"), -float("inf"), 0.5, 8.0]], device=device)
+    up = torch.tensor([[1.0, float("nan"), 2.0, 3.0, float("inf"), -9.0]], device=device)
+    out = flash_swiglu.swiglu(gate, up, activation=activation)
+    ref = reference.act_glu(gate.double(), up.double(), activation)
+    torch.testing.assert_close(out.double(), ref, equal_nan=True)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradcheck_float64(device, activation):
+    gate = make((3, 7), torch.float64, device, activation).requires_grad_(True)
+    up = make((3, 7), torch.float64, device, activation).requires_grad_(True)
+    f = lambda g, u: flash_swiglu.swiglu(g, u, activation=activation)
+    assert torch.autograd.gradcheck(f, (gate, up), eps=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("layout", ["concat", "interleaved"])
+def test_gradcheck_packed_float64(device, layout):
+    x = make((2, 3, 10), torch.float64, device).requires_grad_(True)
+    f = lambda x: flash_swiglu.swiglu_packed(x, layout=layout, activation="gelu")
+    assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-5)
+
+
+def test_swiglu_oai_parameters(device):
+    gate = make((4, 33), torch.float32, device, "swiglu_oai")
+    up = make((4, 33), torch.float32, device, "swiglu_oai")
+    out = flash_swiglu.swiglu(gate, up, activation="swiglu_oai", alpha=1.0, limit=3.0)
+    ref = reference.act_glu(gate.double(), up.double(), "swiglu_oai", alpha=1.0, limit=3.0)
+    torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
+    default = flash_swiglu.swiglu(gate, up, activation="swiglu_oai")
+    assert not torch.allclose(out, default)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_cpu_reference_path_without_interpreter(monkeypatch, activation):
+    """CPU tensors without ``TRITON_INTERPRET`` take the pure-PyTorch path, same semantics."""
+    from flash_swiglu.ops import elementwise
+
+    monkeypatch.setattr(elementwise, "use_triton", lambda device: False)
+    for layout in (None, "concat", "interleaved"):
+        x = make((3, 2 * 13), torch.float16, "cpu", activation).requires_grad_(True)
+        if layout is None:
+            gate, up = x[:, :13], x[:, 13:]
+            out = flash_swiglu.swiglu(gate, up, activation=activation)
+        else:
+            gate, up = reference.split_packed(x, layout)
+            out = flash_swiglu.swiglu_packed(x, layout=layout, activation=activation)
+        dout = torch.randn_like(out)
+        (dx,) = torch.autograd.grad(out, x, dout)
+        ref, eager = references(gate, up, dout, activation)
+        assert_within_rule("out", out, eager[0], ref[0])
+        lay = layout or "concat"
+        assert_within_rule(
+            "dx",
+            dx,
+            reference.merge_packed(eager[1], eager[2], lay),
+            reference.merge_packed(ref[1], ref[2], lay),
+        )
