@@ -32,5 +32,6 @@ def assert_within_rule(name: str, result, torch_result, ref) -> None:
     assert result.dtype == torch_result.dtype, f"{name}: dtype {result.dtype}"
     err, b = max_err(result, ref), bound(torch_result, ref)
     assert err <= b, (
-        f"{name}: max error {err:.3e} exceeds bound {b:.3e} (torch: {max_err(torch_result, ref):.3e})"
+        f"{name}: max error {err:.3e} exceeds bound {b:.3e} "
+        f"(torch: {max_err(torch_result, ref):.3e})"
     )

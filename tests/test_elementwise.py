@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _tolerance import assert_within_rule
 
 import flash_swiglu
+from _tolerance import assert_within_rule
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
 

@@ -35,10 +35,10 @@ import triton.language as tl
 
 from flash_swiglu._names import ACTIVATIONS  # noqa: F401  (re-exported)
 
-_SQRT1_2 = 0.7071067811865476  # 1 / sqrt(2)
-_INV_SQRT_2PI = 0.3989422804014327  # 1 / sqrt(2 pi)
-_SQRT_2_OVER_PI = 0.7978845608028654  # sqrt(2 / pi)
-_GELU_TANH_K = 0.044715
+_SQRT1_2 = tl.constexpr(0.7071067811865476)  # 1 / sqrt(2)
+_INV_SQRT_2PI = tl.constexpr(0.3989422804014327)  # 1 / sqrt(2 pi)
+_SQRT_2_OVER_PI = tl.constexpr(0.7978845608028654)  # sqrt(2 / pi)
+_GELU_TANH_K = tl.constexpr(0.044715)
 
 
 @triton.jit
