@@ -23,6 +23,10 @@ The activations (``ACTIVATION`` is a compile-time string):
                 dgate = dout * (uc + 1) * s_a * (1 + alpha * gc * (1 - s_a)) * [g <= limit]
                 dup   = dout * gc * s_a * [-limit <= up <= limit],   s_a = sigmoid(alpha * gc)
 
+Constants are written as literals: 1/sqrt(2) = 0.7071067811865476, 1/sqrt(2 pi) =
+0.3989422804014327, sqrt(2/pi) = 0.7978845608028654 (module-level floats are not visible to
+compiled kernels, and ``tl.constexpr`` globals misbehave in the interpreter).
+
 Every helper computes in fp32 (fp64 for fp64 inputs, used by gradcheck): callers upcast with
 ``to_compute`` on load and round once on store.
 NaN propagates as in PyTorch: the clamps and relu are written with ``tl.where`` so that a
@@ -34,11 +38,6 @@ import triton
 import triton.language as tl
 
 from flash_swiglu._names import ACTIVATIONS  # noqa: F401  (re-exported)
-
-_SQRT1_2 = tl.constexpr(0.7071067811865476)  # 1 / sqrt(2)
-_INV_SQRT_2PI = tl.constexpr(0.3989422804014327)  # 1 / sqrt(2 pi)
-_SQRT_2_OVER_PI = tl.constexpr(0.7978845608028654)  # sqrt(2 / pi)
-_GELU_TANH_K = tl.constexpr(0.044715)
 
 
 @triton.jit
@@ -56,10 +55,10 @@ def glu_forward(gate, up, ACTIVATION: tl.constexpr, ALPHA: tl.constexpr, LIMIT: 
     if ACTIVATION == "silu":
         out = gate * tl.sigmoid(gate) * up
     elif ACTIVATION == "gelu":
-        out = 0.5 * gate * (1.0 + tl.erf(gate * _SQRT1_2)) * up
+        out = 0.5 * gate * (1.0 + tl.erf(gate * 0.7071067811865476)) * up
     elif ACTIVATION == "gelu_tanh":
         # (1 + tanh(z)) / 2 = sigmoid(2 z)
-        s = tl.sigmoid(2.0 * _SQRT_2_OVER_PI * (gate + _GELU_TANH_K * gate * gate * gate))
+        s = tl.sigmoid(2.0 * 0.7978845608028654 * (gate + 0.044715 * gate * gate * gate))
         out = gate * s * up
     elif ACTIVATION == "relu":
         out = tl.where(gate < 0.0, 0.0, gate) * up
@@ -82,17 +81,17 @@ def glu_backward(
         dgate = dout * up * dact
         dup = dout * act
     elif ACTIVATION == "gelu":
-        cdf = 0.5 * (1.0 + tl.erf(gate * _SQRT1_2))
-        pdf = tl.exp(-0.5 * gate * gate) * _INV_SQRT_2PI
+        cdf = 0.5 * (1.0 + tl.erf(gate * 0.7071067811865476))
+        pdf = tl.exp(-0.5 * gate * gate) * 0.3989422804014327
         dgate = dout * up * (cdf + gate * pdf)
         dup = dout * gate * cdf
     elif ACTIVATION == "gelu_tanh":
         # With s = sigmoid(2 z): (1 + t) / 2 = s and (1 - t^2) / 2 = 2 s sigmoid(-2 z); the
         # second sigmoid keeps (1 - t^2) accurate where t is near +-1 (1 - s would cancel).
         g2 = gate * gate
-        z2 = 2.0 * _SQRT_2_OVER_PI * (gate + _GELU_TANH_K * g2 * gate)
+        z2 = 2.0 * 0.7978845608028654 * (gate + 0.044715 * g2 * gate)
         s = tl.sigmoid(z2)
-        dz = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_TANH_K * g2)
+        dz = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * g2)
         dgate = dout * up * (s + 2.0 * gate * s * tl.sigmoid(-z2) * dz)
         dup = dout * gate * s
     elif ACTIVATION == "relu":

@@ -1,0 +1,64 @@
+"""The implementations a benchmark compares, and why one may be unavailable.
+
+``torch`` (PyTorch eager) is the baseline of every case: its error is the tolerance yardstick
+and its time the speedup denominator, so it is always measured. ``compile`` is
+``torch.compile`` of exactly the eager function, ``triton`` is this library, ``liger`` is
+Liger-Kernel where it has a fused kernel for the case.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+
+import torch
+
+BACKENDS = ("torch", "compile", "triton", "liger")
+BASELINE = "torch"
+
+
+class Skip(Exception):
+    """A backend cannot run a case; the message is the reason shown in the table."""
+
+
+def unavailable(backend: str, device: torch.device) -> str | None:
+    """Why ``backend`` cannot run on ``device`` at all (None when it can)."""
+    if backend == "triton":
+        if importlib.util.find_spec("triton") is None:
+            return "triton not installed"
+        if device.type == "cpu":
+            from flash_swiglu.kernels import interpreting
+
+            if not interpreting():
+                return (
+                    "on the CPU the Triton kernels run only when TRITON_INTERPRET=1 is set "
+                    "before triton is imported (otherwise the PyTorch fallback would be timed)"
+                )
+    if backend == "liger":
+        if importlib.util.find_spec("liger_kernel") is None:
+            return "liger_kernel not installed (pip install 'flash-swiglu[bench]')"
+        if device.type != "cuda":
+            return "Liger-Kernel needs a CUDA device"
+    return None
+
+
+def compile_eager(fn: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+    """``torch.compile`` of ``fn`` with a clean Dynamo cache.
+
+    Each case builds its eager function as a new closure of the same code object; without the
+    reset those closures would share one recompile budget, and after it ran out Dynamo would
+    silently fall back to eager. ``fullgraph=True`` makes a graph break an error instead of a
+    silently slower measurement.
+    """
+    torch._dynamo.reset()
+    return torch.compile(fn, fullgraph=True, dynamic=False)
+
+
+def liger_function(module: str, name: str) -> Callable[..., torch.Tensor]:
+    """``liger_kernel.ops.<module>.<name>.apply``, or :class:`Skip` saying why not."""
+    try:
+        mod = importlib.import_module(f"liger_kernel.ops.{module}")
+        return getattr(mod, name).apply
+    except Exception as e:  # an incompatible Liger install must not stop the benchmark
+        raise Skip(f"liger_kernel.ops.{module}.{name} unusable: {type(e).__name__}: {e}") from e

@@ -1,0 +1,33 @@
+"""The ceilings every result is held against, measured in the same run.
+
+The memory ceiling is the rate of a device-to-device ``copy_`` between two large buffers,
+counting the bytes read plus the bytes written: no elementwise kernel can move bytes faster
+than a plain copy. (The GEMM ceiling for the projection cases, a cuBLAS product, belongs
+here too when those cases exist.)
+"""
+
+from __future__ import annotations
+
+import torch
+
+from flash_swiglu.bench.timing import measure
+
+GIB = 1 << 30
+COPY_BYTES = {"cuda": 2 * GIB, "cpu": 32 << 20}  # each buffer
+
+
+def gbps(nbytes: int, ms: float) -> float:
+    """Bytes moved in ``ms`` milliseconds, as GB/s (10^9 bytes per second)."""
+    return nbytes / (ms * 1e-3) / 1e9
+
+
+def copy_bandwidth(device: torch.device) -> float:
+    """GB/s of ``dst.copy_(src)`` (read + write) between two buffers of ``COPY_BYTES``."""
+    nbytes = COPY_BYTES.get(device.type, COPY_BYTES["cpu"])
+    src = torch.randn(nbytes // 4, device=device)
+    dst = torch.empty_like(src)
+    timing = measure(lambda: dst.copy_(src), device)
+    del src, dst
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return gbps(2 * nbytes, timing.median_ms)
