@@ -6,9 +6,10 @@ import pytest
 import torch
 
 import flash_swiglu
-from _tolerance import assert_within_rule
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
+
+from _tolerance import assert_within_rule
 
 DTYPES = [torch.float32, torch.float16]
 SCALE = {"swiglu_oai": 5.0}  # large enough that gpt-oss's clamps at +-7 are exercised
