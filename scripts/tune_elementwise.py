@@ -36,9 +36,9 @@ def copy_bandwidth() -> float:
 
 def run_case(rows, cols, dtype, pass_, cfg):
     tile, max_bn, warps = cfg
-    E.TILE_ELEMS = {2: tile, 4: tile, 8: tile}
+    E.TILE_ELEMS = tile
     E.MAX_BLOCK_N = max_bn
-    E.NUM_WARPS = warps
+    E.NUM_WARPS = {"fwd": warps, "bwd": warps}
     gate = torch.randn(rows, cols, device="cuda", dtype=dtype)
     up = torch.randn(rows, cols, device="cuda", dtype=dtype)
     dout = torch.randn(rows, cols, device="cuda", dtype=dtype)
@@ -59,7 +59,7 @@ def main() -> None:
     assert flash_swiglu.swiglu  # the package imports
     bw = copy_bandwidth()
     print(f"copy bandwidth {bw:.0f} GB/s")
-    defaults = {d: (E.TILE_ELEMS[d.itemsize], E.MAX_BLOCK_N, E.NUM_WARPS) for d in DTYPES}
+    defaults = {d: (E.TILE_ELEMS, E.MAX_BLOCK_N, E.NUM_WARPS["fwd"]) for d in DTYPES}
     rows_out = []
     for (rows, cols), dtype, pass_ in itertools.product(SHAPES, DTYPES, ["fwd", "bwd"]):
         results = []

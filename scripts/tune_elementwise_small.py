@@ -59,9 +59,9 @@ def main() -> None:
             nb = (3 if pass_ == "fwd" else 5) * n_bytes
             res = []
             for tile, warps in itertools.product(TILES, WARPS):
-                E.TILE_ELEMS = {2: tile, 4: tile, 8: tile}
+                E.TILE_ELEMS = tile
                 E.MAX_BLOCK_N = tile
-                E.NUM_WARPS = warps
+                E.NUM_WARPS = {"fwd": warps, "bwd": warps}
                 if pass_ == "fwd":
                     fn = lambda: E.glu_fwd(g, u, "silu", 1.702, 7.0)
                 else:

@@ -82,7 +82,7 @@ def variants():
 
 def main() -> int:
     for kernel, kname, dtype, act, interleaved, aligned in variants():
-        block_m, block_n, warps = launch_config(4096, 4096 if aligned else 4097, dtype.itemsize)
+        block_m, block_n, warps = launch_config(4096, 4096 if aligned else 4097, kname)
         constexprs = dict(
             ACTIVATION=act,
             ALPHA=1.702,

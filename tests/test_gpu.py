@@ -116,17 +116,18 @@ def test_cuda_graph_capture():
 def test_compile_inductor_cuda():
     def f(x, gate, up):
         return flash_swiglu.swiglu_packed(x, layout="interleaved").sum() + (
-            flash_swiglu.swiglu(gate, up, activation="gelu_tanh").float().square().sum()
+            flash_swiglu.swiglu(gate, up, activation="gelu_tanh").square().sum()
         )
 
-    x = torch.randn(64, 2 * 512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    gate = torch.randn(64, 512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
-    up = torch.randn(64, 512, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    # fp32, so that Inductor's reordering of the surrounding sums stays within rounding.
+    x = torch.randn(64, 2 * 512, device="cuda", requires_grad=True)
+    gate = torch.randn(64, 512, device="cuda", requires_grad=True)
+    up = torch.randn(64, 512, device="cuda", requires_grad=True)
     torch._dynamo.reset()
     loss = torch.compile(f, fullgraph=True)(x, gate, up)
     grads = torch.autograd.grad(loss, (x, gate, up))
     ref = f(x, gate, up)
     ref_grads = torch.autograd.grad(ref, (x, gate, up))
-    torch.testing.assert_close(loss, ref)
+    torch.testing.assert_close(loss, ref, rtol=1e-5, atol=1e-3)
     for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b)

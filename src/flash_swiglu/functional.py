@@ -29,12 +29,10 @@ def swiglu(
     Returns:
         A new contiguous tensor of the shape and dtype of ``gate``.
     """
-    C.check_tensor("gate", gate)
-    C.check_tensor("up", up)
-    C.check_same(("gate", "up"), (gate, up))
+    C.check_pair("gate", gate, "up", up)
     C.check_activation(activation)
     alpha, limit = C.check_oai_params(alpha, limit)
-    return E.glu_fwd(gate, up, activation, alpha, limit)
+    return E.glu(gate, up, activation, alpha, limit)
 
 
 def swiglu_packed(
@@ -63,4 +61,4 @@ def swiglu_packed(
         raise ValueError(
             f"x must have an even last dimension (gate and up packed), got shape {tuple(x.shape)}"
         )
-    return E.glu_packed_fwd(x, activation, layout, alpha, limit)
+    return E.glu_packed(x, activation, layout, alpha, limit)
