@@ -26,5 +26,5 @@ for stage in "$@"; do
         --layout concat,interleaved --activation silu,gelu_tanh,swiglu_oai \
         --run-id h200-layouts-8192x14336 ;;
   esac
+  if [ -n "${OUT:-}" ]; then tar czf "$OUT/results.tgz" benchmarks/results; fi
 done
-if [ -n "${OUT:-}" ]; then tar czf "$OUT/results.tgz" benchmarks/results; fi

@@ -114,3 +114,23 @@ def merge_packed(dgate: torch.Tensor, dup: torch.Tensor, layout: str) -> torch.T
     if layout == "interleaved":
         return torch.stack([dgate, dup], dim=-1).flatten(-2)
     raise ValueError(f"unknown layout {layout!r}")
+
+
+def swiglu_linear_reference(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    b_gate: torch.Tensor | None = None,
+    b_up: torch.Tensor | None = None,
+    activation: str = "silu",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``act(x @ w_gate.T + b_gate) * (x @ w_up.T + b_up)`` in fp32 (fp64 for fp64 inputs),
+    rounded once to the dtype of ``x``. fp32 products follow PyTorch's matmul precision."""
+    cd = _compute_dtype(x.dtype)
+
+    def proj(w: torch.Tensor, b: torch.Tensor | None) -> torch.Tensor:
+        return F.linear(x.to(cd), w.to(cd), None if b is None else b.to(cd))
+
+    return act_glu(proj(w_gate, b_gate), proj(w_up, b_up), activation, alpha, limit).to(x.dtype)

@@ -37,7 +37,7 @@ def unavailable(backend: str, device: torch.device) -> str | None:
                 )
     if backend == "liger":
         if importlib.util.find_spec("liger_kernel") is None:
-            return "liger_kernel not installed (pip install 'flash-swiglu[bench]')"
+            return "liger_kernel not installed"
         if device.type != "cuda":
             return "Liger-Kernel needs a CUDA device"
     return None

@@ -7,7 +7,10 @@ For each case and pass:
 2. Every backend runs the pass once on fresh copies of the inputs (which also warms it up:
    compilation, autotuning) and its outputs are checked (``checks.check``).
 3. Every backend is timed, then every backend is timed again (two rounds, interleaved, so a
-   drift of the clocks or the machine shows as the spread between the two medians).
+   drift of the clocks or the machine shows as the spread between the two medians). On
+   CUDA the times are GPU times from CUDA-graph replays (``timing.measure_graph``); the
+   CPU time to issue one call (``host_ms``) and the per-call ``do_bench`` median
+   (``call_median_ms``, which includes any wait for the CPU) are recorded beside them.
 
 Passes: ``fwd`` times ``fn(*inputs)``; ``bwd`` runs the forward once outside the timed
 region and times ``torch.autograd.grad(out, inputs, dout, retain_graph=True)``; ``fwd+bwd``
@@ -27,7 +30,7 @@ from flash_swiglu.bench.backends import BASELINE, Skip, unavailable
 from flash_swiglu.bench.cases import Case
 from flash_swiglu.bench.checks import check, max_abs_err
 from flash_swiglu.bench.roofline import gbps
-from flash_swiglu.bench.timing import Timing, measure
+from flash_swiglu.bench.timing import Timing, host_ms, measure, measure_call
 
 PASSES = ("fwd", "bwd", "fwd+bwd")
 SEED = 0
@@ -65,6 +68,11 @@ def fresh_inputs(
     return [t.detach().to(dtype=dtype, copy=True).requires_grad_(pass_ != "fwd") for t in inputs]
 
 
+def with_baseline(backends: Sequence[str]) -> list[str]:
+    """``backends`` with the baseline (``torch``) first."""
+    return [BASELINE, *(b for b in backends if b != BASELINE)]
+
+
 def backend_functions(
     case: Case, backends: Sequence[str], device: torch.device
 ) -> tuple[dict[str, Callable[..., torch.Tensor]], dict[str, str]]:
@@ -92,77 +100,91 @@ def run_case(
     on_pass_done: Callable[[str], None] = lambda label: None,
 ) -> list[dict[str, Any]]:
     """The result rows of one case: one per pass and backend (``torch`` always included)."""
-    backends = [BASELINE, *(b for b in backends if b != BASELINE)]
+    backends = with_baseline(backends)
     functions, skipped = backend_functions(case, backends, device)
     inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(SEED))
     rows = []
     for pass_ in passes:
-        results = _measure_pass(case, pass_, functions, inputs, dout, device)
-        eager = results[BASELINE].get("median_ms")
+        results = _check(pass_, functions, inputs, dout)
+        _time(pass_, functions, inputs, dout, device, results)
+        eager_ms = results[BASELINE].get("median_ms")
         for backend in backends:
-            row = _row(case, pass_, backend, device, copy_bw_gbps, results.get(backend, {}))
-            row["skipped"] = skipped.get(backend)
-            if row["median_ms"] is not None and eager is not None:
-                row["speedup_vs_eager"] = eager / row["median_ms"]
-            rows.append(row)
+            result = {"skipped": skipped[backend]} if backend in skipped else results[backend]
+            rows.append(_row(case, pass_, backend, device, copy_bw_gbps, eager_ms, result))
         on_pass_done(f"{case.label} {pass_}")
     return rows
 
 
-def _measure_pass(
-    case: Case,
+def _error(e: Exception) -> dict[str, Any]:
+    return {"passed": False, "error": f"{type(e).__name__}: {e}"}
+
+
+def _check(
     pass_: str,
     functions: dict[str, Callable[..., torch.Tensor]],
     inputs: list[torch.Tensor],
     dout: torch.Tensor,
-    device: torch.device,
 ) -> dict[str, dict[str, Any]]:
-    """``{backend: partial row}`` with the check and timing fields of one pass."""
+    """``{backend: {max_abs_err, err_torch, passed}}`` (or ``{passed, error}``) of one pass."""
     eager = functions[BASELINE]
-    expected = [
-        t.detach() for t in run_pass(eager, fresh_inputs(inputs, pass_, torch.float64), dout.double(), pass_)
-    ]
+    reference_inputs = fresh_inputs(inputs, pass_, torch.float64)
+    expected = [t.detach() for t in run_pass(eager, reference_inputs, dout.double(), pass_)]
     eager_outputs = run_pass(eager, fresh_inputs(inputs, pass_), dout, pass_)
     eager_errors = [max_abs_err(o, r) for o, r in zip(eager_outputs, expected, strict=True)]
-    results: dict[str, dict[str, Any]] = {}
+    del eager_outputs
+    results = {}
     for backend, fn in functions.items():
         try:
-            outputs = run_pass(fn, fresh_inputs(inputs, pass_), dout, pass_)
-            c = check(outputs, expected, eager_errors)
+            c = check(
+                run_pass(fn, fresh_inputs(inputs, pass_), dout, pass_), expected, eager_errors
+            )
             results[backend] = {
                 "max_abs_err": c.max_abs_err,
                 "err_torch": c.err_torch,
                 "passed": c.passed,
             }
-        except Exception as e:
-            results[backend] = {"passed": False, "error": f"{type(e).__name__}: {e}"}
-    del expected, eager_outputs
+        except Exception as e:  # a failing backend is reported in its row
+            results[backend] = _error(e)
+    return results
 
+
+def _time(
+    pass_: str,
+    functions: dict[str, Callable[..., torch.Tensor]],
+    inputs: list[torch.Tensor],
+    dout: torch.Tensor,
+    device: torch.device,
+    results: dict[str, dict[str, Any]],
+) -> None:
+    """Add ``median_ms``, ``p20_ms``, ``p80_ms``, ``median_ms_repeat`` (and on CUDA
+    ``host_ms``) to ``results``."""
     calls = {}
     for backend, fn in functions.items():
         if "error" not in results[backend]:
             try:
                 calls[backend] = timed_call(fn, fresh_inputs(inputs, pass_), dout, pass_)
             except Exception as e:
-                results[backend].update(passed=False, error=f"{type(e).__name__}: {e}")
+                results[backend].update(_error(e))
     timings: dict[str, list[Timing]] = {backend: [] for backend in calls}
     for _ in range(ROUNDS):
         for backend, call in calls.items():
-            if "error" in results[backend]:
-                continue
-            try:
-                timings[backend].append(measure(call, device))
-            except Exception as e:
-                results[backend].update(passed=False, error=f"{type(e).__name__}: {e}")
+            if "error" not in results[backend]:
+                try:
+                    timings[backend].append(measure(call, device))
+                except Exception as e:
+                    results[backend].update(_error(e))
     for backend, ts in timings.items():
         if len(ts) == ROUNDS:
+            first, repeat = ts
             results[backend].update(
-                median_ms=ts[0].median_ms,
-                p20_ms=ts[0].p20_ms,
-                p80_ms=ts[0].p80_ms,
-                median_ms_repeat=ts[1].median_ms,
+                median_ms=first.median_ms,
+                p20_ms=first.p20_ms,
+                p80_ms=first.p80_ms,
+                median_ms_repeat=repeat.median_ms,
             )
-    return results
+            if device.type == "cuda":
+                results[backend]["host_ms"] = host_ms(calls[backend])
+                results[backend]["call_median_ms"] = measure_call(calls[backend]).median_ms
 
 
 def _row(
@@ -171,13 +193,16 @@ def _row(
     backend: str,
     device: torch.device,
     copy_bw_gbps: float,
+    eager_ms: float | None,
     result: dict[str, Any],
 ) -> dict[str, Any]:
-    ideal = case.ideal_bytes(pass_)
+    read, written = case.ideal_bytes(pass_)
+    ideal = read + written
     median = result.get("median_ms")
     rate = gbps(ideal, median) if median else None
     return {
         "op": case.op,
+        "case": case.label,
         "pass": pass_,
         "backend": backend,
         **case.fields(),
@@ -186,14 +211,19 @@ def _row(
         "p20_ms": result.get("p20_ms"),
         "p80_ms": result.get("p80_ms"),
         "median_ms_repeat": result.get("median_ms_repeat"),
+        "host_ms": result.get("host_ms"),
+        "call_median_ms": result.get("call_median_ms"),
+        "timing": "cuda-graph replay, cold L2" if device.type == "cuda" else "cpu wall clock",
         "ideal_bytes": ideal,
+        "ideal_read_bytes": read,
+        "ideal_write_bytes": written,
         "gbps": rate,
         "frac_copy_bw": rate / copy_bw_gbps if rate else None,
         "copy_bw_gbps": copy_bw_gbps,
-        "speedup_vs_eager": None,
+        "speedup_vs_eager": eager_ms / median if median and eager_ms else None,
         "max_abs_err": result.get("max_abs_err"),
         "err_torch": result.get("err_torch"),
         "passed": result.get("passed"),
-        "skipped": None,
+        "skipped": result.get("skipped"),
         "error": result.get("error"),
     }

@@ -23,7 +23,6 @@ class Case(Protocol):
     """One problem that every backend computes."""
 
     op: str
-    dtype: torch.dtype
 
     @property
     def label(self) -> str:
@@ -45,8 +44,9 @@ class Case(Protocol):
         """``backend``'s implementation, called with the inputs; raises ``Skip`` if none."""
         ...
 
-    def ideal_bytes(self, pass_: str) -> int:
-        """Bytes the pass must move at least (each input read once, each output written once)."""
+    def ideal_bytes(self, pass_: str) -> tuple[int, int]:
+        """``(read, written)``: the bytes the pass must move at least, each input read once and
+        each output written once."""
         ...
 
 

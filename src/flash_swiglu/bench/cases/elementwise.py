@@ -16,7 +16,8 @@ Backends:
     liger    ``LigerSiLUMulFunction`` (silu) and ``LigerGELUMulFunction`` (gelu_tanh). Liger
              needs contiguous operands, so for packed layouts it is timed with the copies
              it makes of the two halves; its backward writes the gradients into the
-             buffers saved by its forward (the inputs themselves, when they are contiguous).
+             buffers saved by its forward (the inputs themselves, when they are contiguous),
+             which is one reason every backend gets its own copies of the inputs.
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ import flash_swiglu
 from flash_swiglu import reference
 from flash_swiglu.bench.backends import Skip, compile_eager, liger_function
 
-PASS_BYTES = {"fwd": 3, "bwd": 5, "fwd+bwd": 8}  # operand-sized tensors moved per pass
+# Operand-sized tensors (read, written) per pass.
+PASS_TENSORS = {"fwd": (2, 1), "bwd": (3, 2), "fwd+bwd": (5, 3)}
 
 # --sweep: elements per operand, 2^16 ... 2^28, at a fixed number of columns.
 SWEEP_ELEMENTS = tuple(1 << k for k in range(16, 29))
@@ -100,8 +102,10 @@ class ElementwiseCase:
         layout = self.layout
         return lambda x: glu(*reference.split_packed(x, layout))
 
-    def ideal_bytes(self, pass_: str) -> int:
-        return PASS_BYTES[pass_] * self.rows * self.cols * self.dtype.itemsize
+    def ideal_bytes(self, pass_: str) -> tuple[int, int]:
+        operand = self.rows * self.cols * self.dtype.itemsize
+        read, written = PASS_TENSORS[pass_]
+        return read * operand, written * operand
 
 
 def cases(args: argparse.Namespace) -> list[ElementwiseCase]:

@@ -1,0 +1,15 @@
+"""The ``benchmark-swiglu`` command: speed and correctness against the peers, on one GPU.
+
+Modules, in the order data flows:
+
+    cli        options, the device's suite of cases, what to print and store
+    cases/     what each ``--op`` measures (``elementwise`` today) and its backends
+    backends   the implementations compared and why one may be unavailable
+    harness    the loop: float64 reference, error check, two timing rounds, result rows
+    checks     DESIGN.md's tolerance rule
+    timing     do_bench on CUDA, a perf_counter loop on the CPU
+    roofline   the ceilings measured in the run (copy bandwidth)
+    profile    DRAM bytes measured by Nsight Compute (``--profile``)
+    report     the table and the stored files; plot: the ``--sweep`` PNG
+    summary    the README's table from ``benchmarks/results/``
+"""

@@ -1,0 +1,247 @@
+"""``benchmark-swiglu``: speed and correctness of flash-swiglu against its peers.
+
+Examples::
+
+    benchmark-swiglu                      # the suite: 4096 x 4096, fp16/bf16/fp32, fwd and bwd
+    benchmark-swiglu --backend all --device cuda --rows 4096 --cols 4096 --dtype float32
+    benchmark-swiglu --sweep --dtype bfloat16 --plot sweep.png
+    benchmark-swiglu --run-id h200-2026-11-22 --profile
+
+Every number is measured in the run that reports it: the copy bandwidth (the roofline), each
+backend twice, and each backend's error against a float64 reference. See
+``flash_swiglu.bench.harness`` for the procedure and BENCHMARKING.md for the reasons.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from flash_swiglu import _names
+from flash_swiglu.bench import env as run_env
+from flash_swiglu.bench import plot, profile, report
+from flash_swiglu.bench.backends import BACKENDS
+from flash_swiglu.bench.cases import OPS
+from flash_swiglu.bench.harness import PASSES, run_case
+from flash_swiglu.bench.progress import Progress
+from flash_swiglu.bench.roofline import copy_bandwidth
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+LAYOUTS = ("separate", *_names.LAYOUTS)
+DEFAULT_PASSES = ("fwd", "bwd")
+SWEEP_COLS = 4096
+
+# Options left out take their value from the suite of the device.
+SUITES: dict[str, dict[str, Any]] = {
+    # The original brief: 4096 x 4096 per operand, every dtype, every backend.
+    "cuda": {
+        "rows": 4096,
+        "cols": 4096,
+        "dtypes": ("float16", "bfloat16", "float32"),
+        "activations": ("silu",),
+        "backends": BACKENDS,
+    },
+    # A correctness run through Triton's interpreter (torch.compile would need minutes of C++
+    # compilation per case; ask for it with --backend compile).
+    "cpu": {
+        "rows": 64,
+        "cols": 1000,
+        "dtypes": ("float32", "float16"),
+        "activations": _names.ACTIVATIONS,
+        "backends": ("torch", "triton", "liger"),
+    },
+}
+
+CPU_NOTE = (
+    "NOTE: this run is on the CPU through Triton's interpreter. Its timings mean nothing; "
+    "it checks correctness only."
+)
+
+EPILOG = """\
+Options that take names accept several, comma-separated or repeated, or "all".
+Left out, --rows/--cols/--dtype/--activation/--backend come from the device's suite:
+  cuda: 4096 x 4096; float16, bfloat16, float32; silu; all backends
+  cpu:  64 x 1000; float32, float16; every activation; torch, triton, liger (a correctness
+        run through Triton's interpreter, TRITON_INTERPRET=1; its timings mean nothing)
+The torch backend (PyTorch eager) is always measured: it is the baseline of the error check
+and of the speedup. Exit status: 0 when every result passed its check, 1 otherwise.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="benchmark-swiglu",
+        description="Benchmark and check flash-swiglu against PyTorch eager, torch.compile "
+        "and Liger-Kernel.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--op", choices=sorted(OPS), default="elementwise", help="what to measure")
+    add = p.add_argument
+    add("--backend", action="append", metavar="NAMES", help=f"{', '.join(BACKENDS)}, all")
+    add("--pass", dest="passes", action="append", metavar="NAMES", help=", ".join(PASSES))
+    add("--activation", action="append", metavar="NAMES", help=", ".join(_names.ACTIVATIONS))
+    add("--layout", action="append", metavar="NAMES", help=f"{', '.join(LAYOUTS)} (separate)")
+    add("--dtype", action="append", metavar="NAMES", help=", ".join(DTYPES))
+    add("--rows", type=_positive, help="rows of each operand")
+    add("--cols", type=_positive, help="columns of each operand (gate and up)")
+    add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
+    add("--sweep", action="store_true", help="sizes 2^16..2^28 elements per operand")
+    add("--json", type=Path, metavar="PATH", help="write every result row to PATH")
+    add("--plot", type=Path, metavar="PATH", help="with --sweep: PNG of GB/s against size")
+    add("--run-id", metavar="NAME", help="store the run under RESULTS_DIR/NAME/")
+    add("--results-dir", type=Path, default=Path("benchmarks/results"), help="(%(default)s)")
+    add("--profile", action="store_true", help="add DRAM bytes measured by Nsight Compute")
+    add("--profile-child", type=Path, help=argparse.SUPPRESS)
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _names_of(
+    parser: argparse.ArgumentParser,
+    option: str,
+    given: list[str] | None,
+    allowed: Sequence[str],
+    default: Sequence[str],
+) -> list[str]:
+    """The names given to ``option`` (comma lists, repeats, "all"), checked and deduplicated."""
+    if not given:
+        return list(default)
+    names = [n.strip() for value in given for n in value.split(",") if n.strip()]
+    if "all" in names:
+        return list(allowed)
+    unknown = [n for n in names if n not in allowed]
+    if unknown:
+        parser.error(f"{option}: unknown {', '.join(unknown)} (choose from {', '.join(allowed)})")
+    return list(dict.fromkeys(names))
+
+
+def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Fill in the device, the suite defaults and the name lists; reject contradictions."""
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: no CUDA device is available")
+    if device == "cpu" and "triton" not in sys.modules:
+        os.environ.setdefault("TRITON_INTERPRET", "1")  # the kernels run in the interpreter
+    suite = SUITES[device]
+    args.device = torch.device(device)
+    args.backends = _names_of(parser, "--backend", args.backend, BACKENDS, suite["backends"])
+    args.passes = _names_of(parser, "--pass", args.passes, PASSES, DEFAULT_PASSES)
+    args.activations = _names_of(
+        parser, "--activation", args.activation, _names.ACTIVATIONS, suite["activations"]
+    )
+    args.layouts = _names_of(parser, "--layout", args.layout, LAYOUTS, ("separate",))
+    dtypes = _names_of(parser, "--dtype", args.dtype, tuple(DTYPES), suite["dtypes"])
+    args.dtypes = [DTYPES[d] for d in dtypes]
+    if args.sweep:
+        if device == "cpu":
+            parser.error("--sweep needs CUDA (the interpreter would take hours)")
+        if args.rows:
+            parser.error("--sweep chooses the rows itself; give --cols only")
+        args.cols = args.cols or SWEEP_COLS
+    else:
+        args.rows = args.rows or suite["rows"]
+        args.cols = args.cols or suite["cols"]
+        if args.plot:
+            parser.error("--plot draws GB/s against size: it needs --sweep")
+    if args.plot and plot.matplotlib_missing():
+        parser.error(f"--plot: {plot.matplotlib_missing()}")
+    if args.run_id is not None:
+        if not args.run_id or Path(args.run_id).name != args.run_id:
+            parser.error(f"--run-id must be a plain directory name, got {args.run_id!r}")
+        if (args.results_dir / args.run_id / "rows.json").exists() and not args.profile_child:
+            parser.error(f"{args.results_dir / args.run_id} already holds a run; pick a new name")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; return 0 when every result passed its check, else 1."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resolve(parser, args)
+    device = args.device
+    cases = OPS[args.op](args)
+    if args.profile_child:
+        return profile.child_main(cases, args.backends, args.passes, device, args.profile_child)
+
+    copy_bw = copy_bandwidth(device)
+    progress = Progress(len(cases) * len(args.passes))
+    rows = []
+    for case in cases:
+        rows += run_case(case, args.backends, args.passes, device, copy_bw, progress.step)
+    progress.close()
+    environment = run_env.collect(device, shlex.join(["benchmark-swiglu", *argv]))
+    for row in rows:
+        row.update(sweep=args.sweep, **environment)
+
+    notes = _profile(argv, rows, device) if args.profile else []
+    table = report.format_table(rows, copy_bw, environment["gpu"] or "the CPU")
+    notes += _save(args, rows, environment, table, copy_bw)
+    if device.type == "cpu":
+        notes.append(CPU_NOTE)
+    for note in notes:
+        print(note)
+    print(f"\n{table}" if notes else table)
+    return 0 if all(row["passed"] is not False for row in rows) else 1
+
+
+def _profile(argv: list[str], rows: list[dict[str, Any]], device: torch.device) -> list[str]:
+    if device.type != "cuda":
+        return ["--profile: Nsight Compute measures CUDA kernels only; not profiled on the CPU."]
+    ncu = profile.find_ncu()
+    if ncu is None:
+        return [
+            "--profile: Nsight Compute (ncu) not found on PATH, in /opt/nvidia/nsight-compute/*/ "
+            "or /usr/local/cuda/bin; continuing without DRAM measurements."
+        ]
+    print(f"--profile: re-running the cases under {ncu} ...", file=sys.stderr)
+    return [f"--profile: {note}" for note in profile.profile_rows(ncu, argv, rows)]
+
+
+def _save(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    environment: dict[str, Any],
+    table: str,
+    copy_bw: float,
+) -> list[str]:
+    """Write what the options ask for; return what was written (or why not)."""
+    notes = []
+    if args.json:
+        report.write_json(args.json, rows)
+        notes.append(f"rows written to {args.json}")
+    plots = [args.plot] if args.plot else []
+    if args.run_id:
+        run_dir = args.results_dir / args.run_id
+        report.save_run(run_dir, rows, environment, table)
+        notes.append(f"run stored in {run_dir}/ (rows.json, env.json, table.md)")
+        if args.sweep:
+            plots.append(run_dir / "sweep.png")
+    for path in plots:
+        missing = plot.matplotlib_missing()
+        if missing:
+            notes.append(f"{path} not drawn: {missing}")
+            continue
+        try:
+            plot.plot_sweep(rows, path, copy_bw)
+            notes.append(f"plot saved to {path}")
+        except ValueError as e:
+            notes.append(f"{path} not drawn: {e}")
+    return notes
+
+
+if __name__ == "__main__":
+    sys.exit(main())

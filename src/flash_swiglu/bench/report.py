@@ -1,0 +1,141 @@
+"""The printed table and the files a run writes (``--json``, ``--run-id``).
+
+The table is markdown, so the same text is printed and stored as ``table.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+COLUMNS = (
+    "backend",
+    "case",
+    "pass",
+    "median ms (p20, p80)",
+    "repeat ms",
+    "host ms",
+    "GB/s",
+    "% copy BW",
+    "vs eager",
+    "max err (eager)",
+    "check",
+)
+PROFILE_COLUMN = "DRAM read, write vs ideal (ncu)"
+# The median is marked when the CPU takes longer to issue the call than the GPU to run it.
+LAUNCH_NOTE = (
+    "* issuing the call takes the CPU longer (host ms) than the GPU takes to run it: called "
+    "eagerly one after another, these calls keep the GPU waiting for the CPU (CUDA graphs remove "
+    "that; the medians here are GPU time from graph replays)."
+)
+
+
+def _fmt(x: float | None, spec: str) -> str:
+    return "-" if x is None else format(x, spec)
+
+
+def _check_cell(row: dict[str, Any]) -> str:
+    if row["skipped"]:
+        return f"skipped: {row['skipped']}"
+    if row["error"]:
+        return "ERROR: " + row["error"].splitlines()[0][:160]
+    return "pass" if row["passed"] else "FAIL"
+
+
+def _dram_cell(row: dict[str, Any]) -> str:
+    if "dram_read_bytes" not in row:
+        return "-"
+    n = len(row["dram_kernels"])
+    read = row["dram_read_bytes"] / row["ideal_read_bytes"]
+    write = row["dram_write_bytes"] / row["ideal_write_bytes"]
+    return f"{read:.2f}x, {write:.2f}x ({n} kernel{'s' * (n != 1)}, {row['ncu_kernel_ms']:.4g} ms)"
+
+
+def _launch_bound(row: dict[str, Any]) -> bool:
+    host, median = row.get("host_ms"), row["median_ms"]
+    return host is not None and median is not None and host > median
+
+
+def _cells(row: dict[str, Any], profiled: bool) -> list[str]:
+    median = row["median_ms"]
+    timing = "-"
+    if median is not None:
+        mark = "*" if _launch_bound(row) else ""
+        timing = f"{median:.4g}{mark} ({row['p20_ms']:.4g}, {row['p80_ms']:.4g})"
+    frac = row["frac_copy_bw"]
+    speedup = row["speedup_vs_eager"]
+    err = "-"
+    if row["max_abs_err"] is not None:
+        err = f"{row['max_abs_err']:.2e} ({row['err_torch']:.2e})"
+    cells = [
+        row["backend"],
+        row["case"],
+        row["pass"],
+        timing,
+        _fmt(row["median_ms_repeat"], ".4g"),
+        _fmt(row.get("host_ms"), ".3g"),
+        _fmt(row["gbps"], ".0f"),
+        _fmt(frac * 100 if frac is not None else None, ".0f"),
+        "-" if speedup is None else f"{speedup:.2f}x",
+        err,
+        _check_cell(row),
+    ]
+    return [*cells, _dram_cell(row)] if profiled else cells
+
+
+def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str:
+    """A markdown table with its columns padded to a common width."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *lines, strict=True)]
+
+    def fmt(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    rule = "| " + " | ".join("-" * w for w in widths) + " |"
+    return "\n".join([fmt(header), rule, *(fmt(line) for line in lines)])
+
+
+def format_table(rows: Sequence[dict[str, Any]], copy_bw_gbps: float, where: str) -> str:
+    """The results table, headed by the copy bandwidth it is measured against."""
+    profiled = any("dram_read_bytes" in row for row in rows)
+    header = [*COLUMNS, PROFILE_COLUMN] if profiled else list(COLUMNS)
+    title = (
+        f"Copy bandwidth (read + write, measured in this run on {where}): "
+        f"{copy_bw_gbps:.0f} GB/s. Times: {rows[0].get('timing', '-') if rows else '-'}. "
+        "GB/s = ideal bytes / median time; "
+        "max err = max abs error vs float64 (PyTorch eager's in brackets)."
+    )
+    notes = [LAUNCH_NOTE] if any(_launch_bound(row) for row in rows) else []
+    if profiled:
+        notes.append(
+            "DRAM: bytes read and written per call as measured by ncu (caches flushed before "
+            "each kernel; writes still in L2 when a kernel ends are not counted), over the ideal."
+        )
+    table = markdown_table(header, [_cells(row, profiled) for row in rows])
+    return "\n".join([title, *notes, "", table])
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and infinities (a broken output's error) as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_json_safe(data), indent=1) + "\n")
+
+
+def save_run(directory: Path, rows: Sequence[dict[str, Any]], env: dict, table: str) -> None:
+    """``rows.json``, ``env.json`` and ``table.md`` of a run (``--run-id``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    write_json(directory / "rows.json", list(rows))
+    write_json(directory / "env.json", env)
+    (directory / "table.md").write_text(table + "\n")

@@ -1,0 +1,238 @@
+"""The fused gate/up projection: ``out = act(x @ w_gate^T + b_gate) * (x @ w_up^T + b_up)``.
+
+Each kernel keeps two fp32 accumulators (gate and up) fed by the same tile of ``x`` and
+applies the activation in its epilogue (``activations.glu_forward``), so the ``[M, 2N]``
+pre-activation never reaches memory. Every packed weight layout arrives here as two strided
+views, one per half, which the launcher builds:
+
+    separate weights       w_gate, w_up
+    packed "concat"        w[:N], w[N:]         (row stride K)
+    packed "interleaved"   w[0::2], w[1::2]     (row stride 2K, gpt-oss)
+
+so the kernels only know "a gate weight and an up weight, each with a row stride". Reading
+the interleaved halves through a row stride of 2K costs nothing extra: a program reads the
+even rows for gate and the odd rows for up of the same ``2 * BLOCK_N`` packed rows, so every
+byte of those rows is fetched once, in row segments of ``BLOCK_K`` elements either way.
+
+Three kernels:
+
+- ``_linear_tma_kernel`` (Hopper main path): persistent over ``min(SMs, tiles)`` programs in
+  grouped tile order, host TMA descriptors for every matrix, ``tl.dot`` (``wgmma`` on
+  sm_90), the output tile stored through a descriptor. Needs TMA-compatible operands (16-byte
+  aligned bases and row strides, unit last stride).
+- ``_linear_ptr_kernel`` (fallback): the same math with masked pointer loads, a grouped 1-D
+  grid, any row strides; for shapes TMA cannot take (K or N not a multiple of 8 in 16-bit,
+  unaligned views) and for devices without TMA.
+- ``_linear_decode_kernel`` (few tokens, M <= 64): operands swapped, ``W_tile @ x^T``, so
+  the weight rows fill the MMA's M dimension and the handful of tokens is its N dimension.
+  Parallelism comes from narrow tiles of weight rows (no split-K: the activation needs the
+  whole K sum). It streams each weight byte once.
+
+Rows of ``x`` are ``row = outer * inner_rows + inner`` in the pointer kernels, so a view of a
+3-D tensor whose leading dimensions do not merge (``x[:, :S]``) is read in place. Offsets
+are 64-bit in the pointer kernels; TMA coordinates are 32-bit (rows < 2^31).
+"""
+
+import triton
+import triton.language as tl
+
+from flash_swiglu.activations import glu_forward, to_compute
+
+
+@triton.jit
+def _grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
+    """(pid_m, pid_n) of ``tile_id`` in grouped order: GROUP_M row tiles share a weight
+    column band while it is hot in L2."""
+    group_size = GROUP_M * num_pid_n
+    first_m = (tile_id // group_size) * GROUP_M
+    rows_in_group = tl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (tile_id % group_size) % rows_in_group
+    pid_n = (tile_id % group_size) // rows_in_group
+    return pid_m, pid_n
+
+
+@triton.jit
+def _bias(ptr, cols, n_cols, stride, HAS_BIAS: tl.constexpr):
+    """The bias values at ``cols`` in fp32 (zeros without a bias)."""
+    if HAS_BIAS:
+        return to_compute(tl.load(ptr + cols * stride, mask=cols < n_cols, other=0.0))
+    else:
+        return tl.zeros(cols.shape, dtype=tl.float32)
+
+
+@triton.jit
+def _linear_tma_kernel(
+    x_desc,  # [M, K] descriptor, block [BLOCK_M, BLOCK_K]
+    wg_desc,  # [N, K] gate weight (view), block [BLOCK_N, BLOCK_K]
+    wu_desc,  # [N, K] up weight (view), block [BLOCK_N, BLOCK_K]
+    out_desc,  # [M, N] output, block [BLOCK_M, BLOCK_N]
+    bg_ptr,  # [N] gate bias (read with stride_bg; unused without HAS_BG)
+    bu_ptr,  # [N] up bias (unused without HAS_BU)
+    stride_bg,  # element stride of the gate bias (2 for an interleaved packed bias)
+    stride_bu,
+    M,  # tokens
+    N,  # output features
+    K,  # input features
+    HAS_BG: tl.constexpr,
+    HAS_BU: tl.constexpr,
+    ACTIVATION: tl.constexpr,  # one of activations.ACTIVATIONS
+    ALPHA: tl.constexpr,  # swiglu_oai only
+    LIMIT: tl.constexpr,  # swiglu_oai only
+    INPUT_PRECISION: tl.constexpr,  # "ieee" or "tf32" (fp32 inputs; ignored for 16-bit)
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,  # row tiles per group of the tile order
+    NUM_SMS: tl.constexpr,  # programs launched (the grid), the stride of the tile loop
+):
+    """Descriptors zero-fill out-of-bounds reads and clip out-of-bounds writes, so ragged
+    edges need no masks. Requirements (checked by the launcher): 16-byte aligned bases and
+    row strides, unit last strides."""
+    start_pid = tl.program_id(0)
+    num_pid_m = tl.cdiv(M, BLOCK_M)
+    num_pid_n = tl.cdiv(N, BLOCK_N)
+    k_tiles = tl.cdiv(K, BLOCK_K)
+    for tile_id in tl.range(start_pid, num_pid_m * num_pid_n, NUM_SMS):
+        pid_m, pid_n = _grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for ki in range(k_tiles):
+            off_k = ki * BLOCK_K
+            a = x_desc.load([off_m, off_k])  # one x tile feeds both products
+            wg = wg_desc.load([off_n, off_k])
+            wu = wu_desc.load([off_n, off_k])
+            acc_g = tl.dot(a, wg.T, acc_g, input_precision=INPUT_PRECISION)
+            acc_u = tl.dot(a, wu.T, acc_u, input_precision=INPUT_PRECISION)
+        cols = off_n + tl.arange(0, BLOCK_N)
+        gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[None, :]
+        up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[None, :]
+        out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)
+        out_desc.store([off_m, off_n], out.to(out_desc.dtype))
+
+
+@triton.jit
+def _linear_ptr_kernel(
+    x_ptr,  # [M, K] rows addressed as outer * stride_x_outer + inner * stride_x_inner
+    wg_ptr,  # [N, K] gate weight, row stride stride_wg, unit column stride
+    wu_ptr,  # [N, K] up weight, row stride stride_wu, unit column stride
+    bg_ptr,  # [N] gate bias (unused without HAS_BG)
+    bu_ptr,  # [N] up bias (unused without HAS_BU)
+    out_ptr,  # [M, N] output, row stride stride_out, unit column stride
+    M,
+    N,
+    K,
+    inner_rows,  # rows of x per outer index (M when the rows form one group)
+    stride_x_outer,  # strides of x's two row groups, in elements
+    stride_x_inner,
+    stride_wg,  # row strides of the weights (2K for an interleaved packed weight)
+    stride_wu,
+    stride_bg,
+    stride_bu,
+    stride_out,
+    HAS_BG: tl.constexpr,
+    HAS_BU: tl.constexpr,
+    ACTIVATION: tl.constexpr,
+    ALPHA: tl.constexpr,
+    LIMIT: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    """Masked pointer loads: any K, N, alignment and row strides (last dimensions unit)."""
+    pid_m, pid_n = _grouped_tile(
+        tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M
+    )
+    rows = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
+    cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
+    outer = rows // inner_rows
+    x_rows = outer * stride_x_outer + (rows - outer * inner_rows) * stride_x_inner
+    row_mask = rows < M
+    col_mask = cols < N
+    ks = tl.arange(0, BLOCK_K)
+    x_ptrs = x_ptr + x_rows[:, None] + ks[None, :]
+    wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + ks[None, :]
+    wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
+    acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        k_mask = ks < K - k * BLOCK_K
+        a = tl.load(x_ptrs, mask=row_mask[:, None] & k_mask[None, :], other=0.0)
+        w_mask = col_mask[:, None] & k_mask[None, :]
+        wg = tl.load(wg_ptrs, mask=w_mask, other=0.0)
+        wu = tl.load(wu_ptrs, mask=w_mask, other=0.0)
+        acc_g = tl.dot(a, wg.T, acc_g, input_precision=INPUT_PRECISION)
+        acc_u = tl.dot(a, wu.T, acc_u, input_precision=INPUT_PRECISION)
+        x_ptrs += BLOCK_K
+        wg_ptrs += BLOCK_K
+        wu_ptrs += BLOCK_K
+    gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[None, :]
+    up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[None, :]
+    out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)
+    out_ptrs = out_ptr + (rows * stride_out)[:, None] + cols[None, :]
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & col_mask[None, :])
+
+
+@triton.jit
+def _linear_decode_kernel(
+    x_ptr,  # [M, K] tokens (M <= BLOCK_T per column of the grid), rows as in the ptr kernel
+    wg_ptr,  # [N, K] gate weight, row stride stride_wg, unit column stride
+    wu_ptr,  # [N, K] up weight
+    bg_ptr,  # [N] gate bias (unused without HAS_BG)
+    bu_ptr,  # [N] up bias (unused without HAS_BU)
+    out_ptr,  # [M, N] output, row stride stride_out, unit column stride
+    M,
+    N,
+    K,
+    inner_rows,
+    stride_x_outer,
+    stride_x_inner,
+    stride_wg,
+    stride_wu,
+    stride_bg,
+    stride_bu,
+    stride_out,
+    HAS_BG: tl.constexpr,
+    HAS_BU: tl.constexpr,
+    ACTIVATION: tl.constexpr,
+    ALPHA: tl.constexpr,
+    LIMIT: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,  # weight rows per program: the MMA's M dimension
+    BLOCK_T: tl.constexpr,  # tokens per program (>= 16): the MMA's N dimension
+    BLOCK_K: tl.constexpr,
+):
+    """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T))``. Accumulates ``out^T`` tiles
+    ``[BLOCK_N, BLOCK_T] = W[BLOCK_N, K] @ x^T[K, BLOCK_T]``, so a single token still fills
+    a 64-row MMA with weight rows instead of padding a 16-row tile of tokens."""
+    cols = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
+    rows = tl.program_id(1).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
+    outer = rows // inner_rows
+    x_rows = outer * stride_x_outer + (rows - outer * inner_rows) * stride_x_inner
+    row_mask = rows < M
+    col_mask = cols < N
+    ks = tl.arange(0, BLOCK_K)
+    xt_ptrs = x_ptr + ks[:, None] + x_rows[None, :]  # x^T tile [BLOCK_K, BLOCK_T]
+    wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + ks[None, :]
+    wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
+    acc_g = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
+    acc_u = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        k_mask = ks < K - k * BLOCK_K
+        xt = tl.load(xt_ptrs, mask=k_mask[:, None] & row_mask[None, :], other=0.0)
+        w_mask = col_mask[:, None] & k_mask[None, :]
+        wg = tl.load(wg_ptrs, mask=w_mask, other=0.0)
+        wu = tl.load(wu_ptrs, mask=w_mask, other=0.0)
+        acc_g = tl.dot(wg, xt, acc_g, input_precision=INPUT_PRECISION)
+        acc_u = tl.dot(wu, xt, acc_u, input_precision=INPUT_PRECISION)
+        xt_ptrs += BLOCK_K
+        wg_ptrs += BLOCK_K
+        wu_ptrs += BLOCK_K
+    gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[:, None]
+    up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[:, None]
+    out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # out^T [BLOCK_N, BLOCK_T]
+    out_ptrs = out_ptr + cols[:, None] + (rows * stride_out)[None, :]
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=col_mask[:, None] & row_mask[None, :])

@@ -1,0 +1,665 @@
+"""The fused gate/up projection ``act(x @ w_gate^T + b_gate) * (x @ w_up^T + b_up)``.
+
+Two custom ops, each opaque to ``torch.compile`` (fake implementations, registered autograd):
+
+    flash_swiglu::linear_fwd(x, w_gate, w_up, b_gate?, b_up?)   -> out [..., N]
+    flash_swiglu::linear_packed_fwd(x, w, b?)                   -> out [..., N]
+                                    w = [2N, K], layout "concat" or "interleaved"
+
+Forward paths (``choose_path``): M <= 64 tokens -> the decode kernel (swapped operands);
+TMA-compatible operands on sm_90+ -> the persistent TMA kernel; anything else -> the masked
+pointer kernel. CPU tensors run the same kernels under ``TRITON_INTERPRET=1`` and otherwise
+``reference.swiglu_linear_reference``.
+
+Backward is NOT fused yet (until the training issue lands): it recomputes the gate and up
+pre-activations with torch matmuls (cuBLAS accumulates in fp32 and rounds the result to the
+input dtype, exactly as eager PyTorch does), gets ``dgate, dup`` from the fused elementwise
+backward kernel (``ops.elementwise``), and forms ``dx``, ``dW`` and ``db`` with torch
+matmuls and sums. For a packed weight the recompute is one GEMM against ``[2N, K]`` and the
+elementwise backward writes the packed gradient directly, so ``dW`` needs no concatenation.
+
+Launch configurations come from ``configs/h200_linear.json`` (on H100/H200) keyed by path,
+token bucket and (N, K); production calls never autotune. ``retune(...)`` times candidates on
+the current GPU and writes a new table; ``FLASH_SWIGLU_LINEAR_CONFIGS=<file>`` loads one.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from flash_swiglu import reference
+from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
+from flash_swiglu.ops import _common as C
+from flash_swiglu.ops import elementwise as E
+from flash_swiglu.ops._common import use_triton
+from flash_swiglu.ops.elementwise import _row_groups
+
+# ----------------------------------------------------------------------------------------
+# Launch configurations
+# ----------------------------------------------------------------------------------------
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_ENV = "FLASH_SWIGLU_LINEAR_CONFIGS"
+# Device-name fragments -> table. H100 shares the H200's SM count and shared memory; its
+# entries are a starting point there, not a measurement.
+TABLES = {"H200": "h200_linear.json", "H100": "h200_linear.json"}
+
+DECODE_MAX_TOKENS = 64
+MAX_TOKEN_BUCKET = 8192
+
+# Where a table has no entry. Not measured: sized to fit the ~99 KB of shared memory of the
+# smallest CUDA GPUs Triton supports, so the pointer and decode paths run everywhere.
+BUILTIN = {
+    "tma": dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3),
+    "pointer": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
+    "decode": dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=2),
+}
+# Under the interpreter: one config per path, blocks wide enough to keep it quick.
+INTERPRET = {
+    "tma": dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=1),
+    "pointer": dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=1),
+    "decode": dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=1),
+}
+INTERPRET_NUM_SMS = 3  # several tiles per program, so the persistent loop is exercised
+FP64 = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, GROUP_M=4, num_warps=4, num_stages=2)
+ENABLE_FP_FUSION = E.ENABLE_FP_FUSION
+_CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
+
+
+def token_bucket(m: int) -> int:
+    """``m`` rounded up to a power of two, capped at ``MAX_TOKEN_BUCKET``."""
+    return min(1 << max(m - 1, 0).bit_length(), MAX_TOKEN_BUCKET)
+
+
+def table_keys(m: int, n: int, k: int) -> tuple[str, ...]:
+    """The keys a table is searched for, most specific first."""
+    b = token_bucket(m)
+    return (f"m{b}_n{n}_k{k}", f"m{b}", f"n{n}_k{k}", "default")
+
+
+@functools.cache
+def load_table(device_name: str) -> dict:
+    """The launch table for a device (``{}`` where none applies)."""
+    path = os.environ.get(CONFIG_ENV)
+    if path is None:
+        name = next((f for frag, f in TABLES.items() if frag in device_name), None)
+        if name is None:
+            return {}
+        path = CONFIG_DIR / name
+    with open(path) as f:
+        return json.load(f)
+
+
+@functools.cache
+def _device_name(index: int) -> str:
+    return torch.cuda.get_device_name(index)
+
+
+@functools.cache
+def _num_sms(index: int) -> int:
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
+@functools.lru_cache(maxsize=4096)
+def launch_config(
+    path: str, m: int, n: int, k: int, dtype: torch.dtype, device_name: str = ""
+) -> dict:
+    """The kernel parameters for one call (cached: this is host time on every launch)."""
+    if device_name == "interpreter":
+        return dict(INTERPRET[path])
+    if dtype == torch.float64:
+        return dict(FP64)
+    entries = load_table(device_name).get(path, {})
+    cfg = next((entries[key] for key in table_keys(m, n, k) if key in entries), BUILTIN[path])
+    cfg = {key: v for key, v in cfg.items() if key in _CONFIG_KEYS}
+    # Table BLOCK_K is for 2-byte types; wider types halve it so a stage keeps its bytes.
+    cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
+    return cfg
+
+
+def input_precision(dtype: torch.dtype) -> str:
+    """fp32 products follow ``torch.get_float32_matmul_precision()``, as ``torch.mm`` does."""
+    if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
+        return "tf32"
+    if dtype in (torch.float32, torch.float64):
+        return "ieee"
+    return "tf32"  # 16-bit inputs: unused (Triton's default, so no extra variant)
+
+
+# ----------------------------------------------------------------------------------------
+# Path choice
+# ----------------------------------------------------------------------------------------
+
+
+def _tma_aligned(t: torch.Tensor) -> bool:
+    """A 2-D operand a TMA descriptor can take: 16-byte aligned base and row stride."""
+    es = t.element_size()
+    return t.stride(-1) == 1 and t.data_ptr() % 16 == 0 and (t.stride(0) * es) % 16 == 0
+
+
+def _tma_device(device: torch.device) -> bool:
+    if device.type == "cpu":
+        return True  # the interpreter emulates descriptors
+    return torch.cuda.get_device_capability(device)[0] >= 9
+
+
+def choose_path(x2: torch.Tensor | None, wg: torch.Tensor, wu: torch.Tensor, m: int) -> str:
+    """``"decode"``, ``"tma"`` or ``"pointer"`` for ``m`` tokens. ``x2`` is x as one 2-D
+    view, or None when its rows do not form one strided group (a TMA launch copies it)."""
+    n, k = wg.shape
+    if wg.dtype == torch.float64:
+        return "pointer"
+    if m <= DECODE_MAX_TOKENS:
+        return "decode"
+    if (
+        k > 0
+        and _tma_device(wg.device)
+        and (n * wg.element_size()) % 16 == 0  # the output's row stride
+        and (k * wg.element_size()) % 16 == 0  # x's row stride once made contiguous
+        and (x2 is None or _tma_aligned(x2))
+        and _tma_aligned(wg)
+        and _tma_aligned(wu)
+    ):
+        return "tma"
+    return "pointer"
+
+
+# ----------------------------------------------------------------------------------------
+# Triton launchers
+# ----------------------------------------------------------------------------------------
+
+
+def _x_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
+    """``(x, inner_rows, stride_outer, stride_inner)``: x's rows as at most two strided
+    groups, read in place; a view with more groups is copied once."""
+    k = x.shape[-1]
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    groups = _row_groups([x])
+    if len(groups) > 2:
+        x = x.reshape(-1, k).contiguous()
+        groups = [(x.shape[0], [k])]
+    if not groups:
+        groups = [(1, [k])]
+    if len(groups) == 1:
+        groups = [(1, [0]), groups[0]]
+    (_, [s_outer]), (n_inner, [s_inner]) = groups
+    return x, n_inner, s_outer, s_inner
+
+
+def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, config=None):
+    """Launch one kernel; ``path`` and ``config`` override the choice (tests, ``retune``)."""
+    from flash_swiglu.kernels import interpreting
+    from flash_swiglu.kernels.linear import (
+        _linear_decode_kernel,
+        _linear_ptr_kernel,
+        _linear_tma_kernel,
+    )
+
+    k, n = x.shape[-1], wg.shape[0]
+    out = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
+    if out.numel() == 0:
+        return out
+    if k == 0:  # no product: act(b_gate) * b_up
+        return reference.swiglu_linear_reference(x, wg, wu, bg, bu, activation, alpha, limit)
+    m = out.numel() // n
+    wg = wg if wg.stride(-1) == 1 else wg.contiguous()
+    wu = wu if wu.stride(-1) == 1 else wu.contiguous()
+    one_group = x.stride(-1) == 1 and len(_row_groups([x])) <= 1
+    x2 = x.view(m, k) if one_group else None
+    path = path or choose_path(x2, wg, wu, m)
+    interp = interpreting()
+    dev = x.device.index or 0
+    if config is None:
+        name = "interpreter" if interp else _device_name(dev)
+        config = launch_config(path, token_bucket(m), n, k, x.dtype, name)
+    cfg = dict(config)
+    consts = dict(
+        HAS_BG=bg is not None,
+        HAS_BU=bu is not None,
+        ACTIVATION=activation,
+        ALPHA=alpha,
+        LIMIT=limit,
+        INPUT_PRECISION=input_precision(x.dtype),
+        num_warps=cfg.pop("num_warps"),
+        num_stages=cfg.pop("num_stages"),
+        enable_fp_fusion=ENABLE_FP_FUSION,
+    )
+    # Without a bias any pointer will do: the kernel never reads it.
+    biases = [bg if bg is not None else out, bu if bu is not None else out]
+    bias_strides = [b.stride(0) if b is not None else 0 for b in (bg, bu)]
+    if path == "tma":
+        from triton.tools.tensor_descriptor import TensorDescriptor
+
+        if x2 is None:
+            x2 = x.reshape(m, k).contiguous()  # rows in several groups: copied once
+        bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+        descs = [
+            TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
+            for t, block in (
+                (x2, [bm, bk]),
+                (wg, [bn, bk]),
+                (wu, [bn, bk]),
+                (out.view(m, n), [bm, bn]),
+            )
+        ]
+        num_sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
+        grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
+        _linear_tma_kernel[grid](
+            *descs, *biases, *bias_strides, m, n, k, **consts, **cfg, NUM_SMS=grid[0]
+        )
+        return out
+    xr, inner_rows, s_outer, s_inner = _x_rows(x)
+    args = [xr, wg, wu, *biases, out, m, n, k, inner_rows, s_outer, s_inner]
+    args += [wg.stride(0), wu.stride(0), *bias_strides, n]
+    if path == "decode":
+        block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
+        grid = (triton_cdiv(n, cfg["BLOCK_N"]), triton_cdiv(m, block_t))
+        _linear_decode_kernel[grid](
+            *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_T=block_t, BLOCK_K=cfg["BLOCK_K"]
+        )
+    else:
+        grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
+        _linear_ptr_kernel[grid](*args, **consts, **cfg)
+    return out
+
+
+def triton_cdiv(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+# ----------------------------------------------------------------------------------------
+# Dispatch, packed views, backward
+# ----------------------------------------------------------------------------------------
+
+
+def packed_views(w: torch.Tensor, b: torch.Tensor | None, layout: str):
+    """``(w_gate, w_up, b_gate, b_up)`` as views of a packed ``[2N, K]`` weight and ``[2N]``
+    bias: ``"concat"`` = first half gate; ``"interleaved"`` = even rows gate (gpt-oss)."""
+    n = w.shape[0] // 2
+    if layout == "concat":
+        sl = (slice(0, n), slice(n, 2 * n))
+    else:
+        sl = (slice(0, None, 2), slice(1, None, 2))
+    if b is None:
+        return w[sl[0]], w[sl[1]], None, None
+    return w[sl[0]], w[sl[1]], b[sl[0]], b[sl[1]]
+
+
+def forward(x, wg, wu, bg, bu, activation, alpha, limit):
+    if use_triton(x.device):
+        return _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit)
+    return reference.swiglu_linear_reference(x, wg, wu, bg, bu, activation, alpha, limit)
+
+
+def packed_forward(x, w, b, activation, layout, alpha, limit):
+    return forward(x, *packed_views(w, b, layout), activation, alpha, limit)
+
+
+def backward(x, wg, wu, bg, bu, dout, args, needs, traced=False):
+    """Unfused: ``(dx, dw_gate, dw_up, db_gate, db_up)``, None where ``needs`` is False."""
+    k, n = x.shape[-1], wg.shape[0]
+    x2, d2 = x.reshape(-1, k), dout.reshape(-1, n)
+    glu_bwd = E.glu_bwd if traced else E.backward
+    dgate, dup = glu_bwd(F.linear(x2, wg, bg), F.linear(x2, wu, bu), d2, *args)
+    dx = torch.addmm(dgate @ wg, dup, wu).view(x.shape) if needs[0] else None
+    dwg = dgate.t() @ x2 if needs[1] else None
+    dwu = dup.t() @ x2 if needs[2] else None
+    dbg = dgate.sum(0) if bg is not None and needs[3] else None
+    dbu = dup.sum(0) if bu is not None and needs[4] else None
+    return dx, dwg, dwu, dbg, dbu
+
+
+def packed_backward(x, w, b, dout, activation, layout, alpha, limit, needs, traced=False):
+    """Unfused: ``(dx, dw, db)``; the gradient of the packed weight comes out packed."""
+    k, n = x.shape[-1], w.shape[0] // 2
+    x2, d2 = x.reshape(-1, k), dout.reshape(-1, n)
+    glu_packed_bwd = E.glu_packed_bwd if traced else E.packed_backward
+    dpacked = glu_packed_bwd(F.linear(x2, w, b), d2, activation, layout, alpha, limit)
+    dx = (dpacked @ w).view(x.shape) if needs[0] else None
+    dw = dpacked.t() @ x2 if needs[1] else None
+    db = dpacked.sum(0) if b is not None and needs[2] else None
+    return dx, dw, db
+
+
+# ----------------------------------------------------------------------------------------
+# Custom ops: what torch.compile sees (opaque, with fake implementations)
+# ----------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("flash_swiglu::linear_fwd", mutates_args=())
+def linear_fwd(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    b_gate: torch.Tensor | None,
+    b_up: torch.Tensor | None,
+    activation: str,
+    alpha: float,
+    limit: float,
+) -> torch.Tensor:
+    return forward(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
+
+
+@linear_fwd.register_fake
+def _(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit):
+    return x.new_empty((*x.shape[:-1], w_gate.shape[0]))
+
+
+@torch.library.custom_op("flash_swiglu::linear_packed_fwd", mutates_args=())
+def linear_packed_fwd(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    activation: str,
+    layout: str,
+    alpha: float,
+    limit: float,
+) -> torch.Tensor:
+    return packed_forward(x, w, b, activation, layout, alpha, limit)
+
+
+@linear_packed_fwd.register_fake
+def _(x, w, b, activation, layout, alpha, limit):
+    return x.new_empty((*x.shape[:-1], w.shape[0] // 2))
+
+
+def _linear_setup(ctx, inputs, output):
+    x, wg, wu, bg, bu, activation, alpha, limit = inputs
+    ctx.save_for_backward(x, wg, wu, bg, bu)
+    ctx.args = (activation, alpha, limit)
+
+
+def _linear_backward(ctx, dout):
+    grads = backward(*ctx.saved_tensors, dout, ctx.args, ctx.needs_input_grad[:5], traced=True)
+    return (*grads, None, None, None)
+
+
+linear_fwd.register_autograd(_linear_backward, setup_context=_linear_setup)
+
+
+def _packed_setup(ctx, inputs, output):
+    x, w, b, activation, layout, alpha, limit = inputs
+    ctx.save_for_backward(x, w, b)
+    ctx.args = (activation, layout, alpha, limit)
+
+
+def _packed_backward(ctx, dout):
+    x, w, b = ctx.saved_tensors
+    grads = packed_backward(x, w, b, dout, *ctx.args, ctx.needs_input_grad[:3], traced=True)
+    return (*grads, None, None, None, None)
+
+
+linear_packed_fwd.register_autograd(_packed_backward, setup_context=_packed_setup)
+
+
+# ----------------------------------------------------------------------------------------
+# Eager autograd: the same functions without the custom-op dispatch (see ops/elementwise.py)
+# ----------------------------------------------------------------------------------------
+
+
+class _LinearFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, wg, wu, bg, bu, activation, alpha, limit):
+        ctx.save_for_backward(x, wg, wu, bg, bu)
+        ctx.args = (activation, alpha, limit)
+        return forward(x, wg, wu, bg, bu, activation, alpha, limit)
+
+    @staticmethod
+    def backward(ctx, dout):
+        grads = backward(*ctx.saved_tensors, dout, ctx.args, ctx.needs_input_grad[:5])
+        return (*grads, None, None, None)
+
+
+class _PackedLinearFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, w, b, activation, layout, alpha, limit):
+        ctx.save_for_backward(x, w, b)
+        ctx.args = (activation, layout, alpha, limit)
+        return packed_forward(x, w, b, activation, layout, alpha, limit)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, w, b = ctx.saved_tensors
+        grads = packed_backward(x, w, b, dout, *ctx.args, ctx.needs_input_grad[:3])
+        return (*grads, None, None, None, None)
+
+
+def linear(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit):
+    if torch.compiler.is_compiling():
+        return linear_fwd(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
+    return _LinearFunction.apply(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
+
+
+def linear_packed(x, w, b, activation, layout, alpha, limit):
+    if torch.compiler.is_compiling():
+        return linear_packed_fwd(x, w, b, activation, layout, alpha, limit)
+    return _PackedLinearFunction.apply(x, w, b, activation, layout, alpha, limit)
+
+
+# ----------------------------------------------------------------------------------------
+# Validation (DESIGN.md: ValueError for shapes and devices, TypeError for dtypes)
+# ----------------------------------------------------------------------------------------
+
+
+def _check_like(x: torch.Tensor, named: dict[str, torch.Tensor | None]) -> None:
+    for name, t in named.items():
+        if t is None:
+            continue
+        C.check_tensor(name, t)
+        if t.dtype != x.dtype:
+            raise TypeError(f"x and {name} must have the same dtype, got {x.dtype} and {t.dtype}")
+        if t.device != x.device:
+            raise ValueError(
+                f"x and {name} must be on the same device, got {x.device} and {t.device}"
+            )
+
+
+def check_linear(x, w_gate, w_up, b_gate=None, b_up=None) -> None:
+    """Shapes: ``x [..., K]``, ``w_gate, w_up [N, K]``, ``b_gate, b_up [N]``."""
+    C.check_tensor("x", x)
+    _check_like(x, {"w_gate": w_gate, "w_up": w_up, "b_gate": b_gate, "b_up": b_up})
+    k = x.shape[-1]
+    for name, w in (("w_gate", w_gate), ("w_up", w_up)):
+        if w.dim() != 2 or w.shape[1] != k:
+            raise ValueError(
+                f"{name} must have shape [N, K] with K = x.shape[-1] = {k}, got {name} "
+                f"{tuple(w.shape)} and x {tuple(x.shape)}"
+            )
+    if w_up.shape != w_gate.shape:
+        raise ValueError(
+            f"w_gate and w_up must have the same shape, got {tuple(w_gate.shape)} and "
+            f"{tuple(w_up.shape)}"
+        )
+    for name, b in (("b_gate", b_gate), ("b_up", b_up)):
+        if b is not None and tuple(b.shape) != (w_gate.shape[0],):
+            raise ValueError(
+                f"{name} must have shape [N] = ({w_gate.shape[0]},) for weights of shape "
+                f"{tuple(w_gate.shape)}, got {tuple(b.shape)}"
+            )
+
+
+def check_linear_packed(x, w, b=None) -> None:
+    """Shapes: ``x [..., K]``, ``w [2N, K]``, ``b [2N]``."""
+    C.check_tensor("x", x)
+    _check_like(x, {"w": w, "b": b})
+    k = x.shape[-1]
+    if w.dim() != 2 or w.shape[1] != k or w.shape[0] % 2:
+        raise ValueError(
+            f"w must have shape [2N, K] with K = x.shape[-1] = {k} and an even first "
+            f"dimension, got w {tuple(w.shape)} and x {tuple(x.shape)}"
+        )
+    if b is not None and tuple(b.shape) != (w.shape[0],):
+        raise ValueError(
+            f"b must have shape [2N] = ({w.shape[0]},) for w of shape {tuple(w.shape)}, "
+            f"got {tuple(b.shape)}"
+        )
+
+
+# ----------------------------------------------------------------------------------------
+# Public entry points (functional.py re-exports these)
+# ----------------------------------------------------------------------------------------
+
+
+def swiglu_linear(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    b_gate: torch.Tensor | None = None,
+    b_up: torch.Tensor | None = None,
+    *,
+    activation: str = "silu",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``act(x @ w_gate.T + b_gate) * (x @ w_up.T + b_up)`` in one kernel.
+
+    Args:
+        x: ``[..., K]``; any strides with a contiguous last dimension are read in place.
+        w_gate, w_up: ``[N, K]`` (``nn.Linear`` layout). b_gate, b_up: ``[N]`` or None.
+        activation: ``"silu"``, ``"gelu"``, ``"gelu_tanh"``, ``"relu"`` or ``"swiglu_oai"``.
+
+    Products accumulate in fp32 (fp32 inputs follow ``torch.get_float32_matmul_precision``),
+    the activation runs in fp32, and the ``[..., N]`` result is rounded once. The backward is
+    currently unfused (torch matmuls around the fused elementwise backward).
+    """
+    check_linear(x, w_gate, w_up, b_gate, b_up)
+    C.check_activation(activation)
+    alpha, limit = C.check_oai_params(alpha, limit)
+    return linear(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
+
+
+def swiglu_linear_packed(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None = None,
+    *,
+    activation: str = "silu",
+    layout: str = "concat",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``swiglu_linear`` with one packed weight ``w [2N, K]`` (and bias ``b [2N]``):
+    ``layout="concat"``: rows ``[:N]`` gate, ``[N:]`` up (Phi-3 ``gate_up_proj``);
+    ``"interleaved"``: even rows gate, odd rows up (gpt-oss). Read in place, never split
+    into copies; the weight gradient comes out packed the same way."""
+    check_linear_packed(x, w, b)
+    C.check_activation(activation)
+    C.check_layout(layout)
+    alpha, limit = C.check_oai_params(alpha, limit)
+    return linear_packed(x, w, b, activation, layout, alpha, limit)
+
+
+# ----------------------------------------------------------------------------------------
+# Opt-in retuning on the current GPU (never called by production code)
+# ----------------------------------------------------------------------------------------
+
+CANDIDATES = {
+    "tma": [
+        dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=g, num_warps=8, num_stages=s)
+        for bm in (64, 128)
+        for bn in (64, 128)
+        for bk in (64, 128)
+        for g in (8, 16)
+        for s in (3, 4)
+    ],
+    "pointer": [
+        dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=64, GROUP_M=8, num_warps=w, num_stages=s)
+        for bm in (64, 128)
+        for bn in (64, 128)
+        for w in (4, 8)
+        for s in (2, 3)
+    ],
+    "decode": [
+        dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=s)
+        for bn in (32, 64, 128)
+        for bk in (64, 128, 256)
+        for w in (4, 8)
+        for s in (2, 3, 4, 5)
+    ],
+}
+
+
+def retune(
+    shapes: Iterable[tuple[int, int, int]],
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    out_path: str | os.PathLike | None = None,
+    paths: Iterable[str] | None = None,
+) -> dict:
+    """Time ``CANDIDATES`` for each ``(M, N, K)`` on the current GPU and return (and, with
+    ``out_path``, write) a table in the format of ``configs/h200_linear.json``.
+
+    Each candidate is checked against the reference before it is timed; failures to compile
+    (shared memory) are skipped. Entries are keyed ``m{bucket}_n{N}_k{K}`` and carry a
+    "source" field naming the GPU, versions and date. Load the result with
+    ``FLASH_SWIGLU_LINEAR_CONFIGS=<out_path>`` or by copying it over the packaged table.
+    """
+    import datetime
+
+    import triton
+    from triton.testing import do_bench
+
+    dev = torch.device("cuda")
+    name = torch.cuda.get_device_name(dev)
+    table: dict = {"device": name, "generated": "flash_swiglu.ops.linear.retune"}
+    stamp = f"{name}, torch {torch.__version__}, triton {triton.__version__}"
+    stamp += f", {datetime.date.today().isoformat()}"
+    for m, n, k in shapes:
+        x = torch.randn(m, k, device=dev, dtype=dtype)
+        wg = torch.randn(n, k, device=dev, dtype=dtype) / k**0.5
+        wu = torch.randn(n, k, device=dev, dtype=dtype) / k**0.5
+        ref = reference.swiglu_linear_reference(x, wg, wu, None, None, "silu", 1.702, 7.0)
+        path = choose_path(x, wg, wu, m)
+        if paths is not None and path not in paths:
+            continue
+        best = None
+        for cand in CANDIDATES[path]:
+            cfg = dict(cand, BLOCK_K=max(16, cand["BLOCK_K"] * 2 // dtype.itemsize))
+            f = lambda: _forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, path, cfg)  # noqa: B023
+            try:
+                err = (f().float() - ref.float()).abs().max().item()
+                if not err <= 0.05 * ref.float().abs().max().item():
+                    continue  # a wrong candidate is never a candidate
+                ms = do_bench(f, warmup=25, rep=100)
+            except Exception:  # out of shared memory or registers: not a candidate
+                continue
+            if best is None or ms < best[0]:
+                best = (ms, cand)
+        if best is not None:
+            ms, cand = best
+            tflops = 4 * m * n * k / ms / 1e9
+            entry = dict(cand, source=f"retune {stamp}: {ms * 1e3:.1f} us, {tflops:.0f} TFLOP/s")
+            table.setdefault(path, {})[f"m{token_bucket(m)}_n{n}_k{k}"] = entry
+    if out_path is not None:
+        with open(out_path, "w") as f:
+            json.dump(table, f, indent=2)
+            f.write("\n")
+    return table
+
+
+__all__ = [
+    "backward",
+    "check_linear",
+    "check_linear_packed",
+    "choose_path",
+    "forward",
+    "launch_config",
+    "linear",
+    "linear_fwd",
+    "linear_packed",
+    "linear_packed_fwd",
+    "packed_backward",
+    "packed_forward",
+    "packed_views",
+    "retune",
+    "swiglu_linear",
+    "swiglu_linear_packed",
+]

@@ -1,0 +1,211 @@
+"""The benchmark CLI (``benchmark-swiglu``) on tiny shapes: rows, checks, stored runs, summary.
+
+On the CPU the kernels run in Triton's interpreter (conftest sets ``TRITON_INTERPRET=1``);
+the shapes are tiny so the whole file takes seconds. ``torch.compile`` is left out (on the
+CPU it needs minutes of C++ compilation).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from flash_swiglu import reference
+from flash_swiglu.bench import cli, profile
+from flash_swiglu.bench.backends import Skip
+from flash_swiglu.bench.cases.elementwise import ElementwiseCase
+from flash_swiglu.bench.checks import check, max_abs_err
+from flash_swiglu.bench.summary import load_rows, render_summary
+
+ROOT = Path(__file__).resolve().parents[1]
+ROW_FIELDS = {
+    "op", "case", "pass", "backend", "activation", "layout", "dtype", "shape", "n_elements",
+    "median_ms", "p20_ms", "p80_ms", "median_ms_repeat", "ideal_bytes", "gbps", "frac_copy_bw",
+    "copy_bw_gbps", "speedup_vs_eager", "max_abs_err", "err_torch", "passed", "skipped",
+    "error", "sweep", "gpu", "driver", "torch", "triton", "python", "commit", "timestamp",
+    "command",
+}  # fmt: skip
+
+
+def run(tmp_path: Path, device: str, *args: str) -> tuple[int, list[dict]]:
+    out = tmp_path / "rows.json"
+    status = cli.main(
+        ["--device", device, "--rows", "8", "--cols", "33", *args, "--json", str(out)]
+    )
+    return status, json.loads(out.read_text())
+
+
+def test_rows_and_fields(tmp_path, device):
+    args = ("--dtype", "float32", "--activation", "silu", "--backend", "torch,triton")
+    status, rows = run(tmp_path, device, *args, "--pass", "fwd", "--pass", "bwd")
+    assert status == 0
+    assert [(r["pass"], r["backend"]) for r in rows] == [
+        ("fwd", "torch"),
+        ("fwd", "triton"),
+        ("bwd", "torch"),
+        ("bwd", "triton"),
+    ]
+    n = 8 * 33
+    for row in rows:
+        assert row.keys() >= ROW_FIELDS
+        assert row["shape"] == [8, 33] and row["n_elements"] == n and row["dtype"] == "float32"
+        assert row["ideal_bytes"] == {"fwd": 3, "bwd": 5}[row["pass"]] * n * 4
+        assert row["ideal_read_bytes"] + row["ideal_write_bytes"] == row["ideal_bytes"]
+        assert row["passed"] is True and row["skipped"] is None and row["error"] is None
+        assert 0 < row["p20_ms"] <= row["median_ms"] <= row["p80_ms"]
+        assert row["median_ms_repeat"] > 0
+        assert row["gbps"] == pytest.approx(row["ideal_bytes"] / row["median_ms"] / 1e6)
+        assert row["frac_copy_bw"] == pytest.approx(row["gbps"] / row["copy_bw_gbps"])
+        assert row["max_abs_err"] < 1e-5 and row["err_torch"] < 1e-5
+        assert "--rows 8" in row["command"]
+    eager = {r["pass"]: r["median_ms"] for r in rows if r["backend"] == "torch"}
+    for row in rows:
+        assert row["speedup_vs_eager"] == pytest.approx(eager[row["pass"]] / row["median_ms"])
+
+
+@pytest.mark.parametrize("layout", ["separate", "concat", "interleaved"])
+def test_layouts(tmp_path, device, layout):
+    args = ("--layout", layout, "--dtype", "float16", "--activation", "swiglu_oai")
+    status, rows = run(tmp_path, device, *args, "--backend", "triton", "--pass", "fwd+bwd")
+    assert status == 0
+    assert {r["backend"] for r in rows} == {"torch", "triton"}  # eager always measured
+    assert all(r["layout"] == layout and r["passed"] for r in rows)
+    assert rows[0]["ideal_bytes"] == 8 * 8 * 33 * 2
+
+
+def _glu_inputs(dtype):
+    gen = torch.Generator().manual_seed(0)
+    gate, up = (torch.randn(64, 100, generator=gen).to(dtype) for _ in range(2))
+    expected = reference.act_glu(gate.double(), up.double())
+    eager_err = max_abs_err(reference.act_glu(gate, up), expected)
+    return gate, up, expected, eager_err
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_check_passes_good_and_fails_corrupted(dtype):
+    gate, up, expected, eager_err = _glu_inputs(dtype)
+    good = reference.glu_forward(gate, up)
+    assert check([good], [expected], [eager_err]).passed
+    wrong = good.clone()
+    wrong[3, 7] += 0.05 * expected.abs().max().item()
+    assert not check([wrong], [expected], [eager_err]).passed
+    nan = good.clone()
+    nan[0, 0] = float("nan")
+    assert not check([nan], [expected], [eager_err]).passed
+    assert not check([good[:, :50]], [expected], [eager_err]).passed
+
+
+def test_wrong_backend_fails_the_run(tmp_path, device, monkeypatch):
+    original = ElementwiseCase.function
+
+    def function(self, backend):
+        if backend == "triton":  # 1% too large: far beyond fp32 rounding
+            return lambda gate, up: reference.act_glu(gate, up, self.activation) * 1.01
+        return original(self, backend)
+
+    monkeypatch.setattr(ElementwiseCase, "function", function)
+    args = ("--dtype", "float32", "--activation", "silu", "--backend", "triton", "--pass", "fwd")
+    status, rows = run(tmp_path, device, *args)
+    assert status == 1
+    assert [r["passed"] for r in rows] == [True, False]
+
+
+def test_run_id_stores_the_run(tmp_path, device, capsys):
+    results = tmp_path / "results"
+    args = ["--device", device, "--rows", "4", "--cols", "16", "--dtype", "float32"]
+    args += ["--activation", "relu", "--backend", "torch,triton", "--pass", "fwd"]
+    if device == "cpu":  # on a GPU --profile would run the whole case again under ncu
+        args.append("--profile")
+    assert cli.main([*args, "--run-id", "tiny", "--results-dir", str(results)]) == 0
+    printed = capsys.readouterr().out
+    run_dir = results / "tiny"
+    rows = json.loads((run_dir / "rows.json").read_text())
+    env = json.loads((run_dir / "env.json").read_text())
+    table = (run_dir / "table.md").read_text()
+    assert len(rows) == 2 and env["command"].startswith("benchmark-swiglu --device")
+    assert {"gpu", "driver", "torch", "triton", "python", "commit", "timestamp"} <= env.keys()
+    assert "Copy bandwidth" in table and "relu/separate/float32/4x16" in table
+    assert printed.rstrip().endswith(table.rstrip())  # the table is printed last
+    if device == "cpu":
+        assert "not profiled on the CPU" in printed
+    with pytest.raises(SystemExit):  # an existing run is never overwritten
+        cli.main([*args, "--run-id", "tiny", "--results-dir", str(results)])
+
+
+@pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is not None, reason="Liger installed")
+def test_liger_skipped_with_reason(tmp_path, device):
+    args = ("--dtype", "float32", "--activation", "silu", "--backend", "liger", "--pass", "fwd")
+    status, rows = run(tmp_path, device, *args)
+    assert status == 0
+    (liger,) = [r for r in rows if r["backend"] == "liger"]
+    assert liger["skipped"] == "liger_kernel not installed"
+    assert liger["median_ms"] is None and liger["passed"] is None
+
+
+def test_liger_has_no_relu():
+    with pytest.raises(Skip, match="Liger has no fused relu"):
+        ElementwiseCase("relu", "separate", torch.float16, 4, 4).function("liger")
+
+
+def _fake_row(run_ts: str, backend: str, frac: float, speedup: float, **extra) -> dict:
+    row = {"op": "elementwise", "case": "silu/separate/float16/4096x4096", "pass": "fwd"}
+    row.update(backend=backend, device="cuda", sweep=False, timestamp=run_ts, gpu="NVIDIA H200")
+    row.update(frac_copy_bw=frac, speedup_vs_eager=speedup, passed=True, skipped=None)
+    row.update(copy_bw_gbps=4270.0, commit="0123456789abcdef", driver="580", torch="2.11")
+    return {**row, **extra}
+
+
+def test_summary_and_readme_update(tmp_path):
+    results = tmp_path / "results"
+    runs = {
+        "old": [_fake_row("2026-11-01T00:00:00Z", "triton", 0.50, 1.10)],
+        "new": [
+            _fake_row("2026-11-21T00:00:00Z", "torch", 0.48, 1.0),
+            _fake_row("2026-11-21T00:00:00Z", "triton", 0.97, 2.02),
+            _fake_row("2026-11-21T00:00:00Z", "liger", None, None, skipped="not installed"),
+        ],
+        "cpu": [_fake_row("2026-11-22T00:00:00Z", "triton", 0.1, 0.1, device="cpu")],
+    }
+    for name, rows in runs.items():
+        (results / name).mkdir(parents=True)
+        (results / name / "rows.json").write_text(json.dumps(rows))
+    table = render_summary(load_rows(results))
+    line = next(x for x in table.splitlines() if "silu/separate/float16" in x)
+    assert "97% · 2.02x" in line and "48% · 1.00x" in line and "`new`" in line
+    assert "50%" not in table and "`cpu`" not in table  # older run, CPU run left out
+
+    spec = importlib.util.spec_from_file_location("update", ROOT / "scripts/update_readme_table.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n<!-- results:start -->\nstale\n<!-- results:end -->\ntail\n")
+    assert script.main(["--readme", str(readme), "--results", str(results)]) == 0
+    text = readme.read_text()
+    assert "stale" not in text and "97% · 2.02x" in text and text.endswith("tail\n")
+    readme.write_text("# no markers\n")
+    assert script.main(["--readme", str(readme), "--results", str(results)]) == 1
+
+
+NCU_CSV = """\
+==PROF== Connected to process 491 (/usr/bin/python3.12)
+"ID","Process ID","Process Name","Host Name","thread Domain:Push/Pop_Range:PL_Type:PL_Value:CLR_Type:Color:Msg_Type:Msg","Id:Domain:Start/Stop_Range:PL_Type:PL_Value:CLR_Type:Color:Msg_Type:Msg","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"
+"0","491","python3.12","h","491  ""<default domain>:fsb_unit_0:none"" ","","_glu_fwd_kernel","1","7","(256, 1, 1)","(4096, 1, 1)","0","9.0","Command line profiler metrics","dram__bytes_read.sum","byte","67,108,864"
+"0","491","python3.12","h","491  ""<default domain>:fsb_unit_0:none"" ","","_glu_fwd_kernel","1","7","(256, 1, 1)","(4096, 1, 1)","0","9.0","Command line profiler metrics","dram__bytes_write.sum","byte","33,554,432"
+"0","491","python3.12","h","491  ""<default domain>:fsb_unit_0:none"" ","","_glu_fwd_kernel","1","7","(256, 1, 1)","(4096, 1, 1)","0","9.0","Command line profiler metrics","gpu__time_duration.sum","ns","31,456"
+"1","491","python3.12","h","491  ""<default domain>:fsb_unit_1:none"" ","","void silu_kernel<float>(int)","1","7","(128, 1, 1)","(4096, 1, 1)","0","9.0","Command line profiler metrics","dram__bytes_read.sum","Kbyte","1,000"
+==PROF== Disconnected from process 491
+"""  # noqa: E501
+
+
+def test_parse_ncu_csv():
+    units = profile.parse_ncu_csv(NCU_CSV)
+    assert units[0].read == 67_108_864 and units[0].write == 33_554_432
+    assert units[0].ms == pytest.approx(0.031456)
+    assert list(units[0].kernels.values()) == ["_glu_fwd_kernel"]
+    assert units[1].read == 1_000_000 and units[1].write == 0
+    with pytest.raises(ValueError):
+        profile.parse_ncu_csv("==ERROR== ERR_NVGPUCTRPERM\n")
