@@ -88,6 +88,7 @@ def main() -> int:
             ALPHA=1.702,
             LIMIT=7.0,
             INTERLEAVED=interleaved,
+            TWO_GROUPS=not aligned,
             BLOCK_M=block_m,
             BLOCK_N=block_n,
         )

@@ -100,6 +100,16 @@ def run_case(
     on_pass_done: Callable[[str], None] = lambda label: None,
 ) -> list[dict[str, Any]]:
     """The result rows of one case: one per pass and backend (``torch`` always included)."""
+    if device.type == "cuda":
+        # One side stream for everything (inputs, the forward a bwd pass keeps, warm-up,
+        # capture, timing): autograd runs a backward on the stream of its forward, and CUDA
+        # graphs capture only from a side stream.
+        with torch.cuda.stream(torch.cuda.Stream(device)):
+            return _run_case(case, backends, passes, device, copy_bw_gbps, on_pass_done)
+    return _run_case(case, backends, passes, device, copy_bw_gbps, on_pass_done)
+
+
+def _run_case(case, backends, passes, device, copy_bw_gbps, on_pass_done):
     backends = with_baseline(backends)
     functions, skipped = backend_functions(case, backends, device)
     inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(SEED))

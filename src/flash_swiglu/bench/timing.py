@@ -74,19 +74,21 @@ def measure_graph(fn: Callable[[], object]) -> Timing:
     if _flush is None:
         _flush = torch.empty(_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
     cache = _flush
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm-up off the capturing stream, as capture requires
-        for _ in range(3):
-            fn()
-    torch.cuda.current_stream().wait_stream(side)
+    # Called on a side stream (the harness runs every case on one), which is where capture
+    # must happen; a backward is captured on the stream its forward ran on, so warm-up,
+    # capture and replay all stay on the caller's stream.
+    stream = torch.cuda.current_stream()
+    if stream == torch.cuda.default_stream():
+        raise RuntimeError("measure_graph must be called on a side stream")
+    for _ in range(3):
+        fn()
     torch.cuda.synchronize()
     with_call, flush_only = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
-    with torch.cuda.graph(with_call):
+    with torch.cuda.graph(with_call, stream=stream):
         for _ in range(GRAPH_REPS):
             cache.zero_()
             fn()
-    with torch.cuda.graph(flush_only):
+    with torch.cuda.graph(flush_only, stream=stream):
         for _ in range(GRAPH_REPS):
             cache.zero_()
 

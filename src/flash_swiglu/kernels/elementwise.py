@@ -29,14 +29,26 @@ from flash_swiglu.activations import glu_backward, glu_forward, to_compute
 
 
 @triton.jit
-def _tile_rows_cols(pid, n_rows, n_cols, inner_rows, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+def _tile_rows_cols(
+    pid,
+    n_rows,
+    n_cols,
+    inner_rows,
+    TWO_GROUPS: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
     """This program's tile: its rows split into (outer, inner) in int64, and its first column."""
     n_col_tiles = tl.cdiv(n_cols, BLOCK_N)
     tile_m = pid // n_col_tiles
     col_start = (pid % n_col_tiles) * BLOCK_N
     rows = tile_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
-    outer = rows // inner_rows
-    inner = rows - outer * inner_rows
+    if TWO_GROUPS:
+        outer = rows // inner_rows
+        inner = rows - outer * inner_rows
+    else:  # one row group (any collapsible view): no 64-bit division
+        outer = tl.zeros_like(rows)
+        inner = rows
     row_mask = rows < n_rows
     return outer, inner, row_mask, col_start
 
@@ -62,12 +74,13 @@ def _glu_fwd_kernel(
     ALPHA: tl.constexpr,  # swiglu_oai only
     LIMIT: tl.constexpr,  # swiglu_oai only
     INTERLEAVED: tl.constexpr,  # gate/up are the even/odd columns of a row-contiguous x
+    TWO_GROUPS: tl.constexpr,  # rows split as outer * inner_rows + inner (else outer == 0)
     BLOCK_M: tl.constexpr,  # rows per tile
     BLOCK_N: tl.constexpr,  # output columns per tile (power of two)
 ):
     pid = tl.program_id(0)
     outer, inner, row_mask, col_start = _tile_rows_cols(
-        pid, n_rows, n_cols, inner_rows, BLOCK_M, BLOCK_N
+        pid, n_rows, n_cols, inner_rows, TWO_GROUPS, BLOCK_M, BLOCK_N
     )
     cols = col_start + tl.arange(0, BLOCK_N)
     if INTERLEAVED:
@@ -132,12 +145,13 @@ def _glu_bwd_kernel(
     ALPHA: tl.constexpr,
     LIMIT: tl.constexpr,
     INTERLEAVED: tl.constexpr,
+    TWO_GROUPS: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
 ):
     pid = tl.program_id(0)
     outer, inner, row_mask, col_start = _tile_rows_cols(
-        pid, n_rows, n_cols, inner_rows, BLOCK_M, BLOCK_N
+        pid, n_rows, n_cols, inner_rows, TWO_GROUPS, BLOCK_M, BLOCK_N
     )
     cols = col_start + tl.arange(0, BLOCK_N)
     mask = row_mask[:, None] & (cols < n_cols)[None, :]

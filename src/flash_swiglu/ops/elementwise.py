@@ -80,6 +80,7 @@ def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
         for i in range(tensors[0].shape[d]):
             _launch(kernel, [t.select(d, i) for t in tensors], n_cols, extra)
         return
+    two_groups = len(groups) == 2
     if not groups:
         groups = [(1, [0] * len(tensors))]
     if len(groups) == 1:
@@ -99,6 +100,7 @@ def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
         n_inner,
         *strides,
         **extra,
+        TWO_GROUPS=two_groups,
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         num_warps=num_warps,

@@ -124,6 +124,25 @@ def launch_config(
     return cfg
 
 
+# Bytes of K per step where the integer arguments are not multiples of 16 (K or N not a
+# multiple of 16, odd strides): Triton then cannot prove contiguity, every element gets its
+# own 64-bit address, and wider steps spilled in the sm_90 compile gate (pointer kernel:
+# bf16 BLOCK_K=64 and fp32 BLOCK_K=32 spilled at 4 warps; decode: bf16 BLOCK_K=128 did).
+UNALIGNED_K_BYTES = {"pointer": 64, "decode": 128, "tma": 1 << 30}
+
+
+def adjust_config(path: str, cfg: dict, dtype: torch.dtype, aligned: bool, precision: str):
+    """``cfg`` adapted to what the table cannot know: BLOCK_K capped for unaligned launches,
+    and 8 warps for IEEE fp32 products in the pointer kernel (FMA, not MMA: two 64x64 fp32
+    accumulators at 4 warps spilled in the compile gate once unaligned)."""
+    cfg = dict(cfg)
+    if not aligned:
+        cfg["BLOCK_K"] = min(cfg["BLOCK_K"], max(16, UNALIGNED_K_BYTES[path] // dtype.itemsize))
+    if precision == "ieee" and path == "pointer":
+        cfg["num_warps"] = max(cfg["num_warps"], 8)
+    return cfg
+
+
 def input_precision(dtype: torch.dtype) -> str:
     """fp32 products follow ``torch.get_float32_matmul_precision()``, as ``torch.mm`` does."""
     if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
@@ -158,6 +177,10 @@ def choose_path(x2: torch.Tensor | None, wg: torch.Tensor, wu: torch.Tensor, m: 
         return "pointer"
     if m <= DECODE_MAX_TOKENS:
         return "decode"
+    if input_precision(wg.dtype) == "ieee":
+        # IEEE fp32 products run on FMA units, not wgmma: TMA buys nothing, and the TMA
+        # config's two 128x128 accumulators spill there (sm_90 compile gate).
+        return "pointer"
     if (
         k > 0
         and _tma_device(wg.device)
@@ -220,14 +243,17 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     if config is None:
         name = "interpreter" if interp else _device_name(dev)
         config = launch_config(path, token_bucket(m), n, k, x.dtype, name)
-    cfg = dict(config)
+    strides = [wg.stride(0), wu.stride(0), *(x.stride()[:-1] if x.dim() > 1 else ())]
+    aligned = path == "tma" or not any(v % 16 for v in (k, n, *strides))
+    precision = input_precision(x.dtype)
+    cfg = adjust_config(path, config, x.dtype, aligned, precision)
     consts = dict(
         HAS_BG=bg is not None,
         HAS_BU=bu is not None,
         ACTIVATION=activation,
         ALPHA=alpha,
         LIMIT=limit,
-        INPUT_PRECISION=input_precision(x.dtype),
+        INPUT_PRECISION=precision,
         num_warps=cfg.pop("num_warps"),
         num_stages=cfg.pop("num_stages"),
         enable_fp_fusion=ENABLE_FP_FUSION,

@@ -1,0 +1,150 @@
+"""Compile every fused gate/up projection kernel and config for sm_90 on the CPU.
+
+Run as a script (``python tests/compile_gate_linear.py``) where ``TRITON_INTERPRET`` is
+unset; prints one JSON object per compiled variant (``test_compile_gate_linear.py`` checks
+them). Configs: every entry of every table in ``configs/*_linear.json`` plus the built-in
+defaults of ``ops/linear.py``. Signatures mirror an aligned runtime launch: pointers and
+integers divisible by 16, unit bias strides as constants, and host TMA descriptors as the
+``tensordesc<dtype[block]>`` type the runtime's specialisation gives a ``TensorDescriptor``.
+An unaligned pointer-kernel variant (no divisibility) stands for K or N not a multiple of 8.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from flash_swiglu.kernels.linear import (
+    _linear_decode_kernel,
+    _linear_ptr_kernel,
+    _linear_tma_kernel,
+)
+from flash_swiglu.ops import linear as L
+
+from compile_gate import _sass
+
+TY = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+KERNELS = {
+    "tma": _linear_tma_kernel,
+    "pointer": _linear_ptr_kernel,
+    "decode": _linear_decode_kernel,
+}
+H200_SMS = 132
+
+
+def compile_variant(path: str, dtype, cfg: dict, constexprs: dict, aligned: bool = True):
+    kernel = KERNELS[path]
+    ty = TY[dtype]
+    bm, bn, bk = cfg.get("BLOCK_M"), cfg["BLOCK_N"], cfg["BLOCK_K"]
+    blocks = {"x_desc": [bm, bk], "wg_desc": [bn, bk], "wu_desc": [bn, bk], "out_desc": [bm, bn]}
+    signature, consts, attrs = {}, {}, {}
+    for i, (name, param) in enumerate(zip(kernel.arg_names, kernel.params, strict=True)):
+        if name.endswith("_desc"):
+            signature[name] = f"tensordesc<{ty}[{blocks[name][0]}, {blocks[name][1]}]>"
+        elif name.endswith("_ptr"):
+            signature[name] = f"*{ty}"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif param.is_constexpr:
+            signature[name] = "constexpr"
+            consts[(i,)] = constexprs[name]
+        elif name in ("stride_bg", "stride_bu"):
+            signature[name] = "constexpr"
+            consts[(i,)] = 1
+        else:
+            signature[name] = "i32"
+            if aligned:
+                attrs[(i,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn=kernel, signature=signature, constexprs=consts, attrs=attrs)
+    options = {
+        "num_warps": cfg["num_warps"],
+        "num_stages": cfg["num_stages"],
+        "enable_fp_fusion": L.ENABLE_FP_FUSION,
+    }
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
+    ptx = compiled.asm["ptx"]
+    sass = _sass(compiled.asm["cubin"])
+    return {
+        "shared": compiled.metadata.shared,
+        "wgmma": "wgmma.mma_async" in ptx,
+        "mma_sync": bool(re.search(r"\bmma\.sync", ptx)),
+        "bulk_tensor": "cp.async.bulk.tensor" in ptx,
+        "cp_async": "cp.async.cg" in ptx or "cp.async.ca" in ptx,
+        "ptx_local": "ld.local" in ptx or "st.local" in ptx,
+        "sass_checked": bool(sass),
+        "sass_spills": bool(re.search(r"\b(LDL|STL)\b", sass)),
+    }
+
+
+def committed_configs():
+    """``(path, source, config)`` for the built-in defaults and every table entry."""
+    for path, cfg in L.BUILTIN.items():
+        yield path, "builtin", cfg
+    for table in sorted(L.CONFIG_DIR.glob("*_linear.json")):
+        data = json.loads(table.read_text())
+        for path in L.BUILTIN:
+            for key, cfg in data.get(path, {}).items():
+                yield path, f"{table.name}:{key}", cfg
+
+
+def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
+    return dict(
+        HAS_BG=bias,
+        HAS_BU=bias,
+        ACTIVATION=activation,
+        ALPHA=1.702,
+        LIMIT=7.0,
+        INPUT_PRECISION=precision,
+        BLOCK_M=cfg.get("BLOCK_M"),
+        BLOCK_N=cfg["BLOCK_N"],
+        BLOCK_K=cfg["BLOCK_K"],
+        BLOCK_T=16,
+        GROUP_M=cfg.get("GROUP_M"),
+        NUM_SMS=H200_SMS,
+    )
+
+
+def variants():
+    """``(path, source, config, dtype, activation, bias, aligned, precision)``, with the
+    config as the launcher would use it (BLOCK_K scaled per dtype, capped when unaligned)."""
+    acts = ["silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"]
+    for path, source, raw in committed_configs():
+        raw = {k: v for k, v in raw.items() if k in L._CONFIG_KEYS}
+        for dtype in (torch.bfloat16, torch.float16, torch.float32):
+            cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
+            for act in acts if dtype == torch.bfloat16 else ["silu"]:
+                yield path, source, cfg, dtype, act, act == "silu", True, "tf32"
+            if path == "tma":
+                continue  # TMA needs aligned operands, and never runs IEEE fp32 (pointer does)
+            for aligned, precision in ((False, "tf32"), (True, "ieee"), (False, "ieee")):
+                if dtype != torch.float32 and precision == "ieee":
+                    continue
+                adjusted = L.adjust_config(path, cfg, dtype, aligned, precision)
+                yield path, source, adjusted, dtype, "silu", True, aligned, precision
+
+
+def main() -> int:
+    for path, source, cfg, dtype, act, bias, aligned, precision in variants():
+        constexprs = _constexprs(cfg, act, bias, precision)
+        result = compile_variant(path, dtype, cfg, constexprs, aligned)
+        result.update(
+            path=path,
+            source=source,
+            dtype=str(dtype),
+            activation=act,
+            bias=bias,
+            aligned=aligned,
+            precision=precision,
+            config=cfg,
+        )
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

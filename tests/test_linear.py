@@ -1,0 +1,402 @@
+"""The fused gate/up projection ``swiglu_linear`` against float64 references.
+
+Kernel tier: every path (TMA, pointer, decode) through Triton's interpreter on the CPU, or on
+the GPU when present. GPU tier (``gpu``): bf16 on real model shapes, CUDA graphs, configs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from flash_swiglu import reference
+from flash_swiglu._names import ACTIVATIONS
+from flash_swiglu.ops import linear as L
+
+from _tolerance import assert_within_rule
+
+DTYPES = [torch.float32, torch.float16]
+SCALE = {"swiglu_oai": 4.0}  # pre-activations reach gpt-oss's clamps at +-7
+PATHS = ["tma", "pointer", "decode"]
+GPU = torch.cuda.is_available()
+
+
+def make_inputs(m_shape, n, k, dtype, device, activation="silu", bias=True, packed=None):
+    """x, weights and biases whose pre-activations have a spread of about SCALE."""
+    s = SCALE.get(activation, 2.0)
+    x = torch.randn((*m_shape, k), device=device).to(dtype)
+    w = (torch.randn(2 * n, k, device=device) * s / max(k, 1) ** 0.5).to(dtype)
+    b = torch.randn(2 * n, device=device).to(dtype) if bias else None
+    if packed:
+        return x, w, b
+    wg, wu = w[:n].clone(), w[n:].clone()
+    bg, bu = (b[:n].clone(), b[n:].clone()) if bias else (None, None)
+    return x, wg, wu, bg, bu
+
+
+def torch_linear(x, wg, wu, bg, bu, activation):
+    """The same math in PyTorch, in the dtype of the inputs (F.linear + the activation)."""
+    return reference.act_glu(F.linear(x, wg, bg), F.linear(x, wu, bu), activation)
+
+
+def run(fn, inputs, dout=None):
+    """``fn``'s output and the gradients of every tensor input for ``dout`` (random if None)."""
+    leaves = [t.detach().clone().requires_grad_(True) if t is not None else None for t in inputs]
+    out = fn(*leaves)
+    dout = torch.randn_like(out) if dout is None else dout
+    grads = torch.autograd.grad(out, [t for t in leaves if t is not None], dout)
+    return out.detach(), grads, dout
+
+
+def check(fn, torch_fn, inputs, name=""):
+    """Output and every gradient within the tolerance rule against float64 autograd, with
+    ``torch_fn`` in the inputs' dtype as the PyTorch comparison."""
+    out, grads, dout = run(fn, inputs)
+    ref, ref_grads, _ = run(
+        torch_fn, [t.double() if t is not None else None for t in inputs], dout.double()
+    )
+    eager, eager_grads, _ = run(torch_fn, inputs, dout)
+    assert_within_rule(f"{name} out", out, eager, ref)
+    for i, (g, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
+        assert_within_rule(f"{name} grad {i}", g, e, r)
+    return out
+
+
+def split_rows(w, layout):
+    """(gate, up) rows of a packed [2N, K] weight, or of a packed [2N] bias."""
+    if w is None:
+        return None, None
+    if w.dim() == 1:
+        return reference.split_packed(w, layout)
+    g, u = reference.split_packed(w.t(), layout)
+    return g.t(), u.t()
+
+
+def torch_packed(x, w, b, layout, activation):
+    return torch_linear(x, *split_rows(w, layout), *split_rows(b, layout), activation)
+
+
+@pytest.fixture
+def force_path(monkeypatch):
+    """Route every launch to one path; records the paths the launcher chose on its own."""
+    chosen = []
+
+    def force(path):
+        real = L.choose_path
+
+        def spy(*args):
+            chosen.append(real(*args))
+            return path
+
+        monkeypatch.setattr(L, "choose_path", spy)
+
+    force.chosen = chosen
+    return force
+
+
+# Token counts: the main paths need more than DECODE_MAX_TOKENS rows; the decode path fewer.
+M_SHAPE = {"tma": (80,), "pointer": (80,), "decode": (5,)}
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_matches_float64(device, force_path, path, activation, dtype):
+    force_path(path)
+    inputs = make_inputs(M_SHAPE[path], 48, 72, dtype, device, activation)
+    fn = lambda *a: L.swiglu_linear(*a, activation=activation)
+    check(fn, lambda *a: torch_linear(*a, activation), inputs, path)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("layout", ["concat", "interleaved"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_packed_layouts(device, force_path, path, layout, dtype):
+    force_path(path)
+    x, w, b = make_inputs(M_SHAPE[path], 40, 64, dtype, device, "gelu", packed=True)
+
+    fn = lambda x, w, b: L.swiglu_linear_packed(x, w, b, activation="gelu", layout=layout)
+    torch_fn = lambda x, w, b: torch_packed(x, w, b, layout, "gelu")
+    check(fn, torch_fn, (x, w, b), f"{path} {layout}")
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_3d_input_and_no_bias(device, force_path, path):
+    force_path(path)
+    m_shape = (2, 41) if path != "decode" else (2, 3)
+    inputs = make_inputs(m_shape, 24, 32, torch.float32, device, bias=False)
+    fn = lambda x, wg, wu, bg, bu: L.swiglu_linear(x, wg, wu)
+    out = check(fn, lambda *a: torch_linear(*a, "silu"), inputs, path)
+    assert out.shape == (*m_shape, 24)
+
+
+@pytest.mark.parametrize("path", ["pointer", "decode"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_unaligned_k_and_n(device, force_path, path, dtype):
+    """K and N not multiples of 8: no TMA descriptor can take them."""
+    force_path(path)
+    m_shape = (70,) if path == "pointer" else (1,)
+    inputs = make_inputs(m_shape, 19, 37, dtype, device)
+    check(lambda *a: L.swiglu_linear(*a), lambda *a: torch_linear(*a, "silu"), inputs, path)
+    assert force_path.chosen == [path] * len(force_path.chosen)
+
+
+def test_natural_path_choice(device):
+    x = torch.randn(80, 64, device=device)
+    w = torch.randn(32, 64, device=device)
+    assert L.choose_path(x, w, w, 1) == "decode"
+    assert L.choose_path(x, w, w, 64) == "decode"
+    with _tf32():
+        assert L.choose_path(x, w, w, 80) == ("tma" if _has_tma(device) else "pointer")
+    # IEEE fp32 products have no MMA to feed: pointer path.
+    assert L.choose_path(x, w, w, 80) == "pointer"
+    xh, wh = x.half(), w.half()
+    assert L.choose_path(xh, wh, wh, 80) == ("tma" if _has_tma(device) else "pointer")
+    w37 = torch.randn(32, 37, device=device).half()
+    assert L.choose_path(None, w37, w37, 80) == "pointer"  # K * 2 bytes not a multiple of 16
+    assert L.choose_path(xh[:, 1:], wh[:, 1:], wh[:, 1:], 80) == "pointer"  # unaligned views
+
+
+def _has_tma(device):
+    return device == "cpu" or torch.cuda.get_device_capability()[0] >= 9
+
+
+class _tf32:
+    def __enter__(self):
+        self.prev = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
+
+    def __exit__(self, *exc):
+        torch.set_float32_matmul_precision(self.prev)
+
+
+def test_input_precision_follows_torch():
+    assert L.input_precision(torch.float32) == "ieee"
+    with _tf32():
+        assert L.input_precision(torch.float32) == "tf32"
+    assert L.input_precision(torch.float64) == "ieee"
+
+
+def test_strided_views_read_in_place(device, force_path):
+    """x sliced along the sequence (two row groups) and a column slice of a wider tensor."""
+    base = torch.randn(3, 9, 80, device=device)
+    x = base[:, 2:7, 8:72]  # [3, 5, 64]: rows in two groups, row stride 80
+    _, wg, wu, bg, bu = make_inputs((1,), 24, 64, torch.float32, device)
+    for path in ("pointer", "decode", "tma"):
+        force_path(path)
+        out = L.swiglu_linear(x, wg, wu, bg, bu)
+        ref = reference.swiglu_linear_reference(
+            x.double(), wg.double(), wu.double(), bg.double(), bu.double()
+        )
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("m_shape", [(0,), (2, 0)], ids=str)
+def test_zero_tokens(device, m_shape):
+    x, wg, wu, bg, bu = make_inputs(m_shape, 16, 32, torch.float32, device)
+    leaves = [t.requires_grad_(True) for t in (x, wg, wu, bg, bu)]
+    out = L.swiglu_linear(*leaves)
+    assert out.shape == (*m_shape, 16)
+    grads = torch.autograd.grad(out.sum(), leaves)
+    for t, g in zip(leaves, grads, strict=True):
+        assert g.shape == t.shape
+    assert all(not g.any() for g in grads[1:])
+
+
+def test_zero_k(device):
+    """K = 0: the products are empty sums, the output is act(b_gate) * b_up."""
+    x, wg, wu, bg, bu = make_inputs((3,), 8, 0, torch.float32, device)
+    out = L.swiglu_linear(x, wg, wu, bg, bu)
+    torch.testing.assert_close(out, (F.silu(bg) * bu).expand(3, 8))
+
+
+def test_backward_is_repeatable_and_out_of_place(device):
+    x, w, b = make_inputs((70,), 16, 32, torch.float16, device, packed=True)
+    before = [t.clone() for t in (x, w, b)]
+    leaves = [t.requires_grad_(True) for t in (x, w, b)]
+    out = L.swiglu_linear_packed(*leaves, layout="interleaved")
+    dout = torch.randn_like(out)
+    g1 = torch.autograd.grad(out, leaves, dout, retain_graph=True)
+    g2 = torch.autograd.grad(out, leaves, dout)
+    assert all(torch.equal(a, c) for a, c in zip(g1, g2, strict=True))
+    assert all(torch.equal(t.detach(), c) for t, c in zip(leaves, before, strict=True))
+
+
+def test_gradcheck_float64(device):
+    x, wg, wu, bg, bu = make_inputs((3,), 4, 5, torch.float64, device, activation="gelu_tanh")
+    leaves = [t.requires_grad_(True) for t in (x, wg, wu, bg, bu)]
+    fn = lambda *a: L.swiglu_linear(*a, activation="gelu_tanh")
+    assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-5)
+
+
+def test_custom_ops_pass_opcheck(device):
+    x, wg, wu, bg, bu = make_inputs((5,), 16, 32, torch.float32, device)
+    torch.library.opcheck(L.linear_fwd, (x, wg, wu, bg, bu, "silu", 1.702, 7.0))
+    x, w, b = make_inputs((5,), 16, 32, torch.float32, device, packed=True)
+    torch.library.opcheck(L.linear_packed_fwd, (x, w, b, "silu", "interleaved", 1.702, 7.0))
+
+
+def test_torch_compile_fullgraph(device):
+    x, w, b = make_inputs((2, 3), 16, 32, torch.float32, device, packed=True)
+    leaves = [t.requires_grad_(True) for t in (x, w, b)]
+    fn = lambda x, w, b: L.swiglu_linear_packed(x, w, b, layout="interleaved")
+    compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+    out = compiled(*leaves)
+    grads = torch.autograd.grad(out.sum(), leaves)
+    out_e = fn(*leaves)
+    grads_e = torch.autograd.grad(out_e.sum(), leaves)
+    torch.testing.assert_close(out, out_e)
+    for g, e in zip(grads, grads_e, strict=True):
+        torch.testing.assert_close(g, e)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_cpu_reference_path_without_interpreter(monkeypatch, activation):
+    from flash_swiglu.ops import elementwise
+
+    monkeypatch.setattr(L, "use_triton", lambda device: False)
+    monkeypatch.setattr(elementwise, "use_triton", lambda device: False)
+    inputs = make_inputs((2, 3), 16, 24, torch.float16, "cpu", activation)
+    fn = lambda *a: L.swiglu_linear(*a, activation=activation)
+    check(fn, lambda *a: torch_linear(*a, activation), inputs, "reference path")
+
+
+def test_errors(device):
+    x, wg, wu, bg, bu = make_inputs((4,), 8, 16, torch.float32, device)
+    with pytest.raises(ValueError, match=r"w_gate.*\(8, 15\)"):
+        L.swiglu_linear(x, wg[:, :15], wu)
+    with pytest.raises(ValueError, match=r"w_gate and w_up.*\(8, 16\).*\(7, 16\)"):
+        L.swiglu_linear(x, wg, wu[:7])
+    with pytest.raises(ValueError, match=r"b_up.*\(9,\)"):
+        L.swiglu_linear(x, wg, wu, bg, torch.zeros(9, device=device))
+    with pytest.raises(TypeError, match=r"w_up.*float16"):
+        L.swiglu_linear(x, wg, wu.half())
+    with pytest.raises(TypeError, match=r"x has dtype torch.int64"):
+        L.swiglu_linear(x.long(), wg, wu)
+    with pytest.raises(ValueError, match=r"same device.*meta"):
+        L.swiglu_linear(x, wg, wu.to("meta"))
+    with pytest.raises(ValueError, match="activation"):
+        L.swiglu_linear(x, wg, wu, activation="tanh")
+    w = torch.randn(15, 16, device=device)
+    with pytest.raises(ValueError, match=r"\[2N, K\].*\(15, 16\)"):
+        L.swiglu_linear_packed(x, w)
+    with pytest.raises(ValueError, match="layout"):
+        L.swiglu_linear_packed(x, w[:14], layout="rows")
+    with pytest.raises(ValueError, match=r"b must have shape \[2N\]"):
+        L.swiglu_linear_packed(x, w[:14], torch.zeros(7, device=device))
+
+
+def test_config_table():
+    table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    for path in L.BUILTIN:
+        for key, entry in table.get(path, {}).items():
+            assert "source" in entry, (path, key)
+            assert set(L._CONFIG_KEYS) - {"BLOCK_M", "GROUP_M"} <= set(entry)
+    assert L.table_keys(3000, 14336, 4096) == (
+        "m4096_n14336_k4096",
+        "m4096",
+        "n14336_k4096",
+        "default",
+    )
+    assert L.token_bucket(1 << 20) == L.MAX_TOKEN_BUCKET
+    cfg = L.launch_config("tma", 8192, 14336, 4096, torch.bfloat16, "NVIDIA H200")
+    assert cfg == {k: table["tma"]["default"][k] for k in L._CONFIG_KEYS}
+    cfg32 = L.launch_config("tma", 8192, 14336, 4096, torch.float32, "NVIDIA H200")
+    assert cfg32["BLOCK_K"] == cfg["BLOCK_K"] // 2  # same bytes per stage
+    assert L.launch_config("decode", 1, 8, 8, torch.bfloat16, "Some GPU") == L.BUILTIN["decode"]
+
+
+# ----------------------------------------------------------------------------------------
+# GPU tier
+# ----------------------------------------------------------------------------------------
+
+MODELS = {"llama3-8b": (4096, 14336), "llama3.2-1b": (2048, 8192)}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m", [1, 32, 2048])
+@pytest.mark.parametrize("model", list(MODELS))
+def test_gpu_bf16_model_shapes(m, model):
+    k, n = MODELS[model]
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, torch.bfloat16, "cuda", bias=False)
+    out = L.swiglu_linear(x, wg, wu)
+    ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+    assert_within_rule(f"{model} m={m}", out, torch_linear(x, wg, wu, None, None, "silu"), ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("layout", ["concat", "interleaved"])
+@pytest.mark.parametrize("m", [16, 1024])
+def test_gpu_bf16_packed_with_grads(layout, m):
+    x, w, b = make_inputs((m,), 2048, 1024, torch.bfloat16, "cuda", "swiglu_oai", packed=True)
+
+    fn = lambda x, w, b: L.swiglu_linear_packed(x, w, b, activation="swiglu_oai", layout=layout)
+    check(fn, lambda x, w, b: torch_packed(x, w, b, layout, "swiglu_oai"), (x, w, b), layout)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m", [1, 8, 64])
+def test_gpu_decode_under_cuda_graph(m):
+    x, wg, wu, _, _ = make_inputs((m,), 14336, 4096, torch.bfloat16, "cuda", bias=False)
+    expected = L.swiglu_linear(x, wg, wu)  # warm-up compiles outside the capture
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = L.swiglu_linear(x, wg, wu)
+    x.copy_(torch.randn_like(x))
+    graph.replay()
+    torch.cuda.synchronize()
+    torch.testing.assert_close(out, L.swiglu_linear(x, wg, wu), rtol=0, atol=0)
+    assert not torch.equal(out, expected)
+
+
+def _committed_configs():
+    for path, cfg in L.BUILTIN.items():
+        yield path, "builtin", cfg
+    for table in sorted(L.CONFIG_DIR.glob("*_linear.json")):
+        data = json.loads(table.read_text())
+        for path in L.BUILTIN:
+            for key, cfg in data.get(path, {}).items():
+                yield path, f"{table.name}:{key}", cfg
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
+@pytest.mark.parametrize(("path", "source", "cfg"), list(_committed_configs()))
+def test_gpu_every_committed_config(path, source, cfg, dtype):
+    m = 33 if path == "decode" else 1000
+    x, wg, wu, bg, bu = make_inputs((m,), 1000, 1024, dtype, "cuda")
+    cfg = {k: v for k, v in cfg.items() if k in L._CONFIG_KEYS}
+    cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
+    with _tf32():
+        out = L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, path, cfg)
+        eager = torch_linear(x, wg, wu, bg, bu, "silu")
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    if dtype == torch.float32:  # TF32 products: held to TF32's 10-bit mantissa
+        torch.testing.assert_close(out.double(), ref, rtol=2e-3, atol=2e-3)
+    else:
+        assert_within_rule(f"{path} {source}", out, eager, ref)
+
+
+@pytest.mark.gpu
+def test_gpu_past_2_31_output_elements():
+    m, n, k = 150_000, 14336, 256  # M * N = 2.15e9 > 2^31
+    x, wg, wu, _, _ = make_inputs((m,), n, k, torch.bfloat16, "cuda", bias=False)
+    for path in ("tma", "pointer"):
+        out = L._forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, path)
+        tail = slice(m - 64, m)
+        ref = reference.swiglu_linear_reference(x[tail].double(), wg.double(), wu.double())
+        eager = torch_linear(x[tail], wg, wu, None, None, "silu")
+        assert_within_rule(path, out[tail], eager, ref)
+        del out
+
+
+@pytest.mark.gpu
+def test_gpu_torch_compile():
+    x, wg, wu, bg, bu = make_inputs((4, 256), 1024, 512, torch.bfloat16, "cuda")
+    fn = torch.compile(lambda *a: L.swiglu_linear(*a, activation="gelu"), fullgraph=True)
+    torch.testing.assert_close(
+        fn(x, wg, wu, bg, bu), L.swiglu_linear(x, wg, wu, bg, bu, activation="gelu")
+    )
