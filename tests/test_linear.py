@@ -181,17 +181,17 @@ def test_input_precision_follows_torch():
 
 
 def test_strided_views_read_in_place(device, force_path):
-    """x sliced along the sequence (two row groups) and a column slice of a wider tensor."""
-    base = torch.randn(3, 9, 80, device=device)
-    x = base[:, 2:7, 8:72]  # [3, 5, 64]: rows in two groups, row stride 80
-    _, wg, wu, bg, bu = make_inputs((1,), 24, 64, torch.float32, device)
-    for path in ("pointer", "decode", "tma"):
+    """x sliced along the sequence (two row groups, row stride 80) and w_up a column slice
+    of a wider matrix (its own row stride, 16-byte aligned so TMA can take it too)."""
+    x = torch.randn(3, 9, 80, device=device)[:, 2:7, 8:72]
+    _, wg, _, bg, bu = make_inputs((1,), 24, 64, torch.float32, device)
+    wu = (torch.randn(24, 100, device=device) / 8)[:, 8:72]
+    assert wu.stride(0) == 100 and x.stride(1) == 80
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    for path in PATHS:
         force_path(path)
         out = L.swiglu_linear(x, wg, wu, bg, bu)
-        ref = reference.swiglu_linear_reference(
-            x.double(), wg.double(), wu.double(), bg.double(), bu.double()
-        )
-        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=path)
 
 
 @pytest.mark.parametrize("m_shape", [(0,), (2, 0)], ids=str)
@@ -265,7 +265,7 @@ def test_cpu_reference_path_without_interpreter(monkeypatch, activation):
 
 
 def test_errors(device):
-    x, wg, wu, bg, bu = make_inputs((4,), 8, 16, torch.float32, device)
+    x, wg, wu, bg, _ = make_inputs((4,), 8, 16, torch.float32, device)
     with pytest.raises(ValueError, match=r"w_gate.*\(8, 15\)"):
         L.swiglu_linear(x, wg[:, :15], wu)
     with pytest.raises(ValueError, match=r"w_gate and w_up.*\(8, 16\).*\(7, 16\)"):
@@ -321,7 +321,7 @@ MODELS = {"llama3-8b": (4096, 14336), "llama3.2-1b": (2048, 8192)}
 @pytest.mark.parametrize("model", list(MODELS))
 def test_gpu_bf16_model_shapes(m, model):
     k, n = MODELS[model]
-    x, wg, wu, bg, bu = make_inputs((m,), n, k, torch.bfloat16, "cuda", bias=False)
+    x, wg, wu, _, _ = make_inputs((m,), n, k, torch.bfloat16, "cuda", bias=False)
     out = L.swiglu_linear(x, wg, wu)
     ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
     assert_within_rule(f"{model} m={m}", out, torch_linear(x, wg, wu, None, None, "silu"), ref)

@@ -158,7 +158,7 @@ def _linear_ptr_kernel(
     wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
     acc_g = to_compute(tl.zeros((BLOCK_M, BLOCK_N), dtype=x_ptr.dtype.element_ty))  # fp32/64
     acc_u = tl.zeros_like(acc_g)
-    for k in range(0, tl.cdiv(K, BLOCK_K) - 1 + (K < 40)):
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
         k_mask = ks < K - k * BLOCK_K
         a = tl.load(x_ptrs, mask=row_mask[:, None] & k_mask[None, :], other=0.0)
         w_mask = col_mask[:, None] & k_mask[None, :]
@@ -220,7 +220,7 @@ def _linear_decode_kernel(
     wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
     acc_g = to_compute(tl.zeros((BLOCK_N, BLOCK_T), dtype=x_ptr.dtype.element_ty))
     acc_u = tl.zeros_like(acc_g)
-    for k in range(0, tl.cdiv(K, BLOCK_K) - 1 + (K < 40)):
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
         k_mask = ks < K - k * BLOCK_K
         xt = tl.load(xt_ptrs, mask=k_mask[:, None] & row_mask[None, :], other=0.0)
         w_mask = col_mask[:, None] & k_mask[None, :]

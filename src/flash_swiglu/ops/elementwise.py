@@ -22,14 +22,15 @@ from flash_swiglu.ops._common import use_triton
 # Launch configuration
 # ----------------------------------------------------------------------------------------
 
-# Measured on an H200 (scripts/tune_elementwise_small.py, 2026-11-22, Triton 3.6): tiles of
-# 2048 elements per operand (one row of a wide matrix), 4 warps forward and 8 backward, were
-# within 1-2% of the best configuration on every case of 4096x4096 and 8192x14336 in bf16,
-# fp16 and fp32 (e.g. 8192x14336 bf16: 169.5 us fwd, 277.6 us bwd, 97-99% of copy
-# bandwidth). Tiles of 16384 elements with 4 warps spilled and ran up to 6x slower.
-TILE_ELEMS = 2048
-MAX_BLOCK_N = 2048
-NUM_WARPS = {"fwd": 4, "bwd": 8}
+# Measured on an H200 (scripts/tune_elementwise_small.py, 2026-11-22, Triton 3.6, GPU time
+# from CUDA-graph replays with a cold L2): tiles of 1024 elements per operand and 4 warps
+# (8 elements, one 16-byte vector per thread in 16-bit types) were within 0.6% of the best
+# of tiles 1024/2048/4096 x warps 2/4/8 on 4096x4096 bf16 and fp32 and 8192x14336 bf16,
+# forward and backward (8192x14336 bf16: 163.2 us fwd, 273.7 us bwd, 4.3 TB/s). In the
+# first, wider sweep (scripts/tune_elementwise.py) the worst configuration ran 6x slower.
+TILE_ELEMS = 1024
+MAX_BLOCK_N = 1024
+NUM_WARPS = {"fwd": 4, "bwd": 4}
 # Pinned, not left to Triton's default (which 3.10 flips): a fused multiply-add rounds once,
 # so it is at least as accurate as the separate multiply and add.
 ENABLE_FP_FUSION = True
