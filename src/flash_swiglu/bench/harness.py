@@ -29,7 +29,7 @@ import torch
 from flash_swiglu.bench.backends import BASELINE, Skip, unavailable
 from flash_swiglu.bench.cases import Case
 from flash_swiglu.bench.checks import check, max_abs_err
-from flash_swiglu.bench.roofline import gbps
+from flash_swiglu.bench.roofline import gbps, same_size_copy_gbps
 from flash_swiglu.bench.timing import Timing, host_ms, measure, measure_call
 
 PASSES = ("fwd", "bwd", "fwd+bwd")
@@ -118,9 +118,13 @@ def _run_case(case, backends, passes, device, copy_bw_gbps, on_pass_done):
         results = _check(pass_, functions, inputs, dout)
         _time(pass_, functions, inputs, dout, device, results)
         eager_ms = results[BASELINE].get("median_ms")
+        local_copy = same_size_copy_gbps(sum(case.ideal_bytes(pass_)), device)
         for backend in backends:
             result = {"skipped": skipped[backend]} if backend in skipped else results[backend]
-            rows.append(_row(case, pass_, backend, device, copy_bw_gbps, eager_ms, result))
+            row = _row(case, pass_, backend, device, copy_bw_gbps, eager_ms, result)
+            row["same_size_copy_gbps"] = local_copy
+            row["frac_same_size_copy"] = row["gbps"] / local_copy if row["gbps"] else None
+            rows.append(row)
         on_pass_done(f"{case.label} {pass_}")
     return rows
 

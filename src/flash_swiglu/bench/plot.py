@@ -32,10 +32,13 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path, copy_bw_gbps: float) 
     import matplotlib.pyplot as plt
 
     panels: dict[tuple, dict[str, list[tuple[int, float]]]] = defaultdict(lambda: defaultdict(list))
+    local_copy: dict[tuple, dict[int, float]] = defaultdict(dict)
     for row in rows:
         if row["gbps"] is not None:
             key = tuple(row.get(f) for f in PANEL_FIELDS)
             panels[key][row["backend"]].append((row["n_elements"], row["gbps"]))
+            if row.get("same_size_copy_gbps"):
+                local_copy[key][row["n_elements"]] = row["same_size_copy_gbps"]
     if not panels:
         raise ValueError("no measured rows to plot")
     ncols = min(3, len(panels))
@@ -45,7 +48,10 @@ def plot_sweep(rows: Sequence[dict[str, Any]], path: Path, copy_bw_gbps: float) 
         for backend, points in lines.items():
             xs, ys = zip(*sorted(points), strict=True)
             ax.plot(xs, ys, marker="o", markersize=3, label=backend)
-        ax.axhline(copy_bw_gbps, linestyle="--", color="gray", label="copy")
+        ax.axhline(copy_bw_gbps, linestyle="--", color="gray", label="copy (2 GiB)")
+        if local_copy[key]:
+            xs, ys = zip(*sorted(local_copy[key].items()), strict=True)
+            ax.plot(xs, ys, linestyle=":", color="black", label="copy (same size)")
         ax.set_xscale("log", base=2)
         ax.set_title(" ".join(str(k) for k in key if k is not None), fontsize=9)
         ax.set_xlabel("elements per operand")

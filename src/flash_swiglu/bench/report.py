@@ -20,6 +20,7 @@ COLUMNS = (
     "host ms",
     "GB/s",
     "% copy BW",
+    "% same-size copy",
     "vs eager",
     "max err (eager)",
     "check",
@@ -79,6 +80,7 @@ def _cells(row: dict[str, Any], profiled: bool) -> list[str]:
         _fmt(row.get("host_ms"), ".3g"),
         _fmt(row["gbps"], ".0f"),
         _fmt(frac * 100 if frac is not None else None, ".0f"),
+        _fmt(row["frac_same_size_copy"] * 100 if row.get("frac_same_size_copy") else None, ".0f"),
         "-" if speedup is None else f"{speedup:.2f}x",
         err,
         _check_cell(row),
@@ -104,7 +106,8 @@ def format_table(rows: Sequence[dict[str, Any]], copy_bw_gbps: float, where: str
     title = (
         f"Copy bandwidth (read + write, measured in this run on {where}): "
         f"{copy_bw_gbps:.0f} GB/s. Times: {rows[0].get('timing', '-') if rows else '-'}. "
-        "GB/s = ideal bytes / median time; "
+        "GB/s = ideal bytes / median time; same-size copy = a device copy of the case's ideal "
+        "bytes, timed the same way (the ceiling at that size); "
         "max err = max abs error vs float64 (PyTorch eager's in brackets)."
     )
     notes = [LAUNCH_NOTE] if any(_launch_bound(row) for row in rows) else []

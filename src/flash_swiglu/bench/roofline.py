@@ -40,3 +40,18 @@ def _copy_ms(nbytes: int, device: torch.device) -> float:
         # the host time of issuing it does not show.
         return measure_call(lambda: dst.copy_(src)).median_ms
     return measure(lambda: dst.copy_(src), device).median_ms
+
+
+def same_size_copy_gbps(nbytes: int, device: torch.device) -> float:
+    """GB/s of a device copy moving ``nbytes`` in all (half read, half written), timed like
+    the cases (on CUDA: graph replays, cold L2). This is the ceiling at the case's own size:
+    a 100 MB pass cannot reach the rate of a 4 GiB copy, whose ramp-up and tail are amortised.
+
+    The copy is ``torch.mul(src, 1, out=dst)``, an SM kernel like eager's ``copy_``: a
+    captured ``copy_`` becomes a graph memcpy node that may use the copy engines instead.
+    """
+    n = max(nbytes // 8, 1)  # float32 elements in each buffer
+    src = torch.randn(n, device=device)
+    dst = torch.empty_like(src)
+    ms = measure(lambda: torch.mul(src, 1, out=dst), device).median_ms
+    return gbps(8 * n, ms)
