@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import flash_swiglu
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
 from flash_swiglu.ops import linear as L
@@ -21,7 +22,6 @@ from _tolerance import assert_within_rule
 DTYPES = [torch.float32, torch.float16]
 SCALE = {"swiglu_oai": 4.0}  # pre-activations reach gpt-oss's clamps at +-7
 PATHS = ["tma", "pointer", "decode"]
-GPU = torch.cuda.is_available()
 
 
 def make_inputs(m_shape, n, k, dtype, device, activation="silu", bias=True, packed=None):
@@ -107,7 +107,7 @@ M_SHAPE = {"tma": (80,), "pointer": (80,), "decode": (5,)}
 def test_matches_float64(device, force_path, path, activation, dtype):
     force_path(path)
     inputs = make_inputs(M_SHAPE[path], 48, 72, dtype, device, activation)
-    fn = lambda *a: L.swiglu_linear(*a, activation=activation)
+    fn = lambda *a: flash_swiglu.swiglu_linear(*a, activation=activation)
     check(fn, lambda *a: torch_linear(*a, activation), inputs, path)
 
 
@@ -118,7 +118,9 @@ def test_packed_layouts(device, force_path, path, layout, dtype):
     force_path(path)
     x, w, b = make_inputs(M_SHAPE[path], 40, 64, dtype, device, "gelu", packed=True)
 
-    fn = lambda x, w, b: L.swiglu_linear_packed(x, w, b, activation="gelu", layout=layout)
+    fn = lambda x, w, b: flash_swiglu.swiglu_linear_packed(
+        x, w, b, activation="gelu", layout=layout
+    )
     torch_fn = lambda x, w, b: torch_packed(x, w, b, layout, "gelu")
     check(fn, torch_fn, (x, w, b), f"{path} {layout}")
 
@@ -128,7 +130,7 @@ def test_3d_input_and_no_bias(device, force_path, path):
     force_path(path)
     m_shape = (2, 41) if path != "decode" else (2, 3)
     inputs = make_inputs(m_shape, 24, 32, torch.float32, device, bias=False)
-    fn = lambda x, wg, wu, bg, bu: L.swiglu_linear(x, wg, wu)
+    fn = lambda x, wg, wu, bg, bu: flash_swiglu.swiglu_linear(x, wg, wu)
     out = check(fn, lambda *a: torch_linear(*a, "silu"), inputs, path)
     assert out.shape == (*m_shape, 24)
 
@@ -140,7 +142,9 @@ def test_unaligned_k_and_n(device, force_path, path, dtype):
     force_path(path)
     m_shape = (70,) if path == "pointer" else (1,)
     inputs = make_inputs(m_shape, 19, 37, dtype, device)
-    check(lambda *a: L.swiglu_linear(*a), lambda *a: torch_linear(*a, "silu"), inputs, path)
+    check(
+        lambda *a: flash_swiglu.swiglu_linear(*a), lambda *a: torch_linear(*a, "silu"), inputs, path
+    )
     assert force_path.chosen == [path] * len(force_path.chosen)
 
 
@@ -190,7 +194,7 @@ def test_strided_views_read_in_place(device, force_path):
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
     for path in PATHS:
         force_path(path)
-        out = L.swiglu_linear(x, wg, wu, bg, bu)
+        out = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
         torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-5, msg=path)
 
 
@@ -198,7 +202,7 @@ def test_strided_views_read_in_place(device, force_path):
 def test_zero_tokens(device, m_shape):
     x, wg, wu, bg, bu = make_inputs(m_shape, 16, 32, torch.float32, device)
     leaves = [t.requires_grad_(True) for t in (x, wg, wu, bg, bu)]
-    out = L.swiglu_linear(*leaves)
+    out = flash_swiglu.swiglu_linear(*leaves)
     assert out.shape == (*m_shape, 16)
     grads = torch.autograd.grad(out.sum(), leaves)
     for t, g in zip(leaves, grads, strict=True):
@@ -209,7 +213,7 @@ def test_zero_tokens(device, m_shape):
 def test_zero_k(device):
     """K = 0: the products are empty sums, the output is act(b_gate) * b_up."""
     x, wg, wu, bg, bu = make_inputs((3,), 8, 0, torch.float32, device)
-    out = L.swiglu_linear(x, wg, wu, bg, bu)
+    out = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
     torch.testing.assert_close(out, (F.silu(bg) * bu).expand(3, 8))
 
 
@@ -217,7 +221,7 @@ def test_backward_is_repeatable_and_out_of_place(device):
     x, w, b = make_inputs((70,), 16, 32, torch.float16, device, packed=True)
     before = [t.clone() for t in (x, w, b)]
     leaves = [t.requires_grad_(True) for t in (x, w, b)]
-    out = L.swiglu_linear_packed(*leaves, layout="interleaved")
+    out = flash_swiglu.swiglu_linear_packed(*leaves, layout="interleaved")
     dout = torch.randn_like(out)
     g1 = torch.autograd.grad(out, leaves, dout, retain_graph=True)
     g2 = torch.autograd.grad(out, leaves, dout)
@@ -228,7 +232,7 @@ def test_backward_is_repeatable_and_out_of_place(device):
 def test_gradcheck_float64(device):
     x, wg, wu, bg, bu = make_inputs((3,), 4, 5, torch.float64, device, activation="gelu_tanh")
     leaves = [t.requires_grad_(True) for t in (x, wg, wu, bg, bu)]
-    fn = lambda *a: L.swiglu_linear(*a, activation="gelu_tanh")
+    fn = lambda *a: flash_swiglu.swiglu_linear(*a, activation="gelu_tanh")
     assert torch.autograd.gradcheck(fn, leaves, eps=1e-6, atol=1e-5)
 
 
@@ -242,7 +246,7 @@ def test_custom_ops_pass_opcheck(device):
 def test_torch_compile_fullgraph(device):
     x, w, b = make_inputs((2, 3), 16, 32, torch.float32, device, packed=True)
     leaves = [t.requires_grad_(True) for t in (x, w, b)]
-    fn = lambda x, w, b: L.swiglu_linear_packed(x, w, b, layout="interleaved")
+    fn = lambda x, w, b: flash_swiglu.swiglu_linear_packed(x, w, b, layout="interleaved")
     compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
     out = compiled(*leaves)
     grads = torch.autograd.grad(out.sum(), leaves)
@@ -260,33 +264,33 @@ def test_cpu_reference_path_without_interpreter(monkeypatch, activation):
     monkeypatch.setattr(L, "use_triton", lambda device: False)
     monkeypatch.setattr(elementwise, "use_triton", lambda device: False)
     inputs = make_inputs((2, 3), 16, 24, torch.float16, "cpu", activation)
-    fn = lambda *a: L.swiglu_linear(*a, activation=activation)
+    fn = lambda *a: flash_swiglu.swiglu_linear(*a, activation=activation)
     check(fn, lambda *a: torch_linear(*a, activation), inputs, "reference path")
 
 
 def test_errors(device):
     x, wg, wu, bg, _ = make_inputs((4,), 8, 16, torch.float32, device)
     with pytest.raises(ValueError, match=r"w_gate.*\(8, 15\)"):
-        L.swiglu_linear(x, wg[:, :15], wu)
+        flash_swiglu.swiglu_linear(x, wg[:, :15], wu)
     with pytest.raises(ValueError, match=r"w_gate and w_up.*\(8, 16\).*\(7, 16\)"):
-        L.swiglu_linear(x, wg, wu[:7])
+        flash_swiglu.swiglu_linear(x, wg, wu[:7])
     with pytest.raises(ValueError, match=r"b_up.*\(9,\)"):
-        L.swiglu_linear(x, wg, wu, bg, torch.zeros(9, device=device))
+        flash_swiglu.swiglu_linear(x, wg, wu, bg, torch.zeros(9, device=device))
     with pytest.raises(TypeError, match=r"w_up.*float16"):
-        L.swiglu_linear(x, wg, wu.half())
+        flash_swiglu.swiglu_linear(x, wg, wu.half())
     with pytest.raises(TypeError, match=r"x has dtype torch.int64"):
-        L.swiglu_linear(x.long(), wg, wu)
+        flash_swiglu.swiglu_linear(x.long(), wg, wu)
     with pytest.raises(ValueError, match=r"same device.*meta"):
-        L.swiglu_linear(x, wg, wu.to("meta"))
+        flash_swiglu.swiglu_linear(x, wg, wu.to("meta"))
     with pytest.raises(ValueError, match="activation"):
-        L.swiglu_linear(x, wg, wu, activation="tanh")
+        flash_swiglu.swiglu_linear(x, wg, wu, activation="tanh")
     w = torch.randn(15, 16, device=device)
     with pytest.raises(ValueError, match=r"\[2N, K\].*\(15, 16\)"):
-        L.swiglu_linear_packed(x, w)
+        flash_swiglu.swiglu_linear_packed(x, w)
     with pytest.raises(ValueError, match="layout"):
-        L.swiglu_linear_packed(x, w[:14], layout="rows")
+        flash_swiglu.swiglu_linear_packed(x, w[:14], layout="rows")
     with pytest.raises(ValueError, match=r"b must have shape \[2N\]"):
-        L.swiglu_linear_packed(x, w[:14], torch.zeros(7, device=device))
+        flash_swiglu.swiglu_linear_packed(x, w[:14], torch.zeros(7, device=device))
 
 
 def test_config_table():
@@ -322,7 +326,7 @@ MODELS = {"llama3-8b": (4096, 14336), "llama3.2-1b": (2048, 8192)}
 def test_gpu_bf16_model_shapes(m, model):
     k, n = MODELS[model]
     x, wg, wu, _, _ = make_inputs((m,), n, k, torch.bfloat16, "cuda", bias=False)
-    out = L.swiglu_linear(x, wg, wu)
+    out = flash_swiglu.swiglu_linear(x, wg, wu)
     ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
     assert_within_rule(f"{model} m={m}", out, torch_linear(x, wg, wu, None, None, "silu"), ref)
 
@@ -333,7 +337,9 @@ def test_gpu_bf16_model_shapes(m, model):
 def test_gpu_bf16_packed_with_grads(layout, m):
     x, w, b = make_inputs((m,), 2048, 1024, torch.bfloat16, "cuda", "swiglu_oai", packed=True)
 
-    fn = lambda x, w, b: L.swiglu_linear_packed(x, w, b, activation="swiglu_oai", layout=layout)
+    fn = lambda x, w, b: flash_swiglu.swiglu_linear_packed(
+        x, w, b, activation="swiglu_oai", layout=layout
+    )
     check(fn, lambda x, w, b: torch_packed(x, w, b, layout, "swiglu_oai"), (x, w, b), layout)
 
 
@@ -341,14 +347,14 @@ def test_gpu_bf16_packed_with_grads(layout, m):
 @pytest.mark.parametrize("m", [1, 8, 64])
 def test_gpu_decode_under_cuda_graph(m):
     x, wg, wu, _, _ = make_inputs((m,), 14336, 4096, torch.bfloat16, "cuda", bias=False)
-    expected = L.swiglu_linear(x, wg, wu)  # warm-up compiles outside the capture
+    expected = flash_swiglu.swiglu_linear(x, wg, wu)  # warm-up compiles outside the capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
-        out = L.swiglu_linear(x, wg, wu)
+        out = flash_swiglu.swiglu_linear(x, wg, wu)
     x.copy_(torch.randn_like(x))
     graph.replay()
     torch.cuda.synchronize()
-    torch.testing.assert_close(out, L.swiglu_linear(x, wg, wu), rtol=0, atol=0)
+    torch.testing.assert_close(out, flash_swiglu.swiglu_linear(x, wg, wu), rtol=0, atol=0)
     assert not torch.equal(out, expected)
 
 
@@ -396,7 +402,7 @@ def test_gpu_past_2_31_output_elements():
 @pytest.mark.gpu
 def test_gpu_torch_compile():
     x, wg, wu, bg, bu = make_inputs((4, 256), 1024, 512, torch.bfloat16, "cuda")
-    fn = torch.compile(lambda *a: L.swiglu_linear(*a, activation="gelu"), fullgraph=True)
+    fn = torch.compile(lambda *a: flash_swiglu.swiglu_linear(*a, activation="gelu"), fullgraph=True)
     torch.testing.assert_close(
-        fn(x, wg, wu, bg, bu), L.swiglu_linear(x, wg, wu, bg, bu, activation="gelu")
+        fn(x, wg, wu, bg, bu), flash_swiglu.swiglu_linear(x, wg, wu, bg, bu, activation="gelu")
     )

@@ -7,6 +7,7 @@ import torch
 from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
 from flash_swiglu.ops import _common as C
 from flash_swiglu.ops import elementwise as E
+from flash_swiglu.ops import linear as L
 
 
 def swiglu(
@@ -62,3 +63,52 @@ def swiglu_packed(
             f"x must have an even last dimension (gate and up packed), got shape {tuple(x.shape)}"
         )
     return E.glu_packed(x, activation, layout, alpha, limit)
+
+
+def swiglu_linear(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    b_gate: torch.Tensor | None = None,
+    b_up: torch.Tensor | None = None,
+    *,
+    activation: str = "silu",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``act(x @ w_gate.T + b_gate) * (x @ w_up.T + b_up)`` in one kernel.
+
+    Args:
+        x: ``[..., K]``; any strides with a contiguous last dimension are read in place.
+        w_gate, w_up: ``[N, K]`` (``nn.Linear`` layout). b_gate, b_up: ``[N]`` or None.
+        activation: ``"silu"``, ``"gelu"``, ``"gelu_tanh"``, ``"relu"`` or ``"swiglu_oai"``.
+
+    Products accumulate in fp32 (fp32 inputs follow ``torch.get_float32_matmul_precision``),
+    the activation runs in fp32, and the ``[..., N]`` result is rounded once. The backward is
+    currently unfused (torch matmuls around the fused elementwise backward).
+    """
+    L.check_linear(x, w_gate, w_up, b_gate, b_up)
+    C.check_activation(activation)
+    alpha, limit = C.check_oai_params(alpha, limit)
+    return L.linear(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
+
+
+def swiglu_linear_packed(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None = None,
+    *,
+    activation: str = "silu",
+    layout: str = "concat",
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """``swiglu_linear`` with one packed weight ``w [2N, K]`` (and bias ``b [2N]``):
+    ``layout="concat"``: rows ``[:N]`` gate, ``[N:]`` up (Phi-3 ``gate_up_proj``);
+    ``"interleaved"``: even rows gate, odd rows up (gpt-oss). Read in place, never split
+    into copies; the weight gradient comes out packed the same way."""
+    L.check_linear_packed(x, w, b)
+    C.check_activation(activation)
+    C.check_layout(layout)
+    alpha, limit = C.check_oai_params(alpha, limit)
+    return L.linear_packed(x, w, b, activation, layout, alpha, limit)

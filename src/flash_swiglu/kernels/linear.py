@@ -9,10 +9,12 @@ views, one per half, which the launcher builds:
     packed "concat"        w[:N], w[N:]         (row stride K)
     packed "interleaved"   w[0::2], w[1::2]     (row stride 2K, gpt-oss)
 
-so the kernels only know "a gate weight and an up weight, each with a row stride". Reading
-the interleaved halves through a row stride of 2K costs nothing extra: a program reads the
-even rows for gate and the odd rows for up of the same ``2 * BLOCK_N`` packed rows, so every
-byte of those rows is fetched once, in row segments of ``BLOCK_K`` elements either way.
+so the kernels only know "a gate weight and an up weight, each with a row stride". For the
+interleaved layout a program reads the even rows (gate) and the odd rows (up) of the same
+``2 * BLOCK_N`` packed rows, so every byte of those rows is still fetched once, in row
+segments of ``BLOCK_K`` elements as for the other layouts; we expect no extra cost from the
+2K row stride (not yet measured), and no in-register shuffle of a ``[2 * BLOCK_N, BLOCK_K]``
+tile is needed (a TMA/wgmma operand has to stay in shared memory, where a split would not).
 
 Three kernels:
 

@@ -112,3 +112,21 @@ def use_triton(device: torch.device) -> bool:
 
         return interpreting()
     return False
+
+
+def row_groups(tensors: list[torch.Tensor]) -> list[tuple[int, list[int]]]:
+    """Collapse the leading dimensions shared by ``tensors`` into as few strided groups as
+    their strides allow: ``[(size, [stride of each tensor]), ...]``, outermost first."""
+    shape = tensors[0].shape[:-1]
+    groups: list[tuple[int, list[int]]] = []
+    for d, size in enumerate(shape):
+        if size == 1:
+            continue
+        strides = [t.stride(d) for t in tensors]
+        if groups:
+            prev_size, prev_strides = groups[-1]
+            if all(ps == size * s for ps, s in zip(prev_strides, strides, strict=True)):
+                groups[-1] = (prev_size * size, strides)
+                continue
+        groups.append((size, strides))
+    return groups

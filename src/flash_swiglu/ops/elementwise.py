@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from flash_swiglu import reference
-from flash_swiglu.ops._common import use_triton
+from flash_swiglu.ops._common import row_groups, use_triton
 
 # ----------------------------------------------------------------------------------------
 # Launch configuration
@@ -50,24 +50,6 @@ def launch_config(n_rows: int, n_cols: int, pass_: str = "fwd") -> tuple[int, in
 # ----------------------------------------------------------------------------------------
 
 
-def _row_groups(tensors: list[torch.Tensor]) -> list[tuple[int, list[int]]]:
-    """Collapse the leading dimensions shared by ``tensors`` into as few strided groups as
-    their strides allow: ``[(size, [stride of each tensor]), ...]``, outermost first."""
-    shape = tensors[0].shape[:-1]
-    groups: list[tuple[int, list[int]]] = []
-    for d, size in enumerate(shape):
-        if size == 1:
-            continue
-        strides = [t.stride(d) for t in tensors]
-        if groups:
-            prev_size, prev_strides = groups[-1]
-            if all(ps == size * s for ps, s in zip(prev_strides, strides, strict=True)):
-                groups[-1] = (prev_size * size, strides)
-                continue
-        groups.append((size, strides))
-    return groups
-
-
 def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
     """Launch ``kernel`` over operands that share the leading shape of ``tensors[0]``.
 
@@ -75,7 +57,7 @@ def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
     with more groups (rare: several non-mergeable slices) is walked one launch per index of
     its outermost dimension, still without a copy.
     """
-    groups = _row_groups(tensors)
+    groups = row_groups(tensors)
     if len(groups) > 2:
         d = next(i for i, s in enumerate(tensors[0].shape[:-1]) if s != 1)
         for i in range(tensors[0].shape[d]):

@@ -35,11 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from flash_swiglu import reference
-from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
 from flash_swiglu.ops import _common as C
 from flash_swiglu.ops import elementwise as E
-from flash_swiglu.ops._common import use_triton
-from flash_swiglu.ops.elementwise import _row_groups
+from flash_swiglu.ops._common import row_groups, use_triton
 
 # ----------------------------------------------------------------------------------------
 # Launch configurations
@@ -205,7 +203,7 @@ def _x_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
     k = x.shape[-1]
     if x.stride(-1) != 1:
         x = x.contiguous()
-    groups = _row_groups([x])
+    groups = row_groups([x])
     if len(groups) > 2:
         x = x.reshape(-1, k).contiguous()
         groups = [(x.shape[0], [k])]
@@ -235,7 +233,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     m = out.numel() // n
     wg = wg if wg.stride(-1) == 1 else wg.contiguous()
     wu = wu if wu.stride(-1) == 1 else wu.contiguous()
-    one_group = x.stride(-1) == 1 and len(_row_groups([x])) <= 1
+    one_group = x.stride(-1) == 1 and len(row_groups([x])) <= 1
     x2 = x.view(m, k) if one_group else None
     path = path or choose_path(x2, wg, wu, m)
     interp = interpreting()
@@ -243,8 +241,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     if config is None:
         name = "interpreter" if interp else _device_name(dev)
         config = launch_config(path, token_bucket(m), n, k, x.dtype, name)
-    strides = [wg.stride(0), wu.stride(0), *(x.stride()[:-1] if x.dim() > 1 else ())]
-    aligned = path == "tma" or not any(v % 16 for v in (k, n, *strides))
+    # What Triton's specialisation sees: sizes, strides and addresses divisible by 16.
+    ints = [k, n, wg.stride(0), wu.stride(0), *x.stride()[:-1]]
+    addrs = [t.data_ptr() for t in (x, wg, wu)]
+    aligned = path == "tma" or not any(v % 16 for v in ints + addrs)
     precision = input_precision(x.dtype)
     cfg = adjust_config(path, config, x.dtype, aligned, precision)
     consts = dict(
@@ -530,60 +530,6 @@ def check_linear_packed(x, w, b=None) -> None:
 
 
 # ----------------------------------------------------------------------------------------
-# Public entry points (functional.py re-exports these)
-# ----------------------------------------------------------------------------------------
-
-
-def swiglu_linear(
-    x: torch.Tensor,
-    w_gate: torch.Tensor,
-    w_up: torch.Tensor,
-    b_gate: torch.Tensor | None = None,
-    b_up: torch.Tensor | None = None,
-    *,
-    activation: str = "silu",
-    alpha: float = OAI_ALPHA,
-    limit: float = OAI_LIMIT,
-) -> torch.Tensor:
-    """``act(x @ w_gate.T + b_gate) * (x @ w_up.T + b_up)`` in one kernel.
-
-    Args:
-        x: ``[..., K]``; any strides with a contiguous last dimension are read in place.
-        w_gate, w_up: ``[N, K]`` (``nn.Linear`` layout). b_gate, b_up: ``[N]`` or None.
-        activation: ``"silu"``, ``"gelu"``, ``"gelu_tanh"``, ``"relu"`` or ``"swiglu_oai"``.
-
-    Products accumulate in fp32 (fp32 inputs follow ``torch.get_float32_matmul_precision``),
-    the activation runs in fp32, and the ``[..., N]`` result is rounded once. The backward is
-    currently unfused (torch matmuls around the fused elementwise backward).
-    """
-    check_linear(x, w_gate, w_up, b_gate, b_up)
-    C.check_activation(activation)
-    alpha, limit = C.check_oai_params(alpha, limit)
-    return linear(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
-
-
-def swiglu_linear_packed(
-    x: torch.Tensor,
-    w: torch.Tensor,
-    b: torch.Tensor | None = None,
-    *,
-    activation: str = "silu",
-    layout: str = "concat",
-    alpha: float = OAI_ALPHA,
-    limit: float = OAI_LIMIT,
-) -> torch.Tensor:
-    """``swiglu_linear`` with one packed weight ``w [2N, K]`` (and bias ``b [2N]``):
-    ``layout="concat"``: rows ``[:N]`` gate, ``[N:]`` up (Phi-3 ``gate_up_proj``);
-    ``"interleaved"``: even rows gate, odd rows up (gpt-oss). Read in place, never split
-    into copies; the weight gradient comes out packed the same way."""
-    check_linear_packed(x, w, b)
-    C.check_activation(activation)
-    C.check_layout(layout)
-    alpha, limit = C.check_oai_params(alpha, limit)
-    return linear_packed(x, w, b, activation, layout, alpha, limit)
-
-
-# ----------------------------------------------------------------------------------------
 # Opt-in retuning on the current GPU (never called by production code)
 # ----------------------------------------------------------------------------------------
 
@@ -686,6 +632,4 @@ __all__ = [
     "packed_forward",
     "packed_views",
     "retune",
-    "swiglu_linear",
-    "swiglu_linear_packed",
 ]
