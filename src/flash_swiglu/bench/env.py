@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import re
 import subprocess
@@ -61,9 +62,15 @@ def _driver_version() -> str | None:
     return out.splitlines()[0].strip() if out else None
 
 
+COMMIT_ENV = "FLASH_SWIGLU_COMMIT"
+
+
 def _git_commit() -> tuple[str | None, bool | None]:
     """The commit of the checkout this package runs from, and whether it has local changes."""
     commit = _run("git", "-C", str(_PACKAGE_DIR), "rev-parse", "HEAD")
+    if not commit and os.environ.get(COMMIT_ENV):
+        # A copy of the tree without .git (the GPU machine): the runner says which commit.
+        return os.environ[COMMIT_ENV], None
     if not commit:
         return None, None
     status = _run("git", "-C", str(_PACKAGE_DIR), "status", "--porcelain", "--untracked-files=no")
