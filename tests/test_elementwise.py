@@ -202,6 +202,20 @@ def test_gradcheck_packed_float64(device, layout):
     assert torch.autograd.gradcheck(f, (x,), eps=1e-6, atol=1e-5)
 
 
+def test_swiglu_oai_gradient_at_the_clamp_boundary(device):
+    """At exactly +-limit the gradient passes (reference.act_glu's convention, which does not
+    follow torch.clamp: its convention there changed between PyTorch 2.13 and 2.15)."""
+    gate = torch.tensor([[7.0, -7.0, 6.5, 7.5]], device=device, requires_grad=True)
+    up = torch.tensor([[7.0, -7.0, -7.5, 2.0]], device=device, requires_grad=True)
+    out = flash_swiglu.swiglu(gate, up, activation="swiglu_oai")
+    dgate, dup = torch.autograd.grad(out.sum(), (gate, up))
+    assert dgate[0, 0] != 0 and dgate[0, 3] == 0  # gate == limit passes, gate > limit stops
+    assert dup[0, 0] != 0 and dup[0, 1] != 0 and dup[0, 2] == 0
+    ref, _ = references(gate.detach(), up.detach(), torch.ones_like(out), "swiglu_oai")
+    torch.testing.assert_close(dgate.double(), ref[1], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(dup.double(), ref[2], rtol=1e-5, atol=1e-6)
+
+
 def test_swiglu_oai_parameters(device):
     gate = make((4, 33), torch.float32, device, "swiglu_oai")
     up = make((4, 33), torch.float32, device, "swiglu_oai")

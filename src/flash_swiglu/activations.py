@@ -30,8 +30,9 @@ compiled kernels, and ``tl.constexpr`` globals misbehave in the interpreter).
 Every helper computes in fp32 (fp64 for fp64 inputs, used by gradcheck): callers upcast with
 ``to_compute`` on load and round once on store.
 NaN propagates as in PyTorch: the clamps and relu are written with ``tl.where`` so that a
-NaN input is passed through (PTX ``min``/``max`` would drop it), and the clamp masks follow
-``torch.clamp``'s backward (gradient passes where ``min <= x <= max``; a NaN input gets 0).
+NaN input is passed through (PTX ``min``/``max`` would drop it). The gradient of a clamp
+passes where ``-limit <= x <= limit`` (at exactly the limit too; a NaN input gets 0), which
+is ``reference.act_glu``'s convention on every PyTorch release.
 """
 
 import triton

@@ -36,8 +36,11 @@ def act_glu(
     if activation == "relu":
         return F.relu(gate) * up
     if activation == "swiglu_oai":
-        gate = gate.clamp(max=limit)
-        up = up.clamp(min=-limit, max=limit)
+        # Clamps written with torch.where, not torch.clamp: the gradient at exactly +-limit
+        # is a convention, and torch.clamp's changed between releases (it passes there in
+        # PyTorch 2.13 and stops there in 2.15). Here, as in the kernels, it passes.
+        gate = torch.where(gate > limit, limit, gate)
+        up = torch.where(up > limit, limit, torch.where(up < -limit, -limit, up))
         return gate * torch.sigmoid(alpha * gate) * (up + 1)
     raise ValueError(f"unknown activation {activation!r}")
 
@@ -88,7 +91,7 @@ def glu_backward(
         dup = d * torch.where(g < 0, 0.0, g)
     elif activation == "swiglu_oai":
         gc = torch.where(g > limit, limit, g)
-        uc = u.clamp(-limit, limit)
+        uc = torch.where(u > limit, limit, torch.where(u < -limit, -limit, u))
         s = torch.sigmoid(alpha * gc)
         dgate = torch.where(g <= limit, d * (uc + 1) * s * (1 + alpha * gc * (1 - s)), 0.0)
         dup = torch.where((u >= -limit) & (u <= limit), d * gc * s, 0.0)

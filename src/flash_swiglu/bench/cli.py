@@ -6,9 +6,13 @@ Examples::
     benchmark-swiglu --backend all --device cuda --rows 4096 --cols 4096 --dtype float32
     benchmark-swiglu --sweep --dtype bfloat16 --plot sweep.png
     benchmark-swiglu --run-id h200-2026-11-22 --profile
+    benchmark-swiglu --op linear          # gate/up projection: 4 models x 8 token counts
+    benchmark-swiglu --op linear --model llama-3-8b --tokens 1,2048 --dtype bfloat16
+    benchmark-swiglu --op linear --sweep --plot linear.png   # TFLOP/s against M
 
-Every number is measured in the run that reports it: the copy bandwidth (the roofline), each
-backend twice, and each backend's error against a float64 reference. See
+Every number is measured in the run that reports it: the copy bandwidth and, for
+``--op linear``, the GEMM ceiling (the roofline), each backend twice, and each backend's
+error against a float64 reference. See
 ``flash_swiglu.bench.harness`` for the procedure and BENCHMARKING.md for the reasons.
 """
 
@@ -27,49 +31,34 @@ import torch
 from flash_swiglu import _names
 from flash_swiglu.bench import env as run_env
 from flash_swiglu.bench import plot, profile, report
-from flash_swiglu.bench.backends import BACKENDS
-from flash_swiglu.bench.cases import OPS
+from flash_swiglu.bench.cases import OPS, linear
 from flash_swiglu.bench.harness import PASSES, run_case
 from flash_swiglu.bench.progress import Progress
-from flash_swiglu.bench.roofline import copy_bandwidth
+from flash_swiglu.bench.roofline import Ceilings, copy_bandwidth, gemm_ceiling
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 LAYOUTS = ("separate", *_names.LAYOUTS)
-DEFAULT_PASSES = ("fwd", "bwd")
 SWEEP_COLS = 4096
-
-# Options left out take their value from the suite of the device.
-SUITES: dict[str, dict[str, Any]] = {
-    # The original brief: 4096 x 4096 per operand, every dtype, every backend.
-    "cuda": {
-        "rows": 4096,
-        "cols": 4096,
-        "dtypes": ("float16", "bfloat16", "float32"),
-        "activations": ("silu",),
-        "backends": BACKENDS,
-    },
-    # A correctness run through Triton's interpreter (torch.compile would need minutes of C++
-    # compilation per case; ask for it with --backend compile).
-    "cpu": {
-        "rows": 64,
-        "cols": 1000,
-        "dtypes": ("float32", "float16"),
-        "activations": _names.ACTIVATIONS,
-        "backends": ("torch", "triton", "liger"),
-    },
-}
 
 CPU_NOTE = (
     "NOTE: this run is on the CPU through Triton's interpreter. Its timings mean nothing; "
     "it checks correctness only."
 )
 
-EPILOG = """\
+EPILOG = f"""\
 Options that take names accept several, comma-separated or repeated, or "all".
-Left out, --rows/--cols/--dtype/--activation/--backend come from the device's suite:
-  cuda: 4096 x 4096; float16, bfloat16, float32; silu; all backends
-  cpu:  64 x 1000; float32, float16; every activation; torch, triton, liger (a correctness
-        run through Triton's interpreter, TRITON_INTERPRET=1; its timings mean nothing)
+Left out, the options come from the op's suite for the device:
+  --op elementwise (act(gate) * up; --rows, --cols):
+    cuda: 4096 x 4096; float16, bfloat16, float32; silu; fwd, bwd; all backends
+    cpu:  64 x 1000; float32, float16; every activation; fwd, bwd; torch, triton, liger
+  --op linear (act(x w_gate^T) * (x w_up^T); --model, --tokens):
+    cuda: models {", ".join(linear.MODELS)};
+          tokens {",".join(map(str, linear.TOKENS))}; bfloat16, float16; silu; fwd;
+          backends {", ".join(linear.BACKENDS)}
+    cpu:  K=64, N=96; tokens 1,80; float32, float16; silu; fwd; torch, torch-packed,
+          cublas, triton
+The cpu suites are correctness runs through Triton's interpreter (TRITON_INTERPRET=1; their
+timings mean nothing; torch.compile would need minutes of C++ compilation per case).
 The torch backend (PyTorch eager) is always measured: it is the baseline of the error check
 and of the speedup. Exit status: 0 when every result passed its check, 1 otherwise.
 """
@@ -85,17 +74,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--op", choices=sorted(OPS), default="elementwise", help="what to measure")
     add = p.add_argument
-    add("--backend", action="append", metavar="NAMES", help=f"{', '.join(BACKENDS)}, all")
+    backends = dict.fromkeys(b for op in OPS.values() for b in op.backends)
+    add("--backend", action="append", metavar="NAMES", help=f"{', '.join(backends)}, all")
     add("--pass", dest="passes", action="append", metavar="NAMES", help=", ".join(PASSES))
     add("--activation", action="append", metavar="NAMES", help=", ".join(_names.ACTIVATIONS))
     add("--layout", action="append", metavar="NAMES", help=f"{', '.join(LAYOUTS)} (separate)")
     add("--dtype", action="append", metavar="NAMES", help=", ".join(DTYPES))
     add("--rows", type=_positive, help="rows of each operand")
     add("--cols", type=_positive, help="columns of each operand (gate and up)")
+    add("--model", action="append", metavar="NAMES", help=f"linear: {', '.join(linear.MODELS)}")
+    add("--tokens", action="append", metavar="M", help="linear: token counts, e.g. 1,2048")
+    add("--shape", type=_shape, help=argparse.SUPPRESS)  # linear: one custom K,N (tests)
     add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
-    add("--sweep", action="store_true", help="sizes 2^16..2^28 elements per operand")
+    add("--sweep", action="store_true", help="elementwise: 2^16..2^28 elements per operand; "
+        "linear: the --tokens (a sweep over M)")  # fmt: skip
     add("--json", type=Path, metavar="PATH", help="write every result row to PATH")
-    add("--plot", type=Path, metavar="PATH", help="with --sweep: PNG of GB/s against size")
+    add("--plot", type=Path, metavar="PATH", help="with --sweep: PNG of GB/s (elementwise) "
+        "or TFLOP/s (linear) against size")  # fmt: skip
     add("--run-id", metavar="NAME", help="store the run under RESULTS_DIR/NAME/")
     add("--results-dir", type=Path, default=Path("benchmarks/results"), help="(%(default)s)")
     add("--profile", action="store_true", help="add DRAM bytes measured by Nsight Compute")
@@ -108,6 +103,11 @@ def _positive(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
     return value
+
+
+def _shape(text: str) -> tuple[int, int]:
+    k, n = (_positive(v) for v in text.split(","))
+    return k, n
 
 
 def _names_of(
@@ -136,27 +136,25 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--device cuda: no CUDA device is available")
     if device == "cpu" and "triton" not in sys.modules:
         os.environ.setdefault("TRITON_INTERPRET", "1")  # the kernels run in the interpreter
-    suite = SUITES[device]
+    op = OPS[args.op]
+    suite = op.suites[device]
     args.device = torch.device(device)
-    args.backends = _names_of(parser, "--backend", args.backend, BACKENDS, suite["backends"])
-    args.passes = _names_of(parser, "--pass", args.passes, PASSES, DEFAULT_PASSES)
+    args.backends = _names_of(parser, "--backend", args.backend, op.backends, suite["backends"])
+    args.passes = _names_of(parser, "--pass", args.passes, PASSES, suite["passes"])
     args.activations = _names_of(
         parser, "--activation", args.activation, _names.ACTIVATIONS, suite["activations"]
     )
     args.layouts = _names_of(parser, "--layout", args.layout, LAYOUTS, ("separate",))
     dtypes = _names_of(parser, "--dtype", args.dtype, tuple(DTYPES), suite["dtypes"])
     args.dtypes = [DTYPES[d] for d in dtypes]
-    if args.sweep:
-        if device == "cpu":
-            parser.error("--sweep needs CUDA (the interpreter would take hours)")
-        if args.rows:
-            parser.error("--sweep chooses the rows itself; give --cols only")
-        args.cols = args.cols or SWEEP_COLS
+    if args.sweep and device == "cpu":
+        parser.error("--sweep needs CUDA (the interpreter would take hours)")
+    if args.plot and not args.sweep:
+        parser.error("--plot draws a rate against size: it needs --sweep")
+    if args.op == "linear":
+        _resolve_linear(parser, args, suite)
     else:
-        args.rows = args.rows or suite["rows"]
-        args.cols = args.cols or suite["cols"]
-        if args.plot:
-            parser.error("--plot draws GB/s against size: it needs --sweep")
+        _resolve_elementwise(parser, args, suite)
     if args.plot and plot.matplotlib_missing():
         parser.error(f"--plot: {plot.matplotlib_missing()}")
     if args.run_id is not None:
@@ -166,6 +164,46 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             parser.error(f"{args.results_dir / args.run_id} already holds a run; pick a new name")
 
 
+def _resolve_elementwise(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, suite: dict[str, Any]
+) -> None:
+    """``args.rows``, ``args.cols``."""
+    given = [o for o, v in (("--model", args.model), ("--tokens", args.tokens)) if v]
+    if given or args.shape:
+        parser.error(f"{', '.join(given) or '--shape'}: only for --op linear")
+    if args.sweep:
+        if args.rows:
+            parser.error("--sweep chooses the rows itself; give --cols only")
+        args.cols = args.cols or SWEEP_COLS
+    else:
+        args.rows = args.rows or suite["rows"]
+        args.cols = args.cols or suite["cols"]
+
+
+def _resolve_linear(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, suite: dict[str, Any]
+) -> None:
+    """``args.shapes`` (``[(model, K, N)]``) and ``args.tokens``."""
+    if args.rows or args.cols:
+        parser.error("--rows/--cols: only for --op elementwise (linear takes --model, --tokens)")
+    if args.shape and args.model:
+        parser.error("--shape replaces --model; give one of them")
+    if args.shape or (not args.model and "shape" in suite):
+        args.shapes = [(linear.CUSTOM, *(args.shape or suite["shape"]))]
+    else:
+        names = tuple(linear.MODELS)
+        models = _names_of(parser, "--model", args.model, names, suite.get("models", names))
+        args.shapes = [(m, *linear.MODELS[m]) for m in models]
+    if args.tokens:
+        try:
+            tokens = [_positive(t) for v in args.tokens for t in v.split(",") if t.strip()]
+        except (ValueError, argparse.ArgumentTypeError) as e:
+            parser.error(f"--tokens: {e}")
+        args.tokens = list(dict.fromkeys(tokens))
+    else:
+        args.tokens = list(suite["tokens"])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return 0 when every result passed its check, else 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -173,23 +211,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     resolve(parser, args)
     device = args.device
-    cases = OPS[args.op](args)
+    cases = OPS[args.op].cases(args)
     if args.profile_child:
         return profile.child_main(cases, args.backends, args.passes, device, args.profile_child)
 
-    copy_bw = copy_bandwidth(device)
+    gemm = gemm_ceiling(device) if any(c.flops("fwd") for c in cases) else None
+    ceilings = Ceilings(copy_bandwidth(device), gemm)
     progress = Progress(len(cases) * len(args.passes))
     rows = []
     for case in cases:
-        rows += run_case(case, args.backends, args.passes, device, copy_bw, progress.step)
+        rows += run_case(case, args.backends, args.passes, device, ceilings, progress.step)
     progress.close()
     environment = run_env.collect(device, shlex.join(["benchmark-swiglu", *argv]))
     for row in rows:
         row.update(sweep=args.sweep, **environment)
 
     notes = _profile(argv, rows, device) if args.profile else []
-    table = report.format_table(rows, copy_bw, environment["gpu"] or "the CPU")
-    notes += _save(args, rows, environment, table, copy_bw)
+    table = report.format_table(rows, ceilings, environment["gpu"] or "the CPU")
+    notes += _save(args, rows, environment, table, ceilings.copy_gbps)
     if device.type == "cpu":
         notes.append(CPU_NOTE)
     for note in notes:

@@ -3,9 +3,12 @@
 For each case and pass:
 
 1. The float64 reference: the eager function (``torch`` backend) run with autograd on
-   float64 copies of the inputs.
+   float64 copies of the inputs (for a backend that computes something else, such as the
+   bare GEMM of ``--op linear``, the case's own reference for it, ``Case.reference``).
 2. Every backend runs the pass once on fresh copies of the inputs (which also warms it up:
-   compilation, autotuning) and its outputs are checked (``checks.check``).
+   compilation, autotuning) and its outputs are checked (``checks.check``). A backend that
+   takes its inputs in another form (a packed weight) gets them from ``Case.prepare``,
+   outside the timed region.
 3. Every backend is timed, then every backend is timed again (two rounds, interleaved, so a
    drift of the clocks or the machine shows as the spread between the two medians). On
    CUDA the times are GPU times from CUDA-graph replays (``timing.measure_graph``); the
@@ -14,7 +17,12 @@ For each case and pass:
 
 Passes: ``fwd`` times ``fn(*inputs)``; ``bwd`` runs the forward once outside the timed
 region and times ``torch.autograd.grad(out, inputs, dout, retain_graph=True)``; ``fwd+bwd``
-times the forward and that gradient together.
+times the forward and that gradient together. Gradients are always taken with respect to
+the inputs, through whatever ``Case.prepare`` made of them.
+
+Rates: GB/s from the case's ideal bytes, TFLOP/s from its FLOPs (GEMM cases), and for those
+the fraction of the rate of the plain cuBLAS product measured on the same case
+(``frac_cublas``) and of the GEMM ceiling of the run.
 
 A backend that raises is reported as an error in its row; the others carry on.
 """
@@ -26,22 +34,29 @@ from typing import Any
 
 import torch
 
-from flash_swiglu.bench.backends import BASELINE, Skip, unavailable
+from flash_swiglu.bench.backends import BASELINE, SPEED_OF_LIGHT, Skip, unavailable
 from flash_swiglu.bench.cases import Case
 from flash_swiglu.bench.checks import check, max_abs_err
-from flash_swiglu.bench.roofline import gbps, same_size_copy_gbps
+from flash_swiglu.bench.roofline import Ceilings, gbps, same_size_copy_gbps
 from flash_swiglu.bench.timing import Timing, host_ms, measure, measure_call
 
 PASSES = ("fwd", "bwd", "fwd+bwd")
 SEED = 0
 ROUNDS = 2
 
+Prepare = Callable[[list[torch.Tensor]], list[torch.Tensor]]
+
 
 def run_pass(
-    fn: Callable[..., torch.Tensor], args: list[torch.Tensor], dout: torch.Tensor, pass_: str
+    fn: Callable[..., torch.Tensor],
+    args: list[torch.Tensor],
+    dout: torch.Tensor,
+    pass_: str,
+    prepare: Prepare = list,
 ) -> list[torch.Tensor]:
-    """The outputs a pass produces: ``[out]``, the gradients, or both."""
-    out = fn(*args)
+    """The outputs a pass produces: ``[out]``, the gradients (with respect to ``args``), or
+    both; ``fn`` is called with ``prepare(args)``."""
+    out = fn(*prepare(args))
     if pass_ == "fwd":
         return [out]
     grads = list(torch.autograd.grad(out, args, dout))
@@ -49,15 +64,26 @@ def run_pass(
 
 
 def timed_call(
-    fn: Callable[..., torch.Tensor], args: list[torch.Tensor], dout: torch.Tensor, pass_: str
+    fn: Callable[..., torch.Tensor],
+    args: list[torch.Tensor],
+    dout: torch.Tensor,
+    pass_: str,
+    prepare: Prepare = list,
 ) -> Callable[[], object]:
-    """The call to time for ``pass_`` (for ``bwd`` the forward runs here, once)."""
+    """The call to time for ``pass_``: ``prepare`` runs here, once, and for ``bwd`` the
+    forward too."""
+    call_args = prepare(args)
     if pass_ == "fwd":
-        return lambda: fn(*args)
+        return lambda: fn(*call_args)
     if pass_ == "bwd":
-        out = fn(*args)
+        out = fn(*call_args)
         return lambda: torch.autograd.grad(out, args, dout, retain_graph=True)
-    return lambda: torch.autograd.grad(fn(*args), args, dout)
+    return lambda: torch.autograd.grad(fn(*call_args), args, dout)
+
+
+def preparer(case: Case, backend: str) -> Prepare:
+    """``args -> case.prepare(backend, args)``."""
+    return lambda args: case.prepare(backend, args)
 
 
 def fresh_inputs(
@@ -91,12 +117,20 @@ def backend_functions(
     return functions, skipped
 
 
+def pass_functions(
+    case: Case, functions: dict[str, Callable[..., torch.Tensor]], pass_: str
+) -> tuple[dict[str, Callable[..., torch.Tensor]], dict[str, str]]:
+    """``functions`` less the backends that cannot run ``pass_``, and the reasons why not."""
+    reasons = {b: r for b in functions if (r := case.unsupported(b, pass_)) is not None}
+    return {b: f for b, f in functions.items() if b not in reasons}, reasons
+
+
 def run_case(
     case: Case,
     backends: Sequence[str],
     passes: Sequence[str],
     device: torch.device,
-    copy_bw_gbps: float,
+    ceilings: Ceilings,
     on_pass_done: Callable[[str], None] = lambda label: None,
 ) -> list[dict[str, Any]]:
     """The result rows of one case: one per pass and backend (``torch`` always included)."""
@@ -105,23 +139,28 @@ def run_case(
         # capture, timing): autograd runs a backward on the stream of its forward, and CUDA
         # graphs capture only from a side stream.
         with torch.cuda.stream(torch.cuda.Stream(device)):
-            return _run_case(case, backends, passes, device, copy_bw_gbps, on_pass_done)
-    return _run_case(case, backends, passes, device, copy_bw_gbps, on_pass_done)
+            return _run_case(case, backends, passes, device, ceilings, on_pass_done)
+    return _run_case(case, backends, passes, device, ceilings, on_pass_done)
 
 
-def _run_case(case, backends, passes, device, copy_bw_gbps, on_pass_done):
+def _run_case(case, backends, passes, device, ceilings, on_pass_done):
     backends = with_baseline(backends)
-    functions, skipped = backend_functions(case, backends, device)
+    all_functions, skipped = backend_functions(case, backends, device)
     inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(SEED))
     rows = []
     for pass_ in passes:
-        results = _check(pass_, functions, inputs, dout)
-        _time(pass_, functions, inputs, dout, device, results)
+        functions, unsupported = pass_functions(case, all_functions, pass_)
+        results = _check(case, pass_, functions, inputs, dout)
+        _time(case, pass_, functions, inputs, dout, device, results)
         eager_ms = results[BASELINE].get("median_ms")
+        gemm_ms = results.get(SPEED_OF_LIGHT, {}).get("median_ms")
         local_copy = same_size_copy_gbps(sum(case.ideal_bytes(pass_)), device)
         for backend in backends:
-            result = {"skipped": skipped[backend]} if backend in skipped else results[backend]
-            row = _row(case, pass_, backend, device, copy_bw_gbps, eager_ms, result)
+            reason = skipped.get(backend) or unsupported.get(backend)
+            result = {"skipped": reason} if reason else results[backend]
+            row = _row(case, pass_, backend, device, ceilings, result)
+            row["speedup_vs_eager"] = _ratio(eager_ms, row["median_ms"])
+            row["frac_cublas"] = _ratio(gemm_ms, row["median_ms"])
             row["same_size_copy_gbps"] = local_copy
             row["frac_same_size_copy"] = row["gbps"] / local_copy if row["gbps"] else None
             rows.append(row)
@@ -129,33 +168,52 @@ def _run_case(case, backends, passes, device, copy_bw_gbps, on_pass_done):
     return rows
 
 
+def _ratio(reference_ms: float | None, ms: float | None) -> float | None:
+    """``reference_ms / ms``: how many times faster than the reference (None if unmeasured)."""
+    return reference_ms / ms if reference_ms and ms else None
+
+
 def _error(e: Exception) -> dict[str, Any]:
     return {"passed": False, "error": f"{type(e).__name__}: {e}"}
 
 
+def _oracle(
+    eager: Callable[..., torch.Tensor], inputs: list[torch.Tensor], dout: torch.Tensor, pass_: str
+) -> tuple[list[torch.Tensor], list[float]]:
+    """The float64 outputs of ``eager`` and its errors when run in the inputs' dtype."""
+    reference_inputs = fresh_inputs(inputs, pass_, torch.float64)
+    expected = [t.detach() for t in run_pass(eager, reference_inputs, dout.double(), pass_)]
+    del reference_inputs
+    eager_outputs = run_pass(eager, fresh_inputs(inputs, pass_), dout, pass_)
+    return expected, [max_abs_err(o, r) for o, r in zip(eager_outputs, expected, strict=True)]
+
+
 def _check(
+    case: Case,
     pass_: str,
     functions: dict[str, Callable[..., torch.Tensor]],
     inputs: list[torch.Tensor],
     dout: torch.Tensor,
 ) -> dict[str, dict[str, Any]]:
-    """``{backend: {max_abs_err, err_torch, passed}}`` (or ``{passed, error}``) of one pass."""
-    eager = functions[BASELINE]
-    reference_inputs = fresh_inputs(inputs, pass_, torch.float64)
-    expected = [t.detach() for t in run_pass(eager, reference_inputs, dout.double(), pass_)]
-    eager_outputs = run_pass(eager, fresh_inputs(inputs, pass_), dout, pass_)
-    eager_errors = [max_abs_err(o, r) for o, r in zip(eager_outputs, expected, strict=True)]
-    del eager_outputs
+    """``{backend: {max_abs_err, err_torch, passed, checked_against}}`` (or
+    ``{passed, error}``) of one pass."""
+    baseline = _oracle(functions[BASELINE], inputs, dout, pass_)
     results = {}
     for backend, fn in functions.items():
+        own = case.reference(backend)
         try:
-            c = check(
-                run_pass(fn, fresh_inputs(inputs, pass_), dout, pass_), expected, eager_errors
+            expected, eager_errors = (
+                baseline if own is None else _oracle(own[1], inputs, dout, pass_)
             )
+            outputs = run_pass(
+                fn, fresh_inputs(inputs, pass_), dout, pass_, preparer(case, backend)
+            )
+            c = check(outputs, expected, eager_errors)
             results[backend] = {
                 "max_abs_err": c.max_abs_err,
                 "err_torch": c.err_torch,
                 "passed": c.passed,
+                "checked_against": None if own is None else own[0],
             }
         except Exception as e:  # a failing backend is reported in its row
             results[backend] = _error(e)
@@ -163,6 +221,7 @@ def _check(
 
 
 def _time(
+    case: Case,
     pass_: str,
     functions: dict[str, Callable[..., torch.Tensor]],
     inputs: list[torch.Tensor],
@@ -176,7 +235,8 @@ def _time(
     for backend, fn in functions.items():
         if "error" not in results[backend]:
             try:
-                calls[backend] = timed_call(fn, fresh_inputs(inputs, pass_), dout, pass_)
+                args = fresh_inputs(inputs, pass_)
+                calls[backend] = timed_call(fn, args, dout, pass_, preparer(case, backend))
             except Exception as e:
                 results[backend].update(_error(e))
     timings: dict[str, list[Timing]] = {backend: [] for backend in calls}
@@ -206,14 +266,16 @@ def _row(
     pass_: str,
     backend: str,
     device: torch.device,
-    copy_bw_gbps: float,
-    eager_ms: float | None,
+    ceilings: Ceilings,
     result: dict[str, Any],
 ) -> dict[str, Any]:
     read, written = case.ideal_bytes(pass_)
     ideal = read + written
+    flops = case.flops(pass_)
     median = result.get("median_ms")
     rate = gbps(ideal, median) if median else None
+    tflops = flops / (median * 1e-3) / 1e12 if median and flops else None
+    gemm = ceilings.gemm_tflops
     return {
         "op": case.op,
         "case": case.label,
@@ -232,11 +294,15 @@ def _row(
         "ideal_read_bytes": read,
         "ideal_write_bytes": written,
         "gbps": rate,
-        "frac_copy_bw": rate / copy_bw_gbps if rate else None,
-        "copy_bw_gbps": copy_bw_gbps,
-        "speedup_vs_eager": eager_ms / median if median and eager_ms else None,
+        "frac_copy_bw": rate / ceilings.copy_gbps if rate else None,
+        "copy_bw_gbps": ceilings.copy_gbps,
+        "flops": flops or None,
+        "tflops": tflops,
+        "gemm_tflops": gemm,
+        "frac_gemm_ceiling": tflops / gemm if tflops and gemm else None,
         "max_abs_err": result.get("max_abs_err"),
         "err_torch": result.get("err_torch"),
+        "checked_against": result.get("checked_against"),
         "passed": result.get("passed"),
         "skipped": result.get("skipped"),
         "error": result.get("error"),

@@ -47,6 +47,8 @@ from flash_swiglu.bench.harness import (
     SEED,
     backend_functions,
     fresh_inputs,
+    pass_functions,
+    preparer,
     timed_call,
     with_baseline,
 )
@@ -91,15 +93,17 @@ def child_main(
     units: list[dict[str, Any]] = []
     try:
         for case in cases:
-            functions, _ = backend_functions(case, with_baseline(backends), device)
+            all_functions, _ = backend_functions(case, with_baseline(backends), device)
             generator = torch.Generator(device=device).manual_seed(SEED)
             inputs, dout = case.make_inputs(device, generator)
             for pass_ in passes:
+                functions, _ = pass_functions(case, all_functions, pass_)
                 for backend, fn in functions.items():
                     unit = {"case": case.label, "pass": pass_, "backend": backend}
                     units.append(unit)
                     try:
-                        call = timed_call(fn, fresh_inputs(inputs, pass_), dout, pass_)
+                        args = fresh_inputs(inputs, pass_)
+                        call = timed_call(fn, args, dout, pass_, preparer(case, backend))
                         _profiled_calls(call, f"{RANGE}{len(units) - 1}")
                     except Exception as e:
                         unit["error"] = f"{type(e).__name__}: {e}"

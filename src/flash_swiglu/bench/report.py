@@ -1,6 +1,8 @@
 """The printed table and the files a run writes (``--json``, ``--run-id``).
 
-The table is markdown, so the same text is printed and stored as ``table.md``.
+The table is markdown, so the same text is printed and stored as ``table.md``. Its rate
+columns depend on the op: GB/s for the elementwise GLU; TFLOP/s and the fraction of the cuBLAS
+product's rate for the projection (``linear``), with GB/s where the weights dominate.
 """
 
 from __future__ import annotations
@@ -11,20 +13,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-COLUMNS = (
-    "backend",
-    "case",
-    "pass",
-    "median ms (p20, p80)",
-    "repeat ms",
-    "host ms",
-    "GB/s",
-    "% copy BW",
-    "% same-size copy",
-    "vs eager",
-    "max err (eager)",
-    "check",
-)
+from flash_swiglu.bench.roofline import GEMM_DTYPE, GEMM_SIZE, Ceilings
+
+HEAD = ("backend", "case", "pass", "median ms (p20, p80)", "repeat ms", "host ms")
+TAIL = ("vs eager", "max err (eager)", "check")
+COLUMNS = (*HEAD, "GB/s", "% copy BW", "% same-size copy", *TAIL)
+LINEAR_COLUMNS = (*HEAD, "TFLOP/s", "vs cuBLAS", "% GEMM ceiling", "GB/s (M<=64)", "% copy BW")
+LINEAR_COLUMNS += TAIL
 PROFILE_COLUMN = "DRAM read, write vs ideal (ncu)"
 # The median is marked when the CPU takes longer to issue the call than the GPU to run it.
 LAUNCH_NOTE = (
@@ -43,7 +38,9 @@ def _check_cell(row: dict[str, Any]) -> str:
         return f"skipped: {row['skipped']}"
     if row["error"]:
         return "ERROR: " + row["error"].splitlines()[0][:160]
-    return "pass" if row["passed"] else "FAIL"
+    verdict = "pass" if row["passed"] else "FAIL"
+    against = row.get("checked_against")
+    return f"{verdict} (vs {against})" if against else verdict
 
 
 def _dram_cell(row: dict[str, Any]) -> str:
@@ -60,31 +57,44 @@ def _launch_bound(row: dict[str, Any]) -> bool:
     return host is not None and median is not None and host > median
 
 
+def _percent(fraction: float | None) -> str:
+    return _fmt(fraction * 100 if fraction is not None else None, ".0f")
+
+
 def _cells(row: dict[str, Any], profiled: bool) -> list[str]:
     median = row["median_ms"]
     timing = "-"
     if median is not None:
         mark = "*" if _launch_bound(row) else ""
         timing = f"{median:.4g}{mark} ({row['p20_ms']:.4g}, {row['p80_ms']:.4g})"
-    frac = row["frac_copy_bw"]
-    speedup = row["speedup_vs_eager"]
-    err = "-"
-    if row["max_abs_err"] is not None:
-        err = f"{row['max_abs_err']:.2e} ({row['err_torch']:.2e})"
-    cells = [
+    head = [
         row["backend"],
         row["case"],
         row["pass"],
         timing,
         _fmt(row["median_ms_repeat"], ".4g"),
         _fmt(row.get("host_ms"), ".3g"),
-        _fmt(row["gbps"], ".0f"),
-        _fmt(frac * 100 if frac is not None else None, ".0f"),
-        _fmt(row["frac_same_size_copy"] * 100 if row.get("frac_same_size_copy") else None, ".0f"),
-        "-" if speedup is None else f"{speedup:.2f}x",
-        err,
-        _check_cell(row),
     ]
+    if row["op"] == "linear":
+        memory_bound = row["memory_bound"]
+        rates = [
+            _fmt(row["tflops"], ".1f"),
+            _fmt(row["frac_cublas"], ".2f"),
+            _percent(row["frac_gemm_ceiling"]),
+            _fmt(row["gbps"], ".0f") if memory_bound else "-",
+            _percent(row["frac_copy_bw"]) if memory_bound else "-",
+        ]
+    else:
+        rates = [
+            _fmt(row["gbps"], ".0f"),
+            _percent(row["frac_copy_bw"]),
+            _percent(row.get("frac_same_size_copy")),
+        ]
+    speedup = row["speedup_vs_eager"]
+    err = "-"
+    if row["max_abs_err"] is not None:
+        err = f"{row['max_abs_err']:.2e} ({row['err_torch']:.2e})"
+    cells = [*head, *rates, "-" if speedup is None else f"{speedup:.2f}x", err, _check_cell(row)]
     return [*cells, _dram_cell(row)] if profiled else cells
 
 
@@ -99,17 +109,37 @@ def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str
     return "\n".join([fmt(header), rule, *(fmt(line) for line in lines)])
 
 
-def format_table(rows: Sequence[dict[str, Any]], copy_bw_gbps: float, where: str) -> str:
-    """The results table, headed by the copy bandwidth it is measured against."""
-    profiled = any("dram_read_bytes" in row for row in rows)
-    header = [*COLUMNS, PROFILE_COLUMN] if profiled else list(COLUMNS)
-    title = (
+def _title(rows: Sequence[dict[str, Any]], linear: bool, ceilings: Ceilings, where: str) -> str:
+    timing = rows[0].get("timing", "-") if rows else "-"
+    copy = (
         f"Copy bandwidth (read + write, measured in this run on {where}): "
-        f"{copy_bw_gbps:.0f} GB/s. Times: {rows[0].get('timing', '-') if rows else '-'}. "
-        "GB/s = ideal bytes / median time; same-size copy = a device copy of the case's ideal "
-        "bytes, timed the same way (the ceiling at that size); "
-        "max err = max abs error vs float64 (PyTorch eager's in brackets)."
+        f"{ceilings.copy_gbps:.0f} GB/s."
     )
+    if not linear:
+        return (
+            f"{copy} Times: {timing}. GB/s = ideal bytes / median time; same-size copy = a "
+            "device copy of the case's ideal bytes, timed the same way (the ceiling at that "
+            "size); max err = max abs error vs float64 (PyTorch eager's in brackets)."
+        )
+    n = GEMM_SIZE.get(rows[0]["device"], GEMM_SIZE["cpu"])
+    gemm = "-" if ceilings.gemm_tflops is None else f"{ceilings.gemm_tflops:.0f}"
+    dtype = str(GEMM_DTYPE).removeprefix("torch.")
+    return (
+        f"{copy} GEMM ceiling ({dtype} torch.mm {n}^3, random data, this run): {gemm} TFLOP/s.\n"
+        f"Times: {timing}. TFLOP/s = 4 M N K per forward (8 per backward) / median time; "
+        "vs cuBLAS = the time of the cuBLAS product x [w_gate; w_up]^T on the same shape in "
+        "this run / the time; GB/s (M <= 64, the weights dominate) = (M K + 2 N K + M N) "
+        "bytes / median time; max err = max abs error vs float64 (PyTorch eager's in brackets)."
+    )
+
+
+def format_table(rows: Sequence[dict[str, Any]], ceilings: Ceilings, where: str) -> str:
+    """The results table, headed by the ceilings it is measured against."""
+    profiled = any("dram_read_bytes" in row for row in rows)
+    linear = any(row["op"] == "linear" for row in rows)
+    columns = LINEAR_COLUMNS if linear else COLUMNS
+    header = [*columns, PROFILE_COLUMN] if profiled else list(columns)
+    title = _title(rows, linear, ceilings, where)
     notes = [LAUNCH_NOTE] if any(_launch_bound(row) for row in rows) else []
     if profiled:
         notes.append(

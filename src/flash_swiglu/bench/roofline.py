@@ -2,11 +2,14 @@
 
 The memory ceiling is the rate of a device-to-device ``copy_`` between two large buffers,
 counting the bytes read plus the bytes written: no elementwise kernel can move bytes faster
-than a plain copy. (The GEMM ceiling for the projection cases, a cuBLAS product, belongs
-here too when those cases exist.)
+than a plain copy. The compute ceiling of the GEMM cases (``--op linear``) is the rate of a
+large cuBLAS product on random data (``GEMM_SIZE``^3, bf16): what the matrix units deliver
+in practice, well below the datasheet's (an H200 measures 680-800 of its ~990 TFLOP/s).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 
@@ -14,6 +17,16 @@ from flash_swiglu.bench.timing import measure, measure_call
 
 GIB = 1 << 30
 COPY_BYTES = {"cuda": 2 * GIB, "cpu": 32 << 20}  # each buffer
+GEMM_SIZE = {"cuda": 8192, "cpu": 512}  # M = N = K
+GEMM_DTYPE = torch.bfloat16
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """The ceilings of one run: copy GB/s (read + write), and GEMM TFLOP/s where measured."""
+
+    copy_gbps: float
+    gemm_tflops: float | None = None
 
 
 def gbps(nbytes: int, ms: float) -> float:
@@ -28,6 +41,25 @@ def copy_bandwidth(device: torch.device) -> float:
     if device.type == "cuda":
         torch.cuda.empty_cache()  # give the 4 GiB back to the cases
     return gbps(2 * nbytes, ms)
+
+
+def gemm_ceiling(device: torch.device) -> float:
+    """TFLOP/s of ``torch.mm`` of two random ``GEMM_SIZE`` square bf16 matrices."""
+    n = GEMM_SIZE.get(device.type, GEMM_SIZE["cpu"])
+    ms = _gemm_ms(n, device)
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return 2 * n**3 / (ms * 1e-3) / 1e12
+
+
+def _gemm_ms(n: int, device: torch.device) -> float:
+    a, b = (torch.randn(n, n, device=device, dtype=GEMM_DTYPE) for _ in range(2))
+    out = torch.empty_like(a)
+    call = lambda: torch.mm(a, b, out=out)
+    if device.type == "cuda":
+        # Per call, like the copy: ~1.5 ms on an H200, so the host time of issuing it is hidden.
+        return measure_call(call).median_ms
+    return measure(call, device).median_ms
 
 
 def _copy_ms(nbytes: int, device: torch.device) -> float:

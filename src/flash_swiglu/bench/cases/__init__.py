@@ -2,21 +2,23 @@
 
 A case is one problem (shapes, dtype, variant) that every backend computes. The harness
 (``flash_swiglu.bench.harness``) knows nothing about GLUs: it asks a case for random inputs,
-for each backend's function of those inputs, and for the ideal bytes of each pass, and does
-the rest (the float64 reference, the error check, timing, the roofline fractions) the same
-way for every op. A new op (``linear``: the GEMM-fused projection; ``mlp``: the training
-step) is a new module here that returns its cases, plus its entry in ``OPS``.
+for each backend's function of those inputs (and the arguments it takes them as), for the
+reference each backend is checked against, and for the ideal bytes and FLOPs of each pass,
+and does the rest (the float64 reference, the error check, timing, the roofline fractions)
+the same way for every op. A new op (``mlp``: the training step) is a new module here that
+returns its cases, plus its entry in ``OPS``: ``elementwise`` (the GLU alone) and ``linear``
+(the gate/up projection with the GLU fused in) are the two so far.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from flash_swiglu.bench.cases import elementwise
+from flash_swiglu.bench.cases import elementwise, linear
 
 
 class Case(Protocol):
@@ -41,7 +43,23 @@ class Case(Protocol):
         ...
 
     def function(self, backend: str) -> Callable[..., torch.Tensor]:
-        """``backend``'s implementation, called with the inputs; raises ``Skip`` if none."""
+        """``backend``'s implementation, called with ``prepare(backend, inputs)``; raises
+        ``Skip`` if none. The baseline (``torch``) takes the inputs as they are."""
+        ...
+
+    def prepare(self, backend: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The arguments ``backend``'s function takes, made from the inputs once, outside the
+        timed region (a packed weight), and differentiably: gradients reach the inputs."""
+        ...
+
+    def reference(self, backend: str) -> tuple[str, Callable[..., torch.Tensor]] | None:
+        """``(what it computes, eager function of the inputs)`` when ``backend`` computes
+        something else than the baseline (a bare GEMM): its float64 run is then the oracle
+        and its run in the case's dtype the error yardstick. None: the baseline's."""
+        ...
+
+    def unsupported(self, backend: str, pass_: str) -> str | None:
+        """Why ``backend`` cannot run ``pass_`` (None when it can)."""
         ...
 
     def ideal_bytes(self, pass_: str) -> tuple[int, int]:
@@ -49,7 +67,20 @@ class Case(Protocol):
         each output written once."""
         ...
 
+    def flops(self, pass_: str) -> int:
+        """The floating-point operations of the pass (0 where they do not bound it)."""
+        ...
 
-OPS: dict[str, Callable[[argparse.Namespace], list[Case]]] = {
-    "elementwise": elementwise.cases,
+
+class Op(NamedTuple):
+    """One ``--op``: its cases for the parsed options, its backends, its suite per device."""
+
+    cases: Callable[[argparse.Namespace], list[Case]]
+    backends: tuple[str, ...]
+    suites: dict[str, dict[str, Any]]
+
+
+OPS: dict[str, Op] = {
+    "elementwise": Op(elementwise.cases, elementwise.BACKENDS, elementwise.SUITES),
+    "linear": Op(linear.cases, linear.BACKENDS, linear.SUITES),
 }

@@ -30,14 +30,37 @@ from typing import Any
 import torch
 
 import flash_swiglu
-from flash_swiglu import reference
-from flash_swiglu.bench.backends import Skip, compile_eager, liger_function
+from flash_swiglu import _names, reference
+from flash_swiglu.bench.backends import BACKENDS, Skip, compile_eager, liger_function
 
 # Operand-sized tensors (read, written) per pass.
 PASS_TENSORS = {"fwd": (2, 1), "bwd": (3, 2), "fwd+bwd": (5, 3)}
 
 # --sweep: elements per operand, 2^16 ... 2^28, at a fixed number of columns.
 SWEEP_ELEMENTS = tuple(1 << k for k in range(16, 29))
+
+# Options left out take their value from the suite of the device.
+SUITES: dict[str, dict[str, Any]] = {
+    # The original brief: 4096 x 4096 per operand, every dtype, every backend.
+    "cuda": {
+        "rows": 4096,
+        "cols": 4096,
+        "dtypes": ("float16", "bfloat16", "float32"),
+        "passes": ("fwd", "bwd"),
+        "activations": ("silu",),
+        "backends": BACKENDS,
+    },
+    # A correctness run through Triton's interpreter (torch.compile would need minutes of C++
+    # compilation per case; ask for it with --backend compile).
+    "cpu": {
+        "rows": 64,
+        "cols": 1000,
+        "dtypes": ("float32", "float16"),
+        "passes": ("fwd", "bwd"),
+        "activations": _names.ACTIVATIONS,
+        "backends": ("torch", "triton", "liger"),
+    },
+}
 
 # Liger-Kernel's fused GLU of each activation: (module under liger_kernel.ops, class).
 LIGER = {"silu": ("swiglu", "LigerSiLUMulFunction"), "gelu_tanh": ("geglu", "LigerGELUMulFunction")}
@@ -102,10 +125,22 @@ class ElementwiseCase:
         layout = self.layout
         return lambda x: glu(*reference.split_packed(x, layout))
 
+    def prepare(self, backend: str, inputs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return inputs  # every backend reads the operands as they are
+
+    def reference(self, backend: str) -> None:
+        return None  # every backend computes what the baseline computes
+
+    def unsupported(self, backend: str, pass_: str) -> None:
+        return None  # every backend has every pass
+
     def ideal_bytes(self, pass_: str) -> tuple[int, int]:
         operand = self.rows * self.cols * self.dtype.itemsize
         read, written = PASS_TENSORS[pass_]
         return read * operand, written * operand
+
+    def flops(self, pass_: str) -> int:
+        return 0  # memory-bound: rated in GB/s only
 
 
 def cases(args: argparse.Namespace) -> list[ElementwiseCase]:

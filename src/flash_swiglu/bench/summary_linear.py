@@ -1,0 +1,140 @@
+"""The README's table of the gate/up projection (``--op linear``), from the stored rows.
+
+One line per model, dtype, activation, layout and pass; each cell a range over the token
+counts M measured (the most recent run of each case):
+
+- M >= 2048 (compute-bound): flash-swiglu's rate as a fraction of the cuBLAS product's rate
+  on the same shape in the same run; its speedup over PyTorch eager; and over the fastest
+  peer (eager, packed eager, ``torch.compile`` default and max-autotune, Liger), named;
+- M <= 32 (decode, weight streaming): the fraction of the copy bandwidth reached by
+  flash-swiglu and by the fastest peer.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from flash_swiglu.bench.cases.linear import PEERS
+from flash_swiglu.bench.report import markdown_table
+
+COMPUTE_BOUND_TOKENS = 2048  # and above
+DECODE_TOKENS = 32  # and below
+GROUP_FIELDS = ("model", "dtype", "activation", "layout", "pass")
+HEADER = (
+    "model",
+    "dtype",
+    "pass",
+    f"vs cuBLAS (M >= {COMPUTE_BOUND_TOKENS})",
+    "vs eager",
+    "vs fastest peer",
+    f"% copy BW (M <= {DECODE_TOKENS})",
+    "fastest peer % copy BW",
+    "runs",
+)
+
+Cases = dict[tuple, dict[str, dict[str, Any]]]  # (op, case, pass) -> {backend: row}
+
+
+def latest_cases(rows: Iterable[dict[str, Any]]) -> Cases:
+    """``{(op, case, pass): {backend: row}}`` of the GPU rows, each case from its most recent
+    run."""
+    runs_of_case: dict[tuple, dict[tuple, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
+    for row in rows:
+        if row.get("device") == "cuda":
+            key = (row["op"], row["case"], row["pass"])
+            stamp = (row.get("timestamp") or "", row["run"])
+            runs_of_case[key][stamp][row["backend"]] = row
+    return {key: runs[max(runs)] for key, runs in runs_of_case.items()}
+
+
+def _measured(row: dict[str, Any] | None) -> bool:
+    return bool(row and row.get("passed") and row.get("median_ms"))
+
+
+def _range(values: Sequence[float], fmt: Callable[[float], str]) -> str:
+    if not values:
+        return "-"
+    lo, hi = fmt(min(values)), fmt(max(values))
+    return lo if lo == hi else f"{lo}-{hi}"
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def _pct(x: float) -> str:
+    return f"{x:.0%}"
+
+
+def _fastest_peer(by_backend: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    peers = [by_backend.get(p) for p in PEERS]
+    return min((r for r in peers if _measured(r)), key=lambda r: r["median_ms"], default=None)
+
+
+def _line(group: tuple, cases: list[dict[str, dict[str, Any]]]) -> list[str]:
+    """The cells of one model/dtype/pass from its cases (``{backend: row}``, one per M)."""
+    vs_cublas, vs_eager, vs_peer, peer_names, copy, peer_copy = [], [], [], set(), [], []
+    failed = False
+    for by_backend in cases:
+        triton = by_backend.get("triton")
+        if triton is None or triton.get("skipped"):
+            continue
+        if not _measured(triton):
+            failed = True
+            continue
+        m = triton["tokens"]
+        peer = _fastest_peer(by_backend)
+        if m >= COMPUTE_BOUND_TOKENS:
+            vs_cublas += [triton["frac_cublas"]] if triton.get("frac_cublas") else []
+            vs_eager += [triton["speedup_vs_eager"]] if triton.get("speedup_vs_eager") else []
+            if peer is not None:
+                vs_peer.append(peer["median_ms"] / triton["median_ms"])
+                peer_names.add(peer["backend"])
+        if m <= DECODE_TOKENS:
+            copy.append(triton["frac_copy_bw"])
+            if peer is not None:
+                peer_copy.append(peer["frac_copy_bw"])
+    peer_cell = _range(vs_peer, _ratio)
+    if peer_names:
+        peer_cell += f" ({', '.join(sorted(peer_names))})"
+    model, dtype, activation, layout, pass_ = group
+    if (activation, layout) != ("silu", "separate"):
+        model = f"{model} {activation}/{layout}"
+    return [
+        model,
+        dtype,
+        pass_,
+        _range(vs_cublas, _ratio) + (" (flash-swiglu FAILED at some M)" if failed else ""),
+        _range(vs_eager, lambda x: f"{x:.2f}x"),
+        peer_cell,
+        _range(copy, _pct),
+        _range(peer_copy, _pct),
+    ]
+
+
+def render_linear(cases: Cases) -> tuple[str, dict[str, dict[str, Any]]]:
+    """The markdown table of the ``linear`` cases from ``latest_cases``, and the runs it
+    cites (``{run: a row of it}``)."""
+    groups: dict[tuple, list[dict[str, dict[str, Any]]]] = defaultdict(list)
+    runs_of_group: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for by_backend in cases.values():
+        first = next(iter(by_backend.values()))
+        group = tuple(first.get(f) for f in GROUP_FIELDS)
+        groups[group].append(by_backend)
+        runs_of_group[group][first["run"]] = first
+    lines, runs = [], {}
+    for group in sorted(groups, key=lambda g: tuple(map(str, g))):
+        runs.update(runs_of_group[group])
+        names = ", ".join(f"`{r}`" for r in runs_of_group[group])
+        lines.append([*_line(group, groups[group]), names])
+    intro = (
+        "Gate/up projection `act(x w_gate^T) * (x w_up^T)` (`benchmark-swiglu --op linear`), "
+        "flash-swiglu against the cuBLAS product of the same FLOPs and the peers, same shape, "
+        f"same run; ranges over the token counts M. M >= {COMPUTE_BOUND_TOKENS}: rate as a "
+        "fraction of cuBLAS's, speedup over eager and over the fastest peer (named). "
+        f"M <= {DECODE_TOKENS}: weight streaming rate, (M K + 2 N K + M N) bytes / time, as a "
+        "fraction of the copy bandwidth."
+    )
+    return "\n".join([intro, "", markdown_table(HEADER, lines)]), runs
