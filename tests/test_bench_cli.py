@@ -15,9 +15,10 @@ import pytest
 import torch
 
 from flash_swiglu import reference
-from flash_swiglu.bench import cli, profile
+from flash_swiglu.bench import cli, plot, profile
 from flash_swiglu.bench.backends import Skip
 from flash_swiglu.bench.cases.elementwise import ElementwiseCase
+from flash_swiglu.bench.cases.linear import LinearCase
 from flash_swiglu.bench.checks import check, max_abs_err
 from flash_swiglu.bench.summary import load_rows, render_summary
 
@@ -209,3 +210,167 @@ def test_parse_ncu_csv():
     assert units[1].read == 1_000_000 and units[1].write == 0
     with pytest.raises(ValueError):
         profile.parse_ncu_csv("==ERROR== ERR_NVGPUCTRPERM\n")
+
+
+# ----------------------------------------------------------------------------------------
+# --op linear
+# ----------------------------------------------------------------------------------------
+
+LINEAR_FIELDS = ROW_FIELDS | {
+    "model", "tokens", "hidden", "intermediate", "memory_bound", "flops", "tflops",
+    "frac_cublas", "gemm_tflops", "frac_gemm_ceiling", "checked_against",
+}  # fmt: skip
+LINEAR_FIELDS -= {"n_elements"}
+
+
+def run_linear(tmp_path: Path, device: str, *args: str) -> tuple[int, list[dict]]:
+    out = tmp_path / "rows.json"
+    status = cli.main(["--op", "linear", "--device", device, *args, "--json", str(out)])
+    return status, json.loads(out.read_text())
+
+
+def test_linear_rows_and_fields(tmp_path, device, capsys):
+    k, n = 32, 48
+    args = ("--shape", f"{k},{n}", "--tokens", "3,70", "--dtype", "float32")
+    status, rows = run_linear(tmp_path, device, *args, "--backend", "triton,cublas")
+    assert status == 0
+    assert [(r["tokens"], r["backend"]) for r in rows] == [
+        (m, b) for m in (3, 70) for b in ("torch", "triton", "cublas")
+    ]
+    gemm_ms = {r["tokens"]: r["median_ms"] for r in rows if r["backend"] == "cublas"}
+    eager_ms = {r["tokens"]: r["median_ms"] for r in rows if r["backend"] == "torch"}
+    for row in rows:
+        m, ms = row["tokens"], row["median_ms"]
+        assert row.keys() >= LINEAR_FIELDS
+        assert row["op"] == "linear" and row["pass"] == "fwd" and row["model"] == "custom"
+        assert row["shape"] == [m, k, n] and row["memory_bound"] == (m <= 64)
+        assert row["ideal_bytes"] == (m * k + 2 * n * k + m * n) * 4
+        assert row["flops"] == 4 * m * n * k
+        assert row["tflops"] == pytest.approx(4 * m * n * k / ms / 1e9)
+        assert row["gbps"] == pytest.approx(row["ideal_bytes"] / ms / 1e6)
+        assert row["frac_cublas"] == pytest.approx(gemm_ms[m] / ms)
+        assert row["speedup_vs_eager"] == pytest.approx(eager_ms[m] / ms)
+        assert row["gemm_tflops"] > 0
+        assert row["frac_gemm_ceiling"] == pytest.approx(row["tflops"] / row["gemm_tflops"])
+        assert row["passed"] is True and row["error"] is None and row["skipped"] is None
+        # Only the bare product is checked against something else than the SwiGLU.
+        assert (row["checked_against"] is not None) == (row["backend"] == "cublas")
+    printed = capsys.readouterr().out
+    assert "GEMM ceiling" in printed and "TFLOP/s" in printed and "vs cuBLAS" in printed
+
+
+def test_linear_forward_only_backends_are_skipped(tmp_path, device):
+    args = ("--shape", "16,24", "--tokens", "2", "--dtype", "float32", "--pass", "bwd")
+    status, rows = run_linear(tmp_path, device, *args, "--backend", "torch-packed,cublas")
+    assert status == 0
+    by_backend = {r["backend"]: r for r in rows}
+    assert by_backend["torch"]["passed"] and by_backend["torch-packed"]["passed"]
+    assert "no SwiGLU backward" in by_backend["cublas"]["skipped"]
+    assert by_backend["cublas"]["median_ms"] is None and by_backend["torch"]["flops"] == (
+        8 * 2 * 24 * 16
+    )
+
+
+@pytest.mark.parametrize("layout", ["concat", "interleaved"])
+def test_linear_packed_layout(tmp_path, device, layout):
+    args = ("--shape", "32,40", "--tokens", "5", "--dtype", "float16", "--layout", layout)
+    status, rows = run_linear(tmp_path, device, *args, "--backend", "triton")
+    assert status == 0
+    assert [(r["backend"], r["layout"], r["passed"]) for r in rows] == [
+        ("torch", layout, True),
+        ("triton", layout, True),
+    ]
+
+
+def test_linear_wrong_results_fail(tmp_path, device, monkeypatch):
+    original = LinearCase.function
+
+    def function(self, backend):
+        if backend == "triton":  # 1% too large: far beyond fp32 rounding
+            fn = original(self, backend)
+            return lambda *args: fn(*args) * 1.01
+        if backend == "cublas":  # up before gate: the wrong packing
+            return lambda x, w: x @ torch.cat(w.chunk(2)[::-1]).T
+        return original(self, backend)
+
+    monkeypatch.setattr(LinearCase, "function", function)
+    args = ("--shape", "16,24", "--tokens", "3", "--dtype", "float32")
+    status, rows = run_linear(tmp_path, device, *args, "--backend", "triton,cublas")
+    assert status == 1
+    assert {r["backend"]: r["passed"] for r in rows} == {
+        "torch": True,
+        "triton": False,
+        "cublas": False,
+    }
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--op", "linear", "--rows", "4"],
+        ["--op", "linear", "--shape", "8,8", "--model", "llama-3-8b"],
+        ["--op", "linear", "--tokens", "0"],
+        ["--op", "linear", "--model", "gpt-5"],
+        ["--op", "linear", "--backend", "cublas,nope"],
+        ["--tokens", "8"],
+        ["--backend", "cublas"],  # not a peer of the elementwise GLU
+    ],
+)
+def test_linear_options_rejected(args):
+    with pytest.raises(SystemExit):
+        cli.main(["--device", "cpu", *args])
+
+
+def _linear_row(run_ts: str, backend: str, tokens: int, ms: float, **extra) -> dict:
+    row = {"op": "linear", "pass": "fwd", "backend": backend, "device": "cuda", "sweep": True}
+    row.update(case=f"silu/separate/bfloat16/llama-3-8b/M{tokens}", model="llama-3-8b")
+    row.update(dtype="bfloat16", activation="silu", layout="separate", tokens=tokens)
+    row.update(median_ms=ms, passed=True, skipped=None, timestamp=run_ts, gpu="NVIDIA H200")
+    row.update(frac_copy_bw=0.005 / ms, copy_bw_gbps=4270.0, commit="abc", gemm_tflops=700.0)
+    return {**row, **extra}
+
+
+def test_summary_linear_section(tmp_path):
+    ts = "2026-11-23T00:00:00Z"
+    rows = []
+    for m, scale in ((1, 0.01), (32, 0.01), (2048, 1.0), (8192, 4.0)):
+        eager, cublas, triton, compiled = 1.2 * scale, 0.95 * scale, 1.0 * scale, 1.1 * scale
+        rows += [
+            _linear_row(ts, "torch", m, eager, speedup_vs_eager=1.0, frac_cublas=cublas / eager),
+            _linear_row(ts, "cublas", m, cublas, speedup_vs_eager=eager / cublas, frac_cublas=1),
+            _linear_row(ts, "compile", m, compiled, frac_cublas=cublas / compiled),
+            _linear_row(
+                ts,
+                "triton",
+                m,
+                triton,
+                speedup_vs_eager=eager / triton,
+                frac_cublas=cublas / triton,
+            ),
+        ]
+    elementwise = _fake_row(ts, "triton", 0.97, 2.02)
+    results = tmp_path / "results"
+    (results / "lin").mkdir(parents=True)
+    (results / "lin" / "rows.json").write_text(json.dumps([*rows, {**elementwise, "run": "x"}]))
+    table = render_summary(load_rows(results))
+    assert "97% · 2.02x" in table  # the elementwise table is still there
+    line = next(x for x in table.splitlines() if x.startswith("| llama-3-8b"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[:3] == ["llama-3-8b", "bfloat16", "fwd"]
+    assert cells[3] == "0.95"  # vs cuBLAS at M >= 2048
+    assert cells[4] == "1.20x"  # vs eager
+    assert cells[5] == "1.10 (compile)"  # vs the fastest peer
+    assert cells[6] == "50%" and cells[7] == "45%"  # decode: copy BW, fastest peer's
+    assert "`lin`" in cells[8]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("matplotlib") is None, reason="no matplotlib")
+def test_plot_linear_sweep(tmp_path):
+    rows = [
+        _linear_row("t", backend, m, 1.0, tflops=float(m), gbps=None)
+        for backend in ("torch", "triton")
+        for m in (1, 8, 2048)
+    ]
+    path = tmp_path / "linear.png"
+    plot.plot_sweep(rows, path, 4270.0)
+    assert path.stat().st_size > 0

@@ -61,11 +61,21 @@ def test_tma_path_uses_wgmma_and_bulk_tensor_copies(compiled):
             assert r["wgmma"] and r["bulk_tensor"], r
 
 
+def _mma_rows(r: dict) -> int:
+    """Rows of the MMA tile: the weight tile for the decode kernel (operands swapped)."""
+    return r["config"]["BLOCK_N"] if r["path"] == "decode" else r["config"]["BLOCK_M"]
+
+
 def test_16_bit_and_tf32_products_use_wgmma(compiled):
-    # The decode kernel's swapped operands give 64-row MMA tiles even for one token.
+    # wgmma takes tiles of 64 rows or more. The decode kernel's swapped operands give such
+    # tiles even for one token when BLOCK_N >= 64; the narrower weight tiles the table picks
+    # for some decode shapes (more programs than SMs) run mma.sync, which is fine for a
+    # memory-bound kernel but is checked to be what was compiled.
+    wide = [r for r in compiled if r["precision"] == "tf32" and _mma_rows(r) >= 64]
+    assert wide
     for r in compiled:
         if r["precision"] == "tf32":
-            assert r["wgmma"], r
+            assert r["wgmma"] if _mma_rows(r) >= 64 else r["mma_sync"], r
 
 
 def test_no_spills_and_shared_memory_fits(compiled):

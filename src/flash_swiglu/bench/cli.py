@@ -86,11 +86,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--tokens", action="append", metavar="M", help="linear: token counts, e.g. 1,2048")
     add("--shape", type=_shape, help=argparse.SUPPRESS)  # linear: one custom K,N (tests)
     add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
-    add("--sweep", action="store_true", help="elementwise: 2^16..2^28 elements per operand; "
-        "linear: the --tokens (a sweep over M)")  # fmt: skip
+    sweep = "elementwise: 2^16..2^28 elements per operand; linear: the --tokens (M)"
+    add("--sweep", action="store_true", help=sweep)
     add("--json", type=Path, metavar="PATH", help="write every result row to PATH")
-    add("--plot", type=Path, metavar="PATH", help="with --sweep: PNG of GB/s (elementwise) "
-        "or TFLOP/s (linear) against size")  # fmt: skip
+    plot_help = "with --sweep: PNG of GB/s (elementwise) or TFLOP/s (linear) against size"
+    add("--plot", type=Path, metavar="PATH", help=plot_help)
     add("--run-id", metavar="NAME", help="store the run under RESULTS_DIR/NAME/")
     add("--results-dir", type=Path, default=Path("benchmarks/results"), help="(%(default)s)")
     add("--profile", action="store_true", help="add DRAM bytes measured by Nsight Compute")

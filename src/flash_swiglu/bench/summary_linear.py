@@ -114,9 +114,9 @@ def _line(group: tuple, cases: list[dict[str, dict[str, Any]]]) -> list[str]:
     ]
 
 
-def render_linear(cases: Cases) -> tuple[str, dict[str, dict[str, Any]]]:
-    """The markdown table of the ``linear`` cases from ``latest_cases``, and the runs it
-    cites (``{run: a row of it}``)."""
+def render_linear(cases: Cases) -> tuple[str, str, dict[str, dict[str, Any]]]:
+    """The introduction and the markdown table of the ``linear`` cases from
+    ``latest_cases``, and the runs they cite (``{run: a row of it}``)."""
     groups: dict[tuple, list[dict[str, dict[str, Any]]]] = defaultdict(list)
     runs_of_group: dict[tuple, dict[str, dict[str, Any]]] = defaultdict(dict)
     for by_backend in cases.values():
@@ -137,4 +137,4 @@ def render_linear(cases: Cases) -> tuple[str, dict[str, dict[str, Any]]]:
         f"M <= {DECODE_TOKENS}: weight streaming rate, (M K + 2 N K + M N) bytes / time, as a "
         "fraction of the copy bandwidth."
     )
-    return "\n".join([intro, "", markdown_table(HEADER, lines)]), runs
+    return intro, markdown_table(HEADER, lines), runs
