@@ -8,6 +8,7 @@ from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
 from flash_swiglu.ops import _common as C
 from flash_swiglu.ops import elementwise as E
 from flash_swiglu.ops import linear as L
+from flash_swiglu.ops import mlp as MLP
 
 
 def swiglu(
@@ -112,3 +113,41 @@ def swiglu_linear_packed(
     C.check_layout(layout)
     alpha, limit = C.check_oai_params(alpha, limit)
     return L.linear_packed(x, w, b, activation, layout, alpha, limit)
+
+
+def swiglu_mlp(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    w_down: torch.Tensor,
+    b_gate: torch.Tensor | None = None,
+    b_up: torch.Tensor | None = None,
+    b_down: torch.Tensor | None = None,
+    *,
+    activation: str = "silu",
+    recompute: bool = False,
+    alpha: float = OAI_ALPHA,
+    limit: float = OAI_LIMIT,
+) -> torch.Tensor:
+    """The whole gated MLP: ``down(act(x @ w_gate.T + b_gate) * (x @ w_up.T + b_up))``.
+
+    Args:
+        x: ``[..., K]`` (K = hidden size).
+        w_gate, w_up: ``[N, K]``; w_down: ``[K, N]`` (all ``nn.Linear`` layout, as in a
+            Hugging Face ``LlamaMLP``). b_gate, b_up: ``[N]``; b_down: ``[K]``; or None.
+        activation: as for ``swiglu``.
+        recompute: False saves what makes the backward fastest (the gate and up
+            pre-activations); True saves only ``x`` and recomputes them in the backward.
+
+    Returns:
+        ``[..., K]`` in the dtype of ``x``.
+    """
+    L.check_linear(x, w_gate, w_up, b_gate, b_up)
+    MLP.check_down(x, w_gate, w_down, b_down)
+    C.check_activation(activation)
+    alpha, limit = C.check_oai_params(alpha, limit)
+    if not isinstance(recompute, bool):
+        raise TypeError(f"recompute must be a bool, got {type(recompute).__name__}")
+    return MLP.mlp(
+        x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alpha, limit
+    )
