@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 from flash_swiglu.ops import linear as L
