@@ -11,12 +11,11 @@ TMA-compatible operands on sm_90+ -> the persistent TMA kernel; anything else ->
 pointer kernel. CPU tensors run the same kernels under ``TRITON_INTERPRET=1`` and otherwise
 ``reference.swiglu_linear_reference``.
 
-Backward is NOT fused yet (until the training issue lands): it recomputes the gate and up
-pre-activations with torch matmuls (cuBLAS accumulates in fp32 and rounds the result to the
-input dtype, exactly as eager PyTorch does), gets ``dgate, dup`` from the fused elementwise
-backward kernel (``ops.elementwise``), and forms ``dx``, ``dW`` and ``db`` with torch
-matmuls and sums. For a packed weight the recompute is one GEMM against ``[2N, K]`` and the
-elementwise backward writes the packed gradient directly, so ``dW`` needs no concatenation.
+Backward (``ops.train``): the gate and up pre-activations are recomputed inside the kernel
+that turns ``dout`` into ``dgate, dup`` (the activation's derivative in its epilogue, so no
+elementwise pass over ``[M, N]`` tensors), then cuBLAS forms ``dx`` and the weight
+gradients, over slices of the N columns. Only ``x`` and the weights are saved. Two more
+custom ops carry it: ``flash_swiglu::linear_bwd`` and ``flash_swiglu::linear_packed_bwd``.
 
 Launch configurations come from ``configs/h200_linear.json`` (on H100/H200) keyed by path,
 token bucket and (N, K); production calls never autotune. ``retune(...)`` times candidates on
@@ -32,7 +31,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from flash_swiglu import reference
 from flash_swiglu.ops import _common as C
@@ -332,30 +330,39 @@ def packed_forward(x, w, b, activation, layout, alpha, limit):
     return forward(x, *packed_views(w, b, layout), activation, alpha, limit)
 
 
-def backward(x, wg, wu, bg, bu, dout, args, needs, traced=False):
-    """Unfused: ``(dx, dw_gate, dw_up, db_gate, db_up)``, None where ``needs`` is False."""
-    k, n = x.shape[-1], wg.shape[0]
-    x2, d2 = x.reshape(-1, k), dout.reshape(-1, n)
-    glu_bwd = E.glu_bwd if traced else E.backward
-    dgate, dup = glu_bwd(F.linear(x2, wg, bg), F.linear(x2, wu, bu), d2, *args)
-    dx = torch.addmm(dgate @ wg, dup, wu).view(x.shape) if needs[0] else None
-    dwg = dgate.t() @ x2 if needs[1] else None
-    dwu = dup.t() @ x2 if needs[2] else None
-    dbg = dgate.sum(0) if bg is not None and needs[3] else None
-    dbu = dup.sum(0) if bu is not None and needs[4] else None
-    return dx, dwg, dwu, dbg, dbu
+def backward(x, wg, wu, bg, bu, dout, args, needs):
+    """``(dx, dw_gate, dw_up, db_gate, db_up)``, None where ``needs`` is False: the fused
+    backward of ``ops.train`` (the pre-activation recomputed in the kernel that forms dgate
+    and dup from dout; dx and the weight gradients by cuBLAS)."""
+    from flash_swiglu.ops import mlp as MLP
+    from flash_swiglu.ops import train as T
+
+    dx, dwg, dwu, dbg, dbu, _ = T.backward(
+        MLP.rows(x), wg, wu, bg, bu, *args, dout=MLP.rows(dout), needs=(*needs[:5], False)
+    )
+    return dx.view(x.shape) if dx is not None else None, dwg, dwu, dbg, dbu
 
 
-def packed_backward(x, w, b, dout, activation, layout, alpha, limit, needs, traced=False):
-    """Unfused: ``(dx, dw, db)``; the gradient of the packed weight comes out packed."""
-    k, n = x.shape[-1], w.shape[0] // 2
-    x2, d2 = x.reshape(-1, k), dout.reshape(-1, n)
-    glu_packed_bwd = E.glu_packed_bwd if traced else E.packed_backward
-    dpacked = glu_packed_bwd(F.linear(x2, w, b), d2, activation, layout, alpha, limit)
-    dx = (dpacked @ w).view(x.shape) if needs[0] else None
-    dw = dpacked.t() @ x2 if needs[1] else None
-    db = dpacked.sum(0) if b is not None and needs[2] else None
-    return dx, dw, db
+def packed_backward(x, w, b, dout, activation, layout, alpha, limit, needs):
+    """``(dx, dw, db)``: as ``backward``, with the weight and bias gradients written packed
+    (the same layout as ``w``), with no concatenation."""
+    from flash_swiglu.ops import mlp as MLP
+    from flash_swiglu.ops import train as T
+
+    wg, wu, bg, bu = packed_views(w, b, layout)
+    dw = w.new_empty(w.shape) if needs[1] else None
+    db = b.new_empty(b.shape) if b is not None and needs[2] else None
+    dwg, dwu = packed_views(dw, None, layout)[:2] if dw is not None else (None, None)
+    dx, _, _, dbg, dbu, _ = T.backward(
+        MLP.rows(x), wg, wu, bg, bu, activation, alpha, limit, dout=MLP.rows(dout),
+        needs=(needs[0], needs[1], needs[1], db is not None, db is not None, False),
+        dwg=dwg, dwu=dwu,
+    )  # fmt: skip
+    if db is not None:
+        db_g, db_u = packed_views(db.unsqueeze(1), None, layout)[:2]
+        db_g.squeeze(1).copy_(dbg)
+        db_u.squeeze(1).copy_(dbu)
+    return dx.view(x.shape) if dx is not None else None, dw, db
 
 
 # ----------------------------------------------------------------------------------------
@@ -400,6 +407,64 @@ def _(x, w, b, activation, layout, alpha, limit):
     return x.new_empty((*x.shape[:-1], w.shape[0] // 2))
 
 
+def _empty_if_none(t, like):
+    return t if t is not None else like.new_empty(0)
+
+
+@torch.library.custom_op("flash_swiglu::linear_bwd", mutates_args=())
+def linear_bwd(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    b_gate: torch.Tensor | None,
+    b_up: torch.Tensor | None,
+    dout: torch.Tensor,
+    activation: str,
+    alpha: float,
+    limit: float,
+    needs: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    grads = backward(x, w_gate, w_up, b_gate, b_up, dout, (activation, alpha, limit), needs)
+    return tuple(_empty_if_none(g, x) for g in grads)
+
+
+@linear_bwd.register_fake
+def _(x, w_gate, w_up, b_gate, b_up, dout, activation, alpha, limit, needs):
+    likes = (x, w_gate, w_up, b_gate, b_up)
+    return tuple(
+        t.new_empty(t.shape) if need and t is not None else x.new_empty(0)
+        for t, need in zip(likes, needs, strict=True)
+    )
+
+
+@torch.library.custom_op("flash_swiglu::linear_packed_bwd", mutates_args=())
+def linear_packed_bwd(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    dout: torch.Tensor,
+    activation: str,
+    layout: str,
+    alpha: float,
+    limit: float,
+    needs: list[bool],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    grads = packed_backward(x, w, b, dout, activation, layout, alpha, limit, needs)
+    return tuple(_empty_if_none(g, x) for g in grads)
+
+
+@linear_packed_bwd.register_fake
+def _(x, w, b, dout, activation, layout, alpha, limit, needs):
+    return tuple(
+        t.new_empty(t.shape) if need and t is not None else x.new_empty(0)
+        for t, need in zip((x, w, b), needs, strict=True)
+    )
+
+
+def _keep(grads, needs):
+    return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
+
+
 def _linear_setup(ctx, inputs, output):
     x, wg, wu, bg, bu, activation, alpha, limit = inputs
     ctx.save_for_backward(x, wg, wu, bg, bu)
@@ -407,8 +472,9 @@ def _linear_setup(ctx, inputs, output):
 
 
 def _linear_backward(ctx, dout):
-    grads = backward(*ctx.saved_tensors, dout, ctx.args, ctx.needs_input_grad[:5], traced=True)
-    return (*grads, None, None, None)
+    needs = list(ctx.needs_input_grad[:5])
+    grads = linear_bwd(*ctx.saved_tensors, dout, *ctx.args, needs)
+    return (*_keep(grads, needs), None, None, None)
 
 
 linear_fwd.register_autograd(_linear_backward, setup_context=_linear_setup)
@@ -421,9 +487,9 @@ def _packed_setup(ctx, inputs, output):
 
 
 def _packed_backward(ctx, dout):
-    x, w, b = ctx.saved_tensors
-    grads = packed_backward(x, w, b, dout, *ctx.args, ctx.needs_input_grad[:3], traced=True)
-    return (*grads, None, None, None, None)
+    needs = list(ctx.needs_input_grad[:3])
+    grads = linear_packed_bwd(*ctx.saved_tensors, dout, *ctx.args, needs)
+    return (*_keep(grads, needs), None, None, None, None)
 
 
 linear_packed_fwd.register_autograd(_packed_backward, setup_context=_packed_setup)

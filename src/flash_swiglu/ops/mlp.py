@@ -1,14 +1,29 @@
-"""The whole gated MLP ``down(act(x @ w_gate^T + b_gate) * (x @ w_up^T + b_up)) + b_down``.
+"""The whole gated MLP ``y = down(act(x @ w_gate^T + b_gate) * (x @ w_up^T + b_up)) + b_down``.
 
-(Being replaced by the fused forward/backward; for now the gate/up projection is the fused
-``ops.linear`` kernel and the down projection a torch matmul.)
+Forward:
+    no gradient needed     the fused gate/up kernel (``ops.linear``, decode path for few
+                           tokens), then ``F.linear`` for the down projection
+    recompute=False        ``_glu_gemm_kernel`` writes h and the gate/up pre-activation
+                           ``gu [M, 2N]`` (saved); ``F.linear`` for the down projection
+    recompute=True         as without gradient; saves only x (and the weights)
+Backward: ``ops.train.backward`` (dh in no tensor; pre-activation read or recomputed inside
+the kernel that forms dh; the rest cuBLAS), see there.
+
+Custom ops (opaque to ``torch.compile``, fake implementations, registered autograd):
+
+    flash_swiglu::mlp_fwd(x, w_gate, w_up, w_down, b_gate?, b_up?, b_down?) -> y
+    flash_swiglu::mlp_train_fwd(...same, recompute) -> (y, gu)   gu: [M, 2N] or [0]
+    flash_swiglu::mlp_bwd(x, w_gate, w_up, w_down, b_gate?, b_up?, gu?, dy, needs)
+        -> (dx, dw_gate, dw_up, dw_down, db_gate, db_up, db_down), empty where not needed
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 
 from flash_swiglu.ops import linear as L
+from flash_swiglu.ops import train as T
 
 
 def check_down(x, w_gate, w_down, b_down) -> None:
@@ -24,9 +39,179 @@ def check_down(x, w_gate, w_down, b_down) -> None:
         raise ValueError(f"b_down must have shape [K] = ({k},), got {tuple(b_down.shape)}")
 
 
+def rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as 2-D rows ``[M, K]`` that a TMA descriptor takes (copied only if it must)."""
+    t2 = t.reshape(-1, t.shape[-1])
+    return t2 if L._tma_aligned(t2) else t2.contiguous()
+
+
+def forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit):
+    """Inference: nothing saved."""
+    return F.linear(L.forward(x, wg, wu, bg, bu, activation, alpha, limit), wd, bd)
+
+
+def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
+    """``(y, gu)``; ``gu`` is the saved pre-activation ``[M, 2N]``, empty with recompute."""
+    if recompute:
+        return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit), x.new_empty(0)
+    x2 = rows(x)
+    h, gu = T.forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit)
+    return F.linear(h, wd, bd).view(x.shape), gu
+
+
+def backward(x, wg, wu, wd, bg, bu, bd, gu, dy, activation, alpha, limit, needs):
+    """``(dx, dwg, dwu, dwd, dbg, dbu, dbd)``, None where ``needs`` (same order) is False."""
+    x2, dy2 = rows(x), rows(dy)
+    dx, dwg, dwu, dbg, dbu, dwd = T.backward(
+        x2, wg, wu, bg, bu, activation, alpha, limit,
+        dy=dy2, wd=wd, gu=gu if gu is not None and gu.numel() else None,
+        needs=(needs[0], needs[1], needs[2], needs[4], needs[5], needs[3]),
+    )  # fmt: skip
+    dbd = dy2.sum(0) if bd is not None and needs[6] else None
+    return dx.view(x.shape) if dx is not None else None, dwg, dwu, dwd, dbg, dbu, dbd
+
+
+# ----------------------------------------------------------------------------------------
+# Custom ops
+# ----------------------------------------------------------------------------------------
+
+
+@torch.library.custom_op("flash_swiglu::mlp_fwd", mutates_args=())
+def mlp_fwd(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    w_down: torch.Tensor,
+    b_gate: torch.Tensor | None,
+    b_up: torch.Tensor | None,
+    b_down: torch.Tensor | None,
+    activation: str,
+    alpha: float,
+    limit: float,
+) -> torch.Tensor:
+    return forward(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, alpha, limit)
+
+
+@mlp_fwd.register_fake
+def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, alpha, limit):
+    return x.new_empty(x.shape)
+
+
+@torch.library.custom_op("flash_swiglu::mlp_train_fwd", mutates_args=())
+def mlp_train_fwd(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    w_down: torch.Tensor,
+    b_gate: torch.Tensor | None,
+    b_up: torch.Tensor | None,
+    b_down: torch.Tensor | None,
+    activation: str,
+    recompute: bool,
+    alpha: float,
+    limit: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    return forward_train(
+        x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alpha, limit
+    )
+
+
+@mlp_train_fwd.register_fake
+def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alpha, limit):
+    m = x.shape[:-1].numel()
+    gu = x.new_empty(0) if recompute else x.new_empty((m, 2 * w_gate.shape[0]))
+    return x.new_empty(x.shape), gu
+
+
+def _empty_if_none(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return t if t is not None else like.new_empty(0)
+
+
+@torch.library.custom_op("flash_swiglu::mlp_bwd", mutates_args=())
+def mlp_bwd(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    w_down: torch.Tensor,
+    b_gate: torch.Tensor | None,
+    b_up: torch.Tensor | None,
+    b_down: torch.Tensor | None,
+    gu: torch.Tensor | None,
+    dy: torch.Tensor,
+    activation: str,
+    alpha: float,
+    limit: float,
+    needs: list[bool],
+) -> tuple[
+    torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
+]:
+    grads = backward(
+        x, w_gate, w_up, w_down, b_gate, b_up, b_down, gu, dy, activation, alpha, limit, needs
+    )
+    return tuple(_empty_if_none(g, x) for g in grads)
+
+
+@mlp_bwd.register_fake
+def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, gu, dy, activation, alpha, limit, needs):
+    likes = (x, w_gate, w_up, w_down, b_gate, b_up, b_down)
+    return tuple(
+        t.new_empty(t.shape) if need and t is not None else x.new_empty(0)
+        for t, need in zip(likes, needs, strict=True)
+    )
+
+
+def _setup(ctx, inputs, output):
+    x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit = inputs
+    _, gu = output
+    ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, None if recompute else gu)
+    ctx.args = (activation, alpha, limit)
+
+
+def _backward(ctx, dy, _dgu):
+    x, wg, wu, wd, bg, bu, bd, gu = ctx.saved_tensors
+    needs = list(ctx.needs_input_grad[:7])
+    grads = mlp_bwd(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs)
+    grads = tuple(g if need else None for g, need in zip(grads, needs, strict=True))
+    return (*grads, None, None, None, None)
+
+
+mlp_train_fwd.register_autograd(_backward, setup_context=_setup)
+
+
+# ----------------------------------------------------------------------------------------
+# Eager autograd: the same functions without the custom-op dispatch
+# ----------------------------------------------------------------------------------------
+
+
+class _MLPFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
+        y, gu = forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
+        ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, None if recompute else gu)
+        ctx.args = (activation, alpha, limit)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, wg, wu, wd, bg, bu, bd, gu = ctx.saved_tensors
+        needs = ctx.needs_input_grad[:7]
+        grads = backward(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs)
+        return (*grads, None, None, None, None)
+
+
+def _wants_grad(*tensors: torch.Tensor | None) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def mlp(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
-    h = L.linear(x, wg, wu, bg, bu, activation, alpha, limit)
-    return F.linear(h, wd, bd)
+    if not _wants_grad(x, wg, wu, wd, bg, bu, bd):
+        if torch.compiler.is_compiling():
+            return mlp_fwd(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit)
+        return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit)
+    if torch.compiler.is_compiling():
+        y, _ = mlp_train_fwd(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
+        return y
+    return _MLPFunction.apply(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
 
 
-__all__ = ["check_down", "mlp"]
+__all__ = ["backward", "check_down", "forward", "forward_train", "mlp", "mlp_bwd", "mlp_fwd"]

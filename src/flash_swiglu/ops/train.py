@@ -1,0 +1,340 @@
+"""Fused training paths: the forward that saves the pre-activation, and the backwards of
+``swiglu_linear`` and of the whole MLP, built on ``kernels.mlp._glu_gemm_kernel``.
+
+Backward of the MLP ``y = down(h)``, ``h = act(g) * u``, ``g = x Wg^T + bg``, ``u = x Wu^T + bu``,
+for a slice ``c`` of the intermediate columns at a time (``chunks``):
+
+    kernel   dh_c = dy @ Wd[:, c] in the K loop; epilogue: (dg_c, du_c) from (g_c, u_c, dh_c)
+             and h_c = act(g_c) * u_c. g_c, u_c are read (saved) or recomputed in the same
+             K loop (``recompute=True``). dh never reaches memory.
+    cuBLAS   dWd[:, c] = dy^T h_c;  dWg[c] = dg_c^T x;  dWu[c] = du_c^T x;
+             dx += dg_c Wg[c] + du_c Wu[c]   (addmm into dx: one rounding per product)
+
+Slicing the columns bounds what the backward allocates besides the gradients to
+``3 M * CHUNK_N`` elements, so the saved ``[M, 2N]`` pre-activation plus the backward's
+buffers stay under what the eager MLP keeps (its ``[M, N]`` g, u, act(g) and h). Every
+reduction is a cuBLAS product or a sum over rows, in a fixed order: deterministic, no
+atomics. The backward of ``swiglu_linear`` is the same loop with ``dout`` read instead of
+``dy @ Wd`` and the pre-activation recomputed (it saves only ``x``).
+
+Where the kernel cannot run (operands a TMA descriptor cannot take, float64 on CUDA, CPU
+without the interpreter), the same loop runs unfused: the pre-activation from ``F.linear``,
+the derivative from ``reference.glu_backward``. Slower, never wrong.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+import torch.nn.functional as F
+
+from flash_swiglu import reference
+from flash_swiglu.ops import linear as L
+from flash_swiglu.ops._common import use_triton
+
+CHUNK_N = 4096  # intermediate columns per backward step (multiple of 128)
+
+# BLOCK_K is for 2-byte types (halved for fp32). Not tuned on the GPU yet: the forward's
+# measured 128x128x64 tile, narrowed to 64 columns or with the epilogue run on two column
+# halves where the sm_90 compile gate saw register spills (two or three accumulators next to
+# the epilogue's tiles), and checked there (no spills, shared memory within the limit).
+_TILE = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)
+CONFIGS = {  # by mode (kernels/mlp.py)
+    "forward_saving": dict(_TILE, EPILOGUE_SPLIT=True),
+    "linear_backward": dict(_TILE, BLOCK_N=64, EPILOGUE_SPLIT=False),
+    "mlp_backward": dict(_TILE, EPILOGUE_SPLIT=True),
+    "mlp_backward_recompute": dict(_TILE, BLOCK_N=64, EPILOGUE_SPLIT=False),
+}
+IEEE_CONFIG = dict(
+    BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=2, EPILOGUE_SPLIT=False
+)
+INTERPRET_CONFIG = dict(
+    BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=1, EPILOGUE_SPLIT=True
+)
+
+
+def chunks(n: int, chunk: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n)`` in near-equal slices of at most about
+    ``chunk`` (default ``CHUNK_N``) columns, each starting at a multiple of 128 (16-byte
+    aligned views)."""
+    chunk = CHUNK_N if chunk is None else chunk
+    if n <= chunk:
+        return [(0, n)]
+    count = -(-n // chunk)
+    per_chunk = -(-n // count)
+    size = -(-per_chunk // 128) * 128
+    return [(s, min(s + size, n)) for s in range(0, n, size)]
+
+
+def mode_of(has_x: bool, has_dy: bool, backward: bool) -> str:
+    if not backward:
+        return "forward_saving"
+    if not has_dy:
+        return "linear_backward"
+    return "mlp_backward_recompute" if has_x else "mlp_backward"
+
+
+def config(mode: str, dtype: torch.dtype, precision: str) -> dict:
+    from flash_swiglu.kernels import interpreting
+
+    if interpreting():
+        return dict(INTERPRET_CONFIG)
+    if precision == "ieee":
+        return dict(IEEE_CONFIG)
+    cfg = dict(CONFIGS[mode])
+    cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
+    return cfg
+
+
+def _aligned(t: torch.Tensor) -> bool:
+    return L._tma_aligned(t)
+
+
+def fused_ok(x2: torch.Tensor, *mats: torch.Tensor | None) -> bool:
+    """Whether the fused kernel can take these 2-D operands (TMA: 16-byte aligned bases and
+    row strides, unit last strides) on this device."""
+    if not use_triton(x2.device) or x2.dtype == torch.float64:
+        return False
+    if not L._tma_device(x2.device):
+        return False
+    return all(_aligned(t) for t in (x2, *mats) if t is not None)
+
+
+def launch(
+    m: int,
+    n: int,
+    k: int,
+    *,
+    x=None,
+    wg=None,
+    wu=None,
+    bg=None,
+    bu=None,
+    dy=None,
+    wd=None,
+    g=None,
+    u=None,
+    d=None,
+    h=None,
+    dg=None,
+    du=None,
+    store_gu: bool = False,
+    activation: str,
+    alpha: float,
+    limit: float,
+) -> None:
+    """One ``_glu_gemm_kernel`` launch over ``[m, n]``. 2-D operands; the mode follows from
+    which are given (see ``kernels/mlp.py``): ``x, wg, wu`` -> gate/up in the K loop (else
+    ``g, u`` are read); ``dy, wd`` -> dh in the K loop (else ``d`` is read, if backward);
+    ``dg, du`` -> backward; ``h`` -> store the GLU output; ``store_gu`` -> write ``g, u``."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    from flash_swiglu.kernels.mlp import _glu_gemm_kernel
+
+    has_x, has_dy, backward = x is not None, dy is not None, dg is not None
+    ref = x if has_x else dy if has_dy else g
+    precision = L.input_precision(ref.dtype)
+    cfg = config(mode_of(has_x, has_dy, backward), ref.dtype, precision)
+    bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+
+    def desc(t, block):
+        return TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
+
+    if has_x:
+        xd, wgd, wud = desc(x, [bm, bk]), desc(wg, [bn, bk]), desc(wu, [bn, bk])
+    if has_dy:
+        dyd, wdd = desc(dy, [bm, bk]), desc(wd, [bk, bn])
+    if not has_x:
+        xd = wgd = wud = dyd  # unused placeholders
+    if not has_dy:
+        dyd, wdd = xd, xd
+    out = next(t for t in (h, dg, g) if t is not None)  # any pointer: placeholders below
+
+    def ptr(t):
+        return (t if t is not None else out), (t.stride(0) if t is not None else 0)
+
+    (gp, sg), (up, su) = ptr(g), ptr(u)
+    (dp, sd), (hp, sh) = ptr(d), ptr(h)
+    (dgp, sdg), (dup, sdu) = ptr(dg), ptr(du)
+    grid = (L.triton_cdiv(m, bm) * L.triton_cdiv(n, bn),)
+    _glu_gemm_kernel[grid](
+        xd,
+        wgd,
+        wud,
+        dyd,
+        wdd,
+        bg if bg is not None else out,
+        bu if bu is not None else out,
+        bg.stride(0) if bg is not None else 0,
+        bu.stride(0) if bu is not None else 0,
+        gp,
+        up,
+        sg,
+        su,
+        dp,
+        sd,
+        hp,
+        sh,
+        dgp,
+        dup,
+        sdg,
+        sdu,
+        m,
+        n,
+        k,
+        HAS_X=has_x,
+        HAS_DY=has_dy,
+        BACKWARD=backward,
+        STORE_GU=store_gu,
+        STORE_H=h is not None,
+        HAS_BG=has_x and bg is not None,
+        HAS_BU=has_x and bu is not None,
+        ACTIVATION=activation,
+        ALPHA=alpha,
+        LIMIT=limit,
+        INPUT_PRECISION=precision,
+        enable_fp_fusion=L.ENABLE_FP_FUSION,
+        **cfg,
+    )
+
+
+# ----------------------------------------------------------------------------------------
+# Forward that saves the pre-activation (MLP, recompute=False)
+# ----------------------------------------------------------------------------------------
+
+
+def forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit):
+    """``(h [M, N], gu [M, 2N])``: the GLU output and the gate/up pre-activations (gate in
+    ``gu[:, :N]``, up in ``gu[:, N:]``), each rounded once to the input dtype."""
+    m, k = x2.shape
+    n = wg.shape[0]
+    h = x2.new_empty((m, n))
+    gu = x2.new_empty((m, 2 * n))
+    if m == 0 or n == 0:
+        return h, gu
+    if k > 0 and fused_ok(x2, wg, wu):
+        launch(
+            m, n, k, x=x2, wg=wg, wu=wu, bg=bg, bu=bu, g=gu[:, :n], u=gu[:, n:], h=h,
+            store_gu=True, activation=activation, alpha=alpha, limit=limit,
+        )  # fmt: skip
+        return h, gu
+    cd = reference._compute_dtype(x2.dtype)
+    g32, u32 = (
+        F.linear(x2.to(cd), wg.to(cd), _cast(bg, cd)),
+        F.linear(x2.to(cd), wu.to(cd), _cast(bu, cd)),
+    )
+    gu[:, :n], gu[:, n:] = g32, u32
+    h.copy_(reference.act_glu(g32, u32, activation, alpha, limit))
+    return h, gu
+
+
+def _cast(t, dtype):
+    return None if t is None else t.to(dtype)
+
+
+# ----------------------------------------------------------------------------------------
+# Backward driver
+# ----------------------------------------------------------------------------------------
+
+
+def backward(
+    x2,
+    wg,
+    wu,
+    bg,
+    bu,
+    activation,
+    alpha,
+    limit,
+    *,
+    dout=None,
+    dy=None,
+    wd=None,
+    gu=None,
+    needs=(True, True, True, True, True, True),
+    dwg=None,
+    dwu=None,
+):
+    """Gradients of ``h = act(x Wg^T + bg) * (x Wu^T + bu)`` (``dout`` = dh given), or of the
+    MLP ``y = h Wd^T`` (``dy`` and ``wd`` given; ``gu`` the saved pre-activation or None to
+    recompute). ``needs``: (x, wg, wu, bg, bu, wd). ``dwg``/``dwu``: preallocated weight
+    gradients to fill (views of a packed gradient), else new tensors.
+
+    Returns ``(dx, dwg, dwu, dbg, dbu, dwd)``, None where not needed."""
+    m, k = x2.shape
+    n = wg.shape[0]
+    mlp = dy is not None
+    need_x, need_wg, need_wu, need_bg, need_bu, need_wd = needs
+    need_bg, need_bu = need_bg and bg is not None, need_bu and bu is not None
+    need_wd = mlp and need_wd
+    new = functools.partial(torch.empty, dtype=x2.dtype, device=x2.device)
+    dx = new((m, k)) if need_x else None
+    if need_wg and dwg is None:
+        dwg = new((n, k))
+    if need_wu and dwu is None:
+        dwu = new((n, k))
+    dbg = new((n,)) if need_bg else None
+    dbu = new((n,)) if need_bu else None
+    dwd = new((k, n)) if need_wd else None
+    fused = m > 0 and k > 0 and fused_ok(x2, wg, wu, dy, wd, dout, gu)
+    first = True
+    for c0, c1 in chunks(n):
+        nc = c1 - c0
+        sl = slice(c0, c1)
+        dg, du = new((m, nc)), new((m, nc))
+        h = new((m, nc)) if need_wd else None
+        g = gu[:, c0:c1] if gu is not None else None
+        u = gu[:, n + c0 : n + c1] if gu is not None else None
+        bgc = bg[sl] if bg is not None else None
+        buc = bu[sl] if bu is not None else None
+        if fused:
+            args = dict(dg=dg, du=du, h=h, activation=activation, alpha=alpha, limit=limit)
+            if g is None:  # recompute the pre-activation in the same K loop
+                args.update(x=x2, wg=wg[sl], wu=wu[sl], bg=bgc, bu=buc)
+            else:
+                args.update(g=g, u=u)
+            if mlp:
+                args.update(dy=dy, wd=wd[:, sl])
+            else:
+                args.update(d=dout[:, sl])
+            launch(m, nc, k, **args)
+        else:
+            _unfused_chunk(x2, wg[sl], wu[sl], bgc, buc, g, u, dout, dy, wd, sl, dg, du, h,
+                           activation, alpha, limit)  # fmt: skip
+        if need_wd:
+            torch.mm(dy.t(), h, out=dwd[:, sl])
+        if need_x:
+            if first:
+                torch.mm(dg, wg[sl], out=dx)
+            else:
+                dx.addmm_(dg, wg[sl])
+            dx.addmm_(du, wu[sl])
+        if need_wg:
+            torch.mm(dg.t(), x2, out=dwg[sl])
+        if need_wu:
+            torch.mm(du.t(), x2, out=dwu[sl])
+        if need_bg:
+            torch.sum(dg, 0, out=dbg[sl])
+        if need_bu:
+            torch.sum(du, 0, out=dbu[sl])
+        first = False
+    if need_x and first:  # n == 0
+        dx.zero_()
+    return dx, dwg, dwu, dbg, dbu, dwd
+
+
+def _unfused_chunk(x2, wg, wu, bg, bu, g, u, dout, dy, wd, sl, dg, du, h, activation, alpha, limit):
+    """The kernel's epilogue in PyTorch (fp32, fp64 for fp64), for operands it cannot take."""
+    cd = reference._compute_dtype(x2.dtype)
+    if g is None:
+        g = F.linear(x2.to(cd), wg.to(cd), _cast(bg, cd))
+        u = F.linear(x2.to(cd), wu.to(cd), _cast(bu, cd))
+    else:
+        g, u = g.to(cd), u.to(cd)
+    dh = dy.to(cd) @ wd[:, sl].to(cd) if dy is not None else dout[:, sl].to(cd)
+    dgate, dup = reference.glu_backward(g, u, dh, activation, alpha, limit)
+    dg.copy_(dgate)
+    du.copy_(dup)
+    if h is not None:
+        h.copy_(reference.act_glu(g, u, activation, alpha, limit))

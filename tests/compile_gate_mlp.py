@@ -1,0 +1,138 @@
+"""Compile the training kernel (``kernels/mlp.py``) in every mode ``ops/train.py`` launches,
+with the configuration it would use, for sm_90 on the CPU.
+
+Run as a script where ``TRITON_INTERPRET`` is unset; prints one JSON object per variant
+(``test_compile_gate_mlp.py`` checks them). Signatures mirror an aligned launch: host TMA
+descriptors typed ``tensordesc<dtype[block]>``, pointers and integers divisible by 16.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from flash_swiglu.kernels.mlp import _glu_gemm_kernel
+from flash_swiglu.ops import train as T
+
+from compile_gate import _sass
+
+TY = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
+# mode -> (HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H)
+MODES = {
+    "forward_saving": (True, False, False, True, True),
+    "linear_backward": (True, False, True, False, False),
+    "mlp_backward": (False, True, True, False, True),
+    "mlp_backward_recompute": (True, True, True, False, True),
+}
+ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu", "swiglu_oai")
+
+
+def variants():
+    for mode in MODES:
+        for dtype in (torch.bfloat16, torch.float16, torch.float32):
+            precisions = ("tf32", "ieee") if dtype == torch.float32 else ("tf32",)
+            for precision in precisions:
+                acts = ACTIVATIONS if dtype == torch.bfloat16 else ("silu",)
+                for act in acts:
+                    yield mode, dtype, precision, act
+
+
+def compile_variant(mode, dtype, precision, act):
+    has_x, has_dy, backward, store_gu, store_h = MODES[mode]
+    assert T.mode_of(has_x, has_dy, backward) == mode
+    cfg = T.CONFIGS[mode]
+    if precision == "ieee":
+        cfg = dict(T.IEEE_CONFIG)
+    else:
+        cfg = dict(cfg, BLOCK_K=max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize))
+    bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+    ty = TY[dtype]
+    blocks = {
+        "x_desc": [bm, bk],
+        "wg_desc": [bn, bk],
+        "wu_desc": [bn, bk],
+        "dy_desc": [bm, bk],
+        "wd_desc": [bk, bn],
+    }
+    if not has_x:  # placeholders are the dy descriptor
+        for name in ("x_desc", "wg_desc", "wu_desc"):
+            blocks[name] = blocks["dy_desc"]
+    if not has_dy:
+        blocks["dy_desc"] = blocks["wd_desc"] = blocks["x_desc"]
+    constexprs = dict(
+        HAS_X=has_x,
+        HAS_DY=has_dy,
+        BACKWARD=backward,
+        STORE_GU=store_gu,
+        STORE_H=store_h,
+        HAS_BG=has_x,
+        HAS_BU=has_x,
+        ACTIVATION=act,
+        ALPHA=1.702,
+        LIMIT=7.0,
+        INPUT_PRECISION=precision,
+        BLOCK_M=bm,
+        BLOCK_N=bn,
+        BLOCK_K=bk,
+        GROUP_M=cfg["GROUP_M"],
+        EPILOGUE_SPLIT=cfg["EPILOGUE_SPLIT"],
+    )
+    kernel = _glu_gemm_kernel
+    signature, consts, attrs = {}, {}, {}
+    for i, (name, param) in enumerate(zip(kernel.arg_names, kernel.params, strict=True)):
+        if name.endswith("_desc"):
+            signature[name] = f"tensordesc<{ty}[{blocks[name][0]}, {blocks[name][1]}]>"
+        elif name.endswith("_ptr"):
+            signature[name] = f"*{ty}"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+        elif param.is_constexpr:
+            signature[name] = "constexpr"
+            consts[(i,)] = constexprs[name]
+        elif name in ("stride_bg", "stride_bu"):
+            signature[name] = "constexpr"
+            consts[(i,)] = 1
+        else:
+            signature[name] = "i32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    src = ASTSource(fn=kernel, signature=signature, constexprs=consts, attrs=attrs)
+    options = {
+        "num_warps": cfg["num_warps"],
+        "num_stages": cfg["num_stages"],
+        "enable_fp_fusion": True,
+    }
+    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
+    ptx = compiled.asm["ptx"]
+    sass = _sass(compiled.asm["cubin"])
+    return {
+        "mode": mode,
+        "dtype": str(dtype),
+        "precision": precision,
+        "activation": act,
+        "config": cfg,
+        "shared": compiled.metadata.shared,
+        "regs": getattr(compiled, "n_regs", None),
+        "wgmma": "wgmma.mma_async" in ptx,
+        "bulk_tensor": "cp.async.bulk.tensor" in ptx,
+        "ptx_local": "ld.local" in ptx or "st.local" in ptx,
+        "sass_checked": bool(sass),
+        "sass_spills": bool(re.search(r"\b(LDL|STL)\b", sass)),
+    }
+
+
+def main() -> int:
+    only = sys.argv[1:]  # optional filter: mode names
+    for mode, dtype, precision, act in variants():
+        if only and mode not in only:
+            continue
+        print(json.dumps(compile_variant(mode, dtype, precision, act)), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,355 @@
+"""The whole MLP ``swiglu_mlp`` and the fused backwards (``ops.train``) against float64.
+
+Kernel tier: the training kernel in every mode through Triton's interpreter on the CPU (or on
+the GPU when present): outputs and every gradient within the tolerance rule, both recompute
+settings, biases, several column slices, operands the kernel cannot take (the unfused
+fallback), a second backward, determinism, opcheck and torch.compile. GPU tier (``gpu``):
+bf16 on real shapes, determinism, CUDA graphs, the memory the backward allocates.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import flash_swiglu
+from flash_swiglu import reference
+from flash_swiglu._names import ACTIVATIONS
+from flash_swiglu.ops import train as T
+
+from _tolerance import assert_within_rule
+
+DTYPES = [torch.float32, torch.float16]
+SCALE = {"swiglu_oai": 4.0}
+
+
+def make_inputs(m_shape, n, k, dtype, device, activation="silu", bias=False):
+    s = SCALE.get(activation, 2.0)
+    x = torch.randn((*m_shape, k), device=device).to(dtype)
+    wg = (torch.randn(n, k, device=device) * s / k**0.5).to(dtype)
+    wu = (torch.randn(n, k, device=device) * s / k**0.5).to(dtype)
+    wd = (torch.randn(k, n, device=device) / n**0.5).to(dtype)
+    if not bias:
+        return [x, wg, wu, wd, None, None, None]
+    bs = [torch.randn(size, device=device).to(dtype) for size in (n, n, k)]
+    return [x, wg, wu, wd, *bs]
+
+
+def torch_mlp(x, wg, wu, wd, bg, bu, bd, activation="silu"):
+    """Eager PyTorch in the inputs' dtype (what a Hugging Face MLP computes)."""
+    h = reference.act_glu(F.linear(x, wg, bg), F.linear(x, wu, bu), activation)
+    return F.linear(h, wd, bd)
+
+
+def run(fn, inputs, dy=None, retain=False):
+    leaves = [t.detach().clone().requires_grad_(True) if t is not None else None for t in inputs]
+    y = fn(*leaves)
+    dy = torch.randn_like(y) if dy is None else dy
+    grads = torch.autograd.grad(y, [t for t in leaves if t is not None], dy, retain_graph=retain)
+    return y.detach(), grads, dy
+
+
+def check(fn, inputs, activation="silu", name=""):
+    y, grads, dy = run(fn, inputs)
+    tfn = lambda *a: torch_mlp(*a, activation)
+    ref, ref_grads, _ = run(
+        tfn, [t.double() if t is not None else None for t in inputs], dy.double()
+    )
+    eager, eager_grads, _ = run(tfn, inputs, dy)
+    assert_within_rule(f"{name} y", y, eager, ref)
+    for i, (g, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
+        assert_within_rule(f"{name} grad {i}", g, e, r)
+
+
+@pytest.fixture
+def launches(monkeypatch):
+    """The modes of every kernel launch (proves the fused path ran)."""
+    seen = []
+    real = T.launch
+
+    def spy(m, n, k, **kw):
+        has = {key for key, v in kw.items() if isinstance(v, torch.Tensor)}
+        seen.append(T.mode_of("x" in has, "dy" in has, "dg" in has))
+        return real(m, n, k, **kw)
+
+    monkeypatch.setattr(T, "launch", spy)
+    return seen
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_mlp_matches_float64(device, launches, dtype, activation, recompute):
+    inputs = make_inputs((2, 21), 80, 48, dtype, device, activation, bias=activation == "gelu")
+    fn = lambda *a: flash_swiglu.swiglu_mlp(*a, activation=activation, recompute=recompute)
+    check(fn, inputs, activation, f"recompute={recompute}")
+    if recompute:
+        assert launches == ["mlp_backward_recompute"]
+    else:
+        assert launches == ["forward_saving", "mlp_backward"]
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_several_column_slices(device, monkeypatch, launches, recompute):
+    monkeypatch.setattr(T, "CHUNK_N", 128)
+    inputs = make_inputs((40,), 300, 32, torch.float32, device, bias=True)
+    fn = lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=recompute)
+    check(fn, inputs)
+    assert launches.count("mlp_backward_recompute" if recompute else "mlp_backward") == 3
+
+
+def test_swiglu_linear_backward_is_fused(device, launches, monkeypatch):
+    monkeypatch.setattr(T, "CHUNK_N", 128)
+    x = torch.randn(70, 40, device=device)
+    w = torch.randn(2 * 260, 40, device=device) / 40**0.5
+    b = torch.randn(2 * 260, device=device)
+    for layout in ("concat", "interleaved"):
+
+        def torch_fn(x, w, b, layout=layout):
+            wg, wu = reference.split_packed(w.t(), layout)
+            bg, bu = reference.split_packed(b, layout)
+            return reference.act_glu(F.linear(x, wg.t(), bg), F.linear(x, wu.t(), bu), "silu")
+
+        fn = lambda x, w, b, layout=layout: flash_swiglu.swiglu_linear_packed(
+            x, w, b, layout=layout
+        )
+        _, grads, dy = run(fn, [x, w, b])
+        _, ref_grads, _ = run(torch_fn, [x.double(), w.double(), b.double()], dy.double())
+        _, eager_grads, _ = run(torch_fn, [x, w, b], dy)
+        for i, (g, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
+            assert_within_rule(f"{layout} grad {i}", g, e, r)
+    assert launches and set(launches) == {"linear_backward"}
+
+
+@pytest.mark.parametrize("recompute", [False, True])
+def test_unaligned_operands_take_the_unfused_path(device, launches, recompute):
+    # K = 45 fp16: rows of 90 bytes, which no TMA descriptor takes.
+    inputs = make_inputs((33,), 50, 45, torch.float16, device, "gelu_tanh", bias=True)
+    fn = lambda *a: flash_swiglu.swiglu_mlp(*a, activation="gelu_tanh", recompute=recompute)
+    check(fn, inputs, "gelu_tanh")
+    assert launches == []
+
+
+def test_strided_x_and_dy(device):
+    big = torch.randn(3, 20, 2 * 48, device=device)
+    x = big[:, :17, :48]  # rows in two groups: copied once for the kernel
+    inputs = [x, *make_inputs((1,), 64, 48, torch.float32, device)[1:]]
+    check(lambda *a: flash_swiglu.swiglu_mlp(*a), inputs)
+
+
+def test_zero_tokens_and_one_token(device):
+    for m in (0, 1):
+        inputs = make_inputs((m,), 64, 32, torch.float32, device, bias=True)
+        y, grads, _ = run(lambda *a: flash_swiglu.swiglu_mlp(*a), inputs)
+        assert y.shape == (m, 32)
+        for g, t in zip(grads, [t for t in inputs if t is not None], strict=True):
+            assert g.shape == t.shape and torch.isfinite(g).all()
+    x, wg, wu, wd, *_ = make_inputs((0,), 64, 32, torch.float32, device)
+    leaves = [t.requires_grad_() for t in (x, wg, wu, wd)]
+    flash_swiglu.swiglu_mlp(*leaves).sum().backward()
+    assert all(float(t.grad.abs().sum()) == 0 for t in leaves[1:])
+
+
+def test_second_backward_and_determinism(device):
+    inputs = make_inputs((37,), 96, 64, torch.float16, device)
+    for recompute in (False, True):
+        fn = lambda *a, recompute=recompute: flash_swiglu.swiglu_mlp(*a, recompute=recompute)
+        leaves = [t.clone().requires_grad_() if t is not None else None for t in inputs]
+        y = fn(*leaves)
+        dy = torch.randn_like(y)
+        params = [t for t in leaves if t is not None]
+        first = torch.autograd.grad(y, params, dy, retain_graph=True)
+        second = torch.autograd.grad(y, params, dy)
+        again = torch.autograd.grad(fn(*leaves), params, dy)
+        for a, b, c in zip(first, second, again, strict=True):
+            assert torch.equal(a, b) and torch.equal(a, c)
+        for t, orig in zip(params, [t for t in inputs if t is not None], strict=True):
+            assert torch.equal(t.detach(), orig)  # nothing the user sees was modified
+
+
+def test_no_grad_forward_saves_nothing(device, launches):
+    inputs = make_inputs((9,), 64, 32, torch.float32, device)
+    with torch.no_grad():
+        y = flash_swiglu.swiglu_mlp(*inputs)
+    torch.testing.assert_close(y, torch_mlp(*inputs), rtol=1e-5, atol=1e-5)
+    assert launches == []  # the inference kernel (ops.linear), not the saving one
+
+
+def test_bad_inputs(device):
+    x, wg, wu, wd, *_ = make_inputs((4,), 64, 32, torch.float32, device)
+    with pytest.raises(ValueError, match="w_down"):
+        flash_swiglu.swiglu_mlp(x, wg, wu, wd.t())
+    with pytest.raises(ValueError, match="b_down"):
+        flash_swiglu.swiglu_mlp(x, wg, wu, wd, b_down=torch.zeros(64, device=device))
+    with pytest.raises(TypeError, match="w_down"):
+        flash_swiglu.swiglu_mlp(x, wg, wu, wd.half())
+    with pytest.raises(TypeError, match="recompute"):
+        flash_swiglu.swiglu_mlp(x, wg, wu, wd, recompute="yes")
+    with pytest.raises(ValueError, match="activation"):
+        flash_swiglu.swiglu_mlp(x, wg, wu, wd, activation="tanh")
+
+
+def test_opcheck(device):
+    x, wg, wu, wd, bg, bu, bd = make_inputs((6,), 64, 32, torch.float32, device, bias=True)
+    dy = torch.randn(6, 32, device=device)
+    gu = torch.randn(6, 128, device=device)
+    d = torch.randn(6, 64, device=device)
+    ops = torch.ops.flash_swiglu
+    xg = x.clone().requires_grad_()
+    needs = [True] * 7
+    cases = [
+        (ops.mlp_fwd, (x, wg, wu, wd, bg, bu, bd, "silu", 1.702, 7.0)),
+        (ops.mlp_train_fwd, (xg, wg, wu, wd, bg, bu, bd, "gelu", False, 1.7, 7.0)),
+        (ops.mlp_train_fwd, (xg, wg, wu, wd, None, None, None, "silu", True, 1.702, 7.0)),
+        (ops.mlp_bwd, (x, wg, wu, wd, bg, bu, bd, gu, dy, "silu", 1.702, 7.0, needs)),
+        (
+            ops.mlp_bwd,
+            (
+                x,
+                wg,
+                wu,
+                wd,
+                None,
+                None,
+                None,
+                None,
+                dy,
+                "relu",
+                1.7,
+                7.0,
+                [True, False, True, True, False, False, False],
+            ),
+        ),
+        (ops.linear_bwd, (x, wg, wu, bg, bu, d, "silu", 1.702, 7.0, [True] * 5)),
+        (
+            ops.linear_packed_bwd,
+            (
+                x,
+                torch.cat([wg, wu]),
+                None,
+                d,
+                "gelu_tanh",
+                "interleaved",
+                1.702,
+                7.0,
+                [True, True, False],
+            ),
+        ),
+    ]
+    for op, args in cases:
+        torch.library.opcheck(op.default, args)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+@pytest.mark.parametrize("recompute", [False, True])
+def test_compile_fullgraph(device, backend, recompute):
+    inputs = make_inputs((2, 5), 64, 32, torch.float32, device, bias=True)
+    leaves = [t.clone().requires_grad_() for t in inputs]
+
+    def step(*a):
+        return (flash_swiglu.swiglu_mlp(*a, recompute=recompute) ** 2).sum()
+
+    torch._dynamo.reset()
+    loss = torch.compile(step, fullgraph=True, backend=backend)(*leaves)
+    grads = torch.autograd.grad(loss, leaves)
+    ref = step(*leaves)
+    ref_grads = torch.autograd.grad(ref, leaves)
+    torch.testing.assert_close(loss, ref)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+# ------------------------------------------------------------------------------ GPU tier
+
+SHAPES = {"llama-3.2-1b": (2048, 8192), "llama-3-8b": (4096, 14336)}
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("recompute", [False, True])
+@pytest.mark.parametrize("model", list(SHAPES))
+def test_gpu_bf16_real_shapes(model, recompute):
+    k, n = SHAPES[model]
+    inputs = make_inputs((2, 1024), n, k, torch.bfloat16, "cuda", bias=False)
+    check(lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=recompute), inputs, name=model)
+
+
+@pytest.mark.gpu
+def test_gpu_bf16_linear_backward_and_activations():
+    for act in ACTIVATIONS:
+        inputs = make_inputs((1000,), 1536, 1024, torch.bfloat16, "cuda", act, bias=True)
+        check(lambda *a, act=act: flash_swiglu.swiglu_mlp(*a, activation=act), inputs, act, act)
+    x = torch.randn(1000, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    w = torch.randn(3072, 1024, device="cuda", dtype=torch.bfloat16) / 32
+    w.requires_grad_()
+    y = flash_swiglu.swiglu_linear_packed(x, w)
+    dy = torch.randn_like(y)
+    grads = torch.autograd.grad(y, (x, w), dy)
+    xd, wd = (t.detach().double().requires_grad_() for t in (x, w))
+    ref = reference.act_glu(F.linear(xd, wd[:1536]), F.linear(xd, wd[1536:]), "silu")
+    eager = reference.act_glu(F.linear(x, w[:1536]), F.linear(x, w[1536:]), "silu")
+    for g, r, e in zip(
+        grads,
+        torch.autograd.grad(ref, (xd, wd), dy.double()),
+        torch.autograd.grad(eager, (x, w), dy),
+        strict=True,
+    ):
+        assert_within_rule("linear packed grad", g, e, r)
+
+
+@pytest.mark.gpu
+def test_gpu_deterministic_bitwise():
+    inputs = make_inputs((4096,), 14336, 4096, torch.bfloat16, "cuda")
+    dy = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    results = [run(lambda *a: flash_swiglu.swiglu_mlp(*a), inputs, dy)[1] for _ in range(2)]
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.gpu
+def test_gpu_cuda_graph_capture_of_a_training_step():
+    inputs = make_inputs((512,), 2816, 1024, torch.bfloat16, "cuda")
+    x, wg, wu, wd = (t.clone().requires_grad_() for t in inputs[:4])
+    dy = torch.randn(512, 1024, device="cuda", dtype=torch.bfloat16)
+
+    def step():
+        for p in (x, wg, wu, wd):
+            p.grad = None
+        flash_swiglu.swiglu_mlp(x, wg, wu, wd).backward(dy)
+        return [p.grad for p in (x, wg, wu, wd)]
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(2):
+            expected = [g.clone() for g in step()]
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    for p in (x, wg, wu, wd):
+        p.grad = None
+    with torch.cuda.graph(graph):
+        flash_swiglu.swiglu_mlp(x, wg, wu, wd).backward(dy)
+    graph.replay()
+    torch.cuda.synchronize()
+    for p, e in zip((x, wg, wu, wd), expected, strict=True):
+        assert torch.equal(p.grad, e)
+
+
+@pytest.mark.gpu
+def test_gpu_backward_memory_is_bounded():
+    # Saved: the [M, 2N] pre-activation. The backward adds its gradients and 3 M CHUNK_N.
+    m, k, n = 8192, 4096, 14336
+    inputs = make_inputs((m,), n, k, torch.bfloat16, "cuda")
+    leaves = [t.requires_grad_() for t in inputs[:4]]
+    dy = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    flash_swiglu.swiglu_mlp(*leaves).backward(dy)
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() - base
+    es = 2
+    grads = (m * k + 3 * n * k) * es
+    saved = 2 * m * n * es
+    chunk_bufs = 3 * m * max(b - a for a, b in T.chunks(n)) * es
+    assert peak <= grads + saved + chunk_bufs + m * k * es + (64 << 20), peak / 2**20
