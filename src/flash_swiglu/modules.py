@@ -1,15 +1,155 @@
-"""``SwiGLUMLP``: the gated MLP as an ``nn.Module`` whose state dict is a ``LlamaMLP``'s."""
+"""``SwiGLUMLP``: the gated MLP as an ``nn.Module`` whose state dict is a ``LlamaMLP``'s.
+
+Also home of the two helpers every module-level drop-in shares (the Hugging Face patching in
+``flash_swiglu.integrations.transformers`` uses them too):
+
+- ``infer_activation``: which of our activations an existing module's activation function
+  computes, found by evaluating it, not by trusting a name;
+- ``mlp_forward``: ``swiglu_mlp`` with the casts ``nn.Linear`` gets under ``torch.autocast``
+  (a custom op is not on autocast's lists, so the module does the casting itself).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
+from flash_swiglu import reference
 from flash_swiglu.functional import swiglu_mlp
+from flash_swiglu.ops._common import check_activation
+
+# Hugging Face ``hidden_act`` names that are exactly one of our activations. Only used when a
+# module has no activation function to evaluate; otherwise ``infer_activation`` evaluates it.
+HF_ACTIVATIONS: dict[str, str] = {
+    "silu": "silu",
+    "swish": "silu",
+    "gelu": "gelu",
+    "gelu_python": "gelu",
+    "gelu_pytorch_tanh": "gelu_tanh",
+    "gelu_python_tanh": "gelu_tanh",
+    "gelu_new": "gelu_tanh",
+    "relu": "relu",
+}
+
+# Activations an existing module's function can be recognised as (``swiglu_oai`` clamps the
+# up projection too, so it is not a function of the gate alone).
+_RECOGNISED = ("silu", "gelu", "gelu_tanh", "relu")
+
+
+def _probe() -> torch.Tensor:
+    # A dense grid plus far points: a clipped or saturating look-alike (gelu_10, relu6)
+    # differs somewhere on it.
+    grid = torch.linspace(-12.0, 12.0, 97, dtype=torch.float64)
+    far = torch.tensor([-1e3, -30.0, 30.0, 1e3], dtype=torch.float64)
+    return torch.cat([grid, far])
+
+
+def activation_of_function(act: Callable[[torch.Tensor], torch.Tensor]) -> str | None:
+    """The name of the activation (``"silu"``, ``"gelu"``, ``"gelu_tanh"`` or ``"relu"``) that
+    ``act`` computes, or None when it is none of them.
+
+    ``act`` is evaluated in float64 on a grid and compared with the reference, to fp32
+    accuracy. This identifies what the function does, whatever it or its config entry is
+    called (``"swish"``, ``"gelu_new"``, ``"gelu_fast"`` and ``"gelu_accurate"`` are all one of
+    ours, ``"quick_gelu"`` and ``"gelu_10"`` are not), across ``transformers`` versions.
+    """
+    x = _probe()
+    try:
+        with torch.no_grad():
+            y = act(x.clone())
+    except Exception:  # an activation with parameters on another device, say
+        return None
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        return None
+    y = y.detach().to("cpu", torch.float64)
+    one = torch.ones_like(x)
+    for name in _RECOGNISED:
+        if torch.allclose(y, reference.act_glu(x, one, name), rtol=1e-6, atol=1e-9):
+            return name
+    return None
+
+
+def activation_function_of(mlp: nn.Module) -> Callable | None:
+    """The activation function an MLP module applies to its gate (``act_fn`` in LLaMA-style
+    modules, ``activation_fn`` in Phi-3), or None."""
+    for attr in ("act_fn", "activation_fn"):
+        act = getattr(mlp, attr, None)
+        if callable(act):
+            return act
+    return None
+
+
+def hidden_act_name(mlp: nn.Module) -> str | None:
+    """The activation name in the config of a Hugging Face MLP module (Gemma 2 and 3 call it
+    ``hidden_activation``, the others ``hidden_act``), or None."""
+    config = getattr(mlp, "config", None)
+    for attr in ("hidden_activation", "hidden_act"):
+        name = getattr(config, attr, None)
+        if isinstance(name, str):
+            return name
+    return None
+
+
+def infer_activation(mlp: nn.Module) -> str | None:
+    """Our name for the activation of an existing gated MLP module, or None if unsupported.
+
+    The module's activation function is evaluated (``activation_of_function``); a module
+    without one falls back to its config's activation name through ``HF_ACTIVATIONS``.
+    """
+    act = activation_function_of(mlp)
+    if act is not None:
+        return activation_of_function(act)
+    name = hidden_act_name(mlp)
+    return HF_ACTIVATIONS.get(name) if name is not None else None
+
+
+def mlp_forward(
+    x: torch.Tensor,
+    w_gate: torch.Tensor,
+    w_up: torch.Tensor,
+    w_down: torch.Tensor,
+    b_gate: torch.Tensor | None,
+    b_up: torch.Tensor | None,
+    b_down: torch.Tensor | None,
+    *,
+    activation: str,
+    recompute: bool,
+) -> torch.Tensor:
+    """``swiglu_mlp``, autocast-aware.
+
+    Under ``torch.autocast`` on ``x``'s device, ``nn.Linear`` runs in the autocast dtype: its
+    input, weight and bias are cast to it (float64 excepted, as autocast does). The same casts
+    are done here, differentiably, so gradients reach fp32 parameters in fp32, and the call
+    runs with autocast off: its inputs already have the dtype autocast would give them.
+    """
+    device_type = x.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return swiglu_mlp(
+            x, w_gate, w_up, w_down, b_gate, b_up, b_down,
+            activation=activation, recompute=recompute,
+        )  # fmt: skip
+    dtype = torch.get_autocast_dtype(device_type)
+
+    def cast(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None or not t.is_floating_point() or t.dtype == torch.float64:
+            return t
+        return t.to(dtype)
+
+    args = [cast(t) for t in (x, w_gate, w_up, w_down, b_gate, b_up, b_down)]
+    with torch.autocast(device_type, enabled=False):
+        return swiglu_mlp(*args, activation=activation, recompute=recompute)
 
 
 class SwiGLUMLP(nn.Module):
-    """``down_proj(act(gate_proj(x)) * up_proj(x))`` through ``swiglu_mlp``."""
+    """``down_proj(act(gate_proj(x)) * up_proj(x))`` through the fused ``swiglu_mlp``.
+
+    A drop-in for a Hugging Face ``LlamaMLP`` (and the Mistral, Qwen and Gemma MLPs): the
+    children ``gate_proj``, ``up_proj`` and ``down_proj`` are ``nn.Linear``, so their state
+    dicts load into each other unchanged. ``recompute=True`` keeps only the input for the
+    backward and recomputes the pre-activations (less memory, more time).
+    """
 
     def __init__(
         self,
@@ -19,19 +159,78 @@ class SwiGLUMLP(nn.Module):
         bias: bool = False,
         activation: str = "silu",
         recompute: bool = False,
-        device=None,
-        dtype=None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__()
+        self.activation = check_activation(activation)
+        if not isinstance(recompute, bool):
+            raise TypeError(f"recompute must be a bool, got {type(recompute).__name__}")
+        self.recompute = recompute
         kw = dict(bias=bias, device=device, dtype=dtype)
         self.gate_proj = nn.Linear(hidden_size, intermediate_size, **kw)
         self.up_proj = nn.Linear(hidden_size, intermediate_size, **kw)
         self.down_proj = nn.Linear(intermediate_size, hidden_size, **kw)
-        self.activation = activation
-        self.recompute = recompute
+
+    @property
+    def hidden_size(self) -> int:
+        return self.gate_proj.in_features
+
+    @property
+    def intermediate_size(self) -> int:
+        return self.gate_proj.out_features
+
+    @classmethod
+    def from_module(
+        cls, mlp: nn.Module, *, activation: str | None = None, recompute: bool = False
+    ) -> SwiGLUMLP:
+        """A ``SwiGLUMLP`` that shares the ``gate_proj``, ``up_proj`` and ``down_proj``
+        children of ``mlp`` (a Hugging Face ``LlamaMLP``, say): the very same ``nn.Linear``
+        modules and parameters, nothing copied, so training either trains both.
+
+        ``activation`` defaults to what ``mlp``'s activation function computes (see
+        ``infer_activation``); a function that is none of ours raises a ValueError.
+        """
+        linears = {}
+        for name in ("gate_proj", "up_proj", "down_proj"):
+            child = getattr(mlp, name, None)
+            if not isinstance(child, nn.Linear):
+                raise ValueError(
+                    f"{type(mlp).__name__} has no nn.Linear {name!r} "
+                    f"(got {type(child).__name__}); from_module needs gate_proj, up_proj and "
+                    "down_proj"
+                )
+            linears[name] = child
+        g, u, d = linears.values()
+        if u.weight.shape != g.weight.shape or d.weight.shape != g.weight.shape[::-1]:
+            raise ValueError(
+                "from_module needs gate_proj and up_proj of shape [N, K] and down_proj of "
+                f"shape [K, N], got {tuple(g.weight.shape)}, {tuple(u.weight.shape)} and "
+                f"{tuple(d.weight.shape)}"
+            )
+        if activation is None:
+            activation = infer_activation(mlp)
+            if activation is None:
+                act = activation_function_of(mlp)
+                raise ValueError(
+                    f"cannot use the activation of {type(mlp).__name__} "
+                    f"({type(act).__name__ if act is not None else None}, config name "
+                    f"{hidden_act_name(mlp)!r}): it is none of {_RECOGNISED}; pass "
+                    "activation= to override"
+                )
+        # Build on the meta device (no allocation), then adopt the existing children.
+        module = cls(
+            g.in_features,
+            g.out_features,
+            activation=activation,
+            recompute=recompute,
+            device="meta",
+        )
+        module.gate_proj, module.up_proj, module.down_proj = g, u, d
+        return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return swiglu_mlp(
+        return mlp_forward(
             x,
             self.gate_proj.weight,
             self.up_proj.weight,
@@ -42,3 +241,21 @@ class SwiGLUMLP(nn.Module):
             activation=self.activation,
             recompute=self.recompute,
         )
+
+    def extra_repr(self) -> str:
+        return (
+            f"hidden_size={self.hidden_size}, intermediate_size={self.intermediate_size}, "
+            f"bias={self.gate_proj.bias is not None}, activation={self.activation!r}, "
+            f"recompute={self.recompute}"
+        )
+
+
+__all__ = [
+    "HF_ACTIVATIONS",
+    "SwiGLUMLP",
+    "activation_function_of",
+    "activation_of_function",
+    "hidden_act_name",
+    "infer_activation",
+    "mlp_forward",
+]

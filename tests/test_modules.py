@@ -1,0 +1,205 @@
+"""``SwiGLUMLP``: output and every gradient against float64, the ``LlamaMLP`` state dict,
+``from_module`` (shared storage, inferred activation), autocast, and errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from flash_swiglu import SwiGLUMLP, reference
+from flash_swiglu._names import ACTIVATIONS
+from flash_swiglu.modules import activation_of_function, infer_activation
+
+from _tolerance import assert_within_rule
+
+K, N = 40, 56  # hidden, intermediate: small, not powers of two
+HEADS = dict(num_attention_heads=4, num_key_value_heads=4)  # configs validate hidden % heads
+
+
+def torch_mlp(x, wg, wu, wd, bg, bu, bd, activation):
+    """The same MLP in PyTorch, in the dtype of its inputs."""
+    h = reference.act_glu(F.linear(x, wg, bg), F.linear(x, wu, bu), activation)
+    return F.linear(h, wd, bd)
+
+
+def make_module(bias, activation="silu", recompute=False, dtype=torch.float32, device="cpu"):
+    torch.manual_seed(0)
+    m = SwiGLUMLP(K, N, bias=bias, activation=activation, recompute=recompute, device=device)
+    if activation == "swiglu_oai":  # reach gpt-oss's clamps at +-7
+        with torch.no_grad():
+            m.gate_proj.weight.mul_(4)
+            m.up_proj.weight.mul_(4)
+    return m.to(dtype)
+
+
+def params(m):
+    """Weights (gate, up, down), then the biases that exist."""
+    ws = [m.gate_proj.weight, m.up_proj.weight, m.down_proj.weight]
+    return ws + [b for b in (m.gate_proj.bias, m.up_proj.bias, m.down_proj.bias) if b is not None]
+
+
+def run_module(m, x, dout):
+    """Output and the gradients of x and of every parameter (in ``params`` order)."""
+    m.zero_grad(set_to_none=True)
+    x = x.detach().clone().requires_grad_(True)
+    out = m(x)
+    out.backward(dout)
+    return out.detach(), [x.grad, *(p.grad for p in params(m))]
+
+
+def run_torch(m, x, dout, dtype):
+    """The same in PyTorch on ``dtype`` copies of the module's tensors."""
+    x = x.detach().to(dtype).requires_grad_(True)
+    ps = [p.detach().to(dtype).requires_grad_(True) for p in params(m)]
+    wg, wu, wd, *bs = ps
+    bg, bu, bd = bs if bs else (None, None, None)
+    out = torch_mlp(x, wg, wu, wd, bg, bu, bd, m.activation)
+    out.backward(dout.to(dtype))
+    return out.detach(), [x.grad, *(p.grad for p in ps)]
+
+
+@pytest.mark.parametrize(
+    ("activation", "dtype", "bias"),
+    [(a, torch.float32, True) for a in ACTIVATIONS]
+    + [
+        ("silu", torch.float32, False),
+        ("silu", torch.float16, True),
+        ("gelu_tanh", torch.float16, False),
+    ],
+    ids=str,
+)
+def test_matches_float64(device, activation, dtype, bias):
+    m = make_module(bias, activation, dtype=dtype, device=device)
+    x = torch.randn(2, 5, K, device=device).to(dtype)
+    dout = torch.randn(2, 5, K, device=device).to(dtype)
+    out, grads = run_module(m, x, dout)
+    ref, ref_grads = run_torch(m, x, dout, torch.float64)
+    eager, eager_grads = run_torch(m, x, dout, dtype)
+    assert_within_rule("out", out, eager, ref)
+    names = ["x", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down"]
+    for name, g, e, r in zip(names, grads, eager_grads, ref_grads, strict=False):
+        assert_within_rule(f"grad {name}", g, e, r)
+    assert len(grads) == (7 if bias else 4)
+
+
+def test_recompute_same_results(device):
+    m = make_module(True, device=device)
+    x = torch.randn(3, 7, K, device=device)
+    dout = torch.randn(3, 7, K, device=device)
+    out, grads = run_module(m, x, dout)
+    m.recompute = True
+    out_r, grads_r = run_module(m, x, dout)
+    torch.testing.assert_close(out_r, out, rtol=1e-6, atol=1e-6)
+    for g, gr in zip(grads, grads_r, strict=True):
+        torch.testing.assert_close(gr, g, rtol=1e-6, atol=1e-6)
+
+
+def test_llama_state_dict_round_trip(device):
+    transformers = pytest.importorskip("transformers")
+    llama_mlp = pytest.importorskip("transformers.models.llama.modeling_llama").LlamaMLP
+    for bias in (False, True):
+        config = transformers.LlamaConfig(
+            hidden_size=K, intermediate_size=N, mlp_bias=bias, **HEADS
+        )
+        hf = llama_mlp(config).to(device)
+        ours = SwiGLUMLP(K, N, bias=bias, device=device)
+        assert set(ours.state_dict()) == set(hf.state_dict())
+        ours.load_state_dict(hf.state_dict())  # strict
+        x = torch.randn(2, 3, K, device=device)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), hf(x), rtol=1e-5, atol=1e-5)
+        hf.load_state_dict(SwiGLUMLP(K, N, bias=bias, device=device).state_dict())
+
+
+def test_from_module_shares_parameters(device):
+    transformers = pytest.importorskip("transformers")
+    llama_mlp = pytest.importorskip("transformers.models.llama.modeling_llama").LlamaMLP
+    config = transformers.LlamaConfig(hidden_size=K, intermediate_size=N, **HEADS)
+    hf = llama_mlp(config).to(device)
+    ours = SwiGLUMLP.from_module(hf, recompute=True)
+    assert ours.activation == "silu" and ours.recompute
+    assert (ours.hidden_size, ours.intermediate_size) == (K, N)
+    for name in ("gate_proj", "up_proj", "down_proj"):
+        a, b = getattr(ours, name), getattr(hf, name)
+        assert a is b and a.weight.data_ptr() == b.weight.data_ptr()
+    assert all(p.device.type != "meta" for p in ours.parameters())
+    # Training one trains the other: the gradient lands on the shared parameters.
+    x = torch.randn(2, 3, K, device=device)
+    ours(x).square().sum().backward()
+    g = hf.gate_proj.weight.grad.clone()
+    hf.zero_grad()
+    hf(x).square().sum().backward()
+    torch.testing.assert_close(g, hf.gate_proj.weight.grad, rtol=1e-4, atol=1e-6)
+
+
+def test_from_module_activation(device):
+    transformers = pytest.importorskip("transformers")
+    gemma_mlp = pytest.importorskip("transformers.models.gemma.modeling_gemma").GemmaMLP
+    gemma = gemma_mlp(transformers.GemmaConfig(hidden_size=K, intermediate_size=N, **HEADS))
+    assert SwiGLUMLP.from_module(gemma).activation == "gelu_tanh"
+    assert SwiGLUMLP.from_module(gemma, activation="relu").activation == "relu"
+    gemma.act_fn = nn.Tanh()
+    with pytest.raises(ValueError, match=r"GemmaMLP.*Tanh.*activation="):
+        SwiGLUMLP.from_module(gemma)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        SwiGLUMLP.from_module(gemma, activation="tanh")
+
+
+class _Bare(nn.Module):
+    """An MLP with the three projections, no activation function, a config name only."""
+
+    def __init__(self, act_name):
+        super().__init__()
+        self.gate_proj, self.up_proj = nn.Linear(K, N), nn.Linear(K, N)
+        self.down_proj = nn.Linear(N, K)
+        self.config = type("Config", (), {"hidden_act": act_name})()
+
+
+def test_infer_activation_without_function():
+    assert infer_activation(_Bare("swish")) == "silu"
+    assert infer_activation(_Bare("gelu_new")) == "gelu_tanh"
+    assert infer_activation(_Bare("quick_gelu")) is None
+    m = SwiGLUMLP.from_module(_Bare("gelu"))
+    assert m.activation == "gelu" and m.gate_proj.bias is not None
+
+
+def test_activation_of_function():
+    assert activation_of_function(nn.SiLU()) == "silu"
+    assert activation_of_function(nn.GELU()) == "gelu"
+    assert activation_of_function(nn.GELU(approximate="tanh")) == "gelu_tanh"
+    assert activation_of_function(torch.relu) == "relu"
+    for other in (nn.ReLU6(), nn.Tanh(), nn.Mish(), lambda x: x * torch.sigmoid(1.702 * x)):
+        assert activation_of_function(other) is None
+    assert activation_of_function(lambda x: 1 / 0) is None
+
+
+def test_autocast_casts_like_linear():
+    """Under CPU autocast (float16) the module runs in float16, as nn.Linear does, and its
+    fp32 parameters get fp32 gradients."""
+    m = make_module(True)
+    x = torch.randn(2, 4, K)
+    with torch.autocast("cpu", dtype=torch.float16):
+        out = m(x)
+        ref = torch_mlp(x, *params(m), m.activation)  # bias=True: all six, in order
+    assert out.dtype == ref.dtype == torch.float16
+    torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-3)
+    out.float().square().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in m.parameters())
+
+
+def test_errors_and_repr():
+    with pytest.raises(ValueError, match=r"activation must be one of.*'swish'"):
+        SwiGLUMLP(K, N, activation="swish")
+    with pytest.raises(TypeError, match="recompute"):
+        SwiGLUMLP(K, N, recompute=1)
+    with pytest.raises(ValueError, match="up_proj"):
+        SwiGLUMLP.from_module(nn.Module())
+    bad = _Bare("silu")
+    bad.down_proj = nn.Linear(N + 1, K)
+    with pytest.raises(ValueError, match=r"shape \[K, N\]"):
+        SwiGLUMLP.from_module(bad)
+    text = repr(SwiGLUMLP(K, N, bias=True, activation="gelu", recompute=True))
+    assert "hidden_size=40, intermediate_size=56, bias=True, activation='gelu'" in text
+    assert "recompute=True" in text and "gate_proj" in text
