@@ -33,20 +33,31 @@ MODES = {
 ACTIVATIONS = ("silu", "gelu", "gelu_tanh", "relu", "swiglu_oai")
 
 
+def table_configs():
+    """``(source, mode, config)``: the built-in configs and every committed table entry."""
+    for mode, cfg in T.CONFIGS.items():
+        yield "builtin", mode, cfg
+    for path in sorted(T.L.CONFIG_DIR.glob("*_train.json")):
+        data = json.loads(path.read_text())
+        for mode in MODES:
+            if mode in data:
+                yield path.name, mode, {k: data[mode][k] for k in T._KEYS}
+
+
 def variants():
-    for mode in MODES:
+    for source, mode, cfg in table_configs():
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
-            precisions = ("tf32", "ieee") if dtype == torch.float32 else ("tf32",)
+            ieee = dtype == torch.float32 and source == "builtin"  # one IEEE config for all
+            precisions = ("tf32", "ieee") if ieee else ("tf32",)
             for precision in precisions:
                 acts = ACTIVATIONS if dtype == torch.bfloat16 else ("silu",)
                 for act in acts:
-                    yield mode, dtype, precision, act
+                    yield source, mode, cfg, dtype, precision, act
 
 
-def compile_variant(mode, dtype, precision, act):
+def compile_variant(mode, cfg, dtype, precision, act):
     has_x, has_dy, backward, store_gu, store_h = MODES[mode]
     assert T.mode_of(has_x, has_dy, backward) == mode
-    cfg = T.CONFIGS[mode]
     if precision == "ieee":
         cfg = dict(T.IEEE_CONFIG)
     else:
@@ -127,10 +138,11 @@ def compile_variant(mode, dtype, precision, act):
 
 def main() -> int:
     only = sys.argv[1:]  # optional filter: mode names
-    for mode, dtype, precision, act in variants():
+    for source, mode, cfg, dtype, precision, act in variants():
         if only and mode not in only:
             continue
-        print(json.dumps(compile_variant(mode, dtype, precision, act)), flush=True)
+        result = compile_variant(mode, cfg, dtype, precision, act)
+        print(json.dumps(dict(result, source=source)), flush=True)
     return 0
 
 

@@ -37,6 +37,9 @@ def test_every_mode_and_activation_compiled(compiled):
     from flash_swiglu.ops import train as T
 
     assert {r["mode"] for r in compiled} == set(T.CONFIGS)
+    for table in T.L.CONFIG_DIR.glob("*_train.json"):
+        committed = {mode for mode in T.CONFIGS if mode in json.loads(table.read_text())}
+        assert committed == {r["mode"] for r in compiled if r["source"] == table.name}
     assert {r["activation"] for r in compiled} == {
         "silu",
         "gelu",

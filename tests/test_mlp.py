@@ -353,3 +353,24 @@ def test_gpu_backward_memory_is_bounded():
     saved = 2 * m * n * es
     chunk_bufs = 3 * m * max(b - a for a, b in T.chunks(n)) * es
     assert peak <= grads + saved + chunk_bufs + m * k * es + (64 << 20), peak / 2**20
+
+
+def test_retune_writes_a_loadable_table(device, tmp_path, monkeypatch):
+    # The interpreter runs every candidate (its configuration only changes the tiles).
+    path = tmp_path / "train.json"
+    cands = {
+        mode: [dict(c, BLOCK_M=32, BLOCK_N=32, BLOCK_K=32) for c in cs[:2]]
+        for mode, cs in T.CANDIDATES.items()
+    }
+    table = T.retune(
+        40, 64, 32, dtype=torch.float32, out_path=path, candidates=cands, device=device
+    )
+    assert set(T.CANDIDATES) <= set(table)
+    monkeypatch.setenv(T.TABLE_ENV, str(path))
+    T.load_table.cache_clear()
+    try:
+        loaded = T.load_table("anything")
+        for mode in T.CANDIDATES:
+            assert {k: loaded[mode][k] for k in T._KEYS} in cands[mode]
+    finally:
+        T.load_table.cache_clear()

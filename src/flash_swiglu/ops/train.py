@@ -25,6 +25,9 @@ the derivative from ``reference.glu_backward``. Slower, never wrong.
 from __future__ import annotations
 
 import functools
+import json
+import os
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -75,14 +78,33 @@ def mode_of(has_x: bool, has_dy: bool, backward: bool) -> str:
     return "mlp_backward_recompute" if has_x else "mlp_backward"
 
 
-def config(mode: str, dtype: torch.dtype, precision: str) -> dict:
+TABLE_ENV = "FLASH_SWIGLU_TRAIN_CONFIGS"
+TABLES = {"H200": "h200_train.json", "H100": "h200_train.json"}
+_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", "EPILOGUE_SPLIT")
+
+
+@functools.cache
+def load_table(device_name: str) -> dict:
+    """``{mode: config}`` measured on this GPU (``retune``), or ``{}`` (then ``CONFIGS``)."""
+    path = os.environ.get(TABLE_ENV)
+    if path is None:
+        name = next((f for frag, f in TABLES.items() if frag in device_name), None)
+        path = L.CONFIG_DIR / name if name else None
+    if path is None or not Path(path).exists():
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def config(mode: str, dtype: torch.dtype, precision: str, device_index: int = 0) -> dict:
     from flash_swiglu.kernels import interpreting
 
     if interpreting():
         return dict(INTERPRET_CONFIG)
     if precision == "ieee":
         return dict(IEEE_CONFIG)
-    cfg = dict(CONFIGS[mode])
+    entry = load_table(L._device_name(device_index)).get(mode, CONFIGS[mode])
+    cfg = {key: entry[key] for key in _KEYS}
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     return cfg
 
@@ -123,6 +145,7 @@ def launch(
     activation: str,
     alpha: float,
     limit: float,
+    _override: dict | None = None,
 ) -> None:
     """One ``_glu_gemm_kernel`` launch over ``[m, n]``. 2-D operands; the mode follows from
     which are given (see ``kernels/mlp.py``): ``x, wg, wu`` -> gate/up in the K loop (else
@@ -135,7 +158,8 @@ def launch(
     has_x, has_dy, backward = x is not None, dy is not None, dg is not None
     ref = x if has_x else dy if has_dy else g
     precision = L.input_precision(ref.dtype)
-    cfg = config(mode_of(has_x, has_dy, backward), ref.dtype, precision)
+    mode = mode_of(has_x, has_dy, backward)
+    cfg = _override or config(mode, ref.dtype, precision, ref.device.index or 0)
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
 
     def desc(t, block):
@@ -338,3 +362,120 @@ def _unfused_chunk(x2, wg, wu, bg, bu, g, u, dout, dy, wd, sl, dg, du, h, activa
     du.copy_(dup)
     if h is not None:
         h.copy_(reference.act_glu(g, u, activation, alpha, limit))
+
+
+# ----------------------------------------------------------------------------------------
+# Opt-in retuning on the current GPU (never called by production code)
+# ----------------------------------------------------------------------------------------
+
+_C = dict(BLOCK_K=64, GROUP_M=8, num_warps=8)
+# Each compiled for sm_90 without register spills (bf16, every activation checked for the
+# committed winners by the compile gate).
+CANDIDATES = {
+    "forward_saving": [
+        dict(_C, BLOCK_M=128, BLOCK_N=128, num_stages=s, EPILOGUE_SPLIT=True) for s in (3, 4)
+    ]
+    + [dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=4, EPILOGUE_SPLIT=False)],
+    "mlp_backward": [
+        dict(_C, BLOCK_M=128, BLOCK_N=128, num_stages=s, EPILOGUE_SPLIT=True) for s in (3, 4, 5)
+    ]
+    + [dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=4, EPILOGUE_SPLIT=False)],
+    "linear_backward": [
+        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=s, EPILOGUE_SPLIT=False) for s in (3, 4)
+    ]
+    + [
+        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=3, EPILOGUE_SPLIT=True),
+        dict(_C, BLOCK_M=64, BLOCK_N=128, num_stages=4, EPILOGUE_SPLIT=True, num_warps=4),
+    ],
+    "mlp_backward_recompute": [
+        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=s, EPILOGUE_SPLIT=False) for s in (3, 4)
+    ]
+    + [dict(_C, BLOCK_M=64, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=True, num_warps=4)],
+}
+
+
+def retune(
+    m: int = 8192,
+    n: int = 14336,
+    k: int = 4096,
+    *,
+    dtype: torch.dtype = torch.bfloat16,
+    out_path: str | os.PathLike | None = None,
+    candidates: dict[str, list[dict]] | None = None,
+    device: str = "cuda",
+) -> dict:
+    """Time ``CANDIDATES`` of every mode on one ``[m, n]`` slice with hidden size ``k`` on the
+    current GPU; return (and with ``out_path`` write) ``{mode: best config}``, each with a
+    ``source`` naming the GPU, versions, date and the time of every candidate. A candidate
+    whose result differs from the default configuration's beyond rounding is dropped."""
+    import datetime
+
+    import triton
+    from triton.testing import do_bench
+
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "interpreter"
+    stamp = f"{name}, torch {torch.__version__}, triton {triton.__version__}, "
+    stamp += datetime.date.today().isoformat()
+    r = lambda *shape, s=1.0: torch.randn(*shape, device=dev, dtype=dtype) * s
+    x, dy = r(m, k), r(m, k)
+    wg, wu, wd = r(n, k, s=k**-0.5), r(n, k, s=k**-0.5), r(k, n, s=n**-0.5)
+    g, u, d = r(m, n), r(m, n), r(m, n)
+    new = lambda: torch.empty(m, n, device=dev, dtype=dtype)
+    outs = {key: new() for key in ("h", "dg", "du", "g2", "u2")}
+    common = dict(activation="silu", alpha=1.702, limit=7.0)
+    operands = {
+        "forward_saving": dict(x=x, wg=wg, wu=wu, g=outs["g2"], u=outs["u2"], h=outs["h"],
+                               store_gu=True),
+        "linear_backward": dict(x=x, wg=wg, wu=wu, d=d, dg=outs["dg"], du=outs["du"]),
+        "mlp_backward": dict(dy=dy, wd=wd, g=g, u=u, dg=outs["dg"], du=outs["du"], h=outs["h"]),
+        "mlp_backward_recompute": dict(x=x, wg=wg, wu=wu, dy=dy, wd=wd, dg=outs["dg"],
+                                       du=outs["du"], h=outs["h"]),
+    }  # fmt: skip
+    table: dict = {"device": name, "generated": f"flash_swiglu.ops.train.retune({m}, {n}, {k})"}
+    for mode, args in operands.items():
+        ref = None
+        timings = []
+        for cand in (candidates or CANDIDATES)[mode]:
+            cfg = dict(cand, BLOCK_K=max(16, cand["BLOCK_K"] * 2 // dtype.itemsize))
+            f = lambda: launch(m, n, k, **args, **common, _override=cfg)  # noqa: B023
+            try:
+                f()
+                result = torch.cat([t.float().flatten() for t in outs.values()])
+                if ref is None:
+                    ref = result.clone()
+                elif not torch.allclose(result, ref, rtol=2e-2, atol=2e-2):
+                    continue
+                ms = (
+                    do_bench(f, warmup=25, rep=100, return_mode="median")
+                    if dev.type == "cuda"
+                    else _cpu_ms(f)
+                )
+            except Exception:  # out of resources: not a candidate
+                continue
+            timings.append((ms, cand))
+        if timings:
+            ms, best = min(timings, key=lambda t: t[0])
+            flops = 2 * m * n * k * {"mlp_backward": 1, "mlp_backward_recompute": 3}.get(mode, 2)
+            every = "; ".join(
+                f"{json.dumps(c, sort_keys=True)}: {t * 1e3:.1f} us" for t, c in timings
+            )
+            table[mode] = dict(
+                best,
+                source=f"retune {stamp}: {ms * 1e3:.1f} us, {flops / ms / 1e9:.0f} TFLOP/s "
+                f"(M={m}, N={n}, K={k}, {dtype}). All: {every}",
+            )
+    if out_path is not None:
+        with open(out_path, "w") as f:
+            json.dump(table, f, indent=2)
+            f.write("\n")
+    return table
+
+
+def _cpu_ms(f) -> float:
+    """One timed call (the interpreter: only to exercise ``retune`` in the CPU tests)."""
+    import time
+
+    start = time.perf_counter()
+    f()
+    return (time.perf_counter() - start) * 1e3
