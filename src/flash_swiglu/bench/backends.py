@@ -4,7 +4,8 @@
 and its time the speedup denominator, so it is always measured. ``compile`` is
 ``torch.compile`` of exactly the eager function, ``triton`` is this library, ``liger`` is
 Liger-Kernel where it has a fused kernel for the case. Ops with more peers (``--op linear``:
-``torch-packed``, ``compile-max``, ``cublas``, ``liger-mul``) list them in their case module.
+``torch-packed``, ``compile-max``, ``cublas``, ``liger-mul``; ``--op mlp``: ``liger-fused``,
+``triton-recompute``) list them in their case module.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class Skip(Exception):
 
 def unavailable(backend: str, device: torch.device) -> str | None:
     """Why ``backend`` cannot run on ``device`` at all (None when it can)."""
-    if backend == "triton":
+    if backend == "triton" or backend.startswith("triton-"):  # triton-recompute (mlp)
         if importlib.util.find_spec("triton") is None:
             return "triton not installed"
         if device.type == "cpu":

@@ -9,11 +9,13 @@ Examples::
     benchmark-swiglu --op linear          # gate/up projection: 4 models x 8 token counts
     benchmark-swiglu --op linear --model llama-3-8b --tokens 1,2048 --dtype bfloat16
     benchmark-swiglu --op linear --sweep --plot linear.png   # TFLOP/s against M
+    benchmark-swiglu --op mlp             # MLP training step, Llama-3-8B, 1k..16k tokens
+    benchmark-swiglu --op mlp --model llama-3.2-1b --tokens 4096 --pass fwd+bwd
 
 Every number is measured in the run that reports it: the copy bandwidth and, for
-``--op linear``, the GEMM ceiling (the roofline), each backend twice, and each backend's
-error against a float64 reference. See
-``flash_swiglu.bench.harness`` for the procedure and BENCHMARKING.md for the reasons.
+``--op linear`` and ``--op mlp``, the GEMM ceiling (the roofline), each backend twice, and
+each backend's error against a float64 reference. See ``flash_swiglu.bench.harness`` (and
+``cases.mlp`` for the training step) for the procedure and BENCHMARKING.md for the reasons.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import torch
 from flash_swiglu import _names
 from flash_swiglu.bench import env as run_env
 from flash_swiglu.bench import plot, profile, report
-from flash_swiglu.bench.cases import OPS, linear
+from flash_swiglu.bench.cases import OPS, linear, mlp
 from flash_swiglu.bench.harness import PASSES, run_case
 from flash_swiglu.bench.progress import Progress
 from flash_swiglu.bench.roofline import Ceilings, copy_bandwidth, gemm_ceiling
@@ -57,6 +59,12 @@ Left out, the options come from the op's suite for the device:
           backends {", ".join(linear.BACKENDS)}
     cpu:  K=64, N=96; tokens 1,80; float32, float16; silu; fwd; torch, torch-packed,
           cublas, triton
+  --op mlp (one training step of down(act(x w_gate^T) * (x w_up^T)); --model, --tokens):
+    cuda: model llama-3-8b; tokens {",".join(map(str, mlp.TOKENS))}; bfloat16; silu;
+          fwd, bwd, fwd+bwd; backends {", ".join(mlp.BACKENDS)};
+          time and peak memory per pass
+    cpu:  K=32, N=48; tokens 5,70; float32, float16; silu; fwd, bwd, fwd+bwd; torch,
+          triton, triton-recompute
 The cpu suites are correctness runs through Triton's interpreter (TRITON_INTERPRET=1; their
 timings mean nothing; torch.compile would need minutes of C++ compilation per case).
 The torch backend (PyTorch eager) is always measured: it is the baseline of the error check
@@ -82,9 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dtype", action="append", metavar="NAMES", help=", ".join(DTYPES))
     add("--rows", type=_positive, help="rows of each operand")
     add("--cols", type=_positive, help="columns of each operand (gate and up)")
-    add("--model", action="append", metavar="NAMES", help=f"linear: {', '.join(linear.MODELS)}")
-    add("--tokens", action="append", metavar="M", help="linear: token counts, e.g. 1,2048")
-    add("--shape", type=_shape, help=argparse.SUPPRESS)  # linear: one custom K,N (tests)
+    models = ", ".join(linear.MODELS)
+    add("--model", action="append", metavar="NAMES", help=f"linear, mlp: {models}")
+    add("--tokens", action="append", metavar="M", help="linear, mlp: token counts, e.g. 1,2048")
+    add("--shape", type=_shape, help=argparse.SUPPRESS)  # linear, mlp: one custom K,N (tests)
     add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
     sweep = "elementwise: 2^16..2^28 elements per operand; linear: the --tokens (M)"
     add("--sweep", action="store_true", help=sweep)
@@ -151,7 +160,9 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--sweep needs CUDA (the interpreter would take hours)")
     if args.plot and not args.sweep:
         parser.error("--plot draws a rate against size: it needs --sweep")
-    if args.op == "linear":
+    if args.op == "mlp":
+        _resolve_mlp(parser, args, suite)
+    elif args.op == "linear":
         _resolve_linear(parser, args, suite)
     else:
         _resolve_elementwise(parser, args, suite)
@@ -170,7 +181,7 @@ def _resolve_elementwise(
     """``args.rows``, ``args.cols``."""
     given = [o for o, v in (("--model", args.model), ("--tokens", args.tokens)) if v]
     if given or args.shape:
-        parser.error(f"{', '.join(given) or '--shape'}: only for --op linear")
+        parser.error(f"{', '.join(given) or '--shape'}: only for --op linear and --op mlp")
     if args.sweep:
         if args.rows:
             parser.error("--sweep chooses the rows itself; give --cols only")
@@ -185,7 +196,7 @@ def _resolve_linear(
 ) -> None:
     """``args.shapes`` (``[(model, K, N)]``) and ``args.tokens``."""
     if args.rows or args.cols:
-        parser.error("--rows/--cols: only for --op elementwise (linear takes --model, --tokens)")
+        parser.error("--rows/--cols: only for --op elementwise (linear, mlp: --model, --tokens)")
     if args.shape and args.model:
         parser.error("--shape replaces --model; give one of them")
     if args.shape or (not args.model and "shape" in suite):
@@ -204,6 +215,19 @@ def _resolve_linear(
         args.tokens = list(suite["tokens"])
 
 
+def _resolve_mlp(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, suite: dict[str, Any]
+) -> None:
+    """As ``--op linear`` (``args.shapes``, ``args.tokens``), less what a step does not have."""
+    if args.sweep:
+        parser.error("--sweep: not for --op mlp (its --tokens are the sweep; no plot)")
+    if args.profile:
+        parser.error("--profile: not for --op mlp")
+    if args.layouts != ["separate"]:
+        parser.error("--layout: --op mlp has separate gate_proj and up_proj weights only")
+    _resolve_linear(parser, args, suite)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; return 0 when every result passed its check, else 1."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -218,9 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     gemm = gemm_ceiling(device) if any(c.flops("fwd") for c in cases) else None
     ceilings = Ceilings(copy_bandwidth(device), gemm)
     progress = Progress(len(cases) * len(args.passes))
+    run = OPS[args.op].run or run_case
     rows = []
     for case in cases:
-        rows += run_case(case, args.backends, args.passes, device, ceilings, progress.step)
+        rows += run(case, args.backends, args.passes, device, ceilings, progress.step)
     progress.close()
     environment = run_env.collect(device, shlex.join(["benchmark-swiglu", *argv]))
     for row in rows:

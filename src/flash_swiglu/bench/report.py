@@ -2,7 +2,8 @@
 
 The table is markdown, so the same text is printed and stored as ``table.md``. Its rate
 columns depend on the op: GB/s for the elementwise GLU; TFLOP/s and the fraction of the cuBLAS
-product's rate for the projection (``linear``), with GB/s where the weights dominate.
+product's rate for the projection (``linear``), with GB/s where the weights dominate; TFLOP/s
+and peak memory for the MLP training step (``mlp``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ TAIL = ("vs eager", "max err (eager)", "check")
 COLUMNS = (*HEAD, "GB/s", "% copy BW", "% same-size copy", *TAIL)
 LINEAR_COLUMNS = (*HEAD, "TFLOP/s", "vs cuBLAS", "% GEMM ceiling", "GB/s (M<=64)", "% copy BW")
 LINEAR_COLUMNS += TAIL
+MLP_COLUMNS = (*HEAD, "TFLOP/s", "% GEMM ceiling", "peak MiB", *TAIL)
 PROFILE_COLUMN = "DRAM read, write vs ideal (ncu)"
 # The median is marked when the CPU takes longer to issue the call than the GPU to run it.
 LAUNCH_NOTE = (
@@ -53,6 +55,8 @@ def _dram_cell(row: dict[str, Any]) -> str:
 
 
 def _launch_bound(row: dict[str, Any]) -> bool:
+    if row["op"] == "mlp":  # timed per call: a GPU waiting for the CPU is in the median
+        return False
     host, median = row.get("host_ms"), row["median_ms"]
     return host is not None and median is not None and host > median
 
@@ -75,7 +79,13 @@ def _cells(row: dict[str, Any], profiled: bool) -> list[str]:
         _fmt(row["median_ms_repeat"], ".4g"),
         _fmt(row.get("host_ms"), ".3g"),
     ]
-    if row["op"] == "linear":
+    if row["op"] == "mlp":
+        rates = [
+            _fmt(row["tflops"], ".1f"),
+            _percent(row["frac_gemm_ceiling"]),
+            _fmt(row.get("peak_mib"), ".0f"),
+        ]
+    elif row["op"] == "linear":
         memory_bound = row["memory_bound"]
         rates = [
             _fmt(row["tflops"], ".1f"),
@@ -110,6 +120,8 @@ def markdown_table(header: Sequence[str], lines: Sequence[Sequence[str]]) -> str
 
 
 def _title(rows: Sequence[dict[str, Any]], linear: bool, ceilings: Ceilings, where: str) -> str:
+    if rows and rows[0]["op"] == "mlp":
+        return _mlp_title(rows, ceilings, where)
     timing = rows[0].get("timing", "-") if rows else "-"
     copy = (
         f"Copy bandwidth (read + write, measured in this run on {where}): "
@@ -133,11 +145,30 @@ def _title(rows: Sequence[dict[str, Any]], linear: bool, ceilings: Ceilings, whe
     )
 
 
+def _mlp_title(rows: Sequence[dict[str, Any]], ceilings: Ceilings, where: str) -> str:
+    n = GEMM_SIZE.get(rows[0]["device"], GEMM_SIZE["cpu"])
+    gemm = "-" if ceilings.gemm_tflops is None else f"{ceilings.gemm_tflops:.0f}"
+    dtype = str(GEMM_DTYPE).removeprefix("torch.")
+    return (
+        f"GEMM ceiling ({dtype} torch.mm {n}^3, random data, measured in this run on {where}): "
+        f"{gemm} TFLOP/s.\n"
+        f"One training step of the MLP, out = mlp(x); out.backward(dout), grads None before. "
+        f"Times: {rows[0].get('timing', '-')} (bwd: a fresh forward before each backward, "
+        "outside the timed region). TFLOP/s = 6 M N K per forward, 12 per backward, 18 per "
+        "step / median time (recompute's extra 4 M N K not counted); peak MiB = "
+        "max_memory_allocated during the pass - memory allocated before the step (bwd: the "
+        "backward's peak over that same baseline, saved activations included); max err = max "
+        "abs error of out and the gradients of x and each weight vs float64 (PyTorch eager's "
+        "in brackets)."
+    )
+
+
 def format_table(rows: Sequence[dict[str, Any]], ceilings: Ceilings, where: str) -> str:
     """The results table, headed by the ceilings it is measured against."""
     profiled = any("dram_read_bytes" in row for row in rows)
     linear = any(row["op"] == "linear" for row in rows)
-    columns = LINEAR_COLUMNS if linear else COLUMNS
+    mlp = any(row["op"] == "mlp" for row in rows)
+    columns = MLP_COLUMNS if mlp else LINEAR_COLUMNS if linear else COLUMNS
     header = [*columns, PROFILE_COLUMN] if profiled else list(columns)
     title = _title(rows, linear, ceilings, where)
     notes = [LAUNCH_NOTE] if any(_launch_bound(row) for row in rows) else []

@@ -19,6 +19,9 @@ operands from HBM, as it would inside a model. The result is the median with the
 (Python, dispatch, the autograd engine, launches) takes longer than its kernels is timed
 partly waiting for the CPU; :func:`host_ms` measures that CPU side so the report can say so.
 
+Training steps (``--op mlp``, :func:`measure_steps`) are timed per call with CUDA events
+instead: see there why.
+
 On the CPU (Triton's interpreter), the numbers only say that the code ran.
 """
 
@@ -138,6 +141,78 @@ def _measure_cpu(fn: Callable[[], object]) -> Timing:
         t0 = time.perf_counter()
         fn()
         times.append((time.perf_counter() - t0) * 1e3)
+    q = torch.tensor(times, dtype=torch.float64).quantile(
+        torch.tensor(QUANTILES, dtype=torch.float64)
+    )
+    median, p20, p80 = q.tolist()
+    return Timing(median, p20, p80)
+
+
+# Training steps: GPU time a round of calls aims at, and the bounds on its number of calls.
+STEP_ROUND_MS = 100.0
+STEP_MIN_REPS = 5
+STEP_MAX_REPS = 30
+STEP_CPU_REPS = 2
+
+
+def measure_steps(
+    fn: Callable[[], object],
+    device: torch.device,
+    setup: Callable[[], object] = lambda: None,
+) -> tuple[Timing, float | None]:
+    """Median, p20 and p80 of the time of ``fn()``, with ``setup()`` run before each call
+    outside the timed region, and the median CPU time to issue one call (None on the CPU).
+
+    On CUDA: CUDA events around each call, the L2 flushed before each (outside the events),
+    calls issued back to back without waiting, as ``do_bench`` does, so the GPU never waits
+    for the CPU between calls. Not CUDA graphs: a training step of the MLP shapes runs
+    milliseconds of kernels (1.7 to 30 ms for the Llama-3-8B MLP on an H200) against well under
+    a millisecond to issue them (``host_ms`` says so for each result), so the events measure
+    the GPU; capturing an autograd backward with compiled and autotuned third-party kernels
+    in a graph would add ways to fail and nothing else. One call timed first (which also
+    warms up) sets the number of calls: ``STEP_ROUND_MS`` of GPU time, within
+    ``STEP_MIN_REPS`` and ``STEP_MAX_REPS``.
+    """
+    if device.type != "cuda":
+        times = []
+        for _ in range(STEP_CPU_REPS):
+            setup()
+            start = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - start) * 1e3)
+        return _quantiles(times), None
+    global _flush
+    if _flush is None:
+        _flush = torch.empty(_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
+    cache = _flush
+    setup()
+    torch.cuda.synchronize()
+    first = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    first[0].record()
+    fn()
+    first[1].record()
+    first[1].synchronize()
+    estimate = max(first[0].elapsed_time(first[1]), 1e-3)
+    reps = min(max(round(STEP_ROUND_MS / estimate), STEP_MIN_REPS), STEP_MAX_REPS)
+    events = [
+        (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+        for _ in range(reps)
+    ]
+    host = []
+    for start, end in events:
+        setup()
+        cache.zero_()
+        start.record()
+        t0 = time.perf_counter()
+        fn()
+        host.append((time.perf_counter() - t0) * 1e3)
+        end.record()
+    torch.cuda.synchronize()
+    host_median = torch.tensor(host, dtype=torch.float64).median().item()
+    return _quantiles([start.elapsed_time(end) for start, end in events]), host_median
+
+
+def _quantiles(times: list[float]) -> Timing:
     q = torch.tensor(times, dtype=torch.float64).quantile(
         torch.tensor(QUANTILES, dtype=torch.float64)
     )

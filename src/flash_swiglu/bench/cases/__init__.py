@@ -5,9 +5,11 @@ A case is one problem (shapes, dtype, variant) that every backend computes. The 
 for each backend's function of those inputs (and the arguments it takes them as), for the
 reference each backend is checked against, and for the ideal bytes and FLOPs of each pass,
 and does the rest (the float64 reference, the error check, timing, the roofline fractions)
-the same way for every op. A new op (``mlp``: the training step) is a new module here that
-returns its cases, plus its entry in ``OPS``: ``elementwise`` (the GLU alone) and ``linear``
-(the gate/up projection with the GLU fused in) are the two so far.
+the same way for every op. A new op is a new module here that returns its cases, plus its
+entry in ``OPS``: ``elementwise`` (the GLU alone), ``linear`` (the gate/up projection with the
+GLU fused in) and ``mlp`` (a training step of the whole MLP). An op whose backends are modules
+with state rather than functions of the inputs (``mlp``) brings its own loop (``Op.run``), in
+the harness's terms: same checks, same rows.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, NamedTuple, Protocol
 
 import torch
 
-from flash_swiglu.bench.cases import elementwise, linear
+from flash_swiglu.bench.cases import elementwise, linear, mlp
 
 
 class Case(Protocol):
@@ -73,14 +75,17 @@ class Case(Protocol):
 
 
 class Op(NamedTuple):
-    """One ``--op``: its cases for the parsed options, its backends, its suite per device."""
+    """One ``--op``: its cases for the parsed options, its backends, its suite per device, and
+    its own measuring loop where ``harness.run_case`` does not fit (same arguments)."""
 
     cases: Callable[[argparse.Namespace], list[Case]]
     backends: tuple[str, ...]
     suites: dict[str, dict[str, Any]]
+    run: Callable[..., list[dict[str, Any]]] | None = None
 
 
 OPS: dict[str, Op] = {
     "elementwise": Op(elementwise.cases, elementwise.BACKENDS, elementwise.SUITES),
     "linear": Op(linear.cases, linear.BACKENDS, linear.SUITES),
+    "mlp": Op(mlp.cases, mlp.BACKENDS, mlp.SUITES, mlp.run_case),
 }
