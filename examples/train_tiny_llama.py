@@ -7,8 +7,8 @@ AdamW steps, once unpatched and once after
 ``flash_swiglu.integrations.transformers.patch_hf_model(model)``: same seed, same initial
 weights, same batches in the same order.
 
-Precision: on CUDA the weights, activations and AdamW state are bf16 (the model is cast with
-``.to(torch.bfloat16)``; no autocast), so every MLP call of both runs is a bf16 call and the
+Precision: on CUDA the weights, activations and AdamW state are bf16 (the parameters are cast
+to bf16; no autocast), so every MLP call of both runs is a bf16 call and the
 two runs differ only in how the MLP computes; the loss is computed in fp32 from the bf16
 logits (as Hugging Face's loss does). On the CPU everything is fp32; the patched MLPs run the
 Triton kernels through Triton's interpreter when ``TRITON_INTERPRET=1`` is set before
@@ -144,7 +144,9 @@ def train(args: argparse.Namespace, tokens: torch.Tensor, patched: bool) -> dict
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    model.to(device=device, dtype=dtype).train()
+    model.to(device).train()
+    for param in model.parameters():  # the parameters only: RoPE's inv_freq stays fp32
+        param.data = param.data.to(dtype)
     tokens = tokens.to(device)
     count = 0
     if patched:
