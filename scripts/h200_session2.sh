@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# The GPU run of issues 3 and 4 as made on the H200 (device tool), from the repo root:
+#   bash scripts/h200_session2.sh env tune mlp example tests-train      (first call)
+#   bash scripts/h200_session2.sh linear linear-max tests-linear        (second call)
+# Stages:
+#   env           GPU, driver, clocks, versions
+#   tune          ops.train.retune on the Llama-3-8B slice (M=8192, N=14336, K=4096), written
+#                 to src/flash_swiglu/configs/h200_train.json so the later stages use it
+#   mlp           scripts/h200_issue4.sh mlp   (benchmark-swiglu --op mlp, 8B, 1k..16k tokens)
+#   example       scripts/h200_issue4.sh example (examples/train_tiny_llama.py)
+#   tests-train   GPU tier of the MLP, module and Hugging Face tests
+#   linear        benchmark-swiglu --op linear, bf16, four models, M in 1, 8, 32, 2048, 8192, every
+#                 backend but max-autotune
+#   linear-max    the same with torch.compile max-autotune, M = 8192 only (its autotuning takes
+#                 tens of seconds a shape)
+#   tests-linear  GPU tier of the gate/up projection tests
+# Every stage has its own time limit and log under $OUT; results are tarred to $OUT.
+set -uo pipefail
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+bench="python3 -m flash_swiglu.bench.cli"
+pytest="python3 -m pytest -q -p no:cacheprovider -rfE"
+for stage in "$@"; do
+  SECONDS=0
+  case $stage in
+    env)
+      nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv
+      python3 -c "import torch, triton, transformers; print(torch.__version__, \
+triton.__version__, transformers.__version__)"
+      python3 -c "import liger_kernel; print('liger', liger_kernel.__file__)" ;;
+    tune)
+      timeout 150 python3 -c "
+import json
+from flash_swiglu.ops import train
+t = train.retune(8192, 14336, 4096, out_path='src/flash_swiglu/configs/h200_train.json')
+print(json.dumps(t, indent=1))" 2>&1 | tee "$OUT/tune.log"
+      cp src/flash_swiglu/configs/h200_train.json "$OUT/" ;;
+    mlp|example)
+      timeout 300 bash scripts/h200_issue4.sh "$stage" ;;
+    tests-train)
+      timeout 200 $pytest -m gpu tests/test_mlp.py tests/test_modules.py tests/test_hf_patch.py \
+        2>&1 | tail -n 25 | tee "$OUT/pytest_train_gpu.log" ;;
+    linear)
+      timeout 330 $bench --op linear --dtype bfloat16 --tokens 1,8,32,2048,8192 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
+        --run-id h200-linear-bf16 2>&1 | tee "$OUT/linear.log" | tail -n 60 ;;
+    linear-max)
+      timeout 200 $bench --op linear --dtype bfloat16 --tokens 8192 \
+        --backend torch,compile-max,cublas,triton --run-id h200-linear-bf16-max-autotune \
+        2>&1 | tee "$OUT/linear_max.log" | tail -n 20 ;;
+    tests-linear)
+      timeout 200 $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 25 \
+        | tee "$OUT/pytest_linear_gpu.log" ;;
+    *)
+      echo "unknown stage $stage" >&2; continue ;;
+  esac
+  echo "== $stage: ${SECONDS} s" | tee -a "$OUT/stages.log"
+  tar czf "$OUT/results.tgz" benchmarks/results src/flash_swiglu/configs 2>/dev/null
+done
