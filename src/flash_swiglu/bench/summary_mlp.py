@@ -37,7 +37,10 @@ def _cell(row: dict[str, Any] | None) -> str:
     if row.get("speedup_vs_eager") is not None:
         parts.append(f"{row['speedup_vs_eager']:.2f}x")
     if row.get("peak_mib") is not None:
-        parts.append(f"{row['peak_mib']:.0f} MiB")
+        cell = f"{row['peak_mib']:.0f} MiB"
+        if row.get("weight_grad_mib"):
+            cell += f" ({row['peak_mib'] - row['weight_grad_mib']:.0f})"
+        parts.append(cell)
     return " · ".join(parts)
 
 
@@ -67,7 +70,8 @@ def render_mlp(cases: Cases) -> tuple[str, str, dict[str, dict[str, Any]]]:
         "MLP training step `out = mlp(x); out.backward(dout)` (`benchmark-swiglu --op mlp`), "
         "one cell per backend: median time · speedup over PyTorch eager (Hugging Face "
         "`LlamaMLP`) · peak memory of the pass above its inputs (`max_memory_allocated` minus "
-        "the memory before the step, gradients None before it). Same shape, same run; bwd is "
+        "the memory before the step, gradients None before it; in parentheses without the "
+        "weight gradients, which every backend allocates alike). Same shape, same run; bwd is "
         "the backward of a fresh forward, timed alone."
     )
     return intro, markdown_table([*header, "run"], lines), runs

@@ -332,6 +332,12 @@ class Step:
         return peak / 2**20
 
 
+def _weight_grad_mib(step: Step | None, pass_: str) -> float | None:
+    if step is None or pass_ == "fwd":
+        return None
+    return sum(p.numel() * p.element_size() for p in step.params.parameters()) / 2**20
+
+
 def compile_module(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """``torch.compile(module, fullgraph=True, dynamic=False)`` with a clean Dynamo cache.
 
@@ -557,6 +563,9 @@ def run_case(
                 speedup_vs_eager=_ratio(eager_ms, row["median_ms"]),
                 frac_cublas=None,
                 peak_mib=result.get("peak_mib"),
+                # The weight gradients are new allocations of every backward, the same bytes for
+                # every backend; BENCHMARKING.md's peer figures (proportional to M) leave them out.
+                weight_grad_mib=_weight_grad_mib(steps.get(backend), pass_),
                 module=None if cls is None else f"{cls.__module__}.{cls.__qualname__}",
                 timing=timing if device.type == "cuda" else "cpu wall clock",
             )
