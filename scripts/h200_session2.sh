@@ -9,10 +9,10 @@
 #   mlp           scripts/h200_issue4.sh mlp   (benchmark-swiglu --op mlp, 8B, 1k..16k tokens)
 #   example       scripts/h200_issue4.sh example (examples/train_tiny_llama.py)
 #   tests-train   GPU tier of the MLP, module and Hugging Face tests
-#   linear        benchmark-swiglu --op linear, bf16, four models, M in 1, 8, 32, 2048, 8192, every
-#                 backend but max-autotune
-#   linear-max    the same with torch.compile max-autotune, M = 8192 only (its autotuning takes
-#                 tens of seconds a shape)
+#   linear        benchmark-swiglu --op linear, bf16, each of the four models (a run each),
+#                 M in 1, 8, 32, 2048, 8192, every backend but max-autotune
+#   linear-max    torch.compile max-autotune, Llama-3-8B, M = 8192 only (its autotuning takes
+#                 tens of seconds a shape, and the session had minutes of GPU time)
 #   tests-linear  GPU tier of the gate/up projection tests
 # Every stage has its own time limit and log under $OUT; results are tarred to $OUT.
 set -uo pipefail
@@ -30,27 +30,29 @@ for stage in "$@"; do
 triton.__version__, transformers.__version__)"
       python3 -c "import liger_kernel; print('liger', liger_kernel.__file__)" ;;
     tune)
-      timeout 150 python3 -c "
+      timeout 100 python3 -c "
 import json
 from flash_swiglu.ops import train
 t = train.retune(8192, 14336, 4096, out_path='src/flash_swiglu/configs/h200_train.json')
 print(json.dumps(t, indent=1))" 2>&1 | tee "$OUT/tune.log"
       cp src/flash_swiglu/configs/h200_train.json "$OUT/" ;;
     mlp|example)
-      timeout 300 bash scripts/h200_issue4.sh "$stage" ;;
+      timeout 240 bash scripts/h200_issue4.sh "$stage" ;;
     tests-train)
-      timeout 200 $pytest -m gpu tests/test_mlp.py tests/test_modules.py tests/test_hf_patch.py \
+      timeout 130 $pytest -m gpu tests/test_mlp.py tests/test_modules.py tests/test_hf_patch.py \
         2>&1 | tail -n 25 | tee "$OUT/pytest_train_gpu.log" ;;
     linear)
-      timeout 330 $bench --op linear --dtype bfloat16 --tokens 1,8,32,2048,8192 \
-        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
-        --run-id h200-linear-bf16 2>&1 | tee "$OUT/linear.log" | tail -n 60 ;;
+      for model in llama-3.2-1b llama-3-8b qwen2.5-7b llama-3-70b; do  # one run each: partial
+        timeout 100 $bench --op linear --model $model --dtype bfloat16 \
+          --tokens 1,8,32,2048,8192 --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
+          --run-id h200-linear-bf16-$model 2>&1 | tee -a "$OUT/linear.log" | tail -n 12
+      done ;;
     linear-max)
-      timeout 200 $bench --op linear --dtype bfloat16 --tokens 8192 \
+      timeout 90 $bench --op linear --model llama-3-8b --dtype bfloat16 --tokens 8192 \
         --backend torch,compile-max,cublas,triton --run-id h200-linear-bf16-max-autotune \
-        2>&1 | tee "$OUT/linear_max.log" | tail -n 20 ;;
+        2>&1 | tee "$OUT/linear_max.log" | tail -n 12 ;;
     tests-linear)
-      timeout 200 $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 25 \
+      timeout 110 $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 25 \
         | tee "$OUT/pytest_linear_gpu.log" ;;
     *)
       echo "unknown stage $stage" >&2; continue ;;
