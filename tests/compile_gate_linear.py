@@ -109,6 +109,12 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
     )
 
 
+def _mma(dtype) -> str:
+    """The input precision of an MMA launch: fp32 runs three TF32 products (``tf32x3``,
+    ``ops.linear.input_precision``); 16-bit ignores it (Triton's default, ``tf32``)."""
+    return "tf32x3" if dtype == torch.float32 else "tf32"
+
+
 def variants():
     """``(path, source, config, dtype, activation, bias, aligned, precision)``, with the
     config as the launcher would use it (BLOCK_K scaled per dtype, capped when unaligned)."""
@@ -118,10 +124,11 @@ def variants():
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
             for act in acts if dtype == torch.bfloat16 else ["silu"]:
-                yield path, source, cfg, dtype, act, act == "silu", True, "tf32"
+                adjusted = L.adjust_config(path, cfg, dtype, True, _mma(dtype))
+                yield path, source, adjusted, dtype, act, act == "silu", True, _mma(dtype)
             if path == "tma":
                 continue  # TMA needs aligned operands, and never runs IEEE fp32 (pointer does)
-            for aligned, precision in ((False, "tf32"), (True, "ieee"), (False, "ieee")):
+            for aligned, precision in ((False, _mma(dtype)), (True, "ieee"), (False, "ieee")):
                 if dtype != torch.float32 and precision == "ieee":
                     continue
                 adjusted = L.adjust_config(path, cfg, dtype, aligned, precision)

@@ -48,7 +48,8 @@ def variants():
     for source, mode, cfg in table_configs():
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             ieee = dtype == torch.float32 and source == "builtin"  # one IEEE config for all
-            precisions = ("tf32", "ieee") if ieee else ("tf32",)
+            mma = "tf32x3" if dtype == torch.float32 else "tf32"  # ops.linear.input_precision
+            precisions = (mma, "ieee") if ieee else (mma,)
             for precision in precisions:
                 acts = ACTIVATIONS if dtype == torch.bfloat16 else ("silu",)
                 for act in acts:
@@ -58,10 +59,7 @@ def variants():
 def compile_variant(mode, cfg, dtype, precision, act):
     has_x, has_dy, backward, store_gu, store_h = MODES[mode]
     assert T.mode_of(has_x, has_dy, backward) == mode
-    if precision == "ieee":
-        cfg = dict(T.IEEE_CONFIG)
-    else:
-        cfg = dict(cfg, BLOCK_K=max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize))
+    cfg = dict(T.IEEE_CONFIG) if precision == "ieee" else T.adjust(cfg, dtype, precision, act)
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
     ty = TY[dtype]
     blocks = {

@@ -336,41 +336,24 @@ def test_gpu_cuda_graph_capture_of_a_training_step():
 
 
 @pytest.mark.gpu
-def test_gpu_backward_memory_is_bounded():
-    # Saved: the [M, 2N] pre-activation. The backward adds its gradients and 3 M CHUNK_N.
+def test_gpu_training_step_memory_below_eager():
+    # benchmark-swiglu --op mlp measured (8B, 8192 tokens, weight gradients included):
+    # eager 1520 MiB, recompute=False 1248, recompute=True 800.
     m, k, n = 8192, 4096, 14336
     inputs = make_inputs((m,), n, k, torch.bfloat16, "cuda")
-    leaves = [t.requires_grad_() for t in inputs[:4]]
     dy = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    flash_swiglu.swiglu_mlp(*leaves).backward(dy)
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
-    es = 2
-    grads = (m * k + 3 * n * k) * es
-    saved = 2 * m * n * es
-    chunk_bufs = 3 * m * max(b - a for a, b in T.chunks(n)) * es
-    assert peak <= grads + saved + chunk_bufs + m * k * es + (64 << 20), peak / 2**20
 
+    def peak(fn):
+        leaves = [t.detach().requires_grad_() for t in inputs[:4]]
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn(*leaves).backward(dy)
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
 
-def test_retune_writes_a_loadable_table(device, tmp_path, monkeypatch):
-    # The interpreter runs every candidate (its configuration only changes the tiles).
-    path = tmp_path / "train.json"
-    cands = {
-        mode: [dict(c, BLOCK_M=32, BLOCK_N=32, BLOCK_K=32) for c in cs[:2]]
-        for mode, cs in T.CANDIDATES.items()
-    }
-    table = T.retune(
-        40, 64, 32, dtype=torch.float32, out_path=path, candidates=cands, device=device
-    )
-    assert set(T.CANDIDATES) <= set(table)
-    monkeypatch.setenv(T.TABLE_ENV, str(path))
-    T.load_table.cache_clear()
-    try:
-        loaded = T.load_table("anything")
-        for mode in T.CANDIDATES:
-            assert {k: loaded[mode][k] for k in T._KEYS} in cands[mode]
-    finally:
-        T.load_table.cache_clear()
+    eager = peak(lambda *a: torch_mlp(*a, None, None, None))
+    saved = peak(lambda *a: flash_swiglu.swiglu_mlp(*a))
+    recomputed = peak(lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=True))
+    assert saved < 0.9 * eager, (saved / 2**20, eager / 2**20)
+    assert recomputed < 0.6 * eager, (recomputed / 2**20, eager / 2**20)

@@ -129,20 +129,26 @@ UNALIGNED_K_BYTES = {"pointer": 64, "decode": 128, "tma": 1 << 30}
 
 def adjust_config(path: str, cfg: dict, dtype: torch.dtype, aligned: bool, precision: str):
     """``cfg`` adapted to what the table cannot know: BLOCK_K capped for unaligned launches,
-    and 8 warps for IEEE fp32 products in the pointer kernel (FMA, not MMA: two 64x64 fp32
-    accumulators at 4 warps spilled in the compile gate once unaligned)."""
+    8 warps for IEEE fp32 products in the pointer kernel (FMA, not MMA: two 64x64 fp32
+    accumulators at 4 warps spilled in the compile gate once unaligned), and half-width TMA
+    tiles for fp32's three-TF32 products."""
     cfg = dict(cfg)
     if not aligned:
         cfg["BLOCK_K"] = min(cfg["BLOCK_K"], max(16, UNALIGNED_K_BYTES[path] // dtype.itemsize))
     if precision == "ieee" and path == "pointer":
         cfg["num_warps"] = max(cfg["num_warps"], 8)
+    if precision == "tf32x3" and path == "tma":
+        # Three products per step: two 128x128 accumulators then spill (sm_90 compile gate).
+        cfg["BLOCK_N"] = min(cfg["BLOCK_N"], 64)
     return cfg
 
 
 def input_precision(dtype: torch.dtype) -> str:
     """fp32 products follow ``torch.get_float32_matmul_precision()``, as ``torch.mm`` does."""
     if dtype == torch.float32 and torch.get_float32_matmul_precision() != "highest":
-        return "tf32"
+        # Three TF32 products (hi*hi + hi*lo + lo*hi): Triton's single TF32 product truncates
+        # its fp32 inputs, a bias that gave 4x eager TF32's error on the H200 (K = 1024).
+        return "tf32x3"
     if dtype in (torch.float32, torch.float64):
         return "ieee"
     return "tf32"  # 16-bit inputs: unused (Triton's default, so no extra variant)

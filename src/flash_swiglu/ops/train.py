@@ -96,7 +96,9 @@ def load_table(device_name: str) -> dict:
         return json.load(f)
 
 
-def config(mode: str, dtype: torch.dtype, precision: str, device_index: int = 0) -> dict:
+def config(
+    mode: str, dtype: torch.dtype, precision: str, activation: str, device_index: int = 0
+) -> dict:
     from flash_swiglu.kernels import interpreting
 
     if interpreting():
@@ -104,8 +106,20 @@ def config(mode: str, dtype: torch.dtype, precision: str, device_index: int = 0)
     if precision == "ieee":
         return dict(IEEE_CONFIG)
     entry = load_table(L._device_name(device_index)).get(mode, CONFIGS[mode])
+    return adjust(entry, dtype, precision, activation)
+
+
+def adjust(entry: dict, dtype: torch.dtype, precision: str, activation: str) -> dict:
+    """A table entry as launched: BLOCK_K scaled to the dtype; for fp32's three-TF32
+    products (``tf32x3``) tiles of at most 64 columns and an unsplit epilogue (128-column
+    tiles spilled there in the sm_90 compile gate); 8 warps for gpt-oss's clamped GLU on
+    tiles of 8192 elements or more (its epilogue spilled at 4 warps there)."""
     cfg = {key: entry[key] for key in _KEYS}
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
+    if precision == "tf32x3" and cfg["BLOCK_N"] > 64:
+        cfg.update(BLOCK_N=64, EPILOGUE_SPLIT=False)
+    if activation == "swiglu_oai" and cfg["BLOCK_M"] * cfg["BLOCK_N"] >= 8192:
+        cfg["num_warps"] = max(cfg["num_warps"], 8)
     return cfg
 
 
@@ -159,7 +173,7 @@ def launch(
     ref = x if has_x else dy if has_dy else g
     precision = L.input_precision(ref.dtype)
     mode = mode_of(has_x, has_dy, backward)
-    cfg = _override or config(mode, ref.dtype, precision, ref.device.index or 0)
+    cfg = _override or config(mode, ref.dtype, precision, activation, ref.device.index or 0)
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
 
     def desc(t, block):
@@ -342,6 +356,7 @@ def backward(
             torch.sum(dg, 0, out=dbg[sl])
         if need_bu:
             torch.sum(du, 0, out=dbu[sl])
+        del dg, du, h  # before the next slice's buffers are allocated
         first = False
     if need_x and first:  # n == 0
         dx.zero_()
