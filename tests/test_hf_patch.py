@@ -74,13 +74,14 @@ def assert_close_scaled(name: str, got: torch.Tensor, want: torch.Tensor, rtol: 
 def calls(monkeypatch):
     """Counts the patched forwards' calls into the fused MLP."""
     count = [0]
-    real = hf.mlp_forward
+    for name in ("mlp_forward", "mlp_packed_forward"):  # split and packed (Phi-3) weights
+        real = getattr(hf, name)
 
-    def spy(*args, **kwargs):
-        count[0] += 1
-        return real(*args, **kwargs)
+        def spy(*args, real=real, **kwargs):
+            count[0] += 1
+            return real(*args, **kwargs)
 
-    monkeypatch.setattr(hf, "mlp_forward", spy)
+        monkeypatch.setattr(hf, name, spy)
     return count
 
 

@@ -142,6 +142,43 @@ def mlp_forward(
         return swiglu_mlp(*args, activation=activation, recompute=recompute)
 
 
+def mlp_packed_forward(
+    x: torch.Tensor,
+    w_gate_up: torch.Tensor,
+    w_down: torch.Tensor,
+    b_gate_up: torch.Tensor | None,
+    b_down: torch.Tensor | None,
+    *,
+    activation: str,
+    recompute: bool,
+    layout: str = "concat",
+) -> torch.Tensor:
+    """``mlp_forward`` with one packed gate/up weight ``[2N, K]`` (Phi-3's ``gate_up_proj``,
+    gate rows first for ``"concat"``), whose gradient comes out packed: no copies of the
+    halves in the forward, no zero-filled ``[2N, K]`` buffers in the backward."""
+    from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
+    from flash_swiglu.ops import _common as C
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import mlp as M
+
+    L.check_linear_packed(x, w_gate_up, b_gate_up)
+    C.check_activation(activation)
+    C.check_layout(layout)
+    M.check_down(x, L.packed_views(w_gate_up, None, layout)[0], w_down, b_down)
+    tensors = (x, w_gate_up, w_down, b_gate_up, b_down)
+    device_type = x.device.type
+    if torch.is_autocast_enabled(device_type):
+        dtype = torch.get_autocast_dtype(device_type)
+        tensors = tuple(
+            t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64
+            else t
+            for t in tensors
+        )  # fmt: skip
+        with torch.autocast(device_type, enabled=False):
+            return M.mlp_packed(*tensors, activation, layout, recompute, OAI_ALPHA, OAI_LIMIT)
+    return M.mlp_packed(*tensors, activation, layout, recompute, OAI_ALPHA, OAI_LIMIT)
+
+
 class SwiGLUMLP(nn.Module):
     """``down_proj(act(gate_proj(x)) * up_proj(x))`` through the fused ``swiglu_mlp``.
 

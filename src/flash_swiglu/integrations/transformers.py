@@ -29,6 +29,7 @@ from flash_swiglu.modules import (
     hidden_act_name,
     infer_activation,
     mlp_forward,
+    mlp_packed_forward,
 )
 
 # The dense gated MLPs of the supported families, by class name.
@@ -68,14 +69,12 @@ def _split_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
 
 def _packed_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
     """The patched ``forward`` of Phi-3's MLP: ``gate_up_proj`` is ``[2N, K]`` with the gate
-    rows first (``chunk(2)`` order). Its halves are passed as views, never copied; their
-    gradients land in the packed parameter's gradient."""
+    rows first (``chunk(2)`` order). It is read in place and its gradient written packed
+    (``modules.mlp_packed_forward``)."""
     patch: _Patch = getattr(self, _PATCH_ATTR)
-    w, b, d = self.gate_up_proj.weight, self.gate_up_proj.bias, self.down_proj
-    n = w.shape[0] // 2
-    bg, bu = (None, None) if b is None else (b[:n], b[n:])
-    return mlp_forward(
-        hidden_states, w[:n], w[n:], d.weight, bg, bu, d.bias,
+    gu, d = self.gate_up_proj, self.down_proj
+    return mlp_packed_forward(
+        hidden_states, gu.weight, d.weight, gu.bias, d.bias,
         activation=patch.activation, recompute=patch.recompute,
     )  # fmt: skip
 

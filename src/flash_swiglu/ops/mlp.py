@@ -199,6 +199,57 @@ class _MLPFunction(torch.autograd.Function):
         return (*grads, None, None, None, None)
 
 
+class _MLPPackedFunction(torch.autograd.Function):
+    """The MLP with one packed gate/up weight ``w [2N, K]`` (Phi-3's ``gate_up_proj``): its
+    gradient is written packed, in place of autograd's two zero-filled ``[2N, K]`` buffers
+    that the backward of two row views of ``w`` would add together."""
+
+    @staticmethod
+    def forward(ctx, x, w, wd, b, bd, activation, layout, recompute, alpha, limit):
+        wg, wu, bg, bu = L.packed_views(w, b, layout)
+        y, gu = forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
+        ctx.save_for_backward(x, w, wd, b, bd, None if recompute else gu)
+        ctx.args = (activation, layout, alpha, limit)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        x, w, wd, b, bd, gu = ctx.saved_tensors
+        activation, layout, alpha, limit = ctx.args
+        need_x, need_w, need_wd, need_b, need_bd = ctx.needs_input_grad[:5]
+        need_b = need_b and b is not None
+        wg, wu, bg, bu = L.packed_views(w, b, layout)
+        dw = w.new_empty(w.shape) if need_w else None
+        dwg, dwu = L.packed_views(dw, None, layout)[:2] if need_w else (None, None)
+        x2, dy2 = rows(x), rows(dy)
+        dx, _, _, dbg, dbu, dwd = T.backward(
+            x2, wg, wu, bg, bu, activation, alpha, limit, dy=dy2, wd=wd,
+            gu=gu if gu is not None and gu.numel() else None,
+            needs=(need_x, need_w, need_w, need_b, need_b, need_wd), dwg=dwg, dwu=dwu,
+        )  # fmt: skip
+        db = None
+        if need_b:
+            db = b.new_empty(b.shape)
+            db_g, db_u = L.packed_views(db.unsqueeze(1), None, layout)[:2]
+            db_g.squeeze(1).copy_(dbg)
+            db_u.squeeze(1).copy_(dbu)
+        dbd = dy2.sum(0) if bd is not None and need_bd else None
+        dx = dx.view(x.shape) if dx is not None else None
+        return dx, dw, dwd, db, dbd, None, None, None, None, None
+
+
+def mlp_packed(x, w, wd, b, bd, activation, layout, recompute, alpha, limit):
+    """``mlp`` with a packed ``w [2N, K]`` (``b [2N]``), ``layout`` as ``swiglu_packed``.
+    Eager training takes ``_MLPPackedFunction``; inference and ``torch.compile`` the row views
+    through ``mlp`` (the compiler sees the views' gradients and can fuse their scatter)."""
+    if _wants_grad(x, w, wd, b, bd) and not torch.compiler.is_compiling():
+        return _MLPPackedFunction.apply(
+            x, w, wd, b, bd, activation, layout, recompute, alpha, limit
+        )
+    wg, wu, bg, bu = L.packed_views(w, b, layout)
+    return mlp(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
+
+
 def _wants_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
@@ -214,4 +265,13 @@ def mlp(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
     return _MLPFunction.apply(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
 
 
-__all__ = ["backward", "check_down", "forward", "forward_train", "mlp", "mlp_bwd", "mlp_fwd"]
+__all__ = [
+    "backward",
+    "check_down",
+    "forward",
+    "forward_train",
+    "mlp",
+    "mlp_bwd",
+    "mlp_fwd",
+    "mlp_packed",
+]
