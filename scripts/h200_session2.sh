@@ -14,6 +14,7 @@
 #   linear-max    torch.compile max-autotune, Llama-3-8B, M = 8192 only (its autotuning takes
 #                 tens of seconds a shape, and the session had minutes of GPU time)
 #   tests-linear  GPU tier of the gate/up projection tests
+#   probe         scripts/mlp_backward_probe.py (added after the run; not run yet)
 # Every stage has its own time limit and log under $OUT; results are tarred to $OUT.
 set -uo pipefail
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -54,6 +55,8 @@ print(json.dumps(t, indent=1))" 2>&1 | tee "$OUT/tune.log"
     tests-linear)
       timeout 110 $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 25 \
         | tee "$OUT/pytest_linear_gpu.log" ;;
+    probe)  # written after this session's run, not yet run: the MLP step's time by piece
+      timeout 200 python3 scripts/mlp_backward_probe.py 2>&1 | tee "$OUT/probe.log" ;;
     *)
       echo "unknown stage $stage" >&2; continue ;;
   esac

@@ -85,8 +85,10 @@ def swiglu_linear(
         activation: ``"silu"``, ``"gelu"``, ``"gelu_tanh"``, ``"relu"`` or ``"swiglu_oai"``.
 
     Products accumulate in fp32 (fp32 inputs follow ``torch.get_float32_matmul_precision``),
-    the activation runs in fp32, and the ``[..., N]`` result is rounded once. The backward is
-    currently unfused (torch matmuls around the fused elementwise backward).
+    the activation runs in fp32, and the ``[..., N]`` result is rounded once. The backward
+    saves only ``x`` and the weights: one kernel recomputes the pre-activation and turns
+    ``dout`` into ``dgate, dup`` in its epilogue, and cuBLAS forms ``dx`` and the weight
+    gradients (``ops/train.py``).
     """
     L.check_linear(x, w_gate, w_up, b_gate, b_up)
     C.check_activation(activation)
