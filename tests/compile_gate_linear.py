@@ -38,11 +38,10 @@ KERNELS = {
 H200_SMS = 132
 
 
-def compile_variant(path: str, dtype, cfg: dict, constexprs: dict, aligned: bool = True):
-    kernel = KERNELS[path]
+def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, aligned: bool = True):
+    """Compile one GEMM kernel for sm_90 and report what its PTX and SASS show. ``blocks``:
+    the block shape of each ``*_desc`` argument (typed ``tensordesc<dtype[block]>``)."""
     ty = TY[dtype]
-    bm, bn, bk = cfg.get("BLOCK_M"), cfg["BLOCK_N"], cfg["BLOCK_K"]
-    blocks = {"x_desc": [bm, bk], "wg_desc": [bn, bk], "wu_desc": [bn, bk], "out_desc": [bm, bn]}
     signature, consts, attrs = {}, {}, {}
     for i, (name, param) in enumerate(zip(kernel.arg_names, kernel.params, strict=True)):
         if name.endswith("_desc"):
@@ -79,6 +78,12 @@ def compile_variant(path: str, dtype, cfg: dict, constexprs: dict, aligned: bool
         "sass_checked": bool(sass),
         "sass_spills": bool(re.search(r"\b(LDL|STL)\b", sass)),
     }
+
+
+def compile_variant(path: str, dtype, cfg: dict, constexprs: dict, aligned: bool = True):
+    bm, bn, bk = cfg.get("BLOCK_M"), cfg["BLOCK_N"], cfg["BLOCK_K"]
+    blocks = {"x_desc": [bm, bk], "wg_desc": [bn, bk], "wu_desc": [bn, bk], "out_desc": [bm, bn]}
+    return compile_gemm(KERNELS[path], dtype, blocks, constexprs, cfg, aligned)
 
 
 def committed_configs():

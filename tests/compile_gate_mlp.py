@@ -9,20 +9,14 @@ descriptors typed ``tensordesc<dtype[block]>``, pointers and integers divisible 
 from __future__ import annotations
 
 import json
-import re
 import sys
 
 import torch
-import triton
-from triton.backends.compiler import GPUTarget
-from triton.compiler import ASTSource
 
+from compile_gate_linear import compile_gemm
 from flash_swiglu.kernels.mlp import _glu_gemm_kernel
 from flash_swiglu.ops import train as T
 
-from compile_gate import _sass
-
-TY = {torch.float16: "fp16", torch.bfloat16: "bf16", torch.float32: "fp32"}
 # mode -> (HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H)
 MODES = {
     "forward_saving": (True, False, False, True, True),
@@ -61,7 +55,6 @@ def compile_variant(mode, cfg, dtype, precision, act):
     assert T.mode_of(has_x, has_dy, backward) == mode
     cfg = dict(T.IEEE_CONFIG) if precision == "ieee" else T.adjust(cfg, dtype, precision, act)
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
-    ty = TY[dtype]
     blocks = {
         "x_desc": [bm, bk],
         "wg_desc": [bn, bk],
@@ -92,46 +85,9 @@ def compile_variant(mode, cfg, dtype, precision, act):
         GROUP_M=cfg["GROUP_M"],
         EPILOGUE_SPLIT=cfg["EPILOGUE_SPLIT"],
     )
-    kernel = _glu_gemm_kernel
-    signature, consts, attrs = {}, {}, {}
-    for i, (name, param) in enumerate(zip(kernel.arg_names, kernel.params, strict=True)):
-        if name.endswith("_desc"):
-            signature[name] = f"tensordesc<{ty}[{blocks[name][0]}, {blocks[name][1]}]>"
-        elif name.endswith("_ptr"):
-            signature[name] = f"*{ty}"
-            attrs[(i,)] = [["tt.divisibility", 16]]
-        elif param.is_constexpr:
-            signature[name] = "constexpr"
-            consts[(i,)] = constexprs[name]
-        elif name in ("stride_bg", "stride_bu"):
-            signature[name] = "constexpr"
-            consts[(i,)] = 1
-        else:
-            signature[name] = "i32"
-            attrs[(i,)] = [["tt.divisibility", 16]]
-    src = ASTSource(fn=kernel, signature=signature, constexprs=consts, attrs=attrs)
-    options = {
-        "num_warps": cfg["num_warps"],
-        "num_stages": cfg["num_stages"],
-        "enable_fp_fusion": True,
-    }
-    compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
-    ptx = compiled.asm["ptx"]
-    sass = _sass(compiled.asm["cubin"])
-    return {
-        "mode": mode,
-        "dtype": str(dtype),
-        "precision": precision,
-        "activation": act,
-        "config": cfg,
-        "shared": compiled.metadata.shared,
-        "regs": getattr(compiled, "n_regs", None),
-        "wgmma": "wgmma.mma_async" in ptx,
-        "bulk_tensor": "cp.async.bulk.tensor" in ptx,
-        "ptx_local": "ld.local" in ptx or "st.local" in ptx,
-        "sass_checked": bool(sass),
-        "sass_spills": bool(re.search(r"\b(LDL|STL)\b", sass)),
-    }
+    result = compile_gemm(_glu_gemm_kernel, dtype, blocks, constexprs, cfg)
+    info = dict(mode=mode, dtype=str(dtype), precision=precision, activation=act, config=cfg)
+    return dict(result, **info)
 
 
 def main() -> int:

@@ -105,6 +105,27 @@ def infer_activation(mlp: nn.Module) -> str | None:
     return HF_ACTIVATIONS.get(name) if name is not None else None
 
 
+def _under_autocast(call, device_type: str, *tensors: torch.Tensor | None) -> torch.Tensor:
+    """``call(*tensors)``, autocast-aware.
+
+    Under ``torch.autocast`` on ``device_type``, ``nn.Linear`` runs in the autocast dtype: its
+    input, weight and bias are cast to it (float64 excepted, as autocast does). The same casts
+    are done here, differentiably, so gradients reach fp32 parameters in fp32, and ``call``
+    runs with autocast off: its inputs already have the dtype autocast would give them.
+    """
+    if not torch.is_autocast_enabled(device_type):
+        return call(*tensors)
+    dtype = torch.get_autocast_dtype(device_type)
+
+    def cast(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None or not t.is_floating_point() or t.dtype == torch.float64:
+            return t
+        return t.to(dtype)
+
+    with torch.autocast(device_type, enabled=False):
+        return call(*(cast(t) for t in tensors))
+
+
 def mlp_forward(
     x: torch.Tensor,
     w_gate: torch.Tensor,
@@ -117,29 +138,12 @@ def mlp_forward(
     activation: str,
     recompute: bool,
 ) -> torch.Tensor:
-    """``swiglu_mlp``, autocast-aware.
+    """``swiglu_mlp``, autocast-aware (``_under_autocast``)."""
 
-    Under ``torch.autocast`` on ``x``'s device, ``nn.Linear`` runs in the autocast dtype: its
-    input, weight and bias are cast to it (float64 excepted, as autocast does). The same casts
-    are done here, differentiably, so gradients reach fp32 parameters in fp32, and the call
-    runs with autocast off: its inputs already have the dtype autocast would give them.
-    """
-    device_type = x.device.type
-    if not torch.is_autocast_enabled(device_type):
-        return swiglu_mlp(
-            x, w_gate, w_up, w_down, b_gate, b_up, b_down,
-            activation=activation, recompute=recompute,
-        )  # fmt: skip
-    dtype = torch.get_autocast_dtype(device_type)
-
-    def cast(t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None or not t.is_floating_point() or t.dtype == torch.float64:
-            return t
-        return t.to(dtype)
-
-    args = [cast(t) for t in (x, w_gate, w_up, w_down, b_gate, b_up, b_down)]
-    with torch.autocast(device_type, enabled=False):
+    def call(*args: torch.Tensor | None) -> torch.Tensor:
         return swiglu_mlp(*args, activation=activation, recompute=recompute)
+
+    return _under_autocast(call, x.device.type, x, w_gate, w_up, w_down, b_gate, b_up, b_down)
 
 
 def mlp_packed_forward(
@@ -161,22 +165,15 @@ def mlp_packed_forward(
     from flash_swiglu.ops import linear as L
     from flash_swiglu.ops import mlp as M
 
-    L.check_linear_packed(x, w_gate_up, b_gate_up)
     C.check_activation(activation)
     C.check_layout(layout)
-    M.check_down(x, L.packed_views(w_gate_up, None, layout)[0], w_down, b_down)
-    tensors = (x, w_gate_up, w_down, b_gate_up, b_down)
-    device_type = x.device.type
-    if torch.is_autocast_enabled(device_type):
-        dtype = torch.get_autocast_dtype(device_type)
-        tensors = tuple(
-            t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64
-            else t
-            for t in tensors
-        )  # fmt: skip
-        with torch.autocast(device_type, enabled=False):
-            return M.mlp_packed(*tensors, activation, layout, recompute, OAI_ALPHA, OAI_LIMIT)
-    return M.mlp_packed(*tensors, activation, layout, recompute, OAI_ALPHA, OAI_LIMIT)
+
+    def call(x, w, wd, b, bd):
+        L.check_linear_packed(x, w, b)
+        M.check_down(x, L.packed_views(w, None, layout)[0], wd, bd)
+        return M.mlp_packed(x, w, wd, b, bd, activation, layout, recompute, OAI_ALPHA, OAI_LIMIT)
+
+    return _under_autocast(call, x.device.type, x, w_gate_up, w_down, b_gate_up, b_down)
 
 
 class SwiGLUMLP(nn.Module):

@@ -130,3 +130,23 @@ def row_groups(tensors: list[torch.Tensor]) -> list[tuple[int, list[int]]]:
                 continue
         groups.append((size, strides))
     return groups
+
+
+# Backward custom ops return a fixed tuple of tensors: an empty one stands for "no gradient".
+
+
+def empty_if_none(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
+    return t if t is not None else like.new_empty(0)
+
+
+def fake_grads(likes, needs, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The fake outputs of a backward op: a gradient shaped like each needed input."""
+    return tuple(
+        t.new_empty(t.shape) if need and t is not None else x.new_empty(0)
+        for t, need in zip(likes, needs, strict=True)
+    )
+
+
+def keep_needed(grads, needs) -> tuple[torch.Tensor | None, ...]:
+    """A backward op's outputs as autograd wants them: None where no gradient was asked."""
+    return tuple(g if need else None for g, need in zip(grads, needs, strict=True))

@@ -365,10 +365,17 @@ def packed_backward(x, w, b, dout, activation, layout, alpha, limit, needs):
         dwg=dwg, dwu=dwu,
     )  # fmt: skip
     if db is not None:
-        db_g, db_u = packed_views(db.unsqueeze(1), None, layout)[:2]
-        db_g.squeeze(1).copy_(dbg)
-        db_u.squeeze(1).copy_(dbu)
+        db = packed_bias_grad(b, dbg, dbu, layout)
     return dx.view(x.shape) if dx is not None else None, dw, db
+
+
+def packed_bias_grad(b, dbg, dbu, layout) -> torch.Tensor:
+    """The gradient of a packed bias ``b [2N]`` from those of its gate and up halves."""
+    db = b.new_empty(b.shape)
+    db_g, db_u = packed_views(db.unsqueeze(1), None, layout)[:2]
+    db_g.squeeze(1).copy_(dbg)
+    db_u.squeeze(1).copy_(dbu)
+    return db
 
 
 # ----------------------------------------------------------------------------------------
@@ -413,10 +420,6 @@ def _(x, w, b, activation, layout, alpha, limit):
     return x.new_empty((*x.shape[:-1], w.shape[0] // 2))
 
 
-def _empty_if_none(t, like):
-    return t if t is not None else like.new_empty(0)
-
-
 @torch.library.custom_op("flash_swiglu::linear_bwd", mutates_args=())
 def linear_bwd(
     x: torch.Tensor,
@@ -431,16 +434,12 @@ def linear_bwd(
     needs: list[bool],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     grads = backward(x, w_gate, w_up, b_gate, b_up, dout, (activation, alpha, limit), needs)
-    return tuple(_empty_if_none(g, x) for g in grads)
+    return tuple(C.empty_if_none(g, x) for g in grads)
 
 
 @linear_bwd.register_fake
 def _(x, w_gate, w_up, b_gate, b_up, dout, activation, alpha, limit, needs):
-    likes = (x, w_gate, w_up, b_gate, b_up)
-    return tuple(
-        t.new_empty(t.shape) if need and t is not None else x.new_empty(0)
-        for t, need in zip(likes, needs, strict=True)
-    )
+    return C.fake_grads((x, w_gate, w_up, b_gate, b_up), needs, x)
 
 
 @torch.library.custom_op("flash_swiglu::linear_packed_bwd", mutates_args=())
@@ -456,19 +455,12 @@ def linear_packed_bwd(
     needs: list[bool],
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     grads = packed_backward(x, w, b, dout, activation, layout, alpha, limit, needs)
-    return tuple(_empty_if_none(g, x) for g in grads)
+    return tuple(C.empty_if_none(g, x) for g in grads)
 
 
 @linear_packed_bwd.register_fake
 def _(x, w, b, dout, activation, layout, alpha, limit, needs):
-    return tuple(
-        t.new_empty(t.shape) if need and t is not None else x.new_empty(0)
-        for t, need in zip((x, w, b), needs, strict=True)
-    )
-
-
-def _keep(grads, needs):
-    return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
+    return C.fake_grads((x, w, b), needs, x)
 
 
 def _linear_setup(ctx, inputs, output):
@@ -480,7 +472,7 @@ def _linear_setup(ctx, inputs, output):
 def _linear_backward(ctx, dout):
     needs = list(ctx.needs_input_grad[:5])
     grads = linear_bwd(*ctx.saved_tensors, dout, *ctx.args, needs)
-    return (*_keep(grads, needs), None, None, None)
+    return (*C.keep_needed(grads, needs), None, None, None)
 
 
 linear_fwd.register_autograd(_linear_backward, setup_context=_linear_setup)
@@ -495,7 +487,7 @@ def _packed_setup(ctx, inputs, output):
 def _packed_backward(ctx, dout):
     needs = list(ctx.needs_input_grad[:3])
     grads = linear_packed_bwd(*ctx.saved_tensors, dout, *ctx.args, needs)
-    return (*_keep(grads, needs), None, None, None, None)
+    return (*C.keep_needed(grads, needs), None, None, None, None)
 
 
 linear_packed_fwd.register_autograd(_packed_backward, setup_context=_packed_setup)

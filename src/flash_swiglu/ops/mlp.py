@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from flash_swiglu.ops import _common as C
 from flash_swiglu.ops import linear as L
 from flash_swiglu.ops import train as T
 
@@ -123,10 +124,6 @@ def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alph
     return x.new_empty(x.shape), gu
 
 
-def _empty_if_none(t: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor:
-    return t if t is not None else like.new_empty(0)
-
-
 @torch.library.custom_op("flash_swiglu::mlp_bwd", mutates_args=())
 def mlp_bwd(
     x: torch.Tensor,
@@ -148,16 +145,12 @@ def mlp_bwd(
     grads = backward(
         x, w_gate, w_up, w_down, b_gate, b_up, b_down, gu, dy, activation, alpha, limit, needs
     )
-    return tuple(_empty_if_none(g, x) for g in grads)
+    return tuple(C.empty_if_none(g, x) for g in grads)
 
 
 @mlp_bwd.register_fake
 def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, gu, dy, activation, alpha, limit, needs):
-    likes = (x, w_gate, w_up, w_down, b_gate, b_up, b_down)
-    return tuple(
-        t.new_empty(t.shape) if need and t is not None else x.new_empty(0)
-        for t, need in zip(likes, needs, strict=True)
-    )
+    return C.fake_grads((x, w_gate, w_up, w_down, b_gate, b_up, b_down), needs, x)
 
 
 def _setup(ctx, inputs, output):
@@ -171,8 +164,7 @@ def _backward(ctx, dy, _dgu):
     x, wg, wu, wd, bg, bu, bd, gu = ctx.saved_tensors
     needs = list(ctx.needs_input_grad[:7])
     grads = mlp_bwd(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs)
-    grads = tuple(g if need else None for g, need in zip(grads, needs, strict=True))
-    return (*grads, None, None, None, None)
+    return (*C.keep_needed(grads, needs), None, None, None, None)
 
 
 mlp_train_fwd.register_autograd(_backward, setup_context=_setup)
@@ -227,12 +219,7 @@ class _MLPPackedFunction(torch.autograd.Function):
             gu=gu if gu is not None and gu.numel() else None,
             needs=(need_x, need_w, need_w, need_b, need_b, need_wd), dwg=dwg, dwu=dwu,
         )  # fmt: skip
-        db = None
-        if need_b:
-            db = b.new_empty(b.shape)
-            db_g, db_u = L.packed_views(db.unsqueeze(1), None, layout)[:2]
-            db_g.squeeze(1).copy_(dbg)
-            db_u.squeeze(1).copy_(dbu)
+        db = L.packed_bias_grad(b, dbg, dbu, layout) if need_b else None
         dbd = dy2.sum(0) if bd is not None and need_bd else None
         dx = dx.view(x.shape) if dx is not None else None
         return dx, dw, dwd, db, dbd, None, None, None, None, None
