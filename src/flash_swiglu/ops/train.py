@@ -316,12 +316,11 @@ def backward(
     dbu = new((n,)) if need_bu else None
     dwd = new((k, n)) if need_wd else None
     fused = m > 0 and k > 0 and fused_ok(x2, wg, wu, dy, wd, dout, gu)
-    first = True
+    first, args = True, None
     for c0, c1 in chunks(n):
         nc = c1 - c0
         sl = slice(c0, c1)
-        dg, du = new((m, nc)), new((m, nc))
-        h = new((m, nc)) if need_wd else None
+        dg, du, h = slice_buffers(x2, m, nc, need_wd)
         g = gu[:, c0:c1] if gu is not None else None
         u = gu[:, n + c0 : n + c1] if gu is not None else None
         bgc = bg[sl] if bg is not None else None
@@ -356,11 +355,18 @@ def backward(
             torch.sum(dg, 0, out=dbg[sl])
         if need_bu:
             torch.sum(du, 0, out=dbu[sl])
-        del dg, du, h  # before the next slice's buffers are allocated
+        # Drop every reference (``args`` holds them too) before the next slice allocates.
+        dg = du = h = args = None
         first = False
     if need_x and first:  # n == 0
         dx.zero_()
     return dx, dwg, dwu, dbg, dbu, dwd
+
+
+def slice_buffers(like: torch.Tensor, m: int, nc: int, with_h: bool):
+    """``(dgate, dup, h)`` for one slice of ``nc`` columns (``h`` None without ``with_h``)."""
+    new = functools.partial(torch.empty, (m, nc), dtype=like.dtype, device=like.device)
+    return new(), new(), new() if with_h else None
 
 
 def _unfused_chunk(x2, wg, wu, bg, bu, g, u, dout, dy, wd, sl, dg, du, h, activation, alpha, limit):
