@@ -1,7 +1,8 @@
 """First look at swiglu_linear on the GPU: the fused forward against cuBLAS's product of the
 same FLOPs, and (optionally) a restricted retune of the launch table.
 
-    PYTHONPATH=src python scripts/linear_quick.py [--retune OUT.json]
+    PYTHONPATH=src python scripts/linear_quick.py [--retune OUT.json [--retune-tokens 8,32]
+                                                   [--merge MERGED.json]]
 
 Times are GPU times from CUDA-graph replays with a cold L2 (flash_swiglu.bench.timing).
 """
@@ -35,7 +36,9 @@ DECODE = [
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--retune")
+    ap.add_argument("--retune", help="write the retuned table to this file")
+    ap.add_argument("--retune-tokens", default="1,8192", help="token counts to retune")
+    ap.add_argument("--merge", help="also write this table with the retuned entries merged in")
     args = ap.parse_args()
     torch.cuda.set_stream(torch.cuda.Stream())
     from flash_swiglu.bench.roofline import copy_bandwidth
@@ -65,13 +68,20 @@ def main() -> None:
                 )
             print(line, flush=True)
     if args.retune:
-        shapes = [(8192, n, k) for k, n in MODELS.values()] + [
-            (1, n, k) for k, n in MODELS.values()
-        ]
+        tokens = [int(t) for t in args.retune_tokens.split(",")]
+        shapes = [(m, n, k) for m in tokens for k, n in MODELS.values()]
         table = L.retune(shapes, candidates={"tma": TMA, "decode": DECODE, "pointer": []})
         with open(args.retune, "w") as f:
             json.dump(table, f, indent=2)
         print(json.dumps(table, indent=1))
+        if args.merge:  # the committed table with these entries added or replaced
+            with open(L.CONFIG_DIR / "h200_linear.json") as f:
+                merged = json.load(f)
+            for path in ("tma", "decode", "pointer"):
+                merged.setdefault(path, {}).update(table.get(path, {}))
+            with open(args.merge, "w") as f:
+                json.dump(merged, f, indent=2)
+                f.write("\n")
 
 
 if __name__ == "__main__":
