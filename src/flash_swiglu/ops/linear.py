@@ -340,11 +340,10 @@ def backward(x, wg, wu, bg, bu, dout, args, needs):
     """``(dx, dw_gate, dw_up, db_gate, db_up)``, None where ``needs`` is False: the fused
     backward of ``ops.train`` (the pre-activation recomputed in the kernel that forms dgate
     and dup from dout; dx and the weight gradients by cuBLAS)."""
-    from flash_swiglu.ops import mlp as MLP
-    from flash_swiglu.ops import train as T
+    from flash_swiglu.ops import train as T  # imports this module
 
     dx, dwg, dwu, dbg, dbu, _ = T.backward(
-        MLP.rows(x), wg, wu, bg, bu, *args, dout=MLP.rows(dout), needs=(*needs[:5], False)
+        T.rows(x), wg, wu, bg, bu, *args, dout=T.rows(dout), needs=(*needs[:5], False)
     )
     return dx.view(x.shape) if dx is not None else None, dwg, dwu, dbg, dbu
 
@@ -352,15 +351,14 @@ def backward(x, wg, wu, bg, bu, dout, args, needs):
 def packed_backward(x, w, b, dout, activation, layout, alpha, limit, needs):
     """``(dx, dw, db)``: as ``backward``, with the weight and bias gradients written packed
     (the same layout as ``w``), with no concatenation."""
-    from flash_swiglu.ops import mlp as MLP
-    from flash_swiglu.ops import train as T
+    from flash_swiglu.ops import train as T  # imports this module
 
     wg, wu, bg, bu = packed_views(w, b, layout)
     dw = w.new_empty(w.shape) if needs[1] else None
     db = b.new_empty(b.shape) if b is not None and needs[2] else None
     dwg, dwu = packed_views(dw, None, layout)[:2] if dw is not None else (None, None)
     dx, _, _, dbg, dbu, _ = T.backward(
-        MLP.rows(x), wg, wu, bg, bu, activation, alpha, limit, dout=MLP.rows(dout),
+        T.rows(x), wg, wu, bg, bu, activation, alpha, limit, dout=T.rows(dout),
         needs=(needs[0], needs[1], needs[1], db is not None, db is not None, False),
         dwg=dwg, dwu=dwu,
     )  # fmt: skip

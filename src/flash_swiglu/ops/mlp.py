@@ -40,12 +40,6 @@ def check_down(x, w_gate, w_down, b_down) -> None:
         raise ValueError(f"b_down must have shape [K] = ({k},), got {tuple(b_down.shape)}")
 
 
-def rows(t: torch.Tensor) -> torch.Tensor:
-    """``t`` as 2-D rows ``[M, K]`` that a TMA descriptor takes (copied only if it must)."""
-    t2 = t.reshape(-1, t.shape[-1])
-    return t2 if L._tma_aligned(t2) else t2.contiguous()
-
-
 def forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit):
     """Inference: nothing saved."""
     return F.linear(L.forward(x, wg, wu, bg, bu, activation, alpha, limit), wd, bd)
@@ -55,14 +49,14 @@ def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit
     """``(y, gu)``; ``gu`` is the saved pre-activation ``[M, 2N]``, empty with recompute."""
     if recompute:
         return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit), x.new_empty(0)
-    x2 = rows(x)
+    x2 = T.rows(x)
     h, gu = T.forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit)
     return F.linear(h, wd, bd).view(x.shape), gu
 
 
 def backward(x, wg, wu, wd, bg, bu, bd, gu, dy, activation, alpha, limit, needs):
     """``(dx, dwg, dwu, dwd, dbg, dbu, dbd)``, None where ``needs`` (same order) is False."""
-    x2, dy2 = rows(x), rows(dy)
+    x2, dy2 = T.rows(x), T.rows(dy)
     dx, dwg, dwu, dbg, dbu, dwd = T.backward(
         x2, wg, wu, bg, bu, activation, alpha, limit,
         dy=dy2, wd=wd, gu=gu if gu is not None and gu.numel() else None,
@@ -213,7 +207,7 @@ class _MLPPackedFunction(torch.autograd.Function):
         wg, wu, bg, bu = L.packed_views(w, b, layout)
         dw = w.new_empty(w.shape) if need_w else None
         dwg, dwu = L.packed_views(dw, None, layout)[:2] if need_w else (None, None)
-        x2, dy2 = rows(x), rows(dy)
+        x2, dy2 = T.rows(x), T.rows(dy)
         dx, _, _, dbg, dbu, dwd = T.backward(
             x2, wg, wu, bg, bu, activation, alpha, limit, dy=dy2, wd=wd,
             gu=gu if gu is not None and gu.numel() else None,

@@ -123,8 +123,10 @@ def adjust(entry: dict, dtype: torch.dtype, precision: str, activation: str) -> 
     return cfg
 
 
-def _aligned(t: torch.Tensor) -> bool:
-    return L._tma_aligned(t)
+def rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` as 2-D rows ``[M, K]`` that a TMA descriptor takes (copied only if it must)."""
+    t2 = t.reshape(-1, t.shape[-1])
+    return t2 if L._tma_aligned(t2) else t2.contiguous()
 
 
 def fused_ok(x2: torch.Tensor, *mats: torch.Tensor | None) -> bool:
@@ -134,7 +136,7 @@ def fused_ok(x2: torch.Tensor, *mats: torch.Tensor | None) -> bool:
         return False
     if not L._tma_device(x2.device):
         return False
-    return all(_aligned(t) for t in (x2, *mats) if t is not None)
+    return all(L._tma_aligned(t) for t in (x2, *mats) if t is not None)
 
 
 def launch(
@@ -337,8 +339,11 @@ def backward(
                 args.update(d=dout[:, sl])
             launch(m, nc, k, **args)
         else:
-            _unfused_chunk(x2, wg[sl], wu[sl], bgc, buc, g, u, dout, dy, wd, sl, dg, du, h,
-                           activation, alpha, limit)  # fmt: skip
+            _unfused_chunk(
+                x2, wg[sl], wu[sl], bgc, buc, g, u,
+                None if mlp else dout[:, sl], dy, wd[:, sl] if mlp else None,
+                dg, du, h, activation, alpha, limit,
+            )  # fmt: skip
         if need_wd:
             torch.mm(dy.t(), h, out=dwd[:, sl])
         if need_x:
@@ -369,7 +374,7 @@ def slice_buffers(like: torch.Tensor, m: int, nc: int, with_h: bool):
     return new(), new(), new() if with_h else None
 
 
-def _unfused_chunk(x2, wg, wu, bg, bu, g, u, dout, dy, wd, sl, dg, du, h, activation, alpha, limit):
+def _unfused_chunk(x2, wg, wu, bg, bu, g, u, dout, dy, wd, dg, du, h, activation, alpha, limit):
     """The kernel's epilogue in PyTorch (fp32, fp64 for fp64), for operands it cannot take."""
     cd = reference._compute_dtype(x2.dtype)
     if g is None:
@@ -377,7 +382,7 @@ def _unfused_chunk(x2, wg, wu, bg, bu, g, u, dout, dy, wd, sl, dg, du, h, activa
         u = F.linear(x2.to(cd), wu.to(cd), _cast(bu, cd))
     else:
         g, u = g.to(cd), u.to(cd)
-    dh = dy.to(cd) @ wd[:, sl].to(cd) if dy is not None else dout[:, sl].to(cd)
+    dh = dy.to(cd) @ wd.to(cd) if dy is not None else dout.to(cd)
     dgate, dup = reference.glu_backward(g, u, dh, activation, alpha, limit)
     dg.copy_(dgate)
     du.copy_(dup)
