@@ -66,7 +66,7 @@ INTERPRET = {
 INTERPRET_NUM_SMS = 3  # several tiles per program, so the persistent loop is exercised
 FP64 = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, GROUP_M=4, num_warps=4, num_stages=2)
 ENABLE_FP_FUSION = E.ENABLE_FP_FUSION
-_CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
+_CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", "FLATTEN")
 
 
 def token_bucket(m: int) -> int:
@@ -251,6 +251,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     aligned = path == "tma" or not any(v % 16 for v in ints + addrs)
     precision = input_precision(x.dtype)
     cfg = adjust_config(path, config, x.dtype, aligned, precision)
+    flatten = bool(cfg.pop("FLATTEN", False))  # TMA path only (absent: the measured default)
     consts = dict(
         HAS_BG=bg is not None,
         HAS_BU=bu is not None,
@@ -283,7 +284,16 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         num_sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
         _linear_tma_kernel[grid](
-            *descs, *biases, *bias_strides, m, n, k, **consts, **cfg, NUM_SMS=grid[0]
+            *descs,
+            *biases,
+            *bias_strides,
+            m,
+            n,
+            k,
+            **consts,
+            **cfg,
+            NUM_SMS=grid[0],
+            FLATTEN=flatten,
         )
         return out
     xr, inner_rows, s_outer, s_inner = _x_rows(x)

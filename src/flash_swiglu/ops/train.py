@@ -81,6 +81,8 @@ def mode_of(has_x: bool, has_dy: bool, backward: bool) -> str:
 TABLE_ENV = "FLASH_SWIGLU_TRAIN_CONFIGS"
 TABLES = {"H200": "h200_train.json", "H100": "h200_train.json"}
 _KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", "EPILOGUE_SPLIT")
+# Optional keys and their value where an entry lacks them.
+_OPTIONAL = {"PREFETCH_GU": False}
 
 
 @functools.cache
@@ -115,6 +117,7 @@ def adjust(entry: dict, dtype: torch.dtype, precision: str, activation: str) -> 
     tiles spilled there in the sm_90 compile gate); 8 warps for gpt-oss's clamped GLU on
     tiles of 8192 elements or more (its epilogue spilled at 4 warps there)."""
     cfg = {key: entry[key] for key in _KEYS}
+    cfg.update({key: entry.get(key, default) for key, default in _OPTIONAL.items()})
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     if precision == "tf32x3" and cfg["BLOCK_N"] > 64:
         cfg.update(BLOCK_N=64, EPILOGUE_SPLIT=False)
@@ -162,9 +165,10 @@ def launch(
     alpha: float,
     limit: float,
     _override: dict | None = None,
-) -> None:
-    """One ``_glu_gemm_kernel`` launch over ``[m, n]``. 2-D operands; the mode follows from
-    which are given (see ``kernels/mlp.py``): ``x, wg, wu`` -> gate/up in the K loop (else
+):
+    """One ``_glu_gemm_kernel`` launch over ``[m, n]``; returns what Triton's launch returns
+    (the compiled kernel: registers, spills). 2-D operands; the mode follows from which are
+    given (see ``kernels/mlp.py``): ``x, wg, wu`` -> gate/up in the K loop (else
     ``g, u`` are read); ``dy, wd`` -> dh in the K loop (else ``d`` is read, if backward);
     ``dg, du`` -> backward; ``h`` -> store the GLU output; ``store_gu`` -> write ``g, u``."""
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -176,6 +180,9 @@ def launch(
     precision = L.input_precision(ref.dtype)
     mode = mode_of(has_x, has_dy, backward)
     cfg = _override or config(mode, ref.dtype, precision, activation, ref.device.index or 0)
+    cfg = dict(cfg)
+    # Prefetching applies where g/u are read (not recomputed) and there is a K loop to hide in.
+    cfg["PREFETCH_GU"] = bool(cfg.get("PREFETCH_GU", False)) and not has_x and has_dy
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
 
     def desc(t, block):
@@ -198,7 +205,7 @@ def launch(
     (dp, sd), (hp, sh) = ptr(d), ptr(h)
     (dgp, sdg), (dup, sdu) = ptr(dg), ptr(du)
     grid = (L.triton_cdiv(m, bm) * L.triton_cdiv(n, bn),)
-    _glu_gemm_kernel[grid](
+    return _glu_gemm_kernel[grid](
         xd,
         wgd,
         wud,
