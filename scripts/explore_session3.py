@@ -4,8 +4,7 @@ session's changes opened, so the launch tables are chosen from measurements.
     PYTHONPATH=src python scripts/explore_session3.py [linear] [decode] [train] --out DIR
 
 - ``linear``: the persistent TMA forward at M = 2048 and 8192 on the four model shapes, the
-  committed configuration against ``FLATTEN`` (one software pipeline over tiles and K steps)
-  and neighbouring GROUP_M / stage counts, each against the cuBLAS product
+  committed configuration and a neighbour, each against the cuBLAS product
   ``x @ [Wg; Wu]^T`` timed in the same loop (twice, for the spread).
 - ``decode``: decode-kernel candidates at M = 8, 16, 32, 64 on the four shapes; the best per
   (bucket, shape) is written as launch-table entries (``decode_table.json``).
@@ -16,6 +15,13 @@ session's changes opened, so the launch tables are chosen from measurements.
 Every time is GPU time from CUDA-graph replays with a cold L2 (``bench.timing``), except the
 MLP steps (CUDA events per step, ``do_bench``). Each candidate is checked against the
 reference before it is timed. Full results go to ``DIR/*.json``; a short table is printed.
+
+As run for ``benchmarks/results/h200-session3-explore`` (commit 8c6c660), it also timed two
+kernel options that commit added: ``FLATTEN`` for the TMA projection (one software pipeline
+over every tile and K step; 0.75-0.85 of cuBLAS against 0.82-0.99 without) and
+``PREFETCH_GU`` for the MLP backward kernel (g/u loaded before the K loop; 255 registers,
+spills, 1.89 ms against 1.83). Both were slower and were removed, with their variants here.
+The step timings at fixed slice widths set ``T.CHUNK_N``.
 """
 
 from __future__ import annotations
@@ -52,11 +58,7 @@ def linear(out: Path) -> list[str]:
     base = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8)
     variants = {
         "table": None,
-        "flat_g16_s3": dict(base, GROUP_M=16, num_stages=3, FLATTEN=True),
-        "flat_g8_s3": dict(base, GROUP_M=8, num_stages=3, FLATTEN=True),
-        "flat_g16_s4": dict(base, GROUP_M=16, num_stages=4, FLATTEN=True),
-        "flat_g32_s3": dict(base, GROUP_M=32, num_stages=3, FLATTEN=True),
-        "noflat_g8_s3": dict(base, GROUP_M=8, num_stages=3, FLATTEN=False),
+        "noflat_g8_s3": dict(base, GROUP_M=8, num_stages=3),
     }
     rows, lines = [], []
     for name, (k, n) in MODELS.items():
@@ -158,24 +160,8 @@ TRAIN_CANDS = {
     "mlp_backward": [
         dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=4, EPILOGUE_SPLIT=True),
         dict(BLOCK_M=128, BLOCK_N=128, num_warps=8, num_stages=3, EPILOGUE_SPLIT=True),
-        dict(
-            BLOCK_M=128,
-            BLOCK_N=128,
-            num_warps=8,
-            num_stages=4,
-            EPILOGUE_SPLIT=True,
-            PREFETCH_GU=True,
-        ),
         dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=3, EPILOGUE_SPLIT=True),
         dict(BLOCK_M=64, BLOCK_N=128, num_warps=4, num_stages=4, EPILOGUE_SPLIT=True),
-        dict(
-            BLOCK_M=64,
-            BLOCK_N=128,
-            num_warps=4,
-            num_stages=3,
-            EPILOGUE_SPLIT=True,
-            PREFETCH_GU=True,
-        ),
         dict(BLOCK_M=64, BLOCK_N=256, num_warps=8, num_stages=3, EPILOGUE_SPLIT=True),
     ],
     "forward_saving": [
@@ -219,7 +205,6 @@ def train(out: Path) -> list[str]:
         flops = gemm * {"mlp_backward": 1, "mlp_backward_recompute": 3}.get(mode, 2)
         for cand in TRAIN_CANDS[mode]:
             cfg = dict(cand, BLOCK_K=64, GROUP_M=8)
-            cfg.setdefault("PREFETCH_GU", False)
             f = lambda: T.launch(m, n, k, **args, **common, _override=cfg)
             try:
                 ck = f()

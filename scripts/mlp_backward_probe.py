@@ -24,7 +24,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--tokens", type=int, default=8192)
     p.add_argument("--model", default="llama-3-8b", choices=list(MODELS))
-    p.add_argument("--chunks", default="2048,4096,7168,16384", help="CHUNK_N values to try")
+    p.add_argument("--chunks", default="2048,4096,7168,16384", help="T.CHUNK_N values")
     a = p.parse_args()
     k, n = MODELS[a.model]
     m = a.tokens

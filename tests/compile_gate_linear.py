@@ -111,7 +111,6 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         BLOCK_T=16,
         GROUP_M=cfg.get("GROUP_M"),
         NUM_SMS=H200_SMS,
-        FLATTEN=bool(cfg.get("FLATTEN", False)),
     )
 
 

@@ -84,7 +84,6 @@ def compile_variant(mode, cfg, dtype, precision, act):
         BLOCK_K=bk,
         GROUP_M=cfg["GROUP_M"],
         EPILOGUE_SPLIT=cfg["EPILOGUE_SPLIT"],
-        PREFETCH_GU=bool(cfg.get("PREFETCH_GU", False)) and not has_x and has_dy,
     )
     result = compile_gemm(_glu_gemm_kernel, dtype, blocks, constexprs, cfg)
     info = dict(mode=mode, dtype=str(dtype), precision=precision, activation=act, config=cfg)

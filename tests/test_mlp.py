@@ -9,6 +9,8 @@ bf16 on real shapes, determinism, CUDA graphs, the memory the backward allocates
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -97,6 +99,24 @@ def test_several_column_slices(device, monkeypatch, launches, recompute):
     fn = lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=recompute)
     check(fn, inputs)
     assert launches.count("mlp_backward_recompute" if recompute else "mlp_backward") == 3
+
+
+def test_slice_width_follows_the_token_count(monkeypatch):
+    # Few tokens: one slice (no launches to spare on the host); many: slices of at least
+    # MIN_CHUNK_N columns holding about SLICE_ELEMENTS elements; CHUNK_N overrides both.
+    n = 14336
+    assert T.chunks(n, T.chunk_width(1024)) == [(0, n)]
+    assert len(T.chunks(n, T.chunk_width(8192))) == 7
+    assert len(T.chunks(n, T.chunk_width(1 << 20))) == 7  # never under MIN_CHUNK_N
+    for m in (1, 100, 4096, 8192, 50000):
+        width = T.chunk_width(m)
+        assert width >= T.MIN_CHUNK_N
+        assert width == T.MIN_CHUNK_N or m * width <= T.SLICE_ELEMENTS
+        slices = T.chunks(n, width)
+        assert slices[0][0] == 0 and slices[-1][1] == n
+        assert all(a[1] == b[0] and b[0] % 128 == 0 for a, b in itertools.pairwise(slices))
+    monkeypatch.setattr(T, "CHUNK_N", 128)
+    assert T.chunk_width(1) == 128
 
 
 def test_swiglu_linear_backward_is_fused(device, launches, monkeypatch):

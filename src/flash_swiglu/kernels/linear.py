@@ -86,7 +86,6 @@ def _linear_tma_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,  # row tiles per group of the tile order
     NUM_SMS: tl.constexpr,  # programs launched (the grid), the stride of the tile loop
-    FLATTEN: tl.constexpr,  # flatten the tile and K loops into one software pipeline
 ):
     """Descriptors zero-fill out-of-bounds reads and clip out-of-bounds writes, so ragged
     edges need no masks. Requirements (checked by the launcher): 16-byte aligned bases and
@@ -95,9 +94,7 @@ def _linear_tma_kernel(
     num_pid_m = tl.cdiv(M, BLOCK_M)
     num_pid_n = tl.cdiv(N, BLOCK_N)
     k_tiles = tl.cdiv(K, BLOCK_K)
-    # FLATTEN lets the pipeliner issue the next tile's first loads while this tile's epilogue
-    # runs (one pipeline over every (tile, k) step) instead of draining it at each tile.
-    for tile_id in tl.range(start_pid, num_pid_m * num_pid_n, NUM_SMS, flatten=FLATTEN):
+    for tile_id in tl.range(start_pid, num_pid_m * num_pid_n, NUM_SMS):
         pid_m, pid_n = _grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N

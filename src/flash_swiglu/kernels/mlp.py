@@ -98,7 +98,6 @@ def _glu_gemm_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     EPILOGUE_SPLIT: tl.constexpr,  # run the epilogue on two column halves
-    PREFETCH_GU: tl.constexpr,  # without HAS_X: read g/u before the K loop (hidden behind it)
 ):
     pid_m, pid_n = _grouped_tile(
         tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M
@@ -108,12 +107,6 @@ def _glu_gemm_kernel(
     acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_d = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if PREFETCH_GU:  # issued now, used after the loop: the epilogue then waits on no load
-        rows = off_m + tl.arange(0, BLOCK_M)
-        cols = off_n + tl.arange(0, BLOCK_N)
-        pmask = (rows < M)[:, None] & (cols < N)[None, :]
-        g_pre = tl.load(_tile_ptrs(g_ptr, off_m, off_n, stride_g, BLOCK_M, BLOCK_N), mask=pmask)
-        u_pre = tl.load(_tile_ptrs(u_ptr, off_m, off_n, stride_u, BLOCK_M, BLOCK_N), mask=pmask)
     for ki in range(tl.cdiv(K, BLOCK_K)):
         off_k = ki * BLOCK_K
         if HAS_X:
@@ -126,9 +119,6 @@ def _glu_gemm_kernel(
             b = dy_desc.load([off_m, off_k])
             wd = wd_desc.load([off_k, off_n])
             acc_d = tl.dot(b, wd, acc_d, input_precision=INPUT_PRECISION)
-    if PREFETCH_GU:
-        acc_g = to_compute(g_pre)
-        acc_u = to_compute(u_pre)
 
     if EPILOGUE_SPLIT:  # two [BLOCK_M, BLOCK_N / 2] halves: half the epilogue's registers
         HALF: tl.constexpr = BLOCK_N // 2
@@ -137,19 +127,16 @@ def _glu_gemm_kernel(
         d0, d1 = _halves(acc_d, BLOCK_M, BLOCK_N)
         _epilogue(g0, u0, d0, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr,
                   stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h, dg_ptr, du_ptr,
-                  stride_dg, stride_du, M, N, HAS_X, PREFETCH_GU, HAS_DY, BACKWARD, STORE_GU,
-                  STORE_H,
+                  stride_dg, stride_du, M, N, HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H,
                   HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF)  # fmt: skip
         _epilogue(g1, u1, d1, off_m, off_n + HALF, bg_ptr, bu_ptr, stride_bg, stride_bu, g_ptr,
                   u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h, dg_ptr, du_ptr,
-                  stride_dg, stride_du, M, N, HAS_X, PREFETCH_GU, HAS_DY, BACKWARD, STORE_GU,
-                  STORE_H,
+                  stride_dg, stride_du, M, N, HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H,
                   HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF)  # fmt: skip
     else:
         _epilogue(acc_g, acc_u, acc_d, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu,
                   g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h, dg_ptr,
-                  du_ptr, stride_dg, stride_du, M, N, HAS_X, PREFETCH_GU, HAS_DY, BACKWARD,
-                  STORE_GU,
+                  du_ptr, stride_dg, stride_du, M, N, HAS_X, HAS_DY, BACKWARD, STORE_GU,
                   STORE_H, HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M, BLOCK_N)  # fmt: skip
 
 
@@ -185,7 +172,6 @@ def _epilogue(
     M,
     N,
     HAS_X: tl.constexpr,
-    PREFETCH_GU: tl.constexpr,  # gate/up already read into acc_g/acc_u
     HAS_DY: tl.constexpr,
     BACKWARD: tl.constexpr,
     STORE_GU: tl.constexpr,
@@ -208,9 +194,6 @@ def _epilogue(
         if STORE_GU:
             _store_tile(g_ptr, off_m, off_n, stride_g, mask, gate, BLOCK_M, BLOCK_N)
             _store_tile(u_ptr, off_m, off_n, stride_u, mask, up, BLOCK_M, BLOCK_N)
-    elif PREFETCH_GU:
-        gate = acc_g
-        up = acc_u
     else:
         gate = _load_tile(g_ptr, off_m, off_n, stride_g, mask, BLOCK_M, BLOCK_N)
         up = _load_tile(u_ptr, off_m, off_n, stride_u, mask, BLOCK_M, BLOCK_N)

@@ -66,7 +66,7 @@ INTERPRET = {
 INTERPRET_NUM_SMS = 3  # several tiles per program, so the persistent loop is exercised
 FP64 = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, GROUP_M=4, num_warps=4, num_stages=2)
 ENABLE_FP_FUSION = E.ENABLE_FP_FUSION
-_CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", "FLATTEN")
+_CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
 
 
 def token_bucket(m: int) -> int:
@@ -130,13 +130,21 @@ UNALIGNED_K_BYTES = {"pointer": 64, "decode": 128, "tma": 1 << 30}
 def adjust_config(path: str, cfg: dict, dtype: torch.dtype, aligned: bool, precision: str):
     """``cfg`` adapted to what the table cannot know: BLOCK_K capped for unaligned launches,
     8 warps for IEEE fp32 products in the pointer kernel (FMA, not MMA: two 64x64 fp32
-    accumulators at 4 warps spilled in the compile gate once unaligned), and half-width TMA
+    accumulators at 4 warps spilled in the compile gate once unaligned), at most 3 stages
+    (and 8 warps for 128-row tiles) for unaligned or fp32 decode launches, and half-width TMA
     tiles for fp32's three-TF32 products."""
     cfg = dict(cfg)
     if not aligned:
         cfg["BLOCK_K"] = min(cfg["BLOCK_K"], max(16, UNALIGNED_K_BYTES[path] // dtype.itemsize))
     if precision == "ieee" and path == "pointer":
         cfg["num_warps"] = max(cfg["num_warps"], 8)
+    if path == "decode" and (not aligned or dtype == torch.float32):
+        # More live registers (a 64-bit address per element when unaligned, fp32 operands):
+        # 4-stage 64-row tiles and 128-row tiles at 4 warps spilled in the sm_90 compile gate
+        # (fp32 IEEE, unaligned 16-bit); 3 stages, and 8 warps for 128 rows, do not.
+        cfg["num_stages"] = min(cfg["num_stages"], 3)
+        if cfg["BLOCK_N"] >= 128:
+            cfg["num_warps"] = max(cfg["num_warps"], 8)
     if precision == "tf32x3" and path == "tma":
         # Three products per step: two 128x128 accumulators then spill (sm_90 compile gate).
         cfg["BLOCK_N"] = min(cfg["BLOCK_N"], 64)
@@ -251,7 +259,6 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     aligned = path == "tma" or not any(v % 16 for v in ints + addrs)
     precision = input_precision(x.dtype)
     cfg = adjust_config(path, config, x.dtype, aligned, precision)
-    flatten = bool(cfg.pop("FLATTEN", False))  # TMA path only (absent: the measured default)
     consts = dict(
         HAS_BG=bg is not None,
         HAS_BU=bu is not None,
@@ -284,16 +291,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         num_sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
         _linear_tma_kernel[grid](
-            *descs,
-            *biases,
-            *bias_strides,
-            m,
-            n,
-            k,
-            **consts,
-            **cfg,
-            NUM_SMS=grid[0],
-            FLATTEN=flatten,
+            *descs, *biases, *bias_strides, m, n, k, **consts, **cfg, NUM_SMS=grid[0]
         )
         return out
     xr, inner_rows, s_outer, s_inner = _x_rows(x)

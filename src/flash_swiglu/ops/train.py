@@ -11,7 +11,7 @@ for a slice ``c`` of the intermediate columns at a time (``chunks``):
              dx += dg_c Wg[c] + du_c Wu[c]   (addmm into dx: one rounding per product)
 
 Slicing the columns bounds what the backward allocates besides the gradients to
-``3 M * CHUNK_N`` elements, so the saved ``[M, 2N]`` pre-activation plus the backward's
+``3 M * chunk_width(M)`` elements, so the saved ``[M, 2N]`` pre-activation plus the backward's
 buffers stay under what the eager MLP keeps (its ``[M, N]`` g, u, act(g) and h). Every
 reduction is a cuBLAS product or a sum over rows, in a fixed order: deterministic, no
 atomics. The backward of ``swiglu_linear`` is the same loop with ``dout`` read instead of
@@ -36,7 +36,25 @@ from flash_swiglu import reference
 from flash_swiglu.ops import linear as L
 from flash_swiglu.ops._common import use_triton
 
-CHUNK_N = 4096  # intermediate columns per backward step (multiple of 128)
+# Intermediate columns per backward step (multiples of 128): each slice holds three [M, width]
+# buffers, so the width follows the token count, SLICE_ELEMENTS // M (at least MIN_CHUNK_N).
+# Measured on the H200, Llama-3-8B, 8192 tokens (benchmarks/results/h200-session3-explore):
+# the step took 13.77 / 13.49 / 13.91 / 13.46 / 13.37 ms at 2048 / 3072 / 4096 / 7168 / 14336
+# columns (eager 13.05 and 13.22 ms in the same run: within the run's spread), and 2048
+# columns keep its peak under the lowest peer's. A fixed 2048 at every M made 1024 tokens
+# host-bound (seven slices of seven launches: 2.91 ms against 2.25 with 4096 columns,
+# h200-s3-mlp-8b), hence the width grows as M shrinks.
+SLICE_ELEMENTS = 8192 * 2048
+MIN_CHUNK_N = 2048
+CHUNK_N: int | None = None  # a fixed width instead (tests, probes); None: chunk_width(M)
+
+
+def chunk_width(m: int) -> int:
+    """Columns per backward slice for ``m`` tokens."""
+    if CHUNK_N is not None:
+        return CHUNK_N
+    return max(MIN_CHUNK_N, SLICE_ELEMENTS // max(m, 1))
+
 
 # BLOCK_K is for 2-byte types (halved for fp32). Not tuned on the GPU yet: the forward's
 # measured 128x128x64 tile, narrowed to 64 columns or with the epilogue run on two column
@@ -57,11 +75,10 @@ INTERPRET_CONFIG = dict(
 )
 
 
-def chunks(n: int, chunk: int | None = None) -> list[tuple[int, int]]:
+def chunks(n: int, chunk: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(n)`` in near-equal slices of at most about
-    ``chunk`` (default ``CHUNK_N``) columns, each starting at a multiple of 128 (16-byte
+    ``chunk`` columns, each starting at a multiple of 128 (16-byte
     aligned views)."""
-    chunk = CHUNK_N if chunk is None else chunk
     if n <= chunk:
         return [(0, n)]
     count = -(-n // chunk)
@@ -81,8 +98,6 @@ def mode_of(has_x: bool, has_dy: bool, backward: bool) -> str:
 TABLE_ENV = "FLASH_SWIGLU_TRAIN_CONFIGS"
 TABLES = {"H200": "h200_train.json", "H100": "h200_train.json"}
 _KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", "EPILOGUE_SPLIT")
-# Optional keys and their value where an entry lacks them.
-_OPTIONAL = {"PREFETCH_GU": False}
 
 
 @functools.cache
@@ -117,7 +132,6 @@ def adjust(entry: dict, dtype: torch.dtype, precision: str, activation: str) -> 
     tiles spilled there in the sm_90 compile gate); 8 warps for gpt-oss's clamped GLU on
     tiles of 8192 elements or more (its epilogue spilled at 4 warps there)."""
     cfg = {key: entry[key] for key in _KEYS}
-    cfg.update({key: entry.get(key, default) for key, default in _OPTIONAL.items()})
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     if precision == "tf32x3" and cfg["BLOCK_N"] > 64:
         cfg.update(BLOCK_N=64, EPILOGUE_SPLIT=False)
@@ -165,10 +179,9 @@ def launch(
     alpha: float,
     limit: float,
     _override: dict | None = None,
-):
-    """One ``_glu_gemm_kernel`` launch over ``[m, n]``; returns what Triton's launch returns
-    (the compiled kernel: registers, spills). 2-D operands; the mode follows from which are
-    given (see ``kernels/mlp.py``): ``x, wg, wu`` -> gate/up in the K loop (else
+) -> None:
+    """One ``_glu_gemm_kernel`` launch over ``[m, n]``. 2-D operands; the mode follows from
+    which are given (see ``kernels/mlp.py``): ``x, wg, wu`` -> gate/up in the K loop (else
     ``g, u`` are read); ``dy, wd`` -> dh in the K loop (else ``d`` is read, if backward);
     ``dg, du`` -> backward; ``h`` -> store the GLU output; ``store_gu`` -> write ``g, u``."""
     from triton.tools.tensor_descriptor import TensorDescriptor
@@ -180,9 +193,6 @@ def launch(
     precision = L.input_precision(ref.dtype)
     mode = mode_of(has_x, has_dy, backward)
     cfg = _override or config(mode, ref.dtype, precision, activation, ref.device.index or 0)
-    cfg = dict(cfg)
-    # Prefetching applies where g/u are read (not recomputed) and there is a K loop to hide in.
-    cfg["PREFETCH_GU"] = bool(cfg.get("PREFETCH_GU", False)) and not has_x and has_dy
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
 
     def desc(t, block):
@@ -205,7 +215,7 @@ def launch(
     (dp, sd), (hp, sh) = ptr(d), ptr(h)
     (dgp, sdg), (dup, sdu) = ptr(dg), ptr(du)
     grid = (L.triton_cdiv(m, bm) * L.triton_cdiv(n, bn),)
-    return _glu_gemm_kernel[grid](
+    _glu_gemm_kernel[grid](
         xd,
         wgd,
         wud,
@@ -326,7 +336,7 @@ def backward(
     dwd = new((k, n)) if need_wd else None
     fused = m > 0 and k > 0 and fused_ok(x2, wg, wu, dy, wd, dout, gu)
     first, args = True, None
-    for c0, c1 in chunks(n):
+    for c0, c1 in chunks(n, chunk_width(m)):
         nc = c1 - c0
         sl = slice(c0, c1)
         dg, du, h = slice_buffers(x2, m, nc, need_wd)
