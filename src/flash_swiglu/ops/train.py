@@ -77,8 +77,7 @@ INTERPRET_CONFIG = dict(
 
 def chunks(n: int, chunk: int) -> list[tuple[int, int]]:
     """``[(start, stop), ...]`` covering ``range(n)`` in near-equal slices of at most about
-    ``chunk`` columns, each starting at a multiple of 128 (16-byte
-    aligned views)."""
+    ``chunk`` columns, each starting at a multiple of 128 (16-byte aligned views)."""
     if n <= chunk:
         return [(0, n)]
     count = -(-n // chunk)
