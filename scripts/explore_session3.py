@@ -21,7 +21,8 @@ kernel options that commit added: ``FLATTEN`` for the TMA projection (one softwa
 over every tile and K step; 0.75-0.85 of cuBLAS against 0.82-0.99 without) and
 ``PREFETCH_GU`` for the MLP backward kernel (g/u loaded before the K loop; 255 registers,
 spills, 1.89 ms against 1.83). Both were slower and were removed, with their variants here.
-The step timings at fixed slice widths set ``T.CHUNK_N``.
+The step timings at fixed slice widths set ``T.CHUNK_N``. Its ``train`` part replaces
+``scripts/mlp_backward_probe.py`` (written in session 2, never run; removed).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def linear(out: Path) -> list[str]:
     base = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, num_warps=8)
     variants = {
         "table": None,
-        "noflat_g8_s3": dict(base, GROUP_M=8, num_stages=3),
+        "g8_s3": dict(base, GROUP_M=8, num_stages=3),
     }
     rows, lines = [], []
     for name, (k, n) in MODELS.items():

@@ -14,7 +14,6 @@
 #   linear-max    torch.compile max-autotune, Llama-3-8B, M = 8192 only (its autotuning takes
 #                 tens of seconds a shape, and the session had minutes of GPU time)
 #   tests-linear  GPU tier of the gate/up projection tests
-#   probe         scripts/mlp_backward_probe.py (added after the run; not run yet)
 #   retune-decode scripts/linear_quick.py --retune-tokens 8,32: launch-table entries for the
 #                 decode buckets that fell back to the built-in config (added; not run yet)
 # Every stage has its own time limit and log under $OUT; results are tarred to $OUT.
@@ -60,8 +59,6 @@ print(json.dumps(t, indent=1))" 2>&1 | tee "$OUT/tune.log"
     retune-decode)  # added after the run, not yet run: decode entries for 8 and 32 tokens
       timeout 300 python3 scripts/linear_quick.py --retune "$OUT/decode_8_32.json" \
         --retune-tokens 8,32 --merge "$OUT/h200_linear_merged.json" 2>&1 | tail -n 40 ;;
-    probe)  # written after this session's run, not yet run: the MLP step's time by piece
-      timeout 200 python3 scripts/mlp_backward_probe.py 2>&1 | tee "$OUT/probe.log" ;;
     *)
       echo "unknown stage $stage" >&2; continue ;;
   esac

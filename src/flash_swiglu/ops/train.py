@@ -46,7 +46,7 @@ from flash_swiglu.ops._common import use_triton
 # h200-s3-mlp-8b), hence the width grows as M shrinks.
 SLICE_ELEMENTS = 8192 * 2048
 MIN_CHUNK_N = 2048
-CHUNK_N: int | None = None  # a fixed width instead (tests, probes); None: chunk_width(M)
+CHUNK_N: int | None = None  # a fixed width (tests, explore script); None: chunk_width(M)
 
 
 def chunk_width(m: int) -> int:
