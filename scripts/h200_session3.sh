@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The GPU runs of session 3 (issues 3 and 4), from the repo root on the H200 (device tool),
-# with Liger-Kernel's wheel installed on PYTHONPATH by the caller:
+# The GPU runs of sessions 3 and 4 (issues 3 and 4), from the repo root on the H200 (device
+# tool), with Liger-Kernel's wheel installed on PYTHONPATH by the caller:
 #   bash scripts/h200_session3.sh env linear-1b linear-8b linear-qwen tests-linear   (call 1)
 #   bash scripts/h200_session3.sh linear-70b linear-max mlp tests-train linear-fp16 (call 2)
+#   RUN_PREFIX=h200-s4 bash scripts/h200_session3.sh linear-mid tests-linear        (session 4)
 # The launch tables these use were chosen by scripts/explore_session3.py (the run before,
 # benchmarks/results/h200-session3-explore).
 # Stages (each with its own time limit; logs and a tarball of the results under $OUT):
@@ -12,6 +13,8 @@
 #                  with sweep.png: TFLOP/s against M)
 #   linear-max     torch.compile max-autotune against eager, cuBLAS and ours, the four models,
 #                  M = 8192 (run <prefix>-linear-bf16-max-autotune)
+#   linear-mid     the four models at M = 128, 512 and 2048, bf16, every backend but
+#                  max-autotune (run <prefix>-linear-bf16-mid-tokens)
 #   linear-fp16    fp16 on Llama-3-8B, M = 1, 32, 2048, 8192 (run <prefix>-linear-fp16-llama-3-8b)
 #   mlp            scripts/h200_issue4.sh mlp (benchmark-swiglu --op mlp, 8B, 1k..16k tokens;
 #                  run <prefix>-mlp-8b, or $MLP_RUN_ID)
@@ -45,6 +48,10 @@ triton.__version__, transformers.__version__)"
       timeout 200 $bench --op linear --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b \
         --dtype bfloat16 --tokens 8192 --backend torch,compile-max,cublas,triton \
         --run-id "$prefix-linear-bf16-max-autotune" 2>&1 | tee "$OUT/linear_max.log" | tail -n 8 ;;
+    linear-mid)
+      timeout 300 $bench --op linear --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b \
+        --dtype bfloat16 --tokens 128,512,2048 --backend $all \
+        --run-id "$prefix-linear-bf16-mid-tokens" 2>&1 | tee "$OUT/linear_mid.log" | tail -n 4 ;;
     linear-fp16)
       timeout 150 $bench --op linear --model llama-3-8b --dtype float16 --tokens 1,32,2048,8192 \
         --backend $all --run-id "$prefix-linear-fp16-llama-3-8b" 2>&1 | tee "$OUT/linear_fp16.log" \

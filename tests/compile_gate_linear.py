@@ -12,8 +12,11 @@ An unaligned pointer-kernel variant (no divisibility) stands for K or N not a mu
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
+import tempfile
 
 import torch
 import triton
@@ -36,6 +39,21 @@ KERNELS = {
     "decode": _linear_decode_kernel,
 }
 H200_SMS = 132
+
+
+def _registers(cubin: bytes) -> int | None:
+    """Registers per thread of the compiled kernel (``cuobjdump``), None without the tool."""
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    if not os.path.exists(tool):
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run(
+            [tool, "--dump-resource-usage", f.name], capture_output=True, text=True
+        )
+    found = re.search(r"REG:(\d+)", out.stdout)
+    return int(found.group(1)) if found else None
 
 
 def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, aligned: bool = True):
@@ -65,11 +83,14 @@ def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, align
         "num_stages": cfg["num_stages"],
         "enable_fp_fusion": L.ENABLE_FP_FUSION,
     }
+    if cfg.get("maxnreg"):
+        options["maxnreg"] = cfg["maxnreg"]
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
     ptx = compiled.asm["ptx"]
     sass = _sass(compiled.asm["cubin"])
     return {
         "shared": compiled.metadata.shared,
+        "regs": _registers(compiled.asm["cubin"]),
         "wgmma": "wgmma.mma_async" in ptx,
         "mma_sync": bool(re.search(r"\bmma\.sync", ptx)),
         "bulk_tensor": "cp.async.bulk.tensor" in ptx,
@@ -125,7 +146,7 @@ def variants():
     config as the launcher would use it (BLOCK_K scaled per dtype, capped when unaligned)."""
     acts = ["silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"]
     for path, source, raw in committed_configs():
-        raw = {k: v for k, v in raw.items() if k in L._CONFIG_KEYS}
+        raw = {k: v for k, v in raw.items() if k in L._CONFIG_KEYS + L._OPTIONAL_KEYS}
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
             for act in acts if dtype == torch.bfloat16 else ["silu"]:

@@ -35,7 +35,8 @@ def table_configs():
         data = json.loads(path.read_text())
         for mode in MODES:
             if mode in data:
-                yield path.name, mode, {k: data[mode][k] for k in T._KEYS}
+                keys = T._KEYS + tuple(k for k in T.OPTIONAL_KEYS if k in data[mode])
+                yield path.name, mode, {k: data[mode][k] for k in keys}
 
 
 def variants():
@@ -61,12 +62,17 @@ def compile_variant(mode, cfg, dtype, precision, act):
         "wu_desc": [bn, bk],
         "dy_desc": [bm, bk],
         "wd_desc": [bk, bn],
+        "g_desc": [bm, bn],
+        "u_desc": [bm, bn],
     }
     if not has_x:  # placeholders are the dy descriptor
         for name in ("x_desc", "wg_desc", "wu_desc"):
             blocks[name] = blocks["dy_desc"]
     if not has_dy:
         blocks["dy_desc"] = blocks["wd_desc"] = blocks["x_desc"]
+    prefetch = bool(cfg.get("PREFETCH_GU")) and not has_x
+    if not prefetch:  # placeholders are the x descriptor (or dy's, without x)
+        blocks["g_desc"] = blocks["u_desc"] = blocks["x_desc"]
     constexprs = dict(
         HAS_X=has_x,
         HAS_DY=has_dy,
@@ -84,6 +90,7 @@ def compile_variant(mode, cfg, dtype, precision, act):
         BLOCK_K=bk,
         GROUP_M=cfg["GROUP_M"],
         EPILOGUE_SPLIT=cfg["EPILOGUE_SPLIT"],
+        PREFETCH_GU=prefetch,
     )
     result = compile_gemm(_glu_gemm_kernel, dtype, blocks, constexprs, cfg)
     info = dict(mode=mode, dtype=str(dtype), precision=precision, activation=act, config=cfg)

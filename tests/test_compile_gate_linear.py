@@ -67,3 +67,19 @@ def test_no_spills_and_shared_memory_fits(compiled):
         assert r["sass_checked"], "nvdisasm from Triton's wheel did not run"
         assert not r["sass_spills"], r
         assert r["shared"] <= SMEM_LIMIT, r
+
+
+SM_SHARED = 233472  # shared memory of one Hopper SM, bytes (each resident block adds 1 KB)
+SM_REGISTERS = 65536
+
+
+def test_programs_per_sm_fit_one_sm(compiled):
+    # A table entry that asks for two resident programs per SM (the persistent grid is then
+    # twice the SM count) must fit them: shared memory and registers for both.
+    two = [r for r in compiled if r["config"].get("PROGRAMS_PER_SM", 1) > 1]
+    assert two, "no committed entry with PROGRAMS_PER_SM > 1"
+    for r in two:
+        p = r["config"]["PROGRAMS_PER_SM"]
+        assert p * (r["shared"] + 1024) <= SM_SHARED, r
+        if r["regs"] is not None:
+            assert p * r["regs"] * r["config"]["num_warps"] * 32 <= SM_REGISTERS, r

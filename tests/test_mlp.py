@@ -18,6 +18,7 @@ import torch.nn.functional as F
 import flash_swiglu
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
+from flash_swiglu.modules import mlp_packed_forward
 from flash_swiglu.ops import train as T
 
 from _tolerance import assert_within_rule
@@ -52,8 +53,8 @@ def run(fn, inputs, dy=None, retain=False):
     return y.detach(), grads, dy
 
 
-def check(fn, inputs, activation="silu", name=""):
-    y, grads, dy = run(fn, inputs)
+def check(fn, inputs, activation="silu", name="", retain=False):
+    y, grads, dy = run(fn, inputs, retain=retain)
     tfn = lambda *a: torch_mlp(*a, activation)
     ref, ref_grads, _ = run(
         tfn, [t.double() if t is not None else None for t in inputs], dy.double()
@@ -92,13 +93,41 @@ def test_mlp_matches_float64(device, launches, dtype, activation, recompute):
         assert launches == ["forward_saving", "mlp_backward"]
 
 
+@pytest.mark.parametrize("retain", [False, True])
 @pytest.mark.parametrize("recompute", [False, True])
-def test_several_column_slices(device, monkeypatch, launches, recompute):
+def test_several_column_slices(device, monkeypatch, launches, recompute, retain):
+    # The saved pre-activation's backward is one launch over all columns (over the saved
+    # tensor in a graph's last backward, into a new one when the graph is retained);
+    # recompute's runs one launch per slice.
     monkeypatch.setattr(T, "CHUNK_N", 128)
     inputs = make_inputs((40,), 300, 32, torch.float32, device, bias=True)
     fn = lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=recompute)
-    check(fn, inputs)
-    assert launches.count("mlp_backward_recompute" if recompute else "mlp_backward") == 3
+    check(fn, inputs, retain=retain)
+    mode = "mlp_backward_recompute" if recompute else "mlp_backward"
+    assert launches.count(mode) == (3 if recompute else 1)
+
+
+@pytest.mark.parametrize("packed", [False, True])
+def test_retained_and_last_backward_agree_bitwise(device, monkeypatch, packed):
+    # The retained graph's backward keeps the saved pre-activation (its gradient goes to a
+    # new buffer); the last one overwrites it. Same products on the same views: same bits.
+    monkeypatch.setattr(T, "CHUNK_N", 128)
+    x, wg, wu, wd, bg, bu, bd = make_inputs((40,), 300, 32, torch.float16, device, bias=True)
+    if packed:
+        w, b = torch.cat([wg, wu]), torch.cat([bg, bu])
+        leaves = [t.clone().requires_grad_() for t in (x, w, wd, b, bd)]
+        fn = lambda x, w, wd, b, bd: mlp_packed_forward(
+            x, w, wd, b, bd, activation="silu", recompute=False
+        )
+    else:
+        leaves = [t.clone().requires_grad_() for t in (x, wg, wu, wd, bg, bu, bd)]
+        fn = flash_swiglu.swiglu_mlp
+    y = fn(*leaves)
+    dy = torch.randn_like(y)
+    first = torch.autograd.grad(y, leaves, dy, retain_graph=True)
+    second = torch.autograd.grad(y, leaves, dy)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_slice_width_follows_the_token_count(monkeypatch):
@@ -356,10 +385,12 @@ def test_gpu_cuda_graph_capture_of_a_training_step():
 
 
 @pytest.mark.gpu
-def test_gpu_training_step_memory_below_eager():
-    # benchmark-swiglu --op mlp measured (8B, 8192 tokens, weight gradients included):
-    # eager 1520 MiB, recompute=False 1248, recompute=True 800.
-    m, k, n = 8192, 4096, 14336
+@pytest.mark.parametrize("m", [4096, 8192])
+def test_gpu_training_step_memory_below_eager(m):
+    # The bar: recompute=False no higher than the lowest peer's peak (torch.compile
+    # and Liger, measured at 0.73x and 0.71x of eager's at 4096 and 8192 tokens on the
+    # Llama-3-8B MLP); recompute=True well under eager's.
+    k, n = 4096, 14336
     inputs = make_inputs((m,), n, k, torch.bfloat16, "cuda")
     dy = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
 
@@ -375,8 +406,9 @@ def test_gpu_training_step_memory_below_eager():
     eager = peak(lambda *a: torch_mlp(*a, None, None, None))
     saved = peak(lambda *a: flash_swiglu.swiglu_mlp(*a))
     recomputed = peak(lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=True))
-    assert saved < 0.9 * eager, (saved / 2**20, eager / 2**20)
-    assert recomputed < 0.6 * eager, (recomputed / 2**20, eager / 2**20)
+    assert saved < 0.7 * eager, (saved / 2**20, eager / 2**20)
+    # At 4096 tokens the weight gradients (336 MiB) are most of any backend's peak.
+    assert recomputed < (0.6 if m >= 8192 else 0.65) * eager, (recomputed / 2**20, eager / 2**20)
 
 
 @pytest.mark.parametrize("recompute", [False, True])
@@ -427,8 +459,9 @@ def test_each_slice_frees_its_buffers_before_the_next(device, monkeypatch):
         return buffers
 
     monkeypatch.setattr(T, "slice_buffers", spy)
-    for recompute in (False, True):
-        earlier.clear()
-        inputs = make_inputs((40,), 300, 32, torch.float32, device, bias=True)
-        run(lambda *a, r=recompute: flash_swiglu.swiglu_mlp(*a, recompute=r), inputs)
-        assert len(earlier) == 9  # three slices of three buffers
+    inputs = make_inputs((40,), 300, 32, torch.float32, device, bias=True)
+    run(lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=True), inputs)
+    assert len(earlier) == 9  # three slices of three buffers
+    earlier.clear()
+    run(lambda *a: flash_swiglu.swiglu_mlp(*a), inputs)
+    assert not earlier  # the saved pre-activation's backward takes no slices

@@ -63,6 +63,8 @@ def _glu_gemm_kernel(
     wu_desc,  # HAS_X: w_up [N, K], block [BLOCK_N, BLOCK_K]
     dy_desc,  # HAS_DY: dy [M, K], block [BLOCK_M, BLOCK_K]
     wd_desc,  # HAS_DY: w_down [K, N] (column slice of [K, N_total]), block [BLOCK_K, BLOCK_N]
+    g_desc,  # PREFETCH_GU: gate pre-activation [M, N], block [BLOCK_M, BLOCK_N]
+    u_desc,  # PREFETCH_GU: up pre-activation
     bg_ptr,  # HAS_BG: gate bias [N] (added to recomputed gate only)
     bu_ptr,
     stride_bg,
@@ -97,7 +99,8 @@ def _glu_gemm_kernel(
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
-    EPILOGUE_SPLIT: tl.constexpr,  # run the epilogue on two column halves
+    EPILOGUE_SPLIT: tl.constexpr,  # run the epilogue on 1, 2 or 4 column parts
+    PREFETCH_GU: tl.constexpr,  # without HAS_X: g/u tiles read by TMA before the K loop
 ):
     pid_m, pid_n = _grouped_tile(
         tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M
@@ -107,6 +110,9 @@ def _glu_gemm_kernel(
     acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_d = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if PREFETCH_GU:  # issued before the K loop, so the epilogue waits on no load
+        g_pre = g_desc.load([off_m, off_n])
+        u_pre = u_desc.load([off_m, off_n])
     for ki in range(tl.cdiv(K, BLOCK_K)):
         off_k = ki * BLOCK_K
         if HAS_X:
@@ -119,25 +125,33 @@ def _glu_gemm_kernel(
             b = dy_desc.load([off_m, off_k])
             wd = wd_desc.load([off_k, off_n])
             acc_d = tl.dot(b, wd, acc_d, input_precision=INPUT_PRECISION)
+    if PREFETCH_GU:
+        acc_g = to_compute(g_pre)
+        acc_u = to_compute(u_pre)
 
-    if EPILOGUE_SPLIT:  # two [BLOCK_M, BLOCK_N / 2] halves: half the epilogue's registers
+    # The epilogue runs on EPILOGUE_SPLIT column parts (1, 2 or 4): fewer live registers.
+    if EPILOGUE_SPLIT == 1:
+        _epilogue(acc_g, acc_u, acc_d, off_m, off_n, bg_ptr, bu_ptr, stride_bg,
+                  stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr,
+                  stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X,
+                  PREFETCH_GU, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                  ACTIVATION, ALPHA, LIMIT, BLOCK_M, BLOCK_N, 1)  # fmt: skip
+    else:
         HALF: tl.constexpr = BLOCK_N // 2
+        PARTS: tl.constexpr = EPILOGUE_SPLIT // 2  # per half
         g0, g1 = _halves(acc_g, BLOCK_M, BLOCK_N)
         u0, u1 = _halves(acc_u, BLOCK_M, BLOCK_N)
         d0, d1 = _halves(acc_d, BLOCK_M, BLOCK_N)
-        _epilogue(g0, u0, d0, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr,
-                  stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h, dg_ptr, du_ptr,
-                  stride_dg, stride_du, M, N, HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H,
-                  HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF)  # fmt: skip
-        _epilogue(g1, u1, d1, off_m, off_n + HALF, bg_ptr, bu_ptr, stride_bg, stride_bu, g_ptr,
-                  u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h, dg_ptr, du_ptr,
-                  stride_dg, stride_du, M, N, HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H,
-                  HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF)  # fmt: skip
-    else:
-        _epilogue(acc_g, acc_u, acc_d, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu,
-                  g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h, dg_ptr,
-                  du_ptr, stride_dg, stride_du, M, N, HAS_X, HAS_DY, BACKWARD, STORE_GU,
-                  STORE_H, HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M, BLOCK_N)  # fmt: skip
+        _epilogue(g0, u0, d0, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu,
+                  g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h,
+                  dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X, PREFETCH_GU,
+                  HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU, ACTIVATION,
+                  ALPHA, LIMIT, BLOCK_M, HALF, PARTS)  # fmt: skip
+        _epilogue(g1, u1, d1, off_m, off_n + HALF, bg_ptr, bu_ptr, stride_bg,
+                  stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr,
+                  stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X,
+                  PREFETCH_GU, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                  ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF, PARTS)  # fmt: skip
 
 
 @triton.jit
@@ -172,6 +186,71 @@ def _epilogue(
     M,
     N,
     HAS_X: tl.constexpr,
+    GU_IN_ACC: tl.constexpr,  # without HAS_X: gate/up already read into acc_g/acc_u
+    HAS_DY: tl.constexpr,
+    BACKWARD: tl.constexpr,
+    STORE_GU: tl.constexpr,
+    STORE_H: tl.constexpr,
+    HAS_BG: tl.constexpr,
+    HAS_BU: tl.constexpr,
+    ACTIVATION: tl.constexpr,
+    ALPHA: tl.constexpr,
+    LIMIT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    PARTS: tl.constexpr,  # 1 or 2 column parts of this tile
+):
+    """The epilogue on one ``[BLOCK_M, BLOCK_N]`` tile, whole or as two column halves."""
+    if PARTS == 1:
+        _epilogue_part(acc_g, acc_u, acc_d, off_m, off_n, bg_ptr, bu_ptr, stride_bg,
+                       stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d,
+                       h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
+                       HAS_X, GU_IN_ACC, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG,
+                       HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M, BLOCK_N)  # fmt: skip
+    else:
+        HALF: tl.constexpr = BLOCK_N // 2
+        g0, g1 = _halves(acc_g, BLOCK_M, BLOCK_N)
+        u0, u1 = _halves(acc_u, BLOCK_M, BLOCK_N)
+        d0, d1 = _halves(acc_d, BLOCK_M, BLOCK_N)
+        _epilogue_part(g0, u0, d0, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu,
+                       g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr,
+                       stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X,
+                       GU_IN_ACC, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF)  # fmt: skip
+        _epilogue_part(g1, u1, d1, off_m, off_n + HALF, bg_ptr, bu_ptr, stride_bg, stride_bu,
+                       g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h, dg_ptr,
+                       du_ptr, stride_dg, stride_du, M, N, HAS_X, GU_IN_ACC, HAS_DY, BACKWARD,
+                       STORE_GU, STORE_H, HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M,
+                       HALF)  # fmt: skip
+
+
+@triton.jit
+def _epilogue_part(
+    acc_g,
+    acc_u,
+    acc_d,
+    off_m,
+    off_n,
+    bg_ptr,
+    bu_ptr,
+    stride_bg,
+    stride_bu,
+    g_ptr,
+    u_ptr,
+    stride_g,
+    stride_u,
+    d_ptr,
+    stride_d,
+    h_ptr,
+    stride_h,
+    dg_ptr,
+    du_ptr,
+    stride_dg,
+    stride_du,
+    M,
+    N,
+    HAS_X: tl.constexpr,
+    GU_IN_ACC: tl.constexpr,  # without HAS_X: gate/up already read into acc_g/acc_u
     HAS_DY: tl.constexpr,
     BACKWARD: tl.constexpr,
     STORE_GU: tl.constexpr,
@@ -194,6 +273,9 @@ def _epilogue(
         if STORE_GU:
             _store_tile(g_ptr, off_m, off_n, stride_g, mask, gate, BLOCK_M, BLOCK_N)
             _store_tile(u_ptr, off_m, off_n, stride_u, mask, up, BLOCK_M, BLOCK_N)
+    elif GU_IN_ACC:
+        gate = acc_g
+        up = acc_u
     else:
         gate = _load_tile(g_ptr, off_m, off_n, stride_g, mask, BLOCK_M, BLOCK_N)
         up = _load_tile(u_ptr, off_m, off_n, stride_u, mask, BLOCK_M, BLOCK_N)

@@ -67,6 +67,10 @@ INTERPRET_NUM_SMS = 3  # several tiles per program, so the persistent loop is ex
 FP64 = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, GROUP_M=4, num_warps=4, num_stages=2)
 ENABLE_FP_FUSION = E.ENABLE_FP_FUSION
 _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
+# Optional table keys: programs resident per SM for the persistent TMA kernel (2: one
+# program's epilogue overlaps the other's main loop; needs registers and shared memory for
+# two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them.
+_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg")
 
 
 def token_bucket(m: int) -> int:
@@ -114,7 +118,7 @@ def launch_config(
         return dict(FP64)
     entries = load_table(device_name).get(path, {})
     cfg = next((entries[key] for key in table_keys(m, n, k) if key in entries), BUILTIN[path])
-    cfg = {key: v for key, v in cfg.items() if key in _CONFIG_KEYS}
+    cfg = {key: v for key, v in cfg.items() if key in _CONFIG_KEYS + _OPTIONAL_KEYS}
     # Table BLOCK_K is for 2-byte types; wider types halve it so a stage keeps its bytes.
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     return cfg
@@ -148,6 +152,11 @@ def adjust_config(path: str, cfg: dict, dtype: torch.dtype, aligned: bool, preci
     if precision == "tf32x3" and path == "tma":
         # Three products per step: two 128x128 accumulators then spill (sm_90 compile gate).
         cfg["BLOCK_N"] = min(cfg["BLOCK_N"], 64)
+    if dtype.itemsize > 2:
+        # Two resident programs and their register cap are measured for 16-bit types only
+        # (fp32 stages take twice the shared memory).
+        cfg.pop("PROGRAMS_PER_SM", None)
+        cfg.pop("maxnreg", None)
     return cfg
 
 
@@ -270,6 +279,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         num_stages=cfg.pop("num_stages"),
         enable_fp_fusion=ENABLE_FP_FUSION,
     )
+    programs_per_sm = cfg.pop("PROGRAMS_PER_SM", 1)
+    if cfg.get("maxnreg") and not interp:
+        consts["maxnreg"] = cfg.pop("maxnreg")
+    cfg.pop("maxnreg", None)
     # Without a bias any pointer will do: the kernel never reads it.
     biases = [bg if bg is not None else out, bu if bu is not None else out]
     bias_strides = [b.stride(0) if b is not None else 0 for b in (bg, bu)]
@@ -288,7 +301,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
                 (out.view(m, n), [bm, bn]),
             )
         ]
-        num_sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
+        num_sms = INTERPRET_NUM_SMS if interp else _num_sms(dev) * programs_per_sm
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
         _linear_tma_kernel[grid](
             *descs, *biases, *bias_strides, m, n, k, **consts, **cfg, NUM_SMS=grid[0]

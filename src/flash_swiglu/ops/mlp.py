@@ -3,11 +3,15 @@
 Forward:
     no gradient needed     the fused gate/up kernel (``ops.linear``, decode path for few
                            tokens), then ``F.linear`` for the down projection
-    recompute=False        ``_glu_gemm_kernel`` writes h and the gate/up pre-activation
-                           ``gu [M, 2N]`` (saved); ``F.linear`` for the down projection
+    recompute=False        ``_glu_gemm_kernel`` writes h and the gate/up pre-activation,
+                           saved as two ``[M, N]`` tensors (eager autograd) or one
+                           ``gu [M, 2N]`` (the custom op); ``F.linear`` for the down projection
     recompute=True         as without gradient; saves only x (and the weights)
 Backward: ``ops.train.backward`` (dh in no tensor; pre-activation read or recomputed inside
-the kernel that forms dh; the rest cuBLAS), see there.
+the kernel that forms dh; the rest cuBLAS), see there. In the eager autograd functions, a
+backward that is its graph's last (no ``retain_graph=True``) writes the gradient of the saved
+pre-activation over it; otherwise, and in the custom op under ``torch.compile`` (which
+declares no mutation), it takes the column-sliced loop and leaves the saved tensor intact.
 
 Custom ops (opaque to ``torch.compile``, fake implementations, registered autograd):
 
@@ -45,22 +49,32 @@ def forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit):
     return F.linear(L.forward(x, wg, wu, bg, bu, activation, alpha, limit), wd, bd)
 
 
-def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
-    """``(y, gu)``; ``gu`` is the saved pre-activation ``[M, 2N]``, empty with recompute."""
+def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, separate=False):
+    """``(y, gu)``; ``gu`` is the saved pre-activation ``[M, 2N]`` (with ``separate`` a
+    pair ``(g, u)``, see ``T.forward_saving``), empty with recompute."""
     if recompute:
         return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit), x.new_empty(0)
     x2 = T.rows(x)
-    h, gu = T.forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit)
+    h, gu = T.forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit, separate)
     return F.linear(h, wd, bd).view(x.shape), gu
 
 
-def backward(x, wg, wu, wd, bg, bu, bd, gu, dy, activation, alpha, limit, needs):
-    """``(dx, dwg, dwu, dwd, dbg, dbu, dbd)``, None where ``needs`` (same order) is False."""
+def _saved(gu) -> tuple:
+    """The saved pre-activation as two tensors for ``save_for_backward`` (None with recompute)."""
+    return tuple(gu) if isinstance(gu, tuple) else (None, None)
+
+
+def backward(
+    x, wg, wu, wd, bg, bu, bd, gu, dy, activation, alpha, limit, needs, overwrite_gu=False
+):
+    """``(dx, dwg, dwu, dwd, dbg, dbu, dbd)``, None where ``needs`` (same order) is False.
+    ``overwrite_gu``: the saved pre-activation may be overwritten (``T.backward``)."""
     x2, dy2 = T.rows(x), T.rows(dy)
     dx, dwg, dwu, dbg, dbu, dwd = T.backward(
         x2, wg, wu, bg, bu, activation, alpha, limit,
-        dy=dy2, wd=wd, gu=gu if gu is not None and gu.numel() else None,
+        dy=dy2, wd=wd, gu=gu if isinstance(gu, tuple) or (gu is not None and gu.numel()) else None,
         needs=(needs[0], needs[1], needs[2], needs[4], needs[5], needs[3]),
+        overwrite_gu=overwrite_gu,
     )  # fmt: skip
     dbd = dy2.sum(0) if bd is not None and needs[6] else None
     return dx.view(x.shape) if dx is not None else None, dwg, dwu, dwd, dbg, dbu, dbd
@@ -169,19 +183,33 @@ mlp_train_fwd.register_autograd(_backward, setup_context=_setup)
 # ----------------------------------------------------------------------------------------
 
 
+def _may_overwrite_saved() -> bool:
+    """Whether this backward is the graph's last (no ``retain_graph=True``): then the saved
+    pre-activation, which no one else sees, may take its own gradient in place. PyTorch's
+    AOTAutograd asks the engine the same question before it frees saved tensors early."""
+    keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return keep_graph is not None and not keep_graph()
+
+
 class _MLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
-        y, gu = forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
-        ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, None if recompute else gu)
+        y, gu = forward_train(
+            x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, separate=True
+        )
+        ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, *_saved(gu))
         ctx.args = (activation, alpha, limit)
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        x, wg, wu, wd, bg, bu, bd, gu = ctx.saved_tensors
+        x, wg, wu, wd, bg, bu, bd, g, u = ctx.saved_tensors
+        gu = (g, u) if g is not None else None
         needs = ctx.needs_input_grad[:7]
-        grads = backward(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs)
+        grads = backward(
+            x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs,
+            overwrite_gu=_may_overwrite_saved(),
+        )  # fmt: skip
         return (*grads, None, None, None, None)
 
 
@@ -193,14 +221,17 @@ class _MLPPackedFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, wd, b, bd, activation, layout, recompute, alpha, limit):
         wg, wu, bg, bu = L.packed_views(w, b, layout)
-        y, gu = forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
-        ctx.save_for_backward(x, w, wd, b, bd, None if recompute else gu)
+        y, gu = forward_train(
+            x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, separate=True
+        )
+        ctx.save_for_backward(x, w, wd, b, bd, *_saved(gu))
         ctx.args = (activation, layout, alpha, limit)
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        x, w, wd, b, bd, gu = ctx.saved_tensors
+        x, w, wd, b, bd, g, u = ctx.saved_tensors
+        gu = (g, u) if g is not None else None
         activation, layout, alpha, limit = ctx.args
         need_x, need_w, need_wd, need_b, need_bd = ctx.needs_input_grad[:5]
         need_b = need_b and b is not None
@@ -210,8 +241,8 @@ class _MLPPackedFunction(torch.autograd.Function):
         x2, dy2 = T.rows(x), T.rows(dy)
         dx, _, _, dbg, dbu, dwd = T.backward(
             x2, wg, wu, bg, bu, activation, alpha, limit, dy=dy2, wd=wd,
-            gu=gu if gu is not None and gu.numel() else None,
-            needs=(need_x, need_w, need_w, need_b, need_b, need_wd), dwg=dwg, dwu=dwu,
+            gu=gu, needs=(need_x, need_w, need_w, need_b, need_b, need_wd), dwg=dwg, dwu=dwu,
+            overwrite_gu=_may_overwrite_saved(),
         )  # fmt: skip
         db = L.packed_bias_grad(b, dbg, dbu, layout) if need_b else None
         dbd = dy2.sum(0) if bd is not None and need_bd else None

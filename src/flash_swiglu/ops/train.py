@@ -1,21 +1,28 @@
 """Fused training paths: the forward that saves the pre-activation, and the backwards of
 ``swiglu_linear`` and of the whole MLP, built on ``kernels.mlp._glu_gemm_kernel``.
 
-Backward of the MLP ``y = down(h)``, ``h = act(g) * u``, ``g = x Wg^T + bg``, ``u = x Wu^T + bu``,
-for a slice ``c`` of the intermediate columns at a time (``chunks``):
+Backward of the MLP ``y = down(h)``, ``h = act(g) * u``, ``g = x Wg^T + bg``, ``u = x Wu^T + bu``.
+With the pre-activation saved (``recompute=False``), in one pass over all N columns
+(``_backward_saved``):
 
-    kernel   dh_c = dy @ Wd[:, c] in the K loop; epilogue: (dg_c, du_c) from (g_c, u_c, dh_c)
-             and h_c = act(g_c) * u_c. g_c, u_c are read (saved) or recomputed in the same
-             K loop (``recompute=True``). dh never reaches memory.
+    kernel   dh = dy @ Wd in the K loop; epilogue: (dg, du) from (g, u, dh), written over
+             the saved (g, u) in the graph's last backward (else into a new [M, 2N] buffer),
+             and h = act(g) * u. dh never reaches memory.
+    cuBLAS   dWd = dy^T h (then h is freed);  dx = dg Wg + du Wu;  dWg = dg^T x;  dWu = du^T x
+
+so the backward allocates one ``[M, N]`` buffer (h) besides the gradients. With the
+pre-activation recomputed (``recompute=True``), for a slice ``c`` of the columns at a time
+(``chunks``):
+
+    kernel   g_c, u_c and dh_c in one K loop; the same epilogue, into slice buffers
     cuBLAS   dWd[:, c] = dy^T h_c;  dWg[c] = dg_c^T x;  dWu[c] = du_c^T x;
              dx += dg_c Wg[c] + du_c Wu[c]   (addmm into dx: one rounding per product)
 
-Slicing the columns bounds what the backward allocates besides the gradients to
-``3 M * chunk_width(M)`` elements, so the saved ``[M, 2N]`` pre-activation plus the backward's
-buffers stay under what the eager MLP keeps (its ``[M, N]`` g, u, act(g) and h). Every
-reduction is a cuBLAS product or a sum over rows, in a fixed order: deterministic, no
-atomics. The backward of ``swiglu_linear`` is the same loop with ``dout`` read instead of
-``dy @ Wd`` and the pre-activation recomputed (it saves only ``x``).
+Slicing bounds what that backward allocates besides the gradients to
+``3 M * chunk_width(M)`` elements. Every reduction is a cuBLAS product or a sum over rows, in
+a fixed order: deterministic, no atomics. The backward of ``swiglu_linear`` is the sliced
+loop with ``dout`` read instead of ``dy @ Wd`` and the pre-activation recomputed (it saves
+only ``x``).
 
 Where the kernel cannot run (operands a TMA descriptor cannot take, float64 on CUDA, CPU
 without the interpreter), the same loop runs unfused: the pre-activation from ``F.linear``,
@@ -56,22 +63,23 @@ def chunk_width(m: int) -> int:
     return max(MIN_CHUNK_N, SLICE_ELEMENTS // max(m, 1))
 
 
-# BLOCK_K is for 2-byte types (halved for fp32). Not tuned on the GPU yet: the forward's
-# measured 128x128x64 tile, narrowed to 64 columns or with the epilogue run on two column
-# halves where the sm_90 compile gate saw register spills (two or three accumulators next to
-# the epilogue's tiles), and checked there (no spills, shared memory within the limit).
+# Where no table applies. BLOCK_K is for 2-byte types (halved for fp32). The forward's
+# measured 128x128x64 tile, narrowed to 64 columns or with the epilogue run on column parts
+# where the sm_90 compile gate saw register spills (two or three accumulators next to the
+# epilogue's tiles), and checked there (no spills, shared memory within the limit). The MLP
+# backward's four-part epilogue keeps it at 126 registers and 98 KB: two programs per SM.
 _TILE = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)
 CONFIGS = {  # by mode (kernels/mlp.py)
-    "forward_saving": dict(_TILE, EPILOGUE_SPLIT=True),
-    "linear_backward": dict(_TILE, BLOCK_N=64, EPILOGUE_SPLIT=False),
-    "mlp_backward": dict(_TILE, EPILOGUE_SPLIT=True),
-    "mlp_backward_recompute": dict(_TILE, BLOCK_N=64, EPILOGUE_SPLIT=False),
+    "forward_saving": dict(_TILE, EPILOGUE_SPLIT=2),
+    "linear_backward": dict(_TILE, BLOCK_N=64, EPILOGUE_SPLIT=1),
+    "mlp_backward": dict(_TILE, EPILOGUE_SPLIT=4),
+    "mlp_backward_recompute": dict(_TILE, BLOCK_N=64, EPILOGUE_SPLIT=1),
 }
 IEEE_CONFIG = dict(
-    BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=2, EPILOGUE_SPLIT=False
+    BLOCK_M=64, BLOCK_N=64, BLOCK_K=32, GROUP_M=8, num_warps=8, num_stages=2, EPILOGUE_SPLIT=1
 )
 INTERPRET_CONFIG = dict(
-    BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=1, EPILOGUE_SPLIT=True
+    BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=1, EPILOGUE_SPLIT=2
 )
 
 
@@ -97,6 +105,9 @@ def mode_of(has_x: bool, has_dy: bool, backward: bool) -> str:
 TABLE_ENV = "FLASH_SWIGLU_TRAIN_CONFIGS"
 TABLES = {"H200": "h200_train.json", "H100": "h200_train.json"}
 _KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", "EPILOGUE_SPLIT")
+# Optional entry keys: a register cap per thread (Triton's ``maxnreg``: two 128x128
+# programs fit one SM at 128), and g/u read by TMA before the K loop (MLP backward).
+OPTIONAL_KEYS = ("maxnreg", "PREFETCH_GU")
 
 
 @functools.cache
@@ -131,12 +142,26 @@ def adjust(entry: dict, dtype: torch.dtype, precision: str, activation: str) -> 
     tiles spilled there in the sm_90 compile gate); 8 warps for gpt-oss's clamped GLU on
     tiles of 8192 elements or more (its epilogue spilled at 4 warps there)."""
     cfg = {key: entry[key] for key in _KEYS}
+    cfg["EPILOGUE_SPLIT"] = split_parts(cfg["EPILOGUE_SPLIT"])
+    if entry.get("maxnreg") and dtype.itemsize == 2:  # measured for 16-bit types only
+        cfg["maxnreg"] = entry["maxnreg"]
+    if entry.get("PREFETCH_GU"):
+        cfg["PREFETCH_GU"] = True
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     if precision == "tf32x3" and cfg["BLOCK_N"] > 64:
-        cfg.update(BLOCK_N=64, EPILOGUE_SPLIT=False)
+        cfg.update(BLOCK_N=64, EPILOGUE_SPLIT=1)
     if activation == "swiglu_oai" and cfg["BLOCK_M"] * cfg["BLOCK_N"] >= 8192:
         cfg["num_warps"] = max(cfg["num_warps"], 8)
     return cfg
+
+
+def split_parts(value: bool | int) -> int:
+    """Column parts of the epilogue: 1, 2 or 4 (tables written before session 4 hold
+    booleans: True meant two halves)."""
+    parts = {True: 2, False: 1}.get(value, value) if isinstance(value, bool) else int(value)
+    if parts not in (1, 2, 4):
+        raise ValueError(f"EPILOGUE_SPLIT must be 1, 2 or 4, got {value!r}")
+    return parts
 
 
 def rows(t: torch.Tensor) -> torch.Tensor:
@@ -191,7 +216,8 @@ def launch(
     ref = x if has_x else dy if has_dy else g
     precision = L.input_precision(ref.dtype)
     mode = mode_of(has_x, has_dy, backward)
-    cfg = _override or config(mode, ref.dtype, precision, activation, ref.device.index or 0)
+    cfg = dict(_override or config(mode, ref.dtype, precision, activation, ref.device.index or 0))
+    cfg["EPILOGUE_SPLIT"] = split_parts(cfg["EPILOGUE_SPLIT"])
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
 
     def desc(t, block):
@@ -205,6 +231,8 @@ def launch(
         xd = wgd = wud = dyd  # unused placeholders
     if not has_dy:
         dyd, wdd = xd, xd
+    prefetch = bool(cfg.pop("PREFETCH_GU", False)) and not has_x and g is not None
+    gd, ud = (desc(g, [bm, bn]), desc(u, [bm, bn])) if prefetch else (xd, xd)
     out = next(t for t in (h, dg, g) if t is not None)  # any pointer: placeholders below
 
     def ptr(t):
@@ -220,6 +248,8 @@ def launch(
         wud,
         dyd,
         wdd,
+        gd,
+        ud,
         bg if bg is not None else out,
         bu if bu is not None else out,
         bg.stride(0) if bg is not None else 0,
@@ -250,6 +280,7 @@ def launch(
         ALPHA=alpha,
         LIMIT=limit,
         INPUT_PRECISION=precision,
+        PREFETCH_GU=prefetch,
         enable_fp_fusion=L.ENABLE_FP_FUSION,
         **cfg,
     )
@@ -260,29 +291,40 @@ def launch(
 # ----------------------------------------------------------------------------------------
 
 
-def forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit):
-    """``(h [M, N], gu [M, 2N])``: the GLU output and the gate/up pre-activations (gate in
-    ``gu[:, :N]``, up in ``gu[:, N:]``), each rounded once to the input dtype."""
+def forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit, separate: bool = False):
+    """``(h [M, N], saved)``: the GLU output and the gate/up pre-activations, each rounded
+    once to the input dtype. ``saved`` is one ``gu [M, 2N]`` (gate in ``gu[:, :N]``, up in
+    ``gu[:, N:]``), or with ``separate`` a pair ``(g, u)`` of ``[M, N]`` tensors, each with
+    a storage of its own (so that the backward can free one before the other)."""
     m, k = x2.shape
     n = wg.shape[0]
     h = x2.new_empty((m, n))
-    gu = x2.new_empty((m, 2 * n))
+    saved = (x2.new_empty((m, n)), x2.new_empty((m, n))) if separate else x2.new_empty((m, 2 * n))
+    g, u = gate_up(saved, n)
     if m == 0 or n == 0:
-        return h, gu
+        return h, saved
     if k > 0 and fused_ok(x2, wg, wu):
         launch(
-            m, n, k, x=x2, wg=wg, wu=wu, bg=bg, bu=bu, g=gu[:, :n], u=gu[:, n:], h=h,
+            m, n, k, x=x2, wg=wg, wu=wu, bg=bg, bu=bu, g=g, u=u, h=h,
             store_gu=True, activation=activation, alpha=alpha, limit=limit,
         )  # fmt: skip
-        return h, gu
+        return h, saved
     cd = reference._compute_dtype(x2.dtype)
     g32, u32 = (
         F.linear(x2.to(cd), wg.to(cd), _cast(bg, cd)),
         F.linear(x2.to(cd), wu.to(cd), _cast(bu, cd)),
     )
-    gu[:, :n], gu[:, n:] = g32, u32
+    g.copy_(g32)
+    u.copy_(u32)
     h.copy_(reference.act_glu(g32, u32, activation, alpha, limit))
-    return h, gu
+    return h, saved
+
+
+def gate_up(saved, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(g, u)`` of a saved pre-activation: a pair as it is, or the halves of ``[M, 2N]``."""
+    if isinstance(saved, torch.Tensor):
+        return saved[:, :n], saved[:, n:]
+    return saved
 
 
 def _cast(t, dtype):
@@ -311,11 +353,14 @@ def backward(
     needs=(True, True, True, True, True, True),
     dwg=None,
     dwu=None,
+    overwrite_gu: bool = False,
 ):
     """Gradients of ``h = act(x Wg^T + bg) * (x Wu^T + bu)`` (``dout`` = dh given), or of the
     MLP ``y = h Wd^T`` (``dy`` and ``wd`` given; ``gu`` the saved pre-activation or None to
     recompute). ``needs``: (x, wg, wu, bg, bu, wd). ``dwg``/``dwu``: preallocated weight
-    gradients to fill (views of a packed gradient), else new tensors.
+    gradients to fill (views of a packed gradient), else new tensors. With ``gu`` (and the
+    fused kernel) the backward is one launch over all columns (``_backward_saved``);
+    ``overwrite_gu``: the caller gives ``gu`` up, and dgate and dup are written over it.
 
     Returns ``(dx, dwg, dwu, dbg, dbu, dwd)``, None where not needed."""
     m, k = x2.shape
@@ -325,6 +370,14 @@ def backward(
     need_bg, need_bu = need_bg and bg is not None, need_bu and bu is not None
     need_wd = mlp and need_wd
     new = functools.partial(torch.empty, dtype=x2.dtype, device=x2.device)
+    if gu is not None:
+        gu = gate_up(gu, n)
+    fused = m > 0 and k > 0 and fused_ok(x2, wg, wu, dy, wd, dout, *(gu or ()))
+    if fused and mlp and gu is not None:
+        return _backward_saved(
+            x2, wg, wu, dy, wd, gu, (need_x, need_wg, need_wu, need_bg, need_bu, need_wd),
+            dwg, dwu, overwrite_gu, activation, alpha, limit,
+        )  # fmt: skip
     dx = new((m, k)) if need_x else None
     if need_wg and dwg is None:
         dwg = new((n, k))
@@ -333,14 +386,13 @@ def backward(
     dbg = new((n,)) if need_bg else None
     dbu = new((n,)) if need_bu else None
     dwd = new((k, n)) if need_wd else None
-    fused = m > 0 and k > 0 and fused_ok(x2, wg, wu, dy, wd, dout, gu)
     first, args = True, None
     for c0, c1 in chunks(n, chunk_width(m)):
         nc = c1 - c0
         sl = slice(c0, c1)
         dg, du, h = slice_buffers(x2, m, nc, need_wd)
-        g = gu[:, c0:c1] if gu is not None else None
-        u = gu[:, n + c0 : n + c1] if gu is not None else None
+        g = gu[0][:, sl] if gu is not None else None
+        u = gu[1][:, sl] if gu is not None else None
         bgc = bg[sl] if bg is not None else None
         buc = bu[sl] if bu is not None else None
         if fused:
@@ -384,6 +436,53 @@ def backward(
     return dx, dwg, dwu, dbg, dbu, dwd
 
 
+def _backward_saved(
+    x2, wg, wu, dy, wd, gu, needs, dwg, dwu, overwrite_gu, activation, alpha, limit
+):
+    """The MLP backward from the saved pre-activation ``gu = (g, u)``, in one kernel launch
+    over all columns: it reads (g, u), writes (dg, du), and h into an ``[M, N]`` buffer
+    that lives only until ``dWd`` is formed; the gradient products then run over all N
+    columns at once, each gradient allocated as late as it can be.
+
+    With ``overwrite_gu`` (the graph's last backward) dg and du are written over g and u
+    (each program reads a tile before it writes the same tile), and when g has a storage of
+    its own it is freed once dx and dWg are formed, before dWu is allocated. Otherwise (a
+    retained graph keeps its saved tensors) dg and du are new tensors of the same layout, so
+    both give the same bits. Returns what ``backward`` does."""
+    need_x, need_wg, need_wu, need_bg, need_bu, need_wd = needs
+    m, k = x2.shape
+    g, u = gu
+    n = g.shape[1]
+    new = functools.partial(torch.empty, dtype=x2.dtype, device=x2.device)
+    dg, du = (g, u) if overwrite_gu else (torch.empty_like(g), torch.empty_like(u))
+    h = new((m, n)) if need_wd else None
+    launch(
+        m, n, k, g=g, u=u, dg=dg, du=du, h=h, dy=dy, wd=wd,
+        activation=activation, alpha=alpha, limit=limit,
+    )  # fmt: skip
+    dwd = torch.mm(dy.t(), h) if need_wd else None
+    h = None
+    dx = None
+    if need_x:
+        dx = torch.mm(dg, wg)
+        dx.addmm_(du, wu)
+    if need_wg:
+        dwg = torch.mm(dg.t(), x2) if dwg is None else torch.mm(dg.t(), x2, out=dwg)
+    dbg = dg.sum(0) if need_bg else None
+    if overwrite_gu and _owns_storage(dg):
+        dg.untyped_storage().resize_(0)  # the saved g, spent: nothing reads it again
+    dg = None
+    if need_wu:
+        dwu = torch.mm(du.t(), x2) if dwu is None else torch.mm(du.t(), x2, out=dwu)
+    dbu = du.sum(0) if need_bu else None
+    return dx, dwg, dwu, dbg, dbu, dwd
+
+
+def _owns_storage(t: torch.Tensor) -> bool:
+    """Whether ``t`` is the whole of its storage (freeing it frees nothing else)."""
+    return t.storage_offset() == 0 and t.untyped_storage().nbytes() == t.numel() * t.itemsize
+
+
 def slice_buffers(like: torch.Tensor, m: int, nc: int, with_h: bool):
     """``(dgate, dup, h)`` for one slice of ``nc`` columns (``h`` None without ``with_h``)."""
     new = functools.partial(torch.empty, (m, nc), dtype=like.dtype, device=like.device)
@@ -415,24 +514,28 @@ _C = dict(BLOCK_K=64, GROUP_M=8, num_warps=8)
 # committed winners by the compile gate).
 CANDIDATES = {
     "forward_saving": [
-        dict(_C, BLOCK_M=128, BLOCK_N=128, num_stages=s, EPILOGUE_SPLIT=True) for s in (3, 4)
+        dict(_C, BLOCK_M=128, BLOCK_N=128, num_stages=s, EPILOGUE_SPLIT=2) for s in (3, 4)
     ]
-    + [dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=4, EPILOGUE_SPLIT=False)],
+    + [dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=4, EPILOGUE_SPLIT=1)],
     "mlp_backward": [
-        dict(_C, BLOCK_M=128, BLOCK_N=128, num_stages=s, EPILOGUE_SPLIT=True) for s in (3, 4, 5)
+        dict(_C, BLOCK_M=128, BLOCK_N=128, num_stages=s, EPILOGUE_SPLIT=2) for s in (3, 4, 5)
     ]
-    + [dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=4, EPILOGUE_SPLIT=False)],
+    + [  # 126 registers, 98 KB: two programs per SM
+        dict(_C, BLOCK_M=128, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=4, GROUP_M=g)
+        for g in (8, 16)
+    ]
+    + [dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=4, EPILOGUE_SPLIT=1)],
     "linear_backward": [
-        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=s, EPILOGUE_SPLIT=False) for s in (3, 4)
+        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=s, EPILOGUE_SPLIT=1) for s in (3, 4)
     ]
     + [
-        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=3, EPILOGUE_SPLIT=True),
-        dict(_C, BLOCK_M=64, BLOCK_N=128, num_stages=4, EPILOGUE_SPLIT=True, num_warps=4),
+        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=3, EPILOGUE_SPLIT=2),
+        dict(_C, BLOCK_M=64, BLOCK_N=128, num_stages=4, EPILOGUE_SPLIT=2, num_warps=4),
     ],
     "mlp_backward_recompute": [
-        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=s, EPILOGUE_SPLIT=False) for s in (3, 4)
+        dict(_C, BLOCK_M=128, BLOCK_N=64, num_stages=s, EPILOGUE_SPLIT=1) for s in (3, 4)
     ]
-    + [dict(_C, BLOCK_M=64, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=True, num_warps=4)],
+    + [dict(_C, BLOCK_M=64, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=2, num_warps=4)],
 }
 
 
