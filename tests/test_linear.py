@@ -315,6 +315,24 @@ def test_config_table():
     assert L.launch_config("decode", 1, 8, 8, torch.bfloat16, "Some GPU") == L.BUILTIN["decode"]
 
 
+def test_two_programs_per_sm_and_register_cap(device):
+    # PROGRAMS_PER_SM multiplies the persistent grid (each program strides over the tiles by
+    # the grid size); maxnreg is a compile option. Same result as the plain launch; both keys
+    # are dropped for fp32, whose stages take twice the shared memory.
+    x, wg, wu, bg, bu = make_inputs((200,), 96, 64, torch.float16, device)
+    base = dict(L.INTERPRET["tma"])
+    plain = L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "tma", base)
+    two = dict(base, PROGRAMS_PER_SM=2, maxnreg=128)
+    out = L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "tma", two)
+    torch.testing.assert_close(out, plain, rtol=0, atol=0)
+    assert "PROGRAMS_PER_SM" in L.adjust_config("tma", two, torch.bfloat16, True, "tf32")
+    fp32 = L.adjust_config("tma", two, torch.float32, True, "tf32x3")
+    assert "PROGRAMS_PER_SM" not in fp32 and "maxnreg" not in fp32
+    entry = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["tma"]["m128_n14336_k4096"]
+    cfg = L.launch_config("tma", 128, 14336, 4096, torch.bfloat16, "NVIDIA H200")
+    assert cfg["PROGRAMS_PER_SM"] == entry["PROGRAMS_PER_SM"] == 2
+
+
 # ----------------------------------------------------------------------------------------
 # GPU tier
 # ----------------------------------------------------------------------------------------
@@ -376,7 +394,7 @@ def _committed_configs():
 def test_gpu_every_committed_config(path, source, cfg, dtype):
     m = 33 if path == "decode" else 1000
     x, wg, wu, bg, bu = make_inputs((m,), 1000, 1024, dtype, "cuda")
-    cfg = {k: v for k, v in cfg.items() if k in L._CONFIG_KEYS}
+    cfg = {k: v for k, v in cfg.items() if k in L._CONFIG_KEYS + L._OPTIONAL_KEYS}
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     with _tf32():
         out = L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, path, cfg)

@@ -148,6 +148,31 @@ def test_slice_width_follows_the_token_count(monkeypatch):
     assert T.chunk_width(1) == 128
 
 
+def test_epilogue_parts_of_table_entries():
+    # Tables written before the epilogue took four parts hold booleans.
+    assert [T.split_parts(v) for v in (True, False, 1, 2, 4)] == [2, 1, 1, 2, 4]
+    with pytest.raises(ValueError, match="EPILOGUE_SPLIT"):
+        T.split_parts(3)
+    entry = dict(T.CONFIGS["mlp_backward"], EPILOGUE_SPLIT=True, maxnreg=128, PREFETCH_GU=True)
+    cfg = T.adjust(entry, torch.bfloat16, "tf32", "silu")
+    assert cfg["EPILOGUE_SPLIT"] == 2 and cfg["maxnreg"] == 128 and cfg["PREFETCH_GU"]
+    assert "maxnreg" not in T.adjust(entry, torch.float32, "tf32x3", "silu")
+
+
+@pytest.mark.parametrize("prefetch", [False, True])
+@pytest.mark.parametrize("parts", [1, 2, 4])
+def test_backward_epilogue_variants(device, monkeypatch, launches, parts, prefetch):
+    # The kernel options a table entry can pick: the epilogue on 1, 2 or 4 column parts, and
+    # g/u read by TMA before the K loop. Every gradient against float64, with biases.
+    cfg = dict(T.INTERPRET_CONFIG, BLOCK_N=64, EPILOGUE_SPLIT=parts, PREFETCH_GU=prefetch)
+    monkeypatch.setattr(T, "INTERPRET_CONFIG", cfg)
+    if device == "cuda":  # the kernel tier on a GPU: the same options through the table path
+        monkeypatch.setattr(T, "load_table", lambda name: {"mlp_backward": cfg})
+    inputs = make_inputs((70,), 200, 48, torch.float16, device, "gelu", bias=True)
+    check(lambda *a: flash_swiglu.swiglu_mlp(*a, activation="gelu"), inputs, "gelu")
+    assert "mlp_backward" in launches
+
+
 def test_swiglu_linear_backward_is_fused(device, launches, monkeypatch):
     monkeypatch.setattr(T, "CHUNK_N", 128)
     x = torch.randn(70, 40, device=device)

@@ -301,7 +301,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
                 (out.view(m, n), [bm, bn]),
             )
         ]
-        num_sms = INTERPRET_NUM_SMS if interp else _num_sms(dev) * programs_per_sm
+        num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * programs_per_sm
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
         _linear_tma_kernel[grid](
             *descs, *biases, *bias_strides, m, n, k, **consts, **cfg, NUM_SMS=grid[0]
