@@ -9,11 +9,11 @@ the saved pre-activation with its gradient.
   shape (M=8192, N=14336, K=4096): the table's tiles (``table``) against 128-row tiles that
   fit two per SM (128 registers or fewer: the epilogue in four column parts, or Triton's
   ``maxnreg``; at most ~113 KB of shared memory) and against g/u read by TMA before the K
-  loop. ``TRAIN_CANDS`` is the second call's list (the first call's forward candidates are
-  named in the comment below it). Then whole MLP steps
-  (forward + backward, the graph's last backward, so the in-place path) at 4096, 8192 and
-  16384 tokens with the committed tiles and with the fastest candidate of each mode, with
-  their peak memory, against eager PyTorch in the same loop.
+  loop; in the third call, 128x256 and 256x128 tiles (one per SM, 250-255 registers).
+  ``TRAIN_CANDS`` is the third call's list; the comments below it name the earlier ones.
+  Then whole MLP steps (forward + backward, the graph's last backward, so the in-place
+  path) at 4096, 8192 and 16384 tokens with the committed tiles and with the fastest
+  candidate of each mode, with their peak memory, against eager PyTorch in the same loop.
 - ``linear``: the persistent TMA projection with 128x64 tiles and two programs per SM
   (``PROGRAMS_PER_SM=2``) against the committed table, on the four model shapes at M =
   128, 512, 2048 and 8192, each against the cuBLAS product ``x @ [Wg; Wu]^T``.
@@ -46,23 +46,19 @@ TRAIN_CANDS = {
     "forward_saving": {"table": None},
     "mlp_backward": {
         "table": None,
-        "n128_s3_split4_g16 (2/SM)": dict(
-            _T, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=4, GROUP_M=16
+        "n256_s3_split4 (1/SM)": dict(_T, BLOCK_N=256, num_stages=3, EPILOGUE_SPLIT=4),
+        "n256_s4_split4 (1/SM)": dict(_T, BLOCK_N=256, num_stages=4, EPILOGUE_SPLIT=4),
+        "n256_s3_split4_g16 (1/SM)": dict(
+            _T, BLOCK_N=256, num_stages=3, EPILOGUE_SPLIT=4, GROUP_M=16
         ),
-        "n128_s3_split2_maxnreg128_g16 (2/SM)": dict(
-            _T, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=2, maxnreg=128, GROUP_M=16
-        ),
-        "n128_s3_split2_prefetch (1/SM)": dict(
-            _T, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=2, PREFETCH_GU=True
-        ),
-        "n128_s4_split2_prefetch (1/SM)": dict(
-            _T, BLOCK_N=128, num_stages=4, EPILOGUE_SPLIT=2, PREFETCH_GU=True
-        ),
-        "n128_s4_split2_prefetch_g16 (1/SM)": dict(
-            _T, BLOCK_N=128, num_stages=4, EPILOGUE_SPLIT=2, PREFETCH_GU=True, GROUP_M=16
+        "m256_n128_s3_split4 (1/SM)": dict(
+            _T, BLOCK_M=256, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=4
         ),
     },
 }
+# The second call's backward candidates (h200-session4-explore/second-call): 128x128 at two
+# per SM with the epilogue in quarters (GROUP_M 16, now the table's), or in halves with
+# maxnreg=128 (spills), and g/u prefetched by TMA (PREFETCH_GU, 3-4 stages, GROUP_M 8/16).
 # Measured in the first call of session 4 (h200-session4-explore/first-call): the committed
 # 128x128 forward tile (3.04 ms) beat 128x64 tiles at two programs per SM (3.17-3.25 ms);
 # for the backward, 128x128 at two per SM (1.75-1.79 ms) beat the committed tile (1.84 ms).
