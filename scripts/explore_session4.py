@@ -9,8 +9,10 @@ the saved pre-activation with its gradient.
   shape (M=8192, N=14336, K=4096): the table's tiles (``table``) against 128-row tiles that
   fit two per SM (128 registers or fewer: the epilogue in four column parts, or Triton's
   ``maxnreg``; at most ~113 KB of shared memory) and against g/u read by TMA before the K
-  loop; in the third call, 128x256 and 256x128 tiles (one per SM, 250-255 registers).
-  ``TRAIN_CANDS`` is the third call's list; the comments below it name the earlier ones.
+  loop; in the third call, 128x256 and 256x128 tiles (one per SM, 250-255 registers); in
+  the fourth, the four-part epilogue reading the next part's g/u before its stores
+  (``GU_LOOKAHEAD``). ``TRAIN_CANDS`` is the fourth call's list; the comments below it name
+  the earlier ones.
   Then whole MLP steps (forward + backward, the graph's last backward, so the in-place
   path) at 4096, 8192 and 16384 tokens with the committed tiles and with the fastest
   candidate of each mode, with their peak memory, against eager PyTorch in the same loop.
@@ -46,16 +48,16 @@ TRAIN_CANDS = {
     "forward_saving": {"table": None},
     "mlp_backward": {
         "table": None,
+        "n128_s3_split4_g16_lookahead (2/SM)": dict(
+            _T, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=4, GROUP_M=16, GU_LOOKAHEAD=True
+        ),
+        "n128_s3_split4_g8_lookahead (2/SM)": dict(
+            _T, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=4, GU_LOOKAHEAD=True
+        ),
         "n256_s3_split4 (1/SM)": dict(_T, BLOCK_N=256, num_stages=3, EPILOGUE_SPLIT=4),
-        "n256_s4_split4 (1/SM)": dict(_T, BLOCK_N=256, num_stages=4, EPILOGUE_SPLIT=4),
-        "n256_s3_split4_g16 (1/SM)": dict(
-            _T, BLOCK_N=256, num_stages=3, EPILOGUE_SPLIT=4, GROUP_M=16
-        ),
-        "m256_n128_s3_split4 (1/SM)": dict(
-            _T, BLOCK_M=256, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=4
-        ),
     },
 }
+# The third call's: 128x256 (3 stages, 4 stages, GROUP_M 16) and 256x128 tiles, one per SM.
 # The second call's backward candidates (h200-session4-explore/second-call): 128x128 at two
 # per SM with the epilogue in quarters (GROUP_M 16, now the table's), or in halves with
 # maxnreg=128 (spills), and g/u prefetched by TMA (PREFETCH_GU, 3-4 stages, GROUP_M 8/16).

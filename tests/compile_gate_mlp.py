@@ -91,6 +91,11 @@ def compile_variant(mode, cfg, dtype, precision, act):
         GROUP_M=cfg["GROUP_M"],
         EPILOGUE_SPLIT=cfg["EPILOGUE_SPLIT"],
         PREFETCH_GU=prefetch,
+        GU_LOOKAHEAD=bool(cfg.get("GU_LOOKAHEAD"))
+        and not has_x
+        and backward
+        and not prefetch
+        and cfg["EPILOGUE_SPLIT"] == 4,
     )
     result = compile_gemm(_glu_gemm_kernel, dtype, blocks, constexprs, cfg)
     info = dict(mode=mode, dtype=str(dtype), precision=precision, activation=act, config=cfg)

@@ -159,12 +159,17 @@ def test_epilogue_parts_of_table_entries():
     assert "maxnreg" not in T.adjust(entry, torch.float32, "tf32x3", "silu")
 
 
-@pytest.mark.parametrize("prefetch", [False, True])
-@pytest.mark.parametrize("parts", [1, 2, 4])
-def test_backward_epilogue_variants(device, monkeypatch, launches, parts, prefetch):
-    # The kernel options a table entry can pick: the epilogue on 1, 2 or 4 column parts, and
-    # g/u read by TMA before the K loop. Every gradient against float64, with biases.
+@pytest.mark.parametrize(
+    ("parts", "prefetch", "lookahead"),
+    [(1, False, False), (2, False, False), (4, False, False), (4, False, True)]
+    + [(parts, True, False) for parts in (1, 2, 4)],
+)
+def test_backward_epilogue_variants(device, monkeypatch, launches, parts, prefetch, lookahead):
+    # The kernel options a table entry can pick: the epilogue on 1, 2 or 4 column parts, g/u
+    # read by TMA before the K loop, and (four parts) the next part's g/u read before this
+    # part's stores. Every gradient against float64, with biases.
     cfg = dict(T.INTERPRET_CONFIG, BLOCK_N=64, EPILOGUE_SPLIT=parts, PREFETCH_GU=prefetch)
+    cfg["GU_LOOKAHEAD"] = lookahead
     monkeypatch.setattr(T, "INTERPRET_CONFIG", cfg)
     if device == "cuda":  # the kernel tier on a GPU: the same options through the table path
         monkeypatch.setattr(T, "load_table", lambda name: {"mlp_backward": cfg})

@@ -46,6 +46,15 @@ def _load_tile(ptr, off_m, off_n, stride, mask, BLOCK_M: tl.constexpr, BLOCK_N: 
 
 
 @triton.jit
+def _load_raw(ptr, off_m, off_n, stride, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """A ``[BLOCK_M, BLOCK_N]`` tile at (off_m, off_n) in its stored dtype, masked."""
+    rows = off_m + tl.arange(0, BLOCK_M)
+    cols = off_n + tl.arange(0, BLOCK_N)
+    mask = (rows < M)[:, None] & (cols < N)[None, :]
+    return tl.load(_tile_ptrs(ptr, off_m, off_n, stride, BLOCK_M, BLOCK_N), mask=mask)
+
+
+@triton.jit
 def _store_tile(
     ptr, off_m, off_n, stride, mask, value, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
 ):
@@ -101,6 +110,8 @@ def _glu_gemm_kernel(
     GROUP_M: tl.constexpr,
     EPILOGUE_SPLIT: tl.constexpr,  # run the epilogue on 1, 2 or 4 column parts
     PREFETCH_GU: tl.constexpr,  # without HAS_X: g/u tiles read by TMA before the K loop
+    GU_LOOKAHEAD: tl.constexpr,  # without HAS_X, four parts: read part p+1's g/u before
+    # storing part p's results (stores may alias later loads: nothing reorders them)
 ):
     pid_m, pid_n = _grouped_tile(
         tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M
@@ -130,7 +141,40 @@ def _glu_gemm_kernel(
         acc_u = to_compute(u_pre)
 
     # The epilogue runs on EPILOGUE_SPLIT column parts (1, 2 or 4): fewer live registers.
-    if EPILOGUE_SPLIT == 1:
+    if GU_LOOKAHEAD:
+        Q: tl.constexpr = BLOCK_N // 4
+        d0, d1 = _halves(acc_d, BLOCK_M, BLOCK_N)
+        d00, d01 = _halves(d0, BLOCK_M, BLOCK_N // 2)
+        d10, d11 = _halves(d1, BLOCK_M, BLOCK_N // 2)
+        g_a = _load_raw(g_ptr, off_m, off_n, stride_g, M, N, BLOCK_M, Q)
+        u_a = _load_raw(u_ptr, off_m, off_n, stride_u, M, N, BLOCK_M, Q)
+        g_b = _load_raw(g_ptr, off_m, off_n + Q, stride_g, M, N, BLOCK_M, Q)
+        u_b = _load_raw(u_ptr, off_m, off_n + Q, stride_u, M, N, BLOCK_M, Q)
+        _epilogue_part(to_compute(g_a), to_compute(u_a), d00, off_m, off_n, bg_ptr, bu_ptr,
+                       stride_bg, stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr,
+                       stride_d, h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
+                       HAS_X, True, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, Q)  # fmt: skip
+        g_a = _load_raw(g_ptr, off_m, off_n + 2 * Q, stride_g, M, N, BLOCK_M, Q)
+        u_a = _load_raw(u_ptr, off_m, off_n + 2 * Q, stride_u, M, N, BLOCK_M, Q)
+        _epilogue_part(to_compute(g_b), to_compute(u_b), d01, off_m, off_n + Q, bg_ptr,
+                       bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr,
+                       stride_d, h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
+                       HAS_X, True, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, Q)  # fmt: skip
+        g_b = _load_raw(g_ptr, off_m, off_n + 3 * Q, stride_g, M, N, BLOCK_M, Q)
+        u_b = _load_raw(u_ptr, off_m, off_n + 3 * Q, stride_u, M, N, BLOCK_M, Q)
+        _epilogue_part(to_compute(g_a), to_compute(u_a), d10, off_m, off_n + 2 * Q, bg_ptr,
+                       bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr,
+                       stride_d, h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
+                       HAS_X, True, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, Q)  # fmt: skip
+        _epilogue_part(to_compute(g_b), to_compute(u_b), d11, off_m, off_n + 3 * Q, bg_ptr,
+                       bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr,
+                       stride_d, h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
+                       HAS_X, True, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, Q)  # fmt: skip
+    elif EPILOGUE_SPLIT == 1:
         _epilogue(acc_g, acc_u, acc_d, off_m, off_n, bg_ptr, bu_ptr, stride_bg,
                   stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr,
                   stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X,

@@ -106,8 +106,9 @@ TABLE_ENV = "FLASH_SWIGLU_TRAIN_CONFIGS"
 TABLES = {"H200": "h200_train.json", "H100": "h200_train.json"}
 _KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", "EPILOGUE_SPLIT")
 # Optional entry keys: a register cap per thread (Triton's ``maxnreg``: two 128x128
-# programs fit one SM at 128), and g/u read by TMA before the K loop (MLP backward).
-OPTIONAL_KEYS = ("maxnreg", "PREFETCH_GU")
+# programs fit one SM at 128), g/u read by TMA before the K loop (MLP backward), and the
+# four-part epilogue reading the next part's g/u before it stores (MLP backward).
+OPTIONAL_KEYS = ("maxnreg", "PREFETCH_GU", "GU_LOOKAHEAD")
 
 
 @functools.cache
@@ -145,8 +146,9 @@ def adjust(entry: dict, dtype: torch.dtype, precision: str, activation: str) -> 
     cfg["EPILOGUE_SPLIT"] = split_parts(cfg["EPILOGUE_SPLIT"])
     if entry.get("maxnreg") and dtype.itemsize == 2:  # measured for 16-bit types only
         cfg["maxnreg"] = entry["maxnreg"]
-    if entry.get("PREFETCH_GU"):
-        cfg["PREFETCH_GU"] = True
+    for key in ("PREFETCH_GU", "GU_LOOKAHEAD"):
+        if entry.get(key):
+            cfg[key] = True
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     if precision == "tf32x3" and cfg["BLOCK_N"] > 64:
         cfg.update(BLOCK_N=64, EPILOGUE_SPLIT=1)
@@ -232,6 +234,8 @@ def launch(
     if not has_dy:
         dyd, wdd = xd, xd
     prefetch = bool(cfg.pop("PREFETCH_GU", False)) and not has_x and g is not None
+    lookahead = bool(cfg.pop("GU_LOOKAHEAD", False)) and not has_x and g is not None
+    lookahead = lookahead and backward and not prefetch and cfg["EPILOGUE_SPLIT"] == 4
     gd, ud = (desc(g, [bm, bn]), desc(u, [bm, bn])) if prefetch else (xd, xd)
     out = next(t for t in (h, dg, g) if t is not None)  # any pointer: placeholders below
 
@@ -281,6 +285,7 @@ def launch(
         LIMIT=limit,
         INPUT_PRECISION=precision,
         PREFETCH_GU=prefetch,
+        GU_LOOKAHEAD=lookahead,
         enable_fp_fusion=L.ENABLE_FP_FUSION,
         **cfg,
     )
