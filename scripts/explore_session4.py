@@ -9,10 +9,9 @@ the saved pre-activation with its gradient.
   shape (M=8192, N=14336, K=4096): the table's tiles (``table``) against 128-row tiles that
   fit two per SM (128 registers or fewer: the epilogue in four column parts, or Triton's
   ``maxnreg``; at most ~113 KB of shared memory) and against g/u read by TMA before the K
-  loop; in the third call, 128x256 and 256x128 tiles (one per SM, 250-255 registers); in
-  the fourth, the four-part epilogue reading the next part's g/u before its stores
-  (``GU_LOOKAHEAD``). ``TRAIN_CANDS`` is the fourth call's list; the comments below it name
-  the earlier ones.
+  loop, 128x256 and 256x128 tiles (one per SM, 250-255 registers), and the four-part
+  epilogue reading the next part's g/u before its stores, over four calls; the comment below
+  ``TRAIN_CANDS`` lists each call's candidates.
   Then whole MLP steps (forward + backward, the graph's last backward, so the in-place
   path) at 4096, 8192 and 16384 tokens with the committed tiles and with the fastest
   candidate of each mode, with their peak memory, against eager PyTorch in the same loop.
@@ -48,22 +47,23 @@ TRAIN_CANDS = {
     "forward_saving": {"table": None},
     "mlp_backward": {
         "table": None,
-        "n128_s3_split4_g16_lookahead (2/SM)": dict(
-            _T, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=4, GROUP_M=16, GU_LOOKAHEAD=True
-        ),
-        "n128_s3_split4_g8_lookahead (2/SM)": dict(
-            _T, BLOCK_N=128, num_stages=3, EPILOGUE_SPLIT=4, GU_LOOKAHEAD=True
-        ),
         "n256_s3_split4 (1/SM)": dict(_T, BLOCK_N=256, num_stages=3, EPILOGUE_SPLIT=4),
+        "n256_s3_split4_g16 (1/SM)": dict(
+            _T, BLOCK_N=256, num_stages=3, EPILOGUE_SPLIT=4, GROUP_M=16
+        ),
     },
 }
-# The third call's: 128x256 (3 stages, 4 stages, GROUP_M 16) and 256x128 tiles, one per SM.
-# The second call's backward candidates (h200-session4-explore/second-call): 128x128 at two
-# per SM with the epilogue in quarters (GROUP_M 16, now the table's), or in halves with
-# maxnreg=128 (spills), and g/u prefetched by TMA (PREFETCH_GU, 3-4 stages, GROUP_M 8/16).
-# Measured in the first call of session 4 (h200-session4-explore/first-call): the committed
-# 128x128 forward tile (3.04 ms) beat 128x64 tiles at two programs per SM (3.17-3.25 ms);
-# for the backward, 128x128 at two per SM (1.75-1.79 ms) beat the committed tile (1.84 ms).
+# Candidates of the four calls (h200-session4-explore/*-call):
+# 1. forward: 128x64 tiles, 3 stages, two per SM (epilogue whole or in halves, GROUP_M
+#    8/16); backward: 128x128, 3 stages, two per SM (quarters, GROUP_M 8/16; halves with
+#    maxnreg=128), and 128x128 at 4 stages with quarters, one per SM.
+# 2. backward: quarters at GROUP_M 16 (now the table's), halves with maxnreg=128 at GROUP_M
+#    16, and g/u read by TMA before the K loop (PREFETCH_GU; 3-4 stages, GROUP_M 8/16).
+# 3. backward: 128x256 (3 or 4 stages, GROUP_M 8/16) and 256x128, one per SM.
+# 4. backward: quarters reading the next part's g/u before this part's stores
+#    (GU_LOOKAHEAD, GROUP_M 8/16), and 128x256 again.
+# PREFETCH_GU and GU_LOOKAHEAD were kernel options of commit 2dec4ec, removed after it; the
+# list above keeps what the committed kernel can still run.
 LINEAR_CANDS = {
     "table": None,
     "n64_s3_p2": dict(_T, BLOCK_N=64, num_stages=3, PROGRAMS_PER_SM=2),

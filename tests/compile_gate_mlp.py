@@ -62,17 +62,12 @@ def compile_variant(mode, cfg, dtype, precision, act):
         "wu_desc": [bn, bk],
         "dy_desc": [bm, bk],
         "wd_desc": [bk, bn],
-        "g_desc": [bm, bn],
-        "u_desc": [bm, bn],
     }
     if not has_x:  # placeholders are the dy descriptor
         for name in ("x_desc", "wg_desc", "wu_desc"):
             blocks[name] = blocks["dy_desc"]
     if not has_dy:
         blocks["dy_desc"] = blocks["wd_desc"] = blocks["x_desc"]
-    prefetch = bool(cfg.get("PREFETCH_GU")) and not has_x
-    if not prefetch:  # placeholders are the x descriptor (or dy's, without x)
-        blocks["g_desc"] = blocks["u_desc"] = blocks["x_desc"]
     constexprs = dict(
         HAS_X=has_x,
         HAS_DY=has_dy,
@@ -90,12 +85,6 @@ def compile_variant(mode, cfg, dtype, precision, act):
         BLOCK_K=bk,
         GROUP_M=cfg["GROUP_M"],
         EPILOGUE_SPLIT=cfg["EPILOGUE_SPLIT"],
-        PREFETCH_GU=prefetch,
-        GU_LOOKAHEAD=bool(cfg.get("GU_LOOKAHEAD"))
-        and not has_x
-        and backward
-        and not prefetch
-        and cfg["EPILOGUE_SPLIT"] == 4,
     )
     result = compile_gemm(_glu_gemm_kernel, dtype, blocks, constexprs, cfg)
     info = dict(mode=mode, dtype=str(dtype), precision=precision, activation=act, config=cfg)

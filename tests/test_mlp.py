@@ -153,23 +153,17 @@ def test_epilogue_parts_of_table_entries():
     assert [T.split_parts(v) for v in (True, False, 1, 2, 4)] == [2, 1, 1, 2, 4]
     with pytest.raises(ValueError, match="EPILOGUE_SPLIT"):
         T.split_parts(3)
-    entry = dict(T.CONFIGS["mlp_backward"], EPILOGUE_SPLIT=True, maxnreg=128, PREFETCH_GU=True)
+    entry = dict(T.CONFIGS["mlp_backward"], EPILOGUE_SPLIT=True, maxnreg=128)
     cfg = T.adjust(entry, torch.bfloat16, "tf32", "silu")
-    assert cfg["EPILOGUE_SPLIT"] == 2 and cfg["maxnreg"] == 128 and cfg["PREFETCH_GU"]
+    assert cfg["EPILOGUE_SPLIT"] == 2 and cfg["maxnreg"] == 128
     assert "maxnreg" not in T.adjust(entry, torch.float32, "tf32x3", "silu")
 
 
-@pytest.mark.parametrize(
-    ("parts", "prefetch", "lookahead"),
-    [(1, False, False), (2, False, False), (4, False, False), (4, False, True)]
-    + [(parts, True, False) for parts in (1, 2, 4)],
-)
-def test_backward_epilogue_variants(device, monkeypatch, launches, parts, prefetch, lookahead):
-    # The kernel options a table entry can pick: the epilogue on 1, 2 or 4 column parts, g/u
-    # read by TMA before the K loop, and (four parts) the next part's g/u read before this
-    # part's stores. Every gradient against float64, with biases.
-    cfg = dict(T.INTERPRET_CONFIG, BLOCK_N=64, EPILOGUE_SPLIT=parts, PREFETCH_GU=prefetch)
-    cfg["GU_LOOKAHEAD"] = lookahead
+@pytest.mark.parametrize("parts", [1, 2, 4])
+def test_backward_epilogue_parts(device, monkeypatch, launches, parts):
+    # The epilogue on 1, 2 or 4 column parts, as a table entry can pick it. Every gradient
+    # against float64, with biases.
+    cfg = dict(T.INTERPRET_CONFIG, BLOCK_N=64, EPILOGUE_SPLIT=parts)
     monkeypatch.setattr(T, "INTERPRET_CONFIG", cfg)
     if device == "cuda":  # the kernel tier on a GPU: the same options through the table path
         monkeypatch.setattr(T, "load_table", lambda name: {"mlp_backward": cfg})

@@ -46,15 +46,6 @@ def _load_tile(ptr, off_m, off_n, stride, mask, BLOCK_M: tl.constexpr, BLOCK_N: 
 
 
 @triton.jit
-def _load_raw(ptr, off_m, off_n, stride, M, N, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """A ``[BLOCK_M, BLOCK_N]`` tile at (off_m, off_n) in its stored dtype, masked."""
-    rows = off_m + tl.arange(0, BLOCK_M)
-    cols = off_n + tl.arange(0, BLOCK_N)
-    mask = (rows < M)[:, None] & (cols < N)[None, :]
-    return tl.load(_tile_ptrs(ptr, off_m, off_n, stride, BLOCK_M, BLOCK_N), mask=mask)
-
-
-@triton.jit
 def _store_tile(
     ptr, off_m, off_n, stride, mask, value, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr
 ):
@@ -72,8 +63,6 @@ def _glu_gemm_kernel(
     wu_desc,  # HAS_X: w_up [N, K], block [BLOCK_N, BLOCK_K]
     dy_desc,  # HAS_DY: dy [M, K], block [BLOCK_M, BLOCK_K]
     wd_desc,  # HAS_DY: w_down [K, N] (column slice of [K, N_total]), block [BLOCK_K, BLOCK_N]
-    g_desc,  # PREFETCH_GU: gate pre-activation [M, N], block [BLOCK_M, BLOCK_N]
-    u_desc,  # PREFETCH_GU: up pre-activation
     bg_ptr,  # HAS_BG: gate bias [N] (added to recomputed gate only)
     bu_ptr,
     stride_bg,
@@ -109,9 +98,6 @@ def _glu_gemm_kernel(
     BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
     EPILOGUE_SPLIT: tl.constexpr,  # run the epilogue on 1, 2 or 4 column parts
-    PREFETCH_GU: tl.constexpr,  # without HAS_X: g/u tiles read by TMA before the K loop
-    GU_LOOKAHEAD: tl.constexpr,  # without HAS_X, four parts: read part p+1's g/u before
-    # storing part p's results (stores may alias later loads: nothing reorders them)
 ):
     pid_m, pid_n = _grouped_tile(
         tl.program_id(0), tl.cdiv(M, BLOCK_M), tl.cdiv(N, BLOCK_N), GROUP_M
@@ -121,9 +107,6 @@ def _glu_gemm_kernel(
     acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_u = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_d = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    if PREFETCH_GU:  # issued before the K loop, so the epilogue waits on no load
-        g_pre = g_desc.load([off_m, off_n])
-        u_pre = u_desc.load([off_m, off_n])
     for ki in range(tl.cdiv(K, BLOCK_K)):
         off_k = ki * BLOCK_K
         if HAS_X:
@@ -136,50 +119,14 @@ def _glu_gemm_kernel(
             b = dy_desc.load([off_m, off_k])
             wd = wd_desc.load([off_k, off_n])
             acc_d = tl.dot(b, wd, acc_d, input_precision=INPUT_PRECISION)
-    if PREFETCH_GU:
-        acc_g = to_compute(g_pre)
-        acc_u = to_compute(u_pre)
 
     # The epilogue runs on EPILOGUE_SPLIT column parts (1, 2 or 4): fewer live registers.
-    if GU_LOOKAHEAD:
-        Q: tl.constexpr = BLOCK_N // 4
-        d0, d1 = _halves(acc_d, BLOCK_M, BLOCK_N)
-        d00, d01 = _halves(d0, BLOCK_M, BLOCK_N // 2)
-        d10, d11 = _halves(d1, BLOCK_M, BLOCK_N // 2)
-        g_a = _load_raw(g_ptr, off_m, off_n, stride_g, M, N, BLOCK_M, Q)
-        u_a = _load_raw(u_ptr, off_m, off_n, stride_u, M, N, BLOCK_M, Q)
-        g_b = _load_raw(g_ptr, off_m, off_n + Q, stride_g, M, N, BLOCK_M, Q)
-        u_b = _load_raw(u_ptr, off_m, off_n + Q, stride_u, M, N, BLOCK_M, Q)
-        _epilogue_part(to_compute(g_a), to_compute(u_a), d00, off_m, off_n, bg_ptr, bu_ptr,
-                       stride_bg, stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr,
-                       stride_d, h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
-                       HAS_X, True, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
-                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, Q)  # fmt: skip
-        g_a = _load_raw(g_ptr, off_m, off_n + 2 * Q, stride_g, M, N, BLOCK_M, Q)
-        u_a = _load_raw(u_ptr, off_m, off_n + 2 * Q, stride_u, M, N, BLOCK_M, Q)
-        _epilogue_part(to_compute(g_b), to_compute(u_b), d01, off_m, off_n + Q, bg_ptr,
-                       bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr,
-                       stride_d, h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
-                       HAS_X, True, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
-                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, Q)  # fmt: skip
-        g_b = _load_raw(g_ptr, off_m, off_n + 3 * Q, stride_g, M, N, BLOCK_M, Q)
-        u_b = _load_raw(u_ptr, off_m, off_n + 3 * Q, stride_u, M, N, BLOCK_M, Q)
-        _epilogue_part(to_compute(g_a), to_compute(u_a), d10, off_m, off_n + 2 * Q, bg_ptr,
-                       bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr,
-                       stride_d, h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
-                       HAS_X, True, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
-                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, Q)  # fmt: skip
-        _epilogue_part(to_compute(g_b), to_compute(u_b), d11, off_m, off_n + 3 * Q, bg_ptr,
-                       bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr,
-                       stride_d, h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
-                       HAS_X, True, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
-                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, Q)  # fmt: skip
-    elif EPILOGUE_SPLIT == 1:
+    if EPILOGUE_SPLIT == 1:
         _epilogue(acc_g, acc_u, acc_d, off_m, off_n, bg_ptr, bu_ptr, stride_bg,
                   stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr,
-                  stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X,
-                  PREFETCH_GU, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
-                  ACTIVATION, ALPHA, LIMIT, BLOCK_M, BLOCK_N, 1)  # fmt: skip
+                  stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X, HAS_DY,
+                  BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU, ACTIVATION, ALPHA,
+                  LIMIT, BLOCK_M, BLOCK_N, 1)  # fmt: skip
     else:
         HALF: tl.constexpr = BLOCK_N // 2
         PARTS: tl.constexpr = EPILOGUE_SPLIT // 2  # per half
@@ -188,14 +135,14 @@ def _glu_gemm_kernel(
         d0, d1 = _halves(acc_d, BLOCK_M, BLOCK_N)
         _epilogue(g0, u0, d0, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu,
                   g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h,
-                  dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X, PREFETCH_GU,
-                  HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU, ACTIVATION,
-                  ALPHA, LIMIT, BLOCK_M, HALF, PARTS)  # fmt: skip
+                  dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X, HAS_DY, BACKWARD,
+                  STORE_GU, STORE_H, HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT,
+                  BLOCK_M, HALF, PARTS)  # fmt: skip
         _epilogue(g1, u1, d1, off_m, off_n + HALF, bg_ptr, bu_ptr, stride_bg,
                   stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr,
-                  stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X,
-                  PREFETCH_GU, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
-                  ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF, PARTS)  # fmt: skip
+                  stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X, HAS_DY,
+                  BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU, ACTIVATION, ALPHA,
+                  LIMIT, BLOCK_M, HALF, PARTS)  # fmt: skip
 
 
 @triton.jit
@@ -230,7 +177,6 @@ def _epilogue(
     M,
     N,
     HAS_X: tl.constexpr,
-    GU_IN_ACC: tl.constexpr,  # without HAS_X: gate/up already read into acc_g/acc_u
     HAS_DY: tl.constexpr,
     BACKWARD: tl.constexpr,
     STORE_GU: tl.constexpr,
@@ -249,8 +195,8 @@ def _epilogue(
         _epilogue_part(acc_g, acc_u, acc_d, off_m, off_n, bg_ptr, bu_ptr, stride_bg,
                        stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d,
                        h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
-                       HAS_X, GU_IN_ACC, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG,
-                       HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M, BLOCK_N)  # fmt: skip
+                       HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, BLOCK_N)  # fmt: skip
     else:
         HALF: tl.constexpr = BLOCK_N // 2
         g0, g1 = _halves(acc_g, BLOCK_M, BLOCK_N)
@@ -259,13 +205,13 @@ def _epilogue(
         _epilogue_part(g0, u0, d0, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu,
                        g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr,
                        stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N, HAS_X,
-                       GU_IN_ACC, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                       HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
                        ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF)  # fmt: skip
-        _epilogue_part(g1, u1, d1, off_m, off_n + HALF, bg_ptr, bu_ptr, stride_bg, stride_bu,
-                       g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d, h_ptr, stride_h, dg_ptr,
-                       du_ptr, stride_dg, stride_du, M, N, HAS_X, GU_IN_ACC, HAS_DY, BACKWARD,
-                       STORE_GU, STORE_H, HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, BLOCK_M,
-                       HALF)  # fmt: skip
+        _epilogue_part(g1, u1, d1, off_m, off_n + HALF, bg_ptr, bu_ptr, stride_bg,
+                       stride_bu, g_ptr, u_ptr, stride_g, stride_u, d_ptr, stride_d,
+                       h_ptr, stride_h, dg_ptr, du_ptr, stride_dg, stride_du, M, N,
+                       HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H, HAS_BG, HAS_BU,
+                       ACTIVATION, ALPHA, LIMIT, BLOCK_M, HALF)  # fmt: skip
 
 
 @triton.jit
@@ -294,7 +240,6 @@ def _epilogue_part(
     M,
     N,
     HAS_X: tl.constexpr,
-    GU_IN_ACC: tl.constexpr,  # without HAS_X: gate/up already read into acc_g/acc_u
     HAS_DY: tl.constexpr,
     BACKWARD: tl.constexpr,
     STORE_GU: tl.constexpr,
@@ -317,9 +262,6 @@ def _epilogue_part(
         if STORE_GU:
             _store_tile(g_ptr, off_m, off_n, stride_g, mask, gate, BLOCK_M, BLOCK_N)
             _store_tile(u_ptr, off_m, off_n, stride_u, mask, up, BLOCK_M, BLOCK_N)
-    elif GU_IN_ACC:
-        gate = acc_g
-        up = acc_u
     else:
         gate = _load_tile(g_ptr, off_m, off_n, stride_g, mask, BLOCK_M, BLOCK_N)
         up = _load_tile(u_ptr, off_m, off_n, stride_u, mask, BLOCK_M, BLOCK_N)

@@ -105,10 +105,9 @@ def mode_of(has_x: bool, has_dy: bool, backward: bool) -> str:
 TABLE_ENV = "FLASH_SWIGLU_TRAIN_CONFIGS"
 TABLES = {"H200": "h200_train.json", "H100": "h200_train.json"}
 _KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", "EPILOGUE_SPLIT")
-# Optional entry keys: a register cap per thread (Triton's ``maxnreg``: two 128x128
-# programs fit one SM at 128), g/u read by TMA before the K loop (MLP backward), and the
-# four-part epilogue reading the next part's g/u before it stores (MLP backward).
-OPTIONAL_KEYS = ("maxnreg", "PREFETCH_GU", "GU_LOOKAHEAD")
+# Optional entry key: a register cap per thread (Triton's ``maxnreg``; two 128x128
+# programs fit one SM at 128 registers).
+OPTIONAL_KEYS = ("maxnreg",)
 
 
 @functools.cache
@@ -146,9 +145,6 @@ def adjust(entry: dict, dtype: torch.dtype, precision: str, activation: str) -> 
     cfg["EPILOGUE_SPLIT"] = split_parts(cfg["EPILOGUE_SPLIT"])
     if entry.get("maxnreg") and dtype.itemsize == 2:  # measured for 16-bit types only
         cfg["maxnreg"] = entry["maxnreg"]
-    for key in ("PREFETCH_GU", "GU_LOOKAHEAD"):
-        if entry.get(key):
-            cfg[key] = True
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     if precision == "tf32x3" and cfg["BLOCK_N"] > 64:
         cfg.update(BLOCK_N=64, EPILOGUE_SPLIT=1)
@@ -233,10 +229,6 @@ def launch(
         xd = wgd = wud = dyd  # unused placeholders
     if not has_dy:
         dyd, wdd = xd, xd
-    prefetch = bool(cfg.pop("PREFETCH_GU", False)) and not has_x and g is not None
-    lookahead = bool(cfg.pop("GU_LOOKAHEAD", False)) and not has_x and g is not None
-    lookahead = lookahead and backward and not prefetch and cfg["EPILOGUE_SPLIT"] == 4
-    gd, ud = (desc(g, [bm, bn]), desc(u, [bm, bn])) if prefetch else (xd, xd)
     out = next(t for t in (h, dg, g) if t is not None)  # any pointer: placeholders below
 
     def ptr(t):
@@ -252,8 +244,6 @@ def launch(
         wud,
         dyd,
         wdd,
-        gd,
-        ud,
         bg if bg is not None else out,
         bu if bu is not None else out,
         bg.stride(0) if bg is not None else 0,
@@ -284,8 +274,6 @@ def launch(
         ALPHA=alpha,
         LIMIT=limit,
         INPUT_PRECISION=precision,
-        PREFETCH_GU=prefetch,
-        GU_LOOKAHEAD=lookahead,
         enable_fp_fusion=L.ENABLE_FP_FUSION,
         **cfg,
     )
