@@ -9,9 +9,10 @@ Forward:
     recompute=True         as without gradient; saves only x (and the weights)
 Backward: ``ops.train.backward`` (dh in no tensor; pre-activation read or recomputed inside
 the kernel that forms dh; the rest cuBLAS), see there. In the eager autograd functions, a
-backward that is its graph's last (no ``retain_graph=True``) writes the gradient of the saved
-pre-activation over it; otherwise, and in the custom op under ``torch.compile`` (which
-declares no mutation), it takes the column-sliced loop and leaves the saved tensor intact.
+backward that is its graph's last (no ``retain_graph=True``, and none before it) writes the
+gradient of the saved pre-activation over it in one pass; otherwise, and in the custom op
+under ``torch.compile`` (which declares no mutation), it takes the column-sliced loop and
+leaves the saved tensor intact.
 
 Custom ops (opaque to ``torch.compile``, fake implementations, registered autograd):
 
@@ -183,12 +184,16 @@ mlp_train_fwd.register_autograd(_backward, setup_context=_setup)
 # ----------------------------------------------------------------------------------------
 
 
-def _may_overwrite_saved() -> bool:
-    """Whether this backward is the graph's last (no ``retain_graph=True``): then the saved
-    pre-activation, which no one else sees, may take its own gradient in place. PyTorch's
-    AOTAutograd asks the engine the same question before it frees saved tensors early."""
+def _may_overwrite_saved(ctx) -> bool:
+    """Whether this backward may write the gradient of the saved pre-activation over it:
+    when it is the graph's last (no ``retain_graph=True``; PyTorch's AOTAutograd asks the
+    engine the same question before it frees saved tensors early) and no earlier backward of
+    this graph was retained. A retained graph takes the column-sliced loop in every one of
+    its backwards, so each gives the same bits."""
     keep_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
-    return keep_graph is not None and not keep_graph()
+    retained = keep_graph is None or keep_graph()
+    ctx.retained = getattr(ctx, "retained", False) or retained
+    return not ctx.retained
 
 
 class _MLPFunction(torch.autograd.Function):
@@ -208,7 +213,7 @@ class _MLPFunction(torch.autograd.Function):
         needs = ctx.needs_input_grad[:7]
         grads = backward(
             x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs,
-            overwrite_gu=_may_overwrite_saved(),
+            overwrite_gu=_may_overwrite_saved(ctx),
         )  # fmt: skip
         return (*grads, None, None, None, None)
 
@@ -242,7 +247,7 @@ class _MLPPackedFunction(torch.autograd.Function):
         dx, _, _, dbg, dbu, dwd = T.backward(
             x2, wg, wu, bg, bu, activation, alpha, limit, dy=dy2, wd=wd,
             gu=gu, needs=(need_x, need_w, need_w, need_b, need_b, need_wd), dwg=dwg, dwu=dwu,
-            overwrite_gu=_may_overwrite_saved(),
+            overwrite_gu=_may_overwrite_saved(ctx),
         )  # fmt: skip
         db = L.packed_bias_grad(b, dbg, dbu, layout) if need_b else None
         dbd = dy2.sum(0) if bd is not None and need_bd else None

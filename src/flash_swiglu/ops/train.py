@@ -2,19 +2,20 @@
 ``swiglu_linear`` and of the whole MLP, built on ``kernels.mlp._glu_gemm_kernel``.
 
 Backward of the MLP ``y = down(h)``, ``h = act(g) * u``, ``g = x Wg^T + bg``, ``u = x Wu^T + bu``.
-With the pre-activation saved (``recompute=False``), in one pass over all N columns
-(``_backward_saved``):
+In a graph's last backward with the pre-activation saved (``recompute=False``, eager autograd,
+no ``retain_graph=True``), one pass over all N columns (``_backward_over_saved``):
 
     kernel   dh = dy @ Wd in the K loop; epilogue: (dg, du) from (g, u, dh), written over
-             the saved (g, u) in the graph's last backward (else into a new [M, 2N] buffer),
-             and h = act(g) * u. dh never reaches memory.
-    cuBLAS   dWd = dy^T h (then h is freed);  dx = dg Wg + du Wu;  dWg = dg^T x;  dWu = du^T x
+             the saved (g, u), and h = act(g) * u. dh never reaches memory.
+    cuBLAS   dWd = dy^T h (then h is freed);  dx = dg Wg + du Wu;  dWg = dg^T x
+             (then g's storage is freed);  dWu = du^T x
 
-so the backward allocates one ``[M, N]`` buffer (h) besides the gradients. With the
-pre-activation recomputed (``recompute=True``), for a slice ``c`` of the columns at a time
-(``chunks``):
+so the backward allocates one ``[M, N]`` buffer (h) besides the gradients. Otherwise (the
+pre-activation recomputed, a retained graph, the custom op under ``torch.compile``), for a
+slice ``c`` of the columns at a time (``chunks``):
 
-    kernel   g_c, u_c and dh_c in one K loop; the same epilogue, into slice buffers
+    kernel   dh_c in the K loop, with g_c, u_c read (saved) or recomputed in the same loop;
+             the same epilogue, into slice buffers
     cuBLAS   dWd[:, c] = dy^T h_c;  dWg[c] = dg_c^T x;  dWu[c] = du_c^T x;
              dx += dg_c Wg[c] + du_c Wu[c]   (addmm into dx: one rounding per product)
 
@@ -351,9 +352,10 @@ def backward(
     """Gradients of ``h = act(x Wg^T + bg) * (x Wu^T + bu)`` (``dout`` = dh given), or of the
     MLP ``y = h Wd^T`` (``dy`` and ``wd`` given; ``gu`` the saved pre-activation or None to
     recompute). ``needs``: (x, wg, wu, bg, bu, wd). ``dwg``/``dwu``: preallocated weight
-    gradients to fill (views of a packed gradient), else new tensors. With ``gu`` (and the
-    fused kernel) the backward is one launch over all columns (``_backward_saved``);
-    ``overwrite_gu``: the caller gives ``gu`` up, and dgate and dup are written over it.
+    gradients to fill (views of a packed gradient), else new tensors. ``overwrite_gu``: the
+    caller gives ``gu`` up; with the fused kernel the backward then writes dgate and dup
+    over it in one pass over all columns (``_backward_over_saved``), else it runs over
+    column slices and leaves ``gu`` intact.
 
     Returns ``(dx, dwg, dwu, dbg, dbu, dwd)``, None where not needed."""
     m, k = x2.shape
@@ -366,10 +368,10 @@ def backward(
     if gu is not None:
         gu = gate_up(gu, n)
     fused = m > 0 and k > 0 and fused_ok(x2, wg, wu, dy, wd, dout, *(gu or ()))
-    if fused and mlp and gu is not None:
-        return _backward_saved(
+    if fused and mlp and gu is not None and overwrite_gu:
+        return _backward_over_saved(
             x2, wg, wu, dy, wd, gu, (need_x, need_wg, need_wu, need_bg, need_bu, need_wd),
-            dwg, dwu, overwrite_gu, activation, alpha, limit,
+            dwg, dwu, activation, alpha, limit,
         )  # fmt: skip
     dx = new((m, k)) if need_x else None
     if need_wg and dwg is None:
@@ -429,28 +431,21 @@ def backward(
     return dx, dwg, dwu, dbg, dbu, dwd
 
 
-def _backward_saved(
-    x2, wg, wu, dy, wd, gu, needs, dwg, dwu, overwrite_gu, activation, alpha, limit
-):
-    """The MLP backward from the saved pre-activation ``gu = (g, u)``, in one kernel launch
-    over all columns: it reads (g, u), writes (dg, du), and h into an ``[M, N]`` buffer
-    that lives only until ``dWd`` is formed; the gradient products then run over all N
-    columns at once, each gradient allocated as late as it can be.
-
-    With ``overwrite_gu`` (the graph's last backward) dg and du are written over g and u
-    (each program reads a tile before it writes the same tile), and when g has a storage of
-    its own it is freed once dx and dWg are formed, before dWu is allocated. Otherwise (a
-    retained graph keeps its saved tensors) dg and du are new tensors of the same layout, so
-    both give the same bits. Returns what ``backward`` does."""
+def _backward_over_saved(x2, wg, wu, dy, wd, gu, needs, dwg, dwu, activation, alpha, limit):
+    """The MLP backward of a graph's last walk, from the saved pre-activation ``gu = (g, u)``,
+    which it overwrites: one kernel launch over all columns reads (g, u) and writes (dg, du)
+    over them (each program reads a tile before it writes the same tile), and h into an
+    ``[M, N]`` buffer that lives only until ``dWd`` is formed; the gradient products then
+    run over all N columns at once, each gradient allocated as late as it can be. When g has
+    a storage of its own it is freed once dx and dWg are formed, before dWu is allocated.
+    Returns what ``backward`` does."""
     need_x, need_wg, need_wu, need_bg, need_bu, need_wd = needs
     m, k = x2.shape
-    g, u = gu
-    n = g.shape[1]
-    new = functools.partial(torch.empty, dtype=x2.dtype, device=x2.device)
-    dg, du = (g, u) if overwrite_gu else (torch.empty_like(g), torch.empty_like(u))
-    h = new((m, n)) if need_wd else None
+    dg, du = gu
+    n = dg.shape[1]
+    h = torch.empty((m, n), dtype=x2.dtype, device=x2.device) if need_wd else None
     launch(
-        m, n, k, g=g, u=u, dg=dg, du=du, h=h, dy=dy, wd=wd,
+        m, n, k, g=dg, u=du, dg=dg, du=du, h=h, dy=dy, wd=wd,
         activation=activation, alpha=alpha, limit=limit,
     )  # fmt: skip
     dwd = torch.mm(dy.t(), h) if need_wd else None
@@ -462,7 +457,7 @@ def _backward_saved(
     if need_wg:
         dwg = torch.mm(dg.t(), x2) if dwg is None else torch.mm(dg.t(), x2, out=dwg)
     dbg = dg.sum(0) if need_bg else None
-    if overwrite_gu and _owns_storage(dg):
+    if _owns_storage(dg):
         dg.untyped_storage().resize_(0)  # the saved g, spent: nothing reads it again
     dg = None
     if need_wu:
