@@ -280,9 +280,9 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         enable_fp_fusion=ENABLE_FP_FUSION,
     )
     programs_per_sm = cfg.pop("PROGRAMS_PER_SM", 1)
-    if cfg.get("maxnreg") and not interp:
-        consts["maxnreg"] = cfg.pop("maxnreg")
-    cfg.pop("maxnreg", None)
+    maxnreg = cfg.pop("maxnreg", None)
+    if maxnreg and not interp:
+        consts["maxnreg"] = maxnreg
     # Without a bias any pointer will do: the kernel never reads it.
     biases = [bg if bg is not None else out, bu if bu is not None else out]
     bias_strides = [b.stride(0) if b is not None else 0 for b in (bg, bu)]
