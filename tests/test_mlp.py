@@ -10,6 +10,7 @@ bf16 on real shapes, determinism, CUDA graphs, the memory the backward allocates
 from __future__ import annotations
 
 import itertools
+import os
 
 import pytest
 import torch
@@ -509,3 +510,35 @@ def test_each_slice_frees_its_buffers_before_the_next(device, monkeypatch):
     earlier.clear()
     run(lambda *a: flash_swiglu.swiglu_mlp(*a), inputs)
     assert not earlier  # the saved pre-activation's backward takes no slices
+
+
+_FIRST_BACKWARD = """
+import torch, flash_swiglu
+torch.manual_seed(0)
+m, k, n = 256, 512, 1024
+r = lambda *s: (torch.randn(*s, device="cuda", dtype=torch.bfloat16) * 0.05).requires_grad_()
+x, wg, wu, wd = r(m, k), r(n, k), r(n, k), r(k, n)
+y = flash_swiglu.swiglu_mlp(x, wg, wu, wd)
+y.backward(torch.randn_like(y))  # our backward is the graph's first node
+torch.cuda.synchronize()
+print("ok", all(t.grad is not None and bool(t.grad.isfinite().all()) for t in (x, wg, wu, wd)))
+"""
+
+
+@pytest.mark.gpu
+def test_gpu_first_backward_in_fresh_process():
+    # Autograd's device thread may have no current CUDA context when our backward is the
+    # first thing it runs; host TMA descriptors need one (ops._common.bind_cuda_context).
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).parent.parent / "src")
+    env = {**os.environ, "PYTHONPATH": src}
+    env.pop("TRITON_INTERPRET", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", _FIRST_BACKWARD], env=env, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip().endswith("ok True"), proc.stdout

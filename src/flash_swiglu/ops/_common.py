@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import torch
 
 from flash_swiglu._names import ACTIVATIONS, LAYOUTS
@@ -150,3 +152,22 @@ def fake_grads(likes, needs, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def keep_needed(grads, needs) -> tuple[torch.Tensor | None, ...]:
     """A backward op's outputs as autograd wants them: None where no gradient was asked."""
     return tuple(g if need else None for g, need in zip(grads, needs, strict=True))
+
+
+_bound = threading.local()
+
+
+def bind_cuda_context(device: torch.device) -> None:
+    """Make the device's primary CUDA context current in this thread, once per thread.
+
+    Host TMA descriptors are encoded by a driver call (``cuTensorMapEncodeTiled``) that needs a
+    current context, and Triton's launcher binds one only for the launch itself. A thread
+    whose first CUDA work is ours (autograd's device thread, when the first node of a backward
+    is one of our ops) has none: PyTorch no longer calls ``cudaSetDevice`` when the device
+    is already the current one. ``cudaStreamIsCapturing`` is a runtime call (so it binds the
+    primary context) that is legal during CUDA graph capture and synchronizes nothing."""
+    if device.type != "cuda" or getattr(_bound, "done", None) == device.index:
+        return
+    with torch.cuda.device(device):
+        torch.cuda.is_current_stream_capturing()
+    _bound.done = device.index

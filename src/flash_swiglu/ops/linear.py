@@ -292,6 +292,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         if x2 is None:
             x2 = x.reshape(m, k).contiguous()  # rows in several groups: copied once
         bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
+        C.bind_cuda_context(x2.device)
         descs = [
             TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
             for t, block in (

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 
 from flash_swiglu import reference
 from flash_swiglu.ops import linear as L
-from flash_swiglu.ops._common import use_triton
+from flash_swiglu.ops._common import bind_cuda_context, use_triton
 
 # Intermediate columns per backward step (multiples of 128): each slice holds three [M, width]
 # buffers, so the width follows the token count, SLICE_ELEMENTS // M (at least MIN_CHUNK_N).
@@ -122,6 +122,50 @@ def load_table(device_name: str) -> dict:
         return {}
     with open(path) as f:
         return json.load(f)
+
+
+# The warp-specialized (Gluon) MLP backward of kernels/ws_mlp.py: a table entry
+# ``mlp_backward_ws`` with these keys turns it on for that GPU (16-bit types, sm_90 only);
+# ``FLASH_SWIGLU_GLUON=0`` turns it off.
+WS_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES", "EPILOGUE_SPLIT", "PREFETCH",
+           "COALESCE", "CONSUMER_REGS")  # fmt: skip
+GLUON_ENV = "FLASH_SWIGLU_GLUON"
+
+
+def ws_config(
+    dtype: torch.dtype, device: torch.device, activation: str, m: int | None = None
+) -> dict | None:
+    """The warp-specialized MLP backward's launch configuration where it applies, else None:
+    16-bit types on sm_90 with a table entry, for ``m`` rows at least the entry's ``MIN_M``
+    (None: any). gelu_tanh and gpt-oss's GLU take 16 epilogue parts (8 spilled in the sm_90
+    gate under Triton 3.9)."""
+    from flash_swiglu.kernels import interpreting
+
+    if os.environ.get(GLUON_ENV, "1") == "0" or interpreting() or device.type != "cuda":
+        return None
+    if dtype not in (torch.bfloat16, torch.float16):
+        return None
+    if torch.cuda.get_device_capability(device) != (9, 0):
+        return None
+    entry = load_table(L._device_name(device.index or 0)).get("mlp_backward_ws")
+    if entry is None or not gluon_available():
+        return None
+    if m is not None and m < entry.get("MIN_M", 0):
+        return None
+    cfg = {key: entry[key] for key in WS_KEYS}
+    if activation in ("gelu_tanh", "swiglu_oai"):
+        cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
+    return cfg
+
+
+@functools.cache
+def gluon_available() -> bool:
+    """Whether this Triton has the Gluon dialect that ``kernels/ws_mlp.py`` is written in."""
+    try:
+        from flash_swiglu.kernels import ws_mlp  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def config(
@@ -215,6 +259,14 @@ def launch(
     ref = x if has_x else dy if has_dy else g
     precision = L.input_precision(ref.dtype)
     mode = mode_of(has_x, has_dy, backward)
+    if mode == "mlp_backward" and h is not None and _override is None:
+        ws = ws_config(ref.dtype, ref.device, activation, m)
+        if ws is not None:
+            from flash_swiglu.kernels.ws_mlp import mlp_backward_ws
+
+            mlp_backward_ws(dy, wd, g, u, h, dg, du, activation=activation, alpha=alpha,
+                            limit=limit, config=ws)  # fmt: skip
+            return
     cfg = dict(_override or config(mode, ref.dtype, precision, activation, ref.device.index or 0))
     cfg["EPILOGUE_SPLIT"] = split_parts(cfg["EPILOGUE_SPLIT"])
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
@@ -222,6 +274,7 @@ def launch(
     def desc(t, block):
         return TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
 
+    bind_cuda_context(ref.device)
     if has_x:
         xd, wgd, wud = desc(x, [bm, bk]), desc(wg, [bn, bk]), desc(wu, [bn, bk])
     if has_dy:

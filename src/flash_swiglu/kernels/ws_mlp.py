@@ -1,0 +1,305 @@
+"""Warp-specialized (Gluon) MLP backward kernel for Hopper: ``dh = dy @ w_down`` with the GLU
+derivative in the epilogue, whose epilogue runs while another warpgroup's main loop runs.
+
+Why: the Triton kernel of ``kernels/mlp.py`` runs its main loop at about cuBLAS's rate, but its
+epilogue (read g and u, write h, dg and du: five ``[M, N]`` tiles, 160 KB per 128x128 tile)
+stalls the tensor cores for about a fifth of the kernel. Here one persistent program per SM
+holds three roles (``gl.warp_specialize``):
+
+    loader      4 warps (the default partition, registers given up to the consumers): TMA
+                loads of dy and w_down tiles, tiles in the program's persistent order, into
+                one ring of STAGES slots, one mbarrier pair (ready / empty) per slot
+    consumer 0  4 warps, CONSUMER_REGS registers: the wgmma main loop of the program's
+                even tiles, then their epilogue
+    consumer 1  the same for the odd tiles
+
+The consumers take turns through the ring (mbarrier pair ``turn``): a consumer starts its
+main loop once the other has finished issuing its own, so their main loops alternate and
+each epilogue overlaps the other consumer's main loop ("ping-pong"). The turns also keep
+every parity wait at most one ring pass ahead of the barrier it waits on (a consumer that
+waited on its own tiles' ring positions independently would look two or more passes ahead
+when a tile takes STAGES steps or more, where a parity cannot tell phases apart). Each
+consumer owns a whole ``[BLOCK_M, BLOCK_N]`` fp32 accumulator (128 registers per thread at
+128x128) and runs its epilogue on EPILOGUE_SPLIT column parts; with COALESCE each part moves
+through shared memory to a layout of 16-byte vectors before its loads and stores (on the
+wgmma layout they are 4-byte accesses, and the epilogue was slower than the Triton kernel's);
+PREFETCH parts of g and u can be loaded before the main loop.
+
+Semantics match ``_glu_gemm_kernel`` in the mode HAS_DY, BACKWARD, STORE_H (not HAS_X): read
+g and u ``[M, N]``, write h = act(g) * u, dg and du (dg / du may alias g / u: each element
+is read and written by the same thread, read first). The K loop accumulates in the same
+order as the Triton kernel's (BLOCK_K steps, fp32), and the gradients measured bit-identical.
+Gluon does not run in Triton's interpreter: CPU tests compile it for sm_90
+(``tests/compile_gate_ws.py``); its numerics are tested on the GPU (``tests/test_ws_mlp.py``).
+"""
+
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.hopper import (
+    mbarrier,
+    tma,
+    warpgroup_mma,
+    warpgroup_mma_wait,
+)
+
+from flash_swiglu.activations import glu_backward, glu_forward
+
+# The TMA load is ``async_copy_global_to_shared`` in Triton 3.6 and ``async_load`` from 3.7 on
+# (where the old name raises).
+_tma_load = getattr(tma, "async_load", None) or tma.async_copy_global_to_shared
+
+
+@gluon.constexpr_function
+def _acc_layout(BLOCK_M, BLOCK_N):
+    """wgmma accumulator layout of one warpgroup (4 warps stacked along M, n = BLOCK_N)."""
+    return gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16]
+    )
+
+
+@gluon.constexpr_function
+def _coalesced_layout(BLOCK_M, WIDTH):
+    """Rows of 16-byte vectors (8 16-bit elements) per thread, a warp across the part's
+    width: full-line loads and stores in the epilogue (the wgmma layout gives 4-byte ones)."""
+    vec = min(8, WIDTH)
+    across = min(WIDTH // vec, 32)
+    return gl.BlockedLayout(
+        size_per_thread=[1, vec], threads_per_warp=[32 // across, across],
+        warps_per_cta=[4, 1], order=[1, 0],
+    )  # fmt: skip
+
+
+@gluon.jit
+def _tile_coords(t, num_pid_m, num_pid_n, GROUP_M: gl.constexpr):
+    """Grouped order: GROUP_M row tiles sweep the columns together (L2 reuse of w_down)."""
+    per_group = GROUP_M * num_pid_n
+    first_m = (t // per_group) * GROUP_M
+    rows = gl.minimum(num_pid_m - first_m, GROUP_M)
+    pid_m = first_m + (t % per_group) % rows
+    pid_n = (t % per_group) // rows
+    return pid_m, pid_n
+
+
+@gluon.jit
+def _loader(dy_desc, wd_desc, a_ring, b_ring, ready, empty, M, N, K,
+            GROUP_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = dy_desc.block_type.shape[1]
+    BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_N)
+    num_tiles = num_pid_m * num_pid_n
+    k_steps = gl.cdiv(K, BLOCK_K)
+    nbytes: gl.constexpr = dy_desc.block_type.nbytes + wd_desc.block_type.nbytes
+    count = 0
+    for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
+        pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        for ks in range(k_steps):
+            slot = count % STAGES
+            # The first pass over the ring finds every slot free (wait on the parity opposite
+            # to the consumers').
+            mbarrier.wait(empty.index(slot), ((count // STAGES) & 1) ^ 1)
+            bar = ready.index(slot)
+            mbarrier.expect(bar, nbytes)
+            _tma_load(dy_desc, [off_m, ks * BLOCK_K], bar, a_ring.index(slot))
+            _tma_load(wd_desc, [ks * BLOCK_K, off_n], bar, b_ring.index(slot))
+            count += 1
+
+
+@gluon.jit
+def _split_columns(x, PARTS: gl.constexpr):
+    """``x`` [BM, BN] as PARTS column blocks, left to right (PARTS a power of two).
+    Register-local for the wgmma layout: a thread holds columns c and c + BN/2 alike."""
+    parts = (x,)
+    for _ in gl.static_range(PARTS.bit_length() - 1):
+        halves = ()
+        for j in gl.static_range(len(parts)):
+            p = parts[j]
+            halves += p.reshape(p.shape[0], 2, p.shape[1] // 2).permute(0, 2, 1).split()
+        parts = halves
+    return parts
+
+
+@gluon.jit
+def _gu_part(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, i,
+             LAYOUT: gl.constexpr, BLOCK_M: gl.constexpr, WIDTH: gl.constexpr):  # fmt: skip
+    """g and u (storage dtype) of column part ``i`` of the tile at (off_m, off_n)."""
+    rows = off_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, LAYOUT))
+    cols = off_n + i * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, LAYOUT))
+    mask = (rows < M)[:, None] & (cols < N)[None, :]
+    r64 = rows.to(gl.int64)[:, None]
+    g = gl.load(g_ptr + (r64 * stride_g + cols[None, :]), mask=mask)
+    u = gl.load(u_ptr + (r64 * stride_u + cols[None, :]), mask=mask)
+    return g, u
+
+
+@gluon.jit
+def _epilogue(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g, stride_u,
+              stride_h, stride_dg, stride_du, M, N, ACTIVATION: gl.constexpr,
+              ALPHA: gl.constexpr, LIMIT: gl.constexpr, PARTS: gl.constexpr,
+              PREFETCH: gl.constexpr, COALESCE: gl.constexpr,
+              layout: gl.constexpr):  # fmt: skip
+    """``gu``: the (g, u) of the first PREFETCH parts, loaded before the main loop; each
+    step loads the part PREFETCH ahead, so no part waits a full memory round trip. With
+    COALESCE each part of dh moves to ``layout`` (through shared memory) for the memory
+    accesses; otherwise ``layout`` is the parts' own."""
+    BLOCK_M: gl.constexpr = acc.shape[0]
+    WIDTH: gl.constexpr = acc.shape[1] // PARTS
+    parts = _split_columns(acc, PARTS)
+    for i in gl.static_range(PARTS):
+        dh = parts[i]
+        if COALESCE:
+            dh = gl.convert_layout(dh, layout)
+        if PREFETCH == 0:
+            gu += (_gu_part(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, i,
+                            layout, BLOCK_M, WIDTH),)  # fmt: skip
+        elif i + PREFETCH < PARTS:
+            gu += (_gu_part(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, i + PREFETCH,
+                            layout, BLOCK_M, WIDTH),)  # fmt: skip
+        g = gu[i][0].to(gl.float32)
+        u = gu[i][1].to(gl.float32)
+        rows = off_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, layout))
+        cols = off_n + i * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, layout))
+        mask = (rows < M)[:, None] & (cols < N)[None, :]
+        r64 = rows.to(gl.int64)[:, None]
+        c2 = cols[None, :]
+        h = glu_forward(g, u, ACTIVATION, ALPHA, LIMIT)
+        gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
+        dgate, dup = glu_backward(g, u, dh, ACTIVATION, ALPHA, LIMIT)
+        gl.store(dg_ptr + (r64 * stride_dg + c2), dgate.to(dg_ptr.dtype.element_ty), mask=mask)
+        gl.store(du_ptr + (r64 * stride_du + c2), dup.to(du_ptr.dtype.element_ty), mask=mask)
+
+
+@gluon.jit
+def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr, h_ptr,
+              dg_ptr, du_ptr, stride_g, stride_u, stride_h, stride_dg, stride_du, M, N, K,
+              ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
+              GROUP_M: gl.constexpr, STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
+              PREFETCH: gl.constexpr, COALESCE: gl.constexpr, ROLE: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = dy_desc.block_type.shape[1]
+    BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
+    WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
+    layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N)
+    # The layout of one epilogue part (the split of a wgmma accumulator).
+    if COALESCE:
+        part_layout: gl.constexpr = _coalesced_layout(BLOCK_M, WIDTH)
+    else:
+        probe = _split_columns(gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout), EPILOGUE_SPLIT)
+        part_layout: gl.constexpr = probe[0].type.layout
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_N)
+    num_tiles = num_pid_m * num_pid_n
+    k_steps = gl.cdiv(K, BLOCK_K)
+    first = gl.program_id(0) + ROLE * gl.num_programs(0)
+    step = 2 * gl.num_programs(0)
+    # This consumer takes every other tile of the program's sequence, starting at ROLE. The
+    # two take turns through the shared ring (barriers ``turn``): a consumer waits on a slot
+    # only once the other has waited on that slot's previous fill, so that a parity wait
+    # never looks two ring passes ahead, and the main loops alternate (ping-pong).
+    count = ROLE * k_steps
+    for t in range(first, num_tiles, step):
+        i = (t - first) // step
+        pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        gu = ()
+        for p in gl.static_range(PREFETCH):  # before the main loop: loads overlap it
+            gu += (_gu_part(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, p,
+                            part_layout, BLOCK_M, WIDTH),)  # fmt: skip
+        mbarrier.wait(turn.index(ROLE), (i & 1) ^ (1 - ROLE))
+        acc = gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout)
+        for ks in range(k_steps):
+            slot = count % STAGES
+            mbarrier.wait(ready.index(slot), (count // STAGES) & 1)
+            acc = warpgroup_mma(a_ring.index(slot), b_ring.index(slot), acc, is_async=True)
+            # At most one wgmma in flight: the previous step's slot is free again.
+            acc = warpgroup_mma_wait(1, deps=(acc,))
+            mbarrier.arrive(empty.index((count + STAGES - 1) % STAGES), pred=ks > 0)
+            count += 1
+        mbarrier.arrive(turn.index(1 - ROLE))
+        acc = warpgroup_mma_wait(0, deps=(acc,))
+        mbarrier.arrive(empty.index((count + STAGES - 1) % STAGES))
+        count += k_steps  # the other consumer's tile
+        _epilogue(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g,
+                  stride_u, stride_h, stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
+                  EPILOGUE_SPLIT, PREFETCH, COALESCE, part_layout)  # fmt: skip
+
+
+@gluon.jit
+def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g,
+                           stride_u, stride_h, stride_dg, stride_du, M, N, K,
+                           ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
+                           GROUP_M: gl.constexpr, STAGES: gl.constexpr,
+                           EPILOGUE_SPLIT: gl.constexpr, PREFETCH: gl.constexpr,
+                           COALESCE: gl.constexpr, CONSUMER_REGS: gl.constexpr):  # fmt: skip
+    dtype: gl.constexpr = dy_desc.dtype
+    a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
+    b_shape: gl.constexpr = [STAGES] + wd_desc.block_type.shape  # noqa: RUF005
+    a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
+    b_ring = gl.allocate_shared_memory(dtype, b_shape, wd_desc.layout)
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(ready.index(i), count=1)
+        mbarrier.init(empty.index(i), count=1)
+    for i in gl.static_range(2):
+        mbarrier.init(turn.index(i), count=1)
+    # fmt: off
+    gl.warp_specialize(
+        [
+            (_loader, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, M, N, K, GROUP_M,
+                       STAGES)),
+            (_consumer, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr,
+                         h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h, stride_dg,
+                         stride_du, M, N, K, ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES,
+                         EPILOGUE_SPLIT, PREFETCH, COALESCE, 0)),
+            (_consumer, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr,
+                         h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h, stride_dg,
+                         stride_du, M, N, K, ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES,
+                         EPILOGUE_SPLIT, PREFETCH, COALESCE, 1)),
+        ],
+        [4, 4],
+        [CONSUMER_REGS, CONSUMER_REGS],
+    )
+    # fmt: on
+
+
+WS_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=6, EPILOGUE_SPLIT=8,
+                 PREFETCH=0, COALESCE=True, CONSUMER_REGS=232)  # fmt: skip
+
+
+def mlp_backward_ws(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config=None, sms=None):
+    """Launch ``mlp_backward_ws_kernel``: ``dy [M, K]``, ``wd [K, N]`` (row-major views with
+    unit column stride, 16-byte aligned rows), ``g, u, h, dg, du [M, N]`` (unit column
+    stride; dg / du may be g / u). One persistent program per SM."""
+    import torch
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    cfg = dict(WS_CONFIG, **(config or {}))
+    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
+    gdt = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[dy.dtype]
+
+    def desc(t, block):
+        layout = gl.NVMMASharedLayout.get_default_for(block, gdt)
+        return TensorDescriptor.from_tensor(t, block, layout)
+
+    from flash_swiglu.ops._common import bind_cuda_context
+    from flash_swiglu.ops.elementwise import ENABLE_FP_FUSION
+
+    bind_cuda_context(dy.device)
+    m, k = dy.shape
+    n = wd.shape[1]
+    tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
+    if sms is None:
+        sms = torch.cuda.get_device_properties(dy.device).multi_processor_count
+    grid = (max(1, min(sms, tiles)),)
+    mlp_backward_ws_kernel[grid](
+        desc(dy, [bm, bk]), desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
+        h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
+        LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
+    )  # fmt: skip

@@ -1,0 +1,129 @@
+"""GPU tier: the warp-specialized (Gluon) MLP backward of ``kernels/ws_mlp.py`` on Hopper.
+
+Against float64 references with the tolerance rule of DESIGN.md: tiles with row and column
+tails, few programs (many tiles each, odd counts per consumer), dg/du written over g/u, a
+column slice of a wider ``w_down`` (the sliced backward's operand), every activation, bf16
+and fp16; bit-identical reruns; and the routing of ``ops.train.launch`` (the table's
+``mlp_backward_ws`` entry, ``FLASH_SWIGLU_GLUON=0``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from flash_swiglu import reference
+from flash_swiglu._names import ACTIVATIONS
+from flash_swiglu.ops import train as T
+
+from _tolerance import assert_within_rule
+
+
+def _hopper() -> bool:
+    return torch.cuda.is_available() and torch.cuda.get_device_capability() == (9, 0)
+
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not _hopper() or not T.gluon_available(), reason="needs sm_90 and Gluon"),
+]
+ARGS = dict(alpha=1.702, limit=7.0)
+
+
+def _operands(m, n, k, dtype, n_total=None, seed=0):
+    g_ = torch.Generator(device="cuda").manual_seed(seed)
+    r = lambda *s: torch.randn(*s, device="cuda", generator=g_)
+    dy = r(m, k).to(dtype)
+    wd_full = (r(k, n_total or n) / n**0.5).to(dtype)
+    wd = wd_full[:, :n] if n_total else wd_full
+    return dy, wd, (2 * r(m, n)).to(dtype), (2 * r(m, n)).to(dtype)
+
+
+def _check(dy, wd, g, u, h, dg, du, act):
+    dh64 = dy.double() @ wd.double()
+    dg64, du64 = reference.glu_backward(g.double(), u.double(), dh64, act, **ARGS)
+    h64 = reference.act_glu(g.double(), u.double(), act, **ARGS)
+    dh_t = (dy @ wd).float()  # PyTorch in the same dtype: dh rounded once
+    dg_t, du_t = reference.glu_backward(g.float(), u.float(), dh_t, act, **ARGS)
+    h_t = reference.act_glu(g.float(), u.float(), act, **ARGS)
+    for name, got, ours, ref in (
+        ("h", h, h_t, h64),
+        ("dg", dg, dg_t, dg64),
+        ("du", du, du_t, du64),
+    ):
+        assert_within_rule(name, got, ours.to(got.dtype), ref)
+
+
+def _run(dy, wd, g, u, act, aliased, sms=None, config=None):
+    from flash_swiglu.kernels.ws_mlp import mlp_backward_ws
+
+    h = torch.empty_like(g)
+    if aliased:
+        dg, du = g.clone(), u.clone()
+        gg, uu = dg, du
+    else:
+        dg, du = torch.empty_like(g), torch.empty_like(u)
+        gg, uu = g, u
+    mlp_backward_ws(dy, wd, gg, uu, h, dg, du, activation=act, sms=sms, config=config, **ARGS)
+    return h, dg, du
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize(
+    "m,n,k,sms", [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
+)
+def test_gpu_ws_backward_within_rule(act, m, n, k, sms):
+    dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
+    h, dg, du = _run(
+        dy, wd, g, u, act, aliased=True, sms=sms, config=T.ws_config(g.dtype, g.device, act)
+    )
+    _check(dy, wd, g, u, h, dg, du, act)
+
+
+@pytest.mark.parametrize(
+    "config",
+    [None, dict(COALESCE=False, EPILOGUE_SPLIT=16, PREFETCH=4), dict(STAGES=2, GROUP_M=1)],
+)
+def test_gpu_ws_options_fp16_and_separate_outputs(config):
+    dy, wd, g, u = _operands(129, 136, 64, torch.float16)
+    h, dg, du = _run(dy, wd, g, u, "silu", aliased=False, sms=2, config=config)
+    _check(dy, wd, g, u, h, dg, du, "silu")
+
+
+def test_gpu_ws_column_slice_of_w_down():
+    # The sliced backward passes w_down[:, c0:c1] of a wider matrix: row stride != width.
+    dy, wd, g, u = _operands(640, 384, 512, torch.bfloat16, n_total=1024)
+    assert wd.stride(0) == 1024
+    h, dg, du = _run(dy, wd, g, u, "silu", aliased=True, sms=5)
+    _check(dy, wd, g, u, h, dg, du, "silu")
+
+
+def test_gpu_ws_reruns_are_bit_identical():
+    dy, wd, g, u = _operands(1000, 1000, 512, torch.bfloat16)
+    first = _run(dy, wd, g, u, "silu", aliased=False)
+    second = _run(dy, wd, g, u, "silu", aliased=False)
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_gpu_launch_routes_to_gluon_unless_disabled(monkeypatch):
+    from flash_swiglu.kernels import ws_mlp
+
+    if T.ws_config(torch.bfloat16, torch.device("cuda"), "silu") is None:
+        pytest.skip("no mlp_backward_ws entry for this GPU")
+    calls = []
+    real = ws_mlp.mlp_backward_ws
+    monkeypatch.setattr(
+        ws_mlp, "mlp_backward_ws", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
+    m = max(2048, T.load_table(torch.cuda.get_device_name()).get("mlp_backward_ws")["MIN_M"])
+    dy, wd, g, u = _operands(m, 256, 128, torch.bfloat16)
+    outs = dict(h=torch.empty_like(g), dg=torch.empty_like(g), du=torch.empty_like(g))
+    T.launch(m, 256, 128, dy=dy, wd=wd, g=g, u=u, activation="silu", **ARGS, **outs)
+    assert calls == [1]
+    T.launch(m // 2, 256, 128, dy=dy[: m // 2], wd=wd, g=g[: m // 2], u=u[: m // 2],
+             activation="silu", **ARGS, **{k: v[: m // 2] for k, v in outs.items()})  # fmt: skip
+    assert calls == [1]  # below MIN_M: the Triton kernel
+    monkeypatch.setenv(T.GLUON_ENV, "0")
+    T.launch(m, 256, 128, dy=dy, wd=wd, g=g, u=u, activation="silu", **ARGS, **outs)
+    assert calls == [1]
+    _check(dy, wd, g, u, outs["h"], outs["dg"], outs["du"], "silu")
