@@ -1,13 +1,18 @@
 """Session-5 exploration on the H200: the warp-specialized (Gluon) MLP backward of
 ``kernels/ws_mlp.py`` against the Triton kernel of ``kernels/mlp.py`` and cuBLAS.
 
-    PYTHONPATH=src python scripts/explore_session5.py [check] [kernel] [step] --out DIR
+    PYTHONPATH=src python scripts/explore_session5.py [check] [kernel] [forward] [step] --out DIR
 
 - ``check``: the Gluon kernel against an fp32 reference and against the Triton kernel on
   small shapes with tails (M, N not multiples of the tile), few SMs (many tiles per program,
   odd counts), dg/du written over g/u, every activation, bf16 and fp16.
 - ``kernel``: Llama-3-8B shape (M=8192, N=14336, K=4096), bf16: Gluon variants (stages,
   GROUP_M, epilogue parts) against the committed Triton tile and cuBLAS's ``dy @ w_down``.
+- ``forward`` (written after the session's last GPU call; not yet run): the Gluon forward
+  (``glu_forward_ws``) checked against the Triton kernels' results, then timed against the
+  Triton forward-saving kernel at the 8B shape and against the projection's launch table
+  (``ops.linear``, no saving) on the four model shapes at M = 2048 and 8192, each against
+  cuBLAS's ``x @ [Wg; Wu]^T``.
 - ``step``: whole MLP steps (forward + backward, the graph's last backward) at 4096, 8192
   and 16384 tokens: eager, and the fused path with the MLP backward on the Triton kernel
   (``FLASH_SWIGLU_GLUON=0``) and on the table's Gluon kernel, with peak memory.
@@ -142,6 +147,71 @@ def kernel(out: Path) -> list[str]:
 
 CHECK_CONFIG: dict = {}  # the kernel's defaults; --check-config JSON overrides
 
+FORWARD_CANDS = {
+    "s4_split4": dict(STAGES=4, EPILOGUE_SPLIT=4),
+    "s5_split4": dict(STAGES=5, EPILOGUE_SPLIT=4),
+    "s6_split4": dict(STAGES=6, EPILOGUE_SPLIT=4),
+    "s4_split8": dict(STAGES=4, EPILOGUE_SPLIT=8),
+    "s4_split4_g16": dict(STAGES=4, EPILOGUE_SPLIT=4, GROUP_M=16),
+}
+MODELS = {"1b": (2048, 8192), "8b": (4096, 14336), "qwen7b": (3584, 18944), "70b": (8192, 28672)}
+
+
+def forward(out: Path) -> list[str]:
+    dt = torch.bfloat16
+    lines, rows = [], []
+    common = dict(activation="silu", alpha=1.702, limit=7.0)
+    for model, (k, n) in MODELS.items():
+        for m in (2048, 8192):
+            r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
+            x, wg, wu = r(m, k), r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5)
+            h, g, u = (torch.empty(m, n, device="cuda", dtype=dt) for _ in range(3))
+            ref_h = flash_swiglu.swiglu_linear(x, wg, wu)  # the projection's table launch
+            flops = 2 * m * 2 * n * k
+            saving = model == "8b" and m == 8192
+
+            def timed(name, fn, check=None):
+                h.zero_()
+                fn()
+                torch.cuda.synchronize()
+                ok = _rel_err(h, ref_h) < 0.02 if check is None else check()
+                ms = measure_graph(fn).median_ms
+                rows.append(dict(model=model, m=m, name=name, ms=ms, ok=ok,
+                                 tflops=flops / ms / 1e9))  # fmt: skip
+                lines.append(f"forward {model:6s} M={m:5d} {name:28s} {ms:6.3f} ms "
+                             f"{flops / ms / 1e9:4.0f} TF ok={ok}")  # fmt: skip
+                print(lines[-1], flush=True)
+
+            wc = torch.cat([wg, wu])
+            timed("cublas x @ [Wg;Wu]^T", lambda: x @ wc.t(), check=lambda: None)
+            timed(
+                "triton projection",
+                lambda: flash_swiglu.swiglu_linear(x, wg, wu),
+                check=lambda: None,
+            )  # returns h (the reference itself)
+            for name, cand in FORWARD_CANDS.items():
+                try:
+                    timed("gluon " + name, lambda c=cand: ws_mlp.glu_forward_ws(
+                        x, wg, wu, None, None, h, config=c, **common))  # fmt: skip
+                except Exception as e:
+                    lines.append(f"forward gluon {name}: {type(e).__name__}: {e}"[:400])
+                    print(lines[-1], flush=True)
+            if saving:
+                tri = T.config("forward_saving", dt, "tf32", "silu")
+                timed("triton forward-saving", lambda: T.launch(
+                    m, n, k, x=x, wg=wg, wu=wu, g=g, u=u, h=h, store_gu=True,
+                    **common, _override=tri))  # fmt: skip
+                g_ref, u_ref = g.clone(), u.clone()
+                for name, cand in FORWARD_CANDS.items():
+                    timed("gluon saving " + name, lambda c=cand: ws_mlp.glu_forward_ws(
+                        x, wg, wu, None, None, h, g, u, config=c, **common),
+                        check=lambda: bool(_rel_err(g, g_ref) < 0.01 and _rel_err(u, u_ref) < 0.01
+                                           and _rel_err(h, ref_h) < 0.02))  # fmt: skip
+            x = wg = wu = wc = h = g = u = ref_h = None
+            torch.cuda.empty_cache()
+    (out / "forward.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
 
 def step(out: Path) -> list[str]:
     n, k = 14336, 4096
@@ -211,7 +281,7 @@ def step(out: Path) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("parts", nargs="*", default=["check", "kernel", "step"])
+    ap.add_argument("parts", nargs="*", default=["check", "kernel", "step"])  # and forward
     ap.add_argument("--out", default="/tmp/explore")
     ap.add_argument("--check-config", default="{}")
     a = ap.parse_args()
@@ -222,7 +292,8 @@ def main() -> None:
     lines = [f"{torch.cuda.get_device_name()}"]
     for part in a.parts:
         t0 = time.time()
-        lines += {"check": check, "kernel": kernel, "step": step}[part](out)
+        parts = {"check": check, "kernel": kernel, "forward": forward, "step": step}
+        lines += parts[part](out)
         lines.append(f"== {part}: {time.time() - t0:.0f} s")
         print(lines[-1], flush=True)
         (out / "summary.txt").write_text("\n".join(lines) + "\n")

@@ -1,6 +1,7 @@
-"""Compile the warp-specialized (Gluon) MLP backward (``kernels/ws_mlp.py``) for sm_90 on the
-CPU, with every committed ``mlp_backward_ws`` table entry as ``ops.train.ws_config`` adjusts
-it, for every activation, bf16 and fp16.
+"""Compile the warp-specialized (Gluon) kernels of ``kernels/ws_mlp.py`` for sm_90 on the CPU:
+the MLP backward with every committed ``mlp_backward_ws`` table entry as
+``ops.train.ws_config`` adjusts it, and the forward (saving the pre-activation or not, with
+and without biases) with its built-in configuration; every activation in bf16, SiLU in fp16.
 
 Run as a script where ``TRITON_INTERPRET`` is unset; prints one JSON object per variant
 (``test_compile_gate_ws.py`` checks them). Signatures mirror an aligned launch: Gluon host
@@ -23,7 +24,11 @@ from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 from triton.runtime.jit import mangle_type
 
 from compile_gate_linear import _registers
-from flash_swiglu.kernels.ws_mlp import mlp_backward_ws_kernel
+from flash_swiglu.kernels.ws_mlp import (
+    WS_FORWARD_CONFIG,
+    glu_forward_ws_kernel,
+    mlp_backward_ws_kernel,
+)
 from flash_swiglu.ops import train as T
 
 from compile_gate import _sass
@@ -48,25 +53,21 @@ def entries():
             yield path.name, {key: entry[key] for key in T.WS_KEYS}
 
 
-def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
-    cfg = dict(cfg)
-    if activation in ("gelu_tanh", "swiglu_oai"):  # as ops.train.ws_config launches them
-        cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
-    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
-    names = list(mlp_backward_ws_kernel.arg_names)
-    consts = dict(cfg, ACTIVATION=activation, ALPHA=1.702, LIMIT=7.0)
-    types = {"dy_desc": _desc_type([bm, bk], dtype), "wd_desc": _desc_type([bk, bn], dtype)}
+def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype) -> dict:
+    """Compile ``kernel`` with these descriptor blocks and constexprs; other arguments are
+    pointers of ``dtype`` or 32-bit integers, all divisible by 16."""
+    names = list(kernel.arg_names)
     signature, constexprs, attrs = {}, {}, {}
     for i, name in enumerate(names):
         if name in consts:
             signature[name] = "constexpr"
             constexprs[(i,)] = consts[name]
-        elif name in types:
-            signature[name] = types[name]
+        elif name in descs:
+            signature[name] = _desc_type(descs[name], dtype)
         else:
             signature[name] = PTR[dtype] if name.endswith("_ptr") else "i32"
             attrs[(i,)] = [["tt.divisibility", 16]]
-    src = GluonASTSource(mlp_backward_ws_kernel, signature, constexprs=constexprs, attrs=attrs)
+    src = GluonASTSource(kernel, signature, constexprs=constexprs, attrs=attrs)
     options = {"num_warps": 4, "enable_fp_fusion": T.L.ENABLE_FP_FUSION}
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
     ptx = compiled.asm["ptx"]
@@ -81,17 +82,42 @@ def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
         "ptx_local": "ld.local" in ptx or "st.local" in ptx,
         "sass_checked": bool(sass),
         "sass_spills": len(re.findall(r"\b(LDL|STL)\b", sass)),
-        "config": dict(cfg, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk),
-    }  # fmt: skip
+    }
+
+
+def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
+    """The MLP backward with a table entry, as ``ops.train.ws_config`` launches it."""
+    cfg = dict(cfg)
+    if activation in ("gelu_tanh", "swiglu_oai"):
+        cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
+    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
+    descs = {"dy_desc": [bm, bk], "wd_desc": [bk, bn]}
+    consts = dict(cfg, ACTIVATION=activation, ALPHA=1.702, LIMIT=7.0)
+    row = _compile(mlp_backward_ws_kernel, descs, consts, dtype)
+    return dict(row, kernel="mlp_backward", config=dict(cfg, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk))
+
+
+def compile_forward(dtype: torch.dtype, activation: str, store_gu: bool, bias: bool) -> dict:
+    cfg = dict(WS_FORWARD_CONFIG)
+    bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
+    descs = {"x_desc": [bm, bk], "wg_desc": [bh, bk], "wu_desc": [bh, bk]}
+    consts = dict(cfg, HAS_BG=bias, HAS_BU=bias, STORE_GU=store_gu, ACTIVATION=activation,
+                  ALPHA=1.702, LIMIT=7.0)  # fmt: skip
+    row = _compile(glu_forward_ws_kernel, descs, consts, dtype)
+    info = dict(kernel="forward", store_gu=store_gu, bias=bias)
+    return dict(row, **info, config=dict(cfg, BLOCK_M=bm, BLOCK_H=bh, BLOCK_K=bk))
 
 
 def main() -> int:
-    for source, cfg in entries():
-        for dtype in (torch.bfloat16, torch.float16):
-            for act in ACTIVATIONS if dtype == torch.bfloat16 else ("silu",):
+    for dtype in (torch.bfloat16, torch.float16):
+        for act in ACTIVATIONS if dtype == torch.bfloat16 else ("silu",):
+            info = dict(dtype=str(dtype), activation=act)
+            for source, cfg in entries():
                 row = compile_variant(cfg, dtype, act)
-                info = dict(source=source, dtype=str(dtype), activation=act)
-                print(json.dumps(dict(row, **info)), flush=True)
+                print(json.dumps(dict(row, source=source, **info)), flush=True)
+            for store_gu, bias in ((True, False), (False, True)):
+                row = compile_forward(dtype, act, store_gu, bias)
+                print(json.dumps(dict(row, source="builtin", **info)), flush=True)
     return 0
 
 

@@ -1,7 +1,8 @@
-"""Compile gate for the warp-specialized (Gluon) MLP backward: every committed
-``mlp_backward_ws`` entry compiles for sm_90 on the CPU, for every activation, with
-``wgmma``, bulk tensor copies, the warp groups' register split (``setmaxnreg``), no spills
-and shared memory within a Hopper block's 232448 bytes."""
+"""Compile gate for the warp-specialized (Gluon) kernels: the MLP backward with every
+committed ``mlp_backward_ws`` entry and the forward with its built-in configuration compile
+for sm_90 on the CPU, for every activation, with ``wgmma``, bulk tensor copies, the warp
+groups' register split (``setmaxnreg``), no spills and shared memory within a Hopper block's
+232448 bytes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ def compiled():
 
 
 def test_every_entry_and_activation_compiled(compiled):
+    from flash_swiglu._names import ACTIVATIONS
     from flash_swiglu.ops import train as T
 
     tables = {
@@ -25,15 +27,13 @@ def test_every_entry_and_activation_compiled(compiled):
         if "mlp_backward_ws" in json.loads(p.read_text())
     }  # fmt: skip
     assert tables, "no committed mlp_backward_ws entry"
-    assert {r["source"] for r in compiled} == tables
-    assert {r["activation"] for r in compiled} == {
-        "silu",
-        "gelu",
-        "gelu_tanh",
-        "relu",
-        "swiglu_oai",
-    }
-    assert {r["dtype"] for r in compiled} == {"torch.bfloat16", "torch.float16"}
+    backward = [r for r in compiled if r["kernel"] == "mlp_backward"]
+    forward = [r for r in compiled if r["kernel"] == "forward"]
+    assert {r["source"] for r in backward} == tables
+    for rows in (backward, forward):
+        assert {r["activation"] for r in rows} == set(ACTIVATIONS)
+        assert {r["dtype"] for r in rows} == {"torch.bfloat16", "torch.float16"}
+    assert {(r["store_gu"], r["bias"]) for r in forward} == {(True, False), (False, True)}
 
 
 def test_wgmma_bulk_copies_and_register_split(compiled):

@@ -174,6 +174,36 @@ def _epilogue(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride
 
 
 @gluon.jit
+def _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout: gl.constexpr,
+               BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
+               ROLE: gl.constexpr, B_KMAJOR: gl.constexpr):  # fmt: skip
+    """One consumer's K loop over its ``i``-th tile, from ring position ``count``: wait for its
+    turn, wgmma over the ring's slots (at most one in flight, each slot released as soon as
+    its product is done), hand the turn over. ``B_KMAJOR``: the ring's B tiles are
+    ``[BLOCK_N, BLOCK_K]`` rows of an ``nn.Linear`` weight (else ``[BLOCK_K, BLOCK_N]``).
+    Returns the accumulator and the ring position of this consumer's next tile (the other
+    consumer's tile comes between)."""
+    mbarrier.wait(turn.index(ROLE), (i & 1) ^ (1 - ROLE))
+    acc = gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout)
+    for ks in range(k_steps):
+        slot = count % STAGES
+        mbarrier.wait(ready.index(slot), (count // STAGES) & 1)
+        if B_KMAJOR:
+            b = b_ring.index(slot).permute((1, 0))
+        else:
+            b = b_ring.index(slot)
+        acc = warpgroup_mma(a_ring.index(slot), b, acc, is_async=True)
+        # At most one wgmma in flight: the previous step's slot is free again.
+        acc = warpgroup_mma_wait(1, deps=(acc,))
+        mbarrier.arrive(empty.index((count + STAGES - 1) % STAGES), pred=ks > 0)
+        count += 1
+    mbarrier.arrive(turn.index(1 - ROLE))
+    acc = warpgroup_mma_wait(0, deps=(acc,))
+    mbarrier.arrive(empty.index((count + STAGES - 1) % STAGES))
+    return acc, count + k_steps
+
+
+@gluon.jit
 def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr, h_ptr,
               dg_ptr, du_ptr, stride_g, stride_u, stride_h, stride_dg, stride_du, M, N, K,
               ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
@@ -202,7 +232,7 @@ def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr
     # never looks two ring passes ahead, and the main loops alternate (ping-pong).
     count = ROLE * k_steps
     for t in range(first, num_tiles, step):
-        i = (t - first) // step
+        i = (t - first) // step  # this consumer's tile count
         pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
@@ -210,20 +240,8 @@ def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr
         for p in gl.static_range(PREFETCH):  # before the main loop: loads overlap it
             gu += (_gu_part(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, p,
                             part_layout, BLOCK_M, WIDTH),)  # fmt: skip
-        mbarrier.wait(turn.index(ROLE), (i & 1) ^ (1 - ROLE))
-        acc = gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout)
-        for ks in range(k_steps):
-            slot = count % STAGES
-            mbarrier.wait(ready.index(slot), (count // STAGES) & 1)
-            acc = warpgroup_mma(a_ring.index(slot), b_ring.index(slot), acc, is_async=True)
-            # At most one wgmma in flight: the previous step's slot is free again.
-            acc = warpgroup_mma_wait(1, deps=(acc,))
-            mbarrier.arrive(empty.index((count + STAGES - 1) % STAGES), pred=ks > 0)
-            count += 1
-        mbarrier.arrive(turn.index(1 - ROLE))
-        acc = warpgroup_mma_wait(0, deps=(acc,))
-        mbarrier.arrive(empty.index((count + STAGES - 1) % STAGES))
-        count += k_steps  # the other consumer's tile
+        acc, count = _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout,
+                                BLOCK_M, BLOCK_N, STAGES, ROLE, False)  # fmt: skip
         _epilogue(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g,
                   stride_u, stride_h, stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
                   EPILOGUE_SPLIT, PREFETCH, COALESCE, part_layout)  # fmt: skip
@@ -269,6 +287,161 @@ def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr
     # fmt: on
 
 
+# ----------------------------------------------------------------------------------------
+# Forward: h = act(x Wg^T + bg) * (x Wu^T + bu), optionally saving the pre-activation
+# ----------------------------------------------------------------------------------------
+# The same three roles. A ring slot holds an x tile [BLOCK_M, BLOCK_K] and one B tile of
+# [2 * BLOCK_H, BLOCK_K]: BLOCK_H rows of w_gate over BLOCK_H rows of w_up (two TMA loads),
+# so one wgmma of N = 2 * BLOCK_H forms gate and up side by side in one accumulator, and the
+# epilogue pairs its left half (gate) with its right half (up) for h's [BLOCK_M, BLOCK_H]
+# tile. Not routed by ``ops``: written and compiled for sm_90 in session 5, after its last
+# GPU run; tests/test_ws_mlp.py holds its GPU tests.
+
+
+@gluon.jit
+def _fwd_loader(x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty, M, N, K,
+                GROUP_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = x_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = x_desc.block_type.shape[1]
+    BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_H)
+    num_tiles = num_pid_m * num_pid_n
+    k_steps = gl.cdiv(K, BLOCK_K)
+    nbytes: gl.constexpr = x_desc.block_type.nbytes + 2 * wg_desc.block_type.nbytes
+    count = 0
+    for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
+        pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_H
+        for ks in range(k_steps):
+            slot = count % STAGES
+            mbarrier.wait(empty.index(slot), ((count // STAGES) & 1) ^ 1)
+            bar = ready.index(slot)
+            mbarrier.expect(bar, nbytes)
+            b = b_ring.index(slot)
+            _tma_load(x_desc, [off_m, ks * BLOCK_K], bar, a_ring.index(slot))
+            _tma_load(wg_desc, [off_n, ks * BLOCK_K], bar, b.slice(0, BLOCK_H))
+            _tma_load(wu_desc, [off_n, ks * BLOCK_K], bar, b.slice(BLOCK_H, BLOCK_H))
+            count += 1
+
+
+@gluon.jit
+def _fwd_epilogue(acc, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr,
+                  h_ptr, stride_g, stride_u, stride_h, M, N, HAS_BG: gl.constexpr,
+                  HAS_BU: gl.constexpr, STORE_GU: gl.constexpr, ACTIVATION: gl.constexpr,
+                  ALPHA: gl.constexpr, LIMIT: gl.constexpr, PARTS: gl.constexpr,
+                  COALESCE: gl.constexpr, layout: gl.constexpr):  # fmt: skip
+    """Part i of the accumulator's left half (gate) with part i of its right half (up):
+    biases added in fp32, g and u stored rounded once (STORE_GU), h from the fp32 values."""
+    BLOCK_M: gl.constexpr = acc.shape[0]
+    HALF: gl.constexpr = PARTS // 2
+    WIDTH: gl.constexpr = acc.shape[1] // PARTS
+    parts = _split_columns(acc, PARTS)
+    for i in gl.static_range(HALF):
+        gate = parts[i]
+        up = parts[i + HALF]
+        if COALESCE:
+            gate = gl.convert_layout(gate, layout)
+            up = gl.convert_layout(up, layout)
+        rows = off_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, layout))
+        cols = off_n + i * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, layout))
+        in_n = cols < N
+        mask = (rows < M)[:, None] & in_n[None, :]
+        if HAS_BG:
+            gate += gl.load(bg_ptr + cols * stride_bg, mask=in_n).to(gl.float32)[None, :]
+        if HAS_BU:
+            up += gl.load(bu_ptr + cols * stride_bu, mask=in_n).to(gl.float32)[None, :]
+        r64 = rows.to(gl.int64)[:, None]
+        c2 = cols[None, :]
+        if STORE_GU:
+            gl.store(g_ptr + (r64 * stride_g + c2), gate.to(g_ptr.dtype.element_ty), mask=mask)
+            gl.store(u_ptr + (r64 * stride_u + c2), up.to(u_ptr.dtype.element_ty), mask=mask)
+        h = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)
+        gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
+
+
+@gluon.jit
+def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, bu_ptr,
+                  stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g, stride_u, stride_h, M,
+                  N, K, HAS_BG: gl.constexpr, HAS_BU: gl.constexpr, STORE_GU: gl.constexpr,
+                  ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
+                  GROUP_M: gl.constexpr, STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
+                  COALESCE: gl.constexpr, ROLE: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = x_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = x_desc.block_type.shape[1]
+    BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
+    BLOCK_N: gl.constexpr = 2 * BLOCK_H
+    WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
+    layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N)
+    if COALESCE:
+        part_layout: gl.constexpr = _coalesced_layout(BLOCK_M, WIDTH)
+    else:
+        probe = _split_columns(gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout), EPILOGUE_SPLIT)
+        part_layout: gl.constexpr = probe[0].type.layout
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_H)
+    num_tiles = num_pid_m * num_pid_n
+    k_steps = gl.cdiv(K, BLOCK_K)
+    first = gl.program_id(0) + ROLE * gl.num_programs(0)
+    step = 2 * gl.num_programs(0)
+    count = ROLE * k_steps
+    for t in range(first, num_tiles, step):
+        i = (t - first) // step  # this consumer's tile count
+        pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
+        acc, count = _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout,
+                                BLOCK_M, BLOCK_N, STAGES, ROLE, True)  # fmt: skip
+        _fwd_epilogue(acc, pid_m * BLOCK_M, pid_n * BLOCK_H, bg_ptr, bu_ptr, stride_bg,
+                      stride_bu, g_ptr, u_ptr, h_ptr, stride_g, stride_u, stride_h, M, N,
+                      HAS_BG, HAS_BU, STORE_GU, ACTIVATION, ALPHA, LIMIT, EPILOGUE_SPLIT,
+                      COALESCE, part_layout)  # fmt: skip
+
+
+@gluon.jit
+def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, stride_bu,
+                          g_ptr, u_ptr, h_ptr, stride_g, stride_u, stride_h, M, N, K,
+                          HAS_BG: gl.constexpr, HAS_BU: gl.constexpr, STORE_GU: gl.constexpr,
+                          ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
+                          GROUP_M: gl.constexpr, STAGES: gl.constexpr,
+                          EPILOGUE_SPLIT: gl.constexpr, COALESCE: gl.constexpr,
+                          CONSUMER_REGS: gl.constexpr):  # fmt: skip
+    dtype: gl.constexpr = x_desc.dtype
+    BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = wg_desc.block_type.shape[1]
+    a_shape: gl.constexpr = [STAGES] + x_desc.block_type.shape  # noqa: RUF005
+    b_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([2 * BLOCK_H, BLOCK_K], dtype)
+    a_ring = gl.allocate_shared_memory(dtype, a_shape, x_desc.layout)
+    b_ring = gl.allocate_shared_memory(dtype, [STAGES, 2 * BLOCK_H, BLOCK_K], b_layout)
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(ready.index(i), count=1)
+        mbarrier.init(empty.index(i), count=1)
+    for i in gl.static_range(2):
+        mbarrier.init(turn.index(i), count=1)
+    # fmt: off
+    gl.warp_specialize(
+        [
+            (_fwd_loader, (x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty, M, N, K,
+                           GROUP_M, STAGES)),
+            (_fwd_consumer, (x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr,
+                             bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g,
+                             stride_u, stride_h, M, N, K, HAS_BG, HAS_BU, STORE_GU,
+                             ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES, EPILOGUE_SPLIT,
+                             COALESCE, 0)),
+            (_fwd_consumer, (x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr,
+                             bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g,
+                             stride_u, stride_h, M, N, K, HAS_BG, HAS_BU, STORE_GU,
+                             ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES, EPILOGUE_SPLIT,
+                             COALESCE, 1)),
+        ],
+        [4, 4],
+        [CONSUMER_REGS, CONSUMER_REGS],
+    )
+    # fmt: on
+
+
 WS_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=6, EPILOGUE_SPLIT=8,
                  PREFETCH=0, COALESCE=True, CONSUMER_REGS=232)  # fmt: skip
 
@@ -302,4 +475,46 @@ def mlp_backward_ws(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config
         desc(dy, [bm, bk]), desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
         h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
         LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
+    )  # fmt: skip
+
+
+WS_FORWARD_CONFIG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=4,
+                         EPILOGUE_SPLIT=4, COALESCE=True, CONSUMER_REGS=232)  # fmt: skip
+
+
+def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, limit,
+                   config=None, sms=None):  # fmt: skip
+    """Launch ``glu_forward_ws_kernel``: ``x [M, K]``, ``wg, wu [N, K]`` (row-major views with
+    unit column stride, 16-byte aligned rows), optional biases ``[N]``, ``h [M, N]`` and, to
+    save the pre-activation, ``g, u [M, N]``. One persistent program per SM."""
+    import torch
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    from flash_swiglu.ops._common import bind_cuda_context
+    from flash_swiglu.ops.elementwise import ENABLE_FP_FUSION
+
+    bind_cuda_context(x.device)
+    cfg = dict(WS_FORWARD_CONFIG, **(config or {}))
+    bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
+    gdt = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[x.dtype]
+
+    def desc(t, block):
+        layout = gl.NVMMASharedLayout.get_default_for(block, gdt)
+        return TensorDescriptor.from_tensor(t, block, layout)
+
+    m, k = x.shape
+    n = wg.shape[0]
+    tiles = triton.cdiv(m, bm) * triton.cdiv(n, bh)
+    if sms is None:
+        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    store_gu = g is not None
+    gp, up_ = (g, u) if store_gu else (h, h)  # never written without STORE_GU
+    glu_forward_ws_kernel[(max(1, min(sms, tiles)),)](
+        desc(x, [bm, bk]), desc(wg, [bh, bk]), desc(wu, [bh, bk]),
+        bg if bg is not None else h, bu if bu is not None else h,
+        bg.stride(0) if bg is not None else 0, bu.stride(0) if bu is not None else 0,
+        gp, up_, h, gp.stride(0), up_.stride(0), h.stride(0), m, n, k,
+        HAS_BG=bg is not None, HAS_BU=bu is not None, STORE_GU=store_gu,
+        ACTIVATION=activation, ALPHA=alpha, LIMIT=limit, num_warps=4,
+        enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
     )  # fmt: skip
