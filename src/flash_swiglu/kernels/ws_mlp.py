@@ -44,6 +44,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from flash_swiglu.activations import glu_backward, glu_forward
+from flash_swiglu.kernels.linear import _grouped_tile  # plain Triton: scalar math only
 
 # The TMA load is ``async_copy_global_to_shared`` in Triton 3.6 and ``async_load`` from 3.7 on
 # (where the old name raises).
@@ -71,17 +72,6 @@ def _coalesced_layout(BLOCK_M, WIDTH):
 
 
 @gluon.jit
-def _tile_coords(t, num_pid_m, num_pid_n, GROUP_M: gl.constexpr):
-    """Grouped order: GROUP_M row tiles sweep the columns together (L2 reuse of w_down)."""
-    per_group = GROUP_M * num_pid_n
-    first_m = (t // per_group) * GROUP_M
-    rows = gl.minimum(num_pid_m - first_m, GROUP_M)
-    pid_m = first_m + (t % per_group) % rows
-    pid_n = (t % per_group) // rows
-    return pid_m, pid_n
-
-
-@gluon.jit
 def _loader(dy_desc, wd_desc, a_ring, b_ring, ready, empty, M, N, K,
             GROUP_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
@@ -94,7 +84,7 @@ def _loader(dy_desc, wd_desc, a_ring, b_ring, ready, empty, M, N, K,
     nbytes: gl.constexpr = dy_desc.block_type.nbytes + wd_desc.block_type.nbytes
     count = 0
     for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
-        pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
+        pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
         for ks in range(k_steps):
@@ -121,6 +111,19 @@ def _split_columns(x, PARTS: gl.constexpr):
             halves += p.reshape(p.shape[0], 2, p.shape[1] // 2).permute(0, 2, 1).split()
         parts = halves
     return parts
+
+
+@gluon.jit
+def _part_probe(layout: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                PARTS: gl.constexpr, COALESCE: gl.constexpr):  # fmt: skip
+    """A (dead) tensor in the layout of one epilogue part: the coalesced layout, or that of a
+    split of the wgmma accumulator (whose layout only the split itself can tell)."""
+    if COALESCE:
+        probe = gl.zeros((BLOCK_M, BLOCK_N // PARTS), gl.float32,
+                         _coalesced_layout(BLOCK_M, BLOCK_N // PARTS))  # fmt: skip
+    else:
+        probe = _split_columns(gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout), PARTS)[0]
+    return probe
 
 
 @gluon.jit
@@ -214,12 +217,8 @@ def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr
     BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
     WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
     layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N)
-    # The layout of one epilogue part (the split of a wgmma accumulator).
-    if COALESCE:
-        part_layout: gl.constexpr = _coalesced_layout(BLOCK_M, WIDTH)
-    else:
-        probe = _split_columns(gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout), EPILOGUE_SPLIT)
-        part_layout: gl.constexpr = probe[0].type.layout
+    part_layout: gl.constexpr = _part_probe(layout, BLOCK_M, BLOCK_N, EPILOGUE_SPLIT,
+                                            COALESCE).type.layout  # fmt: skip
     num_pid_m = gl.cdiv(M, BLOCK_M)
     num_pid_n = gl.cdiv(N, BLOCK_N)
     num_tiles = num_pid_m * num_pid_n
@@ -233,7 +232,7 @@ def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr
     count = ROLE * k_steps
     for t in range(first, num_tiles, step):
         i = (t - first) // step  # this consumer's tile count
-        pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
+        pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
         gu = ()
@@ -311,7 +310,7 @@ def _fwd_loader(x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty, M, N, K,
     nbytes: gl.constexpr = x_desc.block_type.nbytes + 2 * wg_desc.block_type.nbytes
     count = 0
     for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
-        pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
+        pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_H
         for ks in range(k_steps):
@@ -372,13 +371,9 @@ def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, b
     BLOCK_K: gl.constexpr = x_desc.block_type.shape[1]
     BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
     BLOCK_N: gl.constexpr = 2 * BLOCK_H
-    WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
     layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N)
-    if COALESCE:
-        part_layout: gl.constexpr = _coalesced_layout(BLOCK_M, WIDTH)
-    else:
-        probe = _split_columns(gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout), EPILOGUE_SPLIT)
-        part_layout: gl.constexpr = probe[0].type.layout
+    part_layout: gl.constexpr = _part_probe(layout, BLOCK_M, BLOCK_N, EPILOGUE_SPLIT,
+                                            COALESCE).type.layout  # fmt: skip
     num_pid_m = gl.cdiv(M, BLOCK_M)
     num_pid_n = gl.cdiv(N, BLOCK_H)
     num_tiles = num_pid_m * num_pid_n
@@ -388,7 +383,7 @@ def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, b
     count = ROLE * k_steps
     for t in range(first, num_tiles, step):
         i = (t - first) // step  # this consumer's tile count
-        pid_m, pid_n = _tile_coords(t, num_pid_m, num_pid_n, GROUP_M)
+        pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
         acc, count = _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout,
                                 BLOCK_M, BLOCK_N, STAGES, ROLE, True)  # fmt: skip
         _fwd_epilogue(acc, pid_m * BLOCK_M, pid_n * BLOCK_H, bg_ptr, bu_ptr, stride_bg,
