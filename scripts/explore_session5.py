@@ -146,6 +146,9 @@ def kernel(out: Path) -> list[str]:
 
 
 CHECK_CONFIG: dict = {}  # the kernel's defaults; --check-config JSON overrides
+# ``step`` also times the Gluon forward (written after the session's last GPU call) when
+# ``--step-forward`` is given.
+FORWARD_IN_STEP = False
 
 FORWARD_CANDS = {
     "s4_split4": dict(STAGES=4, EPILOGUE_SPLIT=4),
@@ -218,8 +221,18 @@ def step(out: Path) -> list[str]:
     dt = torch.bfloat16
     r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
 
-    def gluon(on: bool) -> None:  # ops.train.ws_config reads this at every launch
+    real_table = T.load_table
+
+    def gluon(on: bool, forward: bool = False) -> None:
+        """The Gluon kernels on or off (ops.train.ws_config reads both at every launch);
+        ``forward``: also the Gluon forward, through a table entry of its built-in config."""
         os.environ[T.GLUON_ENV] = "1" if on else "0"
+        entry = dict(ws_mlp.WS_FORWARD_CONFIG)
+        T.load_table = (
+            (lambda name: {**real_table(name), "forward_saving_ws": entry})
+            if forward
+            else real_table
+        )
 
     lines, rows = [], []
     for mm in (4096, 8192, 16384):
@@ -266,6 +279,12 @@ def step(out: Path) -> list[str]:
         got = grads()
         errs = [_rel_err(a, b) for a, b in zip(got, ref, strict=True)]
         lines.append(f"step M={mm:5d} gluon vs triton grads rel err {_fmt(errs)}")
+        if FORWARD_IN_STEP:
+            gluon(True, forward=True)
+            fused_step()
+            errs = [_rel_err(a, b) for a, b in zip(grads(), ref, strict=True)]
+            gluon(True)
+            lines.append(f"step M={mm:5d} gluon fwd+bwd vs triton grads rel err {_fmt(errs)}")
         print(lines[-1], flush=True)
         for again in ("", " again"):
             timed("eager" + again, eager_step)
@@ -273,6 +292,10 @@ def step(out: Path) -> list[str]:
             timed("fused triton" + again, fused_step)
             gluon(True)
             timed("fused gluon bwd" + again, fused_step)
+            if FORWARD_IN_STEP:
+                gluon(True, forward=True)
+                timed("fused gluon fwd+bwd" + again, fused_step)
+                gluon(True)
         params = dy = ref = got = None
         torch.cuda.empty_cache()
     (out / "step.json").write_text(json.dumps(rows, indent=1))
@@ -284,7 +307,10 @@ def main() -> None:
     ap.add_argument("parts", nargs="*", default=["check", "kernel", "step"])  # and forward
     ap.add_argument("--out", default="/tmp/explore")
     ap.add_argument("--check-config", default="{}")
+    ap.add_argument("--step-forward", action="store_true")
     a = ap.parse_args()
+    global FORWARD_IN_STEP
+    FORWARD_IN_STEP = a.step_forward
     CHECK_CONFIG.update(json.loads(a.check_config))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)

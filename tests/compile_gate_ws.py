@@ -46,11 +46,12 @@ def _desc_type(block: list[int], dtype: torch.dtype) -> str:
     return mangle_type(TensorDescriptor.from_tensor(t, block, layout))
 
 
-def entries():
+def entries(kind: str = "mlp_backward_ws"):
+    """``(source, config)`` of every committed table entry ``kind``."""
     for path in sorted(T.L.CONFIG_DIR.glob("*_train.json")):
-        entry = json.loads(path.read_text()).get("mlp_backward_ws")
+        entry = json.loads(path.read_text()).get(kind)
         if entry is not None:
-            yield path.name, {key: entry[key] for key in T.WS_KEYS}
+            yield path.name, {key: entry[key] for key in T.WS_KEYS[kind]}
 
 
 def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype) -> dict:
@@ -97,8 +98,10 @@ def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
     return dict(row, kernel="mlp_backward", config=dict(cfg, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk))
 
 
-def compile_forward(dtype: torch.dtype, activation: str, store_gu: bool, bias: bool) -> dict:
-    cfg = dict(WS_FORWARD_CONFIG)
+def compile_forward(
+    cfg: dict, dtype: torch.dtype, activation: str, store_gu: bool, bias: bool
+) -> dict:
+    cfg = dict(cfg)
     bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
     descs = {"x_desc": [bm, bk], "wg_desc": [bh, bk], "wu_desc": [bh, bk]}
     consts = dict(cfg, HAS_BG=bias, HAS_BU=bias, STORE_GU=store_gu, ACTIVATION=activation,
@@ -115,9 +118,11 @@ def main() -> int:
             for source, cfg in entries():
                 row = compile_variant(cfg, dtype, act)
                 print(json.dumps(dict(row, source=source, **info)), flush=True)
-            for store_gu, bias in ((True, False), (False, True)):
-                row = compile_forward(dtype, act, store_gu, bias)
-                print(json.dumps(dict(row, source="builtin", **info)), flush=True)
+            forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws")]
+            for source, cfg in forward:
+                for store_gu, bias in ((True, False), (False, True)):
+                    row = compile_forward(cfg, dtype, act, store_gu, bias)
+                    print(json.dumps(dict(row, source=source, **info)), flush=True)
     return 0
 
 

@@ -155,3 +155,32 @@ def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms):
     if store_gu:
         assert_within_rule("g", g, g_t, g64)
         assert_within_rule("u", u, u_t, u64)
+
+
+def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
+    # No forward_saving_ws entry is committed yet: give the table one for this test.
+    import torch.nn.functional as F
+
+    from flash_swiglu.kernels import ws_mlp
+
+    table = dict(T.load_table(torch.cuda.get_device_name()))
+    table["forward_saving_ws"] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)
+    monkeypatch.setattr(T, "load_table", lambda name: table)
+    calls = []
+    real = ws_mlp.glu_forward_ws
+    monkeypatch.setattr(
+        ws_mlp, "glu_forward_ws", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
+    g_ = torch.Generator(device="cuda").manual_seed(2)
+    dt = torch.bfloat16
+    x = torch.randn(512, 256, device="cuda", generator=g_).to(dt)
+    wg, wu = (torch.randn(320, 256, device="cuda", generator=g_).div(16).to(dt) for _ in range(2))
+    h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", separate=True, **ARGS)
+    assert calls == [1]
+    T.forward_saving(x[:128], wg, wu, None, None, "silu", separate=True, **ARGS)
+    assert calls == [1]  # below MIN_M
+    g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
+    assert_within_rule("g", g, F.linear(x, wg), g64)
+    assert_within_rule("u", u, F.linear(x, wu), u64)
+    h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu").to(dt)
+    assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))

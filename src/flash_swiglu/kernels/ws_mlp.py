@@ -293,8 +293,10 @@ def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr
 # [2 * BLOCK_H, BLOCK_K]: BLOCK_H rows of w_gate over BLOCK_H rows of w_up (two TMA loads),
 # so one wgmma of N = 2 * BLOCK_H forms gate and up side by side in one accumulator, and the
 # epilogue pairs its left half (gate) with its right half (up) for h's [BLOCK_M, BLOCK_H]
-# tile. Not routed by ``ops``: written and compiled for sm_90 in session 5, after its last
-# GPU run; tests/test_ws_mlp.py holds its GPU tests.
+# tile. ``ops.train.launch`` runs it for the forward that saves the pre-activation when the
+# GPU's table has a ``forward_saving_ws`` entry; none is committed: it was written and
+# compiled for sm_90 after session 5's last GPU run, and tests/test_ws_mlp.py holds its GPU
+# tests.
 
 
 @gluon.jit

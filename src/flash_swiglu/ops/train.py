@@ -124,21 +124,31 @@ def load_table(device_name: str) -> dict:
         return json.load(f)
 
 
-# The warp-specialized (Gluon) MLP backward of kernels/ws_mlp.py: a table entry
-# ``mlp_backward_ws`` with these keys turns it on for that GPU (16-bit types, sm_90 only);
-# ``FLASH_SWIGLU_GLUON=0`` turns it off.
-WS_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES", "EPILOGUE_SPLIT", "PREFETCH",
-           "COALESCE", "CONSUMER_REGS")  # fmt: skip
+# The warp-specialized (Gluon) kernels of kernels/ws_mlp.py, for 16-bit types on sm_90: a
+# table entry turns each on for that GPU (``mlp_backward_ws``: the MLP backward;
+# ``forward_saving_ws``: the forward that saves the pre-activation, no entry committed yet);
+# ``FLASH_SWIGLU_GLUON=0`` turns both off. An entry's optional ``MIN_M``: fewer rows run the
+# Triton kernel.
+WS_KEYS = {
+    "mlp_backward_ws": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES", "EPILOGUE_SPLIT",
+                        "PREFETCH", "COALESCE", "CONSUMER_REGS"),
+    "forward_saving_ws": ("BLOCK_M", "BLOCK_H", "BLOCK_K", "GROUP_M", "STAGES",
+                          "EPILOGUE_SPLIT", "COALESCE", "CONSUMER_REGS"),
+}  # fmt: skip
 GLUON_ENV = "FLASH_SWIGLU_GLUON"
 
 
 def ws_config(
-    dtype: torch.dtype, device: torch.device, activation: str, m: int | None = None
+    dtype: torch.dtype,
+    device: torch.device,
+    activation: str,
+    m: int | None = None,
+    kind: str = "mlp_backward_ws",
 ) -> dict | None:
-    """The warp-specialized MLP backward's launch configuration where it applies, else None:
-    16-bit types on sm_90 with a table entry, for ``m`` rows at least the entry's ``MIN_M``
-    (None: any). gelu_tanh and gpt-oss's GLU take 16 epilogue parts (8 spilled in the sm_90
-    gate under Triton 3.9)."""
+    """A warp-specialized kernel's launch configuration where it applies, else None: 16-bit
+    types on sm_90 with a table entry ``kind``, for ``m`` rows at least the entry's ``MIN_M``
+    (None: any). In the backward, gelu_tanh and gpt-oss's GLU take 16 epilogue parts (8
+    spilled in the sm_90 gate under Triton 3.9)."""
     from flash_swiglu.kernels import interpreting
 
     if os.environ.get(GLUON_ENV, "1") == "0" or interpreting() or device.type != "cuda":
@@ -147,13 +157,13 @@ def ws_config(
         return None
     if torch.cuda.get_device_capability(device) != (9, 0):
         return None
-    entry = load_table(L._device_name(device.index or 0)).get("mlp_backward_ws")
+    entry = load_table(L._device_name(device.index or 0)).get(kind)
     if entry is None or not gluon_available():
         return None
     if m is not None and m < entry.get("MIN_M", 0):
         return None
-    cfg = {key: entry[key] for key in WS_KEYS}
-    if activation in ("gelu_tanh", "swiglu_oai"):
+    cfg = {key: entry[key] for key in WS_KEYS[kind]}
+    if kind == "mlp_backward_ws" and activation in ("gelu_tanh", "swiglu_oai"):
         cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
     return cfg
 
@@ -266,6 +276,14 @@ def launch(
 
             mlp_backward_ws(dy, wd, g, u, h, dg, du, activation=activation, alpha=alpha,
                             limit=limit, config=ws)  # fmt: skip
+            return
+    if mode == "forward_saving" and store_gu and h is not None and _override is None:
+        ws = ws_config(ref.dtype, ref.device, activation, m, "forward_saving_ws")
+        if ws is not None:
+            from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+            glu_forward_ws(x, wg, wu, bg, bu, h, g, u, activation=activation, alpha=alpha,
+                           limit=limit, config=ws)  # fmt: skip
             return
     cfg = dict(_override or config(mode, ref.dtype, precision, activation, ref.device.index or 0))
     cfg["EPILOGUE_SPLIT"] = split_parts(cfg["EPILOGUE_SPLIT"])
