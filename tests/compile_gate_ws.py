@@ -118,7 +118,8 @@ def main() -> int:
             for source, cfg in entries():
                 row = compile_variant(cfg, dtype, act)
                 print(json.dumps(dict(row, source=source, **info)), flush=True)
-            forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws")]
+            forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws"),
+                       *entries("projection_ws")]  # fmt: skip
             for source, cfg in forward:
                 for store_gu, bias in ((True, False), (False, True)):
                     row = compile_forward(cfg, dtype, act, store_gu, bias)

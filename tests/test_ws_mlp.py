@@ -184,3 +184,33 @@ def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
     assert_within_rule("u", u, F.linear(x, wu), u64)
     h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu").to(dt)
     assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
+
+
+def test_gpu_projection_routing_with_an_entry(monkeypatch):
+    # No projection_ws entry is committed yet: give the table one for this test.
+    import torch.nn.functional as F
+
+    import flash_swiglu
+    from flash_swiglu.kernels import ws_mlp
+
+    table = dict(T.load_table(torch.cuda.get_device_name()))
+    table["projection_ws"] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)
+    monkeypatch.setattr(T, "load_table", lambda name: table)
+    calls = []
+    real = ws_mlp.glu_forward_ws
+    monkeypatch.setattr(
+        ws_mlp, "glu_forward_ws", lambda *a, **kw: calls.append(1) or real(*a, **kw)
+    )
+    g_ = torch.Generator(device="cuda").manual_seed(3)
+    dt = torch.bfloat16
+    x = torch.randn(2, 300, 256, device="cuda", generator=g_).to(dt)  # 600 rows
+    wg, wu = (torch.randn(320, 256, device="cuda", generator=g_).div(16).to(dt) for _ in range(2))
+    bg, bu = (torch.randn(320, device="cuda", generator=g_).to(dt) for _ in range(2))
+    h = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu, activation="gelu_tanh")
+    assert calls == [1]
+    g64 = F.linear(x.double(), wg.double(), bg.double())
+    u64 = F.linear(x.double(), wu.double(), bu.double())
+    h_t = reference.act_glu(F.linear(x, wg, bg).float(), F.linear(x, wu, bu).float(), "gelu_tanh")
+    assert_within_rule("h", h, h_t.to(dt), reference.act_glu(g64, u64, "gelu_tanh"))
+    flash_swiglu.swiglu_linear(x[:, :100], wg, wu, bg, bu)  # 200 rows: below MIN_M
+    assert calls == [1]

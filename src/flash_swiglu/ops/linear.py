@@ -259,6 +259,9 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     path = path or choose_path(x2, wg, wu, m)
     interp = interpreting()
     dev = x.device.index or 0
+    if path == "tma" and config is None and _forward_ws(x, x2, wg, wu, bg, bu, out, m,
+                                                        activation, alpha, limit):  # fmt: skip
+        return out
     if config is None:
         name = "interpreter" if interp else _device_name(dev)
         config = launch_config(path, token_bucket(m), n, k, x.dtype, name)
@@ -321,6 +324,23 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
+
+
+def _forward_ws(x, x2, wg, wu, bg, bu, out, m, activation, alpha, limit) -> bool:
+    """Run the warp-specialized (Gluon) forward into ``out`` if the GPU's training table has a
+    ``projection_ws`` entry for these rows (``ops.train.ws_config``; none is committed yet:
+    not measured); return whether it ran."""
+    from flash_swiglu.ops import train as T
+
+    ws = T.ws_config(x.dtype, x.device, activation, m, "projection_ws")
+    if ws is None:
+        return False
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    x2 = x2 if x2 is not None else x.reshape(m, x.shape[-1]).contiguous()
+    glu_forward_ws(x2, wg, wu, bg, bu, out.view(m, wg.shape[0]), activation=activation,
+                   alpha=alpha, limit=limit, config=ws)  # fmt: skip
+    return True
 
 
 def triton_cdiv(a: int, b: int) -> int:

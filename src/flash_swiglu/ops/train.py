@@ -126,8 +126,9 @@ def load_table(device_name: str) -> dict:
 
 # The warp-specialized (Gluon) kernels of kernels/ws_mlp.py, for 16-bit types on sm_90: a
 # table entry turns each on for that GPU (``mlp_backward_ws``: the MLP backward;
-# ``forward_saving_ws``: the forward that saves the pre-activation, no entry committed yet);
-# ``FLASH_SWIGLU_GLUON=0`` turns both off. An entry's optional ``MIN_M``: fewer rows run the
+# ``forward_saving_ws``: the forward that saves the pre-activation; ``projection_ws``:
+# ``swiglu_linear``'s TMA path; no entry of the last two is committed yet);
+# ``FLASH_SWIGLU_GLUON=0`` turns them all off. An entry's optional ``MIN_M``: fewer rows run the
 # Triton kernel.
 WS_KEYS = {
     "mlp_backward_ws": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES", "EPILOGUE_SPLIT",
@@ -135,6 +136,7 @@ WS_KEYS = {
     "forward_saving_ws": ("BLOCK_M", "BLOCK_H", "BLOCK_K", "GROUP_M", "STAGES",
                           "EPILOGUE_SPLIT", "COALESCE", "CONSUMER_REGS"),
 }  # fmt: skip
+WS_KEYS["projection_ws"] = WS_KEYS["forward_saving_ws"]  # the same kernel, nothing saved
 GLUON_ENV = "FLASH_SWIGLU_GLUON"
 
 
