@@ -15,7 +15,11 @@
   cuBLAS's ``x @ [Wg; Wu]^T``.
 - ``step``: whole MLP steps (forward + backward, the graph's last backward) at 4096, 8192
   and 16384 tokens: eager, and the fused path with the MLP backward on the Triton kernel
-  (``FLASH_SWIGLU_GLUON=0``) and on the table's Gluon kernel, with peak memory.
+  (``FLASH_SWIGLU_GLUON=0``) and on the table's Gluon kernel, with peak memory; with
+  ``--step-forward`` (not yet run) also with the Gluon forward.
+
+The candidates below are those of calls 4 and 6; calls 1-3 ran earlier versions of the
+kernel and of this script (``benchmarks/results/README.md``, section "Session 5").
 
 Kernel times are GPU time from CUDA-graph replays with a cold L2 (``bench.timing``); whole
 steps are ``do_bench`` medians. Full results go to ``DIR/*.json``; a short table is printed.
