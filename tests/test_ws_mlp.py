@@ -67,6 +67,26 @@ def _run(dy, wd, g, u, act, aliased, sms=None, config=None):
     return h, dg, du
 
 
+def _count_calls(monkeypatch, name: str) -> list:
+    """Count the calls of ``ws_mlp.<name>`` (they still run)."""
+    from flash_swiglu.kernels import ws_mlp
+
+    calls, real = [], getattr(ws_mlp, name)
+    monkeypatch.setattr(ws_mlp, name, lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    return calls
+
+
+def _with_forward_entry(monkeypatch, kind: str) -> list:
+    """Give this GPU's table a ``kind`` entry (none is committed) of the Gluon forward's
+    built-in configuration, from 256 rows; count that kernel's calls."""
+    from flash_swiglu.kernels import ws_mlp
+
+    table = dict(T.load_table(torch.cuda.get_device_name()))
+    table[kind] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)
+    monkeypatch.setattr(T, "load_table", lambda name: table)
+    return _count_calls(monkeypatch, "glu_forward_ws")
+
+
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize(
     "m,n,k,sms", [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
@@ -106,15 +126,9 @@ def test_gpu_ws_reruns_are_bit_identical():
 
 
 def test_gpu_launch_routes_to_gluon_unless_disabled(monkeypatch):
-    from flash_swiglu.kernels import ws_mlp
-
     if T.ws_config(torch.bfloat16, torch.device("cuda"), "silu") is None:
         pytest.skip("no mlp_backward_ws entry for this GPU")
-    calls = []
-    real = ws_mlp.mlp_backward_ws
-    monkeypatch.setattr(
-        ws_mlp, "mlp_backward_ws", lambda *a, **kw: calls.append(1) or real(*a, **kw)
-    )
+    calls = _count_calls(monkeypatch, "mlp_backward_ws")
     m = max(2048, T.load_table(torch.cuda.get_device_name()).get("mlp_backward_ws")["MIN_M"])
     dy, wd, g, u = _operands(m, 256, 128, torch.bfloat16)
     outs = dict(h=torch.empty_like(g), dg=torch.empty_like(g), du=torch.empty_like(g))
@@ -129,8 +143,9 @@ def test_gpu_launch_routes_to_gluon_unless_disabled(monkeypatch):
     _check(dy, wd, g, u, outs["h"], outs["dg"], outs["du"], "silu")
 
 
-# The forward kernel (glu_forward_ws) was written after the session-5 GPU runs and is not
-# routed by ``ops`` yet; these tests first ran in a later session (see the results README).
+# The forward kernel (glu_forward_ws) was written after the session-5 GPU runs, and no
+# committed table entry routes to it yet; these tests first run in a later session (see the
+# results README).
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("store_gu,bias", [(True, False), (False, True)])
 @pytest.mark.parametrize("m,n,k,sms", [(300, 200, 192, 3), (1000, 520, 4096, None)])
@@ -161,16 +176,7 @@ def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
     # No forward_saving_ws entry is committed yet: give the table one for this test.
     import torch.nn.functional as F
 
-    from flash_swiglu.kernels import ws_mlp
-
-    table = dict(T.load_table(torch.cuda.get_device_name()))
-    table["forward_saving_ws"] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)
-    monkeypatch.setattr(T, "load_table", lambda name: table)
-    calls = []
-    real = ws_mlp.glu_forward_ws
-    monkeypatch.setattr(
-        ws_mlp, "glu_forward_ws", lambda *a, **kw: calls.append(1) or real(*a, **kw)
-    )
+    calls = _with_forward_entry(monkeypatch, "forward_saving_ws")
     g_ = torch.Generator(device="cuda").manual_seed(2)
     dt = torch.bfloat16
     x = torch.randn(512, 256, device="cuda", generator=g_).to(dt)
@@ -191,16 +197,8 @@ def test_gpu_projection_routing_with_an_entry(monkeypatch):
     import torch.nn.functional as F
 
     import flash_swiglu
-    from flash_swiglu.kernels import ws_mlp
 
-    table = dict(T.load_table(torch.cuda.get_device_name()))
-    table["projection_ws"] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)
-    monkeypatch.setattr(T, "load_table", lambda name: table)
-    calls = []
-    real = ws_mlp.glu_forward_ws
-    monkeypatch.setattr(
-        ws_mlp, "glu_forward_ws", lambda *a, **kw: calls.append(1) or real(*a, **kw)
-    )
+    calls = _with_forward_entry(monkeypatch, "projection_ws")
     g_ = torch.Generator(device="cuda").manual_seed(3)
     dt = torch.bfloat16
     x = torch.randn(2, 300, 256, device="cuda", generator=g_).to(dt)  # 600 rows

@@ -45,6 +45,8 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 
 from flash_swiglu.activations import glu_backward, glu_forward
 from flash_swiglu.kernels.linear import _grouped_tile  # plain Triton: scalar math only
+from flash_swiglu.ops._common import bind_cuda_context
+from flash_swiglu.ops.linear import ENABLE_FP_FUSION, _num_sms
 
 # The TMA load is ``async_copy_global_to_shared`` in Triton 3.6 and ``async_load`` from 3.7 on
 # (where the old name raises).
@@ -177,6 +179,18 @@ def _epilogue(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride
 
 
 @gluon.jit
+def _consumer_tiles(M, N, K, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                    BLOCK_K: gl.constexpr, ROLE: gl.constexpr):  # fmt: skip
+    """The tile grid, K steps per tile, and this consumer's share of the program's tiles:
+    ``range(first, num_tiles, step)`` (every other tile of the program, from ROLE)."""
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_N)
+    first = gl.program_id(0) + ROLE * gl.num_programs(0)
+    step = 2 * gl.num_programs(0)
+    return num_pid_m, num_pid_n, num_pid_m * num_pid_n, gl.cdiv(K, BLOCK_K), first, step
+
+
+@gluon.jit
 def _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout: gl.constexpr,
                BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
                ROLE: gl.constexpr, B_KMAJOR: gl.constexpr):  # fmt: skip
@@ -219,12 +233,8 @@ def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr
     layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N)
     part_layout: gl.constexpr = _part_probe(layout, BLOCK_M, BLOCK_N, EPILOGUE_SPLIT,
                                             COALESCE).type.layout  # fmt: skip
-    num_pid_m = gl.cdiv(M, BLOCK_M)
-    num_pid_n = gl.cdiv(N, BLOCK_N)
-    num_tiles = num_pid_m * num_pid_n
-    k_steps = gl.cdiv(K, BLOCK_K)
-    first = gl.program_id(0) + ROLE * gl.num_programs(0)
-    step = 2 * gl.num_programs(0)
+    num_pid_m, num_pid_n, num_tiles, k_steps, first, step = _consumer_tiles(
+        M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, ROLE)  # fmt: skip
     # This consumer takes every other tile of the program's sequence, starting at ROLE. The
     # two take turns through the shared ring (barriers ``turn``): a consumer waits on a slot
     # only once the other has waited on that slot's previous fill, so that a parity wait
@@ -376,12 +386,8 @@ def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, b
     layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N)
     part_layout: gl.constexpr = _part_probe(layout, BLOCK_M, BLOCK_N, EPILOGUE_SPLIT,
                                             COALESCE).type.layout  # fmt: skip
-    num_pid_m = gl.cdiv(M, BLOCK_M)
-    num_pid_n = gl.cdiv(N, BLOCK_H)
-    num_tiles = num_pid_m * num_pid_n
-    k_steps = gl.cdiv(K, BLOCK_K)
-    first = gl.program_id(0) + ROLE * gl.num_programs(0)
-    step = 2 * gl.num_programs(0)
+    num_pid_m, num_pid_n, num_tiles, k_steps, first, step = _consumer_tiles(
+        M, N, K, BLOCK_M, BLOCK_H, BLOCK_K, ROLE)  # fmt: skip
     count = ROLE * k_steps
     for t in range(first, num_tiles, step):
         i = (t - first) // step  # this consumer's tile count
@@ -439,6 +445,22 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
     # fmt: on
 
 
+def _desc(t, block: list[int]):
+    """A Gluon host TMA descriptor of the 16-bit matrix ``t`` (128-byte swizzled blocks)."""
+    import torch
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    gdt = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[t.dtype]
+    return TensorDescriptor.from_tensor(t, block, gl.NVMMASharedLayout.get_default_for(block, gdt))
+
+
+def _grid(device, tiles: int, sms: int | None) -> tuple[int]:
+    """One persistent program per SM (``sms`` overrides the count), at most one per tile.
+    Binds the device's CUDA context first: the launch encodes host TMA descriptors."""
+    bind_cuda_context(device)
+    return (max(1, min(_num_sms(device.index or 0) if sms is None else sms, tiles)),)
+
+
 WS_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=6, EPILOGUE_SPLIT=8,
                  PREFETCH=0, COALESCE=True, CONSUMER_REGS=232)  # fmt: skip
 
@@ -447,29 +469,13 @@ def mlp_backward_ws(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config
     """Launch ``mlp_backward_ws_kernel``: ``dy [M, K]``, ``wd [K, N]`` (row-major views with
     unit column stride, 16-byte aligned rows), ``g, u, h, dg, du [M, N]`` (unit column
     stride; dg / du may be g / u). One persistent program per SM."""
-    import torch
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-
     cfg = dict(WS_CONFIG, **(config or {}))
     bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
-    gdt = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[dy.dtype]
-
-    def desc(t, block):
-        layout = gl.NVMMASharedLayout.get_default_for(block, gdt)
-        return TensorDescriptor.from_tensor(t, block, layout)
-
-    from flash_swiglu.ops._common import bind_cuda_context
-    from flash_swiglu.ops.elementwise import ENABLE_FP_FUSION
-
-    bind_cuda_context(dy.device)
     m, k = dy.shape
     n = wd.shape[1]
-    tiles = triton.cdiv(m, bm) * triton.cdiv(n, bn)
-    if sms is None:
-        sms = torch.cuda.get_device_properties(dy.device).multi_processor_count
-    grid = (max(1, min(sms, tiles)),)
+    grid = _grid(dy.device, triton.cdiv(m, bm) * triton.cdiv(n, bn), sms)
     mlp_backward_ws_kernel[grid](
-        desc(dy, [bm, bk]), desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
+        _desc(dy, [bm, bk]), _desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
         h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
         LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
     )  # fmt: skip
@@ -484,30 +490,15 @@ def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, l
     """Launch ``glu_forward_ws_kernel``: ``x [M, K]``, ``wg, wu [N, K]`` (row-major views with
     unit column stride, 16-byte aligned rows), optional biases ``[N]``, ``h [M, N]`` and, to
     save the pre-activation, ``g, u [M, N]``. One persistent program per SM."""
-    import torch
-    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
-
-    from flash_swiglu.ops._common import bind_cuda_context
-    from flash_swiglu.ops.elementwise import ENABLE_FP_FUSION
-
-    bind_cuda_context(x.device)
     cfg = dict(WS_FORWARD_CONFIG, **(config or {}))
     bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
-    gdt = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[x.dtype]
-
-    def desc(t, block):
-        layout = gl.NVMMASharedLayout.get_default_for(block, gdt)
-        return TensorDescriptor.from_tensor(t, block, layout)
-
     m, k = x.shape
     n = wg.shape[0]
-    tiles = triton.cdiv(m, bm) * triton.cdiv(n, bh)
-    if sms is None:
-        sms = torch.cuda.get_device_properties(x.device).multi_processor_count
+    grid = _grid(x.device, triton.cdiv(m, bm) * triton.cdiv(n, bh), sms)
     store_gu = g is not None
     gp, up_ = (g, u) if store_gu else (h, h)  # never written without STORE_GU
-    glu_forward_ws_kernel[(max(1, min(sms, tiles)),)](
-        desc(x, [bm, bk]), desc(wg, [bh, bk]), desc(wu, [bh, bk]),
+    glu_forward_ws_kernel[grid](
+        _desc(x, [bm, bk]), _desc(wg, [bh, bk]), _desc(wu, [bh, bk]),
         bg if bg is not None else h, bu if bu is not None else h,
         bg.stride(0) if bg is not None else 0, bu.stride(0) if bu is not None else 0,
         gp, up_, h, gp.stride(0), up_.stride(0), h.stride(0), m, n, k,
