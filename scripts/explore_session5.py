@@ -160,6 +160,9 @@ FORWARD_CANDS = {
     "s6_split4": dict(STAGES=6, EPILOGUE_SPLIT=4),
     "s4_split8": dict(STAGES=4, EPILOGUE_SPLIT=8),
     "s4_split4_g16": dict(STAGES=4, EPILOGUE_SPLIT=4, GROUP_M=16),
+    # each consumer's tile 64 rows x (128 gate + 128 up): one wgmma of N = 256
+    "m64_h128_s5": dict(BLOCK_M=64, BLOCK_H=128, STAGES=5, EPILOGUE_SPLIT=4),
+    "m64_h128_s5_split8": dict(BLOCK_M=64, BLOCK_H=128, STAGES=5, EPILOGUE_SPLIT=8),
 }
 MODELS = {"1b": (2048, 8192), "8b": (4096, 14336), "qwen7b": (3584, 18944), "70b": (8192, 28672)}
 

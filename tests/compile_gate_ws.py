@@ -1,7 +1,9 @@
 """Compile the warp-specialized (Gluon) kernels of ``kernels/ws_mlp.py`` for sm_90 on the CPU:
 the MLP backward with every committed ``mlp_backward_ws`` table entry as
 ``ops.train.ws_config`` adjusts it, and the forward (saving the pre-activation or not, with
-and without biases) with its built-in configuration; every activation in bf16, SiLU in fp16.
+and without biases) with its built-in configuration, every committed ``forward_saving_ws``
+entry and every entry of the launch tables' ``ws`` sections; every activation in bf16, SiLU
+in fp16.
 
 Run as a script where ``TRITON_INTERPRET`` is unset; prints one JSON object per variant
 (``test_compile_gate_ws.py`` checks them). Signatures mirror an aligned launch: Gluon host
@@ -47,7 +49,13 @@ def _desc_type(block: list[int], dtype: torch.dtype) -> str:
 
 
 def entries(kind: str = "mlp_backward_ws"):
-    """``(source, config)`` of every committed table entry ``kind``."""
+    """``(source, config)`` of every committed table entry ``kind``: the training tables'
+    entries, or for ``projection_ws`` every entry of the launch tables' ``ws`` section."""
+    if kind == "projection_ws":
+        for path in sorted(T.L.CONFIG_DIR.glob("*_linear.json")):
+            for key, entry in json.loads(path.read_text()).get("ws", {}).items():
+                yield f"{path.name}:{key}", {k: entry[k] for k in T.WS_KEYS[kind]}
+        return
     for path in sorted(T.L.CONFIG_DIR.glob("*_train.json")):
         entry = json.loads(path.read_text()).get(kind)
         if entry is not None:

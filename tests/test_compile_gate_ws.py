@@ -34,6 +34,16 @@ def test_every_entry_and_activation_compiled(compiled):
         assert {r["activation"] for r in rows} == set(ACTIVATIONS)
         assert {r["dtype"] for r in rows} == {"torch.bfloat16", "torch.float16"}
     assert {(r["store_gu"], r["bias"]) for r in forward} == {(True, False), (False, True)}
+    # Every committed forward entry: the training tables' and the launch tables' ws sections.
+    committed = {
+        p.name for p in T.L.CONFIG_DIR.glob("*_train.json")
+        if "forward_saving_ws" in json.loads(p.read_text())
+    } | {
+        f"{p.name}:{key}" for p in T.L.CONFIG_DIR.glob("*_linear.json")
+        for key in json.loads(p.read_text()).get("ws", {})
+    }  # fmt: skip
+    assert len(committed) >= 2, committed
+    assert committed | {"builtin"} == {r["source"] for r in forward}
 
 
 def test_wgmma_bulk_copies_and_register_split(compiled):

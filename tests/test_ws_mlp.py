@@ -77,8 +77,8 @@ def _count_calls(monkeypatch, name: str) -> list:
 
 
 def _with_forward_entry(monkeypatch, kind: str) -> list:
-    """Give this GPU's table a ``kind`` entry (none is committed) of the Gluon forward's
-    built-in configuration, from 256 rows; count that kernel's calls."""
+    """Give this GPU's training table a ``kind`` entry of the Gluon forward's built-in
+    configuration, from 256 rows; count that kernel's calls."""
     from flash_swiglu.kernels import ws_mlp
 
     table = dict(T.load_table(torch.cuda.get_device_name()))
@@ -87,21 +87,36 @@ def _with_forward_entry(monkeypatch, kind: str) -> list:
     return _count_calls(monkeypatch, "glu_forward_ws")
 
 
+# The cooperative schedule: both consumers on each 128 x 256 tile, 64 rows each.
+COOP_BACKWARD = dict(BLOCK_N=256, STAGES=4, EPILOGUE_SPLIT=8, COOP=True)
+COOP_FORWARD = dict(BLOCK_H=128, STAGES=4, COOP=True)
+
+
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize(
     "m,n,k,sms", [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
 )
-def test_gpu_ws_backward_within_rule(act, m, n, k, sms):
+@pytest.mark.parametrize("coop", [False, True])
+def test_gpu_ws_backward_within_rule(act, m, n, k, sms, coop):
     dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
-    h, dg, du = _run(
-        dy, wd, g, u, act, aliased=True, sms=sms, config=T.ws_config(g.dtype, g.device, act)
-    )
+    config = T.ws_config(g.dtype, g.device, act)
+    if coop:
+        config = dict(config or {}, **COOP_BACKWARD)
+        if act in ("gelu_tanh", "swiglu_oai"):
+            config["EPILOGUE_SPLIT"] = 16
+    h, dg, du = _run(dy, wd, g, u, act, aliased=True, sms=sms, config=config)
     _check(dy, wd, g, u, h, dg, du, act)
 
 
 @pytest.mark.parametrize(
     "config",
-    [None, dict(COALESCE=False, EPILOGUE_SPLIT=16, PREFETCH=4), dict(STAGES=2, GROUP_M=1)],
+    [
+        None,
+        dict(COALESCE=False, EPILOGUE_SPLIT=16, PREFETCH=4),
+        dict(STAGES=2, GROUP_M=1),
+        COOP_BACKWARD,
+        dict(COOP_BACKWARD, STAGES=2, PREFETCH=2),
+    ],
 )
 def test_gpu_ws_options_fp16_and_separate_outputs(config):
     dy, wd, g, u = _operands(129, 136, 64, torch.float16)
@@ -149,7 +164,8 @@ def test_gpu_launch_routes_to_gluon_unless_disabled(monkeypatch):
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("store_gu,bias", [(True, False), (False, True)])
 @pytest.mark.parametrize("m,n,k,sms", [(300, 200, 192, 3), (1000, 520, 4096, None)])
-def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms):
+@pytest.mark.parametrize("config", [None, COOP_FORWARD])
+def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms, config):
     import torch.nn.functional as F
 
     from flash_swiglu.kernels.ws_mlp import glu_forward_ws
@@ -161,7 +177,7 @@ def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms):
     bg, bu = (r(n).to(dt), r(n).to(dt)) if bias else (None, None)
     h = torch.empty(m, n, device="cuda", dtype=dt)
     g, u = (torch.empty_like(h), torch.empty_like(h)) if store_gu else (None, None)
-    glu_forward_ws(x, wg, wu, bg, bu, h, g, u, activation=act, sms=sms, **ARGS)
+    glu_forward_ws(x, wg, wu, bg, bu, h, g, u, activation=act, sms=sms, config=config, **ARGS)
     g64 = F.linear(x.double(), wg.double(), None if bg is None else bg.double())
     u64 = F.linear(x.double(), wu.double(), None if bu is None else bu.double())
     g_t, u_t = F.linear(x, wg, bg), F.linear(x, wu, bu)  # PyTorch in the same dtype
@@ -173,7 +189,7 @@ def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms):
 
 
 def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
-    # No forward_saving_ws entry is committed yet: give the table one for this test.
+    # The committed entry starts at 8192 rows: give the table one from 256 for this test.
     import torch.nn.functional as F
 
     calls = _with_forward_entry(monkeypatch, "forward_saving_ws")
@@ -193,12 +209,17 @@ def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
 
 
 def test_gpu_projection_routing_with_an_entry(monkeypatch):
-    # No projection_ws entry is committed yet: give the table one for this test.
+    # The committed ws entries are for model shapes: give the launch table a default one.
     import torch.nn.functional as F
 
     import flash_swiglu
+    from flash_swiglu.kernels import ws_mlp
+    from flash_swiglu.ops import linear as L
 
-    calls = _with_forward_entry(monkeypatch, "projection_ws")
+    table = dict(L.load_table(torch.cuda.get_device_name()))
+    table["ws"] = {"default": dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)}
+    monkeypatch.setattr(L, "load_table", lambda name: table)
+    calls = _count_calls(monkeypatch, "glu_forward_ws")
     g_ = torch.Generator(device="cuda").manual_seed(3)
     dt = torch.bfloat16
     x = torch.randn(2, 300, 256, device="cuda", generator=g_).to(dt)  # 600 rows
@@ -211,4 +232,37 @@ def test_gpu_projection_routing_with_an_entry(monkeypatch):
     h_t = reference.act_glu(F.linear(x, wg, bg).float(), F.linear(x, wu, bu).float(), "gelu_tanh")
     assert_within_rule("h", h, h_t.to(dt), reference.act_glu(g64, u64, "gelu_tanh"))
     flash_swiglu.swiglu_linear(x[:, :100], wg, wu, bg, bu)  # 200 rows: below MIN_M
+    assert calls == [1]
+
+
+def _committed_ws_shapes() -> list[tuple[int, int]]:
+    import json
+
+    from flash_swiglu.ops import linear as L
+
+    keys = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text()).get("ws", {})
+    return [tuple(int(v[1:]) for v in key.split("_")) for key in keys]
+
+
+@pytest.mark.parametrize("n,k", _committed_ws_shapes())
+def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, n, k):
+    """Each committed ws entry of the launch table: swiglu_linear on its model shape at
+    2048 rows runs the Gluon forward (at 2047 the Triton kernel), within the rule."""
+    import torch.nn.functional as F
+
+    import flash_swiglu
+
+    if "H200" not in torch.cuda.get_device_name():
+        pytest.skip("the committed ws entries are the H200's")
+    calls = _count_calls(monkeypatch, "glu_forward_ws")
+    g_ = torch.Generator(device="cuda").manual_seed(4)
+    dt = torch.bfloat16
+    x = torch.randn(2048, k, device="cuda", generator=g_).to(dt)
+    wg, wu = ((torch.randn(n, k, device="cuda", generator=g_) / k**0.5).to(dt) for _ in range(2))
+    h = flash_swiglu.swiglu_linear(x, wg, wu)
+    assert calls == [1]
+    g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
+    h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu").to(dt)
+    assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
+    flash_swiglu.swiglu_linear(x[:2047], wg, wu)
     assert calls == [1]

@@ -180,27 +180,36 @@ def _epilogue(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride
 
 @gluon.jit
 def _consumer_tiles(M, N, K, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
-                    BLOCK_K: gl.constexpr, ROLE: gl.constexpr):  # fmt: skip
+                    BLOCK_K: gl.constexpr, ROLE: gl.constexpr, COOP: gl.constexpr):  # fmt: skip
     """The tile grid, K steps per tile, and this consumer's share of the program's tiles:
-    ``range(first, num_tiles, step)`` (every other tile of the program, from ROLE)."""
+    ``range(first, num_tiles, step)``: every other tile of the program, from ROLE (ping-pong),
+    or every tile of the program (COOP: the two consumers share each tile)."""
     num_pid_m = gl.cdiv(M, BLOCK_M)
     num_pid_n = gl.cdiv(N, BLOCK_N)
-    first = gl.program_id(0) + ROLE * gl.num_programs(0)
-    step = 2 * gl.num_programs(0)
+    if COOP:
+        first = gl.program_id(0)
+        step = gl.num_programs(0)
+    else:
+        first = gl.program_id(0) + ROLE * gl.num_programs(0)
+        step = 2 * gl.num_programs(0)
     return num_pid_m, num_pid_n, num_pid_m * num_pid_n, gl.cdiv(K, BLOCK_K), first, step
 
 
 @gluon.jit
 def _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout: gl.constexpr,
                BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, STAGES: gl.constexpr,
-               ROLE: gl.constexpr, B_KMAJOR: gl.constexpr):  # fmt: skip
+               ROLE: gl.constexpr, B_KMAJOR: gl.constexpr, COOP: gl.constexpr):  # fmt: skip
     """One consumer's K loop over its ``i``-th tile, from ring position ``count``: wait for its
     turn, wgmma over the ring's slots (at most one in flight, each slot released as soon as
     its product is done), hand the turn over. ``B_KMAJOR``: the ring's B tiles are
     ``[BLOCK_N, BLOCK_K]`` rows of an ``nn.Linear`` weight (else ``[BLOCK_K, BLOCK_N]``).
-    Returns the accumulator and the ring position of this consumer's next tile (the other
-    consumer's tile comes between)."""
-    mbarrier.wait(turn.index(ROLE), (i & 1) ^ (1 - ROLE))
+    With COOP there are no turns: both consumers run every tile, each on its own BLOCK_M
+    rows of the ring's A tiles (ROLE picks the half), and a slot is free once both have
+    released it (``empty`` counts two arrivals).
+    Returns the accumulator and the ring position of this consumer's next tile (with
+    ping-pong the other consumer's tile comes between)."""
+    if not COOP:
+        mbarrier.wait(turn.index(ROLE), (i & 1) ^ (1 - ROLE))
     acc = gl.zeros((BLOCK_M, BLOCK_N), gl.float32, layout)
     for ks in range(k_steps):
         slot = count % STAGES
@@ -209,15 +218,20 @@ def _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout: gl
             b = b_ring.index(slot).permute((1, 0))
         else:
             b = b_ring.index(slot)
-        acc = warpgroup_mma(a_ring.index(slot), b, acc, is_async=True)
+        if COOP:
+            a = a_ring.index(slot).slice(ROLE * BLOCK_M, BLOCK_M)
+        else:
+            a = a_ring.index(slot)
+        acc = warpgroup_mma(a, b, acc, is_async=True)
         # At most one wgmma in flight: the previous step's slot is free again.
         acc = warpgroup_mma_wait(1, deps=(acc,))
         mbarrier.arrive(empty.index((count + STAGES - 1) % STAGES), pred=ks > 0)
         count += 1
-    mbarrier.arrive(turn.index(1 - ROLE))
+    if not COOP:
+        mbarrier.arrive(turn.index(1 - ROLE))
     acc = warpgroup_mma_wait(0, deps=(acc,))
     mbarrier.arrive(empty.index((count + STAGES - 1) % STAGES))
-    return acc, count + k_steps
+    return acc, count + k_steps * (1 - COOP)
 
 
 @gluon.jit
@@ -225,32 +239,34 @@ def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr
               dg_ptr, du_ptr, stride_g, stride_u, stride_h, stride_dg, stride_du, M, N, K,
               ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
               GROUP_M: gl.constexpr, STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
-              PREFETCH: gl.constexpr, COALESCE: gl.constexpr, ROLE: gl.constexpr):  # fmt: skip
+              PREFETCH: gl.constexpr, COALESCE: gl.constexpr, ROLE: gl.constexpr,
+              COOP: gl.constexpr):  # fmt: skip
     BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
     BLOCK_K: gl.constexpr = dy_desc.block_type.shape[1]
     BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
+    SUB_M: gl.constexpr = BLOCK_M // (1 + COOP)  # this consumer's rows of a tile
     WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
-    layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N)
-    part_layout: gl.constexpr = _part_probe(layout, BLOCK_M, BLOCK_N, EPILOGUE_SPLIT,
+    layout: gl.constexpr = _acc_layout(SUB_M, BLOCK_N)
+    part_layout: gl.constexpr = _part_probe(layout, SUB_M, BLOCK_N, EPILOGUE_SPLIT,
                                             COALESCE).type.layout  # fmt: skip
     num_pid_m, num_pid_n, num_tiles, k_steps, first, step = _consumer_tiles(
-        M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, ROLE)  # fmt: skip
+        M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, ROLE, COOP)  # fmt: skip
     # This consumer takes every other tile of the program's sequence, starting at ROLE. The
     # two take turns through the shared ring (barriers ``turn``): a consumer waits on a slot
     # only once the other has waited on that slot's previous fill, so that a parity wait
     # never looks two ring passes ahead, and the main loops alternate (ping-pong).
-    count = ROLE * k_steps
+    count = ROLE * k_steps * (1 - COOP)
     for t in range(first, num_tiles, step):
         i = (t - first) // step  # this consumer's tile count
         pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
-        off_m = pid_m * BLOCK_M
+        off_m = pid_m * BLOCK_M + ROLE * SUB_M * COOP
         off_n = pid_n * BLOCK_N
         gu = ()
         for p in gl.static_range(PREFETCH):  # before the main loop: loads overlap it
             gu += (_gu_part(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, p,
-                            part_layout, BLOCK_M, WIDTH),)  # fmt: skip
+                            part_layout, SUB_M, WIDTH),)  # fmt: skip
         acc, count = _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout,
-                                BLOCK_M, BLOCK_N, STAGES, ROLE, False)  # fmt: skip
+                                SUB_M, BLOCK_N, STAGES, ROLE, False, COOP)  # fmt: skip
         _epilogue(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g,
                   stride_u, stride_h, stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
                   EPILOGUE_SPLIT, PREFETCH, COALESCE, part_layout)  # fmt: skip
@@ -262,7 +278,8 @@ def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr
                            ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
                            GROUP_M: gl.constexpr, STAGES: gl.constexpr,
                            EPILOGUE_SPLIT: gl.constexpr, PREFETCH: gl.constexpr,
-                           COALESCE: gl.constexpr, CONSUMER_REGS: gl.constexpr):  # fmt: skip
+                           COALESCE: gl.constexpr, CONSUMER_REGS: gl.constexpr,
+                           COOP: gl.constexpr):  # fmt: skip
     dtype: gl.constexpr = dy_desc.dtype
     a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
     b_shape: gl.constexpr = [STAGES] + wd_desc.block_type.shape  # noqa: RUF005
@@ -273,7 +290,7 @@ def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr
     turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(STAGES):
         mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=1)
+        mbarrier.init(empty.index(i), count=1 + COOP)
     for i in gl.static_range(2):
         mbarrier.init(turn.index(i), count=1)
     # fmt: off
@@ -284,11 +301,11 @@ def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr
             (_consumer, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr,
                          h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h, stride_dg,
                          stride_du, M, N, K, ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES,
-                         EPILOGUE_SPLIT, PREFETCH, COALESCE, 0)),
+                         EPILOGUE_SPLIT, PREFETCH, COALESCE, 0, COOP)),
             (_consumer, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr,
                          h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h, stride_dg,
                          stride_du, M, N, K, ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES,
-                         EPILOGUE_SPLIT, PREFETCH, COALESCE, 1)),
+                         EPILOGUE_SPLIT, PREFETCH, COALESCE, 1, COOP)),
         ],
         [4, 4],
         [CONSUMER_REGS, CONSUMER_REGS],
@@ -378,24 +395,26 @@ def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, b
                   N, K, HAS_BG: gl.constexpr, HAS_BU: gl.constexpr, STORE_GU: gl.constexpr,
                   ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
                   GROUP_M: gl.constexpr, STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
-                  COALESCE: gl.constexpr, ROLE: gl.constexpr):  # fmt: skip
+                  COALESCE: gl.constexpr, ROLE: gl.constexpr, COOP: gl.constexpr):  # fmt: skip
     BLOCK_M: gl.constexpr = x_desc.block_type.shape[0]
     BLOCK_K: gl.constexpr = x_desc.block_type.shape[1]
     BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
     BLOCK_N: gl.constexpr = 2 * BLOCK_H
-    layout: gl.constexpr = _acc_layout(BLOCK_M, BLOCK_N)
-    part_layout: gl.constexpr = _part_probe(layout, BLOCK_M, BLOCK_N, EPILOGUE_SPLIT,
+    SUB_M: gl.constexpr = BLOCK_M // (1 + COOP)  # this consumer's rows of a tile
+    layout: gl.constexpr = _acc_layout(SUB_M, BLOCK_N)
+    part_layout: gl.constexpr = _part_probe(layout, SUB_M, BLOCK_N, EPILOGUE_SPLIT,
                                             COALESCE).type.layout  # fmt: skip
     num_pid_m, num_pid_n, num_tiles, k_steps, first, step = _consumer_tiles(
-        M, N, K, BLOCK_M, BLOCK_H, BLOCK_K, ROLE)  # fmt: skip
-    count = ROLE * k_steps
+        M, N, K, BLOCK_M, BLOCK_H, BLOCK_K, ROLE, COOP)  # fmt: skip
+    count = ROLE * k_steps * (1 - COOP)
     for t in range(first, num_tiles, step):
         i = (t - first) // step  # this consumer's tile count
         pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
         acc, count = _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout,
-                                BLOCK_M, BLOCK_N, STAGES, ROLE, True)  # fmt: skip
-        _fwd_epilogue(acc, pid_m * BLOCK_M, pid_n * BLOCK_H, bg_ptr, bu_ptr, stride_bg,
-                      stride_bu, g_ptr, u_ptr, h_ptr, stride_g, stride_u, stride_h, M, N,
+                                SUB_M, BLOCK_N, STAGES, ROLE, True, COOP)  # fmt: skip
+        off_m = pid_m * BLOCK_M + ROLE * SUB_M * COOP
+        _fwd_epilogue(acc, off_m, pid_n * BLOCK_H, bg_ptr, bu_ptr, stride_bg, stride_bu, g_ptr,
+                      u_ptr, h_ptr, stride_g, stride_u, stride_h, M, N,
                       HAS_BG, HAS_BU, STORE_GU, ACTIVATION, ALPHA, LIMIT, EPILOGUE_SPLIT,
                       COALESCE, part_layout)  # fmt: skip
 
@@ -407,7 +426,7 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
                           ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
                           GROUP_M: gl.constexpr, STAGES: gl.constexpr,
                           EPILOGUE_SPLIT: gl.constexpr, COALESCE: gl.constexpr,
-                          CONSUMER_REGS: gl.constexpr):  # fmt: skip
+                          CONSUMER_REGS: gl.constexpr, COOP: gl.constexpr):  # fmt: skip
     dtype: gl.constexpr = x_desc.dtype
     BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
     BLOCK_K: gl.constexpr = wg_desc.block_type.shape[1]
@@ -420,7 +439,7 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
     turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     for i in gl.static_range(STAGES):
         mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=1)
+        mbarrier.init(empty.index(i), count=1 + COOP)
     for i in gl.static_range(2):
         mbarrier.init(turn.index(i), count=1)
     # fmt: off
@@ -432,12 +451,12 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
                              bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g,
                              stride_u, stride_h, M, N, K, HAS_BG, HAS_BU, STORE_GU,
                              ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES, EPILOGUE_SPLIT,
-                             COALESCE, 0)),
+                             COALESCE, 0, COOP)),
             (_fwd_consumer, (x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr,
                              bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g,
                              stride_u, stride_h, M, N, K, HAS_BG, HAS_BU, STORE_GU,
                              ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES, EPILOGUE_SPLIT,
-                             COALESCE, 1)),
+                             COALESCE, 1, COOP)),
         ],
         [4, 4],
         [CONSUMER_REGS, CONSUMER_REGS],
@@ -462,7 +481,7 @@ def _grid(device, tiles: int, sms: int | None) -> tuple[int]:
 
 
 WS_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=6, EPILOGUE_SPLIT=8,
-                 PREFETCH=0, COALESCE=True, CONSUMER_REGS=232)  # fmt: skip
+                 PREFETCH=0, COALESCE=True, CONSUMER_REGS=232, COOP=False)  # fmt: skip
 
 
 def mlp_backward_ws(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config=None, sms=None):
@@ -482,7 +501,8 @@ def mlp_backward_ws(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config
 
 
 WS_FORWARD_CONFIG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=4,
-                         EPILOGUE_SPLIT=4, COALESCE=True, CONSUMER_REGS=232)  # fmt: skip
+                         EPILOGUE_SPLIT=4, COALESCE=True, CONSUMER_REGS=232,
+                         COOP=False)  # fmt: skip
 
 
 def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, limit,

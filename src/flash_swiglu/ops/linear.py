@@ -327,12 +327,17 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
 
 
 def _forward_ws(x, x2, wg, wu, bg, bu, out, m, activation, alpha, limit) -> bool:
-    """Run the warp-specialized (Gluon) forward into ``out`` if the GPU's training table has a
-    ``projection_ws`` entry for these rows (``ops.train.ws_config``; none is committed yet:
-    not measured); return whether it ran."""
+    """Run the warp-specialized (Gluon) forward into ``out`` where the GPU's launch table has
+    a ``ws`` entry for this call (keyed like the Triton paths' entries, from ``MIN_M`` rows;
+    ``ops.train.ws_enabled``); return whether it ran."""
     from flash_swiglu.ops import train as T
 
-    ws = T.ws_config(x.dtype, x.device, activation, m, "projection_ws")
+    if not T.ws_enabled(x.dtype, x.device):
+        return False
+    n, k = wg.shape
+    entries = load_table(_device_name(x.device.index or 0)).get("ws", {})
+    entry = next((entries[key] for key in table_keys(m, n, k) if key in entries), None)
+    ws = T.ws_entry(entry, "projection_ws", activation, m)
     if ws is None:
         return False
     from flash_swiglu.kernels.ws_mlp import glu_forward_ws

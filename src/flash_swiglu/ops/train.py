@@ -127,14 +127,15 @@ def load_table(device_name: str) -> dict:
 # The warp-specialized (Gluon) kernels of kernels/ws_mlp.py, for 16-bit types on sm_90: a
 # table entry turns each on for that GPU (``mlp_backward_ws``: the MLP backward;
 # ``forward_saving_ws``: the forward that saves the pre-activation; ``projection_ws``:
-# ``swiglu_linear``'s TMA path; no entry of the last two is committed yet);
+# ``swiglu_linear``'s TMA path, whose entries live in the launch table's ``ws`` section,
+# keyed by shape like the Triton entries: ``ops.linear._forward_ws``);
 # ``FLASH_SWIGLU_GLUON=0`` turns them all off. An entry's optional ``MIN_M``: fewer rows run the
 # Triton kernel.
 WS_KEYS = {
     "mlp_backward_ws": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES", "EPILOGUE_SPLIT",
-                        "PREFETCH", "COALESCE", "CONSUMER_REGS"),
+                        "PREFETCH", "COALESCE", "CONSUMER_REGS", "COOP"),
     "forward_saving_ws": ("BLOCK_M", "BLOCK_H", "BLOCK_K", "GROUP_M", "STAGES",
-                          "EPILOGUE_SPLIT", "COALESCE", "CONSUMER_REGS"),
+                          "EPILOGUE_SPLIT", "COALESCE", "CONSUMER_REGS", "COOP"),
 }  # fmt: skip
 WS_KEYS["projection_ws"] = WS_KEYS["forward_saving_ws"]  # the same kernel, nothing saved
 GLUON_ENV = "FLASH_SWIGLU_GLUON"
@@ -148,21 +149,29 @@ def ws_config(
     kind: str = "mlp_backward_ws",
 ) -> dict | None:
     """A warp-specialized kernel's launch configuration where it applies, else None: 16-bit
-    types on sm_90 with a table entry ``kind``, for ``m`` rows at least the entry's ``MIN_M``
-    (None: any). In the backward, gelu_tanh and gpt-oss's GLU take 16 epilogue parts (8
-    spilled in the sm_90 gate under Triton 3.9)."""
+    types on sm_90 (``ws_enabled``) with a training-table entry ``kind`` (``ws_entry``)."""
+    if not ws_enabled(dtype, device):
+        return None
+    return ws_entry(load_table(L._device_name(device.index or 0)).get(kind), kind, activation, m)
+
+
+def ws_enabled(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the warp-specialized (Gluon) kernels may run: 16-bit types on sm_90 with a
+    Triton that has Gluon, unless ``FLASH_SWIGLU_GLUON=0``."""
     from flash_swiglu.kernels import interpreting
 
     if os.environ.get(GLUON_ENV, "1") == "0" or interpreting() or device.type != "cuda":
-        return None
+        return False
     if dtype not in (torch.bfloat16, torch.float16):
-        return None
-    if torch.cuda.get_device_capability(device) != (9, 0):
-        return None
-    entry = load_table(L._device_name(device.index or 0)).get(kind)
-    if entry is None or not gluon_available():
-        return None
-    if m is not None and m < entry.get("MIN_M", 0):
+        return False
+    return torch.cuda.get_device_capability(device) == (9, 0) and gluon_available()
+
+
+def ws_entry(entry: dict | None, kind: str, activation: str, m: int | None) -> dict | None:
+    """A table ``entry`` of ``kind`` as launched, or None where it does not apply: ``m`` rows
+    (None: any) below its ``MIN_M``. In the backward, gelu_tanh and gpt-oss's GLU take 16
+    epilogue parts (8 spilled in the sm_90 gate under Triton 3.9)."""
+    if entry is None or (m is not None and m < entry.get("MIN_M", 0)):
         return None
     cfg = {key: entry[key] for key in WS_KEYS[kind]}
     if kind == "mlp_backward_ws" and activation in ("gelu_tanh", "swiglu_oai"):
