@@ -1,10 +1,13 @@
-"""GPU tier: the warp-specialized (Gluon) MLP backward of ``kernels/ws_mlp.py`` on Hopper.
+"""GPU tier: the warp-specialized (Gluon) kernels of ``kernels/ws_mlp.py`` on Hopper.
 
-Against float64 references with the tolerance rule of DESIGN.md: tiles with row and column
-tails, few programs (many tiles each, odd counts per consumer), dg/du written over g/u, a
-column slice of a wider ``w_down`` (the sliced backward's operand), every activation, bf16
-and fp16; bit-identical reruns; and the routing of ``ops.train.launch`` (the table's
-``mlp_backward_ws`` entry, ``FLASH_SWIGLU_GLUON=0``)."""
+The MLP backward against float64 references with the tolerance rule of DESIGN.md: tiles with
+row and column tails, few programs (many tiles each, odd counts per consumer), dg/du written
+over g/u, a column slice of a wider ``w_down`` (the sliced backward's operand), every
+activation, bf16 and fp16, the ping-pong and the cooperative schedule; bit-identical reruns;
+the routing of ``ops.train.launch`` (the table's ``mlp_backward_ws`` entry,
+``FLASH_SWIGLU_GLUON=0``). The forward likewise (saving g and u or not, biases, both
+schedules), its routing from the training table (``forward_saving_ws``) and from the launch
+table's ``ws`` section, and each committed ``ws`` entry on its model shape."""
 
 from __future__ import annotations
 

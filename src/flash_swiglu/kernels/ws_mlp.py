@@ -1,5 +1,5 @@
-"""Warp-specialized (Gluon) MLP backward kernel for Hopper: ``dh = dy @ w_down`` with the GLU
-derivative in the epilogue, whose epilogue runs while another warpgroup's main loop runs.
+"""Warp-specialized (Gluon) kernels for Hopper: the MLP backward ``dh = dy @ w_down`` with the
+GLU derivative in the epilogue, and the gate/up forward ``h = act(x Wg^T) * (x Wu^T)`` (below).
 
 Why: the Triton kernel of ``kernels/mlp.py`` runs its main loop at about cuBLAS's rate, but its
 epilogue (read g and u, write h, dg and du: five ``[M, N]`` tiles, 160 KB per 128x128 tile)
@@ -24,6 +24,14 @@ consumer owns a whole ``[BLOCK_M, BLOCK_N]`` fp32 accumulator (128 registers per
 through shared memory to a layout of 16-byte vectors before its loads and stores (on the
 wgmma layout they are 4-byte accesses, and the epilogue was slower than the Triton kernel's);
 PREFETCH parts of g and u can be loaded before the main loop.
+
+COOP (the cooperative schedule, both kernels): no turns; both consumers run every tile of
+the program, each on its own BLOCK_M / 2 rows of the ring's A tile, and a slot is free once
+both have released it (``empty`` counts two arrivals). With BLOCK_N 256 a B tile then feeds
+twice the products of ping-pong's 128-wide tiles (half the operand traffic per FLOP from B),
+but the epilogues no longer overlap a main loop: the forward's light epilogue gains
+(``configs/h200_linear.json``, ``ws``), the backward's heavy one loses (1.67-1.80 ms against
+1.61 for ping-pong at the 8B shape, session 6).
 
 Semantics match ``_glu_gemm_kernel`` in the mode HAS_DY, BACKWARD, STORE_H (not HAS_X): read
 g and u ``[M, N]``, write h = act(g) * u, dg and du (dg / du may alias g / u: each element
@@ -320,10 +328,9 @@ def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr
 # [2 * BLOCK_H, BLOCK_K]: BLOCK_H rows of w_gate over BLOCK_H rows of w_up (two TMA loads),
 # so one wgmma of N = 2 * BLOCK_H forms gate and up side by side in one accumulator, and the
 # epilogue pairs its left half (gate) with its right half (up) for h's [BLOCK_M, BLOCK_H]
-# tile. ``ops.train.launch`` runs it for the forward that saves the pre-activation when the
-# GPU's table has a ``forward_saving_ws`` entry; none is committed: it was written and
-# compiled for sm_90 after session 5's last GPU run, and tests/test_ws_mlp.py holds its GPU
-# tests.
+# tile. ``ops.train.launch`` runs it for the forward that saves the pre-activation where the
+# GPU's training table has a ``forward_saving_ws`` entry, and ``swiglu_linear``'s TMA path
+# where its launch table has a ``ws`` entry (``ops.linear._forward_ws``).
 
 
 @gluon.jit
