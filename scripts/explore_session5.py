@@ -8,7 +8,8 @@
   odd counts), dg/du written over g/u, every activation, bf16 and fp16.
 - ``kernel``: Llama-3-8B shape (M=8192, N=14336, K=4096), bf16: Gluon variants (stages,
   GROUP_M, epilogue parts) against the committed Triton tile and cuBLAS's ``dy @ w_down``.
-- ``forward`` (written after the session's last GPU call; not yet run): the Gluon forward
+- ``forward`` (written after session 5's last GPU call; first run in session 6, call 1,
+  ``benchmarks/results/h200-session6-explore/call1``): the Gluon forward
   (``glu_forward_ws``) checked against the Triton kernels' results, then timed against the
   Triton forward-saving kernel at the 8B shape and against the projection's launch table
   (``ops.linear``, no saving) on the four model shapes at M = 2048 and 8192, each against
@@ -16,7 +17,7 @@
 - ``step``: whole MLP steps (forward + backward, the graph's last backward) at 4096, 8192
   and 16384 tokens: eager, and the fused path with the MLP backward on the Triton kernel
   (``FLASH_SWIGLU_GLUON=0``) and on the table's Gluon kernel, with peak memory; with
-  ``--step-forward`` (not yet run) also with the Gluon forward.
+  ``--step-forward`` (first run in session 6, call 1) also with the Gluon forward.
 
 The candidates below are those of calls 4 and 6; calls 1-3 ran earlier versions of the
 kernel and of this script (``benchmarks/results/README.md``, section "Session 5").

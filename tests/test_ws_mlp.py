@@ -161,9 +161,6 @@ def test_gpu_launch_routes_to_gluon_unless_disabled(monkeypatch):
     _check(dy, wd, g, u, outs["h"], outs["dg"], outs["du"], "silu")
 
 
-# The forward kernel (glu_forward_ws) was written after the session-5 GPU runs, and no
-# committed table entry routes to it yet; these tests first run in a later session (see the
-# results README).
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("store_gu,bias", [(True, False), (False, True)])
 @pytest.mark.parametrize("m,n,k,sms", [(300, 200, 192, 3), (1000, 520, 4096, None)])
@@ -269,3 +266,28 @@ def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, n, k):
     assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
     flash_swiglu.swiglu_linear(x[:2047], wg, wu)
     assert calls == [1]
+
+
+@pytest.mark.parametrize("config", [None, COOP_FORWARD])
+@pytest.mark.parametrize("store_gu", [False, True])
+def test_gpu_ws_forward_fp16(config, store_gu):
+    import torch.nn.functional as F
+
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    g_ = torch.Generator(device="cuda").manual_seed(5)
+    dt = torch.float16
+    m, n, k = 777, 520, 320
+    x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
+    wg, wu = ((torch.randn(n, k, device="cuda", generator=g_) / k**0.5).to(dt) for _ in range(2))
+    h = torch.empty(m, n, device="cuda", dtype=dt)
+    g, u = (torch.empty_like(h), torch.empty_like(h)) if store_gu else (None, None)
+    glu_forward_ws(x, wg, wu, None, None, h, g, u, activation="silu", sms=7, config=config,
+                   **ARGS)  # fmt: skip
+    g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
+    g_t, u_t = F.linear(x, wg), F.linear(x, wu)
+    h_t = reference.act_glu(g_t.float(), u_t.float(), "silu", **ARGS).to(dt)
+    assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu", **ARGS))
+    if store_gu:
+        assert_within_rule("g", g, g_t, g64)
+        assert_within_rule("u", u, u_t, u64)
