@@ -161,6 +161,25 @@ def test_epilogue_parts_of_table_entries():
     assert "maxnreg" not in T.adjust(entry, torch.float32, "tf32x3", "silu")
 
 
+def test_warp_specialized_table_entries():
+    # ``ops.train.ws_entry``: MIN_M, the backward's 16 parts for gelu_tanh / gpt-oss's GLU,
+    # and tables written before the cooperative schedule (no COOP key) meaning ping-pong.
+    entry = dict(
+        BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=6, EPILOGUE_SPLIT=8,
+        PREFETCH=0, COALESCE=True, CONSUMER_REGS=232, MIN_M=2048, source="test",
+    )  # fmt: skip
+    cfg = T.ws_entry(entry, "mlp_backward_ws", "silu", 2048)
+    assert cfg == {**{k: v for k, v in entry.items() if k not in ("MIN_M", "source")},
+                   "COOP": False}  # fmt: skip
+    assert T.ws_entry(entry, "mlp_backward_ws", "silu", 2047) is None
+    assert T.ws_entry(entry, "mlp_backward_ws", "gelu_tanh", None)["EPILOGUE_SPLIT"] == 16
+    assert T.ws_entry(None, "mlp_backward_ws", "silu", 4096) is None
+    forward = dict(entry, BLOCK_H=64, COOP=True)
+    assert T.ws_entry(forward, "forward_saving_ws", "gelu_tanh", 4096)["COOP"] is True
+    # Off the GPU (and under the interpreter) the Gluon kernels never run.
+    assert not T.ws_enabled(torch.bfloat16, torch.device("cpu"))
+
+
 @pytest.mark.parametrize("parts", [1, 2, 4])
 def test_backward_epilogue_parts(device, monkeypatch, launches, parts):
     # The epilogue on 1, 2 or 4 column parts, as a table entry can pick it. Every gradient

@@ -291,3 +291,25 @@ def test_gpu_ws_forward_fp16(config, store_gu):
     if store_gu:
         assert_within_rule("g", g, g_t, g64)
         assert_within_rule("u", u, u_t, u64)
+
+
+def test_gpu_retune_times_the_gluon_forward(tmp_path):
+    """``ops.linear.retune`` on a TMA shape: a Triton entry, and a ``ws`` entry exactly when
+    the Gluon candidate measured faster; the written table is the returned one."""
+    import json
+    import re
+
+    from flash_swiglu.ops import linear as L
+
+    cands = {"tma": L.CANDIDATES["tma"][:1], "ws": L.WS_CANDIDATES[-1:]}
+    out = tmp_path / "table.json"
+    table = L.retune([(2048, 1024, 512)], candidates=cands, out_path=out)
+    assert json.loads(out.read_text()) == table
+    key = "m2048_n1024_k512"
+    us = lambda entry: float(re.search(r": ([0-9.]+) us", entry["source"]).group(1))
+    tma = table["tma"][key]
+    assert {k: v for k, v in tma.items() if k != "source"} == cands["tma"][0]
+    if "ws" in table:
+        ws = table["ws"][key]
+        assert {k: v for k, v in ws.items() if k != "source"} == cands["ws"][0]
+        assert us(ws) < us(tma)

@@ -671,6 +671,16 @@ CANDIDATES = {
 }
 
 
+# The warp-specialized (Gluon) forward's candidates for ``retune`` (section ``ws``): the
+# ping-pong and cooperative schedules that won a shape in session 6's exploration
+# (benchmarks/results/h200-session6-explore/call2; configs/h200_linear.json, ``ws``).
+_WS_COMMON = dict(BLOCK_M=128, BLOCK_K=64, EPILOGUE_SPLIT=4, COALESCE=True, CONSUMER_REGS=232)
+WS_CANDIDATES = [dict(_WS_COMMON, BLOCK_H=64, GROUP_M=8, STAGES=s, COOP=False) for s in (5, 6)] + [
+    dict(_WS_COMMON, BLOCK_H=128, GROUP_M=g, STAGES=s, COOP=True)
+    for s, g in ((3, 8), (4, 8), (4, 16))
+]
+
+
 def retune(
     shapes: Iterable[tuple[int, int, int]],
     *,
@@ -684,31 +694,32 @@ def retune(
 
     Each candidate is checked against the reference before it is timed; failures to compile
     (shared memory) are skipped. Entries are keyed ``m{bucket}_n{N}_k{K}`` and carry a
-    "source" field naming the GPU, versions and date. Load the result with
-    ``FLASH_SWIGLU_LINEAR_CONFIGS=<out_path>`` or by copying it over the packaged table.
+    "source" field naming the GPU, versions and date. Where the TMA path applies and the
+    warp-specialized kernels may run (``ops.train.ws_enabled``: 16-bit, sm_90), the Gluon
+    forward's candidates (``candidates["ws"]``, default ``WS_CANDIDATES``) are timed too,
+    and the fastest gets a ``ws`` entry if it beats the fastest Triton candidate. Load the
+    result with ``FLASH_SWIGLU_LINEAR_CONFIGS=<out_path>`` or by copying it over the packaged
+    table.
     """
     import datetime
 
     import triton
     from triton.testing import do_bench
 
+    from flash_swiglu.ops import train as T
+
     dev = torch.device("cuda")
     name = torch.cuda.get_device_name(dev)
     table: dict = {"device": name, "generated": "flash_swiglu.ops.linear.retune"}
     stamp = f"{name}, torch {torch.__version__}, triton {triton.__version__}"
     stamp += f", {datetime.date.today().isoformat()}"
-    for m, n, k in shapes:
-        x = torch.randn(m, k, device=dev, dtype=dtype)
-        wg = torch.randn(n, k, device=dev, dtype=dtype) / k**0.5
-        wu = torch.randn(n, k, device=dev, dtype=dtype) / k**0.5
-        ref = reference.swiglu_linear_reference(x, wg, wu, None, None, "silu", 1.702, 7.0)
-        path = choose_path(x, wg, wu, m)
-        if paths is not None and path not in paths:
-            continue
+    cands = candidates if candidates is not None else {**CANDIDATES, "ws": WS_CANDIDATES}
+
+    def fastest(run, configs, ref):
+        """``(ms, config)`` of the fastest correct config (``run(config)`` returns h)."""
         best = None
-        for cand in (candidates or CANDIDATES)[path]:
-            cfg = dict(cand, BLOCK_K=max(16, cand["BLOCK_K"] * 2 // dtype.itemsize))
-            f = lambda: _forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, path, cfg)  # noqa: B023
+        for cand in configs:
+            f = lambda: run(cand)  # noqa: B023
             try:
                 err = (f().float() - ref.float()).abs().max().item()
                 if not err <= 0.05 * ref.float().abs().max().item():
@@ -718,11 +729,44 @@ def retune(
                 continue
             if best is None or ms < best[0]:
                 best = (ms, cand)
+        return best
+
+    def record(section, key, best):
+        ms, cand = best
+        tflops = 4 * m * n * k / ms / 1e9
+        entry = dict(cand, source=f"retune {stamp}: {ms * 1e3:.1f} us, {tflops:.0f} TFLOP/s")
+        table.setdefault(section, {})[key] = entry
+
+    for m, n, k in shapes:
+        x = torch.randn(m, k, device=dev, dtype=dtype)
+        wg = torch.randn(n, k, device=dev, dtype=dtype) / k**0.5
+        wu = torch.randn(n, k, device=dev, dtype=dtype) / k**0.5
+        ref = reference.swiglu_linear_reference(x, wg, wu, None, None, "silu", 1.702, 7.0)
+        path = choose_path(x, wg, wu, m)
+        if paths is not None and path not in paths:
+            continue
+        key = f"m{token_bucket(m)}_n{n}_k{k}"
+
+        def triton_run(cand):
+            cfg = dict(cand, BLOCK_K=max(16, cand["BLOCK_K"] * 2 // dtype.itemsize))
+            return _forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, path, cfg)  # noqa: B023
+
+        best = fastest(triton_run, cands.get(path, []), ref)
         if best is not None:
-            ms, cand = best
-            tflops = 4 * m * n * k / ms / 1e9
-            entry = dict(cand, source=f"retune {stamp}: {ms * 1e3:.1f} us, {tflops:.0f} TFLOP/s")
-            table.setdefault(path, {})[f"m{token_bucket(m)}_n{n}_k{k}"] = entry
+            record(path, key, best)
+        if path == "tma" and cands.get("ws") and T.ws_enabled(dtype, dev):
+            from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+            out = torch.empty(m, n, device=dev, dtype=dtype)
+
+            def ws_run(cand):
+                glu_forward_ws(x, wg, wu, None, None, out, activation="silu", alpha=1.702,  # noqa: B023
+                               limit=7.0, config=cand)  # fmt: skip
+                return out  # noqa: B023
+
+            ws_best = fastest(ws_run, cands["ws"], ref)
+            if ws_best is not None and (best is None or ws_best[0] < best[0]):
+                record("ws", key, ws_best)
     if out_path is not None:
         with open(out_path, "w") as f:
             json.dump(table, f, indent=2)
@@ -731,6 +775,7 @@ def retune(
 
 
 __all__ = [
+    "WS_CANDIDATES",
     "backward",
     "check_linear",
     "check_linear_packed",

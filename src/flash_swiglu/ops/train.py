@@ -173,7 +173,8 @@ def ws_entry(entry: dict | None, kind: str, activation: str, m: int | None) -> d
     epilogue parts (8 spilled in the sm_90 gate under Triton 3.9)."""
     if entry is None or (m is not None and m < entry.get("MIN_M", 0)):
         return None
-    cfg = {key: entry[key] for key in WS_KEYS[kind]}
+    # COOP came in session 6: a table written before it means the ping-pong schedule.
+    cfg = {key: entry[key] if key != "COOP" else entry.get(key, False) for key in WS_KEYS[kind]}
     if kind == "mlp_backward_ws" and activation in ("gelu_tanh", "swiglu_oai"):
         cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
     return cfg
