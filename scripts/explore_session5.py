@@ -224,11 +224,45 @@ def forward(out: Path) -> list[str]:
     return lines
 
 
+def mlp_steps(mm: int, n: int, k: int, dt: torch.dtype):
+    """The 8B-style MLP step at ``mm`` tokens: ``(params, eager_step, fused_step)``, each step
+    a forward and the graph's last backward of fresh random operands (x, w_gate, w_up,
+    w_down), gradients set to None first."""
+    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
+    dy = r(mm, k)
+    shapes = ((mm, k, 1.0), (n, k, k**-0.5), (n, k, k**-0.5), (k, n, n**-0.5))
+    params = [r(a, b, sc=c).requires_grad_() for a, b, c in shapes]
+
+    def eager_step():
+        for t in params:
+            t.grad = None
+        xx, a_, b_, c_ = params
+        hh = torch.nn.functional.silu(xx @ a_.t()) * (xx @ b_.t())
+        (hh @ c_.t()).backward(dy)
+
+    def fused_step():
+        for t in params:
+            t.grad = None
+        flash_swiglu.swiglu_mlp(*params).backward(dy)
+
+    return params, eager_step, fused_step
+
+
+def measure_step(fn) -> tuple[float, float]:
+    """``(ms, peak MiB)`` of ``fn``: the do_bench median, and the peak allocated above what
+    was allocated before one call (after a warm-up call)."""
+    fn()
+    torch.cuda.synchronize()
+    base = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    peak = (torch.cuda.max_memory_allocated() - base) / 2**20
+    return do_bench(fn, warmup=50, rep=300, return_mode="median"), peak
+
+
 def step(out: Path) -> list[str]:
     n, k = 14336, 4096
-    dt = torch.bfloat16
-    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
-
     real_table = T.load_table
 
     def gluon(on: bool, forward: bool = False) -> None:
@@ -244,35 +278,14 @@ def step(out: Path) -> list[str]:
 
     lines, rows = [], []
     for mm in (4096, 8192, 16384):
-        dy = r(mm, k)
-        shapes = ((mm, k, 1.0), (n, k, k**-0.5), (n, k, k**-0.5), (k, n, n**-0.5))
-        params = [r(a, b, sc=c).requires_grad_() for a, b, c in shapes]
+        params, eager_step, fused_step = mlp_steps(mm, n, k, torch.bfloat16)
         gm = 2 * mm * n * k
-
-        def eager_step():
-            for t in params:
-                t.grad = None
-            xx, a_, b_, c_ = params
-            hh = torch.nn.functional.silu(xx @ a_.t()) * (xx @ b_.t())
-            (hh @ c_.t()).backward(dy)
-
-        def fused_step():
-            for t in params:
-                t.grad = None
-            flash_swiglu.swiglu_mlp(*params).backward(dy)
 
         def grads():
             return [t.grad.clone() for t in params]
 
         def timed(name, fn):
-            fn()
-            torch.cuda.synchronize()
-            base = torch.cuda.memory_allocated()
-            torch.cuda.reset_peak_memory_stats()
-            fn()
-            torch.cuda.synchronize()
-            peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-            ms = do_bench(fn, warmup=50, rep=300, return_mode="median")
+            ms, peak = measure_step(fn)
             rows.append(dict(name=name, m=mm, ms=ms, peak_mib=peak, tflops=9 * gm / ms / 1e9))
             lines.append(f"step M={mm:5d} {name:24s} {ms:7.3f} ms {9 * gm / ms / 1e9:4.0f} TF "
                          f"peak {peak:6.0f} MiB")  # fmt: skip
@@ -304,7 +317,7 @@ def step(out: Path) -> list[str]:
                 gluon(True, forward=True)
                 timed("fused gluon fwd+bwd" + again, fused_step)
                 gluon(True)
-        params = dy = ref = got = None
+        params = eager_step = fused_step = ref = got = None
         torch.cuda.empty_cache()
     (out / "step.json").write_text(json.dumps(rows, indent=1))
     return lines

@@ -31,9 +31,7 @@ import time
 from pathlib import Path
 
 import torch
-from triton.testing import do_bench
 
-import flash_swiglu
 from flash_swiglu.ops import train as T
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -92,7 +90,6 @@ def step(out: Path) -> list[str]:
 
     n, k = 14336, 4096
     dt = torch.bfloat16
-    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
     real_table = T.load_table
     committed = real_table(torch.cuda.get_device_name())
     fwd_name = BEST.get("forward_saving_ws", next(iter(FORWARD_CANDS)))
@@ -115,23 +112,8 @@ def step(out: Path) -> list[str]:
     lines = [f"step: forward entry {fwd}", f"step: backward entry {bwd}"]
     rows = []
     for mm in (4096, 8192, 16384):
-        dy = r(mm, k)
-        shapes = ((mm, k, 1.0), (n, k, k**-0.5), (n, k, k**-0.5), (k, n, n**-0.5))
-        params = [r(a, b, sc=c).requires_grad_() for a, b, c in shapes]
+        params, eager_step, fused_step = S5.mlp_steps(mm, n, k, dt)
         gm = 2 * mm * n * k
-
-        def eager_step():
-            for t in params:
-                t.grad = None
-            xx, a_, b_, c_ = params
-            hh = torch.nn.functional.silu(xx @ a_.t()) * (xx @ b_.t())
-            (hh @ c_.t()).backward(dy)
-
-        def fused_step():
-            for t in params:
-                t.grad = None
-            flash_swiglu.swiglu_mlp(*params).backward(dy)
-
         grads = {}
         for name in variants:
             use(name)
@@ -147,20 +129,12 @@ def step(out: Path) -> list[str]:
             for name in ("eager", *variants):
                 if name != "eager":
                     use(name)
-                fn = eager_step if name == "eager" else fused_step
-                fn()
-                torch.cuda.synchronize()
-                base = torch.cuda.memory_allocated()
-                torch.cuda.reset_peak_memory_stats()
-                fn()
-                torch.cuda.synchronize()
-                peak = (torch.cuda.max_memory_allocated() - base) / 2**20
-                ms = do_bench(fn, warmup=50, rep=300, return_mode="median")
+                ms, peak = S5.measure_step(eager_step if name == "eager" else fused_step)
                 rows.append(dict(name=name + again, m=mm, ms=ms, peak_mib=peak))
                 lines.append(f"step M={mm:5d} {name + again:20s} {ms:7.3f} ms "
                              f"{9 * gm / ms / 1e9:4.0f} TF peak {peak:6.0f} MiB")  # fmt: skip
                 print(lines[-1], flush=True)
-        params = dy = None
+        params = eager_step = fused_step = None
         torch.cuda.empty_cache()
     T.load_table = real_table
     (out / "step.json").write_text(json.dumps(rows, indent=1))

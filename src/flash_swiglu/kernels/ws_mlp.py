@@ -191,16 +191,21 @@ def _consumer_tiles(M, N, K, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
                     BLOCK_K: gl.constexpr, ROLE: gl.constexpr, COOP: gl.constexpr):  # fmt: skip
     """The tile grid, K steps per tile, and this consumer's share of the program's tiles:
     ``range(first, num_tiles, step)``: every other tile of the program, from ROLE (ping-pong),
-    or every tile of the program (COOP: the two consumers share each tile)."""
+    or every tile of the program (COOP: the two consumers share each tile). Also the ring
+    position of this consumer's first K step (``count``), and the first of its rows within a
+    tile (``row0``: with COOP, ROLE picks a half)."""
     num_pid_m = gl.cdiv(M, BLOCK_M)
     num_pid_n = gl.cdiv(N, BLOCK_N)
+    k_steps = gl.cdiv(K, BLOCK_K)
     if COOP:
         first = gl.program_id(0)
         step = gl.num_programs(0)
     else:
         first = gl.program_id(0) + ROLE * gl.num_programs(0)
         step = 2 * gl.num_programs(0)
-    return num_pid_m, num_pid_n, num_pid_m * num_pid_n, gl.cdiv(K, BLOCK_K), first, step
+    count = ROLE * k_steps * (1 - COOP)
+    row0 = ROLE * (BLOCK_M // 2) * COOP
+    return num_pid_m, num_pid_n, num_pid_m * num_pid_n, k_steps, first, step, count, row0
 
 
 @gluon.jit
@@ -257,17 +262,16 @@ def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr
     layout: gl.constexpr = _acc_layout(SUB_M, BLOCK_N)
     part_layout: gl.constexpr = _part_probe(layout, SUB_M, BLOCK_N, EPILOGUE_SPLIT,
                                             COALESCE).type.layout  # fmt: skip
-    num_pid_m, num_pid_n, num_tiles, k_steps, first, step = _consumer_tiles(
+    num_pid_m, num_pid_n, num_tiles, k_steps, first, step, count, row0 = _consumer_tiles(
         M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, ROLE, COOP)  # fmt: skip
     # This consumer takes every other tile of the program's sequence, starting at ROLE. The
     # two take turns through the shared ring (barriers ``turn``): a consumer waits on a slot
     # only once the other has waited on that slot's previous fill, so that a parity wait
     # never looks two ring passes ahead, and the main loops alternate (ping-pong).
-    count = ROLE * k_steps * (1 - COOP)
     for t in range(first, num_tiles, step):
         i = (t - first) // step  # this consumer's tile count
         pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
-        off_m = pid_m * BLOCK_M + ROLE * SUB_M * COOP
+        off_m = pid_m * BLOCK_M + row0
         off_n = pid_n * BLOCK_N
         gu = ()
         for p in gl.static_range(PREFETCH):  # before the main loop: loads overlap it
@@ -411,17 +415,15 @@ def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, b
     layout: gl.constexpr = _acc_layout(SUB_M, BLOCK_N)
     part_layout: gl.constexpr = _part_probe(layout, SUB_M, BLOCK_N, EPILOGUE_SPLIT,
                                             COALESCE).type.layout  # fmt: skip
-    num_pid_m, num_pid_n, num_tiles, k_steps, first, step = _consumer_tiles(
+    num_pid_m, num_pid_n, num_tiles, k_steps, first, step, count, row0 = _consumer_tiles(
         M, N, K, BLOCK_M, BLOCK_H, BLOCK_K, ROLE, COOP)  # fmt: skip
-    count = ROLE * k_steps * (1 - COOP)
     for t in range(first, num_tiles, step):
         i = (t - first) // step  # this consumer's tile count
         pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
         acc, count = _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout,
                                 SUB_M, BLOCK_N, STAGES, ROLE, True, COOP)  # fmt: skip
-        off_m = pid_m * BLOCK_M + ROLE * SUB_M * COOP
-        _fwd_epilogue(acc, off_m, pid_n * BLOCK_H, bg_ptr, bu_ptr, stride_bg, stride_bu, g_ptr,
-                      u_ptr, h_ptr, stride_g, stride_u, stride_h, M, N,
+        _fwd_epilogue(acc, pid_m * BLOCK_M + row0, pid_n * BLOCK_H, bg_ptr, bu_ptr, stride_bg,
+                      stride_bu, g_ptr, u_ptr, h_ptr, stride_g, stride_u, stride_h, M, N,
                       HAS_BG, HAS_BU, STORE_GU, ACTIVATION, ALPHA, LIMIT, EPILOGUE_SPLIT,
                       COALESCE, part_layout)  # fmt: skip
 
