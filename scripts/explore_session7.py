@@ -1,0 +1,196 @@
+"""Session-7 exploration on the H200: where the 8B MLP training step's time goes, and what the
+Gluon backward's epilogue costs.
+
+    PYTHONPATH=src python scripts/explore_session7.py [profile] [diag] [--variant V] --out DIR
+
+- ``profile``: the Llama-3-8B MLP step (forward + the graph's last backward, bf16) at 8192
+  and 16384 tokens, eager and flash-swiglu, under ``torch.profiler``: every GPU kernel of one
+  step with its time (the mean over the profiled steps), in launch order.
+- ``diag``: the MLP backward kernel (``kernels/ws_mlp.py``, the committed ``mlp_backward_ws``
+  entry) at the 8B shape, M = 8192, against cuBLAS's ``dy @ w_down``, with its epilogue
+  changed by ``--variant`` (one variant per process: Triton caches a kernel's compiled
+  dependencies, so a patched helper must be in place before the first launch):
+
+      base      the committed kernel
+      noload    g and u made from the row and column indices instead of loaded
+      nostore   h, dg and du stores predicated off (a runtime condition the compiler cannot
+                fold), g and u still loaded
+      none      both: the main loop, the layout moves and the epilogue arithmetic only
+      split4    the committed kernel with its epilogue in 4 parts (spills in the gate)
+
+  Only ``base`` and ``split4`` compute the gradients; the others are timings only.
+
+Kernel times are CUDA-graph replays from a cold L2 (``bench.timing.measure_graph``). Full
+results go to ``DIR/*.json``; a short table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+
+from flash_swiglu.activations import glu_backward, glu_forward
+from flash_swiglu.bench.timing import measure_graph
+from flash_swiglu.kernels import ws_mlp
+from flash_swiglu.ops import train as T
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import explore_session5 as S5
+
+
+@gluon.jit
+def _gu_from_indices(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, i,
+                     LAYOUT: gl.constexpr, BLOCK_M: gl.constexpr, WIDTH: gl.constexpr):  # fmt: skip
+    rows = off_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, LAYOUT))
+    cols = off_n + i * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, LAYOUT))
+    v = (rows[:, None] * 3 + cols[None, :]) % 97
+    g = (v.to(gl.float32) * 0.01).to(g_ptr.dtype.element_ty)
+    u = (v.to(gl.float32) * -0.02).to(u_ptr.dtype.element_ty)
+    return g, u
+
+
+@gluon.jit
+def _epilogue_nostore(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g,
+                      stride_u, stride_h, stride_dg, stride_du, M, N, ACTIVATION: gl.constexpr,
+                      ALPHA: gl.constexpr, LIMIT: gl.constexpr, PARTS: gl.constexpr,
+                      PREFETCH: gl.constexpr, COALESCE: gl.constexpr,
+                      layout: gl.constexpr):  # fmt: skip
+    """``ws_mlp._epilogue`` (PREFETCH 0) with every store predicated off by ``M < 0``."""
+    BLOCK_M: gl.constexpr = acc.shape[0]
+    WIDTH: gl.constexpr = acc.shape[1] // PARTS
+    parts = ws_mlp._split_columns(acc, PARTS)
+    for i in gl.static_range(PARTS):
+        dh = parts[i]
+        if COALESCE:
+            dh = gl.convert_layout(dh, layout)
+        g, u = ws_mlp._gu_part(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, i,
+                               layout, BLOCK_M, WIDTH)  # fmt: skip
+        g = g.to(gl.float32)
+        u = u.to(gl.float32)
+        rows = off_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, layout))
+        cols = off_n + i * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, layout))
+        mask = (rows < M)[:, None] & (cols < N)[None, :] & (M < 0)
+        r64 = rows.to(gl.int64)[:, None]
+        c2 = cols[None, :]
+        h = glu_forward(g, u, ACTIVATION, ALPHA, LIMIT)
+        gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
+        dgate, dup = glu_backward(g, u, dh, ACTIVATION, ALPHA, LIMIT)
+        gl.store(dg_ptr + (r64 * stride_dg + c2), dgate.to(dg_ptr.dtype.element_ty), mask=mask)
+        gl.store(du_ptr + (r64 * stride_du + c2), dup.to(du_ptr.dtype.element_ty), mask=mask)
+
+
+def _patch(variant: str) -> dict:
+    """Patch ``ws_mlp``'s epilogue helpers for ``variant``; the config override it runs."""
+    if variant in ("noload", "none"):
+        ws_mlp._gu_part = _gu_from_indices
+    if variant in ("nostore", "none"):
+        ws_mlp._epilogue = _epilogue_nostore
+    return {"EPILOGUE_SPLIT": 4} if variant == "split4" else {}
+
+
+def diag(out: Path, variant: str) -> list[str]:
+    override = _patch(variant)
+    m, n, k = 8192, 14336, 4096
+    dt = torch.bfloat16
+    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
+    dy, wd = r(m, k), r(k, n, sc=n**-0.5)
+    g, u = r(m, n), r(m, n)
+    h, dg, du = (torch.empty(m, n, device="cuda", dtype=dt) for _ in range(3))
+    entry = T.load_table(torch.cuda.get_device_name())["mlp_backward_ws"]
+    cfg = {key: entry[key] for key in T.WS_KEYS["mlp_backward_ws"]}
+    cfg.update(override)
+    common = dict(activation="silu", alpha=1.702, limit=7.0)
+    flops = 2 * m * n * k
+    ok = None
+    fn = lambda: ws_mlp.mlp_backward_ws(dy, wd, g, u, h, dg, du, config=cfg, **common)
+    fn()
+    torch.cuda.synchronize()
+    if variant in ("base", "split4"):
+        from flash_swiglu import reference
+
+        dgr, dur = reference.glu_backward(g.float(), u.float(), dy.float() @ wd.float(),
+                                          "silu", 1.702, 7.0)  # fmt: skip
+        ok = bool(S5._rel_err(dg, dgr) < 0.02 and S5._rel_err(du, dur) < 0.02)
+        dgr = dur = None
+    rows, lines = [], []
+    for name, f in ((variant, fn), ("cublas dy @ Wd", lambda: dy @ wd), (variant + " again", fn)):
+        ms = measure_graph(f).median_ms
+        rows.append(dict(name=name, ms=ms, tflops=flops / ms / 1e9, ok=ok, config=cfg))
+        lines.append(f"diag {name:20s} {ms:6.3f} ms {flops / ms / 1e9:4.0f} TF ok={ok}")
+        print(lines[-1], flush=True)
+    (out / f"diag_{variant}.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
+
+def _kernels(prof, steps: int) -> list[dict]:
+    """GPU kernels of one profiled step, in launch order: name and mean microseconds."""
+    evs = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    evs.sort(key=lambda e: e.time_range.start)
+    if len(evs) % steps:
+        return [dict(name=e.name, us=e.time_range.elapsed_us()) for e in evs]
+    per = len(evs) // steps
+    rows = []
+    for j in range(per):
+        same = [evs[s * per + j] for s in range(steps)]
+        rows.append(dict(name=same[0].name[:120],
+                         us=sum(e.time_range.elapsed_us() for e in same) / steps))  # fmt: skip
+    return rows
+
+
+def profile(out: Path) -> list[str]:
+    n, k = 14336, 4096
+    steps = 5
+    lines, result = [], {}
+    for mm in (8192, 16384):
+        _, eager_step, fused_step = S5.mlp_steps(mm, n, k, torch.bfloat16)
+        for name, fn in (("eager", eager_step), ("flash-swiglu", fused_step)):
+            for _ in range(3):
+                fn()
+            torch.cuda.synchronize()
+            acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+            with torch.profiler.profile(activities=acts) as prof:
+                for _ in range(steps):
+                    fn()
+                torch.cuda.synchronize()
+            rows = _kernels(prof, steps)
+            result[f"{name} M={mm}"] = rows
+            total = sum(r["us"] for r in rows)
+            lines.append(f"profile M={mm} {name}: {len(rows)} kernels, {total / 1e3:.3f} ms of "
+                         "kernel time per step")  # fmt: skip
+            for r in rows:
+                lines.append(f"    {r['us']:9.1f} us  {r['name'][:90]}")
+            print("\n".join(lines[-len(rows) - 1 :]), flush=True)
+        eager_step = fused_step = None
+        torch.cuda.empty_cache()
+    (out / "profile.json").write_text(json.dumps(result, indent=1))
+    return lines
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("parts", nargs="*", default=["profile"])
+    ap.add_argument("--variant", default="base",
+                    choices=("base", "noload", "nostore", "none", "split4"))  # fmt: skip
+    ap.add_argument("--out", default="/tmp/explore")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.cuda.set_stream(torch.cuda.Stream())
+    lines = [f"{torch.cuda.get_device_name()}"]
+    for part in a.parts:
+        t0 = time.time()
+        lines += profile(out) if part == "profile" else diag(out, a.variant)
+        lines.append(f"== {part}: {time.time() - t0:.0f} s")
+        print(lines[-1], flush=True)
+    (out / f"summary_{'_'.join(a.parts)}_{a.variant}.txt").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
