@@ -173,6 +173,153 @@ def profile(out: Path) -> list[str]:
     return lines
 
 
+def _example():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "train_tiny_llama.py"
+    spec = importlib.util.spec_from_file_location("train_tiny_llama", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def tiny(out: Path) -> list[str]:
+    """The example's model (4 layers, hidden 1024, 16 x 512 tokens, bf16), eager and patched:
+    wall time per training step (forward, backward, AdamW), GPU kernel time per step, and the
+    heaviest CPU and GPU operators; then its MLP alone (fwd + bwd, do_bench) and the time to
+    enqueue it (no synchronisation inside)."""
+    from triton.testing import do_bench
+
+    from flash_swiglu.integrations.transformers import patch_hf_model
+
+    ex = _example()
+    args = ex.parse_args([])
+    data = torch.frombuffer(bytearray(ex.synthetic_corpus(ex.CORPUS_BYTES)), dtype=torch.uint8)
+    ids = ex.batches(data.long(), args)[0].cuda()
+    lines, result = [], {}
+    for patched in (False, True):
+        name = "flash-swiglu" if patched else "eager"
+        model = ex.build_model(args).cuda().train()
+        for p in model.parameters():
+            p.data = p.data.to(torch.bfloat16)
+        if patched:
+            patch_hf_model(model)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            model(input_ids=ids, labels=ids).loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            step()
+        enq = (time.perf_counter() - t0) / 20
+        torch.cuda.synchronize()
+        wall = (time.perf_counter() - t0) / 20
+        acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(3):
+                step()
+            torch.cuda.synchronize()
+        kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+        gpu_ms = sum(e.time_range.elapsed_us() for e in kernels) / 3e3
+        table_cpu = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25)
+        table_gpu = prof.key_averages().table(sort_by="self_cuda_time_total", row_limit=25)
+        (out / f"tiny_{name}.txt").write_text(table_cpu + "\n\n" + table_gpu)
+        result[name] = dict(wall_ms=wall * 1e3, enqueue_ms=enq * 1e3, gpu_kernel_ms=gpu_ms)
+        lines.append(f"tiny {name:12s} step {wall * 1e3:7.2f} ms wall, {enq * 1e3:7.2f} ms to "
+                     f"enqueue 20 (mean), {gpu_ms:7.2f} ms of GPU kernels")  # fmt: skip
+        print(lines[-1], flush=True)
+        mlp = model.model.layers[0].mlp
+        x = torch.randn(args.batch, args.seq, args.hidden, device="cuda", dtype=torch.bfloat16,
+                        requires_grad=True)  # fmt: skip
+        dy = torch.randn_like(x)
+
+        def mlp_step():
+            x.grad = None
+            for p in mlp.parameters():
+                p.grad = None
+            mlp(x).backward(dy)
+
+        ms = do_bench(mlp_step, warmup=25, rep=200, return_mode="median")
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(50):
+            mlp_step()
+        enq = (time.perf_counter() - t0) / 50
+        torch.cuda.synchronize()
+        result[name].update(mlp_ms=ms, mlp_enqueue_ms=enq * 1e3)
+        lines.append(f"tiny {name:12s} MLP fwd+bwd {ms:6.3f} ms (do_bench), "
+                     f"{enq * 1e3:6.3f} ms to enqueue")  # fmt: skip
+        print(lines[-1], flush=True)
+        model = opt = mlp = x = dy = None
+        torch.cuda.empty_cache()
+    (out / "tiny.json").write_text(json.dumps(result, indent=1))
+    return lines
+
+
+def clocks(out: Path) -> list[str]:
+    """SM clock and board power (``nvidia-smi``, every 50 ms) while the 8B MLP step runs back
+    to back for about 3 s, eager and flash-swiglu, at 8192 and 16384 tokens."""
+    import statistics
+    import subprocess
+
+    lines, rows = [], []
+    for mm in (8192, 16384):
+        _, eager_step, fused_step = S5.mlp_steps(mm, 14336, 4096, torch.bfloat16)
+        for name, fn in (("eager", eager_step), ("flash-swiglu", fused_step)) * 2:
+            for _ in range(3):
+                fn()
+            torch.cuda.synchronize()
+            log = out / "smi.csv"
+            query = "--query-gpu=clocks.sm,power.draw,temperature.gpu," + REASONS
+            smi = subprocess.Popen(["nvidia-smi", query, "--format=csv,noheader,nounits",
+                                    "-lms", "50"], stdout=log.open("w"))  # fmt: skip
+            time.sleep(0.3)
+            t0 = time.perf_counter()
+            count = 0
+            while time.perf_counter() - t0 < 3.0:
+                fn()
+                count += 1
+                if count % 10 == 0:
+                    torch.cuda.synchronize()
+            torch.cuda.synchronize()
+            ms = (time.perf_counter() - t0) / count * 1e3
+            smi.terminate()
+            smi.wait()
+            samples = [r.split(", ") for r in log.read_text().splitlines() if r.count(",") >= 3]
+            if len(samples) < 8:
+                lines.append(f"clocks: nvidia-smi gave {log.read_text()[:300]!r}")
+                print(lines[-1], flush=True)
+                return lines
+            clk = [float(s[0]) for s in samples[6:]]
+            pw = [float(s[1]) for s in samples[6:]]
+            reasons = sorted({s[3].strip() for s in samples[6:]})
+            row = dict(m=mm, name=name, ms=ms, clock_mhz=statistics.median(clk),
+                       power_w=statistics.median(pw), samples=len(clk),
+                       reasons=reasons)  # fmt: skip
+            rows.append(row)
+            lines.append(f"clocks M={mm:5d} {name:12s} {ms:7.3f} ms/step, SM clock median "
+                         f"{row['clock_mhz']:.0f} MHz, power {row['power_w']:.0f} W, "
+                         f"throttle {reasons}")  # fmt: skip
+            print(lines[-1], flush=True)
+        eager_step = fused_step = None
+        torch.cuda.empty_cache()
+    (out / "clocks.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
+
+# The field's newer name first (the older one is deprecated in recent drivers).
+REASONS = "clocks_event_reasons.active"
+
+
+STAGES = {"profile": profile, "tiny": tiny, "clocks": clocks}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("parts", nargs="*", default=["profile"])
@@ -186,7 +333,7 @@ def main() -> None:
     lines = [f"{torch.cuda.get_device_name()}"]
     for part in a.parts:
         t0 = time.time()
-        lines += profile(out) if part == "profile" else diag(out, a.variant)
+        lines += diag(out, a.variant) if part == "diag" else STAGES[part](out)
         lines.append(f"== {part}: {time.time() - t0:.0f} s")
         print(lines[-1], flush=True)
     (out / f"summary_{'_'.join(a.parts)}_{a.variant}.txt").write_text("\n".join(lines) + "\n")
