@@ -317,7 +317,53 @@ def clocks(out: Path) -> list[str]:
 REASONS = "clocks_event_reasons.active"
 
 
-STAGES = {"profile": profile, "tiny": tiny, "clocks": clocks}
+def hostprof(out: Path) -> list[str]:
+    """Host time of the example's MLP (a patched ``LlamaMLP``, 16 x 512 tokens, hidden 1024,
+    intermediate 2816, bf16): time to enqueue one fwd + bwd (no synchronisation inside), with
+    the Gluon kernels on and off, and ``cProfile``'s heaviest functions of each."""
+    import cProfile
+    import io
+    import os
+    import pstats
+
+    from flash_swiglu import SwiGLUMLP
+
+    mlp = SwiGLUMLP(1024, 2816, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(16, 512, 1024, device="cuda", dtype=torch.bfloat16, requires_grad=True)
+    dy = torch.randn_like(x)
+
+    def mlp_step():
+        x.grad = None
+        for p in mlp.parameters():
+            p.grad = None
+        mlp(x).backward(dy)
+
+    lines = []
+    for gluon_on in ("1", "0"):
+        os.environ[T.GLUON_ENV] = gluon_on
+        for _ in range(10):
+            mlp_step()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(50):
+            mlp_step()
+        enq = (time.perf_counter() - t0) / 50
+        torch.cuda.synchronize()
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(20):
+            mlp_step()
+        prof.disable()
+        torch.cuda.synchronize()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(35)
+        (out / f"hostprof_gluon{gluon_on}.txt").write_text(buf.getvalue())
+        lines.append(f"hostprof gluon={gluon_on}: {enq * 1e3:6.3f} ms to enqueue one fwd+bwd")
+        print(lines[-1], flush=True)
+    return lines
+
+
+STAGES = {"profile": profile, "tiny": tiny, "clocks": clocks, "hostprof": hostprof}
 
 
 def main() -> None:
