@@ -363,7 +363,60 @@ def hostprof(out: Path) -> list[str]:
     return lines
 
 
-STAGES = {"profile": profile, "tiny": tiny, "clocks": clocks, "hostprof": hostprof}
+def tinyprof(out: Path) -> list[str]:
+    """The example's model patched: wall time per step with the Gluon kernels on and off,
+    then ``cProfile`` over 10 steps (heaviest functions by own and by cumulative time)."""
+    import cProfile
+    import io
+    import os
+    import pstats
+
+    from flash_swiglu.integrations.transformers import patch_hf_model
+
+    ex = _example()
+    args = ex.parse_args([])
+    data = torch.frombuffer(bytearray(ex.synthetic_corpus(ex.CORPUS_BYTES)), dtype=torch.uint8)
+    ids = ex.batches(data.long(), args)[0].cuda()
+    model = ex.build_model(args).cuda().train()
+    for p in model.parameters():
+        p.data = p.data.to(torch.bfloat16)
+    patch_hf_model(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        model(input_ids=ids, labels=ids).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    lines = []
+    for gluon_on in ("1", "0", "1"):
+        os.environ[T.GLUON_ENV] = gluon_on
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(20):
+            step()
+        torch.cuda.synchronize()
+        lines.append(f"tinyprof gluon={gluon_on}: {(time.perf_counter() - t0) / 20 * 1e3:7.2f} "
+                     "ms per step")  # fmt: skip
+        print(lines[-1], flush=True)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(10):
+        step()
+    torch.cuda.synchronize()
+    prof.disable()
+    buf = io.StringIO()
+    stats = pstats.Stats(prof, stream=buf)
+    stats.sort_stats("tottime").print_stats(40)
+    stats.sort_stats("cumtime").print_stats(40)
+    (out / "tinyprof.txt").write_text(buf.getvalue())
+    return lines
+
+
+STAGES = {"profile": profile, "tiny": tiny, "clocks": clocks, "hostprof": hostprof,
+          "tinyprof": tinyprof}  # fmt: skip
 
 
 def main() -> None:
