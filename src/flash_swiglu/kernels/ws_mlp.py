@@ -41,6 +41,8 @@ Gluon does not run in Triton's interpreter: CPU tests compile it for sm_90
 (``tests/compile_gate_ws.py``); its numerics are tested on the GPU (``tests/test_ws_mlp.py``).
 """
 
+import functools
+
 import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
@@ -473,13 +475,21 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
     # fmt: on
 
 
+@functools.cache
+def _shared_layout(block: tuple[int, int], dtype):
+    """The NVMMA shared layout of a ``block`` tile (128-byte swizzle where the row allows),
+    built once per block and dtype: host time on every launch otherwise."""
+    import torch
+
+    gdt = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[dtype]
+    return gl.NVMMASharedLayout.get_default_for(list(block), gdt)
+
+
 def _desc(t, block: list[int]):
     """A Gluon host TMA descriptor of the 16-bit matrix ``t`` (128-byte swizzled blocks)."""
-    import torch
     from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
-    gdt = {torch.bfloat16: gl.bfloat16, torch.float16: gl.float16}[t.dtype]
-    return TensorDescriptor.from_tensor(t, block, gl.NVMMASharedLayout.get_default_for(block, gdt))
+    return TensorDescriptor.from_tensor(t, block, _shared_layout(tuple(block), t.dtype))
 
 
 def _grid(device, tiles: int, sms: int | None) -> tuple[int]:
