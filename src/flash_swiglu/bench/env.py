@@ -66,11 +66,13 @@ COMMIT_ENV = "FLASH_SWIGLU_COMMIT"
 
 
 def _git_commit() -> tuple[str | None, bool | None]:
-    """The commit of the checkout this package runs from, and whether it has local changes."""
-    commit = _run("git", "-C", str(_PACKAGE_DIR), "rev-parse", "HEAD")
-    if not commit and os.environ.get(COMMIT_ENV):
-        # A copy of the tree without .git (the GPU machine): the runner says which commit.
+    """The commit of the checkout this package runs from, and whether it has local changes.
+    ``FLASH_SWIGLU_COMMIT``, where set, wins: a copy of a tree (the GPU machine's) may carry
+    no ``.git``, or an older commit's ``.git`` with the tree's changes on top, which would
+    name the older commit as dirty."""
+    if os.environ.get(COMMIT_ENV):
         return os.environ[COMMIT_ENV], None
+    commit = _run("git", "-C", str(_PACKAGE_DIR), "rev-parse", "HEAD")
     if not commit:
         return None, None
     status = _run("git", "-C", str(_PACKAGE_DIR), "status", "--porcelain", "--untracked-files=no")
