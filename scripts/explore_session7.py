@@ -415,8 +415,82 @@ def tinyprof(out: Path) -> list[str]:
     return lines
 
 
-STAGES = {"profile": profile, "tiny": tiny, "clocks": clocks, "hostprof": hostprof,
-          "tinyprof": tinyprof}  # fmt: skip
+HANDOFF_CANDS = {  # kernels.ws_mlp.mlp_backward_handoff (HANDOFF_CONFIG and these keys)
+    "ho_s5_p4": dict(HANDOFF=True),
+    "ho_s6_p4": dict(HANDOFF=True, STAGES=6),
+    "ho_s5_p8": dict(HANDOFF=True, EPILOGUE_SPLIT=8),
+    "ho_s5_p4_g16": dict(HANDOFF=True, GROUP_M=16),
+    "ho_k128_s3": dict(HANDOFF=True, BLOCK_K=128, STAGES=3),
+}
+
+
+def handoff(out: Path) -> list[str]:
+    """The MLP backward with its epilogue in a partition of its own
+    (``ws_mlp.mlp_backward_handoff``): ``explore_session5.check`` with it (tails, few SMs,
+    dg/du over g/u, every activation, fp16), then the candidates above against the committed
+    ping-pong entry, the Triton kernel and cuBLAS (8B shape, M = 8192), then whole 8B MLP
+    steps with the fastest candidate as the table's ``mlp_backward_ws`` entry against the
+    committed table and eager, gradients compared with the Triton kernels'."""
+    import os
+
+    from flash_swiglu.kernels import ws_mlp
+
+    lines = []
+    S5.CHECK_CONFIG.clear()
+    S5.CHECK_CONFIG.update(HANDOFF=True)
+    lines += S5.check(out)
+    committed = T.load_table(torch.cuda.get_device_name())
+    pp = {key: committed["mlp_backward_ws"][key] for key in T.WS_KEYS["mlp_backward_ws"]}
+    S5.KERNEL_CANDS = {"pp_table": pp, **HANDOFF_CANDS}
+    lines += S5.kernel(out)
+    rows = [r for r in json.loads((out / "kernel.json").read_text())
+            if r["name"].startswith("gluon ho_") and r["ok"]]  # fmt: skip
+    if not rows:
+        return [*lines, "handoff: no candidate passed; no step stage"]
+    best = min(rows, key=lambda r: r["ms"])["name"][len("gluon ") :]
+    entry = dict(ws_mlp.HANDOFF_CONFIG, **HANDOFF_CANDS[best], MIN_M=2048)
+    lines.append(f"handoff: fastest candidate {best}: {entry}")
+    real_table = T.load_table
+    variants = {"triton": (False, {}), "committed": (True, {}),
+                "handoff": (True, {"mlp_backward_ws": entry})}  # fmt: skip
+
+    def use(name: str) -> None:
+        on, entries = variants[name]
+        os.environ[T.GLUON_ENV] = "1" if on else "0"
+        T.load_table = lambda gpu: {**real_table(gpu), **entries}
+
+    step_rows = []
+    for mm in (4096, 8192, 16384):
+        params, eager_step, fused_step = S5.mlp_steps(mm, 14336, 4096, torch.bfloat16)
+        grads = {}
+        for name in variants:
+            use(name)
+            fused_step()
+            grads[name] = [t.grad.clone() for t in params]
+        errs = {name: [S5._rel_err(a, b) for a, b in zip(g, grads["triton"], strict=True)]
+                for name, g in grads.items()}  # fmt: skip
+        lines.append(f"step M={mm:5d} grads vs triton: "
+                     + "; ".join(f"{k_}: {S5._fmt(v)}" for k_, v in errs.items()))  # fmt: skip
+        print(lines[-1], flush=True)
+        grads = None
+        for again in ("", " again"):
+            for name in ("eager", "committed", "handoff"):
+                if name != "eager":
+                    use(name)
+                ms, peak = S5.measure_step(eager_step if name == "eager" else fused_step)
+                step_rows.append(dict(name=name + again, m=mm, ms=ms, peak_mib=peak))
+                lines.append(f"step M={mm:5d} {name + again:16s} {ms:7.3f} ms "
+                             f"peak {peak:6.0f} MiB")  # fmt: skip
+                print(lines[-1], flush=True)
+        params = eager_step = fused_step = None
+        torch.cuda.empty_cache()
+    T.load_table = real_table
+    (out / "handoff_step.json").write_text(json.dumps(step_rows, indent=1))
+    return lines
+
+
+STAGES = {"handoff": handoff, "profile": profile, "tiny": tiny, "clocks": clocks,
+          "hostprof": hostprof, "tinyprof": tinyprof}  # fmt: skip
 
 
 def main() -> None:

@@ -47,6 +47,7 @@ import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.hopper import (
+    fence_async_shared,
     mbarrier,
     tma,
     warpgroup_mma,
@@ -72,14 +73,15 @@ def _acc_layout(BLOCK_M, BLOCK_N):
 
 
 @gluon.constexpr_function
-def _coalesced_layout(BLOCK_M, WIDTH):
+def _coalesced_layout(BLOCK_M, WIDTH, WARPS=4):
     """Rows of 16-byte vectors (8 16-bit elements) per thread, a warp across the part's
-    width: full-line loads and stores in the epilogue (the wgmma layout gives 4-byte ones)."""
+    width: full-line loads and stores in the epilogue (the wgmma layout gives 4-byte ones).
+    WARPS warps stacked along the rows."""
     vec = min(8, WIDTH)
     across = min(WIDTH // vec, 32)
     return gl.BlockedLayout(
         size_per_thread=[1, vec], threads_per_warp=[32 // across, across],
-        warps_per_cta=[4, 1], order=[1, 0],
+        warps_per_cta=[WARPS, 1], order=[1, 0],
     )  # fmt: skip
 
 
@@ -328,6 +330,147 @@ def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr
 
 
 # ----------------------------------------------------------------------------------------
+# Backward with a hand-off: the cooperative main loop, and the epilogue in a partition of its own
+# ----------------------------------------------------------------------------------------
+# In ping-pong a consumer's epilogue (g and u loaded, h, dg and du stored, the derivative's
+# arithmetic) runs on the warps that issue the other tile's wgmma only by taking turns; with
+# COOP it stops the tensor cores. Here the two consumers run the cooperative main loop and
+# hand dh over through shared memory, rounded to the storage dtype (as eager's
+# ``dy @ w_down`` rounds it), to a fourth partition that runs the epilogue while they start
+# the next tile:
+#
+#     loader      the default partition, as above
+#     consumer r  the wgmma K loop over rows [64 r, 64 r + 64) of the program's every tile; then
+#                 wait until the epilogue has released ``dh_smem`` (``dh_empty``), store its
+#                 dh rows there in PARTS column pieces, arrive on ``dh_full`` (two arrivals)
+#     epilogue    EPILOGUE_WARPS warps: wait on ``dh_full``; per piece, g and u loaded one
+#                 piece ahead, h, dg and du stored (16-byte accesses); arrive on ``dh_empty``
+#
+# Shared memory at 128 x 128 x 64 tiles: STAGES x 32 KB of ring plus 32 KB of dh.
+
+
+@gluon.jit
+def _handoff_consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem, dh_full,
+                      dh_empty, M, N, K, PARTS: gl.constexpr, STAGES: gl.constexpr,
+                      ROLE: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = dy_desc.block_type.shape[1]
+    BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
+    SUB_M: gl.constexpr = BLOCK_M // 2
+    layout: gl.constexpr = _acc_layout(SUB_M, BLOCK_N)
+    _, _, num_tiles, k_steps, first, step, count, _ = _consumer_tiles(
+        M, N, K, BLOCK_M, BLOCK_N, BLOCK_K, ROLE, True)  # fmt: skip
+    for t in range(first, num_tiles, step):
+        i = (t - first) // step
+        # COOP: no turns (the ``turn`` argument is not read).
+        acc, count = _main_loop(a_ring, b_ring, ready, empty, ready, count, i, k_steps, layout,
+                                SUB_M, BLOCK_N, STAGES, ROLE, False, True)  # fmt: skip
+        parts = _split_columns(acc, PARTS)
+        mbarrier.wait(dh_empty, (i & 1) ^ 1)  # the first tile finds the buffer free
+        for p in gl.static_range(PARTS):
+            dh_smem.index(ROLE * PARTS + p).store(parts[p].to(dh_smem.dtype))
+        fence_async_shared()
+        mbarrier.arrive(dh_full)
+
+
+@gluon.jit
+def _handoff_epilogue(dy_desc, wd_desc, dh_smem, dh_full, dh_empty, g_ptr, u_ptr, h_ptr,
+                      dg_ptr, du_ptr, stride_g, stride_u, stride_h, stride_dg, stride_du, M, N,
+                      ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
+                      GROUP_M: gl.constexpr, PARTS: gl.constexpr,
+                      WARPS: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
+    BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
+    SUB_M: gl.constexpr = BLOCK_M // 2
+    WIDTH: gl.constexpr = BLOCK_N // PARTS
+    PIECES: gl.constexpr = 2 * PARTS
+    layout: gl.constexpr = _coalesced_layout(SUB_M, WIDTH, WARPS)
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_N)
+    num_tiles = num_pid_m * num_pid_n
+    first = gl.program_id(0)
+    step = gl.num_programs(0)
+    for t in range(first, num_tiles, step):
+        i = (t - first) // step
+        pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
+        off_n = pid_n * BLOCK_N
+        # Piece q: rows of consumer q // PARTS, column part q % PARTS. g and u one piece ahead.
+        gu = (_gu_part(g_ptr, u_ptr, stride_g, stride_u, pid_m * BLOCK_M, off_n, M, N, 0,
+                       layout, SUB_M, WIDTH),)  # fmt: skip
+        mbarrier.wait(dh_full, i & 1)
+        for q in gl.static_range(PIECES):
+            if q + 1 < PIECES:
+                gu += (_gu_part(g_ptr, u_ptr, stride_g, stride_u,
+                                pid_m * BLOCK_M + ((q + 1) // PARTS) * SUB_M, off_n, M, N,
+                                (q + 1) % PARTS, layout, SUB_M, WIDTH),)  # fmt: skip
+            dh = dh_smem.index(q).load(layout).to(gl.float32)
+            g = gu[q][0].to(gl.float32)
+            u = gu[q][1].to(gl.float32)
+            rows = (pid_m * BLOCK_M + (q // PARTS) * SUB_M
+                    + gl.arange(0, SUB_M, layout=gl.SliceLayout(1, layout)))  # fmt: skip
+            col0 = off_n + (q % PARTS) * WIDTH
+            cols = col0 + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, layout))
+            mask = (rows < M)[:, None] & (cols < N)[None, :]
+            r64 = rows.to(gl.int64)[:, None]
+            c2 = cols[None, :]
+            h = glu_forward(g, u, ACTIVATION, ALPHA, LIMIT)
+            gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
+            dgate, dup = glu_backward(g, u, dh, ACTIVATION, ALPHA, LIMIT)
+            gl.store(dg_ptr + (r64 * stride_dg + c2), dgate.to(dg_ptr.dtype.element_ty),
+                     mask=mask)  # fmt: skip
+            gl.store(du_ptr + (r64 * stride_du + c2), dup.to(du_ptr.dtype.element_ty), mask=mask)
+        mbarrier.arrive(dh_empty)
+
+
+@gluon.jit
+def mlp_backward_handoff_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr,
+                                stride_g, stride_u, stride_h, stride_dg, stride_du, M, N, K,
+                                ACTIVATION: gl.constexpr, ALPHA: gl.constexpr,
+                                LIMIT: gl.constexpr, GROUP_M: gl.constexpr,
+                                STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
+                                CONSUMER_REGS: gl.constexpr, EPILOGUE_REGS: gl.constexpr,
+                                EPILOGUE_WARPS: gl.constexpr):  # fmt: skip
+    dtype: gl.constexpr = dy_desc.dtype
+    BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
+    BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
+    WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
+    a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
+    b_shape: gl.constexpr = [STAGES] + wd_desc.block_type.shape  # noqa: RUF005
+    a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
+    b_ring = gl.allocate_shared_memory(dtype, b_shape, wd_desc.layout)
+    dh_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M // 2, WIDTH], dtype)
+    dh_smem = gl.allocate_shared_memory(dtype, [2 * EPILOGUE_SPLIT, BLOCK_M // 2, WIDTH],
+                                        dh_layout)  # fmt: skip
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    dh_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    dh_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(ready.index(i), count=1)
+        mbarrier.init(empty.index(i), count=2)
+    mbarrier.init(dh_full, count=2)
+    mbarrier.init(dh_empty, count=1)
+    # fmt: off
+    gl.warp_specialize(
+        [
+            (_loader, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, M, N, K, GROUP_M,
+                       STAGES)),
+            (_handoff_consumer, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem,
+                                 dh_full, dh_empty, M, N, K, EPILOGUE_SPLIT, STAGES, 0)),
+            (_handoff_consumer, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem,
+                                 dh_full, dh_empty, M, N, K, EPILOGUE_SPLIT, STAGES, 1)),
+            (_handoff_epilogue, (dy_desc, wd_desc, dh_smem, dh_full, dh_empty, g_ptr, u_ptr,
+                                 h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h,
+                                 stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
+                                 GROUP_M, EPILOGUE_SPLIT, EPILOGUE_WARPS)),
+        ],
+        [4, 4, EPILOGUE_WARPS],
+        [CONSUMER_REGS, CONSUMER_REGS, EPILOGUE_REGS],
+    )
+    # fmt: on
+
+
+# ----------------------------------------------------------------------------------------
 # Forward: h = act(x Wg^T + bg) * (x Wu^T + bu), optionally saving the pre-activation
 # ----------------------------------------------------------------------------------------
 # The same three roles. A ring slot holds an x tile [BLOCK_M, BLOCK_K] and one B tile of
@@ -506,13 +649,44 @@ WS_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=6, EPIL
 def mlp_backward_ws(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config=None, sms=None):
     """Launch ``mlp_backward_ws_kernel``: ``dy [M, K]``, ``wd [K, N]`` (row-major views with
     unit column stride, 16-byte aligned rows), ``g, u, h, dg, du [M, N]`` (unit column
-    stride; dg / du may be g / u). One persistent program per SM."""
+    stride; dg / du may be g / u). One persistent program per SM. A config with ``HANDOFF``
+    launches ``mlp_backward_handoff`` with the rest of it."""
+    if config and config.get("HANDOFF"):
+        handoff = {key: v for key, v in config.items() if key != "HANDOFF"}
+        return mlp_backward_handoff(dy, wd, g, u, h, dg, du, activation=activation,
+                                    alpha=alpha, limit=limit, config=handoff, sms=sms)  # fmt: skip
     cfg = dict(WS_CONFIG, **(config or {}))
     bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
     m, k = dy.shape
     n = wd.shape[1]
     grid = _grid(dy.device, triton.cdiv(m, bm) * triton.cdiv(n, bn), sms)
     mlp_backward_ws_kernel[grid](
+        _desc(dy, [bm, bk]), _desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
+        h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
+        LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
+    )  # fmt: skip
+
+
+# 128 x 128 tiles (each consumer 64 x 128: a 64-register accumulator): with 16 warps a
+# thread may hold at most 128 registers at launch, and ptxas needs 154 for a consumer's
+# 64 x 256 wgmma, so the 128 x 256 tile of the cooperative forward does not fit here.
+HANDOFF_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=5,
+                      EPILOGUE_SPLIT=4, CONSUMER_REGS=152, EPILOGUE_REGS=152,
+                      EPILOGUE_WARPS=4, maxnreg=128)  # fmt: skip
+
+
+def mlp_backward_handoff(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config=None,
+                         sms=None):  # fmt: skip
+    """Launch ``mlp_backward_handoff_kernel``: the operands of ``mlp_backward_ws``. Sixteen
+    warps per program, so the launch caps registers at ``maxnreg`` (128: 65536 / 512); the
+    partitions' own budgets (CONSUMER_REGS twice, EPILOGUE_REGS, and the loader's rest) share
+    that total."""
+    cfg = dict(HANDOFF_CONFIG, **(config or {}))
+    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
+    m, k = dy.shape
+    n = wd.shape[1]
+    grid = _grid(dy.device, triton.cdiv(m, bm) * triton.cdiv(n, bn), sms)
+    mlp_backward_handoff_kernel[grid](
         _desc(dy, [bm, bk]), _desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
         h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
         LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,

@@ -138,6 +138,11 @@ WS_KEYS = {
                           "EPILOGUE_SPLIT", "COALESCE", "CONSUMER_REGS", "COOP"),
 }  # fmt: skip
 WS_KEYS["projection_ws"] = WS_KEYS["forward_saving_ws"]  # the same kernel, nothing saved
+# An ``mlp_backward_ws`` entry with ``"HANDOFF": true`` runs ``ws_mlp.mlp_backward_handoff``
+# (the epilogue in a partition of its own) with these keys.
+WS_KEYS["mlp_backward_handoff"] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES",
+                                   "EPILOGUE_SPLIT", "CONSUMER_REGS", "EPILOGUE_REGS",
+                                   "EPILOGUE_WARPS", "maxnreg")  # fmt: skip
 GLUON_ENV = "FLASH_SWIGLU_GLUON"
 
 
@@ -173,6 +178,8 @@ def ws_entry(entry: dict | None, kind: str, activation: str, m: int | None) -> d
     epilogue parts (8 spilled in the sm_90 gate under Triton 3.9)."""
     if entry is None or (m is not None and m < entry.get("MIN_M", 0)):
         return None
+    if kind == "mlp_backward_ws" and entry.get("HANDOFF"):
+        return {**{key: entry[key] for key in WS_KEYS["mlp_backward_handoff"]}, "HANDOFF": True}
     # COOP came in session 6: a table written before it means the ping-pong schedule.
     cfg = {key: entry[key] if key != "COOP" else entry.get(key, False) for key in WS_KEYS[kind]}
     if kind == "mlp_backward_ws" and activation in ("gelu_tanh", "swiglu_oai"):
