@@ -489,8 +489,65 @@ def handoff(out: Path) -> list[str]:
     return lines
 
 
-STAGES = {"handoff": handoff, "profile": profile, "tiny": tiny, "clocks": clocks,
-          "hostprof": hostprof, "tinyprof": tinyprof}  # fmt: skip
+def handoff2(out: Path) -> list[str]:
+    """Why the hand-off backward, faster alone, made the step slower (call 8): the committed
+    ping-pong entry and ``ho_s5_p8`` at the 8B shape, M = 8192, with dg / du separate from
+    g / u and written over them (as the step does), then the kernels of one step with each
+    under ``torch.profiler``."""
+    import os
+
+    from flash_swiglu.kernels import ws_mlp
+
+    m, n, k = 8192, 14336, 4096
+    dt = torch.bfloat16
+    r = lambda *s_, sc=1.0: torch.randn(*s_, device="cuda", dtype=dt) * sc
+    dy, wd = r(m, k), r(k, n, sc=n**-0.5)
+    g, u = r(m, n), r(m, n)
+    h, dg, du = (torch.empty(m, n, device="cuda", dtype=dt) for _ in range(3))
+    committed = T.load_table(torch.cuda.get_device_name())
+    pp = {key: committed["mlp_backward_ws"][key] for key in T.WS_KEYS["mlp_backward_ws"]}
+    ho = dict(HANDOFF_CANDS["ho_s5_p8"])
+    common = dict(activation="silu", alpha=1.702, limit=7.0)
+    lines = []
+    for name, cfg in (("pp", pp), ("ho_s5_p8", ho)) * 2:
+        for aliased in (False, True):
+            a, b = (g, u) if aliased else (dg, du)
+            f = lambda c=cfg, a=a, b=b: ws_mlp.mlp_backward_ws(dy, wd, g, u, h, a, b, config=c,
+                                                               **common)  # fmt: skip
+            ms = measure_graph(f).median_ms
+            lines.append(f"handoff2 kernel {name:10s} aliased={aliased}: {ms:6.3f} ms")
+            print(lines[-1], flush=True)
+    ms = measure_graph(lambda: dy @ wd).median_ms
+    lines.append(f"handoff2 kernel cublas dy @ Wd: {ms:6.3f} ms")
+    dy = wd = g = u = h = dg = du = None
+    torch.cuda.empty_cache()
+    entry = dict(ws_mlp.HANDOFF_CONFIG, **ho, MIN_M=2048)
+    real_table = T.load_table
+    os.environ[T.GLUON_ENV] = "1"
+    result = {}
+    _, _, fused_step = S5.mlp_steps(m, n, k, dt)
+    for name, entries in (("committed", {}), ("handoff", {"mlp_backward_ws": entry})):
+        T.load_table = lambda gpu, e=entries: {**real_table(gpu), **e}
+        for _ in range(3):
+            fused_step()
+        torch.cuda.synchronize()
+        acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+        with torch.profiler.profile(activities=acts) as prof:
+            for _ in range(5):
+                fused_step()
+            torch.cuda.synchronize()
+        rows = _kernels(prof, 5)
+        result[name] = rows
+        lines.append(f"handoff2 profile {name}: {sum(r_['us'] for r_ in rows) / 1e3:.3f} ms")
+        lines += [f"    {r_['us']:9.1f} us  {r_['name'][:80]}" for r_ in rows]
+        print("\n".join(lines[-len(rows) - 1 :]), flush=True)
+    T.load_table = real_table
+    (out / "handoff2.json").write_text(json.dumps(result, indent=1))
+    return lines
+
+
+STAGES = {"handoff": handoff, "handoff2": handoff2, "profile": profile, "tiny": tiny,
+          "clocks": clocks, "hostprof": hostprof, "tinyprof": tinyprof}  # fmt: skip
 
 
 def main() -> None:
