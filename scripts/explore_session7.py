@@ -546,8 +546,82 @@ def handoff2(out: Path) -> list[str]:
     return lines
 
 
-STAGES = {"handoff": handoff, "handoff2": handoff2, "profile": profile, "tiny": tiny,
-          "clocks": clocks, "hostprof": hostprof, "tinyprof": tinyprof}  # fmt: skip
+def handoff3(out: Path) -> list[str]:
+    """The hand-off backward with its pieces' row halves alternating (after call 9):
+    ``explore_session5.check`` with ``ho_s5_p8``; the committed entry, ``ho_s5_p8`` and
+    ``ho_s5_p4`` at the 8B shape, M = 8192, with dg / du separate and written over g / u;
+    whole 8B MLP steps at 8192 and 16384 tokens, eager, committed and ``ho_s5_p8`` as the
+    table's entry (gradients against the committed table's)."""
+    import os
+
+    from flash_swiglu.kernels import ws_mlp
+
+    lines = []
+    S5.CHECK_CONFIG.clear()
+    S5.CHECK_CONFIG.update(HANDOFF_CANDS["ho_s5_p8"])
+    lines += S5.check(out)
+    m, n, k = 8192, 14336, 4096
+    dt = torch.bfloat16
+    r = lambda *s_, sc=1.0: torch.randn(*s_, device="cuda", dtype=dt) * sc
+    dy, wd = r(m, k), r(k, n, sc=n**-0.5)
+    g, u = r(m, n), r(m, n)
+    h, dg, du = (torch.empty(m, n, device="cuda", dtype=dt) for _ in range(3))
+    committed = T.load_table(torch.cuda.get_device_name())
+    pp = {key: committed["mlp_backward_ws"][key] for key in T.WS_KEYS["mlp_backward_ws"]}
+    common = dict(activation="silu", alpha=1.702, limit=7.0)
+    cands = (("pp", pp), ("ho_s5_p8", HANDOFF_CANDS["ho_s5_p8"]),
+             ("ho_s5_p4", HANDOFF_CANDS["ho_s5_p4"]))  # fmt: skip
+    rows = []
+    for again in ("", " again"):
+        for name, cfg in cands:
+            for aliased in (False, True):
+                a, b = (g, u) if aliased else (dg, du)
+                f = lambda c=cfg, a=a, b=b: ws_mlp.mlp_backward_ws(
+                    dy, wd, g, u, h, a, b, config=c, **common)  # fmt: skip
+                ms = measure_graph(f).median_ms
+                rows.append(dict(name=name + again, aliased=aliased, ms=ms))
+                lines.append(f"handoff3 kernel {name + again:16s} aliased={aliased}: {ms:6.3f} ms")
+                print(lines[-1], flush=True)
+    ms = measure_graph(lambda: dy @ wd).median_ms
+    rows.append(dict(name="cublas dy @ Wd", ms=ms))
+    lines.append(f"handoff3 kernel cublas dy @ Wd: {ms:6.3f} ms")
+    dy = wd = g = u = h = dg = du = None
+    torch.cuda.empty_cache()
+    entry = dict(ws_mlp.HANDOFF_CONFIG, **HANDOFF_CANDS["ho_s5_p8"], MIN_M=2048)
+    real_table = T.load_table
+    os.environ[T.GLUON_ENV] = "1"
+    variants = {"committed": {}, "handoff": {"mlp_backward_ws": entry}}
+    for mm in (8192, 16384):
+        params, eager_step, fused_step = S5.mlp_steps(mm, n, k, dt)
+        grads = {}
+        for name, entries in variants.items():
+            T.load_table = lambda gpu, e=entries: {**real_table(gpu), **e}
+            fused_step()
+            grads[name] = [t.grad.clone() for t in params]
+        errs = [S5._rel_err(a, b) for a, b in zip(grads["handoff"], grads["committed"],
+                                                   strict=True)]  # fmt: skip
+        lines.append(f"handoff3 step M={mm:5d} grads vs committed: {S5._fmt(errs)}")
+        print(lines[-1], flush=True)
+        grads = None
+        for again in ("", " again"):
+            for name in ("eager", *variants):
+                if name != "eager":
+                    T.load_table = lambda gpu, e=variants[name]: {**real_table(gpu), **e}
+                ms, peak = S5.measure_step(eager_step if name == "eager" else fused_step)
+                rows.append(dict(name=f"step {name}{again}", m=mm, ms=ms, peak_mib=peak))
+                lines.append(f"handoff3 step M={mm:5d} {name + again:16s} {ms:7.3f} ms "
+                             f"peak {peak:6.0f} MiB")  # fmt: skip
+                print(lines[-1], flush=True)
+        params = eager_step = fused_step = None
+        torch.cuda.empty_cache()
+    T.load_table = real_table
+    (out / "handoff3.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
+
+STAGES = {"handoff": handoff, "handoff2": handoff2, "handoff3": handoff3, "profile": profile,
+          "tiny": tiny, "clocks": clocks, "hostprof": hostprof,
+          "tinyprof": tinyprof}  # fmt: skip
 
 
 def main() -> None:

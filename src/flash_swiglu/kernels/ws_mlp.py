@@ -394,21 +394,24 @@ def _handoff_epilogue(dy_desc, wd_desc, dh_smem, dh_full, dh_empty, g_ptr, u_ptr
         i = (t - first) // step
         pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
         off_n = pid_n * BLOCK_N
-        # Piece q: rows of consumer q // PARTS, column part q % PARTS. g and u one piece ahead.
+        # Piece q: the rows of consumer q % 2, column part q // 2; g and u loaded one piece
+        # ahead. The row halves alternate so that no store goes to a 128-byte line whose
+        # load is still in flight: with dg over g, ordering pieces by column part (piece q + 1
+        # in the line piece q is stored to) took 4.3 ms against 1.55 without aliasing.
         gu = (_gu_part(g_ptr, u_ptr, stride_g, stride_u, pid_m * BLOCK_M, off_n, M, N, 0,
                        layout, SUB_M, WIDTH),)  # fmt: skip
         mbarrier.wait(dh_full, i & 1)
         for q in gl.static_range(PIECES):
             if q + 1 < PIECES:
                 gu += (_gu_part(g_ptr, u_ptr, stride_g, stride_u,
-                                pid_m * BLOCK_M + ((q + 1) // PARTS) * SUB_M, off_n, M, N,
-                                (q + 1) % PARTS, layout, SUB_M, WIDTH),)  # fmt: skip
-            dh = dh_smem.index(q).load(layout).to(gl.float32)
+                                pid_m * BLOCK_M + ((q + 1) % 2) * SUB_M, off_n, M, N,
+                                (q + 1) // 2, layout, SUB_M, WIDTH),)  # fmt: skip
+            dh = dh_smem.index((q % 2) * PARTS + q // 2).load(layout).to(gl.float32)
             g = gu[q][0].to(gl.float32)
             u = gu[q][1].to(gl.float32)
-            rows = (pid_m * BLOCK_M + (q // PARTS) * SUB_M
+            rows = (pid_m * BLOCK_M + (q % 2) * SUB_M
                     + gl.arange(0, SUB_M, layout=gl.SliceLayout(1, layout)))  # fmt: skip
-            col0 = off_n + (q % PARTS) * WIDTH
+            col0 = off_n + (q // 2) * WIDTH
             cols = col0 + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, layout))
             mask = (rows < M)[:, None] & (cols < N)[None, :]
             r64 = rows.to(gl.int64)[:, None]
