@@ -1,6 +1,7 @@
 """Compile the warp-specialized (Gluon) kernels of ``kernels/ws_mlp.py`` for sm_90 on the CPU:
 the MLP backward with every committed ``mlp_backward_ws`` table entry as
-``ops.train.ws_config`` adjusts it, and the forward (saving the pre-activation or not, with
+``ops.train.ws_config`` adjusts it, the hand-off backward with its built-in configuration
+(``HANDOFF_CONFIG``), and the forward (saving the pre-activation or not, with
 and without biases) with its built-in configuration, every committed ``forward_saving_ws``
 entry and every entry of the launch tables' ``ws`` sections; every activation in bf16, SiLU
 in fp16.
@@ -27,8 +28,10 @@ from triton.runtime.jit import mangle_type
 
 from compile_gate_linear import _registers
 from flash_swiglu.kernels.ws_mlp import (
+    HANDOFF_CONFIG,
     WS_FORWARD_CONFIG,
     glu_forward_ws_kernel,
+    mlp_backward_handoff_kernel,
     mlp_backward_ws_kernel,
 )
 from flash_swiglu.ops import train as T
@@ -59,10 +62,12 @@ def entries(kind: str = "mlp_backward_ws"):
     for path in sorted(T.L.CONFIG_DIR.glob("*_train.json")):
         entry = json.loads(path.read_text()).get(kind)
         if entry is not None:
-            yield path.name, {key: entry[key] for key in T.WS_KEYS[kind]}
+            # ``ws_entry`` as a launch takes it (a HANDOFF entry: the hand-off kernel's keys),
+            # without the backward's 16 parts for two activations (``compile_variant``).
+            yield path.name, T.ws_entry(entry, kind, "silu", None)
 
 
-def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype) -> dict:
+def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype, maxnreg=None) -> dict:
     """Compile ``kernel`` with these descriptor blocks and constexprs; other arguments are
     pointers of ``dtype`` or 32-bit integers, all divisible by 16."""
     names = list(kernel.arg_names)
@@ -78,6 +83,8 @@ def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype) -> dict:
             attrs[(i,)] = [["tt.divisibility", 16]]
     src = GluonASTSource(kernel, signature, constexprs=constexprs, attrs=attrs)
     options = {"num_warps": 4, "enable_fp_fusion": T.L.ENABLE_FP_FUSION}
+    if maxnreg:
+        options["maxnreg"] = maxnreg
     compiled = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options)
     ptx = compiled.asm["ptx"]
     sass = _sass(compiled.asm["cubin"])
@@ -97,6 +104,8 @@ def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype) -> dict:
 def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
     """The MLP backward with a table entry, as ``ops.train.ws_config`` launches it."""
     cfg = dict(cfg)
+    if cfg.pop("HANDOFF", False):
+        return compile_handoff(cfg, dtype, activation)
     if activation in ("gelu_tanh", "swiglu_oai"):
         cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
     bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
@@ -104,6 +113,18 @@ def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
     consts = dict(cfg, ACTIVATION=activation, ALPHA=1.702, LIMIT=7.0)
     row = _compile(mlp_backward_ws_kernel, descs, consts, dtype)
     return dict(row, kernel="mlp_backward", config=dict(cfg, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk))
+
+
+def compile_handoff(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
+    """The hand-off backward (``ws_mlp.mlp_backward_handoff``) with ``cfg``."""
+    cfg = dict(cfg)
+    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
+    maxnreg = cfg.pop("maxnreg")
+    descs = {"dy_desc": [bm, bk], "wd_desc": [bk, bn]}
+    consts = dict(cfg, ACTIVATION=activation, ALPHA=1.702, LIMIT=7.0)
+    row = _compile(mlp_backward_handoff_kernel, descs, consts, dtype, maxnreg)
+    config = dict(cfg, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, maxnreg=maxnreg)
+    return dict(row, kernel="mlp_backward_handoff", config=config)
 
 
 def compile_forward(
@@ -123,7 +144,8 @@ def main() -> int:
     for dtype in (torch.bfloat16, torch.float16):
         for act in ACTIVATIONS if dtype == torch.bfloat16 else ("silu",):
             info = dict(dtype=str(dtype), activation=act)
-            for source, cfg in entries():
+            backward = [*entries(), ("builtin handoff", dict(HANDOFF_CONFIG, HANDOFF=True))]
+            for source, cfg in backward:
                 row = compile_variant(cfg, dtype, act)
                 print(json.dumps(dict(row, source=source, **info)), flush=True)
             forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws"),

@@ -3,7 +3,8 @@
 The MLP backward against float64 references with the tolerance rule of DESIGN.md: tiles with
 row and column tails, few programs (many tiles each, odd counts per consumer), dg/du written
 over g/u, a column slice of a wider ``w_down`` (the sliced backward's operand), every
-activation, bf16 and fp16, the ping-pong and the cooperative schedule; bit-identical reruns;
+activation, bf16 and fp16, the ping-pong and the cooperative schedule, and the hand-off kernel
+(its epilogue in a partition of its own); bit-identical reruns;
 the routing of ``ops.train.launch`` (the table's ``mlp_backward_ws`` entry,
 ``FLASH_SWIGLU_GLUON=0``). The forward likewise (saving g and u or not, biases, both
 schedules), its routing from the training table (``forward_saving_ws``) and from the launch
@@ -159,6 +160,54 @@ def test_gpu_launch_routes_to_gluon_unless_disabled(monkeypatch):
     T.launch(m, 256, 128, dy=dy, wd=wd, g=g, u=u, activation="silu", **ARGS, **outs)
     assert calls == [1]
     _check(dy, wd, g, u, outs["h"], outs["dg"], outs["du"], "silu")
+
+
+# The hand-off backward (``ws_mlp.mlp_backward_handoff``): the epilogue in a partition of its
+# own, dh rounded once to the storage dtype (as PyTorch's ``dy @ w_down``), routed by an
+# ``mlp_backward_ws`` entry with HANDOFF.
+HANDOFF = dict(HANDOFF=True)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize(
+    "m,n,k,sms", [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
+)
+@pytest.mark.parametrize("aliased", [False, True])
+def test_gpu_handoff_backward_within_rule(act, m, n, k, sms, aliased):
+    dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
+    h, dg, du = _run(dy, wd, g, u, act, aliased=aliased, sms=sms, config=HANDOFF)
+    _check(dy, wd, g, u, h, dg, du, act)
+
+
+@pytest.mark.parametrize(
+    "config", [HANDOFF, dict(HANDOFF, EPILOGUE_SPLIT=8), dict(HANDOFF, STAGES=2, GROUP_M=1)]
+)
+def test_gpu_handoff_fp16_and_column_slice(config):
+    dy, wd, g, u = _operands(129, 136, 64, torch.float16)
+    _check(dy, wd, g, u, *_run(dy, wd, g, u, "silu", aliased=False, sms=2, config=config),
+           "silu")  # fmt: skip
+    dy, wd, g, u = _operands(640, 384, 512, torch.bfloat16, n_total=1024)
+    _check(dy, wd, g, u, *_run(dy, wd, g, u, "silu", aliased=True, sms=5, config=config),
+           "silu")  # fmt: skip
+
+
+def test_gpu_handoff_entry_routes_and_reruns_bit_identical(monkeypatch):
+    from flash_swiglu.kernels import ws_mlp
+
+    table = dict(T.load_table(torch.cuda.get_device_name()))
+    table["mlp_backward_ws"] = dict(ws_mlp.HANDOFF_CONFIG, HANDOFF=True, MIN_M=1024)
+    monkeypatch.setattr(T, "load_table", lambda name: table)
+    calls = _count_calls(monkeypatch, "mlp_backward_handoff")
+    dy, wd, g, u = _operands(1024, 640, 256, torch.bfloat16)
+    runs = []
+    for _ in range(2):
+        outs = dict(h=torch.empty_like(g), dg=torch.empty_like(g), du=torch.empty_like(g))
+        T.launch(1024, 640, 256, dy=dy, wd=wd, g=g, u=u, activation="silu", **ARGS, **outs)
+        runs.append(outs)
+    assert calls == [1, 1]
+    for name in ("h", "dg", "du"):
+        assert torch.equal(runs[0][name], runs[1][name]), name
+    _check(dy, wd, g, u, runs[0]["h"], runs[0]["dg"], runs[0]["du"], "silu")
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
