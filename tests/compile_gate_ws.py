@@ -31,6 +31,7 @@ from flash_swiglu.kernels.ws_mlp import (
     HANDOFF_CONFIG,
     WS_FORWARD_CONFIG,
     glu_forward_ws_kernel,
+    handoff_parts,
     mlp_backward_handoff_kernel,
     mlp_backward_ws_kernel,
 )
@@ -116,8 +117,9 @@ def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
 
 
 def compile_handoff(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
-    """The hand-off backward (``ws_mlp.mlp_backward_handoff``) with ``cfg``."""
+    """The hand-off backward (``ws_mlp.mlp_backward_handoff``) with ``cfg``, as it launches."""
     cfg = dict(cfg)
+    cfg["EPILOGUE_SPLIT"] = handoff_parts(activation, cfg["EPILOGUE_SPLIT"])
     bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
     maxnreg = cfg.pop("maxnreg")
     descs = {"dy_desc": [bm, bk], "wd_desc": [bk, bn]}

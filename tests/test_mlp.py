@@ -176,6 +176,16 @@ def test_warp_specialized_table_entries():
     assert T.ws_entry(None, "mlp_backward_ws", "silu", 4096) is None
     forward = dict(entry, BLOCK_H=64, COOP=True)
     assert T.ws_entry(forward, "forward_saving_ws", "gelu_tanh", 4096)["COOP"] is True
+    # A HANDOFF entry: the hand-off kernel's keys (its launcher picks its own parts per
+    # activation), none of the ping-pong kernel's.
+    handoff = dict(
+        BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=5, EPILOGUE_SPLIT=4,
+        CONSUMER_REGS=152, EPILOGUE_REGS=152, EPILOGUE_WARPS=4, maxnreg=128, HANDOFF=True,
+        MIN_M=2048, source="test",
+    )  # fmt: skip
+    cfg = T.ws_entry(handoff, "mlp_backward_ws", "gelu_tanh", 2048)
+    assert cfg == {k: v for k, v in handoff.items() if k not in ("MIN_M", "source")}
+    assert T.ws_entry(handoff, "mlp_backward_ws", "silu", 2047) is None
     # Off the GPU (and under the interpreter) the Gluon kernels never run.
     assert not T.ws_enabled(torch.bfloat16, torch.device("cpu"))
 

@@ -1,7 +1,7 @@
 """The README's table of the gate/up projection (``--op linear``), from the stored rows.
 
 One line per model, dtype, activation, layout and pass; each cell a range over the token
-counts M measured (the most recent run of each case):
+counts M measured (each case from its most complete run, ``latest_cases``):
 
 - M >= 2048 (compute-bound): flash-swiglu's rate as a fraction of the cuBLAS product's rate
   on the same shape in the same run; its speedup over PyTorch eager; and over the fastest
@@ -38,15 +38,20 @@ Cases = dict[tuple, dict[str, dict[str, Any]]]  # (op, case, pass) -> {backend: 
 
 
 def latest_cases(rows: Iterable[dict[str, Any]]) -> Cases:
-    """``{(op, case, pass): {backend: row}}`` of the GPU rows, each case from its most recent
-    run."""
+    """``{(op, case, pass): {backend: row}}`` of the GPU rows, each case from the run that
+    measured it with the most backends, the most recent of those: a later run of a few
+    backends (one peer added, say) does not hide the peers of a fuller one. Every ratio in
+    a line still comes from one run."""
     runs_of_case: dict[tuple, dict[tuple, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
         if row.get("device") == "cuda":
             key = (row["op"], row["case"], row["pass"])
             stamp = (row.get("timestamp") or "", row["run"])
             runs_of_case[key][stamp][row["backend"]] = row
-    return {key: runs[max(runs)] for key, runs in runs_of_case.items()}
+    return {
+        key: runs[max(runs, key=lambda stamp, r=runs: (len(r[stamp]), stamp))]
+        for key, runs in runs_of_case.items()
+    }
 
 
 def _measured(row: dict[str, Any] | None) -> bool:

@@ -678,6 +678,13 @@ HANDOFF_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=5,
                       EPILOGUE_WARPS=4, maxnreg=128)  # fmt: skip
 
 
+def handoff_parts(activation: str, parts: int) -> int:
+    """Column parts of the hand-off epilogue as launched: at least 8 for gelu_tanh and
+    gpt-oss's GLU (their 4-part epilogue spilled in the sm_90 gate: Triton 3.9 both, 3.6 the
+    GLU)."""
+    return max(8, parts) if activation in ("gelu_tanh", "swiglu_oai") else parts
+
+
 def mlp_backward_handoff(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config=None,
                          sms=None):  # fmt: skip
     """Launch ``mlp_backward_handoff_kernel``: the operands of ``mlp_backward_ws``. Sixteen
@@ -685,6 +692,7 @@ def mlp_backward_handoff(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, c
     partitions' own budgets (CONSUMER_REGS twice, EPILOGUE_REGS, and the loader's rest) share
     that total."""
     cfg = dict(HANDOFF_CONFIG, **(config or {}))
+    cfg["EPILOGUE_SPLIT"] = handoff_parts(activation, cfg["EPILOGUE_SPLIT"])
     bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
     m, k = dy.shape
     n = wd.shape[1]
