@@ -176,18 +176,29 @@ def _epilogue(acc, gu, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride
         elif i + PREFETCH < PARTS:
             gu += (_gu_part(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, i + PREFETCH,
                             layout, BLOCK_M, WIDTH),)  # fmt: skip
-        g = gu[i][0].to(gl.float32)
-        u = gu[i][1].to(gl.float32)
-        rows = off_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, layout))
-        cols = off_n + i * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, layout))
-        mask = (rows < M)[:, None] & (cols < N)[None, :]
-        r64 = rows.to(gl.int64)[:, None]
-        c2 = cols[None, :]
-        h = glu_forward(g, u, ACTIVATION, ALPHA, LIMIT)
-        gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
-        dgate, dup = glu_backward(g, u, dh, ACTIVATION, ALPHA, LIMIT)
-        gl.store(dg_ptr + (r64 * stride_dg + c2), dgate.to(dg_ptr.dtype.element_ty), mask=mask)
-        gl.store(du_ptr + (r64 * stride_du + c2), dup.to(du_ptr.dtype.element_ty), mask=mask)
+        _derivative_part(gu[i], dh, off_m, off_n + i * WIDTH, h_ptr, dg_ptr, du_ptr, stride_h,
+                         stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
+                         layout)  # fmt: skip
+
+
+@gluon.jit
+def _derivative_part(gu, dh, row0, col0, h_ptr, dg_ptr, du_ptr, stride_h, stride_dg, stride_du,
+                     M, N, ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
+                     layout: gl.constexpr):  # fmt: skip
+    """One epilogue part at (row0, col0), all in ``layout``: from ``gu`` = (g, u) in the
+    storage dtype and dh, store h = act(g) * u and the GLU derivative (dg, du)."""
+    g = gu[0].to(gl.float32)
+    u = gu[1].to(gl.float32)
+    rows = row0 + gl.arange(0, dh.shape[0], layout=gl.SliceLayout(1, layout))
+    cols = col0 + gl.arange(0, dh.shape[1], layout=gl.SliceLayout(0, layout))
+    mask = (rows < M)[:, None] & (cols < N)[None, :]
+    r64 = rows.to(gl.int64)[:, None]
+    c2 = cols[None, :]
+    h = glu_forward(g, u, ACTIVATION, ALPHA, LIMIT)
+    gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
+    dgate, dup = glu_backward(g, u, dh, ACTIVATION, ALPHA, LIMIT)
+    gl.store(dg_ptr + (r64 * stride_dg + c2), dgate.to(dg_ptr.dtype.element_ty), mask=mask)
+    gl.store(du_ptr + (r64 * stride_du + c2), dup.to(du_ptr.dtype.element_ty), mask=mask)
 
 
 @gluon.jit
@@ -407,21 +418,10 @@ def _handoff_epilogue(dy_desc, wd_desc, dh_smem, dh_full, dh_empty, g_ptr, u_ptr
                                 pid_m * BLOCK_M + ((q + 1) % 2) * SUB_M, off_n, M, N,
                                 (q + 1) // 2, layout, SUB_M, WIDTH),)  # fmt: skip
             dh = dh_smem.index((q % 2) * PARTS + q // 2).load(layout).to(gl.float32)
-            g = gu[q][0].to(gl.float32)
-            u = gu[q][1].to(gl.float32)
-            rows = (pid_m * BLOCK_M + (q % 2) * SUB_M
-                    + gl.arange(0, SUB_M, layout=gl.SliceLayout(1, layout)))  # fmt: skip
-            col0 = off_n + (q // 2) * WIDTH
-            cols = col0 + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, layout))
-            mask = (rows < M)[:, None] & (cols < N)[None, :]
-            r64 = rows.to(gl.int64)[:, None]
-            c2 = cols[None, :]
-            h = glu_forward(g, u, ACTIVATION, ALPHA, LIMIT)
-            gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
-            dgate, dup = glu_backward(g, u, dh, ACTIVATION, ALPHA, LIMIT)
-            gl.store(dg_ptr + (r64 * stride_dg + c2), dgate.to(dg_ptr.dtype.element_ty),
-                     mask=mask)  # fmt: skip
-            gl.store(du_ptr + (r64 * stride_du + c2), dup.to(du_ptr.dtype.element_ty), mask=mask)
+            _derivative_part(gu[q], dh, pid_m * BLOCK_M + (q % 2) * SUB_M,
+                             off_n + (q // 2) * WIDTH, h_ptr, dg_ptr, du_ptr, stride_h,
+                             stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
+                             layout)  # fmt: skip
         mbarrier.arrive(dh_empty)
 
 
@@ -659,11 +659,18 @@ def mlp_backward_ws(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config
         return mlp_backward_handoff(dy, wd, g, u, h, dg, du, activation=activation,
                                     alpha=alpha, limit=limit, config=handoff, sms=sms)  # fmt: skip
     cfg = dict(WS_CONFIG, **(config or {}))
+    _launch_backward(mlp_backward_ws_kernel, cfg, dy, wd, g, u, h, dg, du, activation, alpha,
+                     limit, sms)  # fmt: skip
+
+
+def _launch_backward(kernel, cfg, dy, wd, g, u, h, dg, du, activation, alpha, limit, sms):
+    """Launch one of the backward kernels (same arguments) with its full configuration."""
+    cfg = dict(cfg)
     bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
     m, k = dy.shape
     n = wd.shape[1]
     grid = _grid(dy.device, triton.cdiv(m, bm) * triton.cdiv(n, bn), sms)
-    mlp_backward_ws_kernel[grid](
+    kernel[grid](
         _desc(dy, [bm, bk]), _desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
         h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
         LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
@@ -693,15 +700,8 @@ def mlp_backward_handoff(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, c
     that total."""
     cfg = dict(HANDOFF_CONFIG, **(config or {}))
     cfg["EPILOGUE_SPLIT"] = handoff_parts(activation, cfg["EPILOGUE_SPLIT"])
-    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
-    m, k = dy.shape
-    n = wd.shape[1]
-    grid = _grid(dy.device, triton.cdiv(m, bm) * triton.cdiv(n, bn), sms)
-    mlp_backward_handoff_kernel[grid](
-        _desc(dy, [bm, bk]), _desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
-        h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
-        LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
-    )  # fmt: skip
+    _launch_backward(mlp_backward_handoff_kernel, cfg, dy, wd, g, u, h, dg, du, activation,
+                     alpha, limit, sms)  # fmt: skip
 
 
 WS_FORWARD_CONFIG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=4,
