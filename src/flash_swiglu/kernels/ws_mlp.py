@@ -86,6 +86,18 @@ def _coalesced_layout(BLOCK_M, WIDTH, WARPS=4):
 
 
 @gluon.jit
+def _claim_slot(ready, empty, count, STAGES: gl.constexpr, nbytes: gl.constexpr):
+    """The loader's ring position ``count``: wait until its slot is free, then arm the slot's
+    ``ready`` barrier for ``nbytes``. Returns the slot and that barrier. The first pass over
+    the ring finds every slot free (it waits on the parity opposite to the consumers')."""
+    slot = count % STAGES
+    mbarrier.wait(empty.index(slot), ((count // STAGES) & 1) ^ 1)
+    bar = ready.index(slot)
+    mbarrier.expect(bar, nbytes)
+    return slot, bar
+
+
+@gluon.jit
 def _loader(dy_desc, wd_desc, a_ring, b_ring, ready, empty, M, N, K,
             GROUP_M: gl.constexpr, STAGES: gl.constexpr):  # fmt: skip
     BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
@@ -102,12 +114,7 @@ def _loader(dy_desc, wd_desc, a_ring, b_ring, ready, empty, M, N, K,
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_N
         for ks in range(k_steps):
-            slot = count % STAGES
-            # The first pass over the ring finds every slot free (wait on the parity opposite
-            # to the consumers').
-            mbarrier.wait(empty.index(slot), ((count // STAGES) & 1) ^ 1)
-            bar = ready.index(slot)
-            mbarrier.expect(bar, nbytes)
+            slot, bar = _claim_slot(ready, empty, count, STAGES, nbytes)
             _tma_load(dy_desc, [off_m, ks * BLOCK_K], bar, a_ring.index(slot))
             _tma_load(wd_desc, [ks * BLOCK_K, off_n], bar, b_ring.index(slot))
             count += 1
@@ -502,10 +509,7 @@ def _fwd_loader(x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty, M, N, K,
         off_m = pid_m * BLOCK_M
         off_n = pid_n * BLOCK_H
         for ks in range(k_steps):
-            slot = count % STAGES
-            mbarrier.wait(empty.index(slot), ((count // STAGES) & 1) ^ 1)
-            bar = ready.index(slot)
-            mbarrier.expect(bar, nbytes)
+            slot, bar = _claim_slot(ready, empty, count, STAGES, nbytes)
             b = b_ring.index(slot)
             _tma_load(x_desc, [off_m, ks * BLOCK_K], bar, a_ring.index(slot))
             _tma_load(wg_desc, [off_n, ks * BLOCK_K], bar, b.slice(0, BLOCK_H))
