@@ -3,7 +3,7 @@
 Run as a script (``python tests/compile_gate_linear.py``) where ``TRITON_INTERPRET`` is
 unset; prints one JSON object per compiled variant (``test_compile_gate_linear.py`` checks
 them). Configs: every entry of every table in ``configs/*_linear.json`` plus the built-in
-defaults of ``ops/linear.py``. Signatures mirror an aligned runtime launch: pointers and
+defaults of ``ops/linear.py`` (and the decode default with ``SPLIT_K`` 4). Signatures mirror an aligned runtime launch: pointers and
 integers divisible by 16, unit bias strides as constants, and host TMA descriptors as the
 ``tensordesc<dtype[block]>`` type the runtime's specialisation gives a ``TensorDescriptor``.
 An unaligned pointer-kernel variant (no divisibility) stands for K or N not a multiple of 8.
@@ -39,6 +39,7 @@ KERNELS = {
     "decode": _linear_decode_kernel,
 }
 H200_SMS = 132
+SCRATCH = {"part_ptr": "*fp32", "count_ptr": "*i32"}  # the split-K decode kernel's
 
 
 def _registers(cubin: bytes) -> int | None:
@@ -64,6 +65,9 @@ def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, align
     for i, (name, param) in enumerate(zip(kernel.arg_names, kernel.params, strict=True)):
         if name.endswith("_desc"):
             signature[name] = f"tensordesc<{ty}[{blocks[name][0]}, {blocks[name][1]}]>"
+        elif name in SCRATCH:
+            signature[name] = SCRATCH[name]
+            attrs[(i,)] = [["tt.divisibility", 16]]
         elif name.endswith("_ptr"):
             signature[name] = f"*{ty}"
             attrs[(i,)] = [["tt.divisibility", 16]]
@@ -96,6 +100,7 @@ def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, align
         "bulk_tensor": "cp.async.bulk.tensor" in ptx,
         "cp_async": "cp.async.cg" in ptx or "cp.async.ca" in ptx,
         "ptx_local": "ld.local" in ptx or "st.local" in ptx,
+        "atomics": re.findall(r"\batom\.[\w.]+", ptx),
         "sass_checked": bool(sass),
         "sass_spills": bool(re.search(r"\b(LDL|STL)\b", sass)),
     }
@@ -111,6 +116,7 @@ def committed_configs():
     """``(path, source, config)`` for the built-in defaults and every table entry."""
     for path, cfg in L.BUILTIN.items():
         yield path, "builtin", cfg
+    yield "decode", "builtin split-k", dict(L.BUILTIN["decode"], SPLIT_K=4)
     for table in sorted(L.CONFIG_DIR.glob("*_linear.json")):
         data = json.loads(table.read_text())
         for path in L.BUILTIN:
@@ -132,6 +138,7 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         BLOCK_T=16,
         GROUP_M=cfg.get("GROUP_M"),
         NUM_SMS=H200_SMS,
+        SPLIT_K=cfg.get("SPLIT_K", 1),
     )
 
 

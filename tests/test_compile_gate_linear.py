@@ -44,6 +44,18 @@ def test_tma_path_uses_wgmma_and_bulk_tensor_copies(compiled):
             assert r["wgmma"] and r["bulk_tensor"], r
 
 
+def test_split_k_decode_counts_arrivals_with_one_acq_rel_atomic(compiled):
+    # The partials are published by one GPU-scope release-acquire increment per program,
+    # issued by one thread after a barrier; kernels without SPLIT_K have no atomics.
+    split = [r for r in compiled if r["config"].get("SPLIT_K", 1) > 1]
+    assert split
+    for r in compiled:
+        if r["config"].get("SPLIT_K", 1) > 1:
+            assert r["atomics"] == ["atom.global.gpu.acq_rel.add.u32"], r
+        else:
+            assert r["atomics"] == [], r
+
+
 def _mma_rows(r: dict) -> int:
     """Rows of the MMA tile: the weight tile for the decode kernel (operands swapped)."""
     return r["config"]["BLOCK_N"] if r["path"] == "decode" else r["config"]["BLOCK_M"]

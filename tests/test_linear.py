@@ -148,6 +148,24 @@ def test_unaligned_k_and_n(device, force_path, path, dtype):
     assert force_path.chosen == [path] * len(force_path.chosen)
 
 
+@pytest.mark.parametrize(("m", "k", "split"), [(1, 200, 2), (5, 100, 3), (40, 128, 4), (3, 64, 8)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_decode_split_k(device, m, k, split, dtype):
+    """SPLIT_K programs per tile, the last adding the partials: right, deterministic, and
+    every counter back at zero (K not a multiple of BLOCK_K; two token tiles at M = 40)."""
+    x, wg, wu, bg, bu = make_inputs((m,), 40, k, dtype, device, "gelu_tanh")
+    cfg = dict(BLOCK_N=32, BLOCK_K=16, num_warps=4, num_stages=2, SPLIT_K=split)
+    run = lambda c: L._forward_triton(x, wg, wu, bg, bu, "gelu_tanh", 1.702, 7.0, "decode", c)
+    out = run(cfg)
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)), "gelu_tanh")
+    assert_within_rule(f"split {split}", out, torch_linear(x, wg, wu, bg, bu, "gelu_tanh"), ref)
+    assert torch.equal(run(cfg), out)  # the partials are added in slice order
+    counters = L.split_k_counters(torch.device(device), 1)
+    assert not counters.any()
+    if dtype == torch.float32 and -(-k // 16) > split:  # slices of several steps each: the
+        assert not torch.equal(run(dict(cfg, SPLIT_K=1)), out)  # fp32 sums' rounding differs
+
+
 def test_natural_path_choice(device):
     x = torch.randn(80, 64, device=device)
     w = torch.randn(32, 64, device=device)
@@ -376,6 +394,48 @@ def test_gpu_decode_under_cuda_graph(m):
     torch.cuda.synchronize()
     torch.testing.assert_close(out, flash_swiglu.swiglu_linear(x, wg, wu), rtol=0, atol=0)
     assert not torch.equal(out, expected)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fresh_stream", [False, True])
+def test_gpu_split_k_decode_under_cuda_graph(fresh_stream):
+    """Split-K decode captured in a graph, on the warm-up's stream (its counters) or on a
+    stream that never ran one (counters zeroed inside the graph); replays are exact."""
+    x, wg, wu, _, _ = make_inputs((8,), 8192, 2048, torch.bfloat16, "cuda", bias=False)
+    cfg = dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=2, SPLIT_K=4)
+    run = lambda: L._forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, "decode", cfg)
+    stream = torch.cuda.Stream()
+    warm = torch.cuda.Stream() if fresh_stream else stream
+    with torch.cuda.stream(warm):
+        run()  # compiles outside the capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=stream):
+        out = run()
+    for _ in range(3):
+        x.copy_(torch.randn_like(x))
+        graph.replay()
+        torch.cuda.synchronize()
+        torch.testing.assert_close(out, run(), rtol=0, atol=0)
+        ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+        assert_within_rule("graph", out, torch_linear(x, wg, wu, None, None, "silu"), ref)
+    assert not L.split_k_counters(torch.device("cuda"), 1).any()
+
+
+@pytest.mark.gpu
+def test_gpu_split_k_decode_deterministic_and_per_stream():
+    x, wg, wu, bg, bu = make_inputs((3,), 14336, 4096, torch.bfloat16, "cuda")
+    cfg = dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, SPLIT_K=8)
+    run = lambda: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "decode", cfg)
+    first = run()
+    assert all(torch.equal(run(), first) for _ in range(20))
+    other = torch.cuda.Stream()
+    with torch.cuda.stream(other):
+        theirs = L.split_k_counters(torch.device("cuda"), 1)
+        on_other = run()
+    torch.cuda.synchronize()
+    assert theirs.data_ptr() != L.split_k_counters(torch.device("cuda"), 1).data_ptr()
+    assert torch.equal(on_other, first)
 
 
 def _committed_configs():

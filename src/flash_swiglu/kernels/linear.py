@@ -27,8 +27,10 @@ Three kernels:
   unaligned views) and for devices without TMA.
 - ``_linear_decode_kernel`` (few tokens, M <= 64): operands swapped, ``W_tile @ x^T``, so
   the weight rows fill the MMA's M dimension and the handful of tokens is its N dimension.
-  Parallelism comes from narrow tiles of weight rows (no split-K: the activation needs the
-  whole K sum). It streams each weight byte once.
+  Parallelism comes from narrow tiles of weight rows and, optionally (``SPLIT_K``), from
+  several programs per tile, each over a slice of K: the last of them to finish adds the
+  slices' fp32 partials in a fixed order and applies the activation, so the epilogue stays
+  in the kernel and the result is deterministic. It streams each weight byte once.
 
 Rows of ``x`` are ``row = outer * inner_rows + inner`` in the pointer kernels, so a view of a
 3-D tensor whose leading dimensions do not merge (``x[:, :S]``) is read in place. Offsets
@@ -186,6 +188,8 @@ def _linear_decode_kernel(
     bg_ptr,  # [N] gate bias (unused without HAS_BG)
     bu_ptr,  # [N] up bias (unused without HAS_BU)
     out_ptr,  # [M, N] output, row stride stride_out, unit column stride
+    part_ptr,  # fp32 [tiles, SPLIT_K, 2, BLOCK_T, BLOCK_N] partial sums (SPLIT_K > 1)
+    count_ptr,  # int32 [tiles] arrivals per tile, zero before and after the launch
     M,
     N,
     K,
@@ -206,24 +210,40 @@ def _linear_decode_kernel(
     BLOCK_N: tl.constexpr,  # weight rows per program: the MMA's M dimension
     BLOCK_T: tl.constexpr,  # tokens per program (>= 16): the MMA's N dimension
     BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
 ):
-    """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T))``. Accumulates ``out^T`` tiles
+    """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
     ``[BLOCK_N, BLOCK_T] = W[BLOCK_N, K] @ x^T[K, BLOCK_T]``, so a single token still fills
-    a 64-row MMA with weight rows instead of padding a 16-row tile of tokens."""
-    cols = tl.program_id(0).to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
-    rows = tl.program_id(1).to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
+    a 64-row MMA with weight rows instead of padding a 16-row tile of tokens.
+
+    With ``SPLIT_K > 1`` the ``SPLIT_K`` programs of a tile each sum one contiguous slice of
+    K, write the two partial accumulators to ``part_ptr`` and count themselves in at
+    ``count_ptr``; the last to arrive adds the partials in slice order (the same order
+    whichever program is last, so results are deterministic), applies the activation and
+    stores the tile, and sets the counter back to zero for the next launch. The activation
+    stays in this kernel: no pre-activation leaves it, only fp32 partials of the few tokens.
+    """
+    pid_n = tl.program_id(0)
+    pid_t = tl.program_id(1)
+    cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
+    rows = pid_t.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
     outer = rows // inner_rows
     x_rows = outer * stride_x_outer + (rows - outer * inner_rows) * stride_x_inner
     row_mask = rows < M
     col_mask = cols < N
+    k_steps = tl.cdiv(K, BLOCK_K)
+    k_start = 0
+    if SPLIT_K > 1:
+        k_steps = tl.cdiv(k_steps, SPLIT_K)
+        k_start = tl.program_id(2) * k_steps * BLOCK_K
     ks = tl.arange(0, BLOCK_K)
-    xt_ptrs = x_ptr + ks[:, None] + x_rows[None, :]  # x^T tile [BLOCK_K, BLOCK_T]
-    wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + ks[None, :]
-    wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
+    xt_ptrs = x_ptr + (ks + k_start)[:, None] + x_rows[None, :]  # x^T tile [BLOCK_K, BLOCK_T]
+    wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + (ks + k_start)[None, :]
+    wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + (ks + k_start)[None, :]
     acc_g = to_compute(tl.zeros((BLOCK_N, BLOCK_T), dtype=x_ptr.dtype.element_ty))
     acc_u = tl.zeros_like(acc_g)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        k_mask = ks < K - k * BLOCK_K
+    for k in range(0, k_steps):
+        k_mask = ks < K - k_start - k * BLOCK_K
         xt = tl.load(xt_ptrs, mask=k_mask[:, None] & row_mask[None, :], other=0.0)
         w_mask = col_mask[:, None] & k_mask[None, :]
         wg = tl.load(wg_ptrs, mask=w_mask, other=0.0)
@@ -233,8 +253,50 @@ def _linear_decode_kernel(
         xt_ptrs += BLOCK_K
         wg_ptrs += BLOCK_K
         wu_ptrs += BLOCK_K
-    gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[:, None]
-    up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[:, None]
-    out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # out^T [BLOCK_N, BLOCK_T]
-    out_ptrs = out_ptr + cols[:, None] + (rows * stride_out)[None, :]
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=col_mask[:, None] & row_mask[None, :])
+    last = True
+    if SPLIT_K > 1:
+        acc_g, acc_u, last = _split_k_gather(
+            acc_g, acc_u, part_ptr, count_ptr, pid_n * tl.num_programs(1) + pid_t,
+            row_mask, SPLIT_K, BLOCK_N, BLOCK_T,
+        )  # fmt: skip
+    if last:
+        gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[:, None]
+        up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[:, None]
+        out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # out^T [BLOCK_N, BLOCK_T]
+        out_ptrs = out_ptr + cols[:, None] + (rows * stride_out)[None, :]
+        mask = col_mask[:, None] & row_mask[None, :]
+        tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _split_k_gather(
+    acc_g, acc_u, part_ptr, count_ptr, tile, row_mask,
+    SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):  # fmt: skip
+    """Write this program's partials of ``tile``, count it in, and return the full sums
+    and True in the last program to arrive (the partials and False elsewhere).
+
+    Ordering: every thread's partial stores come before the barrier; one thread's
+    release-acquire increment then publishes them at GPU scope and, in the last program,
+    orders its reads (``.cg``: from L2, never a stale L1 line) after every other program's
+    stores."""
+    tile_elems: tl.constexpr = 2 * BLOCK_T * BLOCK_N
+    offs = tl.arange(0, BLOCK_T)[None, :] * BLOCK_N + tl.arange(0, BLOCK_N)[:, None]
+    mask = row_mask[None, :]  # only the real tokens' columns of out^T
+    base = part_ptr + tile.to(tl.int64) * (SPLIT_K * tile_elems)
+    mine = base + tl.program_id(2) * tile_elems
+    tl.store(mine + offs, acc_g, mask=mask)
+    tl.store(mine + BLOCK_T * BLOCK_N + offs, acc_u, mask=mask)
+    tl.debug_barrier()
+    arrived = tl.atomic_add(count_ptr + tile, 1, sem="acq_rel", scope="gpu")
+    last = arrived == SPLIT_K - 1
+    if last:
+        acc_g = tl.zeros_like(acc_g)
+        acc_u = tl.zeros_like(acc_u)
+        for s in tl.static_range(SPLIT_K):
+            part = base + s * tile_elems
+            acc_g += tl.load(part + offs, mask=mask, other=0.0, cache_modifier=".cg")
+            acc_u += tl.load(part + BLOCK_T * BLOCK_N + offs, mask=mask, other=0.0,
+                             cache_modifier=".cg")  # fmt: skip
+        tl.store(count_ptr + tile, 0)  # ready for the next launch (kernel boundary orders it)
+    return acc_g, acc_u, last

@@ -70,7 +70,7 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # Optional table keys: programs resident per SM for the persistent TMA kernel (2: one
 # program's epilogue overlaps the other's main loop; needs registers and shared memory for
 # two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them.
-_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg")
+_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K")
 
 
 def token_bucket(m: int) -> int:
@@ -316,14 +316,57 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     args += [wg.stride(0), wu.stride(0), *bias_strides, n]
     if path == "decode":
         block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
-        grid = (triton_cdiv(n, cfg["BLOCK_N"]), triton_cdiv(m, block_t))
+        bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
+        tiles = triton_cdiv(n, bn) * triton_cdiv(m, block_t)
+        split = max(1, min(cfg.get("SPLIT_K", 1), triton_cdiv(k, bk)))
+        if split > 1:  # each slice of K is the same number of BLOCK_K steps, none empty
+            split = triton_cdiv(triton_cdiv(k, bk), triton_cdiv(triton_cdiv(k, bk), split))
+        parts, counts = out, out  # never read with SPLIT_K == 1
+        if split > 1:
+            parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=torch.float32,
+                                device=x.device)  # fmt: skip
+            counts = split_k_counters(x.device, tiles)
+        grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
         _linear_decode_kernel[grid](
-            *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_T=block_t, BLOCK_K=cfg["BLOCK_K"]
-        )
+            *args[:6], parts, counts, *args[6:], **consts, BLOCK_N=bn, BLOCK_T=block_t,
+            BLOCK_K=bk, SPLIT_K=split,
+        )  # fmt: skip
     else:
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
+
+
+# Arrival counters of the split-K decode kernel, per (device, stream): each launch leaves the
+# counters it used at zero, so launches in one stream's order can share them; two streams
+# never do. Buffers are only ever replaced by larger ones, and the old ones are kept (a
+# captured CUDA graph holds their address).
+_COUNTERS: dict[tuple[str, int], torch.Tensor] = {}
+_RETIRED: list[torch.Tensor] = []
+_MIN_COUNTERS = 4096
+
+
+def split_k_counters(device: torch.device, tiles: int) -> torch.Tensor:
+    """Zeroed int32 counters, at least ``tiles`` of them, for one split-K decode launch on
+    the current stream of ``device``.
+
+    Under CUDA graph capture a stream without counters gets fresh ones whose zeroing is
+    recorded in the graph (a memset node per launch): capture on the stream that ran the
+    warm-up, or warm up on the capture stream, to share the eager counters instead. Two
+    graphs captured on one stream share that stream's counters, so they must not be replayed
+    concurrently (on two streams at once)."""
+    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
+    key = (str(device), stream)
+    buf = _COUNTERS.get(key)
+    if buf is not None and buf.numel() >= tiles:
+        return buf
+    fresh = torch.zeros(max(tiles, _MIN_COUNTERS), dtype=torch.int32, device=device)
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return fresh  # zeroed inside the graph on every replay; not valid outside it
+    if buf is not None:
+        _RETIRED.append(buf)
+    _COUNTERS[key] = fresh
+    return fresh
 
 
 def _forward_ws(x, x2, wg, wu, bg, bu, out, m, activation, alpha, limit) -> bool:
