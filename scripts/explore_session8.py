@@ -38,6 +38,14 @@ from flash_swiglu.bench.timing import measure_graph
 from flash_swiglu.ops import linear as L
 
 MODELS = {"1b": (2048, 8192), "8b": (4096, 14336), "qwen7b": (3584, 18944), "70b": (8192, 28672)}
+# Tensor-parallel shards of the gate/up projection (N split over the ranks): few tiles of
+# weight rows for 132 SMs, where slices of K could give the parallelism.
+TP_MODELS = {
+    "1b/tp4": (2048, 2048),
+    "8b/tp8": (4096, 1792),
+    "qwen7b/tp4": (3584, 4736),
+    "70b/tp8": (8192, 3584),
+}
 DT = torch.bfloat16
 ACT = ("silu", 1.702, 7.0)
 
@@ -61,7 +69,7 @@ DECODE_CANDS = [
     for bn, bk, w, s in ((64, 128, 4, 4), (32, 128, 4, 4), (128, 128, 8, 3))
 ]
 FULL_M = (1, 32)
-NEIGHBOUR = {8: 1, 16: 1, 64: 32}
+NEIGHBOUR = {8: 1, 16: 1, 64: 32}  # M -> the M whose three fastest candidates it times
 
 
 def _w(n, k):
@@ -102,15 +110,15 @@ def _read_ms(flat: torch.Tensor) -> dict:
     return res
 
 
-def decode(out: Path) -> list[str]:
+def decode(out: Path, models: dict = MODELS, ms=(1, 32, 8, 16, 64), tag="decode") -> list[str]:
     copy = copy_bandwidth(torch.device("cuda"))  # GB/s
     rows, lines, table = [], [], {}
-    for name, (k, n) in MODELS.items():
+    for name, (k, n) in models.items():
         wg, wu = _w(n, k), _w(n, k)
         wcat = torch.cat([wg, wu])
         reads = _read_ms(wcat.view(-1))
         ranked: dict[int, list] = {}
-        for m in (1, 32, 8, 16, 64):
+        for m in ms:
             x = torch.randn(m, k, device="cuda", dtype=DT)
             ref = reference.swiglu_linear_reference(
                 x.double(), wg.double(), wu.double(), None, None, *ACT
@@ -147,12 +155,12 @@ def decode(out: Path) -> list[str]:
                        best_ms=best_ms, best=best, again=again, reads_ms=reads,
                        candidates=[dict(ms=t, cfg=c) for t, c in timed])  # fmt: skip
             rows.append(row)
-            (out / "decode.json").write_text(json.dumps(rows, indent=1))
+            (out / f"{tag}.json").write_text(json.dumps(rows, indent=1))
             best2 = min([best_ms, *again["best"]])
             table2 = min([table_ms, *again["table"]])
             read = min(reads.values())
             lines.append(
-                f"decode {name:6s} M={m:3d} cublas {bw(min(cub, *again['cublas'])):4.0%} "
+                f"{tag} {name:10s} M={m:3d} cublas {bw(min(cub, *again['cublas'])):4.0%} "
                 f"table {bw(table2):4.0%} best {bw(best2):4.0%} "
                 f"(spread {bw(max(best_ms, *again['best'])):4.0%}) "
                 f"copy-same {same / copy:4.0%} read {bw(read):4.0%} "
@@ -162,14 +170,14 @@ def decode(out: Path) -> list[str]:
             print(lines[-1], flush=True)
             if best2 < table2:
                 stamp = (
-                    f"scripts/explore_session8.py decode on {torch.cuda.get_device_name()}, "
+                    f"scripts/explore_session8.py {tag} on {torch.cuda.get_device_name()}, "
                     f"{time.strftime('%Y-%m-%d')}: {best2 * 1e3:.1f} us ({bw(best2):.0%} of "
                     f"copy bandwidth; cuBLAS product {bw(cub):.0%}; table entry it replaced "
                     f"{table2 * 1e3:.1f} us)"
                 )
                 table[f"m{L.token_bucket(m)}_n{n}_k{k}"] = dict(best, source=stamp)
-                (out / "decode_table.json").write_text(json.dumps(table, indent=2))
-    (out / "decode_table.json").write_text(json.dumps(table, indent=2))
+                (out / f"{tag}_table.json").write_text(json.dumps(table, indent=2))
+    (out / f"{tag}_table.json").write_text(json.dumps(table, indent=2))
     return lines
 
 
@@ -231,7 +239,115 @@ def host(out: Path) -> list[str]:
     return lines
 
 
-STAGES = {"decode": decode, "host": host}
+def host2(out: Path) -> list[str]:
+    """Host time of the pieces of ``SwiGLUMLP``'s training step at the example's shape, and
+    ``cProfile``'s cumulative view of one fwd+bwd restricted to flash_swiglu and Triton."""
+    import cProfile
+    import io
+    import pstats
+
+    from flash_swiglu import SwiGLUMLP
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws, mlp_backward_ws
+    from flash_swiglu.ops import train as T
+
+    h, n, m = 1024, 2816, 8192
+    mlp = SwiGLUMLP(h, n, device="cuda", dtype=DT)
+    x = torch.randn(m, h, device="cuda", dtype=DT, requires_grad=True)
+    dy = torch.randn_like(x)
+    wg, wu, wd = mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight
+    x2 = x.detach()
+    g, u, hh, dg, du = (torch.randn(m, n, device="cuda", dtype=DT) for _ in range(5))
+    fcfg = T.ws_config(DT, x.device, "silu", m, "forward_saving_ws")
+    bcfg = T.ws_config(DT, x.device, "silu", m)
+
+    def fwd_bwd():
+        x.grad = None
+        for p in mlp.parameters():
+            p.grad = None
+        mlp(x).backward(dy)
+
+    def fwd_only():
+        return mlp(x)
+
+    pieces = {
+        "SwiGLUMLP fwd+bwd": fwd_bwd,
+        "SwiGLUMLP training fwd (graph kept)": fwd_only,
+        "T.forward_saving": lambda: T.forward_saving(
+            x2, wg, wu, None, None, "silu", 1.702, 7.0, True
+        ),
+        "glu_forward_ws (saving g, u)": lambda: glu_forward_ws(
+            x2,
+            wg,
+            wu,
+            None,
+            None,
+            hh,
+            g=g,
+            u=u,
+            activation="silu",
+            alpha=1.702,
+            limit=7.0,
+            config=fcfg,
+        ),
+        "mlp_backward_ws": lambda: mlp_backward_ws(
+            dy.detach(),
+            wd,
+            g,
+            u,
+            hh,
+            dg,
+            du,
+            activation="silu",
+            alpha=1.702,
+            limit=7.0,
+            config=bcfg,
+        ),
+        "T.ws_config": lambda: T.ws_config(DT, x.device, "silu", m),
+        "T.fused_ok": lambda: T.fused_ok(x2, wg, wu, dy, wd, g, u),
+        "torch.cuda.get_device_capability": lambda: torch.cuda.get_device_capability(x.device),
+        "torch.empty [M, N]": lambda: torch.empty(m, n, device="cuda", dtype=DT),
+        "torch.mm [M,N]x[N,K]": lambda: torch.mm(dg, wg),
+    }
+    rows, lines = {}, []
+    for label, f in pieces.items():
+        try:
+            for _ in range(5):
+                f()
+        except Exception as e:  # a piece whose signature differs: say so, go on
+            lines.append(f"host2 {label:36s} failed: {type(e).__name__}: {e}"[:200])
+            print(lines[-1], flush=True)
+            continue
+        torch.cuda.synchronize()
+        reps = 100
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            f()
+        us = (time.perf_counter() - t0) / reps * 1e6
+        torch.cuda.synchronize()
+        rows[label] = us
+        lines.append(f"host2 {label:36s} {us:8.1f} us")
+        print(lines[-1], flush=True)
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(20):
+        fwd_bwd()
+    prof.disable()
+    torch.cuda.synchronize()
+    buf = io.StringIO()
+    st = pstats.Stats(prof, stream=buf)
+    st.sort_stats("cumulative").print_stats("flash_swiglu|triton|torch/autograd", 60)
+    st.sort_stats("tottime").print_stats(40)
+    (out / "host2_profile.txt").write_text(buf.getvalue())
+    (out / "host2.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
+
+STAGES = {
+    "decode": decode,
+    "tp": lambda out: decode(out, TP_MODELS, (1, 32, 8), "tp"),
+    "host": host,
+    "host2": host2,
+}
 
 
 def main() -> None:
