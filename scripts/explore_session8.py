@@ -342,7 +342,151 @@ def host2(out: Path) -> list[str]:
     return lines
 
 
+# More shapes for the split-K rule: shards of 8B and 70B at other degrees, and two models
+# whose shapes the launch table has no entry for.
+MORE_MODELS = {
+    "8b/tp2": (4096, 7168),
+    "8b/tp4": (4096, 3584),
+    "70b/tp4": (8192, 7168),
+    "qwen2.5-14b": (5120, 13824),
+    "qwen3-8b": (4096, 12288),
+}
+_DEFAULT_TILES = {"s3": (64, 128, 4, 3), "s4": (64, 128, 4, 4)}
+
+
+def tpcheck(out: Path) -> list[str]:
+    """The decode tile a table without an entry for the shape should default to, at SPLIT_K
+    1, 2, 4 and 8 and with ``ops.linear.auto_split_k`` choosing (no SPLIT_K given), on the
+    tensor-parallel shards and the shapes of ``MORE_MODELS``; the cuBLAS product and a pure
+    read of the weights in the same loop."""
+    copy = copy_bandwidth(torch.device("cuda"))
+    rows, lines = [], []
+    for name, (k, n) in {**TP_MODELS, **MORE_MODELS}.items():
+        wg, wu = _w(n, k), _w(n, k)
+        wcat = torch.cat([wg, wu])
+        read = min(_read_ms(wcat.view(-1)).values())
+        for m in (1, 32):
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(
+                x.double(), wg.double(), wu.double(), None, None, *ACT
+            )
+            nbytes = (2 * n * k + m * k + m * n) * 2
+            bw = lambda ms: nbytes / ms / 1e6 / copy
+            times = {"cublas": measure_graph(lambda: x @ wcat.T).median_ms}
+            for tname, (bn, bk, w, st) in _DEFAULT_TILES.items():
+                base = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st)
+                for sk in (None, 1, 2, 4, 8):
+                    cfg = base if sk is None else dict(base, SPLIT_K=sk)
+                    f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "decode", cfg)
+                    label = f"{tname}_{'auto' if sk is None else f'sk{sk}'}"
+                    try:
+                        if not _ok(f(), ref):
+                            times[label] = float("nan")
+                            continue
+                        times[label] = min(measure_graph(f).median_ms for _ in range(2))
+                    except Exception as e:
+                        print(f"tpcheck {name} M={m} {label}: {type(e).__name__}"[:200])
+                        times[label] = float("nan")
+            tiles = -(-n // 64) * -(-m // max(16, 1 << max(m - 1, 0).bit_length()))
+            auto = L.auto_split_k(
+                tiles, -(-k // 128), torch.cuda.get_device_properties(0).multi_processor_count
+            )
+            rows.append(dict(model=name, m=m, n=n, k=k, nbytes=nbytes, copy_gbps=copy,
+                             read_ms=read, ms=times, auto_split=auto))  # fmt: skip
+            (out / "tpcheck.json").write_text(json.dumps(rows, indent=1))
+            cells = " ".join(f"{lab}={bw(t):.0%}" for lab, t in times.items())
+            lines.append(f"tpcheck {name:12s} M={m:3d} read={bw(read):.0%} auto->SK{auto} {cells}")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def mid(out: Path) -> list[str]:
+    """The Gluon forward's candidates (``ops.linear.WS_CANDIDATES``) at 128-1024 tokens on
+    the four model shapes, against the launch table's choice there (the Triton TMA kernel
+    below each ``ws`` entry's MIN_M) and the cuBLAS product, each timed twice."""
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    rows, lines = [], []
+    for name, (k, n) in MODELS.items():
+        wg, wu = _w(n, k), _w(n, k)
+        wcat = torch.cat([wg, wu])
+        for m in (128, 256, 512, 1024):
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(
+                x.double(), wg.double(), wu.double(), None, None, *ACT
+            )
+            h = torch.empty(m, n, device="cuda", dtype=DT)
+            twice = lambda f: min(measure_graph(f).median_ms for _ in range(2))
+            times = {
+                "cublas": twice(lambda: x @ wcat.T),
+                "table": twice(lambda: L._forward_triton(x, wg, wu, None, None, *ACT)),
+            }
+            for i, cand in enumerate(L.WS_CANDIDATES):
+                f = lambda: glu_forward_ws(x, wg, wu, None, None, h, activation="silu",
+                                           alpha=1.702, limit=7.0, config=cand)  # fmt: skip
+                try:
+                    f()
+                    if not _ok(h, ref):
+                        times[f"ws{i}"] = float("nan")
+                        continue
+                    times[f"ws{i}"] = twice(f)
+                except Exception as e:
+                    print(f"mid {name} M={m} ws{i}: {type(e).__name__}: {e}"[:200])
+                    times[f"ws{i}"] = float("nan")
+            rows.append(dict(model=name, m=m, n=n, k=k, ms=times, candidates=L.WS_CANDIDATES))
+            (out / "mid.json").write_text(json.dumps(rows, indent=1))
+            cub = times["cublas"]
+            cells = " ".join(f"{lab}={cub / t:.3f}" for lab, t in times.items() if lab != "cublas")
+            lines.append(f"mid {name:6s} M={m:5d} vs cuBLAS ({cub * 1e3:.1f} us): {cells}")
+            print(lines[-1], flush=True)
+    return lines
+
+
+def hostprof(out: Path) -> list[str]:
+    """``torch.profiler`` (CPU side) over 20 fwd+bwd of eager's ``LlamaMLP`` and of
+    ``SwiGLUMLP`` at the example's shape: host time per op, and whether any call
+    synchronises with the GPU."""
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from flash_swiglu import SwiGLUMLP
+
+    h, n = 1024, 2816
+    x = torch.randn(16, 512, h, device="cuda", dtype=DT, requires_grad=True)
+    dy = torch.randn_like(x)
+    eager = LlamaMLP(LlamaConfig(hidden_size=h, intermediate_size=n)).to("cuda", DT)
+    ours = SwiGLUMLP.from_module(eager)
+    lines = []
+    for label, mlp in (("eager", eager), ("flash-swiglu", ours)):
+
+        def step():
+            x.grad = None
+            for p in mlp.parameters():
+                p.grad = None
+            mlp(x).backward(dy)
+
+        for _ in range(10):
+            step()
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for _ in range(20):
+                step()
+        torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+        (out / f"hostprof_{label}.txt").write_text(table)
+        names = {e.key for e in prof.key_averages()}
+        syncs = sorted(s for s in names if "ynchronize" in s or "Memcpy" in s or "item" in s)
+        total = sum(e.self_cpu_time_total for e in prof.key_averages()) / 20
+        lines.append(f"hostprof {label:12s} {total:8.1f} us self CPU per fwd+bwd; syncs: {syncs}")
+        print(lines[-1], flush=True)
+    return lines
+
+
 STAGES = {
+    "tpcheck": tpcheck,
+    "mid": mid,
+    "hostprof": hostprof,
     "decode": decode,
     "tp": lambda out: decode(out, TP_MODELS, (1, 32, 8), "tp"),
     "host": host,

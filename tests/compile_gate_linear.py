@@ -3,9 +3,10 @@
 Run as a script (``python tests/compile_gate_linear.py``) where ``TRITON_INTERPRET`` is
 unset; prints one JSON object per compiled variant (``test_compile_gate_linear.py`` checks
 them). Configs: every entry of every table in ``configs/*_linear.json`` plus the built-in
-defaults of ``ops/linear.py`` (and the decode default with ``SPLIT_K`` 4). Signatures mirror an aligned runtime launch: pointers and
-integers divisible by 16, unit bias strides as constants, and host TMA descriptors as the
-``tensordesc<dtype[block]>`` type the runtime's specialisation gives a ``TensorDescriptor``.
+defaults of ``ops/linear.py`` (and the decode default with ``SPLIT_K`` 4). Signatures
+mirror an aligned runtime launch: pointers and integers divisible by 16, unit bias strides
+as constants, and host TMA descriptors as the ``tensordesc<dtype[block]>`` type the
+runtime's specialisation gives a ``TensorDescriptor``.
 An unaligned pointer-kernel variant (no divisibility) stands for K or N not a multiple of 8.
 """
 

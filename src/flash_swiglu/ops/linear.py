@@ -318,7 +318,12 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
         tiles = triton_cdiv(n, bn) * triton_cdiv(m, block_t)
-        split = max(1, min(cfg.get("SPLIT_K", 1), triton_cdiv(k, bk)))
+        split = cfg.get("SPLIT_K")
+        if split is None:
+            split = auto_split_k(
+                tiles, triton_cdiv(k, bk), INTERPRET_NUM_SMS if interp else _num_sms(dev)
+            )
+        split = max(1, min(split, triton_cdiv(k, bk)))
         if split > 1:  # each slice of K is the same number of BLOCK_K steps, none empty
             split = triton_cdiv(triton_cdiv(k, bk), triton_cdiv(triton_cdiv(k, bk), split))
         parts, counts = out, out  # never read with SPLIT_K == 1
@@ -335,6 +340,17 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
+
+
+def auto_split_k(tiles: int, k_steps: int, num_sms: int) -> int:
+    """Programs per decode tile where the launch configuration does not say: doubled (up to
+    8) while the programs still fit in one wave over the SMs and each K slice keeps at least
+    two ``BLOCK_K`` steps. 1 for every full model shape of the launch table (enough tiles
+    already); 2-4 for tensor-parallel shards with few weight-row tiles."""
+    split = 1
+    while split < 8 and tiles * split * 2 <= num_sms and k_steps >= 4 * split:
+        split *= 2
+    return split
 
 
 # Arrival counters of the split-K decode kernel, per (device, stream): each launch leaves the
