@@ -152,10 +152,13 @@ def main() -> int:
                 print(json.dumps(dict(row, source=source, **info)), flush=True)
             forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws"),
                        *entries("projection_ws")]  # fmt: skip
+            compiled = {}  # entries of one configuration (several shapes' buckets) compile once
             for source, cfg in forward:
                 for store_gu, bias in ((True, False), (False, True)):
-                    row = compile_forward(cfg, dtype, act, store_gu, bias)
-                    print(json.dumps(dict(row, source=source, **info)), flush=True)
+                    key = (json.dumps(cfg, sort_keys=True), store_gu, bias)
+                    if key not in compiled:
+                        compiled[key] = compile_forward(cfg, dtype, act, store_gu, bias)
+                    print(json.dumps(dict(compiled[key], source=source, **info)), flush=True)
     return 0
 
 

@@ -331,6 +331,26 @@ def test_config_table():
     cfg32 = L.launch_config("tma", 8192, 14336, 4096, torch.float32, "NVIDIA H200")
     assert cfg32["BLOCK_K"] == cfg["BLOCK_K"] // 2  # same bytes per stage
     assert L.launch_config("decode", 1, 8, 8, torch.bfloat16, "Some GPU") == L.BUILTIN["decode"]
+    # A shape the H200 table has no decode entry for (a tensor-parallel shard) takes its
+    # default, which leaves SPLIT_K to auto_split_k.
+    shard = L.launch_config("decode", 1, 1792, 4096, torch.bfloat16, "NVIDIA H200")
+    assert shard == {k: table["decode"]["default"][k] for k in L._CONFIG_KEYS if k in shard}
+    assert "SPLIT_K" not in shard
+
+
+def test_auto_split_k():
+    # Full model shapes (132 SMs, 64-row tiles, BLOCK_K 128): enough tiles, no split.
+    assert L.auto_split_k(8192 // 64, 2048 // 128, 132) == 1
+    assert L.auto_split_k(14336 // 64, 4096 // 128, 132) == 1
+    # Tensor-parallel shards: 1B over 4 ranks, 8B over 8, Qwen2.5-7B over 4, 70B over 8.
+    assert L.auto_split_k(2048 // 64, 2048 // 128, 132) == 4
+    assert L.auto_split_k(1792 // 64, 4096 // 128, 132) == 4
+    assert L.auto_split_k(-(-4736 // 64), 3584 // 128, 132) == 1
+    assert L.auto_split_k(3584 // 64, 8192 // 128, 132) == 2
+    # At most 8, and every slice keeps two BLOCK_K steps.
+    assert L.auto_split_k(1, 1 << 10, 132) == 8
+    assert L.auto_split_k(2, 4, 132) == 2
+    assert L.auto_split_k(2, 3, 132) == 1
 
 
 def test_two_programs_per_sm_and_register_cap(device):

@@ -284,37 +284,46 @@ def test_gpu_projection_routing_with_an_entry(monkeypatch):
     assert calls == [1]
 
 
-def _committed_ws_shapes() -> list[tuple[int, int]]:
+def _committed_ws_entries() -> dict:
     import json
 
     from flash_swiglu.ops import linear as L
 
-    keys = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text()).get("ws", {})
-    return [tuple(int(v[1:]) for v in key.split("_")) for key in keys]
+    return json.loads((L.CONFIG_DIR / "h200_linear.json").read_text()).get("ws", {})
 
 
-@pytest.mark.parametrize("n,k", _committed_ws_shapes())
-def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, n, k):
-    """Each committed ws entry of the launch table: swiglu_linear on its model shape at
-    2048 rows runs the Gluon forward (at 2047 the Triton kernel), within the rule."""
+@pytest.mark.parametrize("key", list(_committed_ws_entries()))
+def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
+    """Each committed ws entry of the launch table: swiglu_linear on its model shape runs the
+    Gluon forward, within the rule: a token-bucket entry (``m256_n..._k...``) 3 rows short of
+    its bucket's top (a ragged last row tile), a shape-wide entry at 2048 rows. Below a
+    shape-wide entry's MIN_M, a bucket with no entry of its own runs the Triton kernel."""
     import torch.nn.functional as F
 
     import flash_swiglu
 
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed ws entries are the H200's")
+    table = _committed_ws_entries()
+    entry, parts = table[key], key.split("_")
+    n, k = int(parts[-2][1:]), int(parts[-1][1:])
+    m = int(parts[0][1:]) - 3 if len(parts) == 3 else max(entry.get("MIN_M", 0), 2048)
     calls = _count_calls(monkeypatch, "glu_forward_ws")
     g_ = torch.Generator(device="cuda").manual_seed(4)
     dt = torch.bfloat16
-    x = torch.randn(2048, k, device="cuda", generator=g_).to(dt)
+    x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
     wg, wu = ((torch.randn(n, k, device="cuda", generator=g_) / k**0.5).to(dt) for _ in range(2))
     h = flash_swiglu.swiglu_linear(x, wg, wu)
     assert calls == [1]
     g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
     h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu").to(dt)
     assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
-    flash_swiglu.swiglu_linear(x[:2047], wg, wu)
-    assert calls == [1]
+    if len(parts) == 2:
+        uncovered = [b for b in (128, 256, 512, 1024)
+                     if b < entry.get("MIN_M", 0) and f"m{b}_{key}" not in table]  # fmt: skip
+        for b in uncovered:
+            flash_swiglu.swiglu_linear(x[: b - 3], wg, wu)
+        assert calls == [1]
 
 
 @pytest.mark.parametrize("config", [None, COOP_FORWARD])
