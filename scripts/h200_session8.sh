@@ -6,7 +6,8 @@
 #                  split-K decode under CUDA graphs) and of the Gluon forward's table entries
 #   linear-mid     the four models at M = 128, 256, 512 and 1024, bf16, every backend but
 #                  max-autotune (run h200-s8-linear-bf16-mid-tokens): the Gluon forward's
-#                  token-bucket entries chosen by scripts/explore_session8.py mid
+#                  token-bucket entries chosen by scripts/explore_session8.py mid ($MID_RUN_ID
+#                  names another run)
 #   mlp            scripts/h200_issue4.sh mlp (run h200-s8-mlp-8b)
 # Session 8's other runs: RUN_PREFIX=h200-s8 bash scripts/h200_session3.sh linear-fp16 linear-8b
 set -uo pipefail
@@ -27,7 +28,7 @@ for stage in "$@"; do
     linear-mid)
       timeout 420 $bench --op linear --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b \
         --dtype bfloat16 --tokens 128,256,512,1024 --backend $all \
-        --run-id h200-s8-linear-bf16-mid-tokens 2>&1 | tee "$OUT/linear_mid.log" | tail -n 4 ;;
+        --run-id "${MID_RUN_ID:-h200-s8-linear-bf16-mid-tokens}" 2>&1 | tee "$OUT/linear_mid.log" | tail -n 4 ;;
     mlp)
       MLP_RUN_ID=${MLP_RUN_ID:-h200-s8-mlp-8b} timeout 240 bash scripts/h200_issue4.sh mlp ;;
     *)
