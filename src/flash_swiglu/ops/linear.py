@@ -69,7 +69,8 @@ ENABLE_FP_FUSION = E.ENABLE_FP_FUSION
 _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages")
 # Optional table keys: programs resident per SM for the persistent TMA kernel (2: one
 # program's epilogue overlaps the other's main loop; needs registers and shared memory for
-# two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them.
+# two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them; for the
+# decode kernel, programs per output tile (``SPLIT_K``; absent: ``auto_split_k`` decides).
 _OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K")
 
 
