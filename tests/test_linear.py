@@ -160,7 +160,7 @@ def test_decode_split_k(device, m, k, split, dtype):
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)), "gelu_tanh")
     assert_within_rule(f"split {split}", out, torch_linear(x, wg, wu, bg, bu, "gelu_tanh"), ref)
     assert torch.equal(run(cfg), out)  # the partials are added in slice order
-    counters = L.split_k_counters(torch.device(device), 1)
+    counters = L.split_k_counters(x.device, 1)  # the buffer the launches used
     assert not counters.any()
     if dtype == torch.float32 and -(-k // 16) > split:  # slices of several steps each: the
         assert not torch.equal(run(dict(cfg, SPLIT_K=1)), out)  # fp32 sums' rounding differs
@@ -439,7 +439,8 @@ def test_gpu_split_k_decode_under_cuda_graph(fresh_stream):
         torch.testing.assert_close(out, run(), rtol=0, atol=0)
         ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
         assert_within_rule("graph", out, torch_linear(x, wg, wu, None, None, "silu"), ref)
-    assert not L.split_k_counters(torch.device("cuda"), 1).any()
+    with torch.cuda.stream(stream):
+        assert not L.split_k_counters(x.device, 1).any()  # the stream's own, if it has them
 
 
 @pytest.mark.gpu
@@ -449,13 +450,16 @@ def test_gpu_split_k_decode_deterministic_and_per_stream():
     run = lambda: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "decode", cfg)
     first = run()
     assert all(torch.equal(run(), first) for _ in range(20))
+    mine = L.split_k_counters(x.device, 1)
+    assert L.split_k_counters(torch.device("cuda"), 1) is mine  # "cuda" means this device
     other = torch.cuda.Stream()
     with torch.cuda.stream(other):
-        theirs = L.split_k_counters(torch.device("cuda"), 1)
         on_other = run()
+        theirs = L.split_k_counters(x.device, 1)
     torch.cuda.synchronize()
-    assert theirs.data_ptr() != L.split_k_counters(torch.device("cuda"), 1).data_ptr()
+    assert theirs.data_ptr() != mine.data_ptr()
     assert torch.equal(on_other, first)
+    assert not mine.any() and not theirs.any()
 
 
 def _committed_configs():

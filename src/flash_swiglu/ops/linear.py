@@ -358,7 +358,7 @@ def auto_split_k(tiles: int, k_steps: int, num_sms: int) -> int:
 # counters it used at zero, so launches in one stream's order can share them; two streams
 # never do. Buffers are only ever replaced by larger ones, and the old ones are kept (a
 # captured CUDA graph holds their address).
-_COUNTERS: dict[tuple[str, int], torch.Tensor] = {}
+_COUNTERS: dict[tuple[str, int, int], torch.Tensor] = {}
 _RETIRED: list[torch.Tensor] = []
 _MIN_COUNTERS = 4096
 
@@ -372,8 +372,11 @@ def split_k_counters(device: torch.device, tiles: int) -> torch.Tensor:
     warm-up, or warm up on the capture stream, to share the eager counters instead. Two
     graphs captured on one stream share that stream's counters, so they must not be replayed
     concurrently (on two streams at once)."""
-    stream = torch.cuda.current_stream(device).cuda_stream if device.type == "cuda" else 0
-    key = (str(device), stream)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        key = ("cuda", index, torch.cuda.current_stream(index).cuda_stream)
+    else:
+        key = (device.type, 0, 0)
     buf = _COUNTERS.get(key)
     if buf is not None and buf.numel() >= tiles:
         return buf
