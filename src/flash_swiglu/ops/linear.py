@@ -108,6 +108,17 @@ def _num_sms(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+@functools.cache
+def capability(index: int) -> tuple[int, int]:
+    """``torch.cuda.get_device_capability`` of a device index, once (it took 4.4 us a call on
+    the H200 machine, and every launch asks)."""
+    return torch.cuda.get_device_capability(index)
+
+
+def _index(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
 @functools.lru_cache(maxsize=4096)
 def launch_config(
     path: str, m: int, n: int, k: int, dtype: torch.dtype, device_name: str = ""
@@ -186,7 +197,7 @@ def _tma_aligned(t: torch.Tensor) -> bool:
 def _tma_device(device: torch.device) -> bool:
     if device.type == "cpu":
         return True  # the interpreter emulates descriptors
-    return torch.cuda.get_device_capability(device)[0] >= 9
+    return capability(_index(device))[0] >= 9
 
 
 def choose_path(x2: torch.Tensor | None, wg: torch.Tensor, wu: torch.Tensor, m: int) -> str:
@@ -373,7 +384,7 @@ def split_k_counters(device: torch.device, tiles: int) -> torch.Tensor:
     graphs captured on one stream share that stream's counters, so they must not be replayed
     concurrently (on two streams at once)."""
     if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()
+        index = _index(device)
         key = ("cuda", index, torch.cuda.current_stream(index).cuda_stream)
     else:
         key = (device.type, 0, 0)

@@ -169,7 +169,7 @@ def ws_enabled(dtype: torch.dtype, device: torch.device) -> bool:
         return False
     if dtype not in (torch.bfloat16, torch.float16):
         return False
-    return torch.cuda.get_device_capability(device) == (9, 0) and gluon_available()
+    return L.capability(L._index(device)) == (9, 0) and gluon_available()
 
 
 def ws_entry(entry: dict | None, kind: str, activation: str, m: int | None) -> dict | None:
