@@ -314,11 +314,28 @@ def test_linear_wrong_results_fail(tmp_path, device, monkeypatch):
         ["--op", "linear", "--backend", "cublas,nope"],
         ["--tokens", "8"],
         ["--backend", "cublas"],  # not a peer of the elementwise GLU
+        ["--op", "linear", "--model", "qwen2.5-7b", "--tp", "3"],  # 18944 / 3 columns
+        ["--op", "linear", "--shape", "8,8", "--tp", "2"],
+        ["--op", "linear", "--model", "llama-3-8b", "--tp", "0"],
+        ["--tp", "2"],
     ],
 )
 def test_linear_options_rejected(args):
     with pytest.raises(SystemExit):
         cli.main(["--device", "cpu", *args])
+
+
+@pytest.mark.parametrize("op", ["linear", "mlp"])
+def test_tensor_parallel_shards(op):
+    # --tp N: one rank's shard of each model, its intermediate size split over N ranks.
+    parser = cli.build_parser()
+    argv = ["--op", op, "--device", "cpu", "--model", "llama-3-8b,llama-3-70b", "--tp", "8"]
+    args = parser.parse_args(argv)
+    cli.resolve(parser, args)
+    assert args.shapes == [("llama-3-8b-tp8", 4096, 1792), ("llama-3-70b-tp8", 8192, 3584)]
+    args = parser.parse_args(["--op", op, "--device", "cpu", "--model", "llama-3-8b", "--tp", "1"])
+    cli.resolve(parser, args)
+    assert args.shapes == [("llama-3-8b", 4096, 14336)]
 
 
 def _linear_row(run_ts: str, backend: str, tokens: int, ms: float, **extra) -> dict:

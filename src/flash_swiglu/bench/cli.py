@@ -59,6 +59,8 @@ Left out, the options come from the op's suite for the device:
           backends {", ".join(linear.BACKENDS)}
     cpu:  K=64, N=96; tokens 1,80; float32, float16; silu; fwd; torch, torch-packed,
           cublas, triton
+    --tp R: each model's shard on one of R tensor-parallel ranks (intermediate / R rows
+          of the gate and up weights; results named MODEL-tpR)
   --op mlp (one training step of down(act(x w_gate^T) * (x w_up^T)); --model, --tokens):
     cuda: model llama-3-8b; tokens {",".join(map(str, mlp.TOKENS))}; bfloat16; silu;
           fwd, bwd, fwd+bwd; backends {", ".join(mlp.BACKENDS)};
@@ -94,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model", action="append", metavar="NAMES", help=f"linear, mlp: {models}")
     add("--tokens", action="append", metavar="M", help="linear, mlp: token counts, e.g. 1,2048")
     add("--shape", type=_shape, help=argparse.SUPPRESS)  # linear, mlp: one custom K,N (tests)
+    tp_help = "linear, mlp: one rank's shard of each --model, its intermediate size split"
+    add("--tp", type=_positive, metavar="RANKS", help=tp_help + " over RANKS ranks")
     add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
     sweep = "elementwise: 2^16..2^28 elements per operand; linear: the --tokens (M)"
     add("--sweep", action="store_true", help=sweep)
@@ -179,7 +183,8 @@ def _resolve_elementwise(
     parser: argparse.ArgumentParser, args: argparse.Namespace, suite: dict[str, Any]
 ) -> None:
     """``args.rows``, ``args.cols``."""
-    given = [o for o, v in (("--model", args.model), ("--tokens", args.tokens)) if v]
+    given = [o for o, v in (("--model", args.model), ("--tokens", args.tokens), ("--tp", args.tp))
+             if v]  # fmt: skip
     if given or args.shape:
         parser.error(f"{', '.join(given) or '--shape'}: only for --op linear and --op mlp")
     if args.sweep:
@@ -200,11 +205,19 @@ def _resolve_linear(
     if args.shape and args.model:
         parser.error("--shape replaces --model; give one of them")
     if args.shape or (not args.model and "shape" in suite):
+        if args.tp:
+            parser.error("--tp shards a --model; with --shape give the shard's K,N itself")
         args.shapes = [(linear.CUSTOM, *(args.shape or suite["shape"]))]
     else:
         names = tuple(linear.MODELS)
         models = _names_of(parser, "--model", args.model, names, suite.get("models", names))
         args.shapes = [(m, *linear.MODELS[m]) for m in models]
+        if args.tp and args.tp > 1:
+            uneven = [m for m, _, n in args.shapes if n % args.tp]
+            if uneven:
+                parser.error(f"--tp {args.tp}: the intermediate size of {', '.join(uneven)} "
+                             f"does not split evenly over {args.tp} ranks")  # fmt: skip
+            args.shapes = [(f"{m}-tp{args.tp}", k, n // args.tp) for m, k, n in args.shapes]
     if args.tokens:
         try:
             tokens = [_positive(t) for v in args.tokens for t in v.split(",") if t.strip()]
