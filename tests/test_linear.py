@@ -167,6 +167,17 @@ def test_decode_split_k(device, m, k, split, dtype):
         assert not torch.equal(run(dict(cfg, SPLIT_K=1)), out)  # fp32 sums' rounding differs
 
 
+def test_decode_split_k_partials_keep_float64(device):
+    # The partials are stored in the accumulator's dtype: fp64 stays fp64 through a split.
+    if device != "cpu":
+        pytest.skip("fp64 decode products: checked through the interpreter")
+    x, wg, wu, _, _ = make_inputs((3,), 40, 200, torch.float64, device, bias=False)
+    cfg = dict(BLOCK_N=32, BLOCK_K=16, num_warps=4, num_stages=1, SPLIT_K=4)
+    out = L._forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, "decode", cfg)
+    ref = reference.swiglu_linear_reference(x, wg, wu)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
 def test_natural_path_choice(device):
     x = torch.randn(80, 64, device=device)
     w = torch.randn(32, 64, device=device)

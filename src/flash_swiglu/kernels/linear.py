@@ -188,7 +188,7 @@ def _linear_decode_kernel(
     bg_ptr,  # [N] gate bias (unused without HAS_BG)
     bu_ptr,  # [N] up bias (unused without HAS_BU)
     out_ptr,  # [M, N] output, row stride stride_out, unit column stride
-    part_ptr,  # fp32 [tiles, SPLIT_K, 2, BLOCK_T, BLOCK_N] partial sums (SPLIT_K > 1)
+    part_ptr,  # [tiles, SPLIT_K, 2, BLOCK_T, BLOCK_N] partial sums, accumulator dtype
     count_ptr,  # int32 [tiles] arrivals per tile, zero before and after the launch
     M,
     N,

@@ -340,8 +340,8 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             split = triton_cdiv(triton_cdiv(k, bk), triton_cdiv(triton_cdiv(k, bk), split))
         parts, counts = out, out  # never read with SPLIT_K == 1
         if split > 1:
-            parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=torch.float32,
-                                device=x.device)  # fmt: skip
+            acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # as to_compute
+            parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=acc, device=x.device)
             counts = split_k_counters(x.device, tiles)
         grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
         _linear_decode_kernel[grid](
