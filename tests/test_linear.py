@@ -167,6 +167,18 @@ def test_decode_split_k(device, m, k, split, dtype):
         assert not torch.equal(run(dict(cfg, SPLIT_K=1)), out)  # fp32 sums' rounding differs
 
 
+def test_decode_split_k_reads_strided_rows_in_place(device):
+    # x[:, :5] of a [2, 8, K] tensor: rows in two strided groups, read in place, split or not.
+    x, wg, wu, bg, bu = make_inputs((2, 8), 40, 96, torch.float32, device)
+    view = x[:, :5]
+    cfg = dict(BLOCK_N=32, BLOCK_K=16, num_warps=4, num_stages=1, SPLIT_K=3)
+    run = lambda t: L._forward_triton(t, wg, wu, bg, bu, "silu", 1.702, 7.0, "decode", cfg)
+    out = run(view)
+    assert torch.equal(out, run(view.contiguous()))
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (view, wg, wu, bg, bu)))
+    assert_within_rule("strided", out, torch_linear(view, wg, wu, bg, bu, "silu"), ref)
+
+
 def test_decode_split_k_partials_keep_float64(device):
     # The partials are stored in the accumulator's dtype: fp64 stays fp64 through a split.
     if device != "cpu":
