@@ -329,15 +329,13 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     if path == "decode":
         block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
-        tiles = triton_cdiv(n, bn) * triton_cdiv(m, block_t)
+        tiles, steps = triton_cdiv(n, bn) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
         split = cfg.get("SPLIT_K")
         if split is None:
-            split = auto_split_k(
-                tiles, triton_cdiv(k, bk), INTERPRET_NUM_SMS if interp else _num_sms(dev)
-            )
-        split = max(1, min(split, triton_cdiv(k, bk)))
-        if split > 1:  # each slice of K is the same number of BLOCK_K steps, none empty
-            split = triton_cdiv(triton_cdiv(k, bk), triton_cdiv(triton_cdiv(k, bk), split))
+            split = auto_split_k(tiles, steps, INTERPRET_NUM_SMS if interp else _num_sms(dev))
+        split = max(1, min(split, steps))
+        # Every slice of K the same number of BLOCK_K steps (the kernel's), none empty.
+        split = triton_cdiv(steps, triton_cdiv(steps, split))
         parts, counts = out, out  # never read with SPLIT_K == 1
         if split > 1:
             acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # as to_compute
