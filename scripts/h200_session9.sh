@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# The GPU runs of session 9 (issues 3 and 4), from the repo root on the H200 (device tool),
+# with Liger-Kernel's wheel installed on PYTHONPATH by the caller. Stages (each with its own
+# time limit; logs and a tarball of every result under $OUT):
+#   tests-splitk   GPU tier of the decode tests (split-K under CUDA graphs, determinism,
+#                  per-stream counters; the versions fixed after session 8's last call)
+#   decode         the four models at M = 1, 8, 32, bf16, every backend of the linear suite,
+#                  max-autotune included (run h200-s9-linear-bf16-decode)
+#   tp             one rank's shard of the four models on 8 tensor-parallel ranks, M = 1, 8,
+#                  32, every backend but max-autotune (run h200-s9-linear-bf16-tp8)
+#   host           scripts/explore_session9.py host (time to enqueue; see there)
+#   mlp            scripts/h200_issue4.sh mlp (run $MLP_RUN_ID, default h200-s9-mlp-8b)
+#   example        scripts/h200_issue4.sh example
+set -uo pipefail
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+bench="python3 -m flash_swiglu.bench.cli"
+pytest="python3 -m pytest -q -p no:cacheprovider -rfE"
+models=llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b
+peers="torch,torch-packed,compile,cublas,liger,liger-mul,triton"
+for stage in "$@"; do
+  SECONDS=0
+  case $stage in
+    tests-splitk)
+      timeout 200 $pytest -m gpu tests/test_linear.py -k "split_k or decode" 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_decode_gpu.log" ;;
+    decode)
+      timeout 480 $bench --op linear --model $models --dtype bfloat16 --tokens 1,8,32 \
+        --backend "$peers,compile-max" --run-id h200-s9-linear-bf16-decode 2>&1 \
+        | tee "$OUT/linear_decode.log" | tail -n 4 ;;
+    tp)
+      timeout 300 $bench --op linear --model $models --tp 8 --dtype bfloat16 --tokens 1,8,32 \
+        --backend "$peers" --run-id h200-s9-linear-bf16-tp8 2>&1 | tee "$OUT/linear_tp8.log" \
+        | tail -n 4 ;;
+    host)
+      timeout 200 python3 scripts/explore_session9.py host --out "$OUT" 2>&1 | tee "$OUT/host.log" \
+        | tail -n 30 ;;
+    mlp)
+      MLP_RUN_ID=${MLP_RUN_ID:-h200-s9-mlp-8b} timeout 260 bash scripts/h200_issue4.sh mlp ;;
+    example)
+      timeout 300 bash scripts/h200_issue4.sh example ;;
+    *)
+      echo "unknown stage $stage" >&2; continue ;;
+  esac
+  echo "== $stage: ${SECONDS} s" | tee -a "$OUT/stages.log"
+  tar czf "$OUT/results.tgz" benchmarks/results 2>/dev/null
+done
