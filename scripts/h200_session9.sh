@@ -8,7 +8,12 @@
 #                  max-autotune included (run h200-s9-linear-bf16-decode)
 #   tp             one rank's shard of the four models on 8 tensor-parallel ranks, M = 1, 8,
 #                  32, every backend but max-autotune (run h200-s9-linear-bf16-tp8)
-#   host           scripts/explore_session9.py host (time to enqueue; see there)
+#   large          Llama-3.2-1B, Llama-3-8B, Qwen2.5-7B at M = 2048, 8192, 16384, bf16, every
+#                  backend of the linear suite, max-autotune included (run
+#                  h200-s9-linear-bf16-large-tokens); large-70b the same for Llama-3-70B
+#                  (run h200-s9-linear-bf16-large-tokens-70b)
+#   gemv           scripts/explore_session9.py gemv (the matrix-vector kernel's candidates
+#                  against the decode kernel and cuBLAS at 1-8 tokens; see there)
 #   mlp            scripts/h200_issue4.sh mlp (run $MLP_RUN_ID, default h200-s9-mlp-8b)
 #   example        scripts/h200_issue4.sh example
 set -uo pipefail
@@ -33,9 +38,18 @@ for stage in "$@"; do
       timeout 300 $bench --op linear --model $models --tp 8 --dtype bfloat16 --tokens 1,8,32 \
         --backend "$peers" --run-id h200-s9-linear-bf16-tp8 2>&1 | tee "$OUT/linear_tp8.log" \
         | tail -n 4 ;;
-    host)
-      timeout 200 python3 scripts/explore_session9.py host --out "$OUT" 2>&1 | tee "$OUT/host.log" \
-        | tail -n 30 ;;
+    large)
+      timeout 420 $bench --op linear --model llama-3.2-1b,llama-3-8b,qwen2.5-7b --dtype bfloat16 \
+        --tokens 2048,8192,16384 --backend "$peers,compile-max" \
+        --run-id h200-s9-linear-bf16-large-tokens 2>&1 | tee "$OUT/linear_large.log" | tail -n 4 ;;
+    large-70b)
+      timeout 300 $bench --op linear --model llama-3-70b --dtype bfloat16 \
+        --tokens 2048,8192,16384 --backend "$peers,compile-max" \
+        --run-id h200-s9-linear-bf16-large-tokens-70b 2>&1 | tee "$OUT/linear_large_70b.log" \
+        | tail -n 4 ;;
+    gemv)
+      timeout 540 python3 scripts/explore_session9.py gemv --out "$OUT/explore" 2>&1 \
+        | tee "$OUT/explore_gemv.log" | tail -n 40 ;;
     mlp)
       MLP_RUN_ID=${MLP_RUN_ID:-h200-s9-mlp-8b} timeout 260 bash scripts/h200_issue4.sh mlp ;;
     example)

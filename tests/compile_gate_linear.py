@@ -8,6 +8,9 @@ mirror an aligned runtime launch: pointers and integers divisible by 16, unit bi
 as constants, and host TMA descriptors as the ``tensordesc<dtype[block]>`` type the
 runtime's specialisation gives a ``TensorDescriptor``.
 An unaligned pointer-kernel variant (no divisibility) stands for K or N not a multiple of 8.
+The matrix-vector kernel compiles at the token tile of its entry's bucket (``m{b}...``: up
+to 8 tokens; the built-in default, for one token, also at 8), its BLOCK_K as the launcher
+fits it (``gemv_block_k``), with and without ``EVEN_K``.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from triton.compiler import ASTSource
 
 from flash_swiglu.kernels.linear import (
     _linear_decode_kernel,
+    _linear_gemv_kernel,
     _linear_ptr_kernel,
     _linear_tma_kernel,
 )
@@ -38,6 +42,7 @@ KERNELS = {
     "tma": _linear_tma_kernel,
     "pointer": _linear_ptr_kernel,
     "decode": _linear_decode_kernel,
+    "gemv": _linear_gemv_kernel,
 }
 H200_SMS = 132
 SCRATCH = {"part_ptr": "*fp32", "count_ptr": "*i32"}  # the split-K decode kernel's
@@ -100,6 +105,7 @@ def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, align
         "mma_sync": bool(re.search(r"\bmma\.sync", ptx)),
         "bulk_tensor": "cp.async.bulk.tensor" in ptx,
         "cp_async": "cp.async.cg" in ptx or "cp.async.ca" in ptx,
+        "vector_loads": bool(re.search(r"\bld\.global(\.[\w:]+)*\.v4\.", ptx)),
         "ptx_local": "ld.local" in ptx or "st.local" in ptx,
         "atomics": re.findall(r"\batom\.[\w.]+", ptx),
         "sass_checked": bool(sass),
@@ -136,7 +142,8 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         BLOCK_M=cfg.get("BLOCK_M"),
         BLOCK_N=cfg["BLOCK_N"],
         BLOCK_K=cfg["BLOCK_K"],
-        BLOCK_T=16,
+        BLOCK_T=cfg.get("BLOCK_T", 16),
+        EVEN_K=cfg.get("EVEN_K", True),
         GROUP_M=cfg.get("GROUP_M"),
         NUM_SMS=H200_SMS,
         SPLIT_K=cfg.get("SPLIT_K", 1),
@@ -149,12 +156,37 @@ def _mma(dtype) -> str:
     return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
+def _gemv_token_tiles(source: str) -> list[int]:
+    """The matrix-vector kernel's token tiles for a config: its bucket's (``m{b}`` keys),
+    1 and 8 for the built-in default."""
+    key = source.split(":")[-1]
+    if key.startswith("m"):
+        return [min(int(key[1:].split("_")[0]), L.GEMV_MAX_TOKENS)]
+    return [1, L.GEMV_MAX_TOKENS]
+
+
+def _gemv_variants(source, raw):
+    for dtype in (torch.bfloat16, torch.float16, torch.float32):
+        cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
+        for block_t in _gemv_token_tiles(source):
+            acts = ["silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"]
+            for aligned in (True, False):
+                c = L.adjust_config("gemv", cfg, dtype, aligned, "none")
+                bk = L.gemv_block_k(c["BLOCK_K"], c["BLOCK_N"], c["num_warps"], block_t)
+                c.update(BLOCK_K=bk, BLOCK_T=block_t, EVEN_K=aligned)
+                for act in acts if dtype == torch.bfloat16 and aligned else ["silu"]:
+                    yield "gemv", source, c, dtype, act, act == "silu", aligned, "none"
+
+
 def variants():
     """``(path, source, config, dtype, activation, bias, aligned, precision)``, with the
     config as the launcher would use it (BLOCK_K scaled per dtype, capped when unaligned)."""
     acts = ["silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"]
     for path, source, raw in committed_configs():
         raw = {k: v for k, v in raw.items() if k in L._CONFIG_KEYS + L._OPTIONAL_KEYS}
+        if path == "gemv":  # CUDA-core products: no input precision to vary
+            yield from _gemv_variants(source, raw)
+            continue
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
             for act in acts if dtype == torch.bfloat16 else ["silu"]:

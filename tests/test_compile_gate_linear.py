@@ -22,7 +22,7 @@ def compiled():
 def test_every_path_and_committed_config_compiled(compiled):
     from flash_swiglu.ops import linear as L
 
-    assert {r["path"] for r in compiled} == {"tma", "pointer", "decode"}
+    assert {r["path"] for r in compiled} == {"tma", "pointer", "decode", "gemv"}
     sources = {r["source"] for r in compiled}
     for table in L.CONFIG_DIR.glob("*_linear.json"):
         data = json.loads(table.read_text())
@@ -66,11 +66,22 @@ def test_16_bit_and_tf32_products_use_wgmma(compiled):
     # tiles even for one token when BLOCK_N >= 64; the narrower weight tiles the table picks
     # for some decode shapes (more programs than SMs) run mma.sync, which is fine for a
     # memory-bound kernel but is checked to be what was compiled.
-    wide = [r for r in compiled if r["precision"] != "ieee" and _mma_rows(r) >= 64]
-    assert wide
-    for r in compiled:
-        if r["precision"] != "ieee":
-            assert r["wgmma"] if _mma_rows(r) >= 64 else r["mma_sync"], r
+    mma = [r for r in compiled if r["precision"] not in ("ieee", "none")]
+    assert [r for r in mma if _mma_rows(r) >= 64]
+    for r in mma:
+        assert r["wgmma"] if _mma_rows(r) >= 64 else r["mma_sync"], r
+
+
+def test_gemv_kernel_runs_on_cuda_cores_with_vector_loads(compiled):
+    # No MMA of any kind in the matrix-vector kernel; for one token, aligned rows are read 16
+    # bytes at a time (ld.global.v4 in the PTX). More tokens shrink BLOCK_K to fit the
+    # registers (``gemv_block_k``), down to a few elements of a row per thread.
+    gemv = [r for r in compiled if r["path"] == "gemv"]
+    assert {r["config"]["BLOCK_T"] for r in gemv} >= {1, 8}
+    for r in gemv:
+        assert not r["wgmma"] and not r["mma_sync"], r
+        if r["aligned"] and r["config"]["BLOCK_T"] == 1:
+            assert r["vector_loads"], r
 
 
 def test_no_spills_and_shared_memory_fits(compiled):

@@ -16,7 +16,7 @@ segments of ``BLOCK_K`` elements as for the other layouts; we expect no extra co
 2K row stride (not yet measured), and no in-register shuffle of a ``[2 * BLOCK_N, BLOCK_K]``
 tile is needed (a TMA/wgmma operand has to stay in shared memory, where a split would not).
 
-Three kernels:
+Four kernels:
 
 - ``_linear_tma_kernel`` (Hopper main path): persistent over ``min(SMs, tiles)`` programs in
   grouped tile order, host TMA descriptors for every matrix, ``tl.dot`` (``wgmma`` on
@@ -31,6 +31,9 @@ Three kernels:
   several programs per tile, each over a slice of K: the last of them to finish adds the
   slices' fp32 partials in a fixed order and applies the activation, so the epilogue stays
   in the kernel and the result is deterministic. It streams each weight byte once.
+- ``_linear_gemv_kernel`` (1 to 8 tokens, where the launch table says): no MMA, a
+  matrix-vector product on the CUDA cores over programs of a few weight rows each, for the
+  single-token case that an MMA's 64 x 16 minimum tile serves poorly.
 
 Rows of ``x`` are ``row = outer * inner_rows + inner`` in the pointer kernels, so a view of a
 3-D tensor whose leading dimensions do not merge (``x[:, :S]``) is read in place. Offsets
@@ -300,3 +303,77 @@ def _split_k_gather(
                              cache_modifier=".cg")  # fmt: skip
         tl.store(count_ptr + tile, 0)  # ready for the next launch (kernel boundary orders it)
     return acc_g, acc_u, last
+
+
+@triton.jit
+def _linear_gemv_kernel(
+    x_ptr,  # [M, K] tokens, rows as in the pointer kernel
+    wg_ptr,  # [N, K] gate weight, row stride stride_wg, unit column stride
+    wu_ptr,  # [N, K] up weight
+    bg_ptr,  # [N] gate bias (unused without HAS_BG)
+    bu_ptr,  # [N] up bias (unused without HAS_BU)
+    out_ptr,  # [M, N] output, row stride stride_out, unit column stride
+    M,
+    N,
+    K,
+    inner_rows,
+    stride_x_outer,
+    stride_x_inner,
+    stride_wg,
+    stride_wu,
+    stride_bg,
+    stride_bu,
+    stride_out,
+    HAS_BG: tl.constexpr,
+    HAS_BU: tl.constexpr,
+    ACTIVATION: tl.constexpr,
+    ALPHA: tl.constexpr,
+    LIMIT: tl.constexpr,
+    BLOCK_T: tl.constexpr,  # tokens per program (1, 2, 4 or 8)
+    BLOCK_N: tl.constexpr,  # weight rows (of each of gate and up) per program
+    BLOCK_K: tl.constexpr,  # elements of a weight row per step
+    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no mask along K
+):
+    """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T))``. A matrix-vector product on the CUDA
+    cores for a handful of tokens: no MMA pads the tokens to 16 or the rows to 64, so a
+    program can own as few as a couple of weight rows, and the weights spread over thousands
+    of small programs that keep many loads in flight on every SM and leave no partial last
+    wave. Each step multiplies a ``[BLOCK_N, BLOCK_K]`` slice of each weight by the tokens'
+    ``[BLOCK_T, BLOCK_K]`` slice of x into fp32 accumulators of shape
+    ``[BLOCK_T, BLOCK_N, BLOCK_K]`` (fp64 for fp64), summed over K once after the loop (a
+    fixed order: deterministic). Weights are loaded with ``evict_first``: each byte is read once."""
+    pid_n = tl.program_id(0)
+    pid_t = tl.program_id(1)
+    cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
+    rows = pid_t.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
+    outer = rows // inner_rows
+    x_rows = outer * stride_x_outer + (rows - outer * inner_rows) * stride_x_inner
+    row_mask = rows < M
+    col_mask = cols < N
+    ks = tl.arange(0, BLOCK_K)
+    x_ptrs = x_ptr + x_rows[:, None] + ks[None, :]  # [BLOCK_T, BLOCK_K]
+    wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + ks[None, :]  # [BLOCK_N, BLOCK_K]
+    wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
+    acc_g = to_compute(tl.zeros((BLOCK_T, BLOCK_N, BLOCK_K), dtype=x_ptr.dtype.element_ty))
+    acc_u = tl.zeros_like(acc_g)  # fp32 (fp64 for fp64 inputs)
+    for k in range(0, tl.cdiv(K, BLOCK_K)):
+        if EVEN_K:
+            x_mask = row_mask[:, None]
+            w_mask = col_mask[:, None]
+        else:
+            k_mask = ks < K - k * BLOCK_K
+            x_mask = row_mask[:, None] & k_mask[None, :]
+            w_mask = col_mask[:, None] & k_mask[None, :]
+        xt = to_compute(tl.load(x_ptrs, mask=x_mask, other=0.0))
+        wg = to_compute(tl.load(wg_ptrs, mask=w_mask, other=0.0, eviction_policy="evict_first"))
+        wu = to_compute(tl.load(wu_ptrs, mask=w_mask, other=0.0, eviction_policy="evict_first"))
+        acc_g += wg[None, :, :] * xt[:, None, :]
+        acc_u += wu[None, :, :] * xt[:, None, :]
+        x_ptrs += BLOCK_K
+        wg_ptrs += BLOCK_K
+        wu_ptrs += BLOCK_K
+    gate = tl.sum(acc_g, axis=2) + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[None, :]
+    up = tl.sum(acc_u, axis=2) + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[None, :]
+    out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # [BLOCK_T, BLOCK_N]
+    out_ptrs = out_ptr + (rows * stride_out)[:, None] + cols[None, :]
+    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & col_mask[None, :])

@@ -6,9 +6,11 @@ Two custom ops, each opaque to ``torch.compile`` (fake implementations, register
     flash_swiglu::linear_packed_fwd(x, w, b?)                   -> out [..., N]
                                     w = [2N, K], layout "concat" or "interleaved"
 
-Forward paths (``choose_path``): M <= 64 tokens -> the decode kernel (swapped operands);
-TMA-compatible operands on sm_90+ -> the persistent TMA kernel; anything else -> the masked
-pointer kernel. CPU tensors run the same kernels under ``TRITON_INTERPRET=1`` and otherwise
+Forward paths (``choose_path``): M <= 64 tokens -> the decode kernel (swapped operands),
+or for 1 to 8 tokens the matrix-vector kernel where the launch table has a ``gemv`` entry
+for the token count (``gemv_config``; without a table, one token); TMA-compatible operands
+on sm_90+ -> the persistent TMA kernel; anything else -> the masked pointer kernel. CPU
+tensors run the same kernels under ``TRITON_INTERPRET=1`` and otherwise
 ``reference.swiglu_linear_reference``.
 
 Backward (``ops.train``): the gate and up pre-activations are recomputed inside the kernel
@@ -48,6 +50,11 @@ CONFIG_ENV = "FLASH_SWIGLU_LINEAR_CONFIGS"
 TABLES = {"H200": "h200_linear.json", "H100": "h200_linear.json"}
 
 DECODE_MAX_TOKENS = 64
+GEMV_MAX_TOKENS = 8  # the matrix-vector kernel's token tile: at most 8 (its registers)
+# Elements of each of its two accumulators ([BLOCK_T, BLOCK_N, BLOCK_K], fp32) per thread at
+# most: BLOCK_K is halved until they fit (``gemv_block_k``), so every config compiles without
+# spills at every token count.
+GEMV_ACC_PER_THREAD = 32
 MAX_TOKEN_BUCKET = 8192
 
 # Where a table has no entry. Not measured: sized to fit the ~99 KB of shared memory of the
@@ -56,12 +63,14 @@ BUILTIN = {
     "tma": dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3),
     "pointer": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
     "decode": dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=2),
+    "gemv": dict(BLOCK_N=4, BLOCK_K=512, num_warps=4, num_stages=1),
 }
 # Under the interpreter: one config per path, blocks wide enough to keep it quick.
 INTERPRET = {
     "tma": dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=1),
     "pointer": dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=1),
     "decode": dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=1),
+    "gemv": dict(BLOCK_N=4, BLOCK_K=32, num_warps=4, num_stages=1),
 }
 INTERPRET_NUM_SMS = 3  # several tiles per program, so the persistent loop is exercised
 FP64 = dict(BLOCK_M=32, BLOCK_N=32, BLOCK_K=16, GROUP_M=4, num_warps=4, num_stages=2)
@@ -140,7 +149,31 @@ def launch_config(
 # multiple of 16, odd strides): Triton then cannot prove contiguity, every element gets its
 # own 64-bit address, and wider steps spilled in the sm_90 compile gate (pointer kernel:
 # bf16 BLOCK_K=64 and fp32 BLOCK_K=32 spilled at 4 warps; decode: bf16 BLOCK_K=128 did).
-UNALIGNED_K_BYTES = {"pointer": 64, "decode": 128, "tma": 1 << 30}
+UNALIGNED_K_BYTES = {"pointer": 64, "decode": 128, "gemv": 256, "tma": 1 << 30}
+
+
+@functools.lru_cache(maxsize=4096)
+def gemv_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "") -> dict | None:
+    """The matrix-vector kernel's parameters for ``m`` tokens (a token bucket), or None where
+    the decode kernel runs instead. A launch table with a ``gemv`` section decides by its
+    token-bucket entries (``m{bucket}_n{N}_k{K}``, then ``m{bucket}``: measured per shape and
+    token count); without one (other GPUs, the interpreter) only a single token takes it."""
+    if m > GEMV_MAX_TOKENS or dtype == torch.float64:
+        return None
+    if device_name == "interpreter":
+        cfg = INTERPRET["gemv"] if m == 1 else None
+    else:
+        entries = load_table(device_name).get("gemv")
+        if entries is None:
+            cfg = BUILTIN["gemv"] if m == 1 else None
+        else:
+            cfg = next((entries[key] for key in (f"m{m}_n{n}_k{k}", f"m{m}") if key in entries),
+                       None)  # fmt: skip
+    if cfg is None:
+        return None
+    cfg = {key: cfg[key] for key in _CONFIG_KEYS if key in cfg}
+    cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)  # the same bytes per step
+    return cfg
 
 
 def adjust_config(path: str, cfg: dict, dtype: torch.dtype, aligned: bool, precision: str):
@@ -253,6 +286,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     from flash_swiglu.kernels import interpreting
     from flash_swiglu.kernels.linear import (
         _linear_decode_kernel,
+        _linear_gemv_kernel,
         _linear_ptr_kernel,
         _linear_tma_kernel,
     )
@@ -276,7 +310,11 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         return out
     if config is None:
         name = "interpreter" if interp else _device_name(dev)
-        config = launch_config(path, token_bucket(m), n, k, x.dtype, name)
+        if path == "decode":
+            config = gemv_config(token_bucket(m), n, k, x.dtype, name)
+            path = "decode" if config is None else "gemv"
+        if config is None:
+            config = launch_config(path, token_bucket(m), n, k, x.dtype, name)
     # What Triton's specialisation sees: sizes, strides and addresses divisible by 16.
     ints = [k, n, wg.stride(0), wu.stride(0), *x.stride()[:-1]]
     addrs = [t.data_ptr() for t in (x, wg, wu)]
@@ -326,7 +364,16 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     xr, inner_rows, s_outer, s_inner = _x_rows(x)
     args = [xr, wg, wu, *biases, out, m, n, k, inner_rows, s_outer, s_inner]
     args += [wg.stride(0), wu.stride(0), *bias_strides, n]
-    if path == "decode":
+    if path == "gemv":
+        block_t = min(token_bucket(m), GEMV_MAX_TOKENS)
+        bk = gemv_block_k(cfg["BLOCK_K"], cfg["BLOCK_N"], consts["num_warps"], block_t)
+        del consts["INPUT_PRECISION"]  # fp32 FMA products: nothing to choose
+        grid = (triton_cdiv(n, cfg["BLOCK_N"]), triton_cdiv(m, block_t))
+        _linear_gemv_kernel[grid](
+            *args, **consts, BLOCK_T=block_t, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk,
+            EVEN_K=k % bk == 0,
+        )  # fmt: skip
+    elif path == "decode":
         block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
         tiles, steps = triton_cdiv(n, bn) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
@@ -350,6 +397,15 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
+
+
+def gemv_block_k(block_k: int, block_n: int, num_warps: int, block_t: int) -> int:
+    """The matrix-vector kernel's BLOCK_K for ``block_t`` tokens: ``block_k``, halved (not
+    below 16) until each accumulator holds at most ``GEMV_ACC_PER_THREAD`` elements a thread."""
+    bk, budget = block_k, GEMV_ACC_PER_THREAD * 32 * num_warps
+    while bk > 16 and block_t * block_n * bk > budget:
+        bk //= 2
+    return bk
 
 
 def auto_split_k(tiles: int, k_steps: int, num_sms: int) -> int:

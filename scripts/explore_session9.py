@@ -1,0 +1,149 @@
+"""Session-9 exploration on the H200: a matrix-vector kernel for 1-8 tokens, in one call.
+
+    PYTHONPATH=src python scripts/explore_session9.py [gemv] --out DIR
+
+- ``gemv``: the four model shapes and their shards on 8 tensor-parallel ranks, at M = 1, 2,
+  4 and 8 tokens. Per case: the cuBLAS product ``x @ [Wg; Wu]^T``, the decode kernel as the
+  committed launch table configures it (``path="decode"``), and every candidate of
+  ``GEMV_CANDS`` for ``kernels.linear._linear_gemv_kernel`` (BLOCK_K fitted to the token
+  tile by ``ops.linear.gemv_block_k``, as the launcher does). The fastest candidate and the
+  decode kernel are timed twice more (the spread). Where the fastest candidate beats the
+  decode kernel, it goes to ``gemv_table.json`` in the launch table's format (section
+  ``gemv``, keyed ``m{bucket}_n{N}_k{K}``).
+
+Every kernel time is GPU time from CUDA-graph replays with a cold L2 (``bench.timing``).
+Each candidate is checked against the float64 reference before it is timed. Full results go
+to ``DIR/*.json``; a short table is printed last.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from flash_swiglu import reference
+from flash_swiglu.bench.roofline import copy_bandwidth
+from flash_swiglu.bench.timing import measure_graph
+from flash_swiglu.ops import linear as L
+
+MODELS = {
+    "1b": (2048, 8192),
+    "8b": (4096, 14336),
+    "qwen7b": (3584, 18944),
+    "70b": (8192, 28672),
+    "1b/tp8": (2048, 1024),
+    "8b/tp8": (4096, 1792),
+    "qwen7b/tp8": (3584, 2368),
+    "70b/tp8": (8192, 3584),
+}
+DT = torch.bfloat16
+ACT = ("silu", 1.702, 7.0)
+GEMV_CANDS = [
+    dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1)
+    for bn in (2, 4, 8, 16)
+    for bk in (256, 512, 1024)
+    for w in (4, 8)
+] + [
+    dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1)
+    for bn, bk, w in ((2, 2048, 8), (4, 2048, 8), (2, 512, 2), (4, 256, 2))
+]
+
+
+def _w(n, k):
+    return torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+
+
+def _ok(out, ref) -> bool:
+    err = (out.double() - ref).abs().max().item()
+    return err <= 0.02 * ref.abs().max().item()
+
+
+def gemv(out: Path, models: dict = MODELS, ms=(1, 2, 4, 8)) -> list[str]:
+    copy = copy_bandwidth(torch.device("cuda"))  # GB/s
+    rows, lines, table = [], [], {}
+    for name, (k, n) in models.items():
+        wg, wu = _w(n, k), _w(n, k)
+        wcat = torch.cat([wg, wu])
+        for m in ms:
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(
+                x.double(), wg.double(), wu.double(), None, None, *ACT
+            )
+            nbytes = (2 * n * k + m * k + m * n) * 2
+            bw = lambda t: nbytes / t / 1e6 / copy
+            cub = measure_graph(lambda: x @ wcat.T).median_ms
+            dec_f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "decode")
+            assert _ok(dec_f(), ref)
+            dec = measure_graph(dec_f).median_ms
+            timed = []
+            for cfg in GEMV_CANDS:
+                f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "gemv", cfg)
+                try:
+                    if not _ok(f(), ref):
+                        print(f"gemv {name} M={m} {cfg}: WRONG", flush=True)
+                        continue
+                    timed.append((measure_graph(f).median_ms, cfg))
+                except Exception as e:  # out of resources: not a candidate
+                    print(f"gemv {name} M={m} {cfg}: {type(e).__name__}"[:200], flush=True)
+            timed.sort(key=lambda t: t[0])
+            best_ms, best = timed[0]
+            f_best = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "gemv", best)
+            again = dict(
+                best=[measure_graph(f_best).median_ms for _ in range(2)],
+                decode=[measure_graph(dec_f).median_ms for _ in range(2)],
+                cublas=[measure_graph(lambda: x @ wcat.T).median_ms],
+            )
+            row = dict(model=name, m=m, n=n, k=k, nbytes=nbytes, copy_gbps=copy,
+                       cublas_ms=cub, decode_ms=dec, best_ms=best_ms, best=best, again=again,
+                       candidates=[dict(ms=t, cfg=c) for t, c in timed])  # fmt: skip
+            rows.append(row)
+            (out / "gemv.json").write_text(json.dumps(rows, indent=1))
+            best2 = min([best_ms, *again["best"]])
+            dec2 = min([dec, *again["decode"]])
+            lines.append(
+                f"gemv {name:10s} M={m:2d} cublas {bw(min(cub, *again['cublas'])):4.0%} "
+                f"decode {bw(dec2):4.0%} gemv {bw(best2):4.0%} "
+                f"(spread {bw(max(best_ms, *again['best'])):4.0%}) "
+                f"BN{best['BLOCK_N']} BK{best['BLOCK_K']} w{best['num_warps']} "
+                f"gemv/decode time {best2 / dec2:.3f}"
+            )
+            print(lines[-1], flush=True)
+            if best2 < dec2:
+                stamp = (
+                    f"scripts/explore_session9.py gemv on {torch.cuda.get_device_name()}, "
+                    f"{time.strftime('%Y-%m-%d')}: {best2 * 1e3:.1f} us ({bw(best2):.0%} of "
+                    f"copy bandwidth; decode kernel {dec2 * 1e3:.1f} us, {bw(dec2):.0%}; cuBLAS "
+                    f"product {bw(cub):.0%})"
+                )
+                table[f"m{L.token_bucket(m)}_n{n}_k{k}"] = dict(best, source=stamp)
+                (out / "gemv_table.json").write_text(json.dumps(table, indent=2))
+    (out / "gemv_table.json").write_text(json.dumps(table, indent=2))
+    return lines
+
+
+STAGES = {"gemv": gemv}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("parts", nargs="*", default=["gemv"])
+    ap.add_argument("--out", default="/tmp/explore")
+    a = ap.parse_args()
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.cuda.set_stream(torch.cuda.Stream())
+    lines = [f"{torch.cuda.get_device_name()}"]
+    for part in a.parts:
+        t0 = time.time()
+        lines += STAGES[part](out)
+        lines.append(f"== {part}: {time.time() - t0:.0f} s")
+        print(lines[-1], flush=True)
+    (out / f"summary_{'_'.join(a.parts)}.txt").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
