@@ -1,15 +1,20 @@
-"""Session-9 exploration on the H200: a matrix-vector kernel for 1-8 tokens, in one call.
+"""Session-9 exploration on the H200: a matrix-vector kernel for one token.
 
     PYTHONPATH=src python scripts/explore_session9.py [gemv] --out DIR
 
-- ``gemv``: the four model shapes and their shards on 8 tensor-parallel ranks, at M = 1, 2,
-  4 and 8 tokens. Per case: the cuBLAS product ``x @ [Wg; Wu]^T``, the decode kernel as the
-  committed launch table configures it (``path="decode"``), and every candidate of
-  ``GEMV_CANDS`` for ``kernels.linear._linear_gemv_kernel`` (BLOCK_K fitted to the token
-  tile by ``ops.linear.gemv_block_k``, as the launcher does). The fastest candidate and the
-  decode kernel are timed twice more (the spread). Where the fastest candidate beats the
-  decode kernel, it goes to ``gemv_table.json`` in the launch table's format (section
-  ``gemv``, keyed ``m{bucket}_n{N}_k{K}``).
+- ``gemv``: the four model shapes and their shards on 8 tensor-parallel ranks, one token
+  (``--tokens`` for more). Per case: the cuBLAS product ``x @ [Wg; Wu]^T``, the decode
+  kernel with the committed launch table's decode configuration, ``torch.compile``
+  max-autotune of eager's ``silu(x Wg^T) * (x Wu^T)`` (full shapes only: Inductor turns a
+  one-row product into a fused reduction), and every candidate of ``GEMV_CANDS`` for
+  ``kernels.linear._linear_gemv_kernel``. The fastest candidate and the decode kernel are
+  timed twice more (the spread). Where the fastest candidate beats the decode kernel, it goes
+  to ``gemv_table.json`` in the launch table's format (section ``gemv``, keyed
+  ``m1_n{N}_k{K}``).
+
+Session 9's first call (``call2``) ran a version of the kernel with a token tile of up to 8
+(``[T, BLOCK_N, BLOCK_K]`` accumulators) at 1, 2, 4 and 8 tokens: 1.2-3.9x the decode
+kernel's time from 2 tokens, hence one token only.
 
 Every kernel time is GPU time from CUDA-graph replays with a cold L2 (``bench.timing``).
 Each candidate is checked against the float64 reference before it is timed. Full results go
@@ -42,15 +47,25 @@ MODELS = {
 }
 DT = torch.bfloat16
 ACT = ("silu", 1.702, 7.0)
+# Each thread's share of a weight slice: 8 to 32 elements (16-byte loads; two accumulators
+# of at most 32 registers each).
 GEMV_CANDS = [
-    dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1)
-    for bn in (2, 4, 8, 16)
-    for bk in (256, 512, 1024)
-    for w in (4, 8)
-] + [
-    dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1)
-    for bn, bk, w in ((2, 2048, 8), (4, 2048, 8), (2, 512, 2), (4, 256, 2))
+    dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u)
+    for bn in (1, 2, 4, 8)
+    for bk in (256, 512, 1024, 2048)
+    for w in (1, 2, 4, 8)
+    for u in (1, 2)
+    if 8 <= bn * bk // (32 * w) <= 32
 ]
+
+
+def _compiled_eager(n, k):
+    """max-autotune of eager's projection (no CUDA graphs of its own: measure_graph adds one)."""
+
+    def eager(x, wg, wu):
+        return torch.nn.functional.silu(x @ wg.T) * (x @ wu.T)
+
+    return torch.compile(eager, mode="max-autotune-no-cudagraphs", dynamic=False)
 
 
 def _w(n, k):
@@ -62,7 +77,7 @@ def _ok(out, ref) -> bool:
     return err <= 0.02 * ref.abs().max().item()
 
 
-def gemv(out: Path, models: dict = MODELS, ms=(1, 2, 4, 8)) -> list[str]:
+def gemv(out: Path, models: dict = MODELS, ms=(1,)) -> list[str]:
     copy = copy_bandwidth(torch.device("cuda"))  # GB/s
     rows, lines, table = [], [], {}
     for name, (k, n) in models.items():
@@ -76,9 +91,19 @@ def gemv(out: Path, models: dict = MODELS, ms=(1, 2, 4, 8)) -> list[str]:
             nbytes = (2 * n * k + m * k + m * n) * 2
             bw = lambda t: nbytes / t / 1e6 / copy
             cub = measure_graph(lambda: x @ wcat.T).median_ms
-            dec_f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "decode")
+            dec_cfg = L.launch_config("decode", L.token_bucket(m), n, k, DT, L._device_name(0))
+            dec_f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "decode", dec_cfg)
             assert _ok(dec_f(), ref)
             dec = measure_graph(dec_f).median_ms
+            cmax = None
+            if "/" not in name:
+                try:
+                    fc = _compiled_eager(n, k)
+                    assert _ok(fc(x, wg, wu), ref)
+                    cmax = measure_graph(lambda: fc(x, wg, wu)).median_ms
+                except Exception as e:
+                    msg = f"gemv {name} M={m} compile-max: {type(e).__name__}: {e}"
+                    print(msg[:300], flush=True)
             timed = []
             for cfg in GEMV_CANDS:
                 f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "gemv", cfg)
@@ -98,7 +123,8 @@ def gemv(out: Path, models: dict = MODELS, ms=(1, 2, 4, 8)) -> list[str]:
                 cublas=[measure_graph(lambda: x @ wcat.T).median_ms],
             )
             row = dict(model=name, m=m, n=n, k=k, nbytes=nbytes, copy_gbps=copy,
-                       cublas_ms=cub, decode_ms=dec, best_ms=best_ms, best=best, again=again,
+                       cublas_ms=cub, decode_ms=dec, decode_cfg=dec_cfg, compile_max_ms=cmax,
+                       best_ms=best_ms, best=best, again=again,
                        candidates=[dict(ms=t, cfg=c) for t, c in timed])  # fmt: skip
             rows.append(row)
             (out / "gemv.json").write_text(json.dumps(rows, indent=1))
@@ -108,7 +134,8 @@ def gemv(out: Path, models: dict = MODELS, ms=(1, 2, 4, 8)) -> list[str]:
                 f"gemv {name:10s} M={m:2d} cublas {bw(min(cub, *again['cublas'])):4.0%} "
                 f"decode {bw(dec2):4.0%} gemv {bw(best2):4.0%} "
                 f"(spread {bw(max(best_ms, *again['best'])):4.0%}) "
-                f"BN{best['BLOCK_N']} BK{best['BLOCK_K']} w{best['num_warps']} "
+                f"compile-max {bw(cmax) if cmax else 0:4.0%} "
+                f"BN{best['BLOCK_N']} BK{best['BLOCK_K']} w{best['num_warps']} U{best['UNROLL']} "
                 f"gemv/decode time {best2 / dec2:.3f}"
             )
             print(lines[-1], flush=True)

@@ -8,9 +8,7 @@ mirror an aligned runtime launch: pointers and integers divisible by 16, unit bi
 as constants, and host TMA descriptors as the ``tensordesc<dtype[block]>`` type the
 runtime's specialisation gives a ``TensorDescriptor``.
 An unaligned pointer-kernel variant (no divisibility) stands for K or N not a multiple of 8.
-The matrix-vector kernel compiles at the token tile of its entry's bucket (``m{b}...``: up
-to 8 tokens; the built-in default, for one token, also at 8), its BLOCK_K as the launcher
-fits it (``gemv_block_k``), with and without ``EVEN_K``.
+The matrix-vector kernel compiles with and without ``EVEN_K`` (no mask along K).
 """
 
 from __future__ import annotations
@@ -142,7 +140,8 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         BLOCK_M=cfg.get("BLOCK_M"),
         BLOCK_N=cfg["BLOCK_N"],
         BLOCK_K=cfg["BLOCK_K"],
-        BLOCK_T=cfg.get("BLOCK_T", 16),
+        BLOCK_T=16,
+        UNROLL=cfg.get("UNROLL", 1),
         EVEN_K=cfg.get("EVEN_K", True),
         GROUP_M=cfg.get("GROUP_M"),
         NUM_SMS=H200_SMS,
@@ -156,26 +155,14 @@ def _mma(dtype) -> str:
     return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
-def _gemv_token_tiles(source: str) -> list[int]:
-    """The matrix-vector kernel's token tiles for a config: its bucket's (``m{b}`` keys),
-    1 and 8 for the built-in default."""
-    key = source.split(":")[-1]
-    if key.startswith("m"):
-        return [min(int(key[1:].split("_")[0]), L.GEMV_MAX_TOKENS)]
-    return [1, L.GEMV_MAX_TOKENS]
-
-
 def _gemv_variants(source, raw):
+    acts = ["silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"]
     for dtype in (torch.bfloat16, torch.float16, torch.float32):
         cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
-        for block_t in _gemv_token_tiles(source):
-            acts = ["silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"]
-            for aligned in (True, False):
-                c = L.adjust_config("gemv", cfg, dtype, aligned, "none")
-                bk = L.gemv_block_k(c["BLOCK_K"], c["BLOCK_N"], c["num_warps"], block_t)
-                c.update(BLOCK_K=bk, BLOCK_T=block_t, EVEN_K=aligned)
-                for act in acts if dtype == torch.bfloat16 and aligned else ["silu"]:
-                    yield "gemv", source, c, dtype, act, act == "silu", aligned, "none"
+        for aligned in (True, False):
+            c = dict(L.adjust_config("gemv", cfg, dtype, aligned, "none"), EVEN_K=aligned)
+            for act in acts if dtype == torch.bfloat16 and aligned else ["silu"]:
+                yield "gemv", source, c, dtype, act, act == "silu", aligned, "none"
 
 
 def variants():

@@ -73,14 +73,13 @@ def test_16_bit_and_tf32_products_use_wgmma(compiled):
 
 
 def test_gemv_kernel_runs_on_cuda_cores_with_vector_loads(compiled):
-    # No MMA of any kind in the matrix-vector kernel; for one token, aligned rows are read 16
-    # bytes at a time (ld.global.v4 in the PTX). More tokens shrink BLOCK_K to fit the
-    # registers (``gemv_block_k``), down to a few elements of a row per thread.
+    # No MMA of any kind in the matrix-vector kernel; aligned weight rows are read 16 bytes
+    # at a time (ld.global.v4 in the PTX).
     gemv = [r for r in compiled if r["path"] == "gemv"]
-    assert {r["config"]["BLOCK_T"] for r in gemv} >= {1, 8}
+    assert gemv
     for r in gemv:
         assert not r["wgmma"] and not r["mma_sync"], r
-        if r["aligned"] and r["config"]["BLOCK_T"] == 1:
+        if r["aligned"]:
             assert r["vector_loads"], r
 
 

@@ -1,6 +1,6 @@
 """The fused gate/up projection ``swiglu_linear`` against float64 references.
 
-Kernel tier: every path (TMA, pointer, decode) through Triton's interpreter on the CPU, or on
+Kernel tier: every path (TMA, pointer, decode, gemv) through Triton's interpreter on the CPU, or on
 the GPU when present. GPU tier (``gpu``): bf16 on real model shapes, CUDA graphs, configs.
 """
 
@@ -21,7 +21,7 @@ from _tolerance import assert_within_rule
 
 DTYPES = [torch.float32, torch.float16]
 SCALE = {"swiglu_oai": 4.0}  # pre-activations reach gpt-oss's clamps at +-7
-PATHS = ["tma", "pointer", "decode"]
+PATHS = ["tma", "pointer", "decode", "gemv"]
 
 
 def make_inputs(m_shape, n, k, dtype, device, activation="silu", bias=True, packed=None):
@@ -97,8 +97,9 @@ def force_path(monkeypatch):
     return force
 
 
-# Token counts: the main paths need more than DECODE_MAX_TOKENS rows; the decode path fewer.
-M_SHAPE = {"tma": (80,), "pointer": (80,), "decode": (5,)}
+# Token counts: the main paths need more than DECODE_MAX_TOKENS rows; the decode path fewer;
+# the matrix-vector kernel's token tile holds 8 (5 tokens: a ragged tile).
+M_SHAPE = {"tma": (80,), "pointer": (80,), "decode": (5,), "gemv": (5,)}
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -128,14 +129,14 @@ def test_packed_layouts(device, force_path, path, layout, dtype):
 @pytest.mark.parametrize("path", PATHS)
 def test_3d_input_and_no_bias(device, force_path, path):
     force_path(path)
-    m_shape = (2, 41) if path != "decode" else (2, 3)
+    m_shape = (2, 41) if path in ("tma", "pointer") else (2, 3)
     inputs = make_inputs(m_shape, 24, 32, torch.float32, device, bias=False)
     fn = lambda x, wg, wu, bg, bu: flash_swiglu.swiglu_linear(x, wg, wu)
     out = check(fn, lambda *a: torch_linear(*a, "silu"), inputs, path)
     assert out.shape == (*m_shape, 24)
 
 
-@pytest.mark.parametrize("path", ["pointer", "decode"])
+@pytest.mark.parametrize("path", ["pointer", "decode", "gemv"])
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
 def test_unaligned_k_and_n(device, force_path, path, dtype):
     """K and N not multiples of 8: no TMA descriptor can take them."""
@@ -145,7 +146,8 @@ def test_unaligned_k_and_n(device, force_path, path, dtype):
     check(
         lambda *a: flash_swiglu.swiglu_linear(*a), lambda *a: torch_linear(*a, "silu"), inputs, path
     )
-    assert force_path.chosen == [path] * len(force_path.chosen)
+    natural = "decode" if path == "gemv" else path  # choose_path: "decode" for both
+    assert force_path.chosen == [natural] * len(force_path.chosen)
 
 
 @pytest.mark.parametrize(("m", "k", "split"), [(1, 200, 2), (5, 100, 3), (100, 128, 4), (3, 64, 8)])
@@ -188,6 +190,51 @@ def test_decode_split_k_partials_keep_float64(device):
     out = L._forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, "decode", cfg)
     ref = reference.swiglu_linear_reference(x, wg, wu)
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(("m", "k", "unroll"), [(1, 200, 1), (1, 64, 2), (1, 100, 2), (3, 48, 1)])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_gemv_unroll_and_ragged_k(device, m, k, unroll, dtype):
+    """The matrix-vector kernel with one or two BLOCK_K steps per loop trip, K a multiple of
+    them (no mask along K) or not, one program row per token (3 tokens: a launch the
+    launcher never makes, but right), deterministic (a fixed summation order)."""
+    x, wg, wu, bg, bu = make_inputs((m,), 40, k, dtype, device, "gelu_tanh")
+    cfg = dict(BLOCK_N=4, BLOCK_K=32, num_warps=4, num_stages=1, UNROLL=unroll)
+    run = lambda: L._forward_triton(x, wg, wu, bg, bu, "gelu_tanh", 1.702, 7.0, "gemv", cfg)
+    out = run()
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)), "gelu_tanh")
+    assert_within_rule(f"gemv m={m}", out, torch_linear(x, wg, wu, bg, bu, "gelu_tanh"), ref)
+    assert torch.equal(run(), out)
+
+
+def test_gemv_float64(device):
+    # fp64 accumulates in fp64 (a forced launch: the launcher never routes fp64 here).
+    if device != "cpu":
+        pytest.skip("fp64 CUDA-core products: checked through the interpreter")
+    x, wg, wu, _, _ = make_inputs((1,), 40, 200, torch.float64, device, bias=False)
+    cfg = dict(BLOCK_N=4, BLOCK_K=32, num_warps=4, num_stages=1)
+    out = L._forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, "gemv", cfg)
+    ref = reference.swiglu_linear_reference(x, wg, wu)
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+
+
+def test_gemv_routing():
+    # Without a launch table (other GPUs, the interpreter): one token takes the
+    # matrix-vector kernel, more tokens the decode kernel; fp64 never.
+    assert L.gemv_config(1, 8, 8, torch.bfloat16, "Some GPU") == L.BUILTIN["gemv"]
+    assert L.gemv_config(2, 8, 8, torch.bfloat16, "Some GPU") is None
+    assert L.gemv_config(1, 8, 8, torch.float64, "Some GPU") is None
+    assert L.gemv_config(1, 8, 8, torch.float32, "interpreter")["BLOCK_K"] == 16
+    assert L.gemv_config(2, 8, 8, torch.bfloat16, "NVIDIA H200") is None
+    # The H200 table decides by its gemv entries: per shape, then its one-token default.
+    table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    for key, entry in table.get("gemv", {}).items():
+        bucket = int(key[1:].split("_")[0])
+        assert bucket <= L.GEMV_MAX_TOKENS
+        if "_n" in key:
+            n, k = (int(v) for v in key.split("_n")[1].split("_k"))
+            cfg = L.gemv_config(bucket, n, k, torch.bfloat16, "NVIDIA H200")
+            assert cfg == {c: entry[c] for c in L._CONFIG_KEYS if c in entry}
 
 
 def test_natural_path_choice(device):
@@ -500,7 +547,7 @@ def _committed_configs():
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=str)
 @pytest.mark.parametrize(("path", "source", "cfg"), list(_committed_configs()))
 def test_gpu_every_committed_config(path, source, cfg, dtype):
-    m = 33 if path == "decode" else 1000
+    m = {"decode": 33, "gemv": 3}.get(path, 1000)
     x, wg, wu, bg, bu = make_inputs((m,), 1000, 1024, dtype, "cuda")
     cfg = {k: v for k, v in cfg.items() if k in L._CONFIG_KEYS + L._OPTIONAL_KEYS}
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)

@@ -31,7 +31,7 @@ Four kernels:
   several programs per tile, each over a slice of K: the last of them to finish adds the
   slices' fp32 partials in a fixed order and applies the activation, so the epilogue stays
   in the kernel and the result is deterministic. It streams each weight byte once.
-- ``_linear_gemv_kernel`` (1 to 8 tokens, where the launch table says): no MMA, a
+- ``_linear_gemv_kernel`` (one token, where the launch table says): no MMA, a
   matrix-vector product on the CUDA cores over programs of a few weight rows each, for the
   single-token case that an MMA's 64 x 16 minimum tile serves poorly.
 
@@ -306,6 +306,23 @@ def _split_k_gather(
 
 
 @triton.jit
+def _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0, K, col_mask, EVEN_K: tl.constexpr):
+    """One BLOCK_K step of the matrix-vector kernel at offset ``k0`` along K."""
+    if EVEN_K:
+        w_mask = col_mask[:, None]
+        x = to_compute(tl.load(x_ptrs + k0))
+    else:
+        k_mask = ks < K - k0
+        w_mask = col_mask[:, None] & k_mask[None, :]
+        x = to_compute(tl.load(x_ptrs + k0, mask=k_mask, other=0.0))
+    wg = tl.load(wg_ptrs + k0, mask=w_mask, other=0.0, eviction_policy="evict_first")
+    wu = tl.load(wu_ptrs + k0, mask=w_mask, other=0.0, eviction_policy="evict_first")
+    acc_g += to_compute(wg) * x[None, :]
+    acc_u += to_compute(wu) * x[None, :]
+    return acc_g, acc_u
+
+
+@triton.jit
 def _linear_gemv_kernel(
     x_ptr,  # [M, K] tokens, rows as in the pointer kernel
     wg_ptr,  # [N, K] gate weight, row stride stride_wg, unit column stride
@@ -329,51 +346,39 @@ def _linear_gemv_kernel(
     ACTIVATION: tl.constexpr,
     ALPHA: tl.constexpr,
     LIMIT: tl.constexpr,
-    BLOCK_T: tl.constexpr,  # tokens per program (1, 2, 4 or 8)
     BLOCK_N: tl.constexpr,  # weight rows (of each of gate and up) per program
     BLOCK_K: tl.constexpr,  # elements of a weight row per step
-    EVEN_K: tl.constexpr,  # K % BLOCK_K == 0: no mask along K
+    UNROLL: tl.constexpr,  # steps whose loads are issued together (1 or 2)
+    EVEN_K: tl.constexpr,  # K % (UNROLL * BLOCK_K) == 0: no mask along K
 ):
-    """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T))``. A matrix-vector product on the CUDA
-    cores for a handful of tokens: no MMA pads the tokens to 16 or the rows to 64, so a
-    program can own as few as a couple of weight rows, and the weights spread over thousands
-    of small programs that keep many loads in flight on every SM and leave no partial last
-    wave. Each step multiplies a ``[BLOCK_N, BLOCK_K]`` slice of each weight by the tokens'
-    ``[BLOCK_T, BLOCK_K]`` slice of x into fp32 accumulators of shape
-    ``[BLOCK_T, BLOCK_N, BLOCK_K]`` (fp64 for fp64), summed over K once after the loop (a
-    fixed order: deterministic). Weights are loaded with ``evict_first``: each byte is read once."""
+    """Grid ``(cdiv(N, BLOCK_N), M)``: one token per program. A matrix-vector product on the
+    CUDA cores: no MMA pads the token to 16 rows or the weight rows to 64, so a program can
+    own as few as a couple of weight rows, and the weights spread over thousands of small
+    programs that keep loads in flight on every SM and leave no partial last wave. The
+    launcher sends it single tokens only (more tokens would each stream the weights again).
+    Each step multiplies ``[BLOCK_N, BLOCK_K]`` slices of both weights by the token's slice
+    of x into fp32 accumulators of that shape (fp64 for fp64), summed over K once after the
+    loop (a fixed order: deterministic). Weights are loaded with ``evict_first``: each byte
+    is read once."""
     pid_n = tl.program_id(0)
-    pid_t = tl.program_id(1)
+    row = tl.program_id(1).to(tl.int64)
     cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
-    rows = pid_t.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
-    outer = rows // inner_rows
-    x_rows = outer * stride_x_outer + (rows - outer * inner_rows) * stride_x_inner
-    row_mask = rows < M
+    outer = row // inner_rows
+    x_row = outer * stride_x_outer + (row - outer * inner_rows) * stride_x_inner
     col_mask = cols < N
     ks = tl.arange(0, BLOCK_K)
-    x_ptrs = x_ptr + x_rows[:, None] + ks[None, :]  # [BLOCK_T, BLOCK_K]
+    x_ptrs = x_ptr + x_row + ks
     wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + ks[None, :]  # [BLOCK_N, BLOCK_K]
     wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
-    acc_g = to_compute(tl.zeros((BLOCK_T, BLOCK_N, BLOCK_K), dtype=x_ptr.dtype.element_ty))
-    acc_u = tl.zeros_like(acc_g)  # fp32 (fp64 for fp64 inputs)
-    for k in range(0, tl.cdiv(K, BLOCK_K)):
-        if EVEN_K:
-            x_mask = row_mask[:, None]
-            w_mask = col_mask[:, None]
-        else:
-            k_mask = ks < K - k * BLOCK_K
-            x_mask = row_mask[:, None] & k_mask[None, :]
-            w_mask = col_mask[:, None] & k_mask[None, :]
-        xt = to_compute(tl.load(x_ptrs, mask=x_mask, other=0.0))
-        wg = to_compute(tl.load(wg_ptrs, mask=w_mask, other=0.0, eviction_policy="evict_first"))
-        wu = to_compute(tl.load(wu_ptrs, mask=w_mask, other=0.0, eviction_policy="evict_first"))
-        acc_g += wg[None, :, :] * xt[:, None, :]
-        acc_u += wu[None, :, :] * xt[:, None, :]
-        x_ptrs += BLOCK_K
-        wg_ptrs += BLOCK_K
-        wu_ptrs += BLOCK_K
-    gate = tl.sum(acc_g, axis=2) + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[None, :]
-    up = tl.sum(acc_u, axis=2) + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[None, :]
-    out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # [BLOCK_T, BLOCK_N]
-    out_ptrs = out_ptr + (rows * stride_out)[:, None] + cols[None, :]
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=row_mask[:, None] & col_mask[None, :])
+    acc_g = to_compute(tl.zeros((BLOCK_N, BLOCK_K), dtype=x_ptr.dtype.element_ty))
+    acc_u = tl.zeros_like(acc_g)
+    for k0 in range(0, K, UNROLL * BLOCK_K):
+        acc_g, acc_u = _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0, K, col_mask,
+                                  EVEN_K)  # fmt: skip
+        if UNROLL == 2:
+            acc_g, acc_u = _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0 + BLOCK_K,
+                                      K, col_mask, EVEN_K)  # fmt: skip
+    gate = tl.sum(acc_g, axis=1) + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)
+    up = tl.sum(acc_u, axis=1) + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)
+    out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # [BLOCK_N]
+    tl.store(out_ptr + row * stride_out + cols, out.to(out_ptr.dtype.element_ty), mask=col_mask)

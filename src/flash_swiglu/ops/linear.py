@@ -7,8 +7,8 @@ Two custom ops, each opaque to ``torch.compile`` (fake implementations, register
                                     w = [2N, K], layout "concat" or "interleaved"
 
 Forward paths (``choose_path``): M <= 64 tokens -> the decode kernel (swapped operands),
-or for 1 to 8 tokens the matrix-vector kernel where the launch table has a ``gemv`` entry
-for the token count (``gemv_config``; without a table, one token); TMA-compatible operands
+or for one token the matrix-vector kernel where the launch table has a ``gemv`` entry
+(``gemv_config``; without a table, always); TMA-compatible operands
 on sm_90+ -> the persistent TMA kernel; anything else -> the masked pointer kernel. CPU
 tensors run the same kernels under ``TRITON_INTERPRET=1`` and otherwise
 ``reference.swiglu_linear_reference``.
@@ -50,11 +50,9 @@ CONFIG_ENV = "FLASH_SWIGLU_LINEAR_CONFIGS"
 TABLES = {"H200": "h200_linear.json", "H100": "h200_linear.json"}
 
 DECODE_MAX_TOKENS = 64
-GEMV_MAX_TOKENS = 8  # the matrix-vector kernel's token tile: at most 8 (its registers)
-# Elements of each of its two accumulators ([BLOCK_T, BLOCK_N, BLOCK_K], fp32) per thread at
-# most: BLOCK_K is halved until they fit (``gemv_block_k``), so every config compiles without
-# spills at every token count.
-GEMV_ACC_PER_THREAD = 32
+# Tokens the matrix-vector kernel takes: one (each token streams the weights again there;
+# at 2 tokens it was 1.2-1.4x slower than the decode kernel, h200-session9-explore/call2).
+GEMV_MAX_TOKENS = 1
 MAX_TOKEN_BUCKET = 8192
 
 # Where a table has no entry. Not measured: sized to fit the ~99 KB of shared memory of the
@@ -63,7 +61,7 @@ BUILTIN = {
     "tma": dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3),
     "pointer": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
     "decode": dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=2),
-    "gemv": dict(BLOCK_N=4, BLOCK_K=512, num_warps=4, num_stages=1),
+    "gemv": dict(BLOCK_N=2, BLOCK_K=512, num_warps=2, num_stages=1),
 }
 # Under the interpreter: one config per path, blocks wide enough to keep it quick.
 INTERPRET = {
@@ -79,8 +77,9 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # Optional table keys: programs resident per SM for the persistent TMA kernel (2: one
 # program's epilogue overlaps the other's main loop; needs registers and shared memory for
 # two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them; for the
-# decode kernel, programs per output tile (``SPLIT_K``; absent: ``auto_split_k`` decides).
-_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K")
+# decode kernel, programs per output tile (``SPLIT_K``; absent: ``auto_split_k`` decides);
+# for the matrix-vector kernel, BLOCK_K steps whose loads are issued together (``UNROLL``).
+_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL")
 
 
 def token_bucket(m: int) -> int:
@@ -155,23 +154,23 @@ UNALIGNED_K_BYTES = {"pointer": 64, "decode": 128, "gemv": 256, "tma": 1 << 30}
 @functools.lru_cache(maxsize=4096)
 def gemv_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "") -> dict | None:
     """The matrix-vector kernel's parameters for ``m`` tokens (a token bucket), or None where
-    the decode kernel runs instead. A launch table with a ``gemv`` section decides by its
-    token-bucket entries (``m{bucket}_n{N}_k{K}``, then ``m{bucket}``: measured per shape and
-    token count); without one (other GPUs, the interpreter) only a single token takes it."""
+    the decode kernel runs instead: more than ``GEMV_MAX_TOKENS``, float64, or a launch table
+    whose ``gemv`` section has no entry for the call (``m1_n{N}_k{K}``, then ``m1``: measured
+    per shape). Without a table (other GPUs, the interpreter) the built-in configuration."""
     if m > GEMV_MAX_TOKENS or dtype == torch.float64:
         return None
     if device_name == "interpreter":
-        cfg = INTERPRET["gemv"] if m == 1 else None
+        cfg = INTERPRET["gemv"]
     else:
         entries = load_table(device_name).get("gemv")
         if entries is None:
-            cfg = BUILTIN["gemv"] if m == 1 else None
+            cfg = BUILTIN["gemv"]
         else:
             cfg = next((entries[key] for key in (f"m{m}_n{n}_k{k}", f"m{m}") if key in entries),
                        None)  # fmt: skip
     if cfg is None:
         return None
-    cfg = {key: cfg[key] for key in _CONFIG_KEYS if key in cfg}
+    cfg = {key: cfg[key] for key in _CONFIG_KEYS + _OPTIONAL_KEYS if key in cfg}
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)  # the same bytes per step
     return cfg
 
@@ -365,13 +364,12 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     args = [xr, wg, wu, *biases, out, m, n, k, inner_rows, s_outer, s_inner]
     args += [wg.stride(0), wu.stride(0), *bias_strides, n]
     if path == "gemv":
-        block_t = min(token_bucket(m), GEMV_MAX_TOKENS)
-        bk = gemv_block_k(cfg["BLOCK_K"], cfg["BLOCK_N"], consts["num_warps"], block_t)
+        bk, unroll = cfg["BLOCK_K"], cfg.get("UNROLL", 1)
         del consts["INPUT_PRECISION"]  # fp32 FMA products: nothing to choose
-        grid = (triton_cdiv(n, cfg["BLOCK_N"]), triton_cdiv(m, block_t))
+        grid = (triton_cdiv(n, cfg["BLOCK_N"]), m)  # one token per program
         _linear_gemv_kernel[grid](
-            *args, **consts, BLOCK_T=block_t, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk,
-            EVEN_K=k % bk == 0,
+            *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
+            EVEN_K=k % (unroll * bk) == 0,
         )  # fmt: skip
     elif path == "decode":
         block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
@@ -397,15 +395,6 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
-
-
-def gemv_block_k(block_k: int, block_n: int, num_warps: int, block_t: int) -> int:
-    """The matrix-vector kernel's BLOCK_K for ``block_t`` tokens: ``block_k``, halved (not
-    below 16) until each accumulator holds at most ``GEMV_ACC_PER_THREAD`` elements a thread."""
-    bk, budget = block_k, GEMV_ACC_PER_THREAD * 32 * num_warps
-    while bk > 16 and block_t * block_n * bk > budget:
-        bk //= 2
-    return bk
 
 
 def auto_split_k(tiles: int, k_steps: int, num_sms: int) -> int:
