@@ -14,7 +14,8 @@
 
 Session 9's first call (``call2``) ran a version of the kernel with a token tile of up to 8
 (``[T, BLOCK_N, BLOCK_K]`` accumulators) at 1, 2, 4 and 8 tokens: 1.2-3.9x the decode
-kernel's time from 2 tokens, hence one token only.
+kernel's time from 2 tokens, hence one token only. ``call3`` timed the one-token kernel
+(68 candidates, listed in its ``gemv.json``), ``call4`` the candidates below.
 
 Every kernel time is GPU time from CUDA-graph replays with a cold L2 (``bench.timing``).
 Each candidate is checked against the float64 reference before it is timed. Full results go
@@ -47,15 +48,18 @@ MODELS = {
 }
 DT = torch.bfloat16
 ACT = ("silu", 1.702, 7.0)
-# Each thread's share of a weight slice: 8 to 32 elements (16-byte loads; two accumulators
-# of at most 32 registers each).
+# Session 9's call 3 (``h200-session9-explore/call3``) timed 68 candidates (BLOCK_N 1-8,
+# BLOCK_K 256-2048, 1-8 warps, UNROLL 1-2, each thread 8 to 32 elements of a weight slice):
+# the fastest were single-warp programs of one weight row. Around those: UNROLL 2 and 4, and
+# persistent grids of 8, 16 or 32 programs per SM (None: one program per block of rows).
+_BASE = [(1, 128, 1), (1, 256, 1), (1, 512, 1), (1, 1024, 1), (1, 1024, 2), (1, 2048, 2),
+         (2, 512, 1), (2, 2048, 4)]  # fmt: skip
 GEMV_CANDS = [
     dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u)
-    for bn in (1, 2, 4, 8)
-    for bk in (256, 512, 1024, 2048)
-    for w in (1, 2, 4, 8)
-    for u in (1, 2)
-    if 8 <= bn * bk // (32 * w) <= 32
+    | ({"PROGRAMS_PER_SM": p} if p else {})
+    for bn, bk, w in _BASE
+    for u in (2, 4)
+    for p in (None, 8, 16, 32)
 ]
 
 
@@ -136,6 +140,7 @@ def gemv(out: Path, models: dict = MODELS, ms=(1,)) -> list[str]:
                 f"(spread {bw(max(best_ms, *again['best'])):4.0%}) "
                 f"compile-max {bw(cmax) if cmax else 0:4.0%} "
                 f"BN{best['BLOCK_N']} BK{best['BLOCK_K']} w{best['num_warps']} U{best['UNROLL']} "
+                f"P{best.get('PROGRAMS_PER_SM')} "
                 f"gemv/decode time {best2 / dec2:.3f}"
             )
             print(lines[-1], flush=True)

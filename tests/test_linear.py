@@ -192,14 +192,19 @@ def test_decode_split_k_partials_keep_float64(device):
     torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize(("m", "k", "unroll"), [(1, 200, 1), (1, 64, 2), (1, 100, 2), (3, 48, 1)])
+@pytest.mark.parametrize(
+    ("m", "k", "unroll", "per_sm"),
+    [(1, 200, 1, None), (1, 64, 2, None), (1, 100, 4, 1), (3, 48, 1, 2)],
+)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
-def test_gemv_unroll_and_ragged_k(device, m, k, unroll, dtype):
-    """The matrix-vector kernel with one or two BLOCK_K steps per loop trip, K a multiple of
-    them (no mask along K) or not, one program row per token (3 tokens: a launch the
-    launcher never makes, but right), deterministic (a fixed summation order)."""
+def test_gemv_unroll_persistence_and_ragged_k(device, m, k, unroll, per_sm, dtype):
+    """The matrix-vector kernel with 1, 2 or 4 BLOCK_K steps per loop trip, K a multiple of
+    them (no mask along K) or not, persistent programs (``PROGRAMS_PER_SM``: 3 or 6 programs
+    under the interpreter for 10 blocks of rows) or one per block, one program row per token
+    (3 tokens: a launch the launcher never makes, but right), deterministic."""
+    extra = {"PROGRAMS_PER_SM": per_sm} if per_sm else {}
     x, wg, wu, bg, bu = make_inputs((m,), 40, k, dtype, device, "gelu_tanh")
-    cfg = dict(BLOCK_N=4, BLOCK_K=32, num_warps=4, num_stages=1, UNROLL=unroll)
+    cfg = dict(BLOCK_N=4, BLOCK_K=32, num_warps=4, num_stages=1, UNROLL=unroll, **extra)
     run = lambda: L._forward_triton(x, wg, wu, bg, bu, "gelu_tanh", 1.702, 7.0, "gemv", cfg)
     out = run()
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)), "gelu_tanh")

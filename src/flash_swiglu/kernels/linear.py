@@ -348,7 +348,7 @@ def _linear_gemv_kernel(
     LIMIT: tl.constexpr,
     BLOCK_N: tl.constexpr,  # weight rows (of each of gate and up) per program
     BLOCK_K: tl.constexpr,  # elements of a weight row per step
-    UNROLL: tl.constexpr,  # steps whose loads are issued together (1 or 2)
+    UNROLL: tl.constexpr,  # BLOCK_K steps per trip of the K loop, their loads issued together
     EVEN_K: tl.constexpr,  # K % (UNROLL * BLOCK_K) == 0: no mask along K
 ):
     """Grid ``(cdiv(N, BLOCK_N), M)``: one token per program. A matrix-vector product on the
@@ -359,26 +359,26 @@ def _linear_gemv_kernel(
     Each step multiplies ``[BLOCK_N, BLOCK_K]`` slices of both weights by the token's slice
     of x into fp32 accumulators of that shape (fp64 for fp64), summed over K once after the
     loop (a fixed order: deterministic). Weights are loaded with ``evict_first``: each byte
-    is read once."""
-    pid_n = tl.program_id(0)
+    is read once. A grid narrower than ``cdiv(N, BLOCK_N)`` makes the programs persistent:
+    each takes every ``grid``-th block of weight rows in turn."""
     row = tl.program_id(1).to(tl.int64)
-    cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
     outer = row // inner_rows
-    x_row = outer * stride_x_outer + (row - outer * inner_rows) * stride_x_inner
-    col_mask = cols < N
+    x_ptrs = x_ptr + outer * stride_x_outer + (row - outer * inner_rows) * stride_x_inner
     ks = tl.arange(0, BLOCK_K)
-    x_ptrs = x_ptr + x_row + ks
-    wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + ks[None, :]  # [BLOCK_N, BLOCK_K]
-    wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
-    acc_g = to_compute(tl.zeros((BLOCK_N, BLOCK_K), dtype=x_ptr.dtype.element_ty))
-    acc_u = tl.zeros_like(acc_g)
-    for k0 in range(0, K, UNROLL * BLOCK_K):
-        acc_g, acc_u = _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0, K, col_mask,
-                                  EVEN_K)  # fmt: skip
-        if UNROLL == 2:
-            acc_g, acc_u = _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0 + BLOCK_K,
-                                      K, col_mask, EVEN_K)  # fmt: skip
-    gate = tl.sum(acc_g, axis=1) + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)
-    up = tl.sum(acc_u, axis=1) + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)
-    out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # [BLOCK_N]
-    tl.store(out_ptr + row * stride_out + cols, out.to(out_ptr.dtype.element_ty), mask=col_mask)
+    x_ptrs += ks
+    for block in range(tl.program_id(0), tl.cdiv(N, BLOCK_N), tl.num_programs(0)):
+        cols = (block * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)  # weight rows
+        col_mask = cols < N
+        wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + ks[None, :]  # [BLOCK_N, BLOCK_K]
+        wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
+        acc_g = to_compute(tl.zeros((BLOCK_N, BLOCK_K), dtype=x_ptr.dtype.element_ty))
+        acc_u = tl.zeros_like(acc_g)
+        for k0 in range(0, K, UNROLL * BLOCK_K):
+            for u in tl.static_range(UNROLL):
+                acc_g, acc_u = _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks,
+                                          k0 + u * BLOCK_K, K, col_mask, EVEN_K)  # fmt: skip
+        gate = tl.sum(acc_g, axis=1) + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)
+        up = tl.sum(acc_u, axis=1) + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)
+        out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # [BLOCK_N]
+        out_ptrs = out_ptr + row * stride_out + cols
+        tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=col_mask)

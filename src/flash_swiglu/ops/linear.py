@@ -78,7 +78,8 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # program's epilogue overlaps the other's main loop; needs registers and shared memory for
 # two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them; for the
 # decode kernel, programs per output tile (``SPLIT_K``; absent: ``auto_split_k`` decides);
-# for the matrix-vector kernel, BLOCK_K steps whose loads are issued together (``UNROLL``).
+# for the matrix-vector kernel, BLOCK_K steps whose loads are issued together (``UNROLL``)
+# and, as ``PROGRAMS_PER_SM``, persistent programs that each take several blocks of rows.
 _OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL")
 
 
@@ -331,7 +332,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         num_stages=cfg.pop("num_stages"),
         enable_fp_fusion=ENABLE_FP_FUSION,
     )
-    programs_per_sm = cfg.pop("PROGRAMS_PER_SM", 1)
+    programs_per_sm = cfg.pop("PROGRAMS_PER_SM", None)
     maxnreg = cfg.pop("maxnreg", None)
     if maxnreg and not interp:
         consts["maxnreg"] = maxnreg
@@ -354,7 +355,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
                 (out.view(m, n), [bm, bn]),
             )
         ]
-        num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * programs_per_sm
+        num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * (programs_per_sm or 1)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
         _linear_tma_kernel[grid](
             *descs, *biases, *bias_strides, m, n, k, **consts, **cfg, NUM_SMS=grid[0]
@@ -366,7 +367,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     if path == "gemv":
         bk, unroll = cfg["BLOCK_K"], cfg.get("UNROLL", 1)
         del consts["INPUT_PRECISION"]  # fp32 FMA products: nothing to choose
-        grid = (triton_cdiv(n, cfg["BLOCK_N"]), m)  # one token per program
+        blocks = triton_cdiv(n, cfg["BLOCK_N"])
+        sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
+        persistent = programs_per_sm * sms if programs_per_sm else blocks  # if the config says
+        grid = (min(blocks, persistent), m)  # one token per program
         _linear_gemv_kernel[grid](
             *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
             EVEN_K=k % (unroll * bk) == 0,
