@@ -126,7 +126,8 @@ def committed_configs():
         data = json.loads(table.read_text())
         for path in L.BUILTIN:
             for key, cfg in data.get(path, {}).items():
-                yield path, f"{table.name}:{key}", cfg
+                if "KERNEL" not in cfg:  # {"KERNEL": "decode"}: not a configuration
+                    yield path, f"{table.name}:{key}", cfg
 
 
 def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:

@@ -55,13 +55,14 @@ DECODE_MAX_TOKENS = 64
 GEMV_MAX_TOKENS = 1
 MAX_TOKEN_BUCKET = 8192
 
-# Where a table has no entry. Not measured: sized to fit the ~99 KB of shared memory of the
-# smallest CUDA GPUs Triton supports, so the pointer and decode paths run everywhere.
+# Where a table has no entry. Not measured (but "gemv", the H200's one-token default): sized
+# to fit the ~99 KB of shared memory of the smallest CUDA GPUs Triton supports, so the
+# pointer and decode paths run everywhere.
 BUILTIN = {
     "tma": dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3),
     "pointer": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
     "decode": dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=2),
-    "gemv": dict(BLOCK_N=2, BLOCK_K=512, num_warps=2, num_stages=1),
+    "gemv": dict(BLOCK_N=1, BLOCK_K=256, num_warps=1, num_stages=1, UNROLL=2),
 }
 # Under the interpreter: one config per path, blocks wide enough to keep it quick.
 INTERPRET = {
@@ -157,7 +158,8 @@ def gemv_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "
     """The matrix-vector kernel's parameters for ``m`` tokens (a token bucket), or None where
     the decode kernel runs instead: more than ``GEMV_MAX_TOKENS``, float64, or a launch table
     whose ``gemv`` section has no entry for the call (``m1_n{N}_k{K}``, then ``m1``: measured
-    per shape). Without a table (other GPUs, the interpreter) the built-in configuration."""
+    per shape) or an entry ``{"KERNEL": "decode"}`` (a shape where the decode kernel measured
+    faster). Without a table (other GPUs, the interpreter) the built-in configuration."""
     if m > GEMV_MAX_TOKENS or dtype == torch.float64:
         return None
     if device_name == "interpreter":
@@ -169,7 +171,7 @@ def gemv_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "
         else:
             cfg = next((entries[key] for key in (f"m{m}_n{n}_k{k}", f"m{m}") if key in entries),
                        None)  # fmt: skip
-    if cfg is None:
+    if cfg is None or cfg.get("KERNEL") == "decode":
         return None
     cfg = {key: cfg[key] for key in _CONFIG_KEYS + _OPTIONAL_KEYS if key in cfg}
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)  # the same bytes per step
