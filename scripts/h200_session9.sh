@@ -4,8 +4,10 @@
 # time limit; logs and a tarball of every result under $OUT):
 #   tests-splitk   GPU tier of the decode tests (split-K under CUDA graphs, determinism,
 #                  per-stream counters; the versions fixed after session 8's last call)
+#   tests-linear   GPU tier of the projection tests (every committed launch-table entry,
+#                  decode and matrix-vector kernels under CUDA graphs)
 #   decode         the four models at M = 1, 8, 32, bf16, every backend of the linear suite,
-#                  max-autotune included (run h200-s9-linear-bf16-decode)
+#                  max-autotune included (run $DECODE_RUN_ID, default h200-s9-linear-bf16-decode)
 #   tp             one rank's shard of the four models on 8 tensor-parallel ranks, M = 1, 8,
 #                  32, every backend but max-autotune (run h200-s9-linear-bf16-tp8)
 #   large          Llama-3.2-1B, Llama-3-8B, Qwen2.5-7B at M = 2048, 8192, 16384, bf16, every
@@ -30,9 +32,12 @@ for stage in "$@"; do
     tests-splitk)
       timeout 200 $pytest -m gpu tests/test_linear.py -k "split_k or decode" 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_decode_gpu.log" ;;
+    tests-linear)
+      timeout 240 $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_linear_gpu.log" ;;
     decode)
       timeout 480 $bench --op linear --model $models --dtype bfloat16 --tokens 1,8,32 \
-        --backend "$peers,compile-max" --run-id h200-s9-linear-bf16-decode 2>&1 \
+        --backend "$peers,compile-max" --run-id "${DECODE_RUN_ID:-h200-s9-linear-bf16-decode}" 2>&1 \
         | tee "$OUT/linear_decode.log" | tail -n 4 ;;
     tp)
       timeout 300 $bench --op linear --model $models --tp 8 --dtype bfloat16 --tokens 1,8,32 \
