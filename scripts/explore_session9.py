@@ -15,7 +15,8 @@
 Session 9's first call (``call2``) ran a version of the kernel with a token tile of up to 8
 (``[T, BLOCK_N, BLOCK_K]`` accumulators) at 1, 2, 4 and 8 tokens: 1.2-3.9x the decode
 kernel's time from 2 tokens, hence one token only. ``call3`` timed the one-token kernel
-(68 candidates, listed in its ``gemv.json``), ``call4`` the candidates below.
+(68 candidates, listed in its ``gemv.json``), ``call4`` 64 more (its ``gemv.json``),
+``call6`` the candidates below.
 
 Every kernel time is GPU time from CUDA-graph replays with a cold L2 (``bench.timing``).
 Each candidate is checked against the float64 reference before it is timed. Full results go
@@ -50,16 +51,17 @@ DT = torch.bfloat16
 ACT = ("silu", 1.702, 7.0)
 # Session 9's call 3 (``h200-session9-explore/call3``) timed 68 candidates (BLOCK_N 1-8,
 # BLOCK_K 256-2048, 1-8 warps, UNROLL 1-2, each thread 8 to 32 elements of a weight slice):
-# the fastest were single-warp programs of one weight row. Around those: UNROLL 2 and 4, and
-# persistent grids of 8, 16 or 32 programs per SM (None: one program per block of rows).
-_BASE = [(1, 128, 1), (1, 256, 1), (1, 512, 1), (1, 1024, 1), (1, 1024, 2), (1, 2048, 2),
-         (2, 512, 1), (2, 2048, 4)]  # fmt: skip
+# the fastest were single-warp programs of one weight row. Call 4 added UNROLL 4 and
+# persistent grids of 8, 16 or 32 programs per SM: no faster but on the 1B shard. Call 6
+# (x now loaded with evict_last): around the m1 entry, UNROLL 2, 4 and 8 and the weights
+# through L2 only (W_CACHE ".cg") or not.
+_BASE = [(1, 128, 1), (1, 256, 1), (1, 512, 1), (1, 1024, 2), (1, 2048, 2), (2, 256, 1)]
 GEMV_CANDS = [
-    dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u)
-    | ({"PROGRAMS_PER_SM": p} if p else {})
+    dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u, W_CACHE=c)
     for bn, bk, w in _BASE
-    for u in (2, 4)
-    for p in (None, 8, 16, 32)
+    for u in (2, 4, 8)
+    for c in ("", ".cg")
+    if bk * u <= 4096
 ]
 
 
@@ -140,7 +142,7 @@ def gemv(out: Path, models: dict = MODELS, ms=(1,)) -> list[str]:
                 f"(spread {bw(max(best_ms, *again['best'])):4.0%}) "
                 f"compile-max {bw(cmax) if cmax else 0:4.0%} "
                 f"BN{best['BLOCK_N']} BK{best['BLOCK_K']} w{best['num_warps']} U{best['UNROLL']} "
-                f"P{best.get('PROGRAMS_PER_SM')} "
+                f"P{best.get('PROGRAMS_PER_SM')} C{best.get('W_CACHE')!r} "
                 f"gemv/decode time {best2 / dec2:.3f}"
             )
             print(lines[-1], flush=True)

@@ -143,6 +143,7 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         BLOCK_K=cfg["BLOCK_K"],
         BLOCK_T=16,
         UNROLL=cfg.get("UNROLL", 1),
+        W_CACHE=cfg.get("W_CACHE", ""),
         EVEN_K=cfg.get("EVEN_K", True),
         GROUP_M=cfg.get("GROUP_M"),
         NUM_SMS=H200_SMS,

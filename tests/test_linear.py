@@ -203,6 +203,8 @@ def test_gemv_unroll_persistence_and_ragged_k(device, m, k, unroll, per_sm, dtyp
     under the interpreter for 10 blocks of rows) or one per block, one program row per token
     (3 tokens: a launch the launcher never makes, but right), deterministic."""
     extra = {"PROGRAMS_PER_SM": per_sm} if per_sm else {}
+    if unroll == 4:
+        extra["W_CACHE"] = ".cg"  # the weights through L2 only (ignored by the interpreter)
     x, wg, wu, bg, bu = make_inputs((m,), 40, k, dtype, device, "gelu_tanh")
     cfg = dict(BLOCK_N=4, BLOCK_K=32, num_warps=4, num_stages=1, UNROLL=unroll, **extra)
     run = lambda: L._forward_triton(x, wg, wu, bg, bu, "gelu_tanh", 1.702, 7.0, "gemv", cfg)

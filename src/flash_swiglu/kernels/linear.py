@@ -306,17 +306,24 @@ def _split_k_gather(
 
 
 @triton.jit
-def _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0, K, col_mask, EVEN_K: tl.constexpr):
-    """One BLOCK_K step of the matrix-vector kernel at offset ``k0`` along K."""
+def _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0, K, col_mask,
+               EVEN_K: tl.constexpr, W_CACHE: tl.constexpr):  # fmt: skip
+    """One BLOCK_K step of the matrix-vector kernel at offset ``k0`` along K. x, which every
+    program reads, is loaded with ``evict_last``; the weights, read once, with ``evict_first``
+    or (``W_CACHE=".cg"``) through L2 only."""
     if EVEN_K:
         w_mask = col_mask[:, None]
-        x = to_compute(tl.load(x_ptrs + k0))
+        x = to_compute(tl.load(x_ptrs + k0, eviction_policy="evict_last"))
     else:
         k_mask = ks < K - k0
         w_mask = col_mask[:, None] & k_mask[None, :]
-        x = to_compute(tl.load(x_ptrs + k0, mask=k_mask, other=0.0))
-    wg = tl.load(wg_ptrs + k0, mask=w_mask, other=0.0, eviction_policy="evict_first")
-    wu = tl.load(wu_ptrs + k0, mask=w_mask, other=0.0, eviction_policy="evict_first")
+        x = to_compute(tl.load(x_ptrs + k0, mask=k_mask, other=0.0, eviction_policy="evict_last"))
+    if W_CACHE == ".cg":  # PTX takes no eviction hint with .cg
+        wg = tl.load(wg_ptrs + k0, mask=w_mask, other=0.0, cache_modifier=".cg")
+        wu = tl.load(wu_ptrs + k0, mask=w_mask, other=0.0, cache_modifier=".cg")
+    else:
+        wg = tl.load(wg_ptrs + k0, mask=w_mask, other=0.0, eviction_policy="evict_first")
+        wu = tl.load(wu_ptrs + k0, mask=w_mask, other=0.0, eviction_policy="evict_first")
     acc_g += to_compute(wg) * x[None, :]
     acc_u += to_compute(wu) * x[None, :]
     return acc_g, acc_u
@@ -350,6 +357,7 @@ def _linear_gemv_kernel(
     BLOCK_K: tl.constexpr,  # elements of a weight row per step
     UNROLL: tl.constexpr,  # BLOCK_K steps per trip of the K loop, their loads issued together
     EVEN_K: tl.constexpr,  # K % (UNROLL * BLOCK_K) == 0: no mask along K
+    W_CACHE: tl.constexpr = "",  # "" (evict_first) or ".cg" (the weights bypass L1)
 ):
     """Grid ``(cdiv(N, BLOCK_N), M)``: one token per program. A matrix-vector product on the
     CUDA cores: no MMA pads the token to 16 rows or the weight rows to 64, so a program can
@@ -376,7 +384,8 @@ def _linear_gemv_kernel(
         for k0 in range(0, K, UNROLL * BLOCK_K):
             for u in tl.static_range(UNROLL):
                 acc_g, acc_u = _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks,
-                                          k0 + u * BLOCK_K, K, col_mask, EVEN_K)  # fmt: skip
+                                          k0 + u * BLOCK_K, K, col_mask, EVEN_K,
+                                          W_CACHE)  # fmt: skip
         gate = tl.sum(acc_g, axis=1) + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)
         up = tl.sum(acc_u, axis=1) + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)
         out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # [BLOCK_N]

@@ -80,8 +80,9 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them; for the
 # decode kernel, programs per output tile (``SPLIT_K``; absent: ``auto_split_k`` decides);
 # for the matrix-vector kernel, BLOCK_K steps whose loads are issued together (``UNROLL``)
-# and, as ``PROGRAMS_PER_SM``, persistent programs that each take several blocks of rows.
-_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL")
+# and the weights' cache modifier (``W_CACHE``), and, as ``PROGRAMS_PER_SM``, persistent
+# programs that each take several blocks of rows.
+_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE")
 
 
 def token_bucket(m: int) -> int:
@@ -375,7 +376,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (min(blocks, persistent), m)  # one token per program
         _linear_gemv_kernel[grid](
             *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
-            EVEN_K=k % (unroll * bk) == 0,
+            EVEN_K=k % (unroll * bk) == 0, W_CACHE=cfg.get("W_CACHE", ""),
         )  # fmt: skip
     elif path == "decode":
         block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
