@@ -65,6 +65,22 @@ GEMV_CANDS = [
 ]
 
 
+# Call 7: programs that hold a whole row of K (or half of it) in one trip, with 4 to 16 warps
+# (the shape of a reduction kernel), against the m1 entry and the 70B entry; full model
+# shapes only (``gemv-rows``).
+ROW_CANDS = [
+    dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=1, W_CACHE=c)
+    for bn, bk, w in [(1, bk, w) for bk in (2048, 4096, 8192) for w in (4, 8, 16)]
+    + [(2, 2048, 8), (2, 2048, 16), (2, 4096, 16)]
+    for c in ("", ".cg")
+    if 4 <= bn * bk // (32 * w) <= 32 and (c == "" or w == 16)
+] + [
+    dict(BLOCK_N=1, BLOCK_K=256, num_warps=1, num_stages=1, UNROLL=2, W_CACHE=""),
+    dict(BLOCK_N=1, BLOCK_K=128, num_warps=1, num_stages=1, UNROLL=8, W_CACHE=".cg"),
+    dict(BLOCK_N=1, BLOCK_K=256, num_warps=1, num_stages=1, UNROLL=8, W_CACHE=""),
+]
+
+
 def _compiled_eager(n, k):
     """max-autotune of eager's projection (no CUDA graphs of its own: measure_graph adds one)."""
 
@@ -83,7 +99,7 @@ def _ok(out, ref) -> bool:
     return err <= 0.02 * ref.abs().max().item()
 
 
-def gemv(out: Path, models: dict = MODELS, ms=(1,)) -> list[str]:
+def gemv(out: Path, models: dict = MODELS, ms=(1,), cands=None, tag="gemv") -> list[str]:
     copy = copy_bandwidth(torch.device("cuda"))  # GB/s
     rows, lines, table = [], [], {}
     for name, (k, n) in models.items():
@@ -111,7 +127,7 @@ def gemv(out: Path, models: dict = MODELS, ms=(1,)) -> list[str]:
                     msg = f"gemv {name} M={m} compile-max: {type(e).__name__}: {e}"
                     print(msg[:300], flush=True)
             timed = []
-            for cfg in GEMV_CANDS:
+            for cfg in cands or GEMV_CANDS:
                 f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "gemv", cfg)
                 try:
                     if not _ok(f(), ref):
@@ -133,7 +149,7 @@ def gemv(out: Path, models: dict = MODELS, ms=(1,)) -> list[str]:
                        best_ms=best_ms, best=best, again=again,
                        candidates=[dict(ms=t, cfg=c) for t, c in timed])  # fmt: skip
             rows.append(row)
-            (out / "gemv.json").write_text(json.dumps(rows, indent=1))
+            (out / f"{tag}.json").write_text(json.dumps(rows, indent=1))
             best2 = min([best_ms, *again["best"]])
             dec2 = min([dec, *again["decode"]])
             lines.append(
@@ -154,19 +170,35 @@ def gemv(out: Path, models: dict = MODELS, ms=(1,)) -> list[str]:
                     f"product {bw(cub):.0%})"
                 )
                 table[f"m{L.token_bucket(m)}_n{n}_k{k}"] = dict(best, source=stamp)
-                (out / "gemv_table.json").write_text(json.dumps(table, indent=2))
-    (out / "gemv_table.json").write_text(json.dumps(table, indent=2))
+                (out / f"{tag}_table.json").write_text(json.dumps(table, indent=2))
+    (out / f"{tag}_table.json").write_text(json.dumps(table, indent=2))
     return lines
 
 
-STAGES = {"gemv": gemv}
+FULL = {key: v for key, v in MODELS.items() if "/" not in key}
+STAGES = {
+    "gemv": gemv,
+    "gemv-rows": lambda out: gemv(out, FULL, cands=ROW_CANDS, tag="gemv_rows"),
+}
+
+
+def merge(table_path: str, found_path: str, out_path: str) -> None:
+    """The launch table with the ``gemv`` entries found by a ``gemv-rows`` run in place of its
+    own (for a benchmark run with ``FLASH_SWIGLU_LINEAR_CONFIGS``)."""
+    table = json.loads(Path(table_path).read_text())
+    table["gemv"].update(json.loads(Path(found_path).read_text()))
+    Path(out_path).write_text(json.dumps(table, indent=2) + "\n")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("parts", nargs="*", default=["gemv"])
     ap.add_argument("--out", default="/tmp/explore")
+    ap.add_argument("--merge", nargs=3, metavar=("TABLE", "FOUND", "OUT"))
     a = ap.parse_args()
+    if a.merge:
+        merge(*a.merge)
+        return
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.cuda.set_stream(torch.cuda.Stream())
