@@ -233,7 +233,8 @@ def test_gemv_routing():
     assert L.gemv_config(1, 8, 8, torch.float64, "Some GPU") is None
     assert L.gemv_config(1, 8, 8, torch.float32, "interpreter")["BLOCK_K"] == 16
     assert L.gemv_config(2, 8, 8, torch.bfloat16, "NVIDIA H200") is None
-    # The H200 table decides by its gemv entries: per shape, then its one-token default.
+    # The H200 table decides by its gemv entries: per shape, then its one-token default
+    # (then the built-in one, for a table without either).
     table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
     for key, entry in table.get("gemv", {}).items():
         bucket = int(key[1:].split("_")[0])
@@ -573,6 +574,28 @@ def test_gpu_every_committed_config(path, source, cfg, dtype):
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
     # fp32 runs TF32 products (10-bit mantissa) in both, so eager's error sets the bound too.
     assert_within_rule(f"{path} {source}", out, eager, ref)
+
+
+@pytest.mark.gpu
+def test_gpu_retune_times_the_matrix_vector_kernel(tmp_path):
+    """``retune`` at one token: a decode entry, and a ``gemv`` entry that is the candidate
+    when it measured faster, else ``{"KERNEL": "decode"}`` (which ``gemv_config`` obeys)."""
+    import re
+
+    cands = {"decode": L.CANDIDATES["decode"][:1], "gemv": L.CANDIDATES["gemv"][:1]}
+    out = tmp_path / "table.json"
+    table = L.retune([(1, 1024, 512)], candidates=cands, out_path=out)
+    assert json.loads(out.read_text()) == table
+    key = "m1_n1024_k512"
+    us = lambda text: [float(v) for v in re.findall(r"([0-9.]+) us", text)]
+    decode_us = us(table["decode"][key]["source"])[0]
+    gemv = table["gemv"][key]
+    if gemv.get("KERNEL") == "decode":
+        assert us(gemv["source"]) == [decode_us, us(gemv["source"])[1]]
+        assert us(gemv["source"])[1] >= decode_us
+    else:
+        assert {k: v for k, v in gemv.items() if k != "source"} == cands["gemv"][0]
+        assert us(gemv["source"])[0] < decode_us
 
 
 @pytest.mark.gpu

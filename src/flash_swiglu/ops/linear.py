@@ -7,8 +7,8 @@ Two custom ops, each opaque to ``torch.compile`` (fake implementations, register
                                     w = [2N, K], layout "concat" or "interleaved"
 
 Forward paths (``choose_path``): M <= 64 tokens -> the decode kernel (swapped operands),
-or for one token the matrix-vector kernel where the launch table has a ``gemv`` entry
-(``gemv_config``; without a table, always); TMA-compatible operands
+or for one token the matrix-vector kernel (``gemv_config``: unless the launch table sends
+the shape to the decode kernel); TMA-compatible operands
 on sm_90+ -> the persistent TMA kernel; anything else -> the masked pointer kernel. CPU
 tensors run the same kernels under ``TRITON_INTERPRET=1`` and otherwise
 ``reference.swiglu_linear_reference``.
@@ -157,22 +157,19 @@ UNALIGNED_K_BYTES = {"pointer": 64, "decode": 128, "gemv": 256, "tma": 1 << 30}
 @functools.lru_cache(maxsize=4096)
 def gemv_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "") -> dict | None:
     """The matrix-vector kernel's parameters for ``m`` tokens (a token bucket), or None where
-    the decode kernel runs instead: more than ``GEMV_MAX_TOKENS``, float64, or a launch table
-    whose ``gemv`` section has no entry for the call (``m1_n{N}_k{K}``, then ``m1``: measured
-    per shape) or an entry ``{"KERNEL": "decode"}`` (a shape where the decode kernel measured
-    faster). Without a table (other GPUs, the interpreter) the built-in configuration."""
+    the decode kernel runs instead: more than ``GEMV_MAX_TOKENS``, float64, or a launch-table
+    entry ``{"KERNEL": "decode"}`` for the shape (where the decode kernel measured faster).
+    The configuration: the table's ``gemv`` entry for the shape (``m1_n{N}_k{K}``), else its
+    ``m1`` entry, else (no entry, no table: other GPUs) the built-in one."""
     if m > GEMV_MAX_TOKENS or dtype == torch.float64:
         return None
     if device_name == "interpreter":
         cfg = INTERPRET["gemv"]
     else:
-        entries = load_table(device_name).get("gemv")
-        if entries is None:
-            cfg = BUILTIN["gemv"]
-        else:
-            cfg = next((entries[key] for key in (f"m{m}_n{n}_k{k}", f"m{m}") if key in entries),
-                       None)  # fmt: skip
-    if cfg is None or cfg.get("KERNEL") == "decode":
+        entries = load_table(device_name).get("gemv", {})
+        keys = (f"m{m}_n{n}_k{k}", f"m{m}")
+        cfg = next((entries[key] for key in keys if key in entries), BUILTIN["gemv"])
+    if cfg.get("KERNEL") == "decode":
         return None
     cfg = {key: cfg[key] for key in _CONFIG_KEYS + _OPTIONAL_KEYS if key in cfg}
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)  # the same bytes per step
@@ -792,6 +789,15 @@ CANDIDATES = {
         for w in (4, 8)
         for s in (2, 3, 4, 5)
     ],
+    # Single-warp (or two-warp) programs of one weight row: the fastest family on the H200
+    # (benchmarks/results/h200-session9-explore, calls 3, 4 and 6).
+    "gemv": [
+        dict(BLOCK_N=1, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u, W_CACHE=c)
+        for bk, w in ((128, 1), (256, 1), (512, 1), (1024, 2))
+        for u in (2, 4, 8)
+        for c in ("", ".cg")
+        if bk * u <= 4096
+    ],
 }
 
 
@@ -818,12 +824,14 @@ def retune(
 
     Each candidate is checked against the reference before it is timed; failures to compile
     (shared memory) are skipped. Entries are keyed ``m{bucket}_n{N}_k{K}`` and carry a
-    "source" field naming the GPU, versions and date. Where the TMA path applies and the
-    warp-specialized kernels may run (``ops.train.ws_enabled``: 16-bit, sm_90), the Gluon
-    forward's candidates (``candidates["ws"]``, default ``WS_CANDIDATES``) are timed too,
-    and the fastest gets a ``ws`` entry if it beats the fastest Triton candidate. Load the
-    result with ``FLASH_SWIGLU_LINEAR_CONFIGS=<out_path>`` or by copying it over the packaged
-    table.
+    "source" field naming the GPU, versions and date. For one token the matrix-vector
+    kernel's candidates (``candidates["gemv"]``) are timed too: a ``gemv`` entry if the
+    fastest beats the decode kernel's, else ``{"KERNEL": "decode"}`` for the shape. Where the
+    TMA path applies and the warp-specialized kernels may run (``ops.train.ws_enabled``:
+    16-bit, sm_90), the Gluon forward's candidates (``candidates["ws"]``, default
+    ``WS_CANDIDATES``) are timed too, and the fastest gets a ``ws`` entry if it beats the
+    fastest Triton candidate. Load the result with ``FLASH_SWIGLU_LINEAR_CONFIGS=<out_path>``
+    or by copying it over the packaged table.
     """
     import datetime
 
@@ -878,6 +886,21 @@ def retune(
         best = fastest(triton_run, cands.get(path, []), ref)
         if best is not None:
             record(path, key, best)
+        if path == "decode" and m <= GEMV_MAX_TOKENS and cands.get("gemv"):
+
+            def gemv_run(cand):
+                cfg = dict(cand, BLOCK_K=max(16, cand["BLOCK_K"] * 2 // dtype.itemsize))
+                return _forward_triton(x, wg, wu, None, None, "silu", 1.702, 7.0, "gemv", cfg)  # noqa: B023
+
+            gemv_best = fastest(gemv_run, cands["gemv"], ref)
+            if gemv_best is not None and (best is None or gemv_best[0] < best[0]):
+                record("gemv", key, gemv_best)
+            elif gemv_best is not None:
+                table.setdefault("gemv", {})[key] = dict(
+                    KERNEL="decode",
+                    source=f"retune {stamp}: decode kernel {best[0] * 1e3:.1f} us, fastest "
+                    f"matrix-vector candidate {gemv_best[0] * 1e3:.1f} us",
+                )
         if path == "tma" and cands.get("ws") and T.ws_enabled(dtype, dev):
             from flash_swiglu.kernels.ws_mlp import glu_forward_ws
 
