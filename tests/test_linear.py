@@ -576,6 +576,37 @@ def test_gpu_every_committed_config(path, source, cfg, dtype):
     assert_within_rule(f"{path} {source}", out, eager, ref)
 
 
+def test_retune_one_token_and_the_decode_marker(tmp_path, monkeypatch):
+    """``retune`` at one token (through the interpreter): a decode entry and, from the
+    matrix-vector candidates, a ``gemv`` entry or ``{"KERNEL": "decode"}``, whichever timed
+    faster; and ``gemv_config`` sends a shape with that marker to the decode kernel."""
+    if not torch.cuda.is_available():
+        cands = {
+            "decode": [dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=1)],
+            "gemv": [dict(BLOCK_N=4, BLOCK_K=32, num_warps=4, num_stages=1, UNROLL=2)],
+        }
+        table = L.retune([(1, 40, 64)], dtype=torch.float32, candidates=cands, device="cpu")
+        key = "m1_n40_k64"
+        assert {k: v for k, v in table["decode"][key].items() if k != "source"} == cands["decode"][
+            0
+        ]
+        gemv = table["gemv"][key]
+        if gemv.get("KERNEL") != "decode":
+            assert {k: v for k, v in gemv.items() if k != "source"} == cands["gemv"][0]
+    marked = {"gemv": {"m1_n40_k64": {"KERNEL": "decode", "source": "test"}}}
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(marked))
+    monkeypatch.setenv(L.CONFIG_ENV, str(path))
+    L.load_table.cache_clear()
+    L.gemv_config.cache_clear()
+    try:
+        assert L.gemv_config(1, 40, 64, torch.bfloat16, "Some GPU") is None
+        assert L.gemv_config(1, 48, 64, torch.bfloat16, "Some GPU") == L.BUILTIN["gemv"]
+    finally:
+        L.load_table.cache_clear()
+        L.gemv_config.cache_clear()
+
+
 @pytest.mark.gpu
 def test_gpu_retune_times_the_matrix_vector_kernel(tmp_path):
     """``retune`` at one token: a decode entry, and a ``gemv`` entry that is the candidate

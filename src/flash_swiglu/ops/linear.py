@@ -818,9 +818,12 @@ def retune(
     out_path: str | os.PathLike | None = None,
     paths: Iterable[str] | None = None,
     candidates: dict[str, list[dict]] | None = None,
+    device: str = "cuda",
 ) -> dict:
     """Time ``CANDIDATES`` for each ``(M, N, K)`` on the current GPU and return (and, with
     ``out_path``, write) a table in the format of ``configs/h200_linear.json``.
+    ``device="cpu"`` runs the same selection through Triton's interpreter, one timed call per
+    candidate (the CPU tests' check of this logic; its times mean nothing).
 
     Each candidate is checked against the reference before it is timed; failures to compile
     (shared memory) are skipped. Entries are keyed ``m{bucket}_n{N}_k{K}`` and carry a
@@ -840,8 +843,8 @@ def retune(
 
     from flash_swiglu.ops import train as T
 
-    dev = torch.device("cuda")
-    name = torch.cuda.get_device_name(dev)
+    dev = torch.device(device)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "interpreter"
     table: dict = {"device": name, "generated": "flash_swiglu.ops.linear.retune"}
     stamp = f"{name}, torch {torch.__version__}, triton {triton.__version__}"
     stamp += f", {datetime.date.today().isoformat()}"
@@ -856,7 +859,10 @@ def retune(
                 err = (f().float() - ref.float()).abs().max().item()
                 if not err <= 0.05 * ref.float().abs().max().item():
                     continue  # a wrong candidate is never a candidate
-                ms = do_bench(f, warmup=25, rep=100, return_mode="median")
+                if dev.type == "cuda":
+                    ms = do_bench(f, warmup=25, rep=100, return_mode="median")
+                else:
+                    ms = T._cpu_ms(f)
             except Exception:  # out of shared memory or registers: not a candidate
                 continue
             if best is None or ms < best[0]:
