@@ -361,14 +361,15 @@ def _linear_gemv_kernel(
 ):
     """Grid ``(cdiv(N, BLOCK_N), M)``: one token per program. A matrix-vector product on the
     CUDA cores: no MMA pads the token to 16 rows or the weight rows to 64, so a program can
-    own as few as a couple of weight rows, and the weights spread over thousands of small
-    programs that keep loads in flight on every SM and leave no partial last wave. The
-    launcher sends it single tokens only (more tokens would each stream the weights again).
-    Each step multiplies ``[BLOCK_N, BLOCK_K]`` slices of both weights by the token's slice
-    of x into fp32 accumulators of that shape (fp64 for fp64), summed over K once after the
-    loop (a fixed order: deterministic). Weights are loaded with ``evict_first``: each byte
-    is read once. A grid narrower than ``cdiv(N, BLOCK_N)`` makes the programs persistent:
-    each takes every ``grid``-th block of weight rows in turn."""
+    own a single weight row (of gate and of up; the H200 table gives it one warp), and the
+    weights spread over thousands of small programs that keep loads in flight on every SM
+    and leave no partial last wave. The launcher sends it single tokens only (more tokens
+    would each stream the weights again). Each step multiplies ``[BLOCK_N, BLOCK_K]`` slices
+    of both weights by the token's slice of x into fp32 accumulators of that shape (fp64 for
+    fp64), summed over K once after the loop (a fixed order: deterministic). Each weight byte
+    is read once (``_gemv_step``: ``evict_first``, or L2 only). A grid narrower than
+    ``cdiv(N, BLOCK_N)`` makes the programs persistent: each takes every ``grid``-th block of
+    weight rows in turn."""
     row = tl.program_id(1).to(tl.int64)
     outer = row // inner_rows
     x_ptrs = x_ptr + outer * stride_x_outer + (row - outer * inner_rows) * stride_x_inner
