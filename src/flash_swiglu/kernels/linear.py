@@ -59,6 +59,14 @@ def _grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 
 
 @triton.jit
+def _x_row_offsets(rows, inner_rows, stride_outer, stride_inner):
+    """Element offsets of x's ``rows`` (int64) when x's rows form two strided groups:
+    ``row = outer * inner_rows + inner`` (see the module docstring)."""
+    outer = rows // inner_rows
+    return outer * stride_outer + (rows - outer * inner_rows) * stride_inner
+
+
+@triton.jit
 def _bias(ptr, cols, n_cols, stride, HAS_BIAS: tl.constexpr):
     """The bias values at ``cols`` in fp32 (zeros without a bias)."""
     if HAS_BIAS:
@@ -155,8 +163,7 @@ def _linear_ptr_kernel(
     )
     rows = pid_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)
-    outer = rows // inner_rows
-    x_rows = outer * stride_x_outer + (rows - outer * inner_rows) * stride_x_inner
+    x_rows = _x_row_offsets(rows, inner_rows, stride_x_outer, stride_x_inner)
     row_mask = rows < M
     col_mask = cols < N
     ks = tl.arange(0, BLOCK_K)
@@ -230,8 +237,7 @@ def _linear_decode_kernel(
     pid_t = tl.program_id(1)
     cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
     rows = pid_t.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
-    outer = rows // inner_rows
-    x_rows = outer * stride_x_outer + (rows - outer * inner_rows) * stride_x_inner
+    x_rows = _x_row_offsets(rows, inner_rows, stride_x_outer, stride_x_inner)
     row_mask = rows < M
     col_mask = cols < N
     k_steps = tl.cdiv(K, BLOCK_K)
@@ -371,10 +377,8 @@ def _linear_gemv_kernel(
     ``cdiv(N, BLOCK_N)`` makes the programs persistent: each takes every ``grid``-th block of
     weight rows in turn."""
     row = tl.program_id(1).to(tl.int64)
-    outer = row // inner_rows
-    x_ptrs = x_ptr + outer * stride_x_outer + (row - outer * inner_rows) * stride_x_inner
     ks = tl.arange(0, BLOCK_K)
-    x_ptrs += ks
+    x_ptrs = x_ptr + _x_row_offsets(row, inner_rows, stride_x_outer, stride_x_inner) + ks
     for block in range(tl.program_id(0), tl.cdiv(N, BLOCK_N), tl.num_programs(0)):
         cols = (block * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)  # weight rows
         col_mask = cols < N
