@@ -8,7 +8,8 @@ mirror an aligned runtime launch: pointers and integers divisible by 16, unit bi
 as constants, and host TMA descriptors as the ``tensordesc<dtype[block]>`` type the
 runtime's specialisation gives a ``TensorDescriptor``.
 An unaligned pointer-kernel variant (no divisibility) stands for K or N not a multiple of 8.
-The matrix-vector kernel compiles with and without ``EVEN_K`` (no mask along K).
+The matrix-vector kernel compiles with no masks and 32-bit offsets (``EVEN_K``, ``EVEN_N``, not
+``INDEX_64``) and with masks on both axes and 64-bit offsets.
 """
 
 from __future__ import annotations
@@ -145,6 +146,8 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         UNROLL=cfg.get("UNROLL", 1),
         W_CACHE=cfg.get("W_CACHE", ""),
         EVEN_K=cfg.get("EVEN_K", True),
+        EVEN_N=cfg.get("EVEN_N", True),
+        INDEX_64=cfg.get("INDEX_64", False),
         GROUP_M=cfg.get("GROUP_M"),
         NUM_SMS=H200_SMS,
         SPLIT_K=cfg.get("SPLIT_K", 1),
@@ -162,7 +165,10 @@ def _gemv_variants(source, raw):
     for dtype in (torch.bfloat16, torch.float16, torch.float32):
         cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
         for aligned in (True, False):
-            c = dict(L.adjust_config("gemv", cfg, dtype, aligned, "none"), EVEN_K=aligned)
+            # Aligned: no masks and 32-bit offsets (a model's weights); unaligned: masks on
+            # both axes and 64-bit offsets, the other branch of each.
+            c = dict(L.adjust_config("gemv", cfg, dtype, aligned, "none"), EVEN_K=aligned,
+                     EVEN_N=aligned, INDEX_64=not aligned)  # fmt: skip
             for act in acts if dtype == torch.bfloat16 and aligned else ["silu"]:
                 yield "gemv", source, c, dtype, act, act == "silu", aligned, "none"
 

@@ -214,6 +214,39 @@ def test_gemv_unroll_persistence_and_ragged_k(device, m, k, unroll, per_sm, dtyp
     assert torch.equal(run(), out)
 
 
+def test_gemv_offsets_32_and_64_bit(device, monkeypatch):
+    # Both offset widths of the matrix-vector kernel on the same operands agree bit for bit
+    # (only the address arithmetic differs). The launcher takes 64 bits only for operands of
+    # 2**30 elements or more, so that branch is forced here. N = 10 weight rows in blocks of
+    # 4 (masked rows: EVEN_N false) and of 1 (EVEN_N true).
+    seen, force = [], []
+    real = L.needs_int64
+    monkeypatch.setattr(L, "needs_int64", lambda *t: seen.append(real(*t)) or bool(force))
+    for block_n in (4, 1):
+        x, wg, wu, bg, bu = make_inputs((1,), 10, 64, torch.float32, device)
+        cfg = dict(BLOCK_N=block_n, BLOCK_K=32, num_warps=1, num_stages=1, UNROLL=2)
+        run = lambda: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "gemv", cfg)  # noqa: B023
+        out32 = run()
+        force.append(True)
+        out64 = run()
+        force.clear()
+        ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+        assert_within_rule("gemv", out32, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+        assert torch.equal(out32, out64)
+    assert seen == [False] * 4
+
+
+def test_needs_int64():
+    # The largest element offset over sizes and strides, against 2**30 (meta tensors: no
+    # memory). Expanded (stride 0) dimensions add nothing.
+    meta = lambda *shape: torch.empty(shape, device="meta")
+    assert not L.needs_int64(meta(2**16, 2**14))  # largest offset 2**30 - 1
+    assert L.needs_int64(meta(2**16 + 1, 2**14))
+    assert L.needs_int64(meta(4, 2**14), meta(2**17 + 1, 2**13))
+    assert not L.needs_int64(meta(1, 2**14).expand(2**20, 2**14), None)
+    assert L.needs_int64(meta(2, 2**31).t())  # a transposed view: strides decide
+
+
 def test_gemv_float64(device):
     # fp64 accumulates in fp64 (a forced launch: the launcher never routes fp64 here).
     if device != "cpu":

@@ -37,7 +37,8 @@ Four kernels:
 
 Rows of ``x`` are ``row = outer * inner_rows + inner`` in the pointer kernels, so a view of a
 3-D tensor whose leading dimensions do not merge (``x[:, :S]``) is read in place. Offsets
-are 64-bit in the pointer kernels; TMA coordinates are 32-bit (rows < 2^31).
+are 64-bit in the pointer kernels but the matrix-vector kernel, which keeps them 32-bit where
+every operand spans fewer than 2^31 elements; TMA coordinates are 32-bit (rows < 2^31).
 """
 
 import triton
@@ -312,8 +313,24 @@ def _split_k_gather(
 
 
 @triton.jit
+def _gemv_load_w(ptrs, mask, MASKED: tl.constexpr, W_CACHE: tl.constexpr):
+    """A weight slice: ``evict_first``, or (``W_CACHE=".cg"``) through L2 only; masked only
+    where the slice can leave the matrix."""
+    if MASKED:
+        if W_CACHE == ".cg":  # PTX takes no eviction hint with .cg
+            return tl.load(ptrs, mask=mask, other=0.0, cache_modifier=".cg")
+        else:
+            return tl.load(ptrs, mask=mask, other=0.0, eviction_policy="evict_first")
+    else:
+        if W_CACHE == ".cg":
+            return tl.load(ptrs, cache_modifier=".cg")
+        else:
+            return tl.load(ptrs, eviction_policy="evict_first")
+
+
+@triton.jit
 def _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0, K, col_mask,
-               EVEN_K: tl.constexpr, W_CACHE: tl.constexpr):  # fmt: skip
+               EVEN_K: tl.constexpr, EVEN_N: tl.constexpr, W_CACHE: tl.constexpr):  # fmt: skip
     """One BLOCK_K step of the matrix-vector kernel at offset ``k0`` along K. x, which every
     program reads, is loaded with ``evict_last``; the weights, read once, with ``evict_first``
     or (``W_CACHE=".cg"``) through L2 only."""
@@ -324,12 +341,9 @@ def _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks, k0, K, col_mask,
         k_mask = ks < K - k0
         w_mask = col_mask[:, None] & k_mask[None, :]
         x = to_compute(tl.load(x_ptrs + k0, mask=k_mask, other=0.0, eviction_policy="evict_last"))
-    if W_CACHE == ".cg":  # PTX takes no eviction hint with .cg
-        wg = tl.load(wg_ptrs + k0, mask=w_mask, other=0.0, cache_modifier=".cg")
-        wu = tl.load(wu_ptrs + k0, mask=w_mask, other=0.0, cache_modifier=".cg")
-    else:
-        wg = tl.load(wg_ptrs + k0, mask=w_mask, other=0.0, eviction_policy="evict_first")
-        wu = tl.load(wu_ptrs + k0, mask=w_mask, other=0.0, eviction_policy="evict_first")
+    masked: tl.constexpr = not (EVEN_K and EVEN_N)
+    wg = _gemv_load_w(wg_ptrs + k0, w_mask, masked, W_CACHE)
+    wu = _gemv_load_w(wu_ptrs + k0, w_mask, masked, W_CACHE)
     acc_g += to_compute(wg) * x[None, :]
     acc_u += to_compute(wu) * x[None, :]
     return acc_g, acc_u
@@ -363,6 +377,8 @@ def _linear_gemv_kernel(
     BLOCK_K: tl.constexpr,  # elements of a weight row per step
     UNROLL: tl.constexpr,  # BLOCK_K steps per trip of the K loop, their loads issued together
     EVEN_K: tl.constexpr,  # K % (UNROLL * BLOCK_K) == 0: no mask along K
+    EVEN_N: tl.constexpr,  # N % BLOCK_N == 0: no mask along the weight rows
+    INDEX_64: tl.constexpr,  # an element offset may reach 2**31: 64-bit offsets
     W_CACHE: tl.constexpr = "",  # "" (evict_first) or ".cg" (the weights bypass L1)
 ):
     """Grid ``(cdiv(N, BLOCK_N), M)``: one token per program. A matrix-vector product on the
@@ -375,12 +391,17 @@ def _linear_gemv_kernel(
     fp64), summed over K once after the loop (a fixed order: deterministic). Each weight byte
     is read once (``_gemv_step``: ``evict_first``, or L2 only). A grid narrower than
     ``cdiv(N, BLOCK_N)`` makes the programs persistent: each takes every ``grid``-th block of
-    weight rows in turn."""
-    row = tl.program_id(1).to(tl.int64)
+    weight rows in turn. Offsets are 32-bit unless ``INDEX_64`` (the launcher sets it where
+    an operand spans 2**31 elements or more): fewer instructions and registers a load."""
+    row = tl.program_id(1)
+    if INDEX_64:
+        row = row.to(tl.int64)
     ks = tl.arange(0, BLOCK_K)
     x_ptrs = x_ptr + _x_row_offsets(row, inner_rows, stride_x_outer, stride_x_inner) + ks
     for block in range(tl.program_id(0), tl.cdiv(N, BLOCK_N), tl.num_programs(0)):
-        cols = (block * BLOCK_N + tl.arange(0, BLOCK_N)).to(tl.int64)  # weight rows
+        cols = block * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
+        if INDEX_64:
+            cols = cols.to(tl.int64)
         col_mask = cols < N
         wg_ptrs = wg_ptr + (cols * stride_wg)[:, None] + ks[None, :]  # [BLOCK_N, BLOCK_K]
         wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
@@ -389,7 +410,7 @@ def _linear_gemv_kernel(
         for k0 in range(0, K, UNROLL * BLOCK_K):
             for u in tl.static_range(UNROLL):
                 acc_g, acc_u = _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks,
-                                          k0 + u * BLOCK_K, K, col_mask, EVEN_K,
+                                          k0 + u * BLOCK_K, K, col_mask, EVEN_K, EVEN_N,
                                           W_CACHE)  # fmt: skip
         gate = tl.sum(acc_g, axis=1) + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)
         up = tl.sum(acc_u, axis=1) + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)

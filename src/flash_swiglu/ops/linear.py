@@ -373,7 +373,8 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (min(blocks, persistent), m)  # one token per program
         _linear_gemv_kernel[grid](
             *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
-            EVEN_K=k % (unroll * bk) == 0, W_CACHE=cfg.get("W_CACHE", ""),
+            EVEN_K=k % (unroll * bk) == 0, EVEN_N=n % cfg["BLOCK_N"] == 0,
+            INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), W_CACHE=cfg.get("W_CACHE", ""),
         )  # fmt: skip
     elif path == "decode":
         block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
@@ -399,6 +400,17 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
+
+
+def needs_int64(*tensors: torch.Tensor | None) -> bool:
+    """Whether a kernel must compute element offsets into ``tensors`` in 64 bits: the largest
+    offset over a tensor's sizes and strides reaches 2**30, half of int32's range, which
+    leaves room for the masked lanes of a partial block past the last row or column."""
+    return any(
+        sum((d - 1) * s for d, s in zip(t.shape, t.stride())) >= 2**30
+        for t in tensors
+        if t is not None
+    )
 
 
 def auto_split_k(tiles: int, k_steps: int, num_sms: int) -> int:
