@@ -344,6 +344,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     say(f"{torch.cuda.get_device_name()} torch {torch.__version__} python {sys.version.split()[0]}")
     found = None
+    torch.cuda.set_stream(torch.cuda.Stream())  # measure_graph captures on a side stream
     for part in ARGS.parts:
         t0 = time.time()
         if part == "inductor":
