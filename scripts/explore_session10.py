@@ -52,7 +52,7 @@ import flash_swiglu  # noqa: E402
 from flash_swiglu import reference  # noqa: E402
 from flash_swiglu.bench.roofline import Ceilings, copy_bandwidth  # noqa: E402
 from flash_swiglu.bench.timing import measure_graph  # noqa: E402
-from flash_swiglu.kernels.linear import _linear_gemv_kernel  # noqa: E402
+from flash_swiglu.kernels.linear import _linear_decode_kernel, _linear_gemv_kernel  # noqa: E402
 from flash_swiglu.ops import linear as L  # noqa: E402
 
 MODELS = {
@@ -158,7 +158,7 @@ def inductor(out: Path) -> dict:
 # ----------------------------------------------------------------------------------------
 
 
-def launch_gemv(x, wg, wu, out, cfg, even_n, index_64):
+def launch_gemv(x, wg, wu, out, cfg, even_n, index_64, k_static=0):
     """``_linear_gemv_kernel`` on a contiguous ``x [1, K]``, no bias, with the offset width and
     row mask given (the launcher decides them itself)."""
     m, k = x.shape
@@ -171,7 +171,35 @@ def launch_gemv(x, wg, wu, out, cfg, even_n, index_64):
         num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
         enable_fp_fusion=L.ENABLE_FP_FUSION, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
         EVEN_K=k % (unroll * bk) == 0, EVEN_N=even_n, INDEX_64=index_64,
-        W_CACHE=cfg.get("W_CACHE", ""),
+        W_CACHE=cfg.get("W_CACHE", ""), K_STATIC=k_static,
+    )  # fmt: skip
+    return out
+
+
+def launch_decode(x, wg, wu, out, cfg, even_k, index_64, w_evict):
+    """``_linear_decode_kernel`` on a contiguous ``x [M, K]``, no bias, as ``ops.linear``
+    launches it (split-K from ``auto_split_k`` unless the configuration says), with the mask
+    along K, the offset width and the weights' eviction policy given."""
+    m, k = x.shape
+    n = wg.shape[0]
+    block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), L.DECODE_MAX_TOKENS)
+    bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
+    tiles, steps = triton_cdiv(n, bn) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
+    split = cfg.get("SPLIT_K") or L.auto_split_k(tiles, steps, L._num_sms(0))
+    split = max(1, min(split, steps))
+    split = triton_cdiv(steps, triton_cdiv(steps, split))
+    parts = counts = out
+    if split > 1:
+        parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=torch.float32, device="cuda")
+        counts = L.split_k_counters(x.device, tiles)
+    grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
+    _linear_decode_kernel[grid](
+        x, wg, wu, out, out, out, parts, counts, m, n, k, m, 0, k, wg.stride(0), wu.stride(0),
+        0, 0, n, HAS_BG=False, HAS_BU=False, ACTIVATION=ACT[0], ALPHA=ACT[1], LIMIT=ACT[2],
+        INPUT_PRECISION=L.input_precision(x.dtype), num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"], enable_fp_fusion=L.ENABLE_FP_FUSION, BLOCK_N=bn,
+        BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split, EVEN_K=even_k and k % bk == 0
+        and steps % split == 0, INDEX_64=index_64, W_EVICT=w_evict,
     )  # fmt: skip
     return out
 
@@ -180,46 +208,44 @@ def triton_cdiv(a, b):
     return (a + b - 1) // b
 
 
-def _candidates(name, inductor_cfgs):
+def _pow2_at_least(v: int) -> int:
+    return 1 << (v - 1).bit_length()
+
+
+def _candidates(name, inductor_cfgs=None):
+    """``(label, config, EVEN_N, INDEX_64, K_STATIC)``: session 9's launch (64-bit offsets, row
+    mask, K at run time) and the committed entry with each change, then programs over a
+    whole row of K or half of it (Inductor's choice on 8B and 70B: one row, 4096 columns a
+    step, 16 warps) with K compiled in, which lets such a program hold ~30 registers a
+    thread (53 with K at run time: sm_90 compile of this kernel, Triton 3.9) and so two
+    programs of 16 warps an SM instead of one."""
     table = L.load_table("NVIDIA H200").get("gemv", {})
     k, n = MODELS[name]
     entry = table.get(f"m1_n{n}_k{k}", table["m1"])
     entry = {c: v for c, v in entry.items() if c != "source"}
     m1 = {c: v for c, v in table["m1"].items() if c != "source"}
     cands = [
-        ("s9 (64-bit, row mask)", entry, False, True),
-        ("entry 32-bit no mask", entry, True, False),
-        ("entry 64-bit no mask", entry, True, True),
-        ("entry 32-bit row mask", entry, False, False),
+        ("s9 (64-bit, row mask, K runtime)", entry, False, True, 0),
+        ("entry (32-bit, no mask, K runtime)", entry, True, False, 0),
+        ("entry K static", entry, True, False, k),
     ]
     if entry != m1:
-        cands.append(("m1 32-bit", m1, True, False))
-    for bk in (128, 256, 512):
-        for u in (1, 2, 4, 8):
-            for c in ("", ".cg"):
-                if bk * u > 4096 or (bk == 512 and u == 8):
-                    continue
-                cfg = dict(BLOCK_N=1, BLOCK_K=bk, num_warps=1, num_stages=1, UNROLL=u, W_CACHE=c)
-                cands.append((f"bk{bk} u{u} {c or 'ef'}", cfg, True, False))
-    for st in (2, 3):
-        cands.append((f"m1 stages {st}", dict(m1, num_stages=st), True, False))
-    cands.append(("bk256 w2 u2", dict(m1, BLOCK_N=2, num_warps=2), True, False))
-    found = (inductor_cfgs or {}).get(name, {})
-    configs = [v["config"] for v in found.get("configs", {}).values()]
-    configs += [c for name_, cs in found.get("launched", {}).items() if "red" in name_ for c in cs]
-    seen = set()
-    for c in configs:
-        key = json.dumps(c, sort_keys=True, default=str)
-        if key in seen:
+        cands.append(("m1 K static", m1, True, False, k))
+    row = _pow2_at_least(k)
+    one = dict(BLOCK_N=1, num_stages=1, W_CACHE="")
+    shapes = [(row, 16, 1), (row, 8, 1), (row // 2, 8, 2), (row // 2, 16, 2), (row // 2, 8, 1),
+              (row // 2, 4, 1), (row // 4, 4, 2), (row // 4, 4, 1), (row // 8, 2, 2)]  # fmt: skip
+    for bk, w, u in shapes:
+        if bk < 256 or bk * u > row:
             continue
-        seen.add(key)
-        rb = c.get("R0_BLOCK", c.get("RBLOCK"))
-        if not c.get("XBLOCK") or not rb:
-            continue
-        cfg = dict(BLOCK_N=c["XBLOCK"], BLOCK_K=rb, num_warps=c.get("num_warps", 4),
-                   num_stages=c.get("num_stages", 1), UNROLL=1, W_CACHE="")  # fmt: skip
-        cands.append((f"inductor clone x{c['XBLOCK']} r{rb} w{cfg['num_warps']}", cfg, True, False))
-        cands.append(("inductor clone (64-bit, mask)", cfg, False, True))
+        cfg = dict(one, BLOCK_K=bk, num_warps=w, UNROLL=u)
+        cands.append((f"bk{bk} w{w} u{u} K static", cfg, True, False, k))
+    cands.append((f"bk{row} w16 .cg K static", dict(one, BLOCK_K=row, num_warps=16, UNROLL=1,
+                                                     W_CACHE=".cg"), True, False, k))  # fmt: skip
+    cands.append((f"bk{row} w16 K runtime", dict(one, BLOCK_K=row, num_warps=16, UNROLL=1),
+                  True, False, 0))  # fmt: skip
+    two = dict(one, BLOCK_N=2, BLOCK_K=row // 2, num_warps=16, UNROLL=1)
+    cands.append((f"bn2 bk{row // 2} w16 K static", two, True, False, k))
     return entry, cands
 
 
@@ -236,42 +262,121 @@ def gemv(out: Path, inductor_cfgs=None) -> list[dict]:
         frac = lambda ms: nbytes / ms / 1e6 / copy
         entry, cands = _candidates(name, inductor_cfgs)
         timed = []
-        for label, cfg, even_n, i64 in cands:
-            f = lambda: launch_gemv(x, wg, wu, o, cfg, even_n, i64)
+        for label, cfg, even_n, i64, ks in cands:
+            f = lambda: launch_gemv(x, wg, wu, o, cfg, even_n, i64, ks)
             try:
                 o.zero_()
                 if not _ok(f().clone(), ref):
                     say(f"gemv {name} {label}: WRONG")
                     continue
                 timed.append(dict(label=label, cfg=cfg, even_n=even_n, index_64=i64,
-                                  ms=measure_graph(f).median_ms))  # fmt: skip
+                                  k_static=ks, ms=measure_graph(f).median_ms))  # fmt: skip
             except Exception as e:  # out of resources: not a candidate
                 say(f"gemv {name} {label}: {type(e).__name__}: {e}"[:200])
         by_ms = sorted(timed, key=lambda t: t["ms"])
-        final = by_ms[:3] + [t for t in timed[:2] if t not in by_ms[:3]]
+        final = by_ms[:3] + [t for t in timed[:3] if t not in by_ms[:3]]
         for t in final:
             t["again"] = []
         for _ in range(3):
             for t in final:
-                f = lambda: launch_gemv(x, wg, wu, o, t["cfg"], t["even_n"], t["index_64"])
+                f = lambda: launch_gemv(x, wg, wu, o, t["cfg"], t["even_n"], t["index_64"],
+                                        t["k_static"])  # fmt: skip
                 t["again"].append(measure_graph(f).median_ms)
         for t in final:
             t["best_of_all"] = min(t["ms"], *t["again"])
         rows.append(dict(model=name, n=n, k=k, nbytes=nbytes, copy_gbps=copy, entry=entry,
                          candidates=timed))  # fmt: skip
         (out / "gemv.json").write_text(json.dumps(rows, indent=1))
-        s9, new = timed[0], timed[1]
+        s9, new = timed[0], timed[2]
         win = min(final, key=lambda t: t["best_of_all"])
         say(f"gemv {name:8s} s9 {frac(min(s9['again'])):4.0%} ({min(s9['again']) * 1e3:6.1f} us) "
-            f"32-bit/no-mask {frac(min(new['again'])):4.0%} ({min(new['again']) * 1e3:6.1f}) "
+            f"entry K static {frac(min(new['again'])):4.0%} ({min(new['again']) * 1e3:6.1f}) "
             f"best '{win['label']}' {frac(win['best_of_all']):4.0%} "
             f"({win['best_of_all'] * 1e3:6.1f})")  # fmt: skip
-        table[f"m1_n{n}_k{k}"] = dict(win["cfg"], source=(
+        table[f"m1_n{n}_k{k}"] = dict(win["cfg"], STATIC_K=bool(win["k_static"]), source=(
             f"scripts/explore_session10.py gemv on {torch.cuda.get_device_name()}, "
             f"{time.strftime('%Y-%m-%d')}: {win['best_of_all'] * 1e3:.1f} us "
-            f"({frac(win['best_of_all']):.0%} of copy bandwidth), the committed entry "
-            f"{min(new['again']) * 1e3:.1f} us"))  # fmt: skip
+            f"({frac(win['best_of_all']):.0%} of copy bandwidth); session 9's launch of the "
+            f"committed entry {min(s9['again']) * 1e3:.1f} us"))  # fmt: skip
         (out / "gemv_table.json").write_text(json.dumps(table, indent=1))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------
+# decode
+# ----------------------------------------------------------------------------------------
+
+DECODE_MODELS = ("8b", "qwen7b", "1b")
+
+
+def _decode_candidates(m, n, k):
+    """``(label, config, EVEN_K, INDEX_64, W_EVICT)``: the committed entry as session 9
+    launched it (mask along K, 64-bit offsets, no eviction hint), with each change, then a
+    grid of tiles with all three."""
+    entry = L.launch_config("decode", L.token_bucket(m), n, k, DT, "NVIDIA H200")
+    entry = {c: v for c, v in entry.items() if c != "source"}
+    cands = [
+        ("s9 entry", entry, False, True, ""),
+        ("entry even-K 32-bit", entry, True, False, ""),
+        ("entry even-K 32-bit evict_first", entry, True, False, "evict_first"),
+        ("entry 64-bit evict_first", entry, True, True, "evict_first"),
+    ]
+    for bn in (64, 128):
+        for bk in (128, 256):
+            for w in (4, 8):
+                for st in (3, 4) if bk == 128 else (2, 3):
+                    cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st)
+                    if cfg == {c: entry[c] for c in cfg}:
+                        continue
+                    cands.append((f"bn{bn} bk{bk} w{w} s{st} ef", cfg, True, False, "evict_first"))
+    return cands
+
+
+def decode(out: Path) -> list[dict]:
+    copy = copy_bandwidth(torch.device("cuda"))
+    rows = []
+    for name in DECODE_MODELS:
+        k, n = MODELS[name]
+        wg, wu = _w(n, k), _w(n, k)
+        for m in (8, 32):
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            o = torch.empty(m, n, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+            nbytes = (2 * n * k + m * k + m * n) * 2
+            frac = lambda ms: nbytes / ms / 1e6 / copy
+            timed = []
+            for label, cfg, ek, i64, ev in _decode_candidates(m, n, k):
+                f = lambda: launch_decode(x, wg, wu, o, cfg, ek, i64, ev)
+                try:
+                    o.zero_()
+                    if not _ok(f().clone(), ref):
+                        say(f"decode {name} M={m} {label}: WRONG")
+                        continue
+                    timed.append(dict(label=label, cfg=cfg, even_k=ek, index_64=i64, w_evict=ev,
+                                      ms=measure_graph(f).median_ms))  # fmt: skip
+                except Exception as e:  # out of resources: not a candidate
+                    say(f"decode {name} M={m} {label}: {type(e).__name__}: {e}"[:200])
+            by_ms = sorted(timed, key=lambda t: t["ms"])
+            final = by_ms[:3] + [t for t in timed[:3] if t not in by_ms[:3]]
+            for t in final:
+                t["again"] = []
+            for _ in range(3):
+                for t in final:
+                    args = (t["cfg"], t["even_k"], t["index_64"], t["w_evict"])
+                    f = lambda: launch_decode(x, wg, wu, o, *args)
+                    t["again"].append(measure_graph(f).median_ms)
+            for t in final:
+                t["best_of_all"] = min(t["ms"], *t["again"])
+            rows.append(dict(model=name, m=m, n=n, k=k, nbytes=nbytes, copy_gbps=copy,
+                             candidates=timed))  # fmt: skip
+            (out / "decode.json").write_text(json.dumps(rows, indent=1))
+            s9, new = timed[0], timed[2]
+            win = min(final, key=lambda t: t["best_of_all"])
+            say(f"decode {name:7s} M={m:2d} s9 {frac(min(s9['again'])):4.0%} "
+                f"({min(s9['again']) * 1e3:6.1f} us) even-K/32-bit/evict_first "
+                f"{frac(min(new['again'])):4.0%} ({min(new['again']) * 1e3:6.1f}) "
+                f"best '{win['label']}' {frac(win['best_of_all']):4.0%} "
+                f"({win['best_of_all'] * 1e3:6.1f})")  # fmt: skip
     return rows
 
 
@@ -351,6 +456,8 @@ def main() -> None:
             found = inductor(out)
         elif part == "gemv":
             gemv(out, found)
+        elif part == "decode":
+            decode(out)
         elif part == "gap":
             gap(out)
         else:

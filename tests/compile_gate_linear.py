@@ -8,8 +8,8 @@ mirror an aligned runtime launch: pointers and integers divisible by 16, unit bi
 as constants, and host TMA descriptors as the ``tensordesc<dtype[block]>`` type the
 runtime's specialisation gives a ``TensorDescriptor``.
 An unaligned pointer-kernel variant (no divisibility) stands for K or N not a multiple of 8.
-The matrix-vector kernel compiles with no masks and 32-bit offsets (``EVEN_K``, ``EVEN_N``, not
-``INDEX_64``) and with masks on both axes and 64-bit offsets.
+The matrix-vector and decode kernels compile with no masks along K and 32-bit offsets
+(``EVEN_K``, not ``INDEX_64``) where aligned, and with the masks and 64-bit offsets where not.
 """
 
 from __future__ import annotations
@@ -145,6 +145,7 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         BLOCK_T=16,
         UNROLL=cfg.get("UNROLL", 1),
         W_CACHE=cfg.get("W_CACHE", ""),
+        W_EVICT=cfg.get("W_EVICT", ""),
         EVEN_K=cfg.get("EVEN_K", True),
         EVEN_N=cfg.get("EVEN_N", True),
         INDEX_64=cfg.get("INDEX_64", False),
@@ -193,6 +194,8 @@ def variants():
                 if dtype != torch.float32 and precision == "ieee":
                     continue
                 adjusted = L.adjust_config(path, cfg, dtype, aligned, precision)
+                if path == "decode" and not aligned:  # the masks along K, 64-bit offsets
+                    adjusted.update(EVEN_K=False, INDEX_64=True)
                 yield path, source, adjusted, dtype, "silu", True, aligned, precision
 
 

@@ -214,24 +214,31 @@ def test_gemv_unroll_persistence_and_ragged_k(device, m, k, unroll, per_sm, dtyp
     assert torch.equal(run(), out)
 
 
-def test_gemv_offsets_32_and_64_bit(device, monkeypatch):
-    # Both offset widths of the matrix-vector kernel on the same operands agree bit for bit
-    # (only the address arithmetic differs). The launcher takes 64 bits only for operands of
-    # 2**30 elements or more, so that branch is forced here. N = 10 weight rows in blocks of
-    # 4 (masked rows: EVEN_N false) and of 1 (EVEN_N true).
+@pytest.mark.parametrize("path", ["gemv", "decode"])
+def test_offsets_32_and_64_bit(device, monkeypatch, path):
+    # Both offset widths of the matrix-vector and decode kernels on the same operands agree
+    # bit for bit (only the address arithmetic differs). The launcher takes 64 bits only for
+    # operands of 2**30 elements or more, so that branch is forced here. N = 10 weight rows:
+    # in blocks of 4 and 1 (gemv: masked rows, EVEN_N false, and none), of 16 (decode); K = 64
+    # in steps of 32 (no mask along K) and 48 (decode, two tokens: masked).
     seen, force = [], []
     real = L.needs_int64
     monkeypatch.setattr(L, "needs_int64", lambda *t: seen.append(real(*t)) or bool(force))
-    for block_n in (4, 1):
-        x, wg, wu, bg, bu = make_inputs((1,), 10, 64, torch.float32, device)
-        cfg = dict(BLOCK_N=block_n, BLOCK_K=32, num_warps=1, num_stages=1, UNROLL=2)
-        run = lambda: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "gemv", cfg)  # noqa: B023
+    gemv = dict(BLOCK_K=32, num_warps=1, num_stages=1, UNROLL=2)
+    decode = dict(BLOCK_N=16, num_warps=4, num_stages=2)
+    cases = {
+        "gemv": [(1, dict(gemv, BLOCK_N=4)), (1, dict(gemv, BLOCK_N=1))],
+        "decode": [(1, dict(decode, BLOCK_K=32)), (2, dict(decode, BLOCK_K=48))],
+    }[path]
+    for m, cfg in cases:
+        x, wg, wu, bg, bu = make_inputs((m,), 10, 64, torch.float32, device)
+        run = lambda: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, path, cfg)  # noqa: B023
         out32 = run()
         force.append(True)
         out64 = run()
         force.clear()
         ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
-        assert_within_rule("gemv", out32, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+        assert_within_rule(path, out32, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
         assert torch.equal(out32, out64)
     assert seen == [False] * 4
 

@@ -222,6 +222,9 @@ def _linear_decode_kernel(
     BLOCK_T: tl.constexpr,  # tokens per program (>= 16): the MMA's N dimension
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
+    EVEN_K: tl.constexpr = False,  # every program's K slice in range: no mask along K
+    INDEX_64: tl.constexpr = True,  # an element offset may reach 2**31: 64-bit offsets
+    W_EVICT: tl.constexpr = "",  # the weights' L2 eviction policy ("" or "evict_first")
 ):
     """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
     ``[BLOCK_N, BLOCK_T] = W[BLOCK_N, K] @ x^T[K, BLOCK_T]``, so a single token still fills
@@ -236,8 +239,12 @@ def _linear_decode_kernel(
     """
     pid_n = tl.program_id(0)
     pid_t = tl.program_id(1)
-    cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
-    rows = pid_t.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
+    if INDEX_64:
+        cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
+        rows = pid_t.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
+    else:
+        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     x_rows = _x_row_offsets(rows, inner_rows, stride_x_outer, stride_x_inner)
     row_mask = rows < M
     col_mask = cols < N
@@ -253,11 +260,15 @@ def _linear_decode_kernel(
     acc_g = to_compute(tl.zeros((BLOCK_N, BLOCK_T), dtype=x_ptr.dtype.element_ty))
     acc_u = tl.zeros_like(acc_g)
     for k in range(0, k_steps):
-        k_mask = ks < K - k_start - k * BLOCK_K
-        xt = tl.load(xt_ptrs, mask=k_mask[:, None] & row_mask[None, :], other=0.0)
-        w_mask = col_mask[:, None] & k_mask[None, :]
-        wg = tl.load(wg_ptrs, mask=w_mask, other=0.0)
-        wu = tl.load(wu_ptrs, mask=w_mask, other=0.0)
+        if EVEN_K:
+            xt = tl.load(xt_ptrs, mask=row_mask[None, :], other=0.0)
+            w_mask = col_mask[:, None]
+        else:
+            k_mask = ks < K - k_start - k * BLOCK_K
+            xt = tl.load(xt_ptrs, mask=k_mask[:, None] & row_mask[None, :], other=0.0)
+            w_mask = col_mask[:, None] & k_mask[None, :]
+        wg = tl.load(wg_ptrs, mask=w_mask, other=0.0, eviction_policy=W_EVICT)
+        wu = tl.load(wu_ptrs, mask=w_mask, other=0.0, eviction_policy=W_EVICT)
         acc_g = tl.dot(wg, xt, acc_g, input_precision=INPUT_PRECISION)
         acc_u = tl.dot(wu, xt, acc_u, input_precision=INPUT_PRECISION)
         xt_ptrs += BLOCK_K
@@ -380,6 +391,7 @@ def _linear_gemv_kernel(
     EVEN_N: tl.constexpr,  # N % BLOCK_N == 0: no mask along the weight rows
     INDEX_64: tl.constexpr,  # an element offset may reach 2**31: 64-bit offsets
     W_CACHE: tl.constexpr = "",  # "" (evict_first) or ".cg" (the weights bypass L1)
+    K_STATIC: tl.constexpr = 0,  # K itself (compiled in), or 0: K read at run time
 ):
     """Grid ``(cdiv(N, BLOCK_N), M)``: one token per program. A matrix-vector product on the
     CUDA cores: no MMA pads the token to 16 rows or the weight rows to 64, so a program can
@@ -407,10 +419,14 @@ def _linear_gemv_kernel(
         wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + ks[None, :]
         acc_g = to_compute(tl.zeros((BLOCK_N, BLOCK_K), dtype=x_ptr.dtype.element_ty))
         acc_u = tl.zeros_like(acc_g)
-        for k0 in range(0, K, UNROLL * BLOCK_K):
+        if K_STATIC > 0:  # a loop of known trips: one trip is straight-line code
+            k_len = K_STATIC
+        else:
+            k_len = K
+        for k0 in range(0, k_len, UNROLL * BLOCK_K):
             for u in tl.static_range(UNROLL):
                 acc_g, acc_u = _gemv_step(acc_g, acc_u, x_ptrs, wg_ptrs, wu_ptrs, ks,
-                                          k0 + u * BLOCK_K, K, col_mask, EVEN_K, EVEN_N,
+                                          k0 + u * BLOCK_K, k_len, col_mask, EVEN_K, EVEN_N,
                                           W_CACHE)  # fmt: skip
         gate = tl.sum(acc_g, axis=1) + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)
         up = tl.sum(acc_u, axis=1) + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)

@@ -82,7 +82,7 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # for the matrix-vector kernel, BLOCK_K steps whose loads are issued together (``UNROLL``)
 # and the weights' cache modifier (``W_CACHE``), and, as ``PROGRAMS_PER_SM``, persistent
 # programs that each take several blocks of rows.
-_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE")
+_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "W_EVICT")
 
 
 def token_bucket(m: int) -> int:
@@ -392,9 +392,11 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=acc, device=x.device)
             counts = split_k_counters(x.device, tiles)
         grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
+        even_k = k % bk == 0 and steps % split == 0  # every program's K slice in range
         _linear_decode_kernel[grid](
             *args[:6], parts, counts, *args[6:], **consts, BLOCK_N=bn, BLOCK_T=block_t,
-            BLOCK_K=bk, SPLIT_K=split,
+            BLOCK_K=bk, SPLIT_K=split, EVEN_K=even_k,
+            INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), W_EVICT=cfg.get("W_EVICT", ""),
         )  # fmt: skip
     else:
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
