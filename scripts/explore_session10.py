@@ -381,6 +381,85 @@ def decode(out: Path) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------------------
+# decode-tma
+# ----------------------------------------------------------------------------------------
+
+TMA_MODELS = ("1b", "8b", "qwen7b", "70b", "8b/tp8", "70b/tp8")
+
+
+def _tma_candidates(m, n, k):
+    """``(label, config)``: the committed decode entry (pointer loads), then the TMA variant
+    over tiles of 64 or 128 weight rows, 64-256 columns a step, as many stages as fit in
+    shared memory or fewer, one program per tile or split-K in two."""
+    entry = L.launch_config("decode", L.token_bucket(m), n, k, DT, "NVIDIA H200")
+    entry = {c: v for c, v in entry.items() if c != "source"}
+    cands = [("entry (pointer loads)", entry), ("entry TMA", dict(entry, TMA=True))]
+    grid = [(64, 64, 4, 6), (64, 64, 4, 8), (64, 128, 4, 4), (64, 128, 4, 5), (64, 128, 4, 6),
+            (64, 256, 4, 2), (64, 256, 4, 3), (128, 64, 8, 4), (128, 64, 8, 6),
+            (128, 128, 4, 3), (128, 128, 8, 2), (128, 128, 8, 3)]  # fmt: skip
+    for bn, bk, w, st in grid:
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st, TMA=True)
+        cands.append((f"tma bn{bn} bk{bk} w{w} s{st}", cfg))
+    for bn, bk, w, st in [(64, 128, 4, 4), (128, 128, 8, 3)]:
+        for split in (1, 2):
+            cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st, TMA=True,
+                       SPLIT_K=split)  # fmt: skip
+            cands.append((f"tma bn{bn} bk{bk} w{w} s{st} split{split}", cfg))
+    return cands
+
+
+def decode_tma(out: Path) -> list[dict]:
+    copy = copy_bandwidth(torch.device("cuda"))
+    rows = []
+    table = {}
+    for name in TMA_MODELS:
+        k, n = MODELS[name]
+        wg, wu = _w(n, k), _w(n, k)
+        for m in (8, 32):
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+            nbytes = (2 * n * k + m * k + m * n) * 2
+            frac = lambda ms: nbytes / ms / 1e6 / copy
+            timed = []
+            for label, cfg in _tma_candidates(m, n, k):
+                f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "decode", cfg)
+                try:
+                    if not _ok(f(), ref):
+                        say(f"decode-tma {name} M={m} {label}: WRONG")
+                        continue
+                    timed.append(dict(label=label, cfg=cfg, ms=measure_graph(f).median_ms))
+                except Exception as e:  # out of resources: not a candidate
+                    say(f"decode-tma {name} M={m} {label}: {type(e).__name__}: {e}"[:160])
+            by_ms = sorted(timed, key=lambda t: t["ms"])
+            final = by_ms[:3] + [t for t in timed[:1] if t not in by_ms[:3]]
+            for t in final:
+                t["again"] = []
+            for _ in range(3):
+                for t in final:
+                    cfg = t["cfg"]
+                    f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "decode", cfg)
+                    t["again"].append(measure_graph(f).median_ms)
+            for t in final:
+                t["best_of_all"] = min(t["ms"], *t["again"])
+            rows.append(dict(model=name, m=m, n=n, k=k, nbytes=nbytes, copy_gbps=copy,
+                             candidates=timed))  # fmt: skip
+            (out / "decode_tma.json").write_text(json.dumps(rows, indent=1))
+            base = timed[0]
+            win = min(final, key=lambda t: t["best_of_all"])
+            say(f"decode-tma {name:8s} M={m:2d} pointer {frac(min(base['again'])):4.0%} "
+                f"({min(base['again']) * 1e3:6.1f} us) best '{win['label']}' "
+                f"{frac(win['best_of_all']):4.0%} ({win['best_of_all'] * 1e3:6.1f})")  # fmt: skip
+            if win is not base:
+                table[f"m{m}_n{n}_k{k}"] = dict(win["cfg"], source=(
+                    f"scripts/explore_session10.py decode-tma on {torch.cuda.get_device_name()}, "
+                    f"{time.strftime('%Y-%m-%d')}: {win['best_of_all'] * 1e3:.1f} us "
+                    f"({frac(win['best_of_all']):.0%} of copy bandwidth) against "
+                    f"{min(base['again']) * 1e3:.1f} us for the pointer-load entry"))  # fmt: skip
+            (out / "decode_tma_table.json").write_text(json.dumps(table, indent=1))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------
 # gap
 # ----------------------------------------------------------------------------------------
 
@@ -458,6 +537,8 @@ def main() -> None:
             gemv(out, found)
         elif part == "decode":
             decode(out)
+        elif part == "decode-tma":
+            decode_tma(out)
         elif part == "gap":
             gap(out)
         else:

@@ -28,6 +28,7 @@ from triton.compiler import ASTSource
 
 from flash_swiglu.kernels.linear import (
     _linear_decode_kernel,
+    _linear_decode_tma_kernel,
     _linear_gemv_kernel,
     _linear_ptr_kernel,
     _linear_tma_kernel,
@@ -41,6 +42,7 @@ KERNELS = {
     "tma": _linear_tma_kernel,
     "pointer": _linear_ptr_kernel,
     "decode": _linear_decode_kernel,
+    "decode_tma": _linear_decode_tma_kernel,
     "gemv": _linear_gemv_kernel,
 }
 H200_SMS = 132
@@ -114,6 +116,8 @@ def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, align
 
 def compile_variant(path: str, dtype, cfg: dict, constexprs: dict, aligned: bool = True):
     bm, bn, bk = cfg.get("BLOCK_M"), cfg["BLOCK_N"], cfg["BLOCK_K"]
+    if path == "decode_tma":
+        bm = 16  # BLOCK_T: the token tile of up to 16 tokens
     blocks = {"x_desc": [bm, bk], "wg_desc": [bn, bk], "wu_desc": [bn, bk], "out_desc": [bm, bn]}
     return compile_gemm(KERNELS[path], dtype, blocks, constexprs, cfg, aligned)
 
@@ -123,6 +127,8 @@ def committed_configs():
     for path, cfg in L.BUILTIN.items():
         yield path, "builtin", cfg
     yield "decode", "builtin split-k", dict(L.BUILTIN["decode"], SPLIT_K=4)
+    yield "decode", "builtin TMA", dict(L.BUILTIN["decode"], TMA=True)
+    yield "decode", "builtin TMA split-k", dict(L.BUILTIN["decode"], TMA=True, SPLIT_K=4)
     for table in sorted(L.CONFIG_DIR.glob("*_linear.json")):
         data = json.loads(table.read_text())
         for path in L.BUILTIN:
@@ -146,6 +152,7 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         UNROLL=cfg.get("UNROLL", 1),
         W_CACHE=cfg.get("W_CACHE", ""),
         W_EVICT=cfg.get("W_EVICT", ""),
+        K_STATIC=cfg.get("K_STATIC", 0),
         EVEN_K=cfg.get("EVEN_K", True),
         EVEN_N=cfg.get("EVEN_N", True),
         INDEX_64=cfg.get("INDEX_64", False),
@@ -161,10 +168,21 @@ def _mma(dtype) -> str:
     return "tf32x3" if dtype == torch.float32 else "tf32"
 
 
+def _static_k(source: str, raw: dict) -> int:
+    """The K a ``STATIC_K`` entry compiles in: its table key's, else 4096; 0 otherwise."""
+    if not raw.get("STATIC_K"):
+        return 0
+    found = re.search(r"_k(\d+)$", source)
+    return int(found.group(1)) if found else 4096
+
+
 def _gemv_variants(source, raw):
     acts = ["silu", "gelu", "gelu_tanh", "relu", "swiglu_oai"]
+    if source == "builtin":  # K compiled in, whatever the tables say
+        yield from _gemv_variants("builtin static K", dict(raw, STATIC_K=True))
     for dtype in (torch.bfloat16, torch.float16, torch.float32):
         cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
+        cfg["K_STATIC"] = _static_k(source, raw)
         for aligned in (True, False):
             # Aligned: no masks and 32-bit offsets (a model's weights); unaligned: masks on
             # both axes and 64-bit offsets, the other branch of each.
@@ -182,6 +200,13 @@ def variants():
         raw = {k: v for k, v in raw.items() if k in L._CONFIG_KEYS + L._OPTIONAL_KEYS}
         if path == "gemv":  # CUDA-core products: no input precision to vary
             yield from _gemv_variants(source, raw)
+            continue
+        if path == "decode" and raw.get("TMA"):  # 16-bit, aligned operands only
+            for dtype in (torch.bfloat16, torch.float16):
+                for act in acts if dtype == torch.bfloat16 else ["silu"]:
+                    mma = _mma(dtype)
+                    adjusted = L.adjust_config(path, raw, dtype, True, mma)
+                    yield "decode_tma", source, adjusted, dtype, act, act == "silu", True, mma
             continue
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))

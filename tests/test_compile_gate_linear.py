@@ -22,14 +22,14 @@ def compiled():
 def test_every_path_and_committed_config_compiled(compiled):
     from flash_swiglu.ops import linear as L
 
-    assert {r["path"] for r in compiled} == {"tma", "pointer", "decode", "gemv"}
+    assert {r["path"] for r in compiled} == {"tma", "pointer", "decode", "decode_tma", "gemv"}
     sources = {r["source"] for r in compiled}
     for table in L.CONFIG_DIR.glob("*_linear.json"):
         data = json.loads(table.read_text())
         for path in L.BUILTIN:
             for key, entry in data.get(path, {}).items():
                 if "KERNEL" not in entry:  # {"KERNEL": "decode"} names no configuration
-                    assert f"{table.name}:{key}" in sources
+                    assert f"{table.name}:{key}" in sources, key
     assert {r["activation"] for r in compiled} == {
         "silu",
         "gelu",
@@ -40,9 +40,14 @@ def test_every_path_and_committed_config_compiled(compiled):
 
 
 def test_tma_path_uses_wgmma_and_bulk_tensor_copies(compiled):
+    # The decode kernel's TMA variant too: its operands come by bulk tensor copies, never
+    # by per-thread loads (cp.async).
+    assert [r for r in compiled if r["path"] == "decode_tma"]
     for r in compiled:
         if r["path"] == "tma":
             assert r["wgmma"] and r["bulk_tensor"], r
+        if r["path"] == "decode_tma":
+            assert r["bulk_tensor"] and not r["cp_async"], r
 
 
 def test_split_k_decode_counts_arrivals_with_one_acq_rel_atomic(compiled):
@@ -59,7 +64,7 @@ def test_split_k_decode_counts_arrivals_with_one_acq_rel_atomic(compiled):
 
 def _mma_rows(r: dict) -> int:
     """Rows of the MMA tile: the weight tile for the decode kernel (operands swapped)."""
-    return r["config"]["BLOCK_N"] if r["path"] == "decode" else r["config"]["BLOCK_M"]
+    return r["config"]["BLOCK_N"] if r["path"].startswith("decode") else r["config"]["BLOCK_M"]
 
 
 def test_16_bit_and_tf32_products_use_wgmma(compiled):

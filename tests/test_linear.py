@@ -169,6 +169,52 @@ def test_decode_split_k(device, m, k, split, dtype):
         assert not torch.equal(run(dict(cfg, SPLIT_K=1)), out)  # fp32 sums' rounding differs
 
 
+@pytest.mark.parametrize(
+    ("m", "n", "k", "split"), [(3, 40, 96, 1), (8, 72, 200, 3), (40, 40, 64, 2)]
+)
+def test_decode_tma(device, monkeypatch, m, n, k, split):
+    """The decode kernel's TMA variant (``TMA`` in the configuration): fp16 and bf16 operands
+    with 16-byte aligned rows. Tokens past M, weight rows past N and columns past K (K = 200
+    is not a multiple of BLOCK_K) come in as zeros from the descriptors; split-K slices
+    hand over as in the pointer kernel. Against the reference, deterministic, counters back at
+    zero; the result is the pointer kernel's wherever one program sums a tile (no split)."""
+    import flash_swiglu.kernels.linear as KL
+
+    launched = []
+    real = KL._linear_decode_tma_kernel
+    spy = type("Spy", (), {"__getitem__": lambda _, grid: launched.append(grid) or real[grid]})
+    monkeypatch.setattr(KL, "_linear_decode_tma_kernel", spy())
+    dtype = torch.float16 if device == "cpu" else torch.bfloat16
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, dtype, device, "gelu")
+    cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2, SPLIT_K=split, TMA=True)
+    run = lambda c: L._forward_triton(x, wg, wu, bg, bu, "gelu", 1.702, 7.0, "decode", c)
+    out = run(cfg)
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)), "gelu")
+    assert_within_rule(f"tma split {split}", out, torch_linear(x, wg, wu, bg, bu, "gelu"), ref)
+    assert torch.equal(run(cfg), out)
+    assert not L.split_k_counters(x.device, 1).any()
+    assert len(launched) == 2
+    if split == 1:
+        assert torch.equal(run(dict(cfg, TMA=False)), out)
+
+
+def test_decode_tma_falls_back(device, monkeypatch):
+    # Operands a descriptor cannot take (fp32; a row stride of 37 elements) keep the
+    # pointer kernel, whatever the configuration says.
+    import flash_swiglu.kernels.linear as KL
+
+    def refuse(*a, **k):
+        raise AssertionError("the TMA decode kernel was launched")
+
+    monkeypatch.setattr(KL, "_linear_decode_tma_kernel", type("K", (), {"__getitem__": refuse})())
+    cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2, TMA=True)
+    for dtype, k in ((torch.float32, 64), (torch.float16, 37)):
+        x, wg, wu, bg, bu = make_inputs((4,), 24, k, dtype, device)
+        out = L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "decode", cfg)
+        ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+        assert_within_rule("fallback", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+
+
 def test_decode_split_k_reads_strided_rows_in_place(device):
     # x[:, :5] of a [2, 8, K] tensor: rows in two strided groups, read in place, split or not.
     x, wg, wu, bg, bu = make_inputs((2, 8), 40, 96, torch.float32, device)
@@ -241,6 +287,19 @@ def test_offsets_32_and_64_bit(device, monkeypatch, path):
         assert_within_rule(path, out32, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
         assert torch.equal(out32, out64)
     assert seen == [False] * 4
+
+
+@pytest.mark.parametrize("k", [64, 100])
+def test_gemv_static_k(device, k):
+    # K compiled into the matrix-vector kernel (``STATIC_K``) gives the same bits as K read
+    # at run time: a K loop of 1 trip (64 = UNROLL * BLOCK_K) and a ragged one (100).
+    x, wg, wu, bg, bu = make_inputs((1,), 10, k, torch.float16, device, "gelu")
+    cfg = dict(BLOCK_N=1, BLOCK_K=32, num_warps=1, num_stages=1, UNROLL=2)
+    run = lambda c: L._forward_triton(x, wg, wu, bg, bu, "gelu", 1.702, 7.0, "gemv", c)
+    out = run(dict(cfg, STATIC_K=True))
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)), "gelu")
+    assert_within_rule("gemv static K", out, torch_linear(x, wg, wu, bg, bu, "gelu"), ref)
+    assert torch.equal(out, run(cfg))
 
 
 def test_needs_int64():

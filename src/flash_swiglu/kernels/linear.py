@@ -290,6 +290,81 @@ def _linear_decode_kernel(
 
 
 @triton.jit
+def _linear_decode_tma_kernel(
+    x_desc,  # [M, K] tokens, descriptor block [BLOCK_T, BLOCK_K]
+    wg_desc,  # [N, K] gate weight, descriptor block [BLOCK_N, BLOCK_K]
+    wu_desc,  # [N, K] up weight, descriptor block [BLOCK_N, BLOCK_K]
+    bg_ptr,  # [N] gate bias (unused without HAS_BG)
+    bu_ptr,  # [N] up bias (unused without HAS_BU)
+    out_ptr,  # [M, N] output, row stride stride_out, unit column stride
+    part_ptr,  # [tiles, SPLIT_K, 2, BLOCK_T, BLOCK_N] partial sums (SPLIT_K > 1 only)
+    count_ptr,  # int32 [tiles] arrivals per tile, zero before and after the launch
+    M,
+    N,
+    K,
+    stride_bg,
+    stride_bu,
+    stride_out,
+    HAS_BG: tl.constexpr,
+    HAS_BU: tl.constexpr,
+    ACTIVATION: tl.constexpr,
+    ALPHA: tl.constexpr,
+    LIMIT: tl.constexpr,
+    INPUT_PRECISION: tl.constexpr,
+    BLOCK_N: tl.constexpr,  # weight rows per program: the MMA's M dimension
+    BLOCK_T: tl.constexpr,  # tokens per program (>= 16): the MMA's N dimension
+    BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
+    INDEX_64: tl.constexpr,  # an output offset may reach 2**31: 64-bit offsets
+):
+    """``_linear_decode_kernel`` with its operands fetched by the tensor-memory accelerator:
+    grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``, ``out^T`` tiles ``[BLOCK_N,
+    BLOCK_T] = W[BLOCK_N, K] @ x^T``, the same split-K hand-over. One thread issues each
+    weight tile's copy, so a program keeps its stages of weights in flight with a few
+    instructions instead of a 16-byte load per thread and element group. Descriptors
+    zero-fill reads past M, N and K: no masks in the loop. Requirements (checked by the
+    launcher): 16-byte aligned bases and row strides, unit last strides."""
+    pid_n = tl.program_id(0)
+    pid_t = tl.program_id(1)
+    off_n = pid_n * BLOCK_N
+    off_t = pid_t * BLOCK_T
+    k_steps = tl.cdiv(K, BLOCK_K)
+    k_first = 0
+    if SPLIT_K > 1:
+        k_steps = tl.cdiv(k_steps, SPLIT_K)
+        k_first = tl.program_id(2) * k_steps
+    acc_g = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
+    acc_u = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
+    for ki in range(k_first, k_first + k_steps):
+        off_k = ki * BLOCK_K
+        xt = x_desc.load([off_t, off_k])  # [BLOCK_T, BLOCK_K], shared by both products
+        wg = wg_desc.load([off_n, off_k])
+        wu = wu_desc.load([off_n, off_k])
+        acc_g = tl.dot(wg, xt.T, acc_g, input_precision=INPUT_PRECISION)
+        acc_u = tl.dot(wu, xt.T, acc_u, input_precision=INPUT_PRECISION)
+    cols = off_n + tl.arange(0, BLOCK_N)  # weight rows
+    rows = off_t + tl.arange(0, BLOCK_T)  # tokens
+    if INDEX_64:
+        cols = cols.to(tl.int64)
+        rows = rows.to(tl.int64)
+    row_mask = rows < M
+    col_mask = cols < N
+    last = True
+    if SPLIT_K > 1:
+        acc_g, acc_u, last = _split_k_gather(
+            acc_g, acc_u, part_ptr, count_ptr, pid_n * tl.num_programs(1) + pid_t,
+            row_mask, SPLIT_K, BLOCK_N, BLOCK_T,
+        )  # fmt: skip
+    if last:
+        gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[:, None]
+        up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[:, None]
+        out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # out^T [BLOCK_N, BLOCK_T]
+        out_ptrs = out_ptr + cols[:, None] + (rows * stride_out)[None, :]
+        mask = col_mask[:, None] & row_mask[None, :]
+        tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
 def _split_k_gather(
     acc_g, acc_u, part_ptr, count_ptr, tile, row_mask,
     SPLIT_K: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,

@@ -62,7 +62,7 @@ BUILTIN = {
     "tma": dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=16, num_warps=8, num_stages=3),
     "pointer": dict(BLOCK_M=64, BLOCK_N=64, BLOCK_K=64, GROUP_M=8, num_warps=4, num_stages=3),
     "decode": dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=2),
-    "gemv": dict(BLOCK_N=1, BLOCK_K=256, num_warps=1, num_stages=1, UNROLL=2),
+    "gemv": dict(BLOCK_N=1, BLOCK_K=2048, num_warps=8, num_stages=1, UNROLL=1, STATIC_K=True),
 }
 # Under the interpreter: one config per path, blocks wide enough to keep it quick.
 INTERPRET = {
@@ -78,11 +78,16 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # Optional table keys: programs resident per SM for the persistent TMA kernel (2: one
 # program's epilogue overlaps the other's main loop; needs registers and shared memory for
 # two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them; for the
-# decode kernel, programs per output tile (``SPLIT_K``; absent: ``auto_split_k`` decides);
-# for the matrix-vector kernel, BLOCK_K steps whose loads are issued together (``UNROLL``)
-# and the weights' cache modifier (``W_CACHE``), and, as ``PROGRAMS_PER_SM``, persistent
+# decode kernel, programs per output tile (``SPLIT_K``; absent: ``auto_split_k`` decides)
+# the weights' L2 eviction policy (``W_EVICT``: "" or "evict_first") and its variant whose
+# operands the tensor-memory accelerator fetches (``TMA``: 16-bit, aligned operands); for the
+# matrix-vector kernel, BLOCK_K steps whose loads are issued together (``UNROLL``), the
+# weights' cache modifier (``W_CACHE``), K compiled into the kernel (``STATIC_K``: a loop of
+# known trips, fewer registers; one compile per K) and, as ``PROGRAMS_PER_SM``, persistent
 # programs that each take several blocks of rows.
-_OPTIONAL_KEYS = ("PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "W_EVICT")
+_OPTIONAL_KEYS = (
+    "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "W_EVICT", "STATIC_K", "TMA",
+)  # fmt: skip
 
 
 def token_bucket(m: int) -> int:
@@ -286,6 +291,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     from flash_swiglu.kernels import interpreting
     from flash_swiglu.kernels.linear import (
         _linear_decode_kernel,
+        _linear_decode_tma_kernel,
         _linear_gemv_kernel,
         _linear_ptr_kernel,
         _linear_tma_kernel,
@@ -375,6 +381,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
             EVEN_K=k % (unroll * bk) == 0, EVEN_N=n % cfg["BLOCK_N"] == 0,
             INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), W_CACHE=cfg.get("W_CACHE", ""),
+            K_STATIC=k if cfg.get("STATIC_K") else 0,  # compiled in: one kernel per K
         )  # fmt: skip
     elif path == "decode":
         block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
@@ -392,6 +399,20 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=acc, device=x.device)
             counts = split_k_counters(x.device, tiles)
         grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
+        if cfg.get("TMA") and _decode_tma_ok(x2, wg, wu):
+            from triton.tools.tensor_descriptor import TensorDescriptor
+
+            C.bind_cuda_context(x2.device)
+            descs = [
+                TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
+                for t, block in ((x2, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
+            ]
+            _linear_decode_tma_kernel[grid](
+                *descs, *biases, out, parts, counts, m, n, k, *bias_strides, n, **consts,
+                BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split,
+                INDEX_64=needs_int64(out, bg, bu),
+            )  # fmt: skip
+            return out
         even_k = k % bk == 0 and steps % split == 0  # every program's K slice in range
         _linear_decode_kernel[grid](
             *args[:6], parts, counts, *args[6:], **consts, BLOCK_N=bn, BLOCK_T=block_t,
@@ -404,12 +425,23 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     return out
 
 
+def _decode_tma_ok(x2: torch.Tensor | None, wg: torch.Tensor, wu: torch.Tensor) -> bool:
+    """Whether the decode kernel's TMA variant can take these operands: 16-bit (fp32 and fp64
+    keep the pointer kernel), x one 2-D view, 16-byte aligned bases and row strides."""
+    return (
+        x2 is not None
+        and x2.element_size() == 2
+        and _tma_device(x2.device)
+        and all(_tma_aligned(t) for t in (x2, wg, wu))
+    )
+
+
 def needs_int64(*tensors: torch.Tensor | None) -> bool:
     """Whether a kernel must compute element offsets into ``tensors`` in 64 bits: the largest
     offset over a tensor's sizes and strides reaches 2**30, half of int32's range, which
     leaves room for the masked lanes of a partial block past the last row or column."""
     return any(
-        sum((d - 1) * s for d, s in zip(t.shape, t.stride())) >= 2**30
+        sum((d - 1) * s for d, s in zip(t.shape, t.stride(), strict=True)) >= 2**30
         for t in tensors
         if t is not None
     )
@@ -803,14 +835,21 @@ CANDIDATES = {
         for w in (4, 8)
         for s in (2, 3, 4, 5)
     ],
-    # Single-warp (or two-warp) programs of one weight row: the fastest family on the H200
-    # (benchmarks/results/h200-session9-explore, calls 3, 4 and 6).
+    # Programs of one weight row, the fastest family on the H200: 1024-4096 columns a step
+    # over 4-8 warps with K compiled in (benchmarks/results/h200-session10-explore/call2),
+    # and single-warp programs with K read at run time (h200-session9-explore, calls 3, 4
+    # and 6; Llama-3-70B's, with the weights through L2 only).
     "gemv": [
-        dict(BLOCK_N=1, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u, W_CACHE=c)
-        for bk, w in ((128, 1), (256, 1), (512, 1), (1024, 2))
-        for u in (2, 4, 8)
-        for c in ("", ".cg")
+        dict(BLOCK_N=1, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u, STATIC_K=True)
+        for bk, w in ((1024, 4), (2048, 4), (2048, 8), (4096, 8))
+        for u in (1, 2)
         if bk * u <= 4096
+    ]
+    + [
+        dict(BLOCK_N=1, BLOCK_K=bk, num_warps=1, num_stages=1, UNROLL=u, W_CACHE=c)
+        for bk in (128, 256)
+        for u in (2, 8)
+        for c in ("", ".cg")
     ],
 }
 
