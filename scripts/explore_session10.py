@@ -1,6 +1,7 @@
 """Session 10 explorations on the H200: the one-token matrix-vector kernel.
 
-    PYTHONPATH=src python scripts/explore_session10.py [inductor] [gemv] [gap] --out DIR
+    PYTHONPATH=src python scripts/explore_session10.py [inductor] [gemv] [decode] [decode-tma]
+        [decode-tma2] [gap] --out DIR
 
 - ``inductor``: ``torch.compile`` max-autotune of eager's projection at one token on the four
   model shapes, with Inductor's cache in ``DIR/inductor_cache``: the block sizes, warps and
@@ -12,6 +13,14 @@
   ``R0_BLOCK``, its warps and stages), on the four model shapes and two 8-rank shards; then the
   fastest three, the committed entry and session 9's variant re-timed in turn three times.
   -> ``gemv.json``, ``gemv_table.json`` (the fastest per shape, in the launch table's format).
+- ``decode``: the decode kernel (pointer loads) as session 9 launched it, with no mask along
+  K, 32-bit offsets and the weights loaded ``evict_first``, each and together, and a grid of
+  tiles, at 8 and 32 tokens on 8B, Qwen and 1B. -> ``decode.json``.
+- ``decode-tma``: the decode kernel's TMA variant (``TMA`` in a configuration) over a grid of
+  tiles and stages against the committed pointer-load entry, at 8 and 32 tokens on the four
+  model shapes and two shards. -> ``decode_tma.json``, ``decode_tma_table.json``.
+- ``decode-tma2``: TMA programs with fewer stages and split-K (several programs an SM) on
+  1B, 8B and Qwen. -> ``decode_tma2.json``, ``decode_tma2_table.json``.
 - ``gap``: Llama-3-8B at one token, the same kernel and configuration timed four ways in one
   process, with the SM clock, power and temperature read (``nvidia-smi``) before each: the
   kernel launched directly, ``flash_swiglu.swiglu_linear``, ``bench.harness.run_case`` (what
@@ -408,11 +417,29 @@ def _tma_candidates(m, n, k):
     return cands
 
 
-def decode_tma(out: Path) -> list[dict]:
+def _occupancy_candidates(m, n, k):
+    """``(label, config)`` for ``decode-tma2``: the table's entry, then TMA programs with
+    fewer stages (less shared memory: two to four programs an SM) and split-K, so that a
+    second program's loads cover one program's start and end. Call 3 had one program an SM
+    on Llama-3.2-1B (128 tiles of 64 rows) and 23 us against 19 us for one token's kernel."""
+    entry = L.launch_config("decode", L.token_bucket(m), n, k, DT, "NVIDIA H200")
+    entry = {c: v for c, v in entry.items() if c != "source"}
+    cands = [("entry", entry)]
+    grid = [(32, 128, 4, st, sp) for st in (3, 4, 6) for sp in (1, 2)]
+    grid += [(64, 128, 4, st, sp) for st in (2, 3) for sp in (1, 2, 4)]
+    grid += [(64, 64, 4, st, 2) for st in (3, 4)] + [(128, 128, 8, 2, 2)]
+    for bn, bk, w, st, sp in grid:
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st, TMA=True, SPLIT_K=sp)
+        cands.append((f"tma bn{bn} bk{bk} w{w} s{st} split{sp}", cfg))
+    return cands
+
+
+def decode_tma(out: Path, models=TMA_MODELS, candidates=None, tag="decode_tma") -> list[dict]:
+    candidates = candidates or _tma_candidates
     copy = copy_bandwidth(torch.device("cuda"))
     rows = []
     table = {}
-    for name in TMA_MODELS:
+    for name in models:
         k, n = MODELS[name]
         wg, wu = _w(n, k), _w(n, k)
         for m in (8, 32):
@@ -421,7 +448,7 @@ def decode_tma(out: Path) -> list[dict]:
             nbytes = (2 * n * k + m * k + m * n) * 2
             frac = lambda ms: nbytes / ms / 1e6 / copy
             timed = []
-            for label, cfg in _tma_candidates(m, n, k):
+            for label, cfg in candidates(m, n, k):
                 f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, "decode", cfg)
                 try:
                     if not _ok(f(), ref):
@@ -443,7 +470,7 @@ def decode_tma(out: Path) -> list[dict]:
                 t["best_of_all"] = min(t["ms"], *t["again"])
             rows.append(dict(model=name, m=m, n=n, k=k, nbytes=nbytes, copy_gbps=copy,
                              candidates=timed))  # fmt: skip
-            (out / "decode_tma.json").write_text(json.dumps(rows, indent=1))
+            (out / f"{tag}.json").write_text(json.dumps(rows, indent=1))
             base = timed[0]
             win = min(final, key=lambda t: t["best_of_all"])
             say(f"decode-tma {name:8s} M={m:2d} pointer {frac(min(base['again'])):4.0%} "
@@ -455,7 +482,7 @@ def decode_tma(out: Path) -> list[dict]:
                     f"{time.strftime('%Y-%m-%d')}: {win['best_of_all'] * 1e3:.1f} us "
                     f"({frac(win['best_of_all']):.0%} of copy bandwidth) against "
                     f"{min(base['again']) * 1e3:.1f} us for the pointer-load entry"))  # fmt: skip
-            (out / "decode_tma_table.json").write_text(json.dumps(table, indent=1))
+            (out / f"{tag}_table.json").write_text(json.dumps(table, indent=1))
     return rows
 
 
@@ -539,6 +566,8 @@ def main() -> None:
             decode(out)
         elif part == "decode-tma":
             decode_tma(out)
+        elif part == "decode-tma2":
+            decode_tma(out, ("1b", "8b", "qwen7b"), _occupancy_candidates, "decode_tma2")
         elif part == "gap":
             gap(out)
         else:

@@ -834,6 +834,12 @@ CANDIDATES = {
         for bk in (64, 128, 256)
         for w in (4, 8)
         for s in (2, 3, 4, 5)
+    ]
+    # The TMA variant's tiles that won a shape in benchmarks/results/h200-session10-explore
+    # (call 3); the launcher runs them with pointer loads where a descriptor cannot serve.
+    + [
+        dict(BLOCK_N=bn, BLOCK_K=128, num_warps=w, num_stages=s, TMA=True)
+        for bn, w, s in ((64, 4, 4), (64, 4, 5), (64, 4, 6), (128, 8, 3))
     ],
     # Programs of one weight row, the fastest family on the H200: 1024-4096 columns a step
     # over 4-8 warps with K compiled in (benchmarks/results/h200-session10-explore/call2),
