@@ -225,9 +225,8 @@ def _candidates(name, inductor_cfgs=None):
     """``(label, config, EVEN_N, INDEX_64, K_STATIC)``: session 9's launch (64-bit offsets, row
     mask, K at run time) and the committed entry with each change, then programs over a
     whole row of K or half of it (Inductor's choice on 8B and 70B: one row, 4096 columns a
-    step, 16 warps) with K compiled in, which lets such a program hold ~30 registers a
-    thread (53 with K at run time: sm_90 compile of this kernel, Triton 3.9) and so two
-    programs of 16 warps an SM instead of one."""
+    step, 16 warps) with K compiled in, as Inductor's kernel has it: the loop's trips unroll
+    and a one-trip program holds 31 registers a thread, not 53 (sm_90 compile, Triton 3.9)."""
     table = L.load_table("NVIDIA H200").get("gemv", {})
     k, n = MODELS[name]
     entry = table.get(f"m1_n{n}_k{k}", table["m1"])

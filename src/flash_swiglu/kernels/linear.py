@@ -31,6 +31,8 @@ Four kernels:
   several programs per tile, each over a slice of K: the last of them to finish adds the
   slices' fp32 partials in a fixed order and applies the activation, so the epilogue stays
   in the kernel and the result is deterministic. It streams each weight byte once.
+- ``_linear_decode_tma_kernel``: the decode kernel with its operands fetched by TMA (where
+  the launch table says ``TMA`` and the operands are 16-bit and aligned).
 - ``_linear_gemv_kernel`` (one token, where the launch table says): no MMA, a
   matrix-vector product on the CUDA cores over programs of a few weight rows each, for the
   single-token case that an MMA's 64 x 16 minimum tile serves poorly.
@@ -223,7 +225,7 @@ def _linear_decode_kernel(
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
     EVEN_K: tl.constexpr = False,  # every program's K slice in range: no mask along K
-    INDEX_64: tl.constexpr = True,  # an element offset may reach 2**31: 64-bit offsets
+    INDEX_64: tl.constexpr = True,  # offsets may pass 2**30 (needs_int64): 64-bit offsets
     W_EVICT: tl.constexpr = "",  # the weights' L2 eviction policy ("" or "evict_first")
 ):
     """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
@@ -315,7 +317,7 @@ def _linear_decode_tma_kernel(
     BLOCK_T: tl.constexpr,  # tokens per program (>= 16): the MMA's N dimension
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
-    INDEX_64: tl.constexpr,  # an output offset may reach 2**31: 64-bit offsets
+    INDEX_64: tl.constexpr,  # output offsets may pass 2**30 (needs_int64): 64-bit
 ):
     """``_linear_decode_kernel`` with its operands fetched by the tensor-memory accelerator:
     grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``, ``out^T`` tiles ``[BLOCK_N,
@@ -464,22 +466,26 @@ def _linear_gemv_kernel(
     UNROLL: tl.constexpr,  # BLOCK_K steps per trip of the K loop, their loads issued together
     EVEN_K: tl.constexpr,  # K % (UNROLL * BLOCK_K) == 0: no mask along K
     EVEN_N: tl.constexpr,  # N % BLOCK_N == 0: no mask along the weight rows
-    INDEX_64: tl.constexpr,  # an element offset may reach 2**31: 64-bit offsets
+    INDEX_64: tl.constexpr,  # offsets may pass 2**30 (needs_int64): 64-bit offsets
     W_CACHE: tl.constexpr = "",  # "" (evict_first) or ".cg" (the weights bypass L1)
     K_STATIC: tl.constexpr = 0,  # K itself (compiled in), or 0: K read at run time
 ):
     """Grid ``(cdiv(N, BLOCK_N), M)``: one token per program. A matrix-vector product on the
     CUDA cores: no MMA pads the token to 16 rows or the weight rows to 64, so a program can
-    own a single weight row (of gate and of up; the H200 table gives it one warp), and the
-    weights spread over thousands of small programs that keep loads in flight on every SM
-    and leave no partial last wave. The launcher sends it single tokens only (more tokens
-    would each stream the weights again). Each step multiplies ``[BLOCK_N, BLOCK_K]`` slices
-    of both weights by the token's slice of x into fp32 accumulators of that shape (fp64 for
-    fp64), summed over K once after the loop (a fixed order: deterministic). Each weight byte
-    is read once (``_gemv_step``: ``evict_first``, or L2 only). A grid narrower than
+    own a single weight row (of gate and of up; the H200 table gives it 2048 columns a step
+    over 8 warps), and the weights spread over thousands of programs that keep loads in
+    flight on every SM and leave no partial last wave. ``K_STATIC`` compiles K in: the few
+    trips of the K loop (one or two on model shapes) become straight-line code whose loads
+    all issue at once, and a one-trip program holds fewer registers (sm_90, Triton 3.9: 31
+    a thread against 53 for 4096 columns over 16 warps with K read at run time). The launcher
+    sends it single tokens only (more tokens would each stream the weights again). Each step
+    multiplies ``[BLOCK_N, BLOCK_K]`` slices of both weights by the token's slice of x into
+    fp32 accumulators of that shape (fp64 for fp64), summed over K once after the loop (a
+    fixed order: deterministic). Each weight byte is read once (``_gemv_step``:
+    ``evict_first``, or L2 only). A grid narrower than
     ``cdiv(N, BLOCK_N)`` makes the programs persistent: each takes every ``grid``-th block of
     weight rows in turn. Offsets are 32-bit unless ``INDEX_64`` (the launcher sets it where
-    an operand spans 2**31 elements or more): fewer instructions and registers a load."""
+    an operand spans 2**30 elements or more)."""
     row = tl.program_id(1)
     if INDEX_64:
         row = row.to(tl.int64)
