@@ -15,7 +15,9 @@
   -> ``gemv.json``, ``gemv_table.json`` (the fastest per shape, in the launch table's format).
 - ``decode``: the decode kernel (pointer loads) as session 9 launched it, with no mask along
   K, 32-bit offsets and the weights loaded ``evict_first``, each and together, and a grid of
-  tiles, at 8 and 32 tokens on 8B, Qwen and 1B. -> ``decode.json``.
+  tiles, at 8 and 32 tokens on 8B, Qwen and 1B. -> ``decode.json``. Runs at commits
+  ``77cfb13`` to ``8268ebc`` only: the kernel's ``W_EVICT`` option, which changed nothing
+  measurable (``call2``), was removed after.
 - ``decode-tma``: the decode kernel's TMA variant (``TMA`` in a configuration) over a grid of
   tiles and stages against the committed pointer-load entry, at 8 and 32 tokens on the four
   model shapes and two shards. -> ``decode_tma.json``, ``decode_tma_table.json``.

@@ -151,7 +151,6 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         BLOCK_T=16,
         UNROLL=cfg.get("UNROLL", 1),
         W_CACHE=cfg.get("W_CACHE", ""),
-        W_EVICT=cfg.get("W_EVICT", ""),
         K_STATIC=cfg.get("K_STATIC", 0),
         EVEN_K=cfg.get("EVEN_K", True),
         EVEN_N=cfg.get("EVEN_N", True),

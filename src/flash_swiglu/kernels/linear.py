@@ -226,7 +226,6 @@ def _linear_decode_kernel(
     SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
     EVEN_K: tl.constexpr = False,  # every program's K slice in range: no mask along K
     INDEX_64: tl.constexpr = True,  # offsets may pass 2**30 (needs_int64): 64-bit offsets
-    W_EVICT: tl.constexpr = "",  # the weights' L2 eviction policy ("" or "evict_first")
 ):
     """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
     ``[BLOCK_N, BLOCK_T] = W[BLOCK_N, K] @ x^T[K, BLOCK_T]``, so a single token still fills
@@ -269,8 +268,8 @@ def _linear_decode_kernel(
             k_mask = ks < K - k_start - k * BLOCK_K
             xt = tl.load(xt_ptrs, mask=k_mask[:, None] & row_mask[None, :], other=0.0)
             w_mask = col_mask[:, None] & k_mask[None, :]
-        wg = tl.load(wg_ptrs, mask=w_mask, other=0.0, eviction_policy=W_EVICT)
-        wu = tl.load(wu_ptrs, mask=w_mask, other=0.0, eviction_policy=W_EVICT)
+        wg = tl.load(wg_ptrs, mask=w_mask, other=0.0)
+        wu = tl.load(wu_ptrs, mask=w_mask, other=0.0)
         acc_g = tl.dot(wg, xt, acc_g, input_precision=INPUT_PRECISION)
         acc_u = tl.dot(wu, xt, acc_u, input_precision=INPUT_PRECISION)
         xt_ptrs += BLOCK_K

@@ -79,14 +79,13 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # program's epilogue overlaps the other's main loop; needs registers and shared memory for
 # two), and a register cap per thread (Triton's ``maxnreg``) that makes room for them; for the
 # decode kernel, programs per output tile (``SPLIT_K``; absent: ``auto_split_k`` decides)
-# the weights' L2 eviction policy (``W_EVICT``: "" or "evict_first") and its variant whose
-# operands the tensor-memory accelerator fetches (``TMA``: 16-bit, aligned operands); for the
-# matrix-vector kernel, BLOCK_K steps whose loads are issued together (``UNROLL``), the
-# weights' cache modifier (``W_CACHE``), K compiled into the kernel (``STATIC_K``: a loop of
-# known trips, fewer registers; one compile per K) and, as ``PROGRAMS_PER_SM``, persistent
-# programs that each take several blocks of rows.
+# and its variant whose operands the tensor-memory accelerator fetches (``TMA``: 16-bit,
+# aligned operands; others keep pointer loads); for the matrix-vector kernel, BLOCK_K steps
+# whose loads are issued together (``UNROLL``), the weights' cache modifier (``W_CACHE``), K
+# compiled into the kernel (``STATIC_K``: the loop's few trips unroll; one compile per K)
+# and, as ``PROGRAMS_PER_SM``, persistent programs that each take several blocks of rows.
 _OPTIONAL_KEYS = (
-    "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "W_EVICT", "STATIC_K", "TMA",
+    "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA",
 )  # fmt: skip
 
 
@@ -417,7 +416,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         _linear_decode_kernel[grid](
             *args[:6], parts, counts, *args[6:], **consts, BLOCK_N=bn, BLOCK_T=block_t,
             BLOCK_K=bk, SPLIT_K=split, EVEN_K=even_k,
-            INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), W_EVICT=cfg.get("W_EVICT", ""),
+            INDEX_64=needs_int64(xr, wg, wu, out, bg, bu),
         )  # fmt: skip
     else:
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
