@@ -439,11 +439,12 @@ def needs_int64(*tensors: torch.Tensor | None) -> bool:
     """Whether a kernel must compute element offsets into ``tensors`` in 64 bits: the largest
     offset over a tensor's sizes and strides reaches 2**30, half of int32's range, which
     leaves room for the masked lanes of a partial block past the last row or column."""
-    return any(
-        sum((d - 1) * s for d, s in zip(t.shape, t.stride(), strict=True)) >= 2**30
-        for t in tensors
-        if t is not None
-    )
+    for t in tensors:
+        if t is None or (t.is_contiguous() and t.numel() <= 2**30):
+            continue  # contiguous: the largest offset is numel - 1 (host time: the fast path)
+        if sum((d - 1) * s for d, s in zip(t.shape, t.stride(), strict=True)) >= 2**30:
+            return True
+    return False
 
 
 def auto_split_k(tiles: int, k_steps: int, num_sms: int) -> int:
