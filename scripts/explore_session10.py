@@ -1,7 +1,7 @@
 """Session 10 explorations on the H200: the one-token matrix-vector kernel.
 
     PYTHONPATH=src python scripts/explore_session10.py [inductor] [gemv] [decode] [decode-tma]
-        [decode-tma2] [gap] --out DIR
+        [decode-tma2] [one-token] [gap] --out DIR [--dtype float16]
 
 - ``inductor``: ``torch.compile`` max-autotune of eager's projection at one token on the four
   model shapes, with Inductor's cache in ``DIR/inductor_cache``: the block sizes, warps and
@@ -23,6 +23,10 @@
   model shapes and two shards. -> ``decode_tma.json``, ``decode_tma_table.json``.
 - ``decode-tma2``: TMA programs with fewer stages and split-K (several programs an SM) on
   1B, 8B and Qwen. -> ``decode_tma2.json``, ``decode_tma2_table.json``.
+- ``one-token`` (``--dtype float16`` or ``bfloat16``): at one token on the four model shapes,
+  the launcher's choice against session 9's matrix-vector configuration, the decode kernel
+  (pointer loads and TMA) and two-row matrix-vector programs. Written after call 8; not run
+  in session 10. -> ``one_token.json``.
 - ``gap``: Llama-3-8B at one token, the same kernel and configuration timed four ways in one
   process, with the SM clock, power and temperature read (``nvidia-smi``) before each: the
   kernel launched directly, ``flash_swiglu.swiglu_linear``, ``bench.harness.run_case`` (what
@@ -50,6 +54,7 @@ def _args():
     ap = argparse.ArgumentParser()
     ap.add_argument("parts", nargs="*", default=["inductor", "gemv", "gap"])
     ap.add_argument("--out", required=True)
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
     return ap.parse_args()
 
 
@@ -75,7 +80,7 @@ MODELS = {
     "70b/tp8": (8192, 3584),
 }
 FULL = [name for name in MODELS if "/" not in name]
-DT = torch.bfloat16
+DT = getattr(torch, ARGS.dtype) if ARGS is not None else torch.bfloat16
 ACT = ("silu", 1.702, 7.0)
 SUMMARY: list[str] = []
 
@@ -488,6 +493,69 @@ def decode_tma(out: Path, models=TMA_MODELS, candidates=None, tag="decode_tma") 
 
 
 # ----------------------------------------------------------------------------------------
+# one-token (written after call 8, not yet run)
+# ----------------------------------------------------------------------------------------
+
+
+def _one_token_candidates(n, k):
+    """``(label, path, config)`` at one token: the launcher's own choice, session 9's m1
+    matrix-vector configuration, the decode kernel with its one-token entry (pointer loads
+    and TMA), and matrix-vector programs of two weight rows (each x slice upcast once for
+    four weight slices instead of two)."""
+    table = L.load_table("NVIDIA H200")
+    dec = L.launch_config("decode", 1, n, k, DT, "NVIDIA H200")
+    dec = {c: v for c, v in dec.items() if c != "source"}
+    s9 = dict(BLOCK_N=1, BLOCK_K=256, num_warps=1, num_stages=1, UNROLL=2)
+    cands = [("launcher", None, None), ("s9 m1 gemv", "gemv", s9),
+             ("decode", "decode", dec), ("decode TMA", "decode", dict(dec, TMA=True))]  # fmt: skip
+    m1 = {c: v for c, v in table["gemv"]["m1"].items() if c != "source"}
+    for bn, bk, w in ((2, 1024, 8), (2, 2048, 16), (1, 1024, 4), (1, 4096, 8)):
+        cands.append((f"gemv bn{bn} bk{bk} w{w} K static",
+                      "gemv", dict(m1, BLOCK_N=bn, BLOCK_K=bk, num_warps=w)))  # fmt: skip
+    return cands
+
+
+def one_token(out: Path) -> list[dict]:
+    """Every candidate of ``_one_token_candidates`` on the four model shapes at one token
+    in the dtype of ``--dtype``, then the best three and the launcher's choice re-timed in
+    turn three times. Written after run h200-s10-linear-fp16-decode (call 8) found the
+    matrix-vector kernel 19% slower in fp16 than in bf16 on 8B and Qwen. -> ``one_token.json``."""
+    copy = copy_bandwidth(torch.device("cuda"))
+    rows = []
+    for name in FULL:
+        k, n = MODELS[name]
+        wg, wu = _w(n, k), _w(n, k)
+        x = torch.randn(1, k, device="cuda", dtype=DT)
+        ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+        frac = lambda ms: (2 * n * k + k + n) * DT.itemsize / ms / 1e6 / copy
+        timed = []
+        for label, path, cfg in _one_token_candidates(n, k):
+            f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, path, cfg)
+            try:
+                if not _ok(f(), ref):
+                    say(f"one-token {name} {label}: WRONG")
+                    continue
+                timed.append(dict(label=label, path=path, cfg=cfg, ms=measure_graph(f).median_ms))
+            except Exception as e:  # out of resources: not a candidate
+                say(f"one-token {name} {label}: {type(e).__name__}: {e}"[:160])
+        final = sorted(timed, key=lambda t: t["ms"])[:3]
+        final += [t for t in timed[:1] if t not in final]
+        for _ in range(3):
+            for t in final:
+                path, cfg = t["path"], t["cfg"]
+                f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, path, cfg)
+                t.setdefault("again", []).append(measure_graph(f).median_ms)
+        rows.append(dict(model=name, n=n, k=k, dtype=str(DT), copy_gbps=copy, candidates=timed))
+        (out / "one_token.json").write_text(json.dumps(rows, indent=1))
+        best = min(final, key=lambda t: min(t["ms"], *t["again"]))
+        mine = timed[0]
+        say(f"one-token {name:7s} {str(DT)[6:]} launcher {frac(min(mine['again'])):4.0%} "
+            f"({min(mine['again']) * 1e3:6.1f} us) best '{best['label']}' "
+            f"{frac(min(best['again'])):4.0%} ({min(best['again']) * 1e3:6.1f})")  # fmt: skip
+    return rows
+
+
+# ----------------------------------------------------------------------------------------
 # gap
 # ----------------------------------------------------------------------------------------
 
@@ -569,6 +637,8 @@ def main() -> None:
             decode_tma(out)
         elif part == "decode-tma2":
             decode_tma(out, ("1b", "8b", "qwen7b"), _occupancy_candidates, "decode_tma2")
+        elif part == "one-token":
+            one_token(out)
         elif part == "gap":
             gap(out)
         else:
