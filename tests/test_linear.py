@@ -266,18 +266,18 @@ def test_offsets_32_and_64_bit(device, monkeypatch, path):
     # bit for bit (only the address arithmetic differs). The launcher takes 64 bits only for
     # operands of 2**30 elements or more, so that branch is forced here. N = 10 weight rows:
     # in blocks of 4 and 1 (gemv: masked rows, EVEN_N false, and none), of 16 (decode); K = 64
-    # in steps of 32 (no mask along K) and 48 (decode, two tokens: masked).
+    # in steps of 32 (no mask along K) and K = 80 (masked), fp16.
     seen, force = [], []
     real = L.needs_int64
     monkeypatch.setattr(L, "needs_int64", lambda *t: seen.append(real(*t)) or bool(force))
     gemv = dict(BLOCK_K=32, num_warps=1, num_stages=1, UNROLL=2)
-    decode = dict(BLOCK_N=16, num_warps=4, num_stages=2)
+    decode = dict(BLOCK_N=16, BLOCK_K=32, num_warps=4, num_stages=2)
     cases = {
-        "gemv": [(1, dict(gemv, BLOCK_N=4)), (1, dict(gemv, BLOCK_N=1))],
-        "decode": [(1, dict(decode, BLOCK_K=32)), (2, dict(decode, BLOCK_K=48))],
+        "gemv": [(1, 64, dict(gemv, BLOCK_N=4)), (1, 80, dict(gemv, BLOCK_N=1))],
+        "decode": [(1, 64, decode), (2, 80, decode)],
     }[path]
-    for m, cfg in cases:
-        x, wg, wu, bg, bu = make_inputs((m,), 10, 64, torch.float32, device)
+    for m, k, cfg in cases:
+        x, wg, wu, bg, bu = make_inputs((m,), 10, k, torch.float16, device)
         run = lambda: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, path, cfg)  # noqa: B023
         out32 = run()
         force.append(True)
