@@ -275,19 +275,11 @@ def _linear_decode_kernel(
         xt_ptrs += BLOCK_K
         wg_ptrs += BLOCK_K
         wu_ptrs += BLOCK_K
-    last = True
-    if SPLIT_K > 1:
-        acc_g, acc_u, last = _split_k_gather(
-            acc_g, acc_u, part_ptr, count_ptr, pid_n * tl.num_programs(1) + pid_t,
-            row_mask, SPLIT_K, BLOCK_N, BLOCK_T,
-        )  # fmt: skip
-    if last:
-        gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[:, None]
-        up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[:, None]
-        out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # out^T [BLOCK_N, BLOCK_T]
-        out_ptrs = out_ptr + cols[:, None] + (rows * stride_out)[None, :]
-        mask = col_mask[:, None] & row_mask[None, :]
-        tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
+    _decode_finish(
+        acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr, out_ptr, part_ptr,
+        count_ptr, pid_n * tl.num_programs(1) + pid_t, N, stride_bg, stride_bu, stride_out,
+        HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, SPLIT_K, BLOCK_N, BLOCK_T,
+    )  # fmt: skip
 
 
 @triton.jit
@@ -350,12 +342,29 @@ def _linear_decode_tma_kernel(
         rows = rows.to(tl.int64)
     row_mask = rows < M
     col_mask = cols < N
+    _decode_finish(
+        acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr, out_ptr, part_ptr,
+        count_ptr, pid_n * tl.num_programs(1) + pid_t, N, stride_bg, stride_bu, stride_out,
+        HAS_BG, HAS_BU, ACTIVATION, ALPHA, LIMIT, SPLIT_K, BLOCK_N, BLOCK_T,
+    )  # fmt: skip
+
+
+@triton.jit
+def _decode_finish(
+    acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr, out_ptr, part_ptr,
+    count_ptr, tile, N, stride_bg, stride_bu, stride_out,
+    HAS_BG: tl.constexpr, HAS_BU: tl.constexpr, ACTIVATION: tl.constexpr,
+    ALPHA: tl.constexpr, LIMIT: tl.constexpr, SPLIT_K: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr,
+):  # fmt: skip
+    """The decode kernels' end: with ``SPLIT_K > 1`` the hand-over of ``_split_k_gather``
+    (only the last program of ``tile`` goes on), then the biases, the activation and the
+    store of the ``out^T [BLOCK_N, BLOCK_T]`` tile."""
     last = True
     if SPLIT_K > 1:
         acc_g, acc_u, last = _split_k_gather(
-            acc_g, acc_u, part_ptr, count_ptr, pid_n * tl.num_programs(1) + pid_t,
-            row_mask, SPLIT_K, BLOCK_N, BLOCK_T,
-        )  # fmt: skip
+            acc_g, acc_u, part_ptr, count_ptr, tile, row_mask, SPLIT_K, BLOCK_N, BLOCK_T
+        )
     if last:
         gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[:, None]
         up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[:, None]

@@ -345,21 +345,12 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     biases = [bg if bg is not None else out, bu if bu is not None else out]
     bias_strides = [b.stride(0) if b is not None else 0 for b in (bg, bu)]
     if path == "tma":
-        from triton.tools.tensor_descriptor import TensorDescriptor
-
         if x2 is None:
             x2 = x.reshape(m, k).contiguous()  # rows in several groups: copied once
         bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
-        C.bind_cuda_context(x2.device)
-        descs = [
-            TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
-            for t, block in (
-                (x2, [bm, bk]),
-                (wg, [bn, bk]),
-                (wu, [bn, bk]),
-                (out.view(m, n), [bm, bn]),
-            )
-        ]
+        descs = _host_descriptors(
+            (x2, [bm, bk]), (wg, [bn, bk]), (wu, [bn, bk]), (out.view(m, n), [bm, bn])
+        )
         num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * (programs_per_sm or 1)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
         _linear_tma_kernel[grid](
@@ -399,13 +390,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             counts = split_k_counters(x.device, tiles)
         grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
         if cfg.get("TMA") and _decode_tma_ok(x2, wg, wu):
-            from triton.tools.tensor_descriptor import TensorDescriptor
-
-            C.bind_cuda_context(x2.device)
-            descs = [
-                TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
-                for t, block in ((x2, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
-            ]
+            descs = _host_descriptors((x2, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
             _linear_decode_tma_kernel[grid](
                 *descs, *biases, out, parts, counts, m, n, k, *bias_strides, n, **consts,
                 BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split,
@@ -422,6 +407,15 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
+
+
+def _host_descriptors(*operands: tuple[torch.Tensor, list[int]]) -> list:
+    """Host TMA descriptors of 2-D row-major ``(tensor, block)`` pairs, after binding the
+    tensors' CUDA context (encoding a descriptor needs it)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    C.bind_cuda_context(operands[0][0].device)
+    return [TensorDescriptor(t, list(t.shape), [t.stride(0), 1], b) for t, b in operands]
 
 
 def _decode_tma_ok(x2: torch.Tensor | None, wg: torch.Tensor, wu: torch.Tensor) -> bool:
