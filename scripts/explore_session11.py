@@ -1,0 +1,290 @@
+"""Session 11 explorations on the H200: narrow decode tiles, and where the MLP's host time goes.
+
+    PYTHONPATH=src python scripts/explore_session11.py [narrow] [host] --out DIR
+
+- ``narrow``: the decode kernel (pointer loads and its TMA variant) with tiles of 16 or 32
+  weight rows on one, two or four warps: four to eight times the programs of the 64- and
+  128-row tiles that sessions 3-10 tuned, so that the last wave is short and several programs
+  share an SM. At 8 and 32 tokens on Llama-3.2-1B, Llama-3-8B and Qwen2.5-7B, against the
+  launcher's own choice; the fastest three and the launcher re-timed in turn three times.
+  Every candidate is checked against the float64 reference first. -> ``narrow.json``,
+  ``narrow_table.json`` (a faster candidate per shape, in the launch table's format).
+- ``host``: host time to enqueue, in microseconds per call (``time.perf_counter``, median of
+  seven loops of ten calls after a warm-up), bf16, at the example's MLP shape
+  ``[8192 tokens, 1024 -> 2816]`` (ten calls of at most some twenty launches stay within
+  CUDA's launch queue, so the GPU never holds the host back): a LlamaMLP-like eager MLP and
+  ``SwiGLUMLP``, forward and backward, and the pieces of ours: the training forward, the
+  Gluon kernels' launchers, a host descriptor, the bare JIT launch with prebuilt
+  descriptors, the backward over the saved pre-activation, the checks, ``torch.mm``,
+  ``torch.empty`` and a one-argument Triton kernel; then ``cProfile`` of 50 ``SwiGLUMLP``
+  steps by own time. -> ``host.json``, ``host_profile.txt``.
+
+Kernel times are GPU time from CUDA-graph replays with a cold L2 (``bench.timing``). A short
+table is printed last (also ``summary.txt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import io
+import json
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+
+from flash_swiglu import reference
+from flash_swiglu.bench.roofline import copy_bandwidth
+from flash_swiglu.bench.timing import measure_graph
+from flash_swiglu.ops import linear as L
+
+MODELS = {"1b": (2048, 8192), "8b": (4096, 14336), "qwen7b": (3584, 18944)}
+DT = torch.bfloat16
+ACT = ("silu", 1.702, 7.0)
+SUMMARY: list[str] = []
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+    SUMMARY.append(line)
+
+
+def _ok(out, ref) -> bool:
+    err = (out.double() - ref).abs().max().item()
+    return err <= 0.02 * ref.abs().max().item()
+
+
+# ----------------------------------------------------------------------------------------
+# narrow
+# ----------------------------------------------------------------------------------------
+
+
+def _narrow_candidates():
+    """``(label, config)``: the launcher's choice (None), then 16- and 32-row tiles."""
+    cands = [("launcher", None)]
+    pointer = [(16, 128, 1, 4), (16, 256, 1, 3), (16, 256, 1, 4), (16, 256, 2, 3),
+               (16, 256, 2, 4), (16, 512, 2, 3), (16, 512, 4, 3), (16, 256, 4, 4),
+               (32, 128, 2, 4), (32, 256, 2, 3), (32, 256, 4, 3), (32, 256, 4, 4),
+               (32, 512, 4, 3)]  # fmt: skip
+    for bn, bk, w, s in pointer:
+        cands.append((f"bn{bn} bk{bk} w{w} s{s}", dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w,
+                                                      num_stages=s)))  # fmt: skip
+    tma = [(16, 128, 1, 4), (16, 256, 1, 4), (16, 256, 2, 3), (16, 256, 2, 4), (32, 128, 4, 6),
+           (32, 256, 2, 3), (32, 256, 4, 3), (32, 256, 4, 4)]  # fmt: skip
+    for bn, bk, w, s in tma:
+        cands.append((f"tma bn{bn} bk{bk} w{w} s{s}", dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w,
+                                                          num_stages=s, TMA=True)))  # fmt: skip
+    return cands
+
+
+def narrow(out: Path) -> list[dict]:
+    copy = copy_bandwidth(torch.device("cuda"))
+    rows, table = [], {}
+    for name, (k, n) in MODELS.items():
+        wg = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wu = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        for m in (8, 32):
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+            nbytes = (2 * n * k + m * k + m * n) * 2
+            frac = lambda ms: nbytes / ms / 1e6 / copy
+            timed = []
+            for label, cfg in _narrow_candidates():
+                path = None if cfg is None else "decode"
+                f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, path, cfg)
+                try:
+                    if not _ok(f(), ref):
+                        say(f"narrow {name} M={m} {label}: WRONG")
+                        continue
+                    timed.append(dict(label=label, cfg=cfg, ms=measure_graph(f).median_ms))
+                except Exception as e:  # out of resources: not a candidate
+                    say(f"narrow {name} M={m} {label}: {type(e).__name__}: {e}"[:160])
+            by_ms = sorted(timed, key=lambda t: t["ms"])
+            final = by_ms[:3] + [t for t in timed[:1] if t not in by_ms[:3]]
+            for _ in range(3):
+                for t in final:
+                    path = None if t["cfg"] is None else "decode"
+                    cfg = t["cfg"]
+                    f = lambda: L._forward_triton(x, wg, wu, None, None, *ACT, path, cfg)
+                    t.setdefault("again", []).append(measure_graph(f).median_ms)
+            for t in final:
+                t["best_of_all"] = min(t["ms"], *t["again"])
+            rows.append(dict(model=name, m=m, n=n, k=k, nbytes=nbytes, copy_gbps=copy,
+                             candidates=timed))  # fmt: skip
+            (out / "narrow.json").write_text(json.dumps(rows, indent=1))
+            base = timed[0]
+            win = min(final, key=lambda t: t["best_of_all"])
+            say(
+                f"narrow {name:7s} M={m:2d} launcher {frac(base['best_of_all']):4.0%} "
+                f"({base['best_of_all'] * 1e3:6.1f} us) best '{win['label']}' "
+                f"{frac(win['best_of_all']):4.0%} ({win['best_of_all'] * 1e3:6.1f}); "
+                + ", ".join(f"{t['label']} {min(t['again']) * 1e3:.1f}" for t in final)
+            )
+            if win is not base:
+                table[f"m{m}_n{n}_k{k}"] = dict(win["cfg"], source=(
+                    f"scripts/explore_session11.py narrow on {torch.cuda.get_device_name()}, "
+                    f"{time.strftime('%Y-%m-%d')}: {win['best_of_all'] * 1e3:.1f} us "
+                    f"({frac(win['best_of_all']):.0%} of copy bandwidth) against "
+                    f"{base['best_of_all'] * 1e3:.1f} us for the launcher's choice"))  # fmt: skip
+            (out / "narrow_table.json").write_text(json.dumps(table, indent=1))
+    return rows
+
+
+# ----------------------------------------------------------------------------------------
+# host
+# ----------------------------------------------------------------------------------------
+
+
+@triton.jit
+def _one_arg_kernel(p):
+    tl.store(p + tl.program_id(0), 1.0)
+
+
+def _host_us(fn, calls: int = 10, loops: int = 7) -> float:
+    """Median over ``loops`` of the host time per call of ``calls`` calls (after a warm-up;
+    synchronised before each loop, not inside it: ten calls of at most some twenty launches
+    stay within CUDA's launch queue, so the loop never waits for the GPU)."""
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    per = []
+    for _ in range(loops):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        per.append((time.perf_counter() - t0) / calls * 1e6)
+    torch.cuda.synchronize()
+    return statistics.median(per)
+
+
+def host(out: Path) -> dict:
+    from flash_swiglu import SwiGLUMLP
+    from flash_swiglu.kernels import ws_mlp as W
+    from flash_swiglu.ops import mlp as M
+    from flash_swiglu.ops import train as T
+
+    m, k, n = 8192, 1024, 2816  # the example's MLP (16 x 512 tokens)
+    dev = torch.device("cuda")
+    mlp = SwiGLUMLP(k, n, device=dev, dtype=DT)
+    gate, up, down = mlp.gate_proj, mlp.up_proj, mlp.down_proj
+    x = torch.randn(m, k, device=dev, dtype=DT, requires_grad=True)
+    dy = torch.randn(m, k, device=dev, dtype=DT)
+    x0 = x.detach()
+    wg, wu, wd = gate.weight.detach(), up.weight.detach(), down.weight.detach()
+
+    def eager_fb():
+        y = down(torch.nn.functional.silu(gate(x)) * up(x))
+        y.backward(dy)
+
+    def ours_fb():
+        mlp(x).backward(dy)
+
+    def ours_f():
+        return mlp(x)
+
+    def eager_f():
+        return down(torch.nn.functional.silu(gate(x)) * up(x))
+
+    h, saved = T.forward_saving(x0, wg, wu, None, None, *ACT, separate=True)
+    g, u = saved
+    ws_fwd = T.ws_config(DT, dev, "silu", m, "forward_saving_ws")
+    ws_bwd = T.ws_config(DT, dev, "silu", m)
+    # Views of one buffer: _backward_over_saved frees a saved g that owns its storage.
+    dgu = torch.randn(m, 2 * n, device=dev, dtype=DT)
+    dg, du = dgu[:, :n], dgu[:, n:]
+    probe = torch.empty(1, device=dev)
+
+    cfg = dict(W.WS_FORWARD_CONFIG, **(ws_fwd or {}))
+    bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
+    descs = (W._desc(x0, [bm, bk]), W._desc(wg, [bh, bk]), W._desc(wu, [bh, bk]))
+    grid = W._grid(dev, triton.cdiv(m, bm) * triton.cdiv(n, bh), None)
+
+    def ws_run():
+        W.glu_forward_ws_kernel[grid](
+            *descs, h, h, 0, 0, g, u, h, g.stride(0), u.stride(0), h.stride(0), m, n, k,
+            HAS_BG=False, HAS_BU=False, STORE_GU=True, ACTIVATION="silu", ALPHA=1.702,
+            LIMIT=7.0, num_warps=4, enable_fp_fusion=L.ENABLE_FP_FUSION, **cfg,
+        )  # fmt: skip
+
+    def bwd_over_saved():
+        T._backward_over_saved(x0, wg, wu, dy, wd, (dg, du), (True,) * 6, None, None, *ACT)
+
+    pieces = {
+        "eager MLP fwd+bwd": eager_fb,
+        "SwiGLUMLP fwd+bwd": ours_fb,
+        "eager MLP fwd (grad on)": eager_f,
+        "SwiGLUMLP fwd (grad on)": ours_f,
+        "M.forward_train (separate)": lambda: M.forward_train(
+            x0, wg, wu, wd, None, None, None, "silu", False, 1.702, 7.0, True),
+        "T.forward_saving": lambda: T.forward_saving(x0, wg, wu, None, None, *ACT, separate=True),
+        "W.glu_forward_ws": lambda: W.glu_forward_ws(x0, wg, wu, None, None, h, g, u,
+                                                     activation="silu", alpha=1.702, limit=7.0,
+                                                     config=ws_fwd),
+        "glu_forward_ws_kernel[grid] (descs built)": ws_run,
+        "W._desc": lambda: W._desc(x0, [bm, bk]),
+        "W._grid": lambda: W._grid(dev, 100, None),
+        "T._backward_over_saved": bwd_over_saved,
+        "W.mlp_backward_ws": lambda: W.mlp_backward_ws(dy, wd, dg, du, h, dg, du,
+                                                       activation="silu", alpha=1.702,
+                                                       limit=7.0, config=ws_bwd),
+        "T.ws_config": lambda: T.ws_config(DT, dev, "silu", m),
+        "T.fused_ok": lambda: T.fused_ok(x0, wg, wu, dy, wd),
+        "T.rows": lambda: T.rows(x0),
+        "torch.mm": lambda: torch.mm(dg, wg),
+        "torch.empty": lambda: torch.empty(m, n, device=dev, dtype=DT),
+        "F.linear": lambda: torch.nn.functional.linear(h, wd),
+        "one-argument Triton kernel": lambda: _one_arg_kernel[(1,)](probe),
+    }  # fmt: skip
+    result = {}
+    for label, fn in pieces.items():
+        result[label] = _host_us(fn)
+        say(f"host {label:42s} {result[label]:7.1f} us")
+        x.grad = None
+        for p in mlp.parameters():
+            p.grad = None
+    (out / "host.json").write_text(json.dumps(result, indent=1))
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(5):
+        for _ in range(10):
+            ours_fb()
+        torch.cuda.synchronize()
+    prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(45)
+    (out / "host_profile.txt").write_text(text.getvalue())
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("parts", nargs="*", default=["narrow", "host"])
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__} "
+        f"python {sys.version.split()[0]}")  # fmt: skip
+    for part in args.parts:
+        t0 = time.time()
+        if part == "narrow":
+            torch.cuda.set_stream(torch.cuda.Stream())  # measure_graph captures on a side stream
+            narrow(out)
+        elif part == "host":
+            host(out)
+        else:
+            raise SystemExit(f"unknown part {part}")
+        say(f"== {part}: {time.time() - t0:.0f} s")
+    (out / "summary.txt").write_text("\n".join(SUMMARY) + "\n")
+    print("\n".join(SUMMARY))
+
+
+if __name__ == "__main__":
+    main()
