@@ -1,6 +1,6 @@
 """Session 11 explorations on the H200: narrow decode tiles, and where the MLP's host time goes.
 
-    PYTHONPATH=src python scripts/explore_session11.py [narrow] [host] --out DIR
+    PYTHONPATH=src python scripts/explore_session11.py [narrow] [host] [mid] [host2] --out DIR
 
 - ``narrow``: the decode kernel (pointer loads and its TMA variant) with tiles of 16 or 32
   weight rows on one, two or four warps: four to eight times the programs of the 64- and
@@ -18,6 +18,18 @@
   descriptors, the backward over the saved pre-activation, the checks, ``torch.mm``,
   ``torch.empty`` and a one-argument Triton kernel; then ``cProfile`` of 50 ``SwiGLUMLP``
   steps by own time. -> ``host.json``, ``host_profile.txt``.
+
+- ``mid`` (call 2): 128 and 256 tokens on the four model shapes, where session 8 measured
+  Qwen2.5-7B 0.98-0.99x eager: the launcher's choice, eager and the cuBLAS product in the
+  same process, the decode kernel with one token tile of all 128 or 256 tokens (each weight
+  tile read once; ``DECODE_MAX_TOKENS`` raised for the stage), the persistent TMA kernel with
+  narrower tiles and two programs an SM, and the Gluon forward's candidates
+  (``ops.linear.WS_CANDIDATES``); the fastest three, the launcher and eager re-timed in turn
+  three times. -> ``mid.json``.
+- ``host2`` (call 2): ``host`` again at 512 tokens (the GPU's part a sixteenth of the
+  example's, so every loop is bound by the host), with a training table without ``MIN_M``
+  so that the same Gluon kernels run as at 8192 tokens; then ``cProfile`` of 50 steps.
+  -> ``host2.json``, ``host2_profile.txt``.
 
 Kernel times are GPU time from CUDA-graph replays with a cold L2 (``bench.timing``). A short
 table is printed last (also ``summary.txt``).
@@ -164,13 +176,13 @@ def _host_us(fn, calls: int = 10, loops: int = 7) -> float:
     return statistics.median(per)
 
 
-def host(out: Path) -> dict:
+def host(out: Path, m: int = 8192, tag: str = "host") -> dict:
     from flash_swiglu import SwiGLUMLP
     from flash_swiglu.kernels import ws_mlp as W
     from flash_swiglu.ops import mlp as M
     from flash_swiglu.ops import train as T
 
-    m, k, n = 8192, 1024, 2816  # the example's MLP (16 x 512 tokens)
+    k, n = 1024, 2816  # the example's MLP (16 x 512 tokens: m = 8192)
     dev = torch.device("cuda")
     mlp = SwiGLUMLP(k, n, device=dev, dtype=DT)
     gate, up, down = mlp.gate_proj, mlp.up_proj, mlp.down_proj
@@ -245,11 +257,11 @@ def host(out: Path) -> dict:
     result = {}
     for label, fn in pieces.items():
         result[label] = _host_us(fn)
-        say(f"host {label:42s} {result[label]:7.1f} us")
+        say(f"{tag} {label:42s} {result[label]:7.1f} us")
         x.grad = None
         for p in mlp.parameters():
             p.grad = None
-    (out / "host.json").write_text(json.dumps(result, indent=1))
+    (out / f"{tag}.json").write_text(json.dumps(result, indent=1))
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(5):
@@ -259,8 +271,133 @@ def host(out: Path) -> dict:
     prof.disable()
     text = io.StringIO()
     pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(45)
-    (out / "host_profile.txt").write_text(text.getvalue())
+    (out / f"{tag}_profile.txt").write_text(text.getvalue())
     return result
+
+
+def host2(out: Path) -> dict:
+    """``host`` at 512 tokens, with the training table's Gluon entries from any row count."""
+    import os
+
+    from flash_swiglu.ops import linear as L_
+    from flash_swiglu.ops import train as T
+
+    table = T.load_table(L_._device_name(0))
+    free = {key: {c: v for c, v in e.items() if c != "MIN_M"} if isinstance(e, dict) else e
+            for key, e in table.items()}  # fmt: skip
+    path = out / "train_without_min_m.json"
+    path.write_text(json.dumps(free, indent=1))
+    os.environ[T.TABLE_ENV] = str(path)
+    T.load_table.cache_clear()
+    try:
+        return host(out, 512, "host2")
+    finally:
+        del os.environ[T.TABLE_ENV]
+        T.load_table.cache_clear()
+
+
+def _mid_candidates(m):
+    """``(label, fn_maker)`` where ``fn_maker(x, wg, wu, wcat)`` returns the call to time."""
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    def triton(path, cfg):
+        def make(x, wg, wu, wcat):
+            def call():
+                if path != "decode":
+                    return L._forward_triton(x, wg, wu, None, None, *ACT, path, cfg)
+                saved = L.DECODE_MAX_TOKENS
+                L.DECODE_MAX_TOKENS = 256  # one token tile of all the tokens
+                try:
+                    return L._forward_triton(x, wg, wu, None, None, *ACT, path, cfg)
+                finally:
+                    L.DECODE_MAX_TOKENS = saved
+
+            return call
+
+        return make
+
+    def ws(cfg):
+        def make(x, wg, wu, wcat):
+            out = torch.empty(x.shape[0], wg.shape[0], device=x.device, dtype=x.dtype)
+
+            def call():
+                glu_forward_ws(x, wg, wu, None, None, out, activation="silu", alpha=1.702,
+                               limit=7.0, config=cfg)  # fmt: skip
+                return out
+
+            return call
+
+        return make
+
+    cands = [
+        ("launcher", triton(None, None)),
+        ("eager", lambda x, wg, wu, wcat: lambda: _eager(x, wg, wu)),
+        ("cublas product", lambda x, wg, wu, wcat: lambda: x @ wcat.T),
+    ]
+    dec = [(64, 64, 8, 4, True), (64, 64, 8, 4, False)]
+    if m <= 128:
+        dec += [(64, 128, 8, 3, True), (64, 64, 4, 3, True), (64, 64, 4, 4, True),
+                (128, 64, 8, 3, True), (64, 128, 8, 3, False)]  # fmt: skip
+    for bn, bk, w, st, tma in dec:
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st, TMA=tma, SPLIT_K=1)
+        label = f"decode T{m} bn{bn} bk{bk} w{w} s{st}" + (" tma" if tma else "")
+        cands.append((label, triton("decode", cfg)))
+    for bm, bn, w, st, pps in [(64, 64, 4, 4, 2), (64, 128, 4, 4, 1), (128, 64, 8, 3, 2),
+                               (128, 128, 8, 3, 1), (64, 128, 4, 3, 2)]:  # fmt: skip
+        cfg = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=64, GROUP_M=8, num_warps=w, num_stages=st,
+                   PROGRAMS_PER_SM=pps)  # fmt: skip
+        cands.append((f"tma bm{bm} bn{bn} w{w} s{st} pps{pps}", triton("tma", cfg)))
+    for cfg in L.WS_CANDIDATES:
+        label = f"ws h{cfg['BLOCK_H']} s{cfg['STAGES']} g{cfg['GROUP_M']}"
+        cands.append((label + (" coop" if cfg["COOP"] else ""), ws(dict(cfg))))
+    return cands
+
+
+def _eager(x, wg, wu):
+    return torch.nn.functional.silu(x @ wg.T) * (x @ wu.T)
+
+
+def mid(out: Path) -> list[dict]:
+    models = dict(MODELS, **{"70b": (8192, 28672)})
+    rows = []
+    for name, (k, n) in models.items():
+        wg = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wu = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wcat = torch.cat([wg, wu])
+        for m in (128, 256):
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+            timed = []
+            for label, make in _mid_candidates(m):
+                try:
+                    f = make(x, wg, wu, wcat)
+                    res = f()
+                    if not label.startswith(("eager", "cublas")) and not _ok(res, ref):
+                        say(f"mid {name} M={m} {label}: WRONG")
+                        continue
+                    timed.append(dict(label=label, ms=measure_graph(f).median_ms, f=f))
+                except Exception as e:  # out of resources: not a candidate
+                    say(f"mid {name} M={m} {label}: {type(e).__name__}: {e}"[:160])
+            ours = [t for t in timed if t["label"] not in ("eager", "cublas product")]
+            final = sorted(ours, key=lambda t: t["ms"])[:3]
+            final += [t for t in timed if t["label"] in ("launcher", "eager", "cublas product")
+                      and t not in final]  # fmt: skip
+            for _ in range(3):
+                for t in final:
+                    t.setdefault("again", []).append(measure_graph(t["f"]).median_ms)
+            for t in timed:
+                t.pop("f")
+                t["best_of_all"] = min(t["ms"], *t.get("again", []))
+            rows.append(dict(model=name, m=m, n=n, k=k, candidates=timed))
+            (out / "mid.json").write_text(json.dumps(rows, indent=1))
+            by = {t["label"]: t["best_of_all"] for t in timed}
+            win = min(final, key=lambda t: t["best_of_all"])
+            say(f"mid {name:7s} M={m:3d} eager {by['eager'] * 1e3:6.1f} us, cublas "
+                f"{by['cublas product'] * 1e3:6.1f}, launcher {by['launcher'] * 1e3:6.1f} "
+                f"({by['eager'] / by['launcher']:.3f}x eager), best '{win['label']}' "
+                f"{win['best_of_all'] * 1e3:6.1f} "
+                f"({by['eager'] / win['best_of_all']:.3f}x)")  # fmt: skip
+    return rows
 
 
 def main() -> None:
@@ -279,6 +416,11 @@ def main() -> None:
             narrow(out)
         elif part == "host":
             host(out)
+        elif part == "mid":
+            torch.cuda.set_stream(torch.cuda.Stream())
+            mid(out)
+        elif part == "host2":
+            host2(out)
         else:
             raise SystemExit(f"unknown part {part}")
         say(f"== {part}: {time.time() - t0:.0f} s")

@@ -336,18 +336,40 @@ def test_gemv_routing():
     # (then the built-in one, for a table without either).
     table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
     for key, entry in table.get("gemv", {}).items():
+        key, _, dtype_name = key.partition(":")  # m1:float16: that dtype's entry
+        dtype = getattr(torch, dtype_name or "bfloat16")
         bucket = int(key[1:].split("_")[0])
         assert bucket <= L.GEMV_MAX_TOKENS
         if "_n" in key:
             n, k = (int(v) for v in key.split("_n")[1].split("_k"))
-            cfg = L.gemv_config(bucket, n, k, torch.bfloat16, "NVIDIA H200")
+            cfg = L.gemv_config(bucket, n, k, dtype, "NVIDIA H200")
             if entry.get("KERNEL") == "decode":
                 assert cfg is None
             else:
                 keys = L._CONFIG_KEYS + L._OPTIONAL_KEYS
                 assert cfg == {c: entry[c] for c in keys if c in entry}
-    # A shape without an entry of its own takes the one-token default.
+    # A shape without an entry of its own takes the one-token default, for its dtype if the
+    # table has one; a shape's own entry comes before a dtype's default.
     assert L.gemv_config(1, 512, 512, torch.bfloat16, "NVIDIA H200")["BLOCK_N"] == 1
+    keys = L._CONFIG_KEYS + L._OPTIONAL_KEYS
+    for dtype in (torch.float16, torch.bfloat16):
+        name = str(dtype).removeprefix("torch.")
+        entry = table["gemv"].get(f"m1:{name}", table["gemv"]["m1"])
+        assert L.gemv_config(1, 512, 512, dtype, "NVIDIA H200") == {
+            c: entry[c] for c in keys if c in entry
+        }
+        shape = table["gemv"]["m1_n28672_k8192"]
+        assert L.gemv_config(1, 28672, 8192, dtype, "NVIDIA H200") == {
+            c: shape[c] for c in keys if c in shape
+        }
+
+
+def test_dtype_keys():
+    assert L.table_keys(1, 8, 16, torch.float16) == (
+        "m1_n8_k16:float16", "m1_n8_k16", "m1:float16", "m1",
+        "n8_k16:float16", "n8_k16", "default:float16", "default",
+    )  # fmt: skip
+    assert L.dtype_keys(("a", "b"), None) == ("a", "b")
 
 
 def test_natural_path_choice(device):

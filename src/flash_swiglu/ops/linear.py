@@ -94,10 +94,20 @@ def token_bucket(m: int) -> int:
     return min(1 << max(m - 1, 0).bit_length(), MAX_TOKEN_BUCKET)
 
 
-def table_keys(m: int, n: int, k: int) -> tuple[str, ...]:
-    """The keys a table is searched for, most specific first."""
+def table_keys(m: int, n: int, k: int, dtype: torch.dtype | None = None) -> tuple[str, ...]:
+    """The keys a table is searched for, most specific first. With ``dtype``, each key is
+    preceded by the same key for that dtype alone (``m1:float16``): an entry measured for
+    one dtype comes before the shape's entry for all."""
     b = token_bucket(m)
-    return (f"m{b}_n{n}_k{k}", f"m{b}", f"n{n}_k{k}", "default")
+    return dtype_keys((f"m{b}_n{n}_k{k}", f"m{b}", f"n{n}_k{k}", "default"), dtype)
+
+
+def dtype_keys(keys: Iterable[str], dtype: torch.dtype | None) -> tuple[str, ...]:
+    """``keys``, each preceded by its ``key:dtype`` form (none without ``dtype``)."""
+    if dtype is None:
+        return tuple(keys)
+    name = str(dtype).removeprefix("torch.")
+    return tuple(k for key in keys for k in (f"{key}:{name}", key))
 
 
 @functools.cache
@@ -144,7 +154,8 @@ def launch_config(
     if dtype == torch.float64:
         return dict(FP64)
     entries = load_table(device_name).get(path, {})
-    cfg = next((entries[key] for key in table_keys(m, n, k) if key in entries), BUILTIN[path])
+    keys = table_keys(m, n, k, dtype)
+    cfg = next((entries[key] for key in keys if key in entries), BUILTIN[path])
     cfg = {key: v for key, v in cfg.items() if key in _CONFIG_KEYS + _OPTIONAL_KEYS}
     # Table BLOCK_K is for 2-byte types; wider types halve it so a stage keeps its bytes.
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
@@ -164,14 +175,15 @@ def gemv_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "
     the decode kernel runs instead: more than ``GEMV_MAX_TOKENS``, float64, or a launch-table
     entry ``{"KERNEL": "decode"}`` for the shape (where the decode kernel measured faster).
     The configuration: the table's ``gemv`` entry for the shape (``m1_n{N}_k{K}``), else its
-    ``m1`` entry, else (no entry, no table: other GPUs) the built-in one."""
+    ``m1`` entry, else (no entry, no table: other GPUs) the built-in one; an entry for the
+    dtype alone (``m1:float16``) before each (``table_keys``)."""
     if m > GEMV_MAX_TOKENS or dtype == torch.float64:
         return None
     if device_name == "interpreter":
         cfg = INTERPRET["gemv"]
     else:
         entries = load_table(device_name).get("gemv", {})
-        keys = (f"m{m}_n{n}_k{k}", f"m{m}")
+        keys = dtype_keys((f"m{m}_n{n}_k{k}", f"m{m}"), dtype)
         cfg = next((entries[key] for key in keys if key in entries), BUILTIN["gemv"])
     if cfg.get("KERNEL") == "decode":
         return None
@@ -497,7 +509,7 @@ def _forward_ws(x, x2, wg, wu, bg, bu, out, m, activation, alpha, limit) -> bool
         return False
     n, k = wg.shape
     entries = load_table(_device_name(x.device.index or 0)).get("ws", {})
-    entry = next((entries[key] for key in table_keys(m, n, k) if key in entries), None)
+    entry = next((entries[key] for key in table_keys(m, n, k, x.dtype) if key in entries), None)
     ws = T.ws_entry(entry, "projection_ws", activation, m)
     if ws is None:
         return False
