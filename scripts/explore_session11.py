@@ -1,6 +1,6 @@
 """Session 11 explorations on the H200: narrow decode tiles, and where the MLP's host time goes.
 
-    PYTHONPATH=src python scripts/explore_session11.py [narrow] [host] [mid] [host2] --out DIR
+    PYTHONPATH=src python scripts/explore_session11.py [narrow] [host] [mid] [host2] [sk] --out DIR
 
 - ``narrow``: the decode kernel (pointer loads and its TMA variant) with tiles of 16 or 32
   weight rows on one, two or four warps: four to eight times the programs of the 64- and
@@ -26,6 +26,9 @@
   narrower tiles and two programs an SM, and the Gluon forward's candidates
   (``ops.linear.WS_CANDIDATES``); the fastest three, the launcher and eager re-timed in turn
   three times. -> ``mid.json``.
+- ``sk`` (call 4): the stream-K decode kernel (``STREAM_K``, written after call 2) at 8, 32
+  and 128 tokens on the four model shapes against the launcher, eager, the cuBLAS product
+  and (at 128 tokens) call 2's fastest decode candidate, as ``mid`` does. -> ``sk.json``.
 - ``host2`` (call 2): ``host`` again at 512 tokens (the GPU's part a sixteenth of the
   example's, so every loop is bound by the host), with a training table without ``MIN_M``
   so that the same Gluon kernels run as at 8192 tokens; then ``cProfile`` of 50 steps.
@@ -357,27 +360,54 @@ def _eager(x, wg, wu):
     return torch.nn.functional.silu(x @ wg.T) * (x @ wu.T)
 
 
-def mid(out: Path) -> list[dict]:
+def _sk_candidates(m):
+    """``sk``: the launcher, eager, the cuBLAS product, the TMA decode kernel with one token
+    tile (call 2's fastest at 128 tokens), and the stream-K decode kernel."""
+    cands = [c for c in _mid_candidates(m) if c[0] in ("launcher", "eager", "cublas product")]
+    make = dict(_mid_candidates(m))
+    if m > 64:
+        cands.append(("decode T128 bn64 bk64 w4 s3 tma", make["decode T128 bn64 bk64 w4 s3 tma"]))
+        grid = [(64, 64, 8, 4, 1), (64, 128, 8, 3, 1), (64, 64, 4, 3, 1), (64, 64, 4, 3, 2),
+                (128, 64, 8, 3, 1)]  # fmt: skip
+    else:
+        grid = [(64, 128, 4, 4, 1), (64, 128, 4, 3, 2), (64, 64, 4, 4, 2), (128, 128, 8, 3, 1)]
+    for bn, bk, w, st, pps in grid:
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st, TMA=True, STREAM_K=True,
+                   PROGRAMS_PER_SM=pps)  # fmt: skip
+        label = f"stream-k bn{bn} bk{bk} w{w} s{st} pps{pps}"
+        cands.append((label, _triton_maker("decode", cfg)))
+    return cands
+
+
+def _triton_maker(path, cfg):
+    def make(x, wg, wu, wcat):
+        return lambda: L._forward_triton(x, wg, wu, None, None, *ACT, path, cfg)
+
+    return make
+
+
+def mid(out: Path, candidates=None, tokens=(128, 256), tag="mid") -> list[dict]:
+    candidates = candidates or _mid_candidates
     models = dict(MODELS, **{"70b": (8192, 28672)})
     rows = []
     for name, (k, n) in models.items():
         wg = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
         wu = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
         wcat = torch.cat([wg, wu])
-        for m in (128, 256):
+        for m in tokens:
             x = torch.randn(m, k, device="cuda", dtype=DT)
             ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
             timed = []
-            for label, make in _mid_candidates(m):
+            for label, make in candidates(m):
                 try:
                     f = make(x, wg, wu, wcat)
                     res = f()
                     if not label.startswith(("eager", "cublas")) and not _ok(res, ref):
-                        say(f"mid {name} M={m} {label}: WRONG")
+                        say(f"{tag} {name} M={m} {label}: WRONG")
                         continue
                     timed.append(dict(label=label, ms=measure_graph(f).median_ms, f=f))
                 except Exception as e:  # out of resources: not a candidate
-                    say(f"mid {name} M={m} {label}: {type(e).__name__}: {e}"[:160])
+                    say(f"{tag} {name} M={m} {label}: {type(e).__name__}: {e}"[:160])
             ours = [t for t in timed if t["label"] not in ("eager", "cublas product")]
             final = sorted(ours, key=lambda t: t["ms"])[:3]
             final += [t for t in timed if t["label"] in ("launcher", "eager", "cublas product")
@@ -389,10 +419,10 @@ def mid(out: Path) -> list[dict]:
                 t.pop("f")
                 t["best_of_all"] = min([t["ms"], *t.get("again", [])])
             rows.append(dict(model=name, m=m, n=n, k=k, candidates=timed))
-            (out / "mid.json").write_text(json.dumps(rows, indent=1))
+            (out / f"{tag}.json").write_text(json.dumps(rows, indent=1))
             by = {t["label"]: t["best_of_all"] for t in timed}
             win = min(final, key=lambda t: t["best_of_all"])
-            say(f"mid {name:7s} M={m:3d} eager {by['eager'] * 1e3:6.1f} us, cublas "
+            say(f"{tag} {name:7s} M={m:3d} eager {by['eager'] * 1e3:6.1f} us, cublas "
                 f"{by['cublas product'] * 1e3:6.1f}, launcher {by['launcher'] * 1e3:6.1f} "
                 f"({by['eager'] / by['launcher']:.3f}x eager), best '{win['label']}' "
                 f"{win['best_of_all'] * 1e3:6.1f} "
@@ -419,6 +449,9 @@ def main() -> None:
         elif part == "mid":
             torch.cuda.set_stream(torch.cuda.Stream())
             mid(out)
+        elif part == "sk":
+            torch.cuda.set_stream(torch.cuda.Stream())
+            mid(out, _sk_candidates, (8, 32, 128), "sk")
         elif part == "host2":
             host2(out)
         else:

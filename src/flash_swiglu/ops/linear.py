@@ -50,6 +50,11 @@ CONFIG_ENV = "FLASH_SWIGLU_LINEAR_CONFIGS"
 TABLES = {"H200": "h200_linear.json", "H100": "h200_linear.json"}
 
 DECODE_MAX_TOKENS = 64
+# Up to this many tokens a launch-table ``decode`` entry for the exact shape and token bucket
+# (``m128_n{N}_k{K}``) with ``STREAM_K`` takes the call from the TMA path: the stream-K decode
+# kernel, one token tile of up to ``STREAM_K_MAX_TOKENS`` tokens.
+STREAM_K_MAX_TOKENS = 128
+DECODE_BLOCK_T = 128  # the decode kernels' widest token tile
 # Tokens the matrix-vector kernel takes: one (each token streams the weights again there;
 # at 2 tokens it was 1.2-1.4x slower than the decode kernel, h200-session9-explore/call2).
 GEMV_MAX_TOKENS = 1
@@ -85,7 +90,7 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # compiled into the kernel (``STATIC_K``: the loop's few trips unroll; one compile per K)
 # and, as ``PROGRAMS_PER_SM``, persistent programs that each take several blocks of rows.
 _OPTIONAL_KEYS = (
-    "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA",
+    "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA", "STREAM_K",
 )  # fmt: skip
 
 
@@ -327,7 +332,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         return out
     if config is None:
         name = "interpreter" if interp else _device_name(dev)
-        if path == "decode":
+        if path == "tma" and m <= STREAM_K_MAX_TOKENS:
+            config = stream_k_config(token_bucket(m), n, k, x.dtype, name)
+            path = "tma" if config is None else "decode"
+        if path == "decode" and config is None:
             config = gemv_config(token_bucket(m), n, k, x.dtype, name)
             path = "decode" if config is None else "gemv"
         if config is None:
@@ -386,7 +394,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             K_STATIC=k if cfg.get("STATIC_K") else 0,  # compiled in: one kernel per K
         )  # fmt: skip
     elif path == "decode":
-        block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_MAX_TOKENS)
+        block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_BLOCK_T)
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
         tiles, steps = triton_cdiv(n, bn) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
         split = cfg.get("SPLIT_K")
@@ -401,6 +409,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=acc, device=x.device)
             counts = split_k_counters(x.device, tiles)
         grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
+        if cfg.get("STREAM_K") and _decode_tma_ok(x2, wg, wu) and tiles * steps < 2**22:
+            _launch_stream_k(x2, wg, wu, biases, bias_strides, out, m, n, k, consts, cfg, block_t,
+                             dev, interp)  # fmt: skip
+            return out
         if cfg.get("TMA") and _decode_tma_ok(x2, wg, wu):
             descs = _host_descriptors((x2, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
             _linear_decode_tma_kernel[grid](
@@ -419,6 +431,57 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
+
+
+def _launch_stream_k(x2, wg, wu, biases, bias_strides, out, m, n, k, consts, cfg, block_t, dev,
+                     interp) -> None:  # fmt: skip
+    """Launch ``_linear_decode_sk_kernel``: one persistent program per SM (times the
+    configuration's ``PROGRAMS_PER_SM``), at most one per K step of every tile. The caller
+    keeps ``tiles * steps`` under 2**22, so the kernel's 32-bit products of an iteration
+    index and the grid size (at most 512 programs) cannot overflow."""
+    from flash_swiglu.kernels.linear import _linear_decode_sk_kernel
+
+    bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
+    tiles = triton_cdiv(n, bn) * triton_cdiv(m, block_t)
+    steps = triton_cdiv(k, bk)
+    sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
+    programs = min(sms * cfg.get("PROGRAMS_PER_SM", 1), tiles * steps, 512)
+    segments = stream_k_segments(tiles * steps, programs, steps)
+    acc = torch.float64 if x2.dtype == torch.float64 else torch.float32
+    parts = torch.empty(tiles * segments * 2 * block_t * bn, dtype=acc, device=x2.device)
+    counts = split_k_counters(x2.device, tiles)
+    descs = _host_descriptors((x2, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
+    _linear_decode_sk_kernel[(programs,)](
+        *descs, *biases, out, parts, counts, m, n, k, segments, *bias_strides, n, **consts,
+        BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, INDEX_64=needs_int64(out, *biases),
+    )  # fmt: skip
+
+
+def stream_k_segments(total: int, programs: int, steps: int) -> int:
+    """The most programs one tile of ``steps`` iterations can be shared by when ``programs``
+    take contiguous shares of ``total`` iterations, each at least ``total // programs``
+    long: shares start inside the tile at most once per ``total // programs`` of its
+    ``steps - 1`` inner boundaries, so at most ``(steps - 2) // shortest + 1`` start there."""
+    if steps <= 1:
+        return 1
+    shortest = max(1, total // programs)
+    return min(programs, (steps - 2) // shortest + 2)
+
+
+@functools.lru_cache(maxsize=4096)
+def stream_k_config(
+    m: int, n: int, k: int, dtype: torch.dtype, device_name: str = ""
+) -> dict | None:
+    """The launch table's ``decode`` entry for exactly this token bucket and shape (or its
+    dtype's, ``table_keys``) where it says ``STREAM_K``, else None (the TMA path runs)."""
+    if device_name == "interpreter" or dtype.itemsize != 2:
+        return None
+    entries = load_table(device_name).get("decode", {})
+    keys = table_keys(m, n, k, dtype)[:2]  # m{bucket}_n{N}_k{K}, for the dtype or all
+    entry = next((entries[key] for key in keys if key in entries), None)
+    if entry is None or not entry.get("STREAM_K"):
+        return None
+    return {key: entry[key] for key in _CONFIG_KEYS + _OPTIONAL_KEYS if key in entry}
 
 
 def _host_descriptors(*operands: tuple[torch.Tensor, list[int]]) -> list:
