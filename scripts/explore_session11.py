@@ -1,6 +1,8 @@
 """Session 11 explorations on the H200: narrow decode tiles, and where the MLP's host time goes.
 
-    PYTHONPATH=src python scripts/explore_session11.py [narrow] [host] [mid] [host2] [sk] --out DIR
+    PYTHONPATH=src python scripts/explore_session11.py STAGE... --out DIR
+
+(stages: narrow, host, mid, host2, sk, trace)
 
 - ``narrow``: the decode kernel (pointer loads and its TMA variant) with tiles of 16 or 32
   weight rows on one, two or four warps: four to eight times the programs of the 64- and
@@ -29,6 +31,11 @@
 - ``sk`` (call 4): the stream-K decode kernel (``STREAM_K``, written after call 2) at 8, 32
   and 128 tokens on the four model shapes against the launcher, eager, the cuBLAS product
   and (at 128 tokens) call 2's fastest decode candidate, as ``mid`` does. -> ``sk.json``.
+  Runs at commit ``b210136`` only: the kernel was slower than the committed paths on every
+  shape (call 4) and was removed after; later commits ignore ``STREAM_K``.
+- ``trace`` (call 5): ``torch.profiler`` traces (CPU and CUDA, Python stacks) of ten
+  ``SwiGLUMLP`` and ten eager fwd+bwd at 512 tokens, to find the host time that ``host2``'s
+  pieces do not add up to. -> ``trace_*.json``, ``trace_*_table.txt``.
 - ``host2`` (call 2): ``host`` again at 512 tokens (the GPU's part a sixteenth of the
   example's, so every loop is bound by the host), with a training table without ``MIN_M``
   so that the same Gluon kernels run as at 8192 tokens; then ``cProfile`` of 50 steps.
@@ -360,6 +367,57 @@ def _eager(x, wg, wu):
     return torch.nn.functional.silu(x @ wg.T) * (x @ wu.T)
 
 
+def trace(out: Path) -> None:
+    """``torch.profiler`` (CPU and CUDA activities, Python stacks) over ten ``SwiGLUMLP``
+    and ten eager fwd+bwd at 512 tokens of the example's MLP, Gluon entries from any row count
+    (as ``host2``). -> ``trace_ours.json``, ``trace_eager.json`` (Chrome traces) and the
+    profiler's CPU-time tables."""
+    import os
+
+    from torch.profiler import ProfilerActivity, profile
+
+    from flash_swiglu import SwiGLUMLP
+    from flash_swiglu.ops import linear as L_
+    from flash_swiglu.ops import train as T
+
+    table = T.load_table(L_._device_name(0))
+    free = {key: {c: v for c, v in e.items() if c != "MIN_M"} if isinstance(e, dict) else e
+            for key, e in table.items()}  # fmt: skip
+    path = out / "train_without_min_m.json"
+    path.write_text(json.dumps(free, indent=1))
+    os.environ[T.TABLE_ENV] = str(path)
+    T.load_table.cache_clear()
+    m, k, n = 512, 1024, 2816
+    dev = torch.device("cuda")
+    mlp = SwiGLUMLP(k, n, device=dev, dtype=DT)
+    x = torch.randn(m, k, device=dev, dtype=DT, requires_grad=True)
+    dy = torch.randn(m, k, device=dev, dtype=DT)
+    gate, up, down = mlp.gate_proj, mlp.up_proj, mlp.down_proj
+    steps = {
+        "ours": lambda: mlp(x).backward(dy),
+        "eager": lambda: down(torch.nn.functional.silu(gate(x)) * up(x)).backward(dy),
+    }
+    for tag, step in steps.items():
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+        acts = [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+        with profile(activities=acts, with_stack=True) as prof:
+            for _ in range(10):
+                step()
+            torch.cuda.synchronize()
+        prof.export_chrome_trace(str(out / f"trace_{tag}.json"))
+        text = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=40)
+        (out / f"trace_{tag}_table.txt").write_text(text)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            step()
+        say(f"trace {tag}: {(time.perf_counter() - t0) / 10 * 1e6:.0f} us a step to enqueue")
+        torch.cuda.synchronize()
+    del os.environ[T.TABLE_ENV]
+    T.load_table.cache_clear()
+
+
 def _sk_candidates(m):
     """``sk``: the launcher, eager, the cuBLAS product, the TMA decode kernel with one token
     tile (call 2's fastest at 128 tokens), and the stream-K decode kernel."""
@@ -452,6 +510,8 @@ def main() -> None:
         elif part == "sk":
             torch.cuda.set_stream(torch.cuda.Stream())
             mid(out, _sk_candidates, (8, 32, 128), "sk")
+        elif part == "trace":
+            trace(out)
         elif part == "host2":
             host2(out)
         else:

@@ -28,7 +28,6 @@ from triton.compiler import ASTSource
 
 from flash_swiglu.kernels.linear import (
     _linear_decode_kernel,
-    _linear_decode_sk_kernel,
     _linear_decode_tma_kernel,
     _linear_gemv_kernel,
     _linear_ptr_kernel,
@@ -44,7 +43,6 @@ KERNELS = {
     "pointer": _linear_ptr_kernel,
     "decode": _linear_decode_kernel,
     "decode_tma": _linear_decode_tma_kernel,
-    "decode_sk": _linear_decode_sk_kernel,
     "gemv": _linear_gemv_kernel,
 }
 H200_SMS = 132
@@ -88,7 +86,7 @@ def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, align
             consts[(i,)] = 1
         else:
             signature[name] = "i32"
-            if aligned and name != "max_segments":  # a small count, never a multiple of 16
+            if aligned:
                 attrs[(i,)] = [["tt.divisibility", 16]]
     src = ASTSource(fn=kernel, signature=signature, constexprs=consts, attrs=attrs)
     options = {
@@ -118,7 +116,7 @@ def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, align
 
 def compile_variant(path: str, dtype, cfg: dict, constexprs: dict, aligned: bool = True):
     bm, bn, bk = cfg.get("BLOCK_M"), cfg["BLOCK_N"], cfg["BLOCK_K"]
-    if path in ("decode_tma", "decode_sk"):
+    if path == "decode_tma":
         bm = constexprs["BLOCK_T"]  # the token tile
     blocks = {"x_desc": [bm, bk], "wg_desc": [bn, bk], "wu_desc": [bn, bk], "out_desc": [bm, bn]}
     return compile_gemm(KERNELS[path], dtype, blocks, constexprs, cfg, aligned)
@@ -131,7 +129,6 @@ def committed_configs():
     yield "decode", "builtin split-k", dict(L.BUILTIN["decode"], SPLIT_K=4)
     yield "decode", "builtin TMA", dict(L.BUILTIN["decode"], TMA=True)
     yield "decode", "builtin TMA split-k", dict(L.BUILTIN["decode"], TMA=True, SPLIT_K=4)
-    yield "decode", "builtin stream-k", dict(L.BUILTIN["decode"], TMA=True, STREAM_K=True)
     for table in sorted(L.CONFIG_DIR.glob("*_linear.json")):
         data = json.loads(table.read_text())
         for path in L.BUILTIN:
@@ -204,12 +201,11 @@ def variants():
             yield from _gemv_variants(source, raw)
             continue
         if path == "decode" and raw.get("TMA"):  # 16-bit, aligned operands only
-            kernel = "decode_sk" if raw.get("STREAM_K") else "decode_tma"
             for dtype in (torch.bfloat16, torch.float16):
                 for act in acts if dtype == torch.bfloat16 else ["silu"]:
                     mma = _mma(dtype)
                     adjusted = L.adjust_config(path, raw, dtype, True, mma)
-                    yield kernel, source, adjusted, dtype, act, act == "silu", True, mma
+                    yield "decode_tma", source, adjusted, dtype, act, act == "silu", True, mma
             continue
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             cfg = dict(raw, BLOCK_K=max(16, raw["BLOCK_K"] * 2 // dtype.itemsize))
@@ -228,15 +224,15 @@ def variants():
 
 
 def _block_t(source: str) -> int:
-    """The token tile a decode entry launches with: its key's token bucket (16 to 128)."""
+    """The token tile of a TMA decode entry: its key's token bucket (16 to 128 tokens)."""
     found = re.search(r":m(\d+)", source)
-    return min(max(16, int(found.group(1))), L.DECODE_BLOCK_T) if found else 16
+    return min(max(16, int(found.group(1))), L.WIDE_DECODE_MAX_TOKENS) if found else 16
 
 
 def main() -> int:
     for path, source, cfg, dtype, act, bias, aligned, precision in variants():
         constexprs = _constexprs(cfg, act, bias, precision)
-        if path == "decode_sk":
+        if path == "decode_tma":  # 65-128 tokens run as one tile (wide_decode_config)
             constexprs["BLOCK_T"] = _block_t(source)
         result = compile_variant(path, dtype, cfg, constexprs, aligned)
         result.update(

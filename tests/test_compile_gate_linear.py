@@ -22,8 +22,7 @@ def compiled():
 def test_every_path_and_committed_config_compiled(compiled):
     from flash_swiglu.ops import linear as L
 
-    paths = {r["path"] for r in compiled}
-    assert paths == {"tma", "pointer", "decode", "decode_tma", "decode_sk", "gemv"}
+    assert {r["path"] for r in compiled} == {"tma", "pointer", "decode", "decode_tma", "gemv"}
     sources = {r["source"] for r in compiled}
     for table in L.CONFIG_DIR.glob("*_linear.json"):
         data = json.loads(table.read_text())
@@ -47,21 +46,17 @@ def test_tma_path_uses_wgmma_and_bulk_tensor_copies(compiled):
     for r in compiled:
         if r["path"] == "tma":
             assert r["wgmma"] and r["bulk_tensor"], r
-        if r["path"] in ("decode_tma", "decode_sk"):
+        if r["path"] == "decode_tma":
             assert r["bulk_tensor"] and not r["cp_async"], r
 
 
 def test_split_k_decode_counts_arrivals_with_one_acq_rel_atomic(compiled):
     # The partials are published by one GPU-scope release-acquire increment per program,
-    # issued by one thread after a barrier (the stream-K kernel's shared tiles too); kernels
-    # without either have no atomics.
-    def hands_over(r):
-        return r["config"].get("SPLIT_K", 1) > 1 or r["path"] == "decode_sk"
-
-    assert [r for r in compiled if r["config"].get("SPLIT_K", 1) > 1]
-    assert [r for r in compiled if r["path"] == "decode_sk"]
+    # issued by one thread after a barrier; kernels without SPLIT_K have no atomics.
+    split = [r for r in compiled if r["config"].get("SPLIT_K", 1) > 1]
+    assert split
     for r in compiled:
-        if hands_over(r):
+        if r["config"].get("SPLIT_K", 1) > 1:
             assert r["atomics"] == ["atom.global.gpu.acq_rel.add.u32"], r
         else:
             assert r["atomics"] == [], r

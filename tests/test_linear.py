@@ -7,7 +7,7 @@ the GPU when present. GPU tier (``gpu``): bf16 on real model shapes, CUDA graphs
 from __future__ import annotations
 
 import json
-import random
+import re
 
 import pytest
 import torch
@@ -199,68 +199,58 @@ def test_decode_tma(device, monkeypatch, m, n, k, split):
         assert torch.equal(run(dict(cfg, TMA=False)), out)
 
 
-@pytest.mark.parametrize(
-    ("m", "n", "k", "programs"),
-    [(5, 96, 160, 1), (40, 72, 200, 2), (128, 64, 96, 3), (70, 40, 64, 5), (1, 32, 32, 2)],
-)
-def test_decode_stream_k(device, monkeypatch, m, n, k, programs):
-    """The stream-K decode kernel (``STREAM_K``): the tiles' K steps shared equally by a
-    persistent grid (``programs`` per SM; three SMs under the interpreter), so tiles are
-    split between programs at ragged points and finished by the last to arrive. Ragged M, N
-    and K, several token tiles (M = 40 and 70 with 32-token tiles), one tile of one step.
-    Against the reference, deterministic, counters back at zero, the kernel launched."""
+def test_decode_tma_one_tile_of_up_to_128_tokens(device, monkeypatch):
+    """The TMA variant takes one token tile of up to 128 tokens (the wide decode route,
+    ``wide_decode_config``); the pointer kernel keeps tiles of at most 64."""
     import flash_swiglu.kernels.linear as KL
 
     launched = []
-    real = KL._linear_decode_sk_kernel
+    real = KL._linear_decode_tma_kernel
     spy = type("Spy", (), {"__getitem__": lambda _, grid: launched.append(grid) or real[grid]})
-    monkeypatch.setattr(KL, "_linear_decode_sk_kernel", spy())
-    monkeypatch.setattr(L, "DECODE_BLOCK_T", 32 if m > 32 and m < 128 else 128)
+    monkeypatch.setattr(KL, "_linear_decode_tma_kernel", spy())
     dtype = torch.float16 if device == "cpu" else torch.bfloat16
-    x, wg, wu, bg, bu = make_inputs((m,), n, k, dtype, device, "gelu")
-    cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2, TMA=True, STREAM_K=True,
-               PROGRAMS_PER_SM=programs)  # fmt: skip
-    run = lambda: L._forward_triton(x, wg, wu, bg, bu, "gelu", 1.702, 7.0, "decode", cfg)
-    out = run()
-    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)), "gelu")
-    assert_within_rule(f"stream-k {programs}", out, torch_linear(x, wg, wu, bg, bu, "gelu"), ref)
-    assert torch.equal(run(), out)
-    assert not L.split_k_counters(x.device, 1).any()
-    assert len(launched) == 2
+    x, wg, wu, bg, bu = make_inputs((100,), 48, 96, dtype, device)
+    cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2, SPLIT_K=1, TMA=True)
+    out = L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "decode", cfg)
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    assert_within_rule("one 128-token tile", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+    assert [g[1] for g in launched] == [1]
 
 
-def test_stream_k_segments_bound():
-    # Brute force: the most programs sharing one tile never exceeds the launcher's bound.
-    rng = random.Random(0)
-    for _ in range(2000):
-        tiles, steps, programs = rng.randint(1, 300), rng.randint(1, 90), rng.randint(1, 270)
-        total = tiles * steps
-        programs = min(programs, total)
-        owner = lambda i: ((i + 1) * programs + total - 1) // total - 1  # noqa: B023
-        most = max(owner((t + 1) * steps - 1) - owner(t * steps) + 1 for t in range(tiles))
-        assert most <= L.stream_k_segments(total, programs, steps)
-
-
-def test_stream_k_routing(monkeypatch, tmp_path):
-    """A ``decode`` entry with ``STREAM_K`` for a token bucket above the decode path's
-    (m128_n{N}_k{K}) takes those calls from the TMA path; other shapes keep it."""
-    table = {"decode": {"m128_n64_k96": dict(BLOCK_N=32, BLOCK_K=32, num_warps=4,
-                                             num_stages=2, TMA=True, STREAM_K=True,
-                                             source="test")}}  # fmt: skip
+def test_wide_decode_routing(monkeypatch, tmp_path):
+    """A ``decode`` entry with ``TMA`` for exactly a token bucket of 65-128 tokens and a
+    shape takes those calls from the TMA path (``wide_decode_config``); other buckets,
+    shapes, dtypes and entries without ``TMA`` leave them there."""
+    entry = dict(BLOCK_N=64, BLOCK_K=64, num_warps=4, num_stages=3, TMA=True)
+    table = {"decode": {"m128_n64_k96": dict(entry, source="t"),
+                        "m128_n64_k128": dict(entry, TMA=False, source="t"),
+                        "m64_n64_k96": dict(entry, source="t"),
+                        "m128": dict(entry, source="t")}}  # fmt: skip
     path = tmp_path / "t.json"
     path.write_text(json.dumps(table))
     monkeypatch.setenv(L.CONFIG_ENV, str(path))
     L.load_table.cache_clear()
-    L.stream_k_config.cache_clear()
+    L.wide_decode_config.cache_clear()
     try:
-        cfg = L.stream_k_config(128, 64, 96, torch.bfloat16, "NVIDIA H200")
-        assert cfg == {k: v for k, v in table["decode"]["m128_n64_k96"].items() if k != "source"}
-        assert L.stream_k_config(128, 64, 96, torch.float32, "NVIDIA H200") is None
-        assert L.stream_k_config(128, 64, 128, torch.bfloat16, "NVIDIA H200") is None
-        assert L.stream_k_config(256, 64, 96, torch.bfloat16, "NVIDIA H200") is None
+        assert L.wide_decode_config(128, 64, 96, torch.bfloat16, "NVIDIA H200") == entry
+        assert L.wide_decode_config(128, 64, 96, torch.float16, "NVIDIA H200") == entry
+        for m, n, k, dtype in ((128, 64, 96, torch.float32), (128, 64, 128, torch.bfloat16),
+                               (64, 64, 96, torch.bfloat16), (256, 64, 96, torch.bfloat16),
+                               (128, 32, 96, torch.bfloat16)):  # fmt: skip
+            assert L.wide_decode_config(m, n, k, dtype, "NVIDIA H200") is None, (m, n, k)
     finally:
+        monkeypatch.delenv(L.CONFIG_ENV)
         L.load_table.cache_clear()
-        L.stream_k_config.cache_clear()
+        L.wide_decode_config.cache_clear()
+    # The committed table's entries of that kind are found for their shapes.
+    committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["decode"]
+    wide = [key for key in committed if re.fullmatch(r"m(\d+)_n\d+_k\d+", key)
+            and int(key[1:].split("_")[0]) > L.DECODE_MAX_TOKENS]  # fmt: skip
+    assert wide
+    for key in wide:
+        m, n, k = (int(v) for v in key[1:].replace("_n", " ").replace("_k", " ").split())
+        cfg = L.wide_decode_config(m, n, k, torch.bfloat16, "NVIDIA H200")
+        assert cfg == {c: v for c, v in committed[key].items() if c != "source"}
 
 
 def test_decode_tma_falls_back(device, monkeypatch):
@@ -714,6 +704,31 @@ def test_gpu_split_k_decode_under_cuda_graph(fresh_stream):
         assert_within_rule("graph", out, torch_linear(x, wg, wu, None, None, "silu"), ref)
     with torch.cuda.stream(stream):
         assert not L.split_k_counters(x.device, 1).any()  # the stream's own, if it has them
+
+
+@pytest.mark.gpu
+def test_gpu_wide_decode_entries(monkeypatch):
+    """Every committed decode entry for more than 64 tokens, through ``swiglu_linear`` on
+    its model shape: routed to the TMA decode kernel with one token tile, within the rule."""
+    import flash_swiglu.kernels.linear as KL
+
+    launched = []
+    real = KL._linear_decode_tma_kernel
+    spy = type("Spy", (), {"__getitem__": lambda _, grid: launched.append(grid) or real[grid]})
+    monkeypatch.setattr(KL, "_linear_decode_tma_kernel", spy())
+    committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["decode"]
+    wide = [key for key in committed if re.fullmatch(r"m(\d+)_n\d+_k\d+", key)
+            and int(key[1:].split("_")[0]) > L.DECODE_MAX_TOKENS]  # fmt: skip
+    assert wide
+    for key in wide:
+        bucket, n, k = (int(v) for v in key[1:].replace("_n", " ").replace("_k", " ").split())
+        for m in (bucket, bucket - 37):
+            launched.clear()
+            x, wg, wu, bg, bu = make_inputs((m,), n, k, torch.bfloat16, "cuda")
+            out = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
+            ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+            assert_within_rule(f"{key} M={m}", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+            assert [g[1] for g in launched] == [1], (key, m, launched)
 
 
 @pytest.mark.gpu

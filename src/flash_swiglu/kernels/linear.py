@@ -16,7 +16,7 @@ segments of ``BLOCK_K`` elements as for the other layouts; we expect no extra co
 2K row stride (not yet measured), and no in-register shuffle of a ``[2 * BLOCK_N, BLOCK_K]``
 tile is needed (a TMA/wgmma operand has to stay in shared memory, where a split would not).
 
-The kernels:
+Four kernels:
 
 - ``_linear_tma_kernel`` (Hopper main path): persistent over ``min(SMs, tiles)`` programs in
   grouped tile order, host TMA descriptors for every matrix, ``tl.dot`` (``wgmma`` on
@@ -33,10 +33,6 @@ The kernels:
   in the kernel and the result is deterministic. It streams each weight byte once.
 - ``_linear_decode_tma_kernel``: the decode kernel with its operands fetched by TMA (where
   the launch table says ``TMA`` and the operands are 16-bit and aligned).
-- ``_linear_decode_sk_kernel``: the TMA decode kernel over a stream-K schedule (where a
-  launch-table entry says ``STREAM_K``; also for 65-128 tokens, where such an entry routes
-  the call from the TMA path): a persistent grid shares the tiles' K steps equally, so no
-  SM idles through a partial last wave of tiles.
 - ``_linear_gemv_kernel`` (one token, where the launch table says): no MMA, a
   matrix-vector product on the CUDA cores over programs of a few weight rows each, for the
   single-token case that an MMA's 64 x 16 minimum tile serves poorly.
@@ -354,111 +350,6 @@ def _linear_decode_tma_kernel(
 
 
 @triton.jit
-def _owner(it, total, programs):
-    """The program whose share of the ``total`` iterations holds iteration ``it`` (program
-    ``p`` takes ``[p * total // programs, (p + 1) * total // programs)``)."""
-    return ((it + 1) * programs + total - 1) // total - 1
-
-
-@triton.jit
-def _linear_decode_sk_kernel(
-    x_desc,  # [M, K] tokens, descriptor block [BLOCK_T, BLOCK_K]
-    wg_desc,  # [N, K] gate weight, descriptor block [BLOCK_N, BLOCK_K]
-    wu_desc,  # [N, K] up weight, descriptor block [BLOCK_N, BLOCK_K]
-    bg_ptr,  # [N] gate bias (unused without HAS_BG)
-    bu_ptr,  # [N] up bias (unused without HAS_BU)
-    out_ptr,  # [M, N] output, row stride stride_out, unit column stride
-    part_ptr,  # [tiles, max_segments, 2, BLOCK_T, BLOCK_N] fp32 partial sums
-    count_ptr,  # int32 [tiles] arrivals per tile, zero before and after the launch
-    M,
-    N,
-    K,
-    max_segments,  # most programs that share one tile (the launcher's bound)
-    stride_bg,
-    stride_bu,
-    stride_out,
-    HAS_BG: tl.constexpr,
-    HAS_BU: tl.constexpr,
-    ACTIVATION: tl.constexpr,
-    ALPHA: tl.constexpr,
-    LIMIT: tl.constexpr,
-    INPUT_PRECISION: tl.constexpr,
-    BLOCK_N: tl.constexpr,  # weight rows per tile: the MMA's M dimension
-    BLOCK_T: tl.constexpr,  # tokens per tile: the MMA's N dimension
-    BLOCK_K: tl.constexpr,
-    INDEX_64: tl.constexpr,  # output offsets may pass 2**30 (needs_int64): 64-bit
-):
-    """``_linear_decode_tma_kernel`` over a stream-K schedule: a persistent grid of
-    ``programs`` shares the ``tiles * k_steps`` iterations (one ``BLOCK_K`` step of one
-    ``out^T`` tile) equally, each program a contiguous range, so no SM idles through a
-    partial last wave of tiles (Qwen2.5-7B at 128 tokens: 296 tiles of 64 weight rows on
-    132 SMs run as three waves, the last a quarter full). A tile whose iterations fall in
-    one program's range is finished there. A tile shared by several programs ("segments",
-    in iteration order) is finished by the last of them to arrive: each writes its fp32
-    partials to its segment's slot and counts itself in (``_split_k_gather``'s hand-over),
-    and the last adds every segment's partials in segment order, so the result does not
-    depend on arrival order (deterministic for a given grid). Requirements as for the TMA
-    decode kernel; ``M`` may exceed ``BLOCK_T`` (token tiles are tiles like the others)."""
-    pid = tl.program_id(0)
-    programs = tl.num_programs(0)
-    tiles_n = tl.cdiv(N, BLOCK_N)
-    k_steps = tl.cdiv(K, BLOCK_K)
-    total = tiles_n * tl.cdiv(M, BLOCK_T) * k_steps
-    it = pid * total // programs
-    end = (pid + 1) * total // programs
-    tile_elems: tl.constexpr = 2 * BLOCK_T * BLOCK_N
-    offs = tl.arange(0, BLOCK_T)[None, :] * BLOCK_N + tl.arange(0, BLOCK_N)[:, None]
-    while it < end:
-        tile = it // k_steps
-        k0 = it - tile * k_steps
-        k1 = tl.minimum(k_steps, k0 + end - it)
-        off_n = (tile % tiles_n) * BLOCK_N
-        off_t = (tile // tiles_n) * BLOCK_T
-        acc_g = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
-        acc_u = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
-        for ki in range(k0, k1):
-            off_k = ki * BLOCK_K
-            xt = x_desc.load([off_t, off_k])  # [BLOCK_T, BLOCK_K], shared by both products
-            wg = wg_desc.load([off_n, off_k])
-            wu = wu_desc.load([off_n, off_k])
-            acc_g = tl.dot(wg, xt.T, acc_g, input_precision=INPUT_PRECISION)
-            acc_u = tl.dot(wu, xt.T, acc_u, input_precision=INPUT_PRECISION)
-        cols = off_n + tl.arange(0, BLOCK_N)  # weight rows
-        rows = off_t + tl.arange(0, BLOCK_T)  # tokens
-        if INDEX_64:
-            cols = cols.to(tl.int64)
-            rows = rows.to(tl.int64)
-        row_mask = rows < M
-        col_mask = cols < N
-        last = (k0 == 0) & (k1 == k_steps)  # the whole tile in this program
-        if not last:
-            first = _owner(tile * k_steps, total, programs)
-            segments = _owner((tile + 1) * k_steps - 1, total, programs) - first + 1
-            base = part_ptr + tile.to(tl.int64) * max_segments * tile_elems
-            mine = base + (pid - first) * tile_elems
-            mask = row_mask[None, :]  # only the real tokens' columns of out^T
-            tl.store(mine + offs, acc_g, mask=mask)
-            tl.store(mine + BLOCK_T * BLOCK_N + offs, acc_u, mask=mask)
-            tl.debug_barrier()
-            arrived = tl.atomic_add(count_ptr + tile, 1, sem="acq_rel", scope="gpu")
-            last = arrived == segments - 1
-            if last:
-                acc_g = tl.zeros_like(acc_g)
-                acc_u = tl.zeros_like(acc_u)
-                for seg in range(0, segments):
-                    part = base + seg * tile_elems
-                    acc_g += tl.load(part + offs, mask=mask, other=0.0, cache_modifier=".cg")
-                    acc_u += tl.load(part + BLOCK_T * BLOCK_N + offs, mask=mask, other=0.0,
-                                     cache_modifier=".cg")  # fmt: skip
-                tl.store(count_ptr + tile, 0)  # ready for the next launch
-        if last:
-            _decode_store(acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr,
-                          out_ptr, N, stride_bg, stride_bu, stride_out, HAS_BG, HAS_BU,
-                          ACTIVATION, ALPHA, LIMIT)  # fmt: skip
-        it += k1 - k0
-
-
-@triton.jit
 def _decode_finish(
     acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr, out_ptr, part_ptr,
     count_ptr, tile, N, stride_bg, stride_bu, stride_out,
@@ -475,24 +366,12 @@ def _decode_finish(
             acc_g, acc_u, part_ptr, count_ptr, tile, row_mask, SPLIT_K, BLOCK_N, BLOCK_T
         )
     if last:
-        _decode_store(acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr, out_ptr,
-                      N, stride_bg, stride_bu, stride_out, HAS_BG, HAS_BU, ACTIVATION, ALPHA,
-                      LIMIT)  # fmt: skip
-
-
-@triton.jit
-def _decode_store(
-    acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr, out_ptr, N, stride_bg,
-    stride_bu, stride_out, HAS_BG: tl.constexpr, HAS_BU: tl.constexpr,
-    ACTIVATION: tl.constexpr, ALPHA: tl.constexpr, LIMIT: tl.constexpr,
-):  # fmt: skip
-    """Biases, activation and the store of one ``out^T [BLOCK_N, BLOCK_T]`` tile."""
-    gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[:, None]
-    up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[:, None]
-    out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # out^T [BLOCK_N, BLOCK_T]
-    out_ptrs = out_ptr + cols[:, None] + (rows * stride_out)[None, :]
-    mask = col_mask[:, None] & row_mask[None, :]
-    tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
+        gate = acc_g + _bias(bg_ptr, cols, N, stride_bg, HAS_BG)[:, None]
+        up = acc_u + _bias(bu_ptr, cols, N, stride_bu, HAS_BU)[:, None]
+        out = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)  # out^T [BLOCK_N, BLOCK_T]
+        out_ptrs = out_ptr + cols[:, None] + (rows * stride_out)[None, :]
+        mask = col_mask[:, None] & row_mask[None, :]
+        tl.store(out_ptrs, out.to(out_ptr.dtype.element_ty), mask=mask)
 
 
 @triton.jit

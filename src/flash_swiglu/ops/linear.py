@@ -9,7 +9,9 @@ Two custom ops, each opaque to ``torch.compile`` (fake implementations, register
 Forward paths (``choose_path``): M <= 64 tokens -> the decode kernel (swapped operands),
 or for one token the matrix-vector kernel (``gemv_config``: unless the launch table sends
 the shape to the decode kernel); TMA-compatible operands
-on sm_90+ -> the persistent TMA kernel; anything else -> the masked pointer kernel. CPU
+on sm_90+ -> the persistent TMA kernel (or, for 65-128 tokens where the launch table has a
+decode entry for the shape, ``wide_decode_config``, the decode kernel's TMA variant with one
+token tile); anything else -> the masked pointer kernel. CPU
 tensors run the same kernels under ``TRITON_INTERPRET=1`` and otherwise
 ``reference.swiglu_linear_reference``.
 
@@ -51,10 +53,11 @@ TABLES = {"H200": "h200_linear.json", "H100": "h200_linear.json"}
 
 DECODE_MAX_TOKENS = 64
 # Up to this many tokens a launch-table ``decode`` entry for the exact shape and token bucket
-# (``m128_n{N}_k{K}``) with ``STREAM_K`` takes the call from the TMA path: the stream-K decode
-# kernel, one token tile of up to ``STREAM_K_MAX_TOKENS`` tokens.
-STREAM_K_MAX_TOKENS = 128
-DECODE_BLOCK_T = 128  # the decode kernels' widest token tile
+# (``m128_n{N}_k{K}``, with ``TMA``) takes a call from the TMA path: the decode kernel's TMA
+# variant with one token tile of all the tokens, so each weight tile is read once
+# (``wide_decode_config``). The pointer-load decode kernel keeps tiles of at most
+# ``DECODE_MAX_TOKENS`` tokens.
+WIDE_DECODE_MAX_TOKENS = 128
 # Tokens the matrix-vector kernel takes: one (each token streams the weights again there;
 # at 2 tokens it was 1.2-1.4x slower than the decode kernel, h200-session9-explore/call2).
 GEMV_MAX_TOKENS = 1
@@ -90,7 +93,7 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # compiled into the kernel (``STATIC_K``: the loop's few trips unroll; one compile per K)
 # and, as ``PROGRAMS_PER_SM``, persistent programs that each take several blocks of rows.
 _OPTIONAL_KEYS = (
-    "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA", "STREAM_K",
+    "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA",
 )  # fmt: skip
 
 
@@ -327,15 +330,16 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     path = path or choose_path(x2, wg, wu, m)
     interp = interpreting()
     dev = x.device.index or 0
+    if path == "tma" and config is None and m <= WIDE_DECODE_MAX_TOKENS and not interp:
+        wide = wide_decode_config(token_bucket(m), n, k, x.dtype, _device_name(dev))
+        if wide is not None and _decode_tma_ok(x2, wg, wu):
+            path, config = "decode", wide
     if path == "tma" and config is None and _forward_ws(x, x2, wg, wu, bg, bu, out, m,
                                                         activation, alpha, limit):  # fmt: skip
         return out
     if config is None:
         name = "interpreter" if interp else _device_name(dev)
-        if path == "tma" and m <= STREAM_K_MAX_TOKENS:
-            config = stream_k_config(token_bucket(m), n, k, x.dtype, name)
-            path = "tma" if config is None else "decode"
-        if path == "decode" and config is None:
+        if path == "decode":
             config = gemv_config(token_bucket(m), n, k, x.dtype, name)
             path = "decode" if config is None else "gemv"
         if config is None:
@@ -394,7 +398,9 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             K_STATIC=k if cfg.get("STATIC_K") else 0,  # compiled in: one kernel per K
         )  # fmt: skip
     elif path == "decode":
-        block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), DECODE_BLOCK_T)
+        tma = cfg.get("TMA") and _decode_tma_ok(x2, wg, wu)
+        widest = WIDE_DECODE_MAX_TOKENS if tma else DECODE_MAX_TOKENS
+        block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), widest)
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
         tiles, steps = triton_cdiv(n, bn) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
         split = cfg.get("SPLIT_K")
@@ -409,11 +415,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=acc, device=x.device)
             counts = split_k_counters(x.device, tiles)
         grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
-        if cfg.get("STREAM_K") and _decode_tma_ok(x2, wg, wu) and tiles * steps < 2**22:
-            _launch_stream_k(x2, wg, wu, biases, bias_strides, out, m, n, k, consts, cfg, block_t,
-                             dev, interp)  # fmt: skip
-            return out
-        if cfg.get("TMA") and _decode_tma_ok(x2, wg, wu):
+        if tma:
             descs = _host_descriptors((x2, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
             _linear_decode_tma_kernel[grid](
                 *descs, *biases, out, parts, counts, m, n, k, *bias_strides, n, **consts,
@@ -433,53 +435,17 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     return out
 
 
-def _launch_stream_k(x2, wg, wu, biases, bias_strides, out, m, n, k, consts, cfg, block_t, dev,
-                     interp) -> None:  # fmt: skip
-    """Launch ``_linear_decode_sk_kernel``: one persistent program per SM (times the
-    configuration's ``PROGRAMS_PER_SM``), at most one per K step of every tile. The caller
-    keeps ``tiles * steps`` under 2**22, so the kernel's 32-bit products of an iteration
-    index and the grid size (at most 512 programs) cannot overflow."""
-    from flash_swiglu.kernels.linear import _linear_decode_sk_kernel
-
-    bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
-    tiles = triton_cdiv(n, bn) * triton_cdiv(m, block_t)
-    steps = triton_cdiv(k, bk)
-    sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
-    programs = min(sms * cfg.get("PROGRAMS_PER_SM", 1), tiles * steps, 512)
-    segments = stream_k_segments(tiles * steps, programs, steps)
-    acc = torch.float64 if x2.dtype == torch.float64 else torch.float32
-    parts = torch.empty(tiles * segments * 2 * block_t * bn, dtype=acc, device=x2.device)
-    counts = split_k_counters(x2.device, tiles)
-    descs = _host_descriptors((x2, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
-    _linear_decode_sk_kernel[(programs,)](
-        *descs, *biases, out, parts, counts, m, n, k, segments, *bias_strides, n, **consts,
-        BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, INDEX_64=needs_int64(out, *biases),
-    )  # fmt: skip
-
-
-def stream_k_segments(total: int, programs: int, steps: int) -> int:
-    """The most programs one tile of ``steps`` iterations can be shared by when ``programs``
-    take contiguous shares of ``total`` iterations, each at least ``total // programs``
-    long: shares start inside the tile at most once per ``total // programs`` of its
-    ``steps - 1`` inner boundaries, so at most ``(steps - 2) // shortest + 1`` start there."""
-    if steps <= 1:
-        return 1
-    shortest = max(1, total // programs)
-    return min(programs, (steps - 2) // shortest + 2)
-
-
 @functools.lru_cache(maxsize=4096)
-def stream_k_config(
-    m: int, n: int, k: int, dtype: torch.dtype, device_name: str = ""
-) -> dict | None:
-    """The launch table's ``decode`` entry for exactly this token bucket and shape (or its
-    dtype's, ``table_keys``) where it says ``STREAM_K``, else None (the TMA path runs)."""
-    if device_name == "interpreter" or dtype.itemsize != 2:
+def wide_decode_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = ""):
+    """For a token bucket ``m`` above the decode path's (65 to ``WIDE_DECODE_MAX_TOKENS``
+    tokens): the launch table's ``decode`` entry for exactly this bucket and shape (or its
+    dtype's), where it asks for ``TMA``; else None (the TMA path runs)."""
+    if m <= DECODE_MAX_TOKENS or m > WIDE_DECODE_MAX_TOKENS or dtype.itemsize != 2:
         return None
     entries = load_table(device_name).get("decode", {})
-    keys = table_keys(m, n, k, dtype)[:2]  # m{bucket}_n{N}_k{K}, for the dtype or all
+    keys = table_keys(m, n, k, dtype)[:2]  # m{bucket}_n{N}_k{K}, for the dtype, then for all
     entry = next((entries[key] for key in keys if key in entries), None)
-    if entry is None or not entry.get("STREAM_K"):
+    if entry is None or not entry.get("TMA"):
         return None
     return {key: entry[key] for key in _CONFIG_KEYS + _OPTIONAL_KEYS if key in entry}
 
