@@ -253,6 +253,15 @@ def test_wide_decode_routing(monkeypatch, tmp_path):
         assert cfg == {c: v for c, v in committed[key].items() if c != "source"}
 
 
+def test_no_ws_entry_is_shadowed_by_a_wide_decode_entry():
+    # The wide decode route comes before the Gluon forward: a ws entry for the same token
+    # bucket and shape would never run.
+    table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    wide = {key for key in table["decode"] if re.fullmatch(r"m(\d+)_n\d+_k\d+", key)
+            and int(key[1:].split("_")[0]) > L.DECODE_MAX_TOKENS}  # fmt: skip
+    assert not wide & set(table.get("ws", {}))
+
+
 def test_decode_tma_falls_back(device, monkeypatch):
     # Operands a descriptor cannot take (fp32; a row stride of 37 elements) keep the
     # pointer kernel, whatever the configuration says.
