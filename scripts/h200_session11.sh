@@ -8,6 +8,8 @@
 #   decode         the four models at M = 1, 8, 32, bf16, every backend of the linear suite,
 #                  max-autotune included (run h200-s11-linear-bf16-decode)
 #   decode-fp16    the same in fp16 without max-autotune (run h200-s11-linear-fp16-decode)
+#   tp             one rank's shard of the four models on 8 tensor-parallel ranks, M = 1, 8,
+#                  32, every backend but max-autotune (run h200-s11-linear-bf16-tp8)
 #   mid            the four models at M = 128, 256, 512, 1024, bf16, every backend but
 #                  max-autotune (run h200-s11-linear-bf16-mid-tokens)
 #   tests-train    GPU tier of the training tests (MLP, modules, patching, Gluon kernels)
@@ -36,6 +38,10 @@ for stage in "$@"; do
       timeout 300 $bench --op linear --model $models --dtype float16 --tokens 1,8,32 \
         --backend "$peers" --run-id h200-s11-linear-fp16-decode 2>&1 \
         | tee "$OUT/linear_decode_fp16.log" | tail -n 4 ;;
+    tp)
+      timeout 300 $bench --op linear --model $models --tp 8 --dtype bfloat16 --tokens 1,8,32 \
+        --backend "$peers" --run-id h200-s11-linear-bf16-tp8 2>&1 | tee "$OUT/linear_tp8.log" \
+        | tail -n 4 ;;
     mid)
       timeout 400 $bench --op linear --model $models --dtype bfloat16 --tokens 128,256,512,1024 \
         --backend "$peers" --run-id h200-s11-linear-bf16-mid-tokens 2>&1 \

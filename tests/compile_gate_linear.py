@@ -9,7 +9,9 @@ as constants, and host TMA descriptors as the ``tensordesc<dtype[block]>`` type 
 runtime's specialisation gives a ``TensorDescriptor``.
 An unaligned pointer-kernel variant (no divisibility) stands for K or N not a multiple of 8.
 The matrix-vector and decode kernels compile with no masks along K and 32-bit offsets
-(``EVEN_K``, not ``INDEX_64``) where aligned, and with the masks and 64-bit offsets where not.
+(``EVEN_K``, not ``INDEX_64``) where aligned, and with the masks and 64-bit offsets where not;
+decode entries with the widest token tile (and warps) they launch with
+(``ops.linear.decode_tile``): their key's token bucket, 64 tokens for a default.
 """
 
 from __future__ import annotations
@@ -127,6 +129,7 @@ def committed_configs():
     for path, cfg in L.BUILTIN.items():
         yield path, "builtin", cfg
     yield "decode", "builtin split-k", dict(L.BUILTIN["decode"], SPLIT_K=4)
+    yield "decode", "builtin split-k 8", dict(L.BUILTIN["decode"], SPLIT_K=8)
     yield "decode", "builtin TMA", dict(L.BUILTIN["decode"], TMA=True)
     yield "decode", "builtin TMA split-k", dict(L.BUILTIN["decode"], TMA=True, SPLIT_K=4)
     for table in sorted(L.CONFIG_DIR.glob("*_linear.json")):
@@ -135,6 +138,9 @@ def committed_configs():
             for key, cfg in data.get(path, {}).items():
                 if "KERNEL" not in cfg:  # {"KERNEL": "decode"}: not a configuration
                     yield path, f"{table.name}:{key}", cfg
+        default = data.get("decode", {}).get("default")
+        if default is not None and "SPLIT_K" not in default:  # auto_split_k's widest split
+            yield "decode", f"{table.name}:default split-k 8", dict(default, SPLIT_K=8)
 
 
 def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
@@ -223,17 +229,29 @@ def variants():
                 yield path, source, adjusted, dtype, "silu", True, aligned, precision
 
 
-def _block_t(source: str) -> int:
-    """The token tile of a TMA decode entry: its key's token bucket (16 to 128 tokens)."""
+def _decode_launch(path: str, source: str, cfg: dict, dtype, aligned: bool) -> dict:
+    """What a decode entry launches with at the most tokens it serves (its key's token
+    bucket, 64 for a default): ``BLOCK_T``, ``SPLIT_K`` and ``num_warps`` as
+    ``ops.linear.decode_tile`` and ``decode_split_warps`` set them."""
     found = re.search(r":m(\d+)", source)
-    return min(max(16, int(found.group(1))), L.WIDE_DECODE_MAX_TOKENS) if found else 16
+    bucket = int(found.group(1)) if found else L.DECODE_MAX_TOKENS
+    fast = aligned and dtype.itemsize == 2
+    block_t = L.decode_tile(bucket, fast, path == "decode_tma")
+    split, warps = L.decode_split_warps(
+        block_t, cfg["BLOCK_N"], cfg.get("SPLIT_K", 1), cfg["num_warps"], fast
+    )
+    return dict(BLOCK_T=block_t, SPLIT_K=split, num_warps=warps)
 
 
 def main() -> int:
     for path, source, cfg, dtype, act, bias, aligned, precision in variants():
         constexprs = _constexprs(cfg, act, bias, precision)
-        if path == "decode_tma":  # 65-128 tokens run as one tile (wide_decode_config)
-            constexprs["BLOCK_T"] = _block_t(source)
+        if path in ("decode", "decode_tma"):  # the widest token tile the entry runs with
+            launch = _decode_launch(path, source, cfg, dtype, aligned)
+            constexprs.update(BLOCK_T=launch["BLOCK_T"], SPLIT_K=launch["SPLIT_K"])
+            cfg = dict(cfg, num_warps=launch["num_warps"])
+            if launch["SPLIT_K"] > 1:
+                cfg["SPLIT_K"] = launch["SPLIT_K"]
         result = compile_variant(path, dtype, cfg, constexprs, aligned)
         result.update(
             path=path,

@@ -253,6 +253,25 @@ def test_wide_decode_routing(monkeypatch, tmp_path):
         assert cfg == {c: v for c, v in committed[key].items() if c != "source"}
 
 
+def test_decode_tile_and_register_budgets():
+    # Token tiles: 16 to 64 tokens for aligned 16-bit pointer loads, to 128 for TMA, to 32
+    # otherwise.
+    assert [L.decode_tile(m, True, False) for m in (1, 17, 33, 64, 100)] == [16, 32, 64, 64, 64]
+    assert L.decode_tile(100, True, True) == 128
+    assert L.decode_tile(64, False, False) == 32
+    # Splits within the partials' budget; 8 warps beyond the 4-warp one.
+    assert L.decode_split_warps(16, 64, 8, 4, True) == (8, 4)
+    assert L.decode_split_warps(64, 64, 4, 4, True) == (4, 8)
+    assert L.decode_split_warps(64, 64, 8, 4, True) == (4, 8)
+    assert L.decode_split_warps(64, 128, 8, 8, True) == (2, 8)
+    # Without aligned 16-bit operands: 8 warps for any split or a 2048-element tile, no
+    # split of 4096-element tiles.
+    assert L.decode_split_warps(16, 64, 8, 4, False) == (8, 8)
+    assert L.decode_split_warps(32, 64, 1, 4, False) == (1, 8)
+    assert L.decode_split_warps(32, 128, 4, 8, False) == (1, 8)
+    assert L.decode_split_warps(16, 32, 1, 4, False) == (1, 4)
+
+
 def test_no_ws_entry_is_shadowed_by_a_wide_decode_entry():
     # The wide decode route comes before the Gluon forward: a ws entry for the same token
     # bucket and shape would never run.

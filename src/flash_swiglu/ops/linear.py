@@ -398,14 +398,16 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             K_STATIC=k if cfg.get("STATIC_K") else 0,  # compiled in: one kernel per K
         )  # fmt: skip
     elif path == "decode":
-        tma = cfg.get("TMA") and _decode_tma_ok(x2, wg, wu)
-        widest = WIDE_DECODE_MAX_TOKENS if tma else DECODE_MAX_TOKENS
-        block_t = min(max(16, 1 << max(m - 1, 0).bit_length()), widest)
+        tma = bool(cfg.get("TMA")) and _decode_tma_ok(x2, wg, wu)
+        fast = aligned and x.dtype.itemsize == 2
+        block_t = decode_tile(m, fast, tma)
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
         tiles, steps = triton_cdiv(n, bn) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
         split = cfg.get("SPLIT_K")
         if split is None:
             split = auto_split_k(tiles, steps, INTERPRET_NUM_SMS if interp else _num_sms(dev))
+        split, consts["num_warps"] = decode_split_warps(block_t, bn, split, consts["num_warps"],
+                                                        fast)  # fmt: skip
         split = max(1, min(split, steps))
         # Every slice of K the same number of BLOCK_K steps (the kernel's), none empty.
         split = triton_cdiv(steps, triton_cdiv(steps, split))
@@ -433,6 +435,44 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
         _linear_ptr_kernel[grid](*args, **consts, **cfg)
     return out
+
+
+def decode_tile(m: int, fast: bool, tma: bool) -> int:
+    """The token tile (``BLOCK_T``) of a decode launch for ``m`` tokens: the next power of two
+    from 16, at most ``WIDE_DECODE_MAX_TOKENS`` for the TMA variant, ``DECODE_MAX_TOKENS``
+    for aligned 16-bit pointer loads (``fast``), 32 otherwise (fp32, or K and N not
+    multiples of 16: a 64-bit address per element; see ``decode_split_warps``)."""
+    widest = WIDE_DECODE_MAX_TOKENS if tma else DECODE_MAX_TOKENS if fast else 32
+    return min(max(16, 1 << max(m - 1, 0).bit_length()), widest)
+
+
+# Partial-sum elements (BLOCK_T x BLOCK_N x SPLIT_K) a split-K decode program's hand-over
+# holds: at most this many at 4 warps and twice as many at 8 for aligned 16-bit operands;
+# otherwise (a 64-bit address per element, or fp32 tiles) this many at 8 warps, and no split
+# of tiles of 4096 elements or more.
+_SPLIT_ELEMENTS = 8192
+
+
+def decode_split_warps(
+    block_t: int, block_n: int, split: int, num_warps: int, fast: bool
+) -> tuple[int, int]:
+    """``(SPLIT_K, num_warps)`` of a decode launch, within the register budgets above: the
+    split capped, and 8 warps where the partials pass the 4-warp budget or, without aligned
+    16-bit operands (``fast``), for a split or a tile of 2048 elements or more. From the
+    sm_90 compile gate (Triton 3.6): beyond these the committed tiles spilled registers
+    (64-token tiles at 4 warps unaligned or in fp32; split 4 of 64 x 64 tiles at 4 warps;
+    split 8 of 32 x 64 or 64 x 64 at 8; an unaligned split of 32 x 128 at 8); within them
+    none of the tiles of 16-128 rows and 16-64 tokens does."""
+    tile = block_t * block_n
+    if fast:
+        split = max(1, min(split, 2 * _SPLIT_ELEMENTS // tile))
+        if tile * split > _SPLIT_ELEMENTS:
+            num_warps = max(num_warps, 8)
+    else:
+        split = max(1, min(split, _SPLIT_ELEMENTS // tile)) if tile < 4096 else 1
+        if split > 1 or tile >= 2048:
+            num_warps = max(num_warps, 8)
+    return split, num_warps
 
 
 @functools.lru_cache(maxsize=4096)
