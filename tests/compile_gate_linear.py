@@ -229,16 +229,17 @@ def variants():
                 yield path, source, adjusted, dtype, "silu", True, aligned, precision
 
 
-def _decode_launch(path: str, source: str, cfg: dict, dtype, aligned: bool) -> dict:
+def _decode_launch(path: str, source: str, cfg: dict, dtype, aligned: bool, precision) -> dict:
     """What a decode entry launches with at the most tokens it serves (its key's token
     bucket, 64 for a default): ``BLOCK_T``, ``SPLIT_K`` and ``num_warps`` as
     ``ops.linear.decode_tile`` and ``decode_split_warps`` set them."""
     found = re.search(r":m(\d+)", source)
     bucket = int(found.group(1)) if found else L.DECODE_MAX_TOKENS
     fast = aligned and dtype.itemsize == 2
-    block_t = L.decode_tile(bucket, fast, path == "decode_tma")
+    tf32x3 = precision == "tf32x3"
+    block_t = L.decode_tile(bucket, cfg["BLOCK_N"], fast, path == "decode_tma", tf32x3)
     split, warps = L.decode_split_warps(
-        block_t, cfg["BLOCK_N"], cfg.get("SPLIT_K", 1), cfg["num_warps"], fast
+        block_t, cfg["BLOCK_N"], cfg.get("SPLIT_K", 1), cfg["num_warps"], fast, tf32x3
     )
     return dict(BLOCK_T=block_t, SPLIT_K=split, num_warps=warps)
 
@@ -247,7 +248,7 @@ def main() -> int:
     for path, source, cfg, dtype, act, bias, aligned, precision in variants():
         constexprs = _constexprs(cfg, act, bias, precision)
         if path in ("decode", "decode_tma"):  # the widest token tile the entry runs with
-            launch = _decode_launch(path, source, cfg, dtype, aligned)
+            launch = _decode_launch(path, source, cfg, dtype, aligned, precision)
             constexprs.update(BLOCK_T=launch["BLOCK_T"], SPLIT_K=launch["SPLIT_K"])
             cfg = dict(cfg, num_warps=launch["num_warps"])
             if launch["SPLIT_K"] > 1:

@@ -156,7 +156,7 @@ def test_unaligned_k_and_n(device, force_path, path, dtype):
 def test_decode_split_k(device, m, k, split, dtype):
     """SPLIT_K programs per tile, the last adding the partials: right, deterministic, and
     every counter back at zero (K not a multiple of BLOCK_K; at M = 100, past what the
-    launcher routes to this kernel, two tiles of 64 tokens each count their own arrivals)."""
+    launcher routes to this kernel, several token tiles each count their own arrivals)."""
     x, wg, wu, bg, bu = make_inputs((m,), 40, k, dtype, device, "gelu_tanh")
     cfg = dict(BLOCK_N=32, BLOCK_K=16, num_warps=4, num_stages=2, SPLIT_K=split)
     run = lambda c: L._forward_triton(x, wg, wu, bg, bu, "gelu_tanh", 1.702, 7.0, "decode", c)
@@ -254,22 +254,28 @@ def test_wide_decode_routing(monkeypatch, tmp_path):
 
 
 def test_decode_tile_and_register_budgets():
-    # Token tiles: 16 to 64 tokens for aligned 16-bit pointer loads, to 128 for TMA, to 32
-    # otherwise.
-    assert [L.decode_tile(m, True, False) for m in (1, 17, 33, 64, 100)] == [16, 32, 64, 64, 64]
-    assert L.decode_tile(100, True, True) == 128
-    assert L.decode_tile(64, False, False) == 32
+    # Token tiles: 16 to 64 tokens for aligned 16-bit pointer loads, to 128 for TMA;
+    # otherwise 2048 elements with the tile's weight rows (32 tokens on 64 rows, 16 on 128).
+    tiles = [L.decode_tile(m, 64, True, False) for m in (1, 17, 33, 64, 100)]
+    assert tiles == [16, 32, 64, 64, 64]
+    assert L.decode_tile(100, 64, True, True) == 128
+    assert L.decode_tile(64, 64, False, False) == 32
+    assert L.decode_tile(64, 128, False, False) == 16
+    assert L.decode_tile(64, 32, False, False) == 32
     # Splits within the partials' budget; 8 warps beyond the 4-warp one.
     assert L.decode_split_warps(16, 64, 8, 4, True) == (8, 4)
     assert L.decode_split_warps(64, 64, 4, 4, True) == (4, 8)
     assert L.decode_split_warps(64, 64, 8, 4, True) == (4, 8)
     assert L.decode_split_warps(64, 128, 8, 8, True) == (2, 8)
-    # Without aligned 16-bit operands: 8 warps for any split or a 2048-element tile, no
-    # split of 4096-element tiles.
-    assert L.decode_split_warps(16, 64, 8, 4, False) == (8, 8)
+    # Without aligned 16-bit operands: partials of at most 4096 elements, 8 warps for any
+    # split or a 2048-element tile.
+    assert L.decode_split_warps(16, 64, 8, 4, False) == (4, 8)
     assert L.decode_split_warps(32, 64, 1, 4, False) == (1, 8)
-    assert L.decode_split_warps(32, 128, 4, 8, False) == (1, 8)
+    assert L.decode_split_warps(32, 64, 4, 4, False) == (2, 8)
     assert L.decode_split_warps(16, 32, 1, 4, False) == (1, 4)
+    # fp32's three TF32 products: 16-token tiles, unsplit.
+    assert L.decode_tile(64, 64, False, False, tf32x3=True) == 16
+    assert L.decode_split_warps(16, 32, 4, 4, False, tf32x3=True) == (1, 4)
 
 
 def test_no_ws_entry_is_shadowed_by_a_wide_decode_entry():

@@ -400,14 +400,14 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     elif path == "decode":
         tma = bool(cfg.get("TMA")) and _decode_tma_ok(x2, wg, wu)
         fast = aligned and x.dtype.itemsize == 2
-        block_t = decode_tile(m, fast, tma)
+        block_t = decode_tile(m, cfg["BLOCK_N"], fast, tma, precision == "tf32x3")
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
         tiles, steps = triton_cdiv(n, bn) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
         split = cfg.get("SPLIT_K")
         if split is None:
             split = auto_split_k(tiles, steps, INTERPRET_NUM_SMS if interp else _num_sms(dev))
         split, consts["num_warps"] = decode_split_warps(block_t, bn, split, consts["num_warps"],
-                                                        fast)  # fmt: skip
+                                                        fast, precision == "tf32x3")  # fmt: skip
         split = max(1, min(split, steps))
         # Every slice of K the same number of BLOCK_K steps (the kernel's), none empty.
         split = triton_cdiv(steps, triton_cdiv(steps, split))
@@ -437,40 +437,49 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     return out
 
 
-def decode_tile(m: int, fast: bool, tma: bool) -> int:
+def decode_tile(m: int, block_n: int, fast: bool, tma: bool, tf32x3: bool = False) -> int:
     """The token tile (``BLOCK_T``) of a decode launch for ``m`` tokens: the next power of two
-    from 16, at most ``WIDE_DECODE_MAX_TOKENS`` for the TMA variant, ``DECODE_MAX_TOKENS``
-    for aligned 16-bit pointer loads (``fast``), 32 otherwise (fp32, or K and N not
-    multiples of 16: a 64-bit address per element; see ``decode_split_warps``)."""
+    from 16, at most ``WIDE_DECODE_MAX_TOKENS`` for the TMA variant and ``DECODE_MAX_TOKENS``
+    for aligned 16-bit pointer loads (``fast``); otherwise (fp32, or K and N not multiples
+    of 16: a 64-bit address per element) 2048 elements a tile with ``BLOCK_N`` weight rows
+    (32 tokens on 64 rows, 16 on 128), and 16 tokens for fp32's three TF32 products
+    (``tf32x3``, opt-in through ``torch.set_float32_matmul_precision``: 32-token tiles of 32
+    or 128 rows spilled registers under Triton 3.9). See ``decode_split_warps``."""
     widest = WIDE_DECODE_MAX_TOKENS if tma else DECODE_MAX_TOKENS if fast else 32
+    if not fast and not tma:
+        widest = min(widest, 16 if tf32x3 else max(16, _SLOW_TILE // block_n))
     return min(max(16, 1 << max(m - 1, 0).bit_length()), widest)
 
 
-# Partial-sum elements (BLOCK_T x BLOCK_N x SPLIT_K) a split-K decode program's hand-over
-# holds: at most this many at 4 warps and twice as many at 8 for aligned 16-bit operands;
-# otherwise (a 64-bit address per element, or fp32 tiles) this many at 8 warps, and no split
-# of tiles of 4096 elements or more.
+# Register budgets of the decode kernel, in elements. Aligned 16-bit operands: the partial
+# sums a split-K program's hand-over holds (BLOCK_T x BLOCK_N x SPLIT_K), at most
+# _SPLIT_ELEMENTS at 4 warps and twice that at 8. Otherwise (a 64-bit address per element,
+# or fp32 tiles): tiles of at most _SLOW_TILE elements, split while the partials stay within
+# 2 * _SLOW_TILE, at 8 warps from _SLOW_TILE elements or any split.
 _SPLIT_ELEMENTS = 8192
+_SLOW_TILE = 2048
 
 
 def decode_split_warps(
-    block_t: int, block_n: int, split: int, num_warps: int, fast: bool
+    block_t: int, block_n: int, split: int, num_warps: int, fast: bool, tf32x3: bool = False
 ) -> tuple[int, int]:
-    """``(SPLIT_K, num_warps)`` of a decode launch, within the register budgets above: the
-    split capped, and 8 warps where the partials pass the 4-warp budget or, without aligned
-    16-bit operands (``fast``), for a split or a tile of 2048 elements or more. From the
-    sm_90 compile gate (Triton 3.6): beyond these the committed tiles spilled registers
-    (64-token tiles at 4 warps unaligned or in fp32; split 4 of 64 x 64 tiles at 4 warps;
-    split 8 of 32 x 64 or 64 x 64 at 8; an unaligned split of 32 x 128 at 8); within them
-    none of the tiles of 16-128 rows and 16-64 tokens does."""
+    """``(SPLIT_K, num_warps)`` of a decode launch within the register budgets above. From
+    the sm_90 compile gate (Triton 3.6 and 3.9): beyond them the committed tiles spilled
+    registers (64-token tiles at 4 warps unaligned or in fp32; 32 x 128 tiles at 8 warps
+    unaligned or in fp32 under 3.9; split 4 of 64 x 64 tiles at 4 warps; split 8 of 32 x 64
+    or 64 x 64 at 8; an fp32 split 4 of 32 x 64 at 8 under 3.9); within them none of the
+    tiles of 16-128 rows and 16-64 tokens does. fp32's three TF32 products (``tf32x3``) run
+    unsplit (under Triton 3.9 a split of 32 x 32 and 32 x 64 tiles spilled at 8 warps)."""
     tile = block_t * block_n
+    if tf32x3:
+        return 1, num_warps
     if fast:
         split = max(1, min(split, 2 * _SPLIT_ELEMENTS // tile))
         if tile * split > _SPLIT_ELEMENTS:
             num_warps = max(num_warps, 8)
     else:
-        split = max(1, min(split, _SPLIT_ELEMENTS // tile)) if tile < 4096 else 1
-        if split > 1 or tile >= 2048:
+        split = max(1, min(split, 2 * _SLOW_TILE // tile))
+        if split > 1 or tile >= _SLOW_TILE:
             num_warps = max(num_warps, 8)
     return split, num_warps
 
