@@ -250,9 +250,7 @@ def main() -> int:
         if path in ("decode", "decode_tma"):  # the widest token tile the entry runs with
             launch = _decode_launch(path, source, cfg, dtype, aligned, precision)
             constexprs.update(BLOCK_T=launch["BLOCK_T"], SPLIT_K=launch["SPLIT_K"])
-            cfg = dict(cfg, num_warps=launch["num_warps"])
-            if launch["SPLIT_K"] > 1:
-                cfg["SPLIT_K"] = launch["SPLIT_K"]
+            cfg = dict(cfg, num_warps=launch["num_warps"], SPLIT_K=launch["SPLIT_K"])
         result = compile_variant(path, dtype, cfg, constexprs, aligned)
         result.update(
             path=path,
