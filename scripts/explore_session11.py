@@ -48,6 +48,7 @@ table is printed last (also ``summary.txt``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import io
 import json
@@ -285,14 +286,15 @@ def host(out: Path, m: int = 8192, tag: str = "host") -> dict:
     return result
 
 
-def host2(out: Path) -> dict:
-    """``host`` at 512 tokens, with the training table's Gluon entries from any row count."""
+@contextlib.contextmanager
+def _gluon_from_any_rows(out: Path):
+    """The training table without its ``MIN_M`` (written to ``out``, loaded through
+    ``FLASH_SWIGLU_TRAIN_CONFIGS``): the Gluon kernels run at any row count."""
     import os
 
-    from flash_swiglu.ops import linear as L_
     from flash_swiglu.ops import train as T
 
-    table = T.load_table(L_._device_name(0))
+    table = T.load_table(L._device_name(0))
     free = {key: {c: v for c, v in e.items() if c != "MIN_M"} if isinstance(e, dict) else e
             for key, e in table.items()}  # fmt: skip
     path = out / "train_without_min_m.json"
@@ -300,10 +302,16 @@ def host2(out: Path) -> dict:
     os.environ[T.TABLE_ENV] = str(path)
     T.load_table.cache_clear()
     try:
-        return host(out, 512, "host2")
+        yield
     finally:
         del os.environ[T.TABLE_ENV]
         T.load_table.cache_clear()
+
+
+def host2(out: Path) -> dict:
+    """``host`` at 512 tokens, with the training table's Gluon entries from any row count."""
+    with _gluon_from_any_rows(out):
+        return host(out, 512, "host2")
 
 
 def _mid_candidates(m):
@@ -372,21 +380,15 @@ def trace(out: Path) -> None:
     and ten eager fwd+bwd at 512 tokens of the example's MLP, Gluon entries from any row count
     (as ``host2``). -> ``trace_ours.json``, ``trace_eager.json`` (Chrome traces) and the
     profiler's CPU-time tables."""
-    import os
+    with _gluon_from_any_rows(out):
+        _trace(out)
 
+
+def _trace(out: Path) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     from flash_swiglu import SwiGLUMLP
-    from flash_swiglu.ops import linear as L_
-    from flash_swiglu.ops import train as T
 
-    table = T.load_table(L_._device_name(0))
-    free = {key: {c: v for c, v in e.items() if c != "MIN_M"} if isinstance(e, dict) else e
-            for key, e in table.items()}  # fmt: skip
-    path = out / "train_without_min_m.json"
-    path.write_text(json.dumps(free, indent=1))
-    os.environ[T.TABLE_ENV] = str(path)
-    T.load_table.cache_clear()
     m, k, n = 512, 1024, 2816
     dev = torch.device("cuda")
     mlp = SwiGLUMLP(k, n, device=dev, dtype=DT)
@@ -414,8 +416,6 @@ def trace(out: Path) -> None:
             step()
         say(f"trace {tag}: {(time.perf_counter() - t0) / 10 * 1e6:.0f} us a step to enqueue")
         torch.cuda.synchronize()
-    del os.environ[T.TABLE_ENV]
-    T.load_table.cache_clear()
 
 
 def _sk_candidates(m):

@@ -97,6 +97,11 @@ _OPTIONAL_KEYS = (
 )  # fmt: skip
 
 
+def _config_of(entry: dict) -> dict:
+    """A table entry's launch parameters (its ``source`` and markers dropped)."""
+    return {key: entry[key] for key in _CONFIG_KEYS + _OPTIONAL_KEYS if key in entry}
+
+
 def token_bucket(m: int) -> int:
     """``m`` rounded up to a power of two, capped at ``MAX_TOKEN_BUCKET``."""
     return min(1 << max(m - 1, 0).bit_length(), MAX_TOKEN_BUCKET)
@@ -164,7 +169,7 @@ def launch_config(
     entries = load_table(device_name).get(path, {})
     keys = table_keys(m, n, k, dtype)
     cfg = next((entries[key] for key in keys if key in entries), BUILTIN[path])
-    cfg = {key: v for key, v in cfg.items() if key in _CONFIG_KEYS + _OPTIONAL_KEYS}
+    cfg = _config_of(cfg)
     # Table BLOCK_K is for 2-byte types; wider types halve it so a stage keeps its bytes.
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)
     return cfg
@@ -195,7 +200,7 @@ def gemv_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "
         cfg = next((entries[key] for key in keys if key in entries), BUILTIN["gemv"])
     if cfg.get("KERNEL") == "decode":
         return None
-    cfg = {key: cfg[key] for key in _CONFIG_KEYS + _OPTIONAL_KEYS if key in cfg}
+    cfg = _config_of(cfg)
     cfg["BLOCK_K"] = max(16, cfg["BLOCK_K"] * 2 // dtype.itemsize)  # the same bytes per step
     return cfg
 
@@ -496,7 +501,7 @@ def wide_decode_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: 
     entry = next((entries[key] for key in keys if key in entries), None)
     if entry is None or not entry.get("TMA"):
         return None
-    return {key: entry[key] for key in _CONFIG_KEYS + _OPTIONAL_KEYS if key in entry}
+    return _config_of(entry)
 
 
 def _host_descriptors(*operands: tuple[torch.Tensor, list[int]]) -> list:
