@@ -766,6 +766,37 @@ def test_gpu_wide_decode_entries(monkeypatch):
 
 
 @pytest.mark.gpu
+@pytest.mark.parametrize("m", [1, 8, 33, 64])
+@pytest.mark.parametrize(
+    ("dtype", "k", "precision"),
+    [
+        (torch.bfloat16, 1001, "highest"),  # K not a multiple of 8: pointer loads, unaligned
+        (torch.float16, 1001, "highest"),
+        (torch.float32, 1024, "highest"),  # IEEE fp32 products
+        (torch.float32, 1024, "high"),  # three TF32 products (16-token unsplit tiles)
+        (torch.float32, 1001, "highest"),
+    ],
+    ids=str,
+)
+def test_gpu_decode_fallbacks_within_register_budgets(m, dtype, k, precision):
+    """The decode launches ``decode_tile`` / ``decode_split_warps`` narrow for operands that
+    are not aligned 16-bit (fp32, unaligned K) at 1-64 tokens, through ``swiglu_linear`` on a
+    shape whose few weight-row tiles make the launcher split K: within the rule. Checked on
+    the CPU by the interpreter and the sm_90 compile gate; this runs them on the GPU."""
+    n = 512  # 8 tiles of 64 rows: auto_split_k splits K where the tile allows
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, dtype, "cuda")
+    prev = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision(precision)
+    try:
+        out = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
+        eager = torch_linear(x, wg, wu, bg, bu, "silu")
+    finally:
+        torch.set_float32_matmul_precision(prev)
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    assert_within_rule(f"{dtype} K={k} {precision} M={m}", out, eager, ref)
+
+
+@pytest.mark.gpu
 def test_gpu_split_k_decode_deterministic_and_per_stream():
     x, wg, wu, bg, bu = make_inputs((3,), 14336, 4096, torch.bfloat16, "cuda")
     cfg = dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, SPLIT_K=8)

@@ -1,0 +1,107 @@
+"""Session 12 explorations on the H200: the wide decode route below its 128-token bucket.
+
+    PYTHONPATH=src python scripts/explore_session12.py STAGE... --out DIR
+
+(stages: wide)
+
+- ``wide``: session 11 measured the wide decode entries (``ops.linear.wide_decode_config``:
+  the TMA decode kernel with one tile of all the tokens, for the 65-128-token bucket on
+  Llama-3-8B and Llama-3-70B) at 128 tokens only, yet the whole bucket runs them. Here, at
+  65, 72, 80, 96, 112, 120 and 128 tokens on those two shapes: the launcher as committed,
+  the launcher with the wide route off (``WIDE_DECODE_MAX_TOKENS`` = 64: the TMA path's
+  entry for the bucket runs instead), eager and the cuBLAS product, each checked against
+  the float64 reference first, then timed in turn three times. -> ``wide.json``.
+
+Kernel times are GPU time from CUDA-graph replays with a cold L2 (``bench.timing``). A short
+table is printed last (also ``summary.txt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import triton
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import explore_session11 as S11
+
+from flash_swiglu import reference
+from flash_swiglu.bench.timing import measure_graph
+from flash_swiglu.ops import linear as L
+
+DT = torch.bfloat16
+ACT = S11.ACT
+say = S11.say
+
+
+def _route_off(x, wg, wu):
+    """The launcher with the wide decode route switched off for this call."""
+    saved = L.WIDE_DECODE_MAX_TOKENS
+    L.WIDE_DECODE_MAX_TOKENS = L.DECODE_MAX_TOKENS
+    try:
+        return L._forward_triton(x, wg, wu, None, None, *ACT)
+    finally:
+        L.WIDE_DECODE_MAX_TOKENS = saved
+
+
+def wide(out: Path) -> list[dict]:
+    models = {"8b": (4096, 14336), "70b": (8192, 28672)}
+    rows = []
+    for name, (k, n) in models.items():
+        wg = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wu = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wcat = torch.cat([wg, wu])
+        for m in (65, 72, 80, 96, 112, 120, 128):
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+            calls = {
+                "wide route": lambda: L._forward_triton(x, wg, wu, None, None, *ACT),
+                "route off": lambda: _route_off(x, wg, wu),
+                "eager": lambda: S11._eager(x, wg, wu),
+                "cublas product": lambda: x @ wcat.T,
+            }
+            ok = {label: S11._ok(calls[label](), ref) for label in ("wide route", "route off")}
+            times = {label: [] for label in calls}
+            for _ in range(3):
+                for label, f in calls.items():
+                    times[label].append(measure_graph(f).median_ms)
+            best = {label: min(t) for label, t in times.items()}
+            rows.append(dict(model=name, m=m, n=n, k=k, ok=ok, ms=times))
+            (out / "wide.json").write_text(json.dumps(rows, indent=1))
+            say(
+                f"wide {name:3s} M={m:3d} route {best['wide route'] * 1e3:6.1f} us, off "
+                f"{best['route off'] * 1e3:6.1f} ({best['route off'] / best['wide route']:.3f}x), "
+                f"eager {best['eager'] * 1e3:6.1f} ({best['eager'] / best['wide route']:.3f}x), "
+                f"cublas {best['cublas product'] * 1e3:6.1f}; ok {ok}"
+            )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("parts", nargs="*", default=["wide"])
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    say(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__} "
+        f"python {sys.version.split()[0]}")  # fmt: skip
+    for part in args.parts:
+        t0 = time.time()
+        if part == "wide":
+            torch.cuda.set_stream(torch.cuda.Stream())  # measure_graph captures on a side stream
+            wide(out)
+        else:
+            raise SystemExit(f"unknown part {part}")
+        say(f"== {part}: {time.time() - t0:.0f} s")
+    (out / "summary.txt").write_text("\n".join(S11.SUMMARY) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The GPU runs of session 12, from the repo root on the H200 (device tool), with
+# Liger-Kernel's wheel installed on PYTHONPATH by the caller where a stage needs it. Stages
+# (each with its own time limit; logs under $OUT and a tarball of benchmarks/results after
+# each):
+#   tests-linear   GPU tier of the projection tests (the decode fallbacks for fp32 and
+#                  unaligned operands among them)
+#   wide           scripts/explore_session12.py wide -> $OUT/explore
+#   example        examples/train_tiny_llama.py, patched and not, as committed (16 x 512
+#                  tokens a step; h200-train-tiny-llama)
+#   example-b64    the same with 64 x 512 tokens a step (h200-train-tiny-llama-b64)
+set -uo pipefail
+export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/out}
+mkdir -p "$OUT"
+pytest="python3 -m pytest -q -p no:cacheprovider -rfE"
+for stage in "$@"; do
+  SECONDS=0
+  case $stage in
+    tests-linear)
+      timeout 240 $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_linear_gpu.log" ;;
+    wide)
+      timeout 200 python3 scripts/explore_session12.py wide --out "$OUT/explore" 2>&1 \
+        | tail -n 20 ;;
+    example)
+      timeout 300 python3 examples/train_tiny_llama.py 2>&1 | tail -n 12 \
+        | tee "$OUT/train_tiny_llama.log" ;;
+    example-b64)
+      timeout 400 python3 examples/train_tiny_llama.py --batch 64 \
+        --out benchmarks/results/h200-train-tiny-llama-b64 2>&1 | tail -n 12 \
+        | tee "$OUT/train_tiny_llama_b64.log" ;;
+    *)
+      echo "unknown stage $stage" >&2; continue ;;
+  esac
+  echo "== $stage: ${SECONDS} s" | tee -a "$OUT/stages.log"
+  tar czf "$OUT/results.tgz" benchmarks/results/h200-train-tiny-llama* 2>/dev/null
+done
