@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python scripts/explore_session12.py STAGE... --out DIR
 
-(stages: wide)
+(stages: wide, pad)
 
 - ``wide``: session 11 measured the wide decode entries (``ops.linear.wide_decode_config``:
   the TMA decode kernel with one tile of all the tokens, for the 65-128-token bucket on
@@ -11,6 +11,13 @@
   the launcher with the wide route off (``WIDE_DECODE_MAX_TOKENS`` = 64: the TMA path's
   entry for the bucket runs instead), eager and the cuBLAS product, each checked against
   the float64 reference first, then timed in turn three times. -> ``wide.json``.
+
+- ``pad`` (call 2, after ``wide`` found the TMA kernels slower at 65-96 tokens than at
+  128): the launcher with ``PAD_TMA_ROWS`` 0 (x's TMA boxes run past its last row), 1 (a
+  partial last token tile reads x from a zero-padded copy) and 2 (the Triton TMA kernel's
+  output padded too), on the four model shapes at 65, 96, 128, 200 and 300 tokens (the
+  decode, Triton TMA and Gluon paths), with the wide route off as well on 8B and 70B up to
+  128 tokens; eager and the cuBLAS product alongside. -> ``pad.json``.
 
 Kernel times are GPU time from CUDA-graph replays with a cold L2 (``bench.timing``). A short
 table is printed last (also ``summary.txt``).
@@ -83,6 +90,51 @@ def wide(out: Path) -> list[dict]:
     return rows
 
 
+def _launcher(pad: int, route: bool = True):
+    def call(x, wg, wu):
+        saved = L.PAD_TMA_ROWS, L.WIDE_DECODE_MAX_TOKENS
+        L.PAD_TMA_ROWS = pad
+        if not route:
+            L.WIDE_DECODE_MAX_TOKENS = L.DECODE_MAX_TOKENS
+        try:
+            return L._forward_triton(x, wg, wu, None, None, *ACT)
+        finally:
+            L.PAD_TMA_ROWS, L.WIDE_DECODE_MAX_TOKENS = saved
+
+    return call
+
+
+def pad(out: Path) -> list[dict]:
+    models = {"1b": (2048, 8192), "8b": (4096, 14336), "qwen7b": (3584, 18944),
+              "70b": (8192, 28672)}  # fmt: skip
+    rows = []
+    for name, (k, n) in models.items():
+        wg = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wu = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wcat = torch.cat([wg, wu])
+        for m in (65, 96, 128, 200, 300):
+            x = torch.randn(m, k, device="cuda", dtype=DT)
+            ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+            calls = {f"pad{p}": _launcher(p) for p in (0, 1, 2)}
+            if name in ("8b", "70b") and m <= 128:
+                calls.update({f"off pad{p}": _launcher(p, route=False) for p in (0, 1, 2)})
+            calls = {label: (lambda f=f: f(x, wg, wu)) for label, f in calls.items()}
+            ok = {label: S11._ok(f(), ref) for label, f in calls.items()}
+            calls["eager"] = lambda: S11._eager(x, wg, wu)
+            calls["cublas product"] = lambda: x @ wcat.T
+            times = {label: [] for label in calls}
+            for _ in range(3):
+                for label, f in calls.items():
+                    times[label].append(measure_graph(f).median_ms)
+            best = {label: min(t) for label, t in times.items()}
+            rows.append(dict(model=name, m=m, n=n, k=k, ok=ok, ms=times))
+            (out / "pad.json").write_text(json.dumps(rows, indent=1))
+            cells = ", ".join(f"{label} {t * 1e3:.1f}" for label, t in best.items())
+            say(f"pad {name:6s} M={m:3d} {cells} us; wrong: "
+                f"{[label for label, good in ok.items() if not good]}")  # fmt: skip
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("parts", nargs="*", default=["wide"])
@@ -97,6 +149,9 @@ def main() -> None:
         if part == "wide":
             torch.cuda.set_stream(torch.cuda.Stream())  # measure_graph captures on a side stream
             wide(out)
+        elif part == "pad":
+            torch.cuda.set_stream(torch.cuda.Stream())
+            pad(out)
         else:
             raise SystemExit(f"unknown part {part}")
         say(f"== {part}: {time.time() - t0:.0f} s")

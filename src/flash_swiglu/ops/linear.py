@@ -58,6 +58,11 @@ DECODE_MAX_TOKENS = 64
 # (``wide_decode_config``). The pointer-load decode kernel keeps tiles of at most
 # ``DECODE_MAX_TOKENS`` tokens.
 WIDE_DECODE_MAX_TOKENS = 128
+# TMA loads of x whose box runs past the last token: session 12 (explore_session12.py wide)
+# measured the TMA kernels slower at 65-96 tokens than at 128 (8B: 90.8 against 69.5 us at
+# 65 tokens; 70B: 354 against 252). With PAD_TMA_ROWS a partial last token tile reads x from
+# a zero-padded copy (``_padded_rows``); 2 also pads the Triton TMA kernel's output.
+PAD_TMA_ROWS = 1
 # Tokens the matrix-vector kernel takes: one (each token streams the weights again there;
 # at 2 tokens it was 1.2-1.4x slower than the decode kernel, h200-session9-explore/call2).
 GEMV_MAX_TOKENS = 1
@@ -377,9 +382,13 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         if x2 is None:
             x2 = x.reshape(m, k).contiguous()  # rows in several groups: copied once
         bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
-        descs = _host_descriptors(
-            (x2, [bm, bk]), (wg, [bn, bk]), (wu, [bn, bk]), (out.view(m, n), [bm, bn])
-        )
+        out2 = out.view(m, n)
+        if PAD_TMA_ROWS:
+            x2 = _padded_rows(x2, bm)
+            if PAD_TMA_ROWS == 2 and x2.shape[0] != m:
+                out2 = torch.empty((x2.shape[0], n), dtype=out.dtype, device=out.device)
+                out = out2[:m].view(out.shape)
+        descs = _host_descriptors((x2, [bm, bk]), (wg, [bn, bk]), (wu, [bn, bk]), (out2, [bm, bn]))
         num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * (programs_per_sm or 1)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
         _linear_tma_kernel[grid](
@@ -423,7 +432,8 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             counts = split_k_counters(x.device, tiles)
         grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
         if tma:
-            descs = _host_descriptors((x2, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
+            xt = _padded_rows(x2, block_t) if PAD_TMA_ROWS else x2
+            descs = _host_descriptors((xt, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
             _linear_decode_tma_kernel[grid](
                 *descs, *biases, out, parts, counts, m, n, k, *bias_strides, n, **consts,
                 BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split,
@@ -502,6 +512,20 @@ def wide_decode_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: 
     if entry is None or not entry.get("TMA"):
         return None
     return _config_of(entry)
+
+
+def _padded_rows(x2: torch.Tensor, rows: int) -> torch.Tensor:
+    """``x2 [M, K]`` itself if ``rows`` divides M, else a copy with zero rows appended up to
+    the next multiple: a TMA box of ``rows`` tokens then never runs past the tensor's end
+    (``PAD_TMA_ROWS``). The kernels compute and store only the first M rows."""
+    m, k = x2.shape
+    mp = triton_cdiv(m, rows) * rows
+    if mp == m:
+        return x2
+    xp = torch.empty((mp, k), dtype=x2.dtype, device=x2.device)
+    xp[:m].copy_(x2)
+    xp[m:].zero_()
+    return xp
 
 
 def _host_descriptors(*operands: tuple[torch.Tensor, list[int]]) -> list:
@@ -596,9 +620,11 @@ def _forward_ws(x, x2, wg, wu, bg, bu, out, m, activation, alpha, limit) -> bool
     ws = T.ws_entry(entry, "projection_ws", activation, m)
     if ws is None:
         return False
-    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+    from flash_swiglu.kernels.ws_mlp import WS_FORWARD_CONFIG, glu_forward_ws
 
     x2 = x2 if x2 is not None else x.reshape(m, x.shape[-1]).contiguous()
+    if PAD_TMA_ROWS:
+        x2 = _padded_rows(x2, ws.get("BLOCK_M", WS_FORWARD_CONFIG["BLOCK_M"]))
     glu_forward_ws(x2, wg, wu, bg, bu, out.view(m, wg.shape[0]), activation=activation,
                    alpha=alpha, limit=limit, config=ws)  # fmt: skip
     return True
