@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python scripts/explore_session12.py STAGE... --out DIR
 
-(stages: wide, pad)
+(stages: wide, pad, mid2)
 
 - ``wide``: session 11 measured the wide decode entries (``ops.linear.wide_decode_config``:
   the TMA decode kernel with one tile of all the tokens, for the 65-128-token bucket on
@@ -18,6 +18,14 @@
   output padded too), on the four model shapes at 65, 96, 128, 200 and 300 tokens (the
   decode, Triton TMA and Gluon paths), with the wide route off as well on 8B and 70B up to
   128 tokens; eager and the cuBLAS product alongside. -> ``pad.json``.
+
+- ``mid2`` (call 3): token counts between the buckets' tops (65, 96, 160, 200, 300, 384,
+  640) on the four shapes, where ``pad`` found the launcher slower than eager (its entries
+  were tuned at 128, 256, 512, 1024 tokens): the launcher (x padded), eager, the cuBLAS
+  product, the Triton TMA kernel and the Gluon forward with 64-row token tiles (less padding
+  where M is just past a multiple of 64) and with 128-row tiles, and up to 128 tokens the
+  TMA decode kernel with one token tile; timed as ``explore_session11.mid`` does (each
+  once, the fastest three, the launcher, eager and cuBLAS three more times). -> ``mid2.json``.
 
 Kernel times are GPU time from CUDA-graph replays with a cold L2 (``bench.timing``). A short
 table is printed last (also ``summary.txt``).
@@ -135,6 +143,40 @@ def pad(out: Path) -> list[dict]:
     return rows
 
 
+def _mid2_candidates(m):
+    from flash_swiglu.kernels.ws_mlp import WS_FORWARD_CONFIG, glu_forward_ws
+
+    def ws(cfg):
+        def make(x, wg, wu, wcat):
+            h = torch.empty(m, wg.shape[0], device=x.device, dtype=x.dtype)
+            xp = L._padded_rows(x, cfg["BLOCK_M"])
+
+            def call():
+                glu_forward_ws(xp, wg, wu, None, None, h, activation="silu", alpha=1.702,
+                               limit=7.0, config=cfg)  # fmt: skip
+                return h
+
+            return call
+
+        return make
+
+    cands = [(label, make) for label, make in S11._mid_candidates(m)
+             if label in ("launcher", "eager", "cublas product")]  # fmt: skip
+    if m <= 128:
+        cfg = dict(BLOCK_N=64, BLOCK_K=64, num_warps=4, num_stages=3, TMA=True, SPLIT_K=1)
+        cands.append(("decode tma bn64 bk64 w4 s3", S11._triton_maker("decode", cfg)))
+    for bm, bn, w, st, pps in [(64, 128, 4, 4, 1), (64, 64, 4, 4, 2), (128, 64, 8, 3, 2),
+                               (128, 128, 8, 3, 1)]:  # fmt: skip
+        cfg = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=64, GROUP_M=8, num_warps=w, num_stages=st,
+                   PROGRAMS_PER_SM=pps)  # fmt: skip
+        cands.append((f"tma bm{bm} bn{bn} w{w} s{st} pps{pps}", S11._triton_maker("tma", cfg)))
+    for bm, bh, st, coop in [(64, 64, 6, False), (64, 128, 4, False), (128, 64, 6, False),
+                             (128, 128, 4, True)]:  # fmt: skip
+        cfg = dict(WS_FORWARD_CONFIG, BLOCK_M=bm, BLOCK_H=bh, STAGES=st, COOP=coop)
+        cands.append((f"ws bm{bm} h{bh} s{st}" + (" coop" if coop else ""), ws(cfg)))
+    return cands
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("parts", nargs="*", default=["wide"])
@@ -149,6 +191,9 @@ def main() -> None:
         if part == "wide":
             torch.cuda.set_stream(torch.cuda.Stream())  # measure_graph captures on a side stream
             wide(out)
+        elif part == "mid2":
+            torch.cuda.set_stream(torch.cuda.Stream())
+            S11.mid(out, _mid2_candidates, (65, 96, 160, 200, 300, 384, 640), "mid2")
         elif part == "pad":
             torch.cuda.set_stream(torch.cuda.Stream())
             pad(out)

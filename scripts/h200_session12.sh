@@ -5,7 +5,7 @@
 # each):
 #   tests-linear   GPU tier of the projection tests (the decode fallbacks for fp32 and
 #                  unaligned operands among them)
-#   wide, pad      scripts/explore_session12.py STAGE -> $OUT/explore
+#   wide, pad, mid2 scripts/explore_session12.py STAGE -> $OUT/explore
 #   example        examples/train_tiny_llama.py, patched and not, as committed (16 x 512
 #                  tokens a step; h200-train-tiny-llama)
 #   example-b64    the same with 64 x 512 tokens a step (h200-train-tiny-llama-b64)
@@ -20,8 +20,8 @@ for stage in "$@"; do
     tests-linear)
       timeout 240 $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_linear_gpu.log" ;;
-    wide|pad)
-      timeout 400 python3 scripts/explore_session12.py $stage --out "$OUT/explore" 2>&1 \
+    wide|pad|mid2)
+      timeout 540 python3 scripts/explore_session12.py $stage --out "$OUT/explore" 2>&1 \
         | tail -n 24 ;;
     example)
       timeout 300 python3 examples/train_tiny_llama.py 2>&1 | tail -n 12 \

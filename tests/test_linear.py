@@ -217,6 +217,34 @@ def test_decode_tma_one_tile_of_up_to_128_tokens(device, monkeypatch):
     assert [g[1] for g in launched] == [1]
 
 
+@pytest.mark.parametrize(("path", "m"), [("tma", 80), ("tma", 128), ("decode", 40)])
+def test_padded_token_tiles_give_the_same_bits(device, monkeypatch, path, m):
+    """``PAD_TMA_ROWS``: a partial last token tile reads x from a zero-padded copy (the TMA
+    box never runs past x's end); the rows it stores are the unpadded launch's, bit for bit,
+    and x itself is not touched. At 128 rows nothing is copied."""
+    dtype = torch.float16 if device == "cpu" else torch.bfloat16
+    x, wg, wu, bg, bu = make_inputs((m,), 48, 96, dtype, device)
+    if path == "tma":
+        cfg = dict(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=2)
+    else:
+        cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2, SPLIT_K=1, TMA=True)
+    run = lambda: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, path, cfg)
+    copies = []
+    real = L._padded_rows
+    monkeypatch.setattr(L, "_padded_rows", lambda t, r: copies.append(r) or real(t, r))
+    before = x.clone()
+    padded = run()
+    monkeypatch.setattr(L, "PAD_TMA_ROWS", False)
+    plain = run()
+    assert torch.equal(padded, plain) and torch.equal(x, before)
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    assert_within_rule(path, padded, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+    if copies:  # the TMA paths ran (the decode path keeps pointers where TMA cannot run)
+        rows, x2 = copies[0], x.view(m, -1)
+        assert real(x2, rows).shape[0] % rows == 0
+        assert (real(x2, rows) is x2) == (m % rows == 0)
+
+
 def test_wide_decode_routing(monkeypatch, tmp_path):
     """A ``decode`` entry with ``TMA`` for exactly a token bucket of 65-128 tokens and a
     shape takes those calls from the TMA path (``wide_decode_config``); other buckets,
@@ -794,6 +822,22 @@ def test_gpu_decode_fallbacks_within_register_budgets(m, dtype, k, precision):
         torch.set_float32_matmul_precision(prev)
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
     assert_within_rule(f"{dtype} K={k} {precision} M={m}", out, eager, ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m", [65, 96, 200, 300])
+@pytest.mark.parametrize("model", ["llama3-8b", "qwen2.5-7b"])
+def test_gpu_padded_token_tiles(monkeypatch, m, model):
+    """On real shapes, through every TMA route the launcher takes at these token counts (the
+    wide decode entry, the Triton TMA kernel, the Gluon forward): padding x's last token
+    tile gives the unpadded launch's bits, within the rule."""
+    k, n = {"llama3-8b": (4096, 14336), "qwen2.5-7b": (3584, 18944)}[model]
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, torch.bfloat16, "cuda")
+    padded = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
+    monkeypatch.setattr(L, "PAD_TMA_ROWS", False)
+    assert torch.equal(flash_swiglu.swiglu_linear(x, wg, wu, bg, bu), padded)
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    assert_within_rule(f"{model} M={m}", padded, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
 
 
 @pytest.mark.gpu

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from flash_swiglu import reference
 from flash_swiglu.ops import _common as C
@@ -58,11 +59,11 @@ DECODE_MAX_TOKENS = 64
 # (``wide_decode_config``). The pointer-load decode kernel keeps tiles of at most
 # ``DECODE_MAX_TOKENS`` tokens.
 WIDE_DECODE_MAX_TOKENS = 128
-# TMA loads of x whose box runs past the last token: session 12 (explore_session12.py wide)
-# measured the TMA kernels slower at 65-96 tokens than at 128 (8B: 90.8 against 69.5 us at
-# 65 tokens; 70B: 354 against 252). With PAD_TMA_ROWS a partial last token tile reads x from
-# a zero-padded copy (``_padded_rows``); 2 also pads the Triton TMA kernel's output.
-PAD_TMA_ROWS = 1
+# A TMA box of x that runs past the last token row cost the TMA kernels up to 0.24 us per
+# such load an SM (session 12, explore_session12.py pad, H200: Llama-3-70B at 65 tokens
+# 371 against 254 us, Llama-3-8B at 300 tokens 184 against 139), so a partial last token
+# tile reads x from a zero-padded copy instead (``_padded_rows``; False: off).
+PAD_TMA_ROWS = True
 # Tokens the matrix-vector kernel takes: one (each token streams the weights again there;
 # at 2 tokens it was 1.2-1.4x slower than the decode kernel, h200-session9-explore/call2).
 GEMV_MAX_TOKENS = 1
@@ -382,13 +383,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         if x2 is None:
             x2 = x.reshape(m, k).contiguous()  # rows in several groups: copied once
         bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
-        out2 = out.view(m, n)
-        if PAD_TMA_ROWS:
-            x2 = _padded_rows(x2, bm)
-            if PAD_TMA_ROWS == 2 and x2.shape[0] != m:
-                out2 = torch.empty((x2.shape[0], n), dtype=out.dtype, device=out.device)
-                out = out2[:m].view(out.shape)
-        descs = _host_descriptors((x2, [bm, bk]), (wg, [bn, bk]), (wu, [bn, bk]), (out2, [bm, bn]))
+        x2 = _padded_rows(x2, bm) if PAD_TMA_ROWS else x2
+        descs = _host_descriptors(
+            (x2, [bm, bk]), (wg, [bn, bk]), (wu, [bn, bk]), (out.view(m, n), [bm, bn])
+        )
         num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * (programs_per_sm or 1)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
         _linear_tma_kernel[grid](
@@ -518,14 +516,8 @@ def _padded_rows(x2: torch.Tensor, rows: int) -> torch.Tensor:
     """``x2 [M, K]`` itself if ``rows`` divides M, else a copy with zero rows appended up to
     the next multiple: a TMA box of ``rows`` tokens then never runs past the tensor's end
     (``PAD_TMA_ROWS``). The kernels compute and store only the first M rows."""
-    m, k = x2.shape
-    mp = triton_cdiv(m, rows) * rows
-    if mp == m:
-        return x2
-    xp = torch.empty((mp, k), dtype=x2.dtype, device=x2.device)
-    xp[:m].copy_(x2)
-    xp[m:].zero_()
-    return xp
+    pad = -x2.shape[0] % rows
+    return F.pad(x2, (0, 0, 0, pad)) if pad else x2
 
 
 def _host_descriptors(*operands: tuple[torch.Tensor, list[int]]) -> list:
