@@ -214,13 +214,16 @@ def environment(device: torch.device) -> dict[str, Any]:
         except importlib.metadata.PackageNotFoundError:
             return None
 
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    commit = commit or os.environ.get("FLASH_SWIGLU_COMMIT", "")  # a copy without .git
+    # FLASH_SWIGLU_COMMIT first: a copy of a working tree may carry a .git whose HEAD is not
+    # the tree's commit (as bench.env does).
+    commit = os.environ.get("FLASH_SWIGLU_COMMIT", "")
+    if not commit:
+        try:
+            commit = subprocess.run(
+                ["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True
+            ).stdout.strip()
+        except OSError:
+            commit = ""
     return {
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
         "torch": torch.__version__,
