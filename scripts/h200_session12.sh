@@ -6,6 +6,11 @@
 #   tests-linear   GPU tier of the projection tests (the decode fallbacks for fp32 and
 #                  unaligned operands among them)
 #   wide, pad, mid2 scripts/explore_session12.py STAGE -> $OUT/explore
+#   tests-pad      GPU tests of the padded token tiles and the wide decode entries, and the
+#                  Gluon kernels' tier (test_ws_mlp.py: the forward now takes M from h)
+#   between        the four models at token counts between the buckets' tops (65, 96, 160,
+#                  200, 300, 384, 640), bf16, every backend but max-autotune (run
+#                  h200-s12-linear-bf16-between-buckets)
 #   example        examples/train_tiny_llama.py, patched and not, as committed (16 x 512
 #                  tokens a step; h200-train-tiny-llama)
 #   example-b64    the same with 64 x 512 tokens a step (h200-train-tiny-llama-b64)
@@ -20,6 +25,16 @@ for stage in "$@"; do
     tests-linear)
       timeout 240 $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_linear_gpu.log" ;;
+    tests-pad)
+      timeout 300 $pytest -m gpu tests/test_linear.py tests/test_ws_mlp.py \
+        -k "padded or wide or ws" 2>&1 | tail -n 15 | tee "$OUT/pytest_pad_gpu.log" ;;
+    between)
+      timeout 420 python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
+        --tokens 65,96,160,200,300,384,640 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
+        --run-id h200-s12-linear-bf16-between-buckets 2>&1 | tee "$OUT/linear_between.log" \
+        | tail -n 4 ;;
     wide|pad|mid2)
       timeout 540 python3 scripts/explore_session12.py $stage --out "$OUT/explore" 2>&1 \
         | tail -n 24 ;;
@@ -34,5 +49,6 @@ for stage in "$@"; do
       echo "unknown stage $stage" >&2; continue ;;
   esac
   echo "== $stage: ${SECONDS} s" | tee -a "$OUT/stages.log"
-  tar czf "$OUT/results.tgz" benchmarks/results/h200-train-tiny-llama* 2>/dev/null
+  tar czf "$OUT/results.tgz" benchmarks/results/h200-train-tiny-llama* \
+    benchmarks/results/h200-s12-* 2>/dev/null
 done
