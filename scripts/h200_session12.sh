@@ -11,6 +11,10 @@
 #   between        the four models at token counts between the buckets' tops (65, 96, 160,
 #                  200, 300, 384, 640), bf16, every backend but max-autotune (run
 #                  h200-s12-linear-bf16-between-buckets)
+#   tests-unfused  GPU tier of test_linear.py and the committed ws entries of test_ws_mlp.py
+#                  (after the unfused route)
+#   between2       8B, Qwen and 70B at 65-640 tokens, bucket tops 128 and 256 included,
+#                  with the unfused route (run h200-s12-linear-bf16-between-buckets-unfused)
 #   example        examples/train_tiny_llama.py, patched and not, as committed (16 x 512
 #                  tokens a step; h200-train-tiny-llama)
 #   example-b64    the same with 64 x 512 tokens a step (h200-train-tiny-llama-b64)
@@ -28,6 +32,16 @@ for stage in "$@"; do
     tests-pad)
       timeout 300 $pytest -m gpu tests/test_linear.py tests/test_ws_mlp.py \
         -k "padded or wide or ws" 2>&1 | tail -n 15 | tee "$OUT/pytest_pad_gpu.log" ;;
+    tests-unfused)
+      timeout 300 $pytest -m gpu tests/test_linear.py tests/test_ws_mlp.py \
+        -k "test_linear or committed" 2>&1 | tail -n 15 | tee "$OUT/pytest_unfused_gpu.log" ;;
+    between2)
+      timeout 400 python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
+        --tokens 65,96,128,160,200,256,300,384,640 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
+        --run-id h200-s12-linear-bf16-between-buckets-unfused 2>&1 \
+        | tee "$OUT/linear_between2.log" | tail -n 4 ;;
     between)
       timeout 420 python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \

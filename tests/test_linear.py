@@ -315,6 +315,48 @@ def test_no_ws_entry_is_shadowed_by_a_wide_decode_entry():
     assert not wide & set(table.get("ws", {}))
 
 
+def test_no_entry_is_shadowed_by_the_unfused_route():
+    # The unfused route comes before the kernels' entries: a bucket entry of the tma or ws
+    # sections whose every token count it takes would never run.
+    table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    assert table["unfused"]
+    for section in ("tma", "ws"):
+        for key in table[section]:
+            found = re.fullmatch(r"m(\d+)_n(\d+)_k(\d+)", key)
+            if not found:
+                continue
+            top, n, k = (int(v) for v in found.groups())
+            served = [m for m in range(top // 2 + 1, top + 1)
+                      if not L.unfused_route(m, n, k, torch.bfloat16, "NVIDIA H200")]  # fmt: skip
+            assert served, (section, key)
+
+
+def test_unfused_route(monkeypatch, tmp_path):
+    """``unfused_route``: the inclusive token ranges of the table's ``unfused`` entry for the
+    shape (its dtype's key first); other shapes, dtypes and counts keep the kernels. Routed
+    calls give the two products and the fused elementwise kernel's result."""
+    table = {"unfused": {"n64_k96:bfloat16": {"TOKENS": [[129, 200], [257, 300]]},
+                         "n64_k128": {"TOKENS": [[65, 70]]}}}  # fmt: skip
+    path = tmp_path / "t.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setenv(L.CONFIG_ENV, str(path))
+    L.load_table.cache_clear()
+    L.unfused_route.cache_clear()
+    try:
+        route = lambda m, n=64, k=96, dt=torch.bfloat16: L.unfused_route(m, n, k, dt, "H200")
+        assert [route(m) for m in (128, 129, 200, 201, 256, 257, 300, 301)] == [
+            False, True, True, False, False, True, True, False]  # fmt: skip
+        assert not route(150, dt=torch.float16) and not route(150, n=32)
+        assert route(65, k=128, dt=torch.float16) and route(70, k=128, dt=torch.float32)
+    finally:
+        monkeypatch.delenv(L.CONFIG_ENV)
+        L.load_table.cache_clear()
+        L.unfused_route.cache_clear()
+    assert L.unfused_route(160, 14336, 4096, torch.bfloat16, "NVIDIA H200")
+    assert not L.unfused_route(256, 14336, 4096, torch.bfloat16, "NVIDIA H200")
+    assert not L.unfused_route(160, 14336, 4096, torch.float16, "NVIDIA H200")
+
+
 def test_decode_tma_falls_back(device, monkeypatch):
     # Operands a descriptor cannot take (fp32; a row stride of 37 elements) keep the
     # pointer kernel, whatever the configuration says.
@@ -838,6 +880,24 @@ def test_gpu_padded_token_tiles(monkeypatch, m, model):
     assert torch.equal(flash_swiglu.swiglu_linear(x, wg, wu, bg, bu), padded)
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
     assert_within_rule(f"{model} M={m}", padded, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("m", "unfused"), [(200, True), (256, False), (300, True)])
+def test_gpu_unfused_route(monkeypatch, m, unfused):
+    """The committed ``unfused`` entry of Llama-3-8B: 200 and 300 tokens run two cuBLAS
+    products and the fused elementwise kernel, 256 (a bucket's top) the fused projection;
+    both within the rule."""
+    if "H200" not in torch.cuda.get_device_name():
+        pytest.skip("the committed unfused entries are the H200's")
+    calls = []
+    real = L.E.forward
+    monkeypatch.setattr(L.E, "forward", lambda *a: calls.append(1) or real(*a))
+    x, wg, wu, bg, bu = make_inputs((m,), 14336, 4096, torch.bfloat16, "cuda")
+    out = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
+    assert calls == ([1] if unfused else [])
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    assert_within_rule(f"M={m}", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
 
 
 @pytest.mark.gpu

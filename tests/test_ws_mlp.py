@@ -296,11 +296,14 @@ def _committed_ws_entries() -> dict:
 def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
     """Each committed ws entry of the launch table: swiglu_linear on its model shape runs the
     Gluon forward, within the rule: a token-bucket entry (``m256_n..._k...``) 3 rows short of
-    its bucket's top (a ragged last row tile), a shape-wide entry at 2048 rows. Below a
-    shape-wide entry's MIN_M, a bucket with no entry of its own runs the Triton kernel."""
+    its bucket's top (a ragged last row tile; the top itself where the unfused route takes
+    that count), a shape-wide entry at 2048 rows. Below a shape-wide entry's MIN_M, a bucket
+    with no entry of its own does not run the Gluon forward (the Triton kernel or the
+    unfused route)."""
     import torch.nn.functional as F
 
     import flash_swiglu
+    from flash_swiglu.ops import linear as L
 
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed ws entries are the H200's")
@@ -308,6 +311,8 @@ def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
     entry, parts = table[key], key.split("_")
     n, k = int(parts[-2][1:]), int(parts[-1][1:])
     m = int(parts[0][1:]) - 3 if len(parts) == 3 else max(entry.get("MIN_M", 0), 2048)
+    if L.unfused_route(m, n, k, torch.bfloat16, torch.cuda.get_device_name()):
+        m += 3  # the bucket's top: the unfused route takes the ragged counts below it
     calls = _count_calls(monkeypatch, "glu_forward_ws")
     g_ = torch.Generator(device="cuda").manual_seed(4)
     dt = torch.bfloat16

@@ -11,7 +11,11 @@ or for one token the matrix-vector kernel (``gemv_config``: unless the launch ta
 the shape to the decode kernel); TMA-compatible operands
 on sm_90+ -> the persistent TMA kernel (or, for 65-128 tokens where the launch table has a
 decode entry for the shape, ``wide_decode_config``, the decode kernel's TMA variant with one
-token tile); anything else -> the masked pointer kernel. CPU
+token tile); anything else -> the masked pointer kernel. Where the launch table's
+``unfused`` section lists the token count for the shape (``unfused_route``: counts just past
+a multiple of 128, where the kernels' power-of-two token tiles compute up to twice the rows
+and cuBLAS's tile shapes do not), two cuBLAS products and the fused elementwise kernel
+instead: the pre-activation then goes through memory. CPU
 tensors run the same kernels under ``TRITON_INTERPRET=1`` and otherwise
 ``reference.swiglu_linear_reference``.
 
@@ -341,6 +345,11 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     path = path or choose_path(x2, wg, wu, m)
     interp = interpreting()
     dev = x.device.index or 0
+    unfused = path == "tma" and config is None and not interp
+    if unfused and unfused_route(m, n, k, x.dtype, _device_name(dev)):
+        del out
+        g, u = F.linear(x, wg, bg), F.linear(x, wu, bu)
+        return E.forward(g, u, activation, alpha, limit)
     if path == "tma" and config is None and m <= WIDE_DECODE_MAX_TOKENS and not interp:
         wide = wide_decode_config(token_bucket(m), n, k, x.dtype, _device_name(dev))
         if wide is not None and _decode_tma_ok(x2, wg, wu):
@@ -510,6 +519,18 @@ def wide_decode_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: 
     if entry is None or not entry.get("TMA"):
         return None
     return _config_of(entry)
+
+
+@functools.lru_cache(maxsize=4096)
+def unfused_route(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "") -> bool:
+    """Whether ``m`` tokens of the shape ``[N, K]`` go to two cuBLAS products and the fused
+    elementwise kernel: the launch table's ``unfused`` entry for ``n{N}_k{K}`` (or its dtype's,
+    ``n{N}_k{K}:bfloat16``) lists ``m`` in one of its inclusive ``TOKENS`` ranges."""
+    entries = load_table(device_name).get("unfused", {})
+    key = next((key for key in dtype_keys([f"n{n}_k{k}"], dtype) if key in entries), None)
+    if key is None:
+        return False
+    return any(lo <= m <= hi for lo, hi in entries[key]["TOKENS"])
 
 
 def _padded_rows(x2: torch.Tensor, rows: int) -> torch.Tensor:
