@@ -15,6 +15,8 @@
 #                  (after the unfused route)
 #   between2       8B, Qwen and 70B at 65-640 tokens, bucket tops 128 and 256 included,
 #                  with the unfused route (run h200-s12-linear-bf16-between-buckets-unfused)
+#   between2-fp16  the same in fp16 at the counts between the tops, fewer peers
+#                  (run h200-s12-linear-fp16-between-buckets-unfused)
 #   example        examples/train_tiny_llama.py, patched and not, as committed (16 x 512
 #                  tokens a step; h200-train-tiny-llama)
 #   example-b64    the same with 64 x 512 tokens a step (h200-train-tiny-llama-b64)
@@ -42,6 +44,12 @@ for stage in "$@"; do
         --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
         --run-id h200-s12-linear-bf16-between-buckets-unfused 2>&1 \
         | tee "$OUT/linear_between2.log" | tail -n 4 ;;
+    between2-fp16)
+      timeout 400 python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3-8b,qwen2.5-7b,llama-3-70b --dtype float16 \
+        --tokens 65,96,160,200,300,384 --backend torch,compile,cublas,liger-mul,triton \
+        --run-id h200-s12-linear-fp16-between-buckets-unfused 2>&1 \
+        | tee "$OUT/linear_between2_fp16.log" | tail -n 4 ;;
     between)
       timeout 420 python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \

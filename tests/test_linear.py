@@ -347,14 +347,15 @@ def test_unfused_route(monkeypatch, tmp_path):
         assert [route(m) for m in (128, 129, 200, 201, 256, 257, 300, 301)] == [
             False, True, True, False, False, True, True, False]  # fmt: skip
         assert not route(150, dt=torch.float16) and not route(150, n=32)
-        assert route(65, k=128, dt=torch.float16) and route(70, k=128, dt=torch.float32)
+        assert route(65, k=128, dt=torch.float16) and not route(70, k=128, dt=torch.float32)
     finally:
         monkeypatch.delenv(L.CONFIG_ENV)
         L.load_table.cache_clear()
         L.unfused_route.cache_clear()
     assert L.unfused_route(160, 14336, 4096, torch.bfloat16, "NVIDIA H200")
     assert not L.unfused_route(256, 14336, 4096, torch.bfloat16, "NVIDIA H200")
-    assert not L.unfused_route(160, 14336, 4096, torch.float16, "NVIDIA H200")
+    assert L.unfused_route(160, 14336, 4096, torch.float16, "NVIDIA H200")
+    assert not L.unfused_route(160, 14336, 4096, torch.float32, "NVIDIA H200")
 
 
 def test_decode_tma_falls_back(device, monkeypatch):

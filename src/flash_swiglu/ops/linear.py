@@ -525,7 +525,10 @@ def wide_decode_config(m: int, n: int, k: int, dtype: torch.dtype, device_name: 
 def unfused_route(m: int, n: int, k: int, dtype: torch.dtype, device_name: str = "") -> bool:
     """Whether ``m`` tokens of the shape ``[N, K]`` go to two cuBLAS products and the fused
     elementwise kernel: the launch table's ``unfused`` entry for ``n{N}_k{K}`` (or its dtype's,
-    ``n{N}_k{K}:bfloat16``) lists ``m`` in one of its inclusive ``TOKENS`` ranges."""
+    ``n{N}_k{K}:bfloat16``) lists ``m`` in one of its inclusive ``TOKENS`` ranges. 16-bit
+    dtypes only: fp32's products follow ``input_precision``, which cuBLAS's do not."""
+    if dtype.itemsize != 2:
+        return False
     entries = load_table(device_name).get("unfused", {})
     key = next((key for key in dtype_keys([f"n{n}_k{k}"], dtype) if key in entries), None)
     if key is None:
