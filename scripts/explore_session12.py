@@ -17,7 +17,8 @@
   partial last token tile reads x from a zero-padded copy) and 2 (the Triton TMA kernel's
   output padded too), on the four model shapes at 65, 96, 128, 200 and 300 tokens (the
   decode, Triton TMA and Gluon paths), with the wide route off as well on 8B and 70B up to
-  128 tokens; eager and the cuBLAS product alongside. -> ``pad.json``.
+  128 tokens; eager and the cuBLAS product alongside. -> ``pad.json``. Mode 2 existed at
+  commit ``30fa339`` only; later commits treat it as 1.
 
 - ``mid2`` (call 3): token counts between the buckets' tops (65, 96, 160, 200, 300, 384,
   640) on the four shapes, where ``pad`` found the launcher slower than eager (its entries
@@ -55,14 +56,13 @@ ACT = S11.ACT
 say = S11.say
 
 
-def _route_off(x, wg, wu):
-    """The launcher with the wide decode route switched off for this call."""
-    saved = L.WIDE_DECODE_MAX_TOKENS
-    L.WIDE_DECODE_MAX_TOKENS = L.DECODE_MAX_TOKENS
-    try:
-        return L._forward_triton(x, wg, wu, None, None, *ACT)
-    finally:
-        L.WIDE_DECODE_MAX_TOKENS = saved
+def _rounds(calls: dict) -> tuple[dict, dict]:
+    """Each call timed in turn three times: ``(times, best)``, lists and minima by label."""
+    times = {label: [] for label in calls}
+    for _ in range(3):
+        for label, f in calls.items():
+            times[label].append(measure_graph(f).median_ms)
+    return times, {label: min(t) for label, t in times.items()}
 
 
 def wide(out: Path) -> list[dict]:
@@ -77,16 +77,12 @@ def wide(out: Path) -> list[dict]:
             ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
             calls = {
                 "wide route": lambda: L._forward_triton(x, wg, wu, None, None, *ACT),
-                "route off": lambda: _route_off(x, wg, wu),
+                "route off": lambda: _launcher(L.PAD_TMA_ROWS, route=False)(x, wg, wu),
                 "eager": lambda: S11._eager(x, wg, wu),
                 "cublas product": lambda: x @ wcat.T,
             }
             ok = {label: S11._ok(calls[label](), ref) for label in ("wide route", "route off")}
-            times = {label: [] for label in calls}
-            for _ in range(3):
-                for label, f in calls.items():
-                    times[label].append(measure_graph(f).median_ms)
-            best = {label: min(t) for label, t in times.items()}
+            times, best = _rounds(calls)
             rows.append(dict(model=name, m=m, n=n, k=k, ok=ok, ms=times))
             (out / "wide.json").write_text(json.dumps(rows, indent=1))
             say(
@@ -99,6 +95,9 @@ def wide(out: Path) -> list[dict]:
 
 
 def _launcher(pad: int, route: bool = True):
+    """The launcher with ``PAD_TMA_ROWS`` set to ``pad`` and, without ``route``, the wide
+    decode route off, for one call."""
+
     def call(x, wg, wu):
         saved = L.PAD_TMA_ROWS, L.WIDE_DECODE_MAX_TOKENS
         L.PAD_TMA_ROWS = pad
@@ -130,11 +129,7 @@ def pad(out: Path) -> list[dict]:
             ok = {label: S11._ok(f(), ref) for label, f in calls.items()}
             calls["eager"] = lambda: S11._eager(x, wg, wu)
             calls["cublas product"] = lambda: x @ wcat.T
-            times = {label: [] for label in calls}
-            for _ in range(3):
-                for label, f in calls.items():
-                    times[label].append(measure_graph(f).median_ms)
-            best = {label: min(t) for label, t in times.items()}
+            times, best = _rounds(calls)
             rows.append(dict(model=name, m=m, n=n, k=k, ok=ok, ms=times))
             (out / "pad.json").write_text(json.dumps(rows, indent=1))
             cells = ", ".join(f"{label} {t * 1e3:.1f}" for label, t in best.items())

@@ -6,6 +6,7 @@ the GPU when present. GPU tier (``gpu``): bf16 on real model shapes, CUDA graphs
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -245,6 +246,23 @@ def test_padded_token_tiles_give_the_same_bits(device, monkeypatch, path, m):
         assert (real(x2, rows) is x2) == (m % rows == 0)
 
 
+@contextlib.contextmanager
+def _launch_table(monkeypatch, tmp_path, table: dict, *lookups):
+    """``table`` as the launch table (through ``CONFIG_ENV``); the table's cache and the
+    cached ``lookups`` cleared on entry and on exit."""
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setenv(L.CONFIG_ENV, str(path))
+    for cached in (L.load_table, *lookups):
+        cached.cache_clear()
+    try:
+        yield
+    finally:
+        monkeypatch.delenv(L.CONFIG_ENV)
+        for cached in (L.load_table, *lookups):
+            cached.cache_clear()
+
+
 def test_wide_decode_routing(monkeypatch, tmp_path):
     """A ``decode`` entry with ``TMA`` for exactly a token bucket of 65-128 tokens and a
     shape takes those calls from the TMA path (``wide_decode_config``); other buckets,
@@ -254,22 +272,13 @@ def test_wide_decode_routing(monkeypatch, tmp_path):
                         "m128_n64_k128": dict(entry, TMA=False, source="t"),
                         "m64_n64_k96": dict(entry, source="t"),
                         "m128": dict(entry, source="t")}}  # fmt: skip
-    path = tmp_path / "t.json"
-    path.write_text(json.dumps(table))
-    monkeypatch.setenv(L.CONFIG_ENV, str(path))
-    L.load_table.cache_clear()
-    L.wide_decode_config.cache_clear()
-    try:
+    with _launch_table(monkeypatch, tmp_path, table, L.wide_decode_config):
         assert L.wide_decode_config(128, 64, 96, torch.bfloat16, "NVIDIA H200") == entry
         assert L.wide_decode_config(128, 64, 96, torch.float16, "NVIDIA H200") == entry
         for m, n, k, dtype in ((128, 64, 96, torch.float32), (128, 64, 128, torch.bfloat16),
                                (64, 64, 96, torch.bfloat16), (256, 64, 96, torch.bfloat16),
                                (128, 32, 96, torch.bfloat16)):  # fmt: skip
             assert L.wide_decode_config(m, n, k, dtype, "NVIDIA H200") is None, (m, n, k)
-    finally:
-        monkeypatch.delenv(L.CONFIG_ENV)
-        L.load_table.cache_clear()
-        L.wide_decode_config.cache_clear()
     # The committed table's entries of that kind are found for their shapes.
     committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["decode"]
     wide = [key for key in committed if re.fullmatch(r"m(\d+)_n\d+_k\d+", key)
@@ -333,25 +342,16 @@ def test_no_entry_is_shadowed_by_the_unfused_route():
 
 def test_unfused_route(monkeypatch, tmp_path):
     """``unfused_route``: the inclusive token ranges of the table's ``unfused`` entry for the
-    shape (its dtype's key first); other shapes, dtypes and counts keep the kernels. Routed
-    calls give the two products and the fused elementwise kernel's result."""
+    shape (its dtype's key first); other shapes, dtypes (fp32 always) and counts keep the
+    kernels. The committed entries route 8B's 160 tokens and keep its bucket top, 256."""
     table = {"unfused": {"n64_k96:bfloat16": {"TOKENS": [[129, 200], [257, 300]]},
                          "n64_k128": {"TOKENS": [[65, 70]]}}}  # fmt: skip
-    path = tmp_path / "t.json"
-    path.write_text(json.dumps(table))
-    monkeypatch.setenv(L.CONFIG_ENV, str(path))
-    L.load_table.cache_clear()
-    L.unfused_route.cache_clear()
-    try:
+    with _launch_table(monkeypatch, tmp_path, table, L.unfused_route):
         route = lambda m, n=64, k=96, dt=torch.bfloat16: L.unfused_route(m, n, k, dt, "H200")
         assert [route(m) for m in (128, 129, 200, 201, 256, 257, 300, 301)] == [
             False, True, True, False, False, True, True, False]  # fmt: skip
         assert not route(150, dt=torch.float16) and not route(150, n=32)
         assert route(65, k=128, dt=torch.float16) and not route(70, k=128, dt=torch.float32)
-    finally:
-        monkeypatch.delenv(L.CONFIG_ENV)
-        L.load_table.cache_clear()
-        L.unfused_route.cache_clear()
     assert L.unfused_route(160, 14336, 4096, torch.bfloat16, "NVIDIA H200")
     assert not L.unfused_route(256, 14336, 4096, torch.bfloat16, "NVIDIA H200")
     assert L.unfused_route(160, 14336, 4096, torch.float16, "NVIDIA H200")
@@ -965,17 +965,9 @@ def test_retune_one_token_and_the_decode_marker(tmp_path, monkeypatch):
         if gemv.get("KERNEL") != "decode":
             assert {k: v for k, v in gemv.items() if k != "source"} == cands["gemv"][0]
     marked = {"gemv": {"m1_n40_k64": {"KERNEL": "decode", "source": "test"}}}
-    path = tmp_path / "table.json"
-    path.write_text(json.dumps(marked))
-    monkeypatch.setenv(L.CONFIG_ENV, str(path))
-    L.load_table.cache_clear()
-    L.gemv_config.cache_clear()
-    try:
+    with _launch_table(monkeypatch, tmp_path, marked, L.gemv_config):
         assert L.gemv_config(1, 40, 64, torch.bfloat16, "Some GPU") is None
         assert L.gemv_config(1, 48, 64, torch.bfloat16, "Some GPU") == L.BUILTIN["gemv"]
-    finally:
-        L.load_table.cache_clear()
-        L.gemv_config.cache_clear()
 
 
 @pytest.mark.gpu
