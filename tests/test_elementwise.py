@@ -40,8 +40,22 @@ def check_swiglu(gate, up, activation):
     dout = torch.randn_like(out)
     dgate, dup = torch.autograd.grad(out, (gate, up), dout)
     ref, eager = references(gate, up, dout, activation)
-    for name, got, r, e in zip(("out", "dgate", "dup"), (out, dgate, dup), ref, eager, strict=True):
-        assert_within_rule(f"{activation} {name}", got, e, r)
+    # The floor is ulps of the operands' products, not of the result: act(gate) and act'(gate)
+    # of the GELUs are ill-conditioned for negative gates (sigmoid(2z) amplifies the rounding
+    # of z; act' is a difference of terms of order one near the minimum), and a tensor of a
+    # few elements can have a result scale far below its operands'.
+    g, u = gate.detach(), up.detach()
+    if activation == "swiglu_oai":  # the clamps at the default limit 7
+        g, u = g.clamp(max=7.0), u.clamp(-7.0, 7.0) + 1.0
+
+    def top(x):
+        return x.double().abs().max().item() if x.numel() else 0.0
+
+    scales = (top(g * u), top(dout * u), top(dout * g))
+    for name, got, r, e, s in zip(
+        ("out", "dgate", "dup"), (out, dgate, dup), ref, eager, scales, strict=True
+    ):
+        assert_within_rule(f"{activation} {name}", got, e, r, s)
     return out
 
 
