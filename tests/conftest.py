@@ -8,6 +8,7 @@
 """
 
 import os
+import zlib
 
 import pytest
 import torch
@@ -32,7 +33,13 @@ def device() -> str:
     return DEVICE
 
 
+# Added to every test's seed: a stress run draws other inputs for the whole suite with
+# ``FLASH_SWIGLU_TEST_SEED=N uv run pytest``.
+SEED_OFFSET = int(os.environ.get("FLASH_SWIGLU_TEST_SEED", "0"))
+
+
 @pytest.fixture(autouse=True)
-def _seed():
-    # Fresh random inputs per test, but reproducible when a failure is re-run.
-    torch.manual_seed(torch.initial_seed() % (2**31) + 17)
+def _seed(request):
+    # Random inputs drawn from a seed of the test's own id: the same whether the test runs
+    # alone or in the suite, in any order, so a failure is reproduced by re-running it.
+    torch.manual_seed(zlib.crc32(request.node.nodeid.encode()) + SEED_OFFSET)

@@ -13,10 +13,13 @@ import re
 import pytest
 import torch
 import torch.nn.functional as F
+import triton
+import triton.language as tl
 
 import flash_swiglu
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
+from flash_swiglu.kernels.linear import _tile_start
 from flash_swiglu.ops import linear as L
 
 from _tolerance import assert_within_rule
@@ -218,32 +221,51 @@ def test_decode_tma_one_tile_of_up_to_128_tokens(device, monkeypatch):
     assert [g[1] for g in launched] == [1]
 
 
-@pytest.mark.parametrize(("path", "m"), [("tma", 80), ("tma", 128), ("decode", 40)])
-def test_padded_token_tiles_give_the_same_bits(device, monkeypatch, path, m):
-    """``PAD_TMA_ROWS``: a partial last token tile reads x from a zero-padded copy (the TMA
-    box never runs past x's end); the rows it stores are the unpadded launch's, bit for bit,
-    and x itself is not touched. At 128 rows nothing is copied."""
+@triton.jit
+def _tile_starts_kernel(out_ptr, M, BLOCK: tl.constexpr):
+    pid = tl.program_id(0)
+    tl.store(out_ptr + pid, _tile_start(pid, M, BLOCK))
+
+
+@pytest.mark.parametrize(
+    ("m", "block", "starts"),
+    [(80, 64, [0, 16]), (128, 64, [0, 64]), (200, 128, [0, 72]), (300, 128, [0, 128, 172]),
+     (40, 64, [0]), (1, 16, [0])],
+)  # fmt: skip
+def test_the_last_token_tile_ends_at_row_m(device, m, block, starts):
+    out = torch.full((len(starts),), -1, dtype=torch.int32, device=device)
+    _tile_starts_kernel[(len(starts),)](out, m, BLOCK=block)
+    assert out.tolist() == starts
+
+
+@pytest.mark.parametrize(("path", "m"), [("tma", 80), ("tma", 40), ("tma", 128), ("decode", 40)])
+def test_token_tiles_stay_within_x(device, monkeypatch, path, m):
+    """No TMA box of x runs past its last row: from one tile of rows the last token tile
+    ends at row M (``kernels.linear._tile_start``), storing the bits a launch on x padded to
+    a whole number of tiles stores; fewer rows than a tile are read from a zero-padded copy
+    of one tile (``PAD_TMA_ROWS``), the unpadded launch's bits. x itself is not touched."""
     dtype = torch.float16 if device == "cpu" else torch.bfloat16
     x, wg, wu, bg, bu = make_inputs((m,), 48, 96, dtype, device)
     if path == "tma":
         cfg = dict(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=2)
     else:
         cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2, SPLIT_K=1, TMA=True)
-    run = lambda: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, path, cfg)
+    run = lambda t: L._forward_triton(t, wg, wu, bg, bu, "silu", 1.702, 7.0, path, cfg)
     copies = []
     real = L._padded_rows
     monkeypatch.setattr(L, "_padded_rows", lambda t, r: copies.append(r) or real(t, r))
     before = x.clone()
-    padded = run()
-    monkeypatch.setattr(L, "PAD_TMA_ROWS", False)
-    plain = run()
-    assert torch.equal(padded, plain) and torch.equal(x, before)
+    out = run(x)
+    assert torch.equal(x, before)
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
-    assert_within_rule(path, padded, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
-    if copies:  # the TMA paths ran (the decode path keeps pointers where TMA cannot run)
-        rows, x2 = copies[0], x.view(m, -1)
-        assert real(x2, rows).shape[0] % rows == 0
-        assert (real(x2, rows) is x2) == (m % rows == 0)
+    assert_within_rule(path, out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+    assert len(copies) == 1  # every case here runs a TMA kernel
+    tile = copies[0]
+    padded = run(F.pad(x, (0, 0, 0, -m % tile)))[:m]  # whole tiles: no tile moved
+    assert torch.equal(out, padded)
+    monkeypatch.setattr(L, "PAD_TMA_ROWS", False)
+    assert torch.equal(run(x), out)
+    assert (real(x, tile) is x) == (m >= tile)
 
 
 @contextlib.contextmanager
@@ -870,17 +892,35 @@ def test_gpu_decode_fallbacks_within_register_budgets(m, dtype, k, precision):
 @pytest.mark.gpu
 @pytest.mark.parametrize("m", [65, 96, 200, 300])
 @pytest.mark.parametrize("model", ["llama3-8b", "qwen2.5-7b"])
-def test_gpu_padded_token_tiles(monkeypatch, m, model):
-    """On real shapes, through every TMA route the launcher takes at these token counts (the
-    wide decode entry, the Triton TMA kernel, the Gluon forward): padding x's last token
-    tile gives the unpadded launch's bits, within the rule."""
+def test_gpu_token_tiles_stay_within_x(monkeypatch, m, model):
+    """On real shapes: through every route the launcher takes at these token counts, padding
+    x (``PAD_TMA_ROWS``) changes no bit; the Triton TMA kernel and the Gluon forward (both
+    schedules), whose last token tile ends at row M, store the bits of a launch on x padded
+    to whole tiles."""
+    from flash_swiglu.ops import train as T
+
     k, n = {"llama3-8b": (4096, 14336), "qwen2.5-7b": (3584, 18944)}[model]
     x, wg, wu, bg, bu = make_inputs((m,), n, k, torch.bfloat16, "cuda")
-    padded = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
-    monkeypatch.setattr(L, "PAD_TMA_ROWS", False)
-    assert torch.equal(flash_swiglu.swiglu_linear(x, wg, wu, bg, bu), padded)
+    out = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
-    assert_within_rule(f"{model} M={m}", padded, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+    assert_within_rule(f"{model} M={m}", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+    with monkeypatch.context() as mp:
+        mp.setattr(L, "PAD_TMA_ROWS", False)
+        assert torch.equal(flash_swiglu.swiglu_linear(x, wg, wu, bg, bu), out)
+    xp = F.pad(x, (0, 0, 0, -m % 128))
+    cfg = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, num_warps=8, num_stages=3)
+    tma = [L._forward_triton(t, wg, wu, bg, bu, "silu", 1.702, 7.0, "tma", cfg) for t in (x, xp)]
+    assert torch.equal(tma[0], tma[1][:m])
+    if T.ws_enabled(x.dtype, x.device):
+        from flash_swiglu.kernels.ws_mlp import WS_FORWARD_CONFIG, glu_forward_ws
+
+        for coop in (False, True):
+            ws = dict(WS_FORWARD_CONFIG, BLOCK_H=128 if coop else 64, STAGES=4, COOP=coop)
+            hs = [torch.empty(t.shape[0], n, device="cuda", dtype=x.dtype) for t in (x, xp)]
+            for t, h in zip((x, xp), hs, strict=True):
+                glu_forward_ws(t, wg, wu, bg, bu, h, activation="silu", alpha=1.702,
+                               limit=7.0, config=ws)  # fmt: skip
+            assert torch.equal(hs[0], hs[1][:m]), f"coop={coop}"
 
 
 @pytest.mark.gpu

@@ -55,7 +55,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 )
 
 from flash_swiglu.activations import glu_backward, glu_forward
-from flash_swiglu.kernels.linear import _grouped_tile  # plain Triton: scalar math only
+from flash_swiglu.kernels.linear import _grouped_tile, _tile_start  # plain Triton: scalar math
 from flash_swiglu.ops._common import bind_cuda_context
 from flash_swiglu.ops.linear import ENABLE_FP_FUSION, _num_sms
 
@@ -489,7 +489,9 @@ def mlp_backward_handoff_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, d
 # epilogue pairs its left half (gate) with its right half (up) for h's [BLOCK_M, BLOCK_H]
 # tile. ``ops.train.launch`` runs it for the forward that saves the pre-activation where the
 # GPU's training table has a ``forward_saving_ws`` entry, and ``swiglu_linear``'s TMA path
-# where its launch table has a ``ws`` entry (``ops.linear._forward_ws``).
+# where its launch table has a ``ws`` entry (``ops.linear._forward_ws``). The last token tile
+# of M >= BLOCK_M rows ends at row M (``_tile_start``), so no x box runs past x's end; the
+# rows it shares with its predecessor are stored again with the same bits.
 
 
 @gluon.jit
@@ -506,7 +508,7 @@ def _fwd_loader(x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty, M, N, K,
     count = 0
     for t in range(gl.program_id(0), num_tiles, gl.num_programs(0)):
         pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
-        off_m = pid_m * BLOCK_M
+        off_m = _tile_start(pid_m, M, BLOCK_M)
         off_n = pid_n * BLOCK_H
         for ks in range(k_steps):
             slot, bar = _claim_slot(ready, empty, count, STAGES, nbytes)
@@ -574,10 +576,10 @@ def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, b
         pid_m, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
         acc, count = _main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps, layout,
                                 SUB_M, BLOCK_N, STAGES, ROLE, True, COOP)  # fmt: skip
-        _fwd_epilogue(acc, pid_m * BLOCK_M + row0, pid_n * BLOCK_H, bg_ptr, bu_ptr, stride_bg,
-                      stride_bu, g_ptr, u_ptr, h_ptr, stride_g, stride_u, stride_h, M, N,
-                      HAS_BG, HAS_BU, STORE_GU, ACTIVATION, ALPHA, LIMIT, EPILOGUE_SPLIT,
-                      COALESCE, part_layout)  # fmt: skip
+        _fwd_epilogue(acc, _tile_start(pid_m, M, BLOCK_M) + row0, pid_n * BLOCK_H, bg_ptr,
+                      bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g, stride_u,
+                      stride_h, M, N, HAS_BG, HAS_BU, STORE_GU, ACTIVATION, ALPHA, LIMIT,
+                      EPILOGUE_SPLIT, COALESCE, part_layout)  # fmt: skip
 
 
 @gluon.jit

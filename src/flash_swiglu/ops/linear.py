@@ -65,8 +65,13 @@ DECODE_MAX_TOKENS = 64
 WIDE_DECODE_MAX_TOKENS = 128
 # A TMA box of x that runs past the last token row cost the TMA kernels up to 0.24 us per
 # such load an SM (session 12, explore_session12.py pad, H200: Llama-3-70B at 65 tokens
-# 371 against 254 us, Llama-3-8B at 300 tokens 184 against 139), so a partial last token
-# tile reads x from a zero-padded copy instead (``_padded_rows``; False: off).
+# 371 against 254 us, Llama-3-8B at 300 tokens 184 against 139). The kernels end their last
+# token tile at row M (``kernels.linear._tile_start``), which needs at least one tile of
+# rows: x with fewer rows than a tile is read from a zero-padded copy of one tile
+# (``_padded_rows``; False: off). Session 12 padded every partial last tile instead; that
+# copy cost about 2 us a call (1B at 96 and 200 tokens, call 2). Moving the tile launches
+# nothing more and computes the same rows as the padded copy did (session 13: not yet
+# timed on the GPU).
 PAD_TMA_ROWS = True
 # Tokens the matrix-vector kernel takes: one (each token streams the weights again there;
 # at 2 tokens it was 1.2-1.4x slower than the decode kernel, h200-session9-explore/call2).
@@ -537,11 +542,12 @@ def unfused_route(m: int, n: int, k: int, dtype: torch.dtype, device_name: str =
 
 
 def _padded_rows(x2: torch.Tensor, rows: int) -> torch.Tensor:
-    """``x2 [M, K]`` itself if ``rows`` divides M, else a copy with zero rows appended up to
-    the next multiple: a TMA box of ``rows`` tokens then never runs past the tensor's end
-    (``PAD_TMA_ROWS``). The kernels compute and store only the first M rows."""
-    pad = -x2.shape[0] % rows
-    return F.pad(x2, (0, 0, 0, pad)) if pad else x2
+    """``x2 [M, K]`` itself if it has at least ``rows`` rows (the kernels' last token tile
+    then ends at row M), else a copy with zero rows appended up to ``rows``: a TMA box of
+    ``rows`` tokens then never runs past the tensor's end (``PAD_TMA_ROWS``). The kernels
+    compute and store only the first M rows."""
+    pad = rows - x2.shape[0]
+    return F.pad(x2, (0, 0, 0, pad)) if pad > 0 else x2
 
 
 def _host_descriptors(*operands: tuple[torch.Tensor, list[int]]) -> list:
