@@ -9,11 +9,13 @@ left): the moved last token tile, and the host time of three MLP compositions.
   (a copy of about 2 us, ``h200-session12-explore/call2``); since session 13 the kernels end
   their last token tile at row M (``kernels.linear._tile_start``) and only x with fewer
   rows than one tile is padded. On the four model shapes at token counts that are not
-  multiples of 128 (96, 160, 200, 300, 640, 1000, 2000): the launcher as committed, the
+  multiples of 128 (65, 96, 160, 200, 300, 640, 1000, 2000): the launcher as committed, the
   launcher with session 12's padding restored (``_padded_rows`` padding to a multiple: the
-  copy on top of the same kernel work), eager and the cuBLAS product, each checked against
-  the float64 reference first, then timed in turn three times. Counts the launch table
-  routes unfused run the same call in both launcher columns. -> ``tiles.json``.
+  copy on top of the same kernel work), the launcher with no padding at all (differs from
+  the committed one below one tile only: does padding pay there on every shape? On 1B at
+  96 tokens it cost 2.2 us in session 12), eager and the cuBLAS product, each checked
+  against the float64 reference first, then timed in turn three times. Counts the launch
+  table routes unfused run the same call in the launcher columns. -> ``tiles.json``.
 
 - ``host3``: the host time to issue one MLP forward + backward, and its GPU time, for three
   compositions with the same weights: eager (``down(silu(gate(x)) * up(x))``), ``SwiGLUMLP``
@@ -63,15 +65,19 @@ def _session12_padding(x2: torch.Tensor, rows: int) -> torch.Tensor:
     return F.pad(x2, (0, 0, 0, pad)) if pad else x2
 
 
-def _launcher(session12: bool):
+def _launcher(padding: str):
+    """The launcher with ``padding`` "committed" (x padded below one tile), "session 12" (to
+    a whole number of tiles) or "none" (``PAD_TMA_ROWS`` off), for one call."""
+
     def call(x, wg, wu):
-        real = L._padded_rows
-        if session12:
+        real, flag = L._padded_rows, L.PAD_TMA_ROWS
+        if padding == "session 12":
             L._padded_rows = _session12_padding
+        L.PAD_TMA_ROWS = padding != "none"
         try:
             return L._forward_triton(x, wg, wu, None, None, *ACT)
         finally:
-            L._padded_rows = real
+            L._padded_rows, L.PAD_TMA_ROWS = real, flag
 
     return call
 
@@ -82,16 +88,18 @@ def tiles(out: Path) -> list[dict]:
         wg = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
         wu = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
         wcat = torch.cat([wg, wu])
-        for m in (96, 160, 200, 300, 640, 1000, 2000):
+        for m in (65, 96, 160, 200, 300, 640, 1000, 2000):
             x = torch.randn(m, k, device="cuda", dtype=DT)
             ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
             calls = {
-                "launcher": lambda: _launcher(False)(x, wg, wu),
-                "session 12 padding": lambda: _launcher(True)(x, wg, wu),
-            }
+                label: (lambda p=padding: _launcher(p)(x, wg, wu))
+                for label, padding in (("launcher", "committed"),
+                                       ("session 12 padding", "session 12"),
+                                       ("no padding", "none"))
+            }  # fmt: skip
             results = {label: f() for label, f in calls.items()}
             ok = {label: S11._ok(r, ref) for label, r in results.items()}
-            same = torch.equal(results["launcher"], results["session 12 padding"])
+            same = all(torch.equal(results["launcher"], r) for r in results.values())
             calls["eager"] = lambda: S11._eager(x, wg, wu)
             calls["cublas product"] = lambda: x @ wcat.T
             times, best = S12._rounds(calls)
@@ -103,16 +111,15 @@ def tiles(out: Path) -> list[dict]:
     return rows
 
 
-def _mlp_variants(k: int, n: int, m: int):
-    """``(x, dy, {label: fwd+bwd call})`` over one set of weights."""
+def _mlp_variants(k: int, n: int, m: int, device: str = "cuda", dtype=DT):
+    """``(x, mlp, {label: fwd+bwd call})`` over one set of weights."""
     import flash_swiglu
     from flash_swiglu import SwiGLUMLP
 
-    dev = torch.device("cuda")
-    mlp = SwiGLUMLP(k, n, device=dev, dtype=DT)
+    mlp = SwiGLUMLP(k, n, device=device, dtype=dtype)
     gate, up, down = mlp.gate_proj, mlp.up_proj, mlp.down_proj
-    x = torch.randn(m, k, device=dev, dtype=DT, requires_grad=True)
-    dy = torch.randn(m, k, device=dev, dtype=DT)
+    x = torch.randn(m, k, device=device, dtype=dtype, requires_grad=True)
+    dy = torch.randn(m, k, device=device, dtype=dtype)
 
     # Each call starts with the gradients unset, as after ``zero_grad()``: no call adds into
     # an earlier call's gradients (which a graph of several calls would otherwise do).
