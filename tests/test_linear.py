@@ -238,29 +238,59 @@ def test_the_last_token_tile_ends_at_row_m(device, m, block, starts):
     assert out.tolist() == starts
 
 
-@pytest.mark.parametrize(("path", "m"), [("tma", 80), ("tma", 40), ("tma", 128), ("decode", 40)])
-def test_token_tiles_stay_within_x(device, monkeypatch, path, m):
+def _spy_x_boxes(monkeypatch, rows_of_box: int) -> list[bool]:
+    """Under the interpreter: for every TMA load of a box ``rows_of_box`` rows high (the
+    token tile; the tests' weight tiles are lower), whether it stayed within the rows of its
+    descriptor."""
+    import numpy as np
+    from triton.runtime.interpreter import InterpreterBuilder
+
+    within = []
+    real = InterpreterBuilder.create_descriptor_load
+
+    def load(self, desc, indices, cache_policy):
+        if desc.block_shape[0] == rows_of_box:
+            top = int(np.max(indices[0].data)) + rows_of_box
+            within.append(top <= int(np.min(desc.shape[0].data)))
+        return real(self, desc, indices, cache_policy)
+
+    monkeypatch.setattr(InterpreterBuilder, "create_descriptor_load", load)
+    return within
+
+
+@pytest.mark.parametrize(
+    ("path", "m", "split"),
+    [("tma", 80, 1), ("tma", 40, 1), ("tma", 128, 1), ("decode", 40, 1), ("decode", 150, 1),
+     ("decode", 150, 2)],
+)  # fmt: skip
+def test_token_tiles_stay_within_x(device, monkeypatch, path, m, split):
     """No TMA box of x runs past its last row: from one tile of rows the last token tile
     ends at row M (``kernels.linear._tile_start``), storing the bits a launch on x padded to
     a whole number of tiles stores; fewer rows than a tile are read from a zero-padded copy
-    of one tile (``PAD_TMA_ROWS``), the unpadded launch's bits. x itself is not touched."""
+    of one tile (``PAD_TMA_ROWS``), the unpadded launch's bits. x itself is not touched. On
+    the CPU the interpreter's descriptor loads are watched (a box past x's end zero-fills, so
+    the bits alone would not tell)."""
     dtype = torch.float16 if device == "cpu" else torch.bfloat16
     x, wg, wu, bg, bu = make_inputs((m,), 48, 96, dtype, device)
     if path == "tma":
         cfg = dict(BLOCK_M=64, BLOCK_N=32, BLOCK_K=32, GROUP_M=2, num_warps=4, num_stages=2)
-    else:
-        cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2, SPLIT_K=1, TMA=True)
+    else:  # 150 tokens: two tiles of 128, the second moved back; split 2: K in two slices
+        cfg = dict(BLOCK_N=32, BLOCK_K=32, num_warps=4, num_stages=2, SPLIT_K=split, TMA=True)
+    tile = 64 if path == "tma" or m <= 64 else 128  # BLOCK_M; the decode tile (next 2^n)
     run = lambda t: L._forward_triton(t, wg, wu, bg, bu, "silu", 1.702, 7.0, path, cfg)
     copies = []
     real = L._padded_rows
     monkeypatch.setattr(L, "_padded_rows", lambda t, r: copies.append(r) or real(t, r))
-    before = x.clone()
-    out = run(x)
+    with monkeypatch.context() as mp:
+        within = _spy_x_boxes(mp, tile) if device == "cpu" else None
+        before = x.clone()
+        out = run(x)
     assert torch.equal(x, before)
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
     assert_within_rule(path, out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
-    assert len(copies) == 1  # every case here runs a TMA kernel
-    tile = copies[0]
+    assert copies == [tile]  # every case here runs a TMA kernel with this token tile
+    if within is not None:
+        assert within and all(within), within
     padded = run(F.pad(x, (0, 0, 0, -m % tile)))[:m]  # whole tiles: no tile moved
     assert torch.equal(out, padded)
     monkeypatch.setattr(L, "PAD_TMA_ROWS", False)
@@ -895,8 +925,8 @@ def test_gpu_decode_fallbacks_within_register_budgets(m, dtype, k, precision):
 def test_gpu_token_tiles_stay_within_x(monkeypatch, m, model):
     """On real shapes: through every route the launcher takes at these token counts, padding
     x (``PAD_TMA_ROWS``) changes no bit; the Triton TMA kernel and the Gluon forward (both
-    schedules), whose last token tile ends at row M, store the bits of a launch on x padded
-    to whole tiles."""
+    schedules, saving g and u too), whose last token tile ends at row M from 128 rows, store
+    the bits of a launch on x padded to whole tiles."""
     from flash_swiglu.ops import train as T
 
     k, n = {"llama3-8b": (4096, 14336), "qwen2.5-7b": (3584, 18944)}[model]
@@ -914,13 +944,17 @@ def test_gpu_token_tiles_stay_within_x(monkeypatch, m, model):
     if T.ws_enabled(x.dtype, x.device):
         from flash_swiglu.kernels.ws_mlp import WS_FORWARD_CONFIG, glu_forward_ws
 
-        for coop in (False, True):
+        for coop in (False, True):  # h, and g and u as the training forward saves them
             ws = dict(WS_FORWARD_CONFIG, BLOCK_H=128 if coop else 64, STAGES=4, COOP=coop)
-            hs = [torch.empty(t.shape[0], n, device="cuda", dtype=x.dtype) for t in (x, xp)]
-            for t, h in zip((x, xp), hs, strict=True):
-                glu_forward_ws(t, wg, wu, bg, bu, h, activation="silu", alpha=1.702,
+            runs = []
+            for t in (x, xp):
+                h, g, u = (torch.empty(t.shape[0], n, device="cuda", dtype=x.dtype)
+                           for _ in range(3))  # fmt: skip
+                glu_forward_ws(t, wg, wu, bg, bu, h, g, u, activation="silu", alpha=1.702,
                                limit=7.0, config=ws)  # fmt: skip
-            assert torch.equal(hs[0], hs[1][:m]), f"coop={coop}"
+                runs.append((h, g, u))
+            for name, a, b in zip("hgu", *runs, strict=True):
+                assert torch.equal(a, b[:m]), f"{name}, coop={coop}"
 
 
 @pytest.mark.gpu

@@ -65,8 +65,8 @@ def _grouped_tile(tile_id, num_pid_m, num_pid_n, GROUP_M: tl.constexpr):
 def _tile_start(pid, M, BLOCK: tl.constexpr):
     """First row of token tile ``pid`` in the TMA kernels: ``pid * BLOCK``, but the last tile
     of ``M >= BLOCK`` rows is moved back to end at row M. A TMA box that runs past x's last
-    row is slow (up to 0.24 us a load on an H200, session 12), and this way none does without
-    a padded copy of x (the launcher pads only x of fewer rows than one tile). The moved
+    row is slow (up to 0.24 us a load on an H200, session 12); from one tile of rows on, none
+    does (x of fewer rows is padded to one tile by the launcher, ``PAD_TMA_ROWS``). The moved
     tile recomputes rows of its predecessor: each row's products and epilogue read only that
     row of x, in the same order, so it stores the same bits again."""
     return tl.maximum(tl.minimum(pid * BLOCK, M - BLOCK), 0)
@@ -326,8 +326,9 @@ def _linear_decode_tma_kernel(
     BLOCK_T] = W[BLOCK_N, K] @ x^T``, the same split-K hand-over. One thread issues each
     weight tile's copy, so a program keeps its stages of weights in flight with a few
     instructions instead of a 16-byte load per thread and element group. Descriptors
-    zero-fill reads past N and K, and the last token tile ends at row M (``_tile_start``):
-    no masks in the loop. Requirements (checked by the launcher): 16-byte aligned bases and
+    zero-fill reads past M (x of fewer rows than a tile, where the launcher does not pad it),
+    N and K, and a last token tile of M >= BLOCK_T rows ends at row M (``_tile_start``): no
+    masks in the loop. Requirements (checked by the launcher): 16-byte aligned bases and
     row strides, unit last strides."""
     pid_n = tl.program_id(0)
     pid_t = tl.program_id(1)

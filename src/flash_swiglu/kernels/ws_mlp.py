@@ -717,10 +717,10 @@ WS_FORWARD_CONFIG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=
 
 def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, limit,
                    config=None, sms=None):  # fmt: skip
-    """Launch ``glu_forward_ws_kernel``: ``x [M', K]`` (M' >= M rows: rows past h's M are
-    read, never stored), ``wg, wu [N, K]`` (row-major views with unit column stride, 16-byte
-    aligned rows), optional biases ``[N]``, ``h [M, N]`` and, to save the pre-activation,
-    ``g, u [M, N]``. One persistent program per SM."""
+    """Launch ``glu_forward_ws_kernel``: ``x [M', K]`` (M' >= M rows; rows past h's M are
+    read only where M is below one tile, never stored), ``wg, wu [N, K]`` (row-major views
+    with unit column stride, 16-byte aligned rows), optional biases ``[N]``, ``h [M, N]``
+    and, to save the pre-activation, ``g, u [M, N]``. One persistent program per SM."""
     cfg = dict(WS_FORWARD_CONFIG, **(config or {}))
     bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
     m, k = h.shape[0], x.shape[1]

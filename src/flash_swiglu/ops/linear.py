@@ -68,10 +68,11 @@ WIDE_DECODE_MAX_TOKENS = 128
 # 371 against 254 us, Llama-3-8B at 300 tokens 184 against 139). The kernels end their last
 # token tile at row M (``kernels.linear._tile_start``), which needs at least one tile of
 # rows: x with fewer rows than a tile is read from a zero-padded copy of one tile
-# (``_padded_rows``; False: off). Session 12 padded every partial last tile instead; that
-# copy cost about 2 us a call (1B at 96 and 200 tokens, call 2). Moving the tile launches
-# nothing more and computes the same rows as the padded copy did (session 13: not yet
-# timed on the GPU).
+# (``_padded_rows``; False: off). Session 12 padded every partial last tile instead, a copy
+# of about 2 us a call (1B at 200 tokens, call 2); it now remains below one tile only (for
+# example 65-127 tokens on 128-row tiles). The moved tile recomputes rows of its predecessor
+# where the padded tile computed zero rows: the same work without the copy (session 13:
+# not yet timed on the GPU).
 PAD_TMA_ROWS = True
 # Tokens the matrix-vector kernel takes: one (each token streams the weights again there;
 # at 2 tokens it was 1.2-1.4x slower than the decode kernel, h200-session9-explore/call2).
