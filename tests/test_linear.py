@@ -238,15 +238,17 @@ def test_the_last_token_tile_ends_at_row_m(device, m, block, starts):
     assert out.tolist() == starts
 
 
-def _spy_x_boxes(monkeypatch, rows_of_box: int) -> list[bool]:
+def _spy_x_boxes(monkeypatch, rows_of_box: int) -> list[bool] | None:
     """Under the interpreter: for every TMA load of a box ``rows_of_box`` rows high (the
     token tile; the tests' weight tiles are lower), whether it stayed within the rows of its
-    descriptor."""
+    descriptor (None where the interpreter has no such hook: Triton 3.9's has)."""
     import numpy as np
     from triton.runtime.interpreter import InterpreterBuilder
 
     within = []
-    real = InterpreterBuilder.create_descriptor_load
+    real = getattr(InterpreterBuilder, "create_descriptor_load", None)
+    if real is None:  # another Triton's interpreter: only the bits are compared
+        return None
 
     def load(self, desc, indices, cache_policy):
         if desc.block_shape[0] == rows_of_box:
