@@ -172,9 +172,12 @@ def _mid2_candidates(m):
     return cands
 
 
-def main() -> None:
+def run_stages(stages: dict, default: list[str]) -> None:
+    """The command line of the session scripts: ``STAGE... --out DIR``, each stage called
+    with the output folder on a side stream of its own (``measure_graph`` captures there),
+    then the printed summary written to ``summary.txt``."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("parts", nargs="*", default=["wide"])
+    ap.add_argument("parts", nargs="*", default=default)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     out = Path(args.out)
@@ -182,20 +185,18 @@ def main() -> None:
     say(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__} "
         f"python {sys.version.split()[0]}")  # fmt: skip
     for part in args.parts:
-        t0 = time.time()
-        if part == "wide":
-            torch.cuda.set_stream(torch.cuda.Stream())  # measure_graph captures on a side stream
-            wide(out)
-        elif part == "mid2":
-            torch.cuda.set_stream(torch.cuda.Stream())
-            S11.mid(out, _mid2_candidates, (65, 96, 160, 200, 300, 384, 640), "mid2")
-        elif part == "pad":
-            torch.cuda.set_stream(torch.cuda.Stream())
-            pad(out)
-        else:
+        if part not in stages:
             raise SystemExit(f"unknown part {part}")
+        t0 = time.time()
+        torch.cuda.set_stream(torch.cuda.Stream())
+        stages[part](out)
         say(f"== {part}: {time.time() - t0:.0f} s")
     (out / "summary.txt").write_text("\n".join(S11.SUMMARY) + "\n")
+
+
+def main() -> None:
+    mid2 = lambda out: S11.mid(out, _mid2_candidates, (65, 96, 160, 200, 300, 384, 640), "mid2")
+    run_stages({"wide": wide, "mid2": mid2, "pad": pad}, ["wide"])
 
 
 if __name__ == "__main__":

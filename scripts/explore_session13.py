@@ -33,15 +33,12 @@ A short table is printed last (also ``summary.txt``).
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-import triton
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -182,25 +179,7 @@ def host3(out: Path) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("parts", nargs="*", default=["tiles"])
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    say(f"{torch.cuda.get_device_name()} torch {torch.__version__} triton {triton.__version__} "
-        f"python {sys.version.split()[0]}")  # fmt: skip
-    for part in args.parts:
-        t0 = time.time()
-        torch.cuda.set_stream(torch.cuda.Stream())  # measure_graph captures on a side stream
-        if part == "tiles":
-            tiles(out)
-        elif part == "host3":
-            host3(out)
-        else:
-            raise SystemExit(f"unknown part {part}")
-        say(f"== {part}: {time.time() - t0:.0f} s")
-    (out / "summary.txt").write_text("\n".join(S11.SUMMARY) + "\n")
+    S12.run_stages({"tiles": tiles, "host3": host3}, ["tiles"])
 
 
 if __name__ == "__main__":
