@@ -5,6 +5,8 @@
 # $OUT and a tarball of benchmarks/results after each):
 #   tests          GPU tier but the Gluon file: the test seeds changed in session 13 (each
 #                  test's own id), and the moved last token tile (test_linear.py)
+#   tests-linear   tests/test_linear.py alone (the moved tile: Triton and Gluon forwards)
+#   tests-rest     the GPU tier but test_linear.py and test_ws_mlp.py
 #   tests-ws       GPU tier of the Gluon kernels (test_ws_mlp.py; the forward's moved tile)
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
 #   large          the four models at 2048, 8192 and 16384 tokens, bf16 (issue 3's M >= 2048
@@ -17,31 +19,45 @@ set -uo pipefail
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
+# DEADLINE (seconds from the start of this script, default 570): no stage runs past it, so a
+# call's later stages are cut rather than the whole call.
+DEADLINE=${DEADLINE:-570}
+START=$(date +%s)
+limit() {  # limit STAGE_MAX -> the seconds left for this stage
+  local left=$(( DEADLINE - ($(date +%s) - START) ))
+  (( left < $1 )) && echo $(( left > 1 ? left : 1 )) || echo "$1"
+}
 pytest="python3 -m pytest -q -p no:cacheprovider -rfE"
 for stage in "$@"; do
   SECONDS=0
   case $stage in
     tests)
-      timeout 420 $pytest -m gpu tests --ignore=tests/test_ws_mlp.py 2>&1 | tail -n 15 \
+      timeout $(limit 420) $pytest -m gpu tests --ignore=tests/test_ws_mlp.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_gpu.log" ;;
+    tests-linear)
+      timeout $(limit 300) $pytest -m gpu tests/test_linear.py 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_linear_gpu.log" ;;
+    tests-rest)
+      timeout $(limit 300) $pytest -m gpu tests --ignore=tests/test_ws_mlp.py \
+        --ignore=tests/test_linear.py 2>&1 | tail -n 15 | tee "$OUT/pytest_rest_gpu.log" ;;
     tests-ws)
-      timeout 420 $pytest -m gpu tests/test_ws_mlp.py 2>&1 | tail -n 15 \
+      timeout $(limit 420) $pytest -m gpu tests/test_ws_mlp.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_ws_gpu.log" ;;
     tiles|host3)
-      timeout 540 python3 scripts/explore_session13.py $stage --out "$OUT/explore" 2>&1 \
+      timeout $(limit 540) python3 scripts/explore_session13.py $stage --out "$OUT/explore" 2>&1 \
         | tail -n 30 ;;
     large)
-      timeout 540 python3 -m flash_swiglu.bench.cli --op linear \
+      timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
         --tokens 2048,8192,16384 --backend torch,torch-packed,compile,cublas,liger,triton \
         --run-id h200-s13-linear-bf16-large-tokens 2>&1 | tee "$OUT/linear_large.log" \
         | tail -n 4 ;;
     mlp)
-      timeout 540 python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
+      timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 4096,8192,16384 --run-id h200-s13-mlp-8b 2>&1 | tee "$OUT/mlp.log" \
         | tail -n 4 ;;
     example)
-      timeout 300 python3 examples/train_tiny_llama.py 2>&1 | tail -n 12 \
+      timeout $(limit 300) python3 examples/train_tiny_llama.py 2>&1 | tail -n 12 \
         | tee "$OUT/train_tiny_llama.log" ;;
     *)
       echo "unknown stage $stage" >&2; continue ;;
