@@ -71,48 +71,51 @@ def _gluon_off(f):
 
 
 def large(out: Path) -> list[dict]:
-    smi = subprocess.Popen(
-        ["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu",
-         "--format=csv,noheader,nounits", "-lms", "50"],
-        stdout=open(out / "smi.csv", "w"), stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    with open(out / "smi.csv", "w") as log:
+        smi = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu",
+             "--format=csv,noheader,nounits", "-lms", "50"],
+            stdout=log, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            return _large(out)
+        finally:
+            smi.terminate()
+
+
+def _large(out: Path) -> list[dict]:
     rows = []
-    try:
-        for name, m in CASES:
-            k, n = MODELS[name]
-            wg = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
-            wu = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
-            wcat = torch.cat([wg, wu])
-            x = torch.randn(m, k, device="cuda", dtype=DT)
-            ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
-            launcher = lambda: L._forward_triton(x, wg, wu, None, None, *ACT)  # noqa: E731
-            calls = {
-                "launcher": launcher,
-                "triton entry": _gluon_off(launcher),
-                "cublas product": lambda: x @ wcat.T,
-                "eager": lambda: S11._eager(x, wg, wu),
-            }
-            ok = {label: S11._ok(calls[label](), ref) for label in ("launcher", "triton entry")}
-            del ref
-            times = {label: [] for label in calls}
-            spans = {label: [] for label in calls}
-            for _ in range(5):
-                for label, f in calls.items():
-                    t0 = time.time()
-                    times[label].append(measure_graph(f).median_ms)
-                    spans[label].append((t0, time.time()))
-            rows.append(dict(model=name, m=m, n=n, k=k, ok=ok, ms=times, spans=spans))
-            (out / "large.json").write_text(json.dumps(rows, indent=1))
-            best = {label: min(t) for label, t in times.items()}
-            cub = best["cublas product"]
-            cells = ", ".join(
-                f"{label} {min(t):.3f}-{max(t):.3f}" for label, t in times.items()
-            )
-            say(f"large {name:6s} M={m:5d} ms {cells}; best/cuBLAS launcher "
-                f"{cub / best['launcher']:.3f} triton {cub / best['triton entry']:.3f}; "
-                f"wrong: {[label for label, good in ok.items() if not good]}")  # fmt: skip
-    finally:
-        smi.terminate()
+    for name, m in CASES:
+        k, n = MODELS[name]
+        wg = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wu = torch.randn(n, k, device="cuda", dtype=DT) / k**0.5
+        wcat = torch.cat([wg, wu])
+        x = torch.randn(m, k, device="cuda", dtype=DT)
+        ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+        launcher = lambda: L._forward_triton(x, wg, wu, None, None, *ACT)
+        calls = {
+            "launcher": launcher,
+            "triton entry": _gluon_off(launcher),
+            "cublas product": lambda: x @ wcat.T,
+            "eager": lambda: S11._eager(x, wg, wu),
+        }
+        ok = {label: S11._ok(calls[label](), ref) for label in ("launcher", "triton entry")}
+        del ref
+        times = {label: [] for label in calls}
+        spans = {label: [] for label in calls}
+        for _ in range(5):
+            for label, f in calls.items():
+                t0 = time.time()
+                times[label].append(measure_graph(f).median_ms)
+                spans[label].append((t0, time.time()))
+        rows.append(dict(model=name, m=m, n=n, k=k, ok=ok, ms=times, spans=spans))
+        (out / "large.json").write_text(json.dumps(rows, indent=1))
+        best = {label: min(t) for label, t in times.items()}
+        cub = best["cublas product"]
+        cells = ", ".join(f"{label} {min(t):.3f}-{max(t):.3f}" for label, t in times.items())
+        say(f"large {name:6s} M={m:5d} ms {cells}; best/cuBLAS launcher "
+            f"{cub / best['launcher']:.3f} triton {cub / best['triton entry']:.3f}; "
+            f"wrong: {[label for label, good in ok.items() if not good]}")  # fmt: skip
     return rows
 
 
