@@ -11,7 +11,7 @@
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
 #   large          the four models at 2048, 8192 and 16384 tokens, bf16 (issue 3's M >= 2048
 #                  target, three cases below 0.97 of cuBLAS in session 10's run; run
-#                  h200-s13-linear-bf16-large-tokens)
+#                  h200-${RUN_TAG}-linear-bf16-large-tokens)
 #   mlp            the Llama-3-8B MLP training step at 4096, 8192 and 16384 tokens, every
 #                  backend (issue 4's target; run h200-s13-mlp-8b)
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
@@ -22,6 +22,7 @@ mkdir -p "$OUT"
 # DEADLINE (seconds from the start of this script, default 570): no stage runs past it, so a
 # call's later stages are cut rather than the whole call.
 DEADLINE=${DEADLINE:-570}
+RUN_TAG=${RUN_TAG:-s13}  # run ids h200-$RUN_TAG-... (s14: the rotated rounds of session 14)
 START=$(date +%s)
 limit() {  # limit STAGE_MAX -> the seconds left for this stage
   local left=$(( DEADLINE - ($(date +%s) - START) ))
@@ -50,11 +51,11 @@ for stage in "$@"; do
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
         --tokens 2048,8192,16384 --backend torch,torch-packed,compile,cublas,liger,triton \
-        --run-id h200-s13-linear-bf16-large-tokens 2>&1 | tee "$OUT/linear_large.log" \
+        --run-id h200-${RUN_TAG}-linear-bf16-large-tokens 2>&1 | tee "$OUT/linear_large.log" \
         | tail -n 4 ;;
     mlp)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
-        --tokens 4096,8192,16384 --run-id h200-s13-mlp-8b 2>&1 | tee "$OUT/mlp.log" \
+        --tokens 4096,8192,16384 --run-id h200-${RUN_TAG}-mlp-8b 2>&1 | tee "$OUT/mlp.log" \
         | tail -n 4 ;;
     example)
       timeout $(limit 300) python3 examples/train_tiny_llama.py 2>&1 | tail -n 12 \
@@ -64,5 +65,5 @@ for stage in "$@"; do
   esac
   echo "== $stage: ${SECONDS} s" | tee -a "$OUT/stages.log"
   tar czf "$OUT/results.tgz" benchmarks/results/h200-train-tiny-llama* \
-    benchmarks/results/h200-s13-* 2>/dev/null
+    benchmarks/results/h200-${RUN_TAG}-* 2>/dev/null
 done

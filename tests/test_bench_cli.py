@@ -15,20 +15,21 @@ import pytest
 import torch
 
 from flash_swiglu import reference
-from flash_swiglu.bench import cli, plot, profile
+from flash_swiglu.bench import cli, plot, profile, timing
 from flash_swiglu.bench.backends import Skip
 from flash_swiglu.bench.cases.elementwise import ElementwiseCase
 from flash_swiglu.bench.cases.linear import LinearCase
 from flash_swiglu.bench.checks import check, max_abs_err
 from flash_swiglu.bench.summary import load_rows, render_summary
+from flash_swiglu.bench.timing import Timing
 
 ROOT = Path(__file__).resolve().parents[1]
 ROW_FIELDS = {
     "op", "case", "pass", "backend", "activation", "layout", "dtype", "shape", "n_elements",
-    "median_ms", "p20_ms", "p80_ms", "median_ms_repeat", "ideal_bytes", "gbps", "frac_copy_bw",
-    "copy_bw_gbps", "speedup_vs_eager", "max_abs_err", "err_torch", "passed", "skipped",
-    "error", "sweep", "gpu", "driver", "torch", "triton", "python", "commit", "timestamp",
-    "command",
+    "median_ms", "p20_ms", "p80_ms", "median_ms_repeat", "median_ms_rounds", "ideal_bytes",
+    "gbps", "frac_copy_bw", "copy_bw_gbps", "speedup_vs_eager", "max_abs_err", "err_torch",
+    "passed", "skipped", "error", "sweep", "gpu", "driver", "torch", "triton", "python",
+    "commit", "timestamp", "command",
 }  # fmt: skip
 
 
@@ -38,6 +39,38 @@ def run(tmp_path: Path, device: str, *args: str) -> tuple[int, list[dict]]:
         ["--device", device, "--rows", "8", "--cols", "33", *args, "--json", str(out)]
     )
     return status, json.loads(out.read_text())
+
+
+def test_rounds_rotate_the_order():
+    """Each round starts one label further along, so over as many rounds as labels every
+    label takes every place once; a label that raises is reported and not measured again."""
+    seen = []
+
+    def measure(label):
+        seen.append(label)
+        if label == "c" and seen.count("c") == 2:
+            raise RuntimeError("broken")
+        return len(seen)
+
+    out = timing.interleaved_rounds(["a", "b", "c"], measure, rounds=3)
+    assert seen == ["a", "b", "c", "b", "c", "a", "a", "b"]  # round 3 skips the broken c
+    assert out["a"] == [1, 6, 7] and out["b"] == [2, 4, 8]
+    assert out["c"][0] == 3 and isinstance(out["c"][1], RuntimeError) and len(out["c"]) == 2
+    order = []
+    timing.interleaved_rounds(list("abcd"), order.append, rounds=4)
+    firsts = [order[i * 4] for i in range(4)]
+    assert firsts == list("abcd")
+    for label in "abcd":  # every place once
+        assert sorted(order.index(label, 4 * r) - 4 * r for r in range(4)) == [0, 1, 2, 3]
+
+
+def test_summarize_rounds_takes_the_median_round():
+    rounds = [Timing(2.0, 1.9, 2.1), Timing(1.0, 0.9, 1.1), Timing(1.5, 1.4, 1.8)]
+    s = timing.summarize_rounds(rounds)
+    assert (s["median_ms"], s["p20_ms"], s["p80_ms"]) == (1.5, 1.4, 1.8)
+    assert s["median_ms_repeat"] in (1.0, 2.0) and s["median_ms_rounds"] == [2.0, 1.0, 1.5]
+    s = timing.summarize_rounds(rounds[:2])  # even count: the lower middle
+    assert s["median_ms"] == 1.0 and s["median_ms_repeat"] == 2.0
 
 
 def test_rows_and_fields(tmp_path, device):
@@ -59,6 +92,9 @@ def test_rows_and_fields(tmp_path, device):
         assert row["passed"] is True and row["skipped"] is None and row["error"] is None
         assert 0 < row["p20_ms"] <= row["median_ms"] <= row["p80_ms"]
         assert row["median_ms_repeat"] > 0
+        assert len(row["median_ms_rounds"]) == timing.ROUNDS
+        assert row["median_ms"] in row["median_ms_rounds"]
+        assert row["median_ms_repeat"] in row["median_ms_rounds"]
         assert row["gbps"] == pytest.approx(row["ideal_bytes"] / row["median_ms"] / 1e6)
         assert row["frac_copy_bw"] == pytest.approx(row["gbps"] / row["copy_bw_gbps"])
         assert row["max_abs_err"] < 1e-5 and row["err_torch"] < 1e-5

@@ -1,4 +1,4 @@
-"""The measuring loop, the same for every op: check, time twice, make the result rows.
+"""The measuring loop, the same for every op: check, time in rounds, make the result rows.
 
 For each case and pass:
 
@@ -9,8 +9,11 @@ For each case and pass:
    compilation, autotuning) and its outputs are checked (``checks.check``). A backend that
    takes its inputs in another form (a packed weight) gets them from ``Case.prepare``,
    outside the timed region.
-3. Every backend is timed, then every backend is timed again (two rounds, interleaved, so a
-   drift of the clocks or the machine shows as the spread between the two medians). On
+3. Every backend is timed once a round in ``timing.ROUNDS`` rounds, each round's order
+   rotated one place (``timing.interleaved_rounds``): a GPU at its power limit runs the
+   work after a pause at a higher clock, and no backend gets that place every round. The
+   median round is reported, the round farthest from it as ``median_ms_repeat`` (the
+   spread), every round's median as ``median_ms_rounds`` (``timing.summarize_rounds``). On
    CUDA the times are GPU times from CUDA-graph replays (``timing.measure_graph``); the
    CPU time to issue one call (``host_ms``) and the per-call ``do_bench`` median
    (``call_median_ms``, which includes any wait for the CPU) are recorded beside them.
@@ -38,11 +41,16 @@ from flash_swiglu.bench.backends import BASELINE, SPEED_OF_LIGHT, Skip, unavaila
 from flash_swiglu.bench.cases import Case
 from flash_swiglu.bench.checks import check, max_abs_err
 from flash_swiglu.bench.roofline import Ceilings, gbps, same_size_copy_gbps
-from flash_swiglu.bench.timing import Timing, host_ms, measure, measure_call
+from flash_swiglu.bench.timing import (
+    host_ms,
+    interleaved_rounds,
+    measure,
+    measure_call,
+    summarize_rounds,
+)
 
 PASSES = ("fwd", "bwd", "fwd+bwd")
 SEED = 0
-ROUNDS = 2
 
 Prepare = Callable[[list[torch.Tensor]], list[torch.Tensor]]
 
@@ -229,8 +237,8 @@ def _time(
     device: torch.device,
     results: dict[str, dict[str, Any]],
 ) -> None:
-    """Add ``median_ms``, ``p20_ms``, ``p80_ms``, ``median_ms_repeat`` (and on CUDA
-    ``host_ms``) to ``results``."""
+    """Add ``median_ms``, ``p20_ms``, ``p80_ms``, ``median_ms_repeat``, ``median_ms_rounds``
+    (``timing.summarize_rounds``; and on CUDA ``host_ms``) to ``results``."""
     calls = {}
     for backend, fn in functions.items():
         if "error" not in results[backend]:
@@ -239,26 +247,16 @@ def _time(
                 calls[backend] = timed_call(fn, args, dout, pass_, preparer(case, backend))
             except Exception as e:
                 results[backend].update(_error(e))
-    timings: dict[str, list[Timing]] = {backend: [] for backend in calls}
-    for _ in range(ROUNDS):
-        for backend, call in calls.items():
-            if "error" not in results[backend]:
-                try:
-                    timings[backend].append(measure(call, device))
-                except Exception as e:
-                    results[backend].update(_error(e))
-    for backend, ts in timings.items():
-        if len(ts) == ROUNDS:
-            first, repeat = ts
-            results[backend].update(
-                median_ms=first.median_ms,
-                p20_ms=first.p20_ms,
-                p80_ms=first.p80_ms,
-                median_ms_repeat=repeat.median_ms,
-            )
-            if device.type == "cuda":
-                results[backend]["host_ms"] = host_ms(calls[backend])
-                results[backend]["call_median_ms"] = measure_call(calls[backend]).median_ms
+    rounds = interleaved_rounds(list(calls), lambda backend: measure(calls[backend], device))
+    for backend, ts in rounds.items():
+        error = next((t for t in ts if isinstance(t, Exception)), None)
+        if error is not None:
+            results[backend].update(_error(error))
+            continue
+        results[backend].update(summarize_rounds(ts))
+        if device.type == "cuda":
+            results[backend]["host_ms"] = host_ms(calls[backend])
+            results[backend]["call_median_ms"] = measure_call(calls[backend]).median_ms
 
 
 def _row(
@@ -287,6 +285,7 @@ def _row(
         "p20_ms": result.get("p20_ms"),
         "p80_ms": result.get("p80_ms"),
         "median_ms_repeat": result.get("median_ms_repeat"),
+        "median_ms_rounds": result.get("median_ms_rounds"),
         "host_ms": result.get("host_ms"),
         "call_median_ms": result.get("call_median_ms"),
         "timing": "cuda-graph replay, cold L2" if device.type == "cuda" else "cpu wall clock",

@@ -16,7 +16,7 @@ from typing import Any
 
 from flash_swiglu.bench.roofline import GEMM_DTYPE, GEMM_SIZE, Ceilings
 
-HEAD = ("backend", "case", "pass", "median ms (p20, p80)", "repeat ms", "host ms")
+HEAD = ("backend", "case", "pass", "median ms (p20, p80)", "farthest round ms", "host ms")
 TAIL = ("vs eager", "max err (eager)", "check")
 COLUMNS = (*HEAD, "GB/s", "% copy BW", "% same-size copy", *TAIL)
 LINEAR_COLUMNS = (*HEAD, "TFLOP/s", "vs cuBLAS", "% GEMM ceiling", "GB/s (M<=64)", "% copy BW")

@@ -22,14 +22,23 @@ partly waiting for the CPU; :func:`host_ms` measures that CPU side so the report
 Training steps (``--op mlp``, :func:`measure_steps`) are timed per call with CUDA events
 instead: see there why.
 
+Every backend of a case is timed in turn, in ``ROUNDS`` rounds (:func:`interleaved_rounds`),
+each round starting one backend further along the list. An H200 running large products sits
+at its 700 W power limit, where its SM clock drifts between about 1400 and 1980 MHz with the
+work of the last seconds: a backend timed right after a pause ran 5-10% faster than when it
+followed other heavy work (``benchmarks/results/h200-session14-explore``, timings against
+``nvidia-smi``'s clock). Rotating the order gives no backend the cool first slot in every
+round, and the reported median is the median round's (:func:`summarize_rounds`).
+
 On the CPU (Triton's interpreter), the numbers only say that the code ran.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -47,6 +56,10 @@ class Timing:
     p20_ms: float
     p80_ms: float
 
+
+# Rounds of timing per case: each backend once a round, the order rotated between rounds.
+ROUNDS = 3
+T = TypeVar("T")
 
 GRAPH_REPS = 10
 GRAPH_SAMPLES = 15
@@ -218,3 +231,44 @@ def _quantiles(times: list[float]) -> Timing:
     )
     median, p20, p80 = q.tolist()
     return Timing(median, p20, p80)
+
+
+def interleaved_rounds(
+    labels: Sequence[str], measure_one: Callable[[str], T], rounds: int = ROUNDS
+) -> dict[str, list[T]]:
+    """``{label: [measure_one(label) of each round]}``: every label measured once a round,
+    round ``r`` in the order of ``labels`` rotated left by ``r``, so each label takes a
+    different place in the sequence each round (the first, after a pause, runs coolest).
+    A label whose ``measure_one`` raises is dropped from later rounds and the exception is
+    returned in its list (the caller reports it)."""
+    results: dict[str, list] = {label: [] for label in labels}
+    failed: set[str] = set()
+    n = len(labels)
+    for r in range(rounds):
+        for label in (list(labels[r % n :]) + list(labels[: r % n])) if n else []:
+            if label in failed:
+                continue
+            try:
+                results[label].append(measure_one(label))
+            except Exception as e:  # reported by the caller, the other labels go on
+                results[label].append(e)
+                failed.add(label)
+    return results
+
+
+def summarize_rounds(timings: Sequence[Timing]) -> dict[str, float | list[float]]:
+    """The report's fields from one backend's rounds: ``median_ms``, ``p20_ms`` and ``p80_ms``
+    of the round whose median is the median of the rounds' (the lower middle one for an even
+    count), ``median_ms_repeat`` the round median farthest from it (the spread between
+    rounds), and ``median_ms_rounds`` every round's median in the order measured."""
+    medians = [t.median_ms for t in timings]
+    order = sorted(range(len(timings)), key=lambda i: medians[i])
+    mid = timings[order[(len(order) - 1) // 2]]
+    repeat = max(medians, key=lambda m: abs(m - mid.median_ms))
+    return dict(
+        median_ms=mid.median_ms,
+        p20_ms=mid.p20_ms,
+        p80_ms=mid.p80_ms,
+        median_ms_repeat=repeat,
+        median_ms_rounds=medians,
+    )

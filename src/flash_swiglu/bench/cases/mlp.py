@@ -49,7 +49,8 @@ Measuring (:func:`run_case`, this op's loop in place of ``harness.run_case``):
    after the forward and the peak is taken over the same pre-forward baseline, so it counts
    the saved activations the backward holds. ``peak_mib`` in the rows (None on the CPU).
 3. Timing: ``timing.measure_steps`` (CUDA events around each call, L2 flushed before each;
-   no CUDA graphs: see there), every backend in two interleaved rounds.
+   no CUDA graphs: see there), every backend in `timing.ROUNDS` rounds, the order rotated
+   each round (`timing.interleaved_rounds`).
 """
 
 from __future__ import annotations
@@ -72,7 +73,12 @@ from flash_swiglu import reference
 from flash_swiglu.bench.backends import BASELINE, Skip, unavailable
 from flash_swiglu.bench.checks import check, max_abs_err
 from flash_swiglu.bench.roofline import Ceilings
-from flash_swiglu.bench.timing import Timing, measure_steps
+from flash_swiglu.bench.timing import (
+    Timing,
+    interleaved_rounds,
+    measure_steps,
+    summarize_rounds,
+)
 
 BACKENDS = ("torch", "compile", "liger", "liger-fused", "triton", "triton-recompute")
 # The peers flash-swiglu is compared with.
@@ -85,7 +91,6 @@ PASS_OUTPUTS = {"fwd": slice(0, 1), "bwd": slice(1, 5), "fwd+bwd": slice(0, 5)}
 LIGER_MODULES = {"liger": ("swiglu", "LigerSwiGLUMLP"), "liger-fused": ("mlp", "LigerMLP")}
 # Our activation names -> transformers' ACT2FN names (swiglu_oai has none).
 HF_ACTIVATIONS = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu"}
-ROUNDS = 2
 SEED = 0
 TIMING_CUDA = "cuda events per call, cold L2 (no graphs)"
 BWD_TIMING = "; a fresh forward before each backward, outside the timed region"
@@ -492,7 +497,8 @@ def _check(
 def _time(
     steps: dict[str, Step], pass_: str, results: dict[str, dict[str, Any]], device: torch.device
 ) -> None:
-    """Add peak_mib, median_ms, p20_ms, p80_ms, median_ms_repeat, host_ms to ``results``
+    """Add peak_mib, median_ms, p20_ms, p80_ms, median_ms_repeat, median_ms_rounds
+    (``timing.summarize_rounds``), host_ms to ``results``
     (``{backend: result}`` of one pass) for each backend whose check ran."""
     live = {b: s for b, s in steps.items() if "error" not in results[b]}
     for backend, step in live.items():
@@ -500,25 +506,21 @@ def _time(
             results[backend]["peak_mib"] = step.peak_mib(pass_)
         except Exception as e:
             results[backend].update(_error(e))
-    timings: dict[str, list[tuple[Timing, float | None]]] = {b: [] for b in live}
-    for _ in range(ROUNDS):
-        for backend, step in live.items():
-            if "error" not in results[backend]:
-                try:
-                    setup, call = step.pass_call(pass_)
-                    timings[backend].append(measure_steps(call, device, setup))
-                except Exception as e:
-                    results[backend].update(_error(e))
-    for backend, ts in timings.items():
-        if len(ts) == ROUNDS and "error" not in results[backend]:
-            (first, host), (repeat, _) = ts
-            results[backend].update(
-                median_ms=first.median_ms,
-                p20_ms=first.p20_ms,
-                p80_ms=first.p80_ms,
-                median_ms_repeat=repeat.median_ms,
-                host_ms=host,
-            )
+    live = {b: s for b, s in live.items() if "error" not in results[b]}
+
+    def measure_one(backend: str) -> tuple[Timing, float | None]:
+        setup, call = live[backend].pass_call(pass_)
+        return measure_steps(call, device, setup)
+
+    for backend, ts in interleaved_rounds(list(live), measure_one).items():
+        error = next((t for t in ts if isinstance(t, Exception)), None)
+        if error is not None:
+            results[backend].update(_error(error))
+            continue
+        summary = summarize_rounds([timing for timing, _ in ts])
+        # The host time of the round reported.
+        host = next(h for t, h in ts if t.median_ms == summary["median_ms"])
+        results[backend].update(summary, host_ms=host)
 
 
 def run_case(
