@@ -98,7 +98,7 @@ def intermediate_size(hidden: int) -> int:
 
 
 def build_model(args: argparse.Namespace) -> torch.nn.Module:
-    """A ``LlamaForCausalLM`` over bytes, initialised from ``SEED`` on the CPU in fp32."""
+    """A ``LlamaForCausalLM`` over bytes, initialised from ``args.seed`` on the CPU in fp32."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     heads = max(1, args.hidden // 64)
@@ -114,13 +114,13 @@ def build_model(args: argparse.Namespace) -> torch.nn.Module:
         tie_word_embeddings=False,
         attn_implementation="sdpa",
     )
-    torch.manual_seed(SEED)
+    torch.manual_seed(args.seed)
     return LlamaForCausalLM(config)
 
 
 def batches(data: torch.Tensor, args: argparse.Namespace) -> torch.Tensor:
     """``[steps, batch, seq]`` windows of ``data`` at random offsets: the same for both runs."""
-    generator = torch.Generator().manual_seed(SEED + 1)
+    generator = torch.Generator().manual_seed(args.seed + 1)
     starts = torch.randint(0, len(data) - args.seq, (args.steps, args.batch), generator=generator)
     return data[starts[..., None] + torch.arange(args.seq)]
 
@@ -197,11 +197,15 @@ def compare(a: Sequence[float], b: Sequence[float]) -> dict[str, float]:
     """How far apart two loss curves are, and the curve's own step-to-step spread (over its
     last fifth: how much one batch's loss differs from the next, for scale)."""
     diffs = [abs(x - y) for x, y in zip(a, b, strict=True)]
+    # b - a over the second half, and how often b is above: a drift one way, not noise
+    late = [y - x for x, y in zip(a, b, strict=True)][len(a) // 2 :]
     tail = list(a[-max(2, len(a) // 5) :])
     mean = sum(tail) / len(tail)
     return {
         "max_abs_diff": max(diffs),
         "mean_abs_diff": sum(diffs) / len(diffs),
+        "mean_diff_second_half": sum(late) / max(1, len(late)),
+        "frac_above_second_half": sum(d > 0 for d in late) / max(1, len(late)),
         "final_abs_diff": diffs[-1],
         "eager_loss_std_last_fifth": (sum((x - mean) ** 2 for x in tail) / len(tail)) ** 0.5,
     }
@@ -285,6 +289,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--seq", type=int, default=512, help="bytes per sequence")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=SEED, help="initial weights and batch order")
     args = p.parse_args(argv)
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.device == "cuda" and not torch.cuda.is_available():
@@ -302,7 +307,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     tokens = batches(data.long(), args)
     runs = {name: train(args, tokens, patched=name == "flash-swiglu") for name in RUNS}
     config = {k: v for k, v in vars(args).items() if k != "out"}
-    config.update(dtype="bfloat16" if args.device == "cuda" else "float32", seed=SEED)
+    config.update(dtype="bfloat16" if args.device == "cuda" else "float32")
     config.update(warmup_steps=min(WARMUP_STEPS, args.steps // 2), corpus_bytes=CORPUS_BYTES)
     result = {
         "config": config,
@@ -325,7 +330,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(
         f"loss curves: max |diff| {c['max_abs_diff']:.4f}, mean {c['mean_abs_diff']:.4f}, "
         f"final {c['final_abs_diff']:.4f}; eager's own step-to-step spread (std over the last "
-        f"fifth) {c['eager_loss_std_last_fifth']:.4f}"
+        f"fifth) {c['eager_loss_std_last_fifth']:.4f}; second half: flash-swiglu - eager "
+        f"{c['mean_diff_second_half']:+.4f} on average, above in "
+        f"{c['frac_above_second_half']:.0%} of the steps"
     )
     print(f"results written to {args.out / 'loss_curves.json'}; {note}")
     return result
