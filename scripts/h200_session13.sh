@@ -9,6 +9,8 @@
 #   tests-rest     the GPU tier but test_linear.py and test_ws_mlp.py
 #   tests-ws       GPU tier of the Gluon kernels (test_ws_mlp.py; the forward's moved tile)
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
+#   order          scripts/explore_session15.py order -> $OUT/explore (written in session 14:
+#                  does the backend a timing follows move it; does a settle phase help)
 #   large          the four models at 2048, 8192 and 16384 tokens, bf16 (issue 3's M >= 2048
 #                  target, three cases below 0.97 of cuBLAS in session 10's run; run
 #                  h200-${RUN_TAG}-linear-bf16-large-tokens)
@@ -46,6 +48,9 @@ for stage in "$@"; do
         | tee "$OUT/pytest_ws_gpu.log" ;;
     tiles|host3)
       timeout $(limit 540) python3 scripts/explore_session13.py $stage --out "$OUT/explore" 2>&1 \
+        | tail -n 30 ;;
+    order)
+      timeout $(limit 400) python3 scripts/explore_session15.py order --out "$OUT/explore" 2>&1 \
         | tail -n 30 ;;
     large)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear \

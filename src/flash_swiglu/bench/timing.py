@@ -84,8 +84,11 @@ def measure_call(fn: Callable[[], object]) -> Timing:
     return Timing(median, p20, p80)
 
 
-def measure_graph(fn: Callable[[], object]) -> Timing:
-    """GPU time of one ``fn()`` from a cold L2, from CUDA-graph replays (see module doc)."""
+def measure_graph(fn: Callable[[], object], settle_ms: float = 0.0) -> Timing:
+    """GPU time of one ``fn()`` from a cold L2, from CUDA-graph replays (see module doc).
+    ``settle_ms``: replay the call's graph for about that much GPU time before the samples,
+    so the clock they run at follows this call's own work (an experiment's option; the
+    benchmark does not use it)."""
     global _flush
     if _flush is None:
         _flush = torch.empty(_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
@@ -117,7 +120,10 @@ def measure_graph(fn: Callable[[], object]) -> Timing:
         end.synchronize()
         return start.elapsed_time(end)
 
-    replay_ms(with_call), replay_ms(flush_only)
+    first = replay_ms(with_call)
+    replay_ms(flush_only)
+    for _ in range(int(settle_ms / max(first, 1e-3))):
+        with_call.replay()
     both, flush = [], []
     for _ in range(GRAPH_SAMPLES):
         both.append(replay_ms(with_call))

@@ -1,0 +1,103 @@
+"""Explorations written in session 14 for the next session's H200 time: does the backend a
+measurement follows move it, and does letting each backend settle first remove that?
+
+    PYTHONPATH=src python scripts/explore_session15.py order --out DIR
+
+- ``order``: session 14 rotated ``benchmark-swiglu``'s rounds (``bench.timing``), which moves
+  the slot after a pause between backends but keeps each backend's predecessor within a round
+  (ours follows Liger's ``gemm_swiglu`` in every round). On Qwen2.5-7B at 2048 tokens, the one
+  large-token case below 0.97 of the cuBLAS product in run ``h200-s14-linear-bf16-large-tokens``
+  (0.904; 1.011 over five rounds of four backends in ``h200-session14-explore/call4``), and on
+  1B at 8192 and 8B at 2048: eager, the cuBLAS product, Liger's fused ``gemm_swiglu`` (where
+  importable) and ours, each through the benchmark's own case functions, timed with
+  ``measure_graph`` in four arrangements, three rounds each: the list order, reversed, and the
+  same two with a settle phase (``measure_graph(..., settle_ms)``: the backend's own graph
+  replayed for ``SETTLE_MS`` of GPU time right before its samples, so the clock it is timed at
+  follows its own work rather than its predecessor's). ``nvidia-smi`` samples the clock and
+  power every 50 ms. -> ``order.json``, ``smi.csv``; the printed table gives ours / cuBLAS per
+  arrangement.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import explore_session11 as S11
+import explore_session12 as S12
+
+from flash_swiglu.bench.backends import unavailable
+from flash_swiglu.bench.cases.linear import MODELS, LinearCase
+from flash_swiglu.bench.harness import preparer, timed_call
+from flash_swiglu.bench.timing import measure_graph
+
+say = S11.say
+SETTLE_MS = 300.0
+CASES = [("qwen2.5-7b", 2048), ("llama-3.2-1b", 8192), ("llama-3-8b", 2048)]
+BACKENDS = ["torch", "cublas", "liger", "triton"]
+
+
+def order(out: Path) -> list[dict]:
+    with open(out / "smi.csv", "w") as log:
+        smi = subprocess.Popen(
+            ["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu",
+             "--format=csv,noheader,nounits", "-lms", "50"],
+            stdout=log, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            return _order(out)
+        finally:
+            smi.terminate()
+
+
+def _order(out: Path) -> list[dict]:
+    device = torch.device("cuda")
+    rows = []
+    for model, m in CASES:
+        k, n = MODELS[model]
+        case = LinearCase(model, k, n, m, torch.bfloat16)
+        inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(0))
+        calls = {}
+        for backend in BACKENDS:
+            if unavailable(backend, device) is None:
+                fn = case.function(backend)
+                calls[backend] = timed_call(fn, inputs, dout, "fwd", preparer(case, backend))
+        arrangements = {
+            "list order": (list(calls), 0.0),
+            "reversed": (list(reversed(calls)), 0.0),
+            "list order, settled": (list(calls), SETTLE_MS),
+            "reversed, settled": (list(reversed(calls)), SETTLE_MS),
+        }
+        row = dict(model=model, m=m, n=n, k=k, arrangements={})
+        for name, (labels, settle) in arrangements.items():
+            times = {label: [] for label in labels}
+            spans = {label: [] for label in labels}
+            for _ in range(3):
+                for label in labels:
+                    t0 = time.time()
+                    times[label].append(measure_graph(calls[label], settle).median_ms)
+                    spans[label].append((t0, time.time()))
+            row["arrangements"][name] = dict(order=labels, ms=times, spans=spans)
+            med = {label: sorted(t)[1] for label, t in times.items()}
+            say(f"order {model:13s} M={m:5d} {name:20s} ours/cuBLAS "
+                f"{med['cublas'] / med['triton']:.3f}; ms "
+                + ", ".join(f"{label} {t:.3f}" for label, t in med.items()))  # fmt: skip
+        rows.append(row)
+        (out / "order.json").write_text(json.dumps(rows, indent=1))
+        del inputs, dout, calls
+    return rows
+
+
+def main() -> None:
+    S12.run_stages({"order": order}, ["order"])
+
+
+if __name__ == "__main__":
+    main()
