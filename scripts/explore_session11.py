@@ -273,17 +273,26 @@ def host(out: Path, m: int = 8192, tag: str = "host") -> dict:
         for p in mlp.parameters():
             p.grad = None
     (out / f"{tag}.json").write_text(json.dumps(result, indent=1))
+    (out / f"{tag}_profile.txt").write_text(profile_text(ours_fb, rows=45))
+    return result
+
+
+def profile_text(fn, rows: int, orders: tuple[str, ...] = ("tottime",)) -> str:
+    """``cProfile`` of five loops of ten ``fn()`` (each loop then synchronized): the first
+    ``rows`` lines of the table sorted by each of ``orders``, one after the other."""
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(5):
         for _ in range(10):
-            ours_fb()
+            fn()
         torch.cuda.synchronize()
     prof.disable()
     text = io.StringIO()
-    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(45)
-    (out / f"{tag}_profile.txt").write_text(text.getvalue())
-    return result
+    for i, order in enumerate(orders):
+        if i:
+            text.write("\n\n")
+        pstats.Stats(prof, stream=text).sort_stats(order).print_stats(rows)
+    return text.getvalue()
 
 
 @contextlib.contextmanager

@@ -25,11 +25,9 @@ goes.
 
 from __future__ import annotations
 
-import cProfile
-import io
+import contextlib
 import json
 import os
-import pstats
 import subprocess
 import sys
 import time
@@ -70,17 +68,25 @@ def _gluon_off(f):
     return call
 
 
-def large(out: Path) -> list[dict]:
-    with open(out / "smi.csv", "w") as log:
+@contextlib.contextmanager
+def clock_samples(path: Path):
+    """``nvidia-smi`` writing the time, SM clock, board power and temperature to ``path`` (CSV)
+    every 50 ms while the block runs."""
+    with open(path, "w") as log:
         smi = subprocess.Popen(
             ["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu",
              "--format=csv,noheader,nounits", "-lms", "50"],
             stdout=log, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         try:
-            return _large(out)
+            yield
         finally:
             smi.terminate()
+
+
+def large(out: Path) -> list[dict]:
+    with clock_samples(out / "smi.csv"):
+        return _large(out)
 
 
 def _large(out: Path) -> list[dict]:
@@ -193,18 +199,8 @@ def hostparts(out: Path) -> dict:
         say(f"hostparts {label:45s} {result[label]:7.1f} us")
     clear()
     (out / "hostparts.json").write_text(json.dumps(result, indent=1))
-    prof = cProfile.Profile()
-    prof.enable()
-    for _ in range(5):
-        for _ in range(10):
-            composite_fb()
-        torch.cuda.synchronize()
-    prof.disable()
-    s = io.StringIO()
-    pstats.Stats(prof, stream=s).sort_stats("tottime").print_stats(40)
-    s.write("\n\n")
-    pstats.Stats(prof, stream=s).sort_stats("cumulative").print_stats(40)
-    (out / "hostparts_profile.txt").write_text(s.getvalue())
+    profile = S11.profile_text(composite_fb, rows=40, orders=("tottime", "cumulative"))
+    (out / "hostparts_profile.txt").write_text(profile)
     return result
 
 

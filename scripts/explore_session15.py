@@ -21,7 +21,6 @@ measurement follows move it, and does letting each backend settle first remove t
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import explore_session11 as S11
 import explore_session12 as S12
+import explore_session14 as S14
 
 from flash_swiglu.bench.backends import unavailable
 from flash_swiglu.bench.cases.linear import MODELS, LinearCase
@@ -45,16 +45,8 @@ BACKENDS = ["torch", "cublas", "liger", "triton"]
 
 
 def order(out: Path) -> list[dict]:
-    with open(out / "smi.csv", "w") as log:
-        smi = subprocess.Popen(
-            ["nvidia-smi", "--query-gpu=timestamp,clocks.sm,power.draw,temperature.gpu",
-             "--format=csv,noheader,nounits", "-lms", "50"],
-            stdout=log, stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        try:
-            return _order(out)
-        finally:
-            smi.terminate()
+    with S14.clock_samples(out / "smi.csv"):
+        return _order(out)
 
 
 def _order(out: Path) -> list[dict]:

@@ -262,14 +262,20 @@ def interleaved_rounds(
     return results
 
 
+def median_round(timings: Sequence[Timing]) -> int:
+    """The index of the round whose median is the median of the rounds' (the lower middle one
+    for an even count)."""
+    order = sorted(range(len(timings)), key=lambda i: timings[i].median_ms)
+    return order[(len(order) - 1) // 2]
+
+
 def summarize_rounds(timings: Sequence[Timing]) -> dict[str, float | list[float]]:
     """The report's fields from one backend's rounds: ``median_ms``, ``p20_ms`` and ``p80_ms``
     of the round whose median is the median of the rounds' (the lower middle one for an even
     count), ``median_ms_repeat`` the round median farthest from it (the spread between
     rounds), and ``median_ms_rounds`` every round's median in the order measured."""
     medians = [t.median_ms for t in timings]
-    order = sorted(range(len(timings)), key=lambda i: medians[i])
-    mid = timings[order[(len(order) - 1) // 2]]
+    mid = timings[median_round(timings)]
     repeat = max(medians, key=lambda m: abs(m - mid.median_ms))
     return dict(
         median_ms=mid.median_ms,

@@ -77,6 +77,7 @@ from flash_swiglu.bench.timing import (
     Timing,
     interleaved_rounds,
     measure_steps,
+    median_round,
     summarize_rounds,
 )
 
@@ -517,10 +518,9 @@ def _time(
         if error is not None:
             results[backend].update(_error(error))
             continue
-        summary = summarize_rounds([timing for timing, _ in ts])
-        # The host time of the round reported.
-        host = next(h for t, h in ts if t.median_ms == summary["median_ms"])
-        results[backend].update(summary, host_ms=host)
+        timings = [timing for timing, _ in ts]
+        host = ts[median_round(timings)][1]  # the host time of the round reported
+        results[backend].update(summarize_rounds(timings), host_ms=host)
 
 
 def run_case(
