@@ -14,6 +14,10 @@
 #   large          the four models at 2048, 8192 and 16384 tokens, bf16 (issue 3's M >= 2048
 #                  target, three cases below 0.97 of cuBLAS in session 10's run; run
 #                  h200-${RUN_TAG}-linear-bf16-large-tokens)
+#   decode         the four models at 1, 8 and 32 tokens, bf16, every backend of the linear
+#                  suite, max-autotune included (issue 3's M <= 32 target; written in session
+#                  15: the decode runs before were on the fixed-order harness; run
+#                  h200-${RUN_TAG}-linear-bf16-decode)
 #   mlp            the Llama-3-8B MLP training step at 4096, 8192 and 16384 tokens, every
 #                  backend (issue 4's target; run h200-s13-mlp-8b)
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
@@ -57,6 +61,12 @@ for stage in "$@"; do
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
         --tokens 2048,8192,16384 --backend torch,torch-packed,compile,cublas,liger,triton \
         --run-id h200-${RUN_TAG}-linear-bf16-large-tokens 2>&1 | tee "$OUT/linear_large.log" \
+        | tail -n 4 ;;
+    decode)
+      timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 --tokens 1,8,32 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton,compile-max \
+        --run-id h200-${RUN_TAG}-linear-bf16-decode 2>&1 | tee "$OUT/linear_decode.log" \
         | tail -n 4 ;;
     mlp)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
