@@ -73,6 +73,36 @@ def test_summarize_rounds_takes_the_median_round():
     assert s["median_ms"] == 1.0 and s["median_ms_repeat"] == 2.0
 
 
+def test_settle_option(tmp_path, device, monkeypatch):
+    """``--settle-ms`` sets the settling of the run's timings, and the rows say which."""
+    monkeypatch.setattr(timing, "SETTLE_MS", timing.SETTLE_MS)  # restored after the test
+    assert cli.build_parser().parse_args([]).settle_ms == timing.SETTLE_MS == 300.0
+    args = ("--backend", "triton", "--pass", "fwd", "--dtype", "float32", "--activation", "silu")
+    status, rows = run(tmp_path, device, *args, "--settle-ms", "0")
+    assert status == 0 and timing.SETTLE_MS == 0.0
+    assert timing.settle_note() == "no settling"
+    timing.SETTLE_MS = 12.5
+    assert timing.settle_note() == "after 12.5 ms of the call's own untimed runs"
+    if device == "cuda":
+        assert rows[0]["timing"].endswith("no settling")
+
+
+@pytest.mark.gpu
+def test_measure_steps_settles_first(monkeypatch):
+    """The untimed calls before the timed ones, each after its setup: none without settling;
+    with more settling than ``STEP_SETTLE_MAX`` calls fill, exactly that many."""
+    device = torch.device("cuda")
+    a = torch.randn(1024, 1024, device=device)
+    monkeypatch.setattr(timing, "STEP_MIN_REPS", 5)
+    monkeypatch.setattr(timing, "STEP_MAX_REPS", 5)  # the timed calls: exactly 5
+    for settle, untimed in ((0.0, 0), (1e9, timing.STEP_SETTLE_MAX)):
+        monkeypatch.setattr(timing, "SETTLE_MS", settle)
+        calls: list[torch.Tensor] = []
+        setups: list[int] = []
+        timing.measure_steps(lambda c=calls: c.append(a @ a), device, lambda s=setups: s.append(1))
+        assert len(calls) == len(setups) == 1 + untimed + 5  # the first call sizes the rest
+
+
 def test_rows_and_fields(tmp_path, device):
     args = ("--dtype", "float32", "--activation", "silu", "--backend", "torch,triton")
     status, rows = run(tmp_path, device, *args, "--pass", "fwd", "--pass", "bwd")
@@ -354,6 +384,8 @@ def test_linear_wrong_results_fail(tmp_path, device, monkeypatch):
         ["--op", "linear", "--shape", "8,8", "--tp", "2"],
         ["--op", "linear", "--model", "llama-3-8b", "--tp", "0"],
         ["--tp", "2"],
+        ["--settle-ms", "-1"],
+        ["--settle-ms", "nan"],
     ],
 )
 def test_linear_options_rejected(args):

@@ -32,7 +32,7 @@ import torch
 
 from flash_swiglu import _names
 from flash_swiglu.bench import env as run_env
-from flash_swiglu.bench import plot, profile, report
+from flash_swiglu.bench import plot, profile, report, timing
 from flash_swiglu.bench.cases import OPS, linear, mlp
 from flash_swiglu.bench.harness import PASSES, run_case
 from flash_swiglu.bench.progress import Progress
@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     tp_help = "linear, mlp: one rank's shard of each --model, its intermediate size split"
     add("--tp", type=_positive, metavar="RANKS", help=tp_help + " over RANKS ranks")
     add("--device", choices=("cuda", "cpu"), help="default: cuda if available")
+    settle = "GPU time each timing first runs its call untimed, so a backend is timed at the "
+    settle += "clock its own work sets, not its predecessor's (default %(default)g; 0: none)"
+    add("--settle-ms", type=_non_negative, default=timing.SETTLE_MS, metavar="MS", help=settle)
     sweep = "elementwise: 2^16..2^28 elements per operand; linear: the --tokens (M)"
     add("--sweep", action="store_true", help=sweep)
     add("--json", type=Path, metavar="PATH", help="write every result row to PATH")
@@ -115,6 +118,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be zero or more, got {text}")
     return value
 
 
@@ -247,6 +257,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     resolve(parser, args)
+    timing.SETTLE_MS = args.settle_ms
     device = args.device
     cases = OPS[args.op].cases(args)
     if args.profile_child:

@@ -46,6 +46,7 @@ from flash_swiglu.bench.timing import (
     interleaved_rounds,
     measure,
     measure_call,
+    settle_note,
     summarize_rounds,
 )
 
@@ -288,7 +289,9 @@ def _row(
         "median_ms_rounds": result.get("median_ms_rounds"),
         "host_ms": result.get("host_ms"),
         "call_median_ms": result.get("call_median_ms"),
-        "timing": "cuda-graph replay, cold L2" if device.type == "cuda" else "cpu wall clock",
+        "timing": f"cuda-graph replay, cold L2, {settle_note()}"
+        if device.type == "cuda"
+        else "cpu wall clock",
         "ideal_bytes": ideal,
         "ideal_read_bytes": read,
         "ideal_write_bytes": written,

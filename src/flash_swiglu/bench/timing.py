@@ -30,6 +30,16 @@ followed other heavy work (``benchmarks/results/h200-session14-explore``, timing
 ``nvidia-smi``'s clock). Rotating the order gives no backend the cool first slot in every
 round, and the reported median is the median round's (:func:`summarize_rounds`).
 
+Rotating does not change which backend each one follows within a round, and the clock a
+timing starts at is set by its predecessor: on Llama-3-8B at 2048 tokens, our kernel timed
+right after Liger's slower, cooler ``gemm_swiglu`` ran at 1.055-1.068 of the cuBLAS
+product's rate, and at 0.985-0.996 when first replaying its own call for 300 ms (session 15,
+``benchmarks/results/h200-session15-explore/call1``: three cases, the list order and its
+reverse, with and without settling; the settled ratios spread 0.982-0.996 on all three
+cases, the unsettled 0.966-1.068). So every timing on CUDA first replays the call itself
+for ``SETTLE_MS`` of GPU time (:func:`measure_graph`, :func:`measure_steps`): the samples
+run at the clock the call's own sustained work sets, whatever ran before it.
+
 On the CPU (Triton's interpreter), the numbers only say that the code ran.
 """
 
@@ -59,6 +69,9 @@ class Timing:
 
 # Rounds of timing per case: each backend once a round, the order rotated between rounds.
 ROUNDS = 3
+# GPU time each timing on CUDA first spends running the call itself, untimed (module doc).
+# Read at each call, so ``benchmark-swiglu --settle-ms`` can change it for a run.
+SETTLE_MS = 300.0
 T = TypeVar("T")
 
 GRAPH_REPS = 10
@@ -67,11 +80,16 @@ _FLUSH_BYTES = 256 * 2**20
 _flush: torch.Tensor | None = None
 
 
+def settle_note() -> str:
+    """How a CUDA timing settled, for the report's "Times:" line."""
+    return f"after {SETTLE_MS:g} ms of the call's own untimed runs" if SETTLE_MS else "no settling"
+
+
 def measure(fn: Callable[[], object], device: torch.device) -> Timing:
     """Median, p20 and p80 of the time of ``fn()`` on ``device``, in milliseconds: GPU time
     from CUDA-graph replays on CUDA, wall time on the CPU."""
     if device.type == "cuda":
-        return measure_graph(fn)
+        return measure_graph(fn, SETTLE_MS)
     return _measure_cpu(fn)
 
 
@@ -87,8 +105,8 @@ def measure_call(fn: Callable[[], object]) -> Timing:
 def measure_graph(fn: Callable[[], object], settle_ms: float = 0.0) -> Timing:
     """GPU time of one ``fn()`` from a cold L2, from CUDA-graph replays (see module doc).
     ``settle_ms``: replay the call's graph for about that much GPU time before the samples,
-    so the clock they run at follows this call's own work (an experiment's option; the
-    benchmark does not use it)."""
+    so the clock they run at follows this call's own work (:func:`measure` passes
+    ``SETTLE_MS``)."""
     global _flush
     if _flush is None:
         _flush = torch.empty(_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
@@ -172,6 +190,7 @@ STEP_ROUND_MS = 100.0
 STEP_MIN_REPS = 5
 STEP_MAX_REPS = 30
 STEP_CPU_REPS = 2
+STEP_SETTLE_MAX = 100  # untimed calls before the timed ones, at most (SETTLE_MS)
 
 
 def measure_steps(
@@ -190,7 +209,9 @@ def measure_steps(
     the GPU; capturing an autograd backward with compiled and autotuned third-party kernels
     in a graph would add ways to fail and nothing else. One call timed first (which also
     warms up) sets the number of calls: ``STEP_ROUND_MS`` of GPU time, within
-    ``STEP_MIN_REPS`` and ``STEP_MAX_REPS``.
+    ``STEP_MIN_REPS`` and ``STEP_MAX_REPS``. Before the timed calls, as many untimed calls
+    (each with its ``setup`` and flush) as fill ``SETTLE_MS`` of GPU time, at most
+    ``STEP_SETTLE_MAX`` (module doc).
     """
     if device.type != "cuda":
         times = []
@@ -213,6 +234,10 @@ def measure_steps(
     first[1].synchronize()
     estimate = max(first[0].elapsed_time(first[1]), 1e-3)
     reps = min(max(round(STEP_ROUND_MS / estimate), STEP_MIN_REPS), STEP_MAX_REPS)
+    for _ in range(min(int(SETTLE_MS / estimate), STEP_SETTLE_MAX)):
+        setup()
+        cache.zero_()
+        fn()
     events = [
         (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
         for _ in range(reps)
