@@ -16,6 +16,9 @@ measurement follows move it, and does letting each backend settle first remove t
   follows its own work rather than its predecessor's). ``nvidia-smi`` samples the clock and
   power every 50 ms. -> ``order.json``, ``smi.csv``; the printed table gives ours / cuBLAS per
   arrangement.
+- ``settled`` (written in session 15, after ``order`` made the benchmark settle every timing):
+  the launch-table candidates of four large-token cases, each timed after ``SETTLE_MS`` of
+  its own replays, three rotated rounds. -> ``settled.json``, ``smi_settled.csv``.
 """
 
 from __future__ import annotations
@@ -87,8 +90,83 @@ def _order(out: Path) -> list[dict]:
     return rows
 
 
+# Cases of run h200-s15-linear-bf16-large-tokens (every timing settled for 300 ms) below or
+# near 0.97 of the cuBLAS product, and one at 0.98 as a control.
+SETTLED_CASES = [("llama-3.2-1b", 2048), ("qwen2.5-7b", 2048), ("llama-3.2-1b", 16384),
+                 ("llama-3-8b", 8192)]  # fmt: skip
+
+
+def _settled_candidates():
+    """``(label, fn_maker)``: the launcher (the committed table), the cuBLAS product, every
+    Gluon forward candidate (``ops.linear.WS_CANDIDATES``) and Triton TMA tiles."""
+    cands = [c for c in S11._mid_candidates(4096) if c[0] in ("launcher", "cublas product")]
+    cands += [c for c in S11._mid_candidates(4096) if c[0].startswith("ws ")]
+    for bm, bn, w, st, g, pps in [(128, 128, 8, 3, 8, 1), (128, 128, 8, 3, 16, 1),
+                                  (128, 256, 8, 3, 8, 1), (128, 64, 8, 3, 8, 2),
+                                  (128, 128, 8, 4, 8, 1)]:  # fmt: skip
+        cfg = dict(BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=64, GROUP_M=g, num_warps=w, num_stages=st,
+                   PROGRAMS_PER_SM=pps)  # fmt: skip
+        cands.append((f"tma bm{bm} bn{bn} w{w} s{st} g{g} pps{pps}", S11._triton_maker("tma", cfg)))
+    return cands
+
+
+def settled(out: Path) -> list[dict]:
+    """Launch-table candidates timed the way the benchmark now times (each measurement after
+    ``SETTLE_MS`` of the call's own replays), three rounds with the order rotated: were the
+    entries, chosen from unsettled timings, still the fastest at the settled clock?"""
+    with S14.clock_samples(out / "smi_settled.csv"):
+        return _settled(out)
+
+
+def _settled(out: Path) -> list[dict]:
+    from flash_swiglu import reference
+    from flash_swiglu.bench.timing import interleaved_rounds
+
+    rows = []
+    for model, m in SETTLED_CASES:
+        k, n = MODELS[model]
+        wg = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k**0.5
+        wu = torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k**0.5
+        wcat = torch.cat([wg, wu])
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+        calls = {}
+        for label, make in _settled_candidates():
+            try:
+                f = make(x, wg, wu, wcat)
+                res = f()
+                if label != "cublas product" and not S11._ok(res, ref):
+                    say(f"settled {model} M={m} {label}: WRONG")
+                    continue
+                calls[label] = f
+            except Exception as e:  # out of resources: not a candidate
+                say(f"settled {model} M={m} {label}: {type(e).__name__}: {e}"[:160])
+        del ref
+        rounds = interleaved_rounds(
+            list(calls), lambda lb, c=calls: measure_graph(c[lb], SETTLE_MS)
+        )
+        ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
+              for lb, ts in rounds.items()}  # fmt: skip
+        med = {lb: sorted(t)[len(t) // 2] for lb, t in ms.items() if t}
+        rows.append(dict(model=model, m=m, n=n, k=k, ms=ms))
+        (out / "settled.json").write_text(json.dumps(rows, indent=1))
+        cub = med["cublas product"]
+        best = min((lb for lb in med if lb != "cublas product"), key=med.get)
+        say(
+            f"settled {model:13s} M={m:5d} launcher {cub / med['launcher']:.3f} of cuBLAS "
+            f"({med['launcher']:.4f} ms), best '{best}' {cub / med[best]:.3f}; "
+            + ", ".join(
+                f"{lb} {cub / t:.3f}"
+                for lb, t in med.items()
+                if lb not in ("launcher", "cublas product", best)
+            )
+        )
+        del x, wg, wu, wcat, calls
+    return rows
+
+
 def main() -> None:
-    S12.run_stages({"order": order}, ["order"])
+    S12.run_stages({"order": order, "settled": settled}, ["order"])
 
 
 if __name__ == "__main__":
