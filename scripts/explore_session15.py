@@ -19,6 +19,8 @@ measurement follows move it, and does letting each backend settle first remove t
 - ``settled`` (written in session 15, after ``order`` made the benchmark settle every timing):
   the launch-table candidates of four large-token cases, each timed after ``SETTLE_MS`` of
   its own replays, three rotated rounds. -> ``settled.json``, ``smi_settled.csv``.
+- ``decode``: 8B and 70B at 8 and 32 tokens, ours against Liger's fused kernel and the
+  projection kernel in Liger's layout (``_decode_candidates``). -> ``decode.json``.
 """
 
 from __future__ import annotations
@@ -165,8 +167,92 @@ def _settled(out: Path) -> list[dict]:
     return rows
 
 
+DECODE_CASES = [("llama-3-8b", 8), ("llama-3-8b", 32), ("llama-3-70b", 8), ("llama-3-70b", 32)]
+
+
+def _unpadded(f):
+    """``f`` launched with ``ops.linear.PAD_TMA_ROWS`` off: x's TMA boxes run past its last
+    row and read zeros, as Liger's kernel reads them, instead of a padded copy of x."""
+    from flash_swiglu.ops import linear as L
+
+    def call():
+        saved, L.PAD_TMA_ROWS = L.PAD_TMA_ROWS, False
+        try:
+            return f()
+        finally:
+            L.PAD_TMA_ROWS = saved
+
+    return call
+
+
+def _decode_candidates():
+    """``(label, fn_maker)``: the projection kernel's usual orientation (tokens as the MMA's M
+    side, 64-row tiles of mostly padding, Liger's fused kernel's layout: 128 weight rows a
+    tile, one tile a program), with and without the padded copy of x, and two of the decode
+    kernel's swapped TMA tiles for reference."""
+    cands = []
+    for bn, bk, w, st in [(128, 128, 4, 3), (128, 128, 8, 3), (128, 64, 4, 4), (128, 64, 8, 4),
+                          (64, 128, 4, 4), (256, 64, 8, 3)]:  # fmt: skip
+        cfg = dict(BLOCK_M=64, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=1, num_warps=w, num_stages=st)
+        make = S11._triton_maker("tma", cfg)
+        label = f"tma bm64 bn{bn} bk{bk} w{w} s{st}"
+        cands.append((label + " padded", make))
+        cands.append((label, lambda *a, make=make: _unpadded(make(*a))))
+    for bn, bk, w, st in [(128, 128, 8, 3), (64, 128, 4, 4)]:
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=st, TMA=True, SPLIT_K=1)
+        cands.append((f"decode tma bn{bn} bk{bk} w{w} s{st}", S11._triton_maker("decode", cfg)))
+    return cands
+
+
+def decode(out: Path) -> list[dict]:
+    """Decode at 8 and 32 tokens on 8B and 70B, where Liger's fused ``gemm_swiglu`` was
+    0.2-2.8% faster than ours in run ``h200-s15-linear-bf16-decode``: ours (the launcher),
+    Liger's kernel and the cuBLAS product through the benchmark's case functions, and the
+    candidates of ``_decode_candidates``, each after 100 ms of its own replays, three rotated
+    rounds. -> ``decode.json``."""
+    from flash_swiglu import reference
+    from flash_swiglu.bench.timing import interleaved_rounds
+
+    device = torch.device("cuda")
+    rows = []
+    for model, m in DECODE_CASES:
+        k, n = MODELS[model]
+        case = LinearCase(model, k, n, m, torch.bfloat16)
+        inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(0))
+        x, wg, wu = (t.reshape(-1, t.shape[-1]) for t in inputs[:3])
+        ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+        calls = {}
+        for backend in ("triton", "liger", "cublas"):
+            if unavailable(backend, device) is None:
+                fn = case.function(backend)
+                calls[backend] = timed_call(fn, inputs, dout, "fwd", preparer(case, backend))
+        for label, make in _decode_candidates():
+            try:
+                f = make(x, wg, wu, None)
+                if not S11._ok(f().reshape(ref.shape), ref):
+                    say(f"decode {model} M={m} {label}: WRONG")
+                    continue
+                calls[label] = f
+            except Exception as e:  # out of resources: not a candidate
+                say(f"decode {model} M={m} {label}: {type(e).__name__}: {e}"[:160])
+        rounds = interleaved_rounds(list(calls), lambda lb, c=calls: measure_graph(c[lb], 100.0))
+        ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
+              for lb, ts in rounds.items()}  # fmt: skip
+        med = {lb: sorted(t)[len(t) // 2] for lb, t in ms.items() if t}
+        rows.append(dict(model=model, m=m, n=n, k=k, ms=ms))
+        (out / "decode.json").write_text(json.dumps(rows, indent=1))
+        best = min((lb for lb in med if lb not in ("cublas", "liger")), key=med.get)
+        say(f"decode {model:11s} M={m:2d} ours {med['triton'] * 1e3:6.1f} us, liger "
+            f"{med.get('liger', float('nan')) * 1e3:6.1f}, best '{best}' {med[best] * 1e3:6.1f}; "
+            + ", ".join(f"{lb} {t * 1e3:.1f}" for lb, t in med.items()
+                        if lb not in ("triton", "liger", best)))  # fmt: skip
+        del inputs, dout, calls, x, wg, wu, ref
+    return rows
+
+
 def main() -> None:
-    S12.run_stages({"order": order, "settled": settled}, ["order"])
+    stages = {"order": order, "settled": settled, "decode": decode}
+    S12.run_stages(stages, ["order"])
 
 
 if __name__ == "__main__":
