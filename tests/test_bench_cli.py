@@ -257,6 +257,31 @@ def test_summary_and_readme_update(tmp_path):
     assert script.main(["--readme", str(readme), "--results", str(results)]) == 1
 
 
+def test_newer_timing_method_replaces_fuller_runs():
+    """A run timed the newer way (rotated rounds, then settled) supplies a case even when an
+    older run measured it with more backends; within one method the fuller run wins."""
+    from flash_swiglu.bench.summary_linear import latest_cases, timing_generation
+
+    settled = "cuda-graph replay, cold L2, after 300 ms of the call's own untimed runs"
+    fixed = [_fake_row("2026-11-01T00:00:00Z", b, 0.9, 1.0, run="fixed") for b in "abcd"]
+    rotated = [_fake_row("2026-11-02T00:00:00Z", b, 0.9, 1.0, run="rotated",
+                         median_ms_rounds=[1.0, 1.0, 1.0]) for b in "abc"]  # fmt: skip
+    small = [_fake_row("2026-11-03T00:00:00Z", b, 0.9, 1.0, run="small",
+                       median_ms_rounds=[1.0], timing=settled) for b in "a"]  # fmt: skip
+    full = [_fake_row("2026-11-02T12:00:00Z", b, 0.9, 1.0, run="full",
+                      median_ms_rounds=[1.0], timing=settled) for b in "ab"]  # fmt: skip
+    assert [timing_generation(r[0]) for r in (fixed, rotated, small)] == [0, 1, 2]
+    assert timing_generation({**small[0], "timing": "cuda-graph replay, cold L2, no settling"}) == 1
+
+    def chosen(rows):
+        (case,) = latest_cases(rows).values()
+        return {r["run"] for r in case.values()}
+
+    assert chosen(fixed + rotated) == {"rotated"}
+    assert chosen(fixed + rotated + small + full) == {"full"}  # most backends among settled
+    assert chosen(fixed) == {"fixed"}
+
+
 NCU_CSV = """\
 ==PROF== Connected to process 491 (/usr/bin/python3.12)
 "ID","Process ID","Process Name","Host Name","thread Domain:Push/Pop_Range:PL_Type:PL_Value:CLR_Type:Color:Msg_Type:Msg","Id:Domain:Start/Stop_Range:PL_Type:PL_Value:CLR_Type:Color:Msg_Type:Msg","Kernel Name","Context","Stream","Block Size","Grid Size","Device","CC","Section Name","Metric Name","Metric Unit","Metric Value"

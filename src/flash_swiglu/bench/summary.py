@@ -1,7 +1,8 @@
 """The README's results tables, rendered from the runs stored under ``benchmarks/results/``.
 
-GPU runs only; every number comes from one run that measured its case: the one with the most
-backends, the most recent of those (``summary_linear.latest_cases``).
+GPU runs only; every number comes from one run that measured its case: of the runs timed by
+the newest method, the one with the most backends, the most recent of those
+(``summary_linear.latest_cases``).
 
 - elementwise: one line per case and pass (sweeps left to their plots): for each backend the
   fraction of the copy bandwidth measured in the same run and the speedup over PyTorch eager.

@@ -1,7 +1,8 @@
 """The README's table of the gate/up projection (``--op linear``), from the stored rows.
 
 One line per model, dtype, activation, layout and pass; each cell a range over the token
-counts M measured (each case from its most complete run, ``latest_cases``):
+counts M measured (each case from the most complete run of the newest timing method,
+``latest_cases``):
 
 - M >= 2048 (compute-bound): flash-swiglu's rate as a fraction of the cuBLAS product's rate
   on the same shape in the same run; its speedup over PyTorch eager; and over the fastest
@@ -37,19 +38,29 @@ HEADER = (
 Cases = dict[tuple, dict[str, dict[str, Any]]]  # (op, case, pass) -> {backend: row}
 
 
+def timing_generation(row: dict[str, Any]) -> int:
+    """How a row was timed, newer methods higher: 0 for two rounds in a fixed order (runs
+    before session 14), 1 for rotated rounds (``median_ms_rounds``), 2 for rotated rounds
+    each settled first (``timing.SETTLE_MS``, named in the row's ``timing``)."""
+    if not row.get("median_ms_rounds"):
+        return 0
+    return 2 if "untimed runs" in (row.get("timing") or "") else 1
+
+
 def latest_cases(rows: Iterable[dict[str, Any]]) -> Cases:
-    """``{(op, case, pass): {backend: row}}`` of the GPU rows, each case from the run that
-    measured it with the most backends, the most recent of those: a later run of a few
-    backends (one peer added, say) does not hide the peers of a fuller one. Every ratio in
-    a line still comes from one run."""
+    """``{(op, case, pass): {backend: row}}`` of the GPU rows, each case from a run timed by
+    the newest method (``timing_generation``); among those, from the one that measured it
+    with the most backends, the most recent of those: a later run of a few backends (one
+    peer added, say) does not hide the peers of a fuller one, while a run timed the newer
+    way replaces the older ones. Every ratio in a line still comes from one run."""
     runs_of_case: dict[tuple, dict[tuple, dict[str, Any]]] = defaultdict(lambda: defaultdict(dict))
     for row in rows:
         if row.get("device") == "cuda":
             key = (row["op"], row["case"], row["pass"])
-            stamp = (row.get("timestamp") or "", row["run"])
+            stamp = (timing_generation(row), row.get("timestamp") or "", row["run"])
             runs_of_case[key][stamp][row["backend"]] = row
     return {
-        key: runs[max(runs, key=lambda stamp, r=runs: (len(r[stamp]), stamp))]
+        key: runs[max(runs, key=lambda stamp, r=runs: (stamp[0], len(r[stamp]), stamp))]
         for key, runs in runs_of_case.items()
     }
 
