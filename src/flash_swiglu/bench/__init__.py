@@ -5,9 +5,10 @@ Modules, in the order data flows:
     cli        options, the device's suite of cases, what to print and store
     cases/     what each ``--op`` measures (``elementwise``, ``linear``) and its backends
     backends   the implementations compared and why one may be unavailable
-    harness    the loop: float64 reference, error check, two timing rounds, result rows
+    harness    the loop: float64 reference, error check, rotated timing rounds, result rows
     checks     DESIGN.md's tolerance rule
-    timing     CUDA-graph replays (cold L2) on CUDA, a perf_counter loop on the CPU
+    timing     CUDA-graph replays (cold L2, settled first) on CUDA, a perf_counter loop on
+               the CPU
     roofline   the ceilings measured in the run (copy bandwidth, GEMM rate)
     profile    DRAM bytes measured by Nsight Compute (``--profile``)
     report     the table and the stored files; plot: the ``--sweep`` PNG

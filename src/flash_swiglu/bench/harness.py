@@ -14,7 +14,8 @@ For each case and pass:
    work after a pause at a higher clock, and no backend gets that place every round. The
    median round is reported, the round farthest from it as ``median_ms_repeat`` (the
    spread), every round's median as ``median_ms_rounds`` (``timing.summarize_rounds``). On
-   CUDA the times are GPU times from CUDA-graph replays (``timing.measure_graph``); the
+   CUDA the times are GPU times from CUDA-graph replays (``timing.measure_graph``), each
+   timing after ``timing.SETTLE_MS`` of the call's own untimed replays (``--settle-ms``); the
    CPU time to issue one call (``host_ms``) and the per-call ``do_bench`` median
    (``call_median_ms``, which includes any wait for the CPU) are recorded beside them.
 

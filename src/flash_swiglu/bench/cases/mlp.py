@@ -50,7 +50,8 @@ Measuring (:func:`run_case`, this op's loop in place of ``harness.run_case``):
    the saved activations the backward holds. ``peak_mib`` in the rows (None on the CPU).
 3. Timing: ``timing.measure_steps`` (CUDA events around each call, L2 flushed before each;
    no CUDA graphs: see there), every backend in `timing.ROUNDS` rounds, the order rotated
-   each round (`timing.interleaved_rounds`).
+   each round (`timing.interleaved_rounds`), each timing after untimed calls that fill
+   `timing.SETTLE_MS` of GPU time.
 """
 
 from __future__ import annotations
