@@ -32,8 +32,9 @@ round, and the reported median is the median round's (:func:`summarize_rounds`).
 
 Rotating does not change which backend each one follows within a round, and the clock a
 timing starts at is set by its predecessor: on Llama-3-8B at 2048 tokens, our kernel timed
-right after Liger's slower, cooler ``gemm_swiglu`` ran at 1.055-1.068 of the cuBLAS
-product's rate, and at 0.985-0.996 when first replaying its own call for 300 ms (session 15,
+after Liger's slower ``gemm_swiglu`` (or first in each round, the order reversed) ran at
+1.068 (1.055) of the cuBLAS product's rate, and at 0.985-0.996 when first replaying its own
+call for 300 ms (session 15,
 ``benchmarks/results/h200-session15-explore/call1``: three cases, the list order and its
 reverse, with and without settling; the settled ratios spread 0.982-0.996 on all three
 cases, the unsettled 0.966-1.068). So every timing on CUDA first replays the call itself
