@@ -18,6 +18,11 @@
 #                  suite, max-autotune included (issue 3's M <= 32 target; written in session
 #                  15: the decode runs before were on the fixed-order harness; run
 #                  h200-${RUN_TAG}-linear-bf16-decode)
+#   mid-a, mid-b   1B and 8B (mid-a), Qwen and 70B (mid-b) at 65-1024 tokens, bf16, every
+#                  backend of the linear suite but max-autotune (issue 3's "never slower than
+#                  eager" between decode and 2048 tokens; written in session 15: the runs the
+#                  README quotes there are sessions 11-12's, on the fixed-order harness; runs
+#                  h200-${RUN_TAG}-linear-bf16-mid-a and -mid-b)
 #   mlp            the Llama-3-8B MLP training step at 4096, 8192 and 16384 tokens, every
 #                  backend (issue 4's target; run h200-s13-mlp-8b)
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
@@ -67,6 +72,14 @@ for stage in "$@"; do
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 --tokens 1,8,32 \
         --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton,compile-max \
         --run-id h200-${RUN_TAG}-linear-bf16-decode 2>&1 | tee "$OUT/linear_decode.log" \
+        | tail -n 4 ;;
+    mid-a|mid-b)
+      models=llama-3.2-1b,llama-3-8b
+      [[ $stage == mid-b ]] && models=qwen2.5-7b,llama-3-70b
+      timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear --model $models \
+        --dtype bfloat16 --tokens 65,96,128,160,200,256,300,384,512,640,1024 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
+        --run-id h200-${RUN_TAG}-linear-bf16-$stage 2>&1 | tee "$OUT/linear_$stage.log" \
         | tail -n 4 ;;
     mlp)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
