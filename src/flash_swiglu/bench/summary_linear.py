@@ -19,6 +19,7 @@ from typing import Any
 
 from flash_swiglu.bench.cases.linear import PEERS
 from flash_swiglu.bench.report import markdown_table
+from flash_swiglu.bench.timing import SETTLED
 
 COMPUTE_BOUND_TOKENS = 2048  # and above
 DECODE_TOKENS = 32  # and below
@@ -44,7 +45,7 @@ def timing_generation(row: dict[str, Any]) -> int:
     each settled first (``timing.SETTLE_MS``, named in the row's ``timing``)."""
     if not row.get("median_ms_rounds"):
         return 0
-    return 2 if "untimed runs" in (row.get("timing") or "") else 1
+    return 2 if SETTLED in (row.get("timing") or "") else 1
 
 
 def latest_cases(rows: Iterable[dict[str, Any]]) -> Cases:

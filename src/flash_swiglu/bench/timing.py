@@ -81,9 +81,12 @@ _FLUSH_BYTES = 256 * 2**20
 _flush: torch.Tensor | None = None
 
 
+SETTLED = "ms of the call's own untimed runs"  # in the rows' "timing" of settled runs
+
+
 def settle_note() -> str:
-    """How a CUDA timing settled, for the report's "Times:" line."""
-    return f"after {SETTLE_MS:g} ms of the call's own untimed runs" if SETTLE_MS else "no settling"
+    """How a CUDA timing settled, for the rows' ``timing`` and the report's "Times:" line."""
+    return f"after {SETTLE_MS:g} {SETTLED}" if SETTLE_MS else "no settling"
 
 
 def measure(fn: Callable[[], object], device: torch.device) -> Timing:
