@@ -23,6 +23,10 @@
 #                  eager" between decode and 2048 tokens; written in session 15: the runs the
 #                  README quotes there are sessions 11-12's, on the fixed-order harness; runs
 #                  h200-${RUN_TAG}-linear-bf16-mid-a and -mid-b)
+#   elementwise    the fused GLU alone, every backend: the brief's 4096 x 4096 and 8192 x
+#                  14336, fp32 / fp16 / bf16, fwd / bwd / fwd+bwd (written in session 15: the
+#                  README's elementwise rows are session 2's fixed-order runs; runs
+#                  h200-${RUN_TAG}-brief-4096 and h200-${RUN_TAG}-8192x14336)
 #   mlp            the Llama-3-8B MLP training step at 4096, 8192 and 16384 tokens, every
 #                  backend (issue 4's target; run h200-s13-mlp-8b)
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
@@ -81,6 +85,14 @@ for stage in "$@"; do
         --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
         --run-id h200-${RUN_TAG}-linear-bf16-$stage 2>&1 | tee "$OUT/linear_$stage.log" \
         | tail -n 4 ;;
+    elementwise)
+      for shape in 4096x4096 8192x14336; do
+        run=h200-${RUN_TAG}-${shape}; [[ $shape == 4096x4096 ]] && run=h200-${RUN_TAG}-brief-4096
+        timeout $(limit 300) python3 -m flash_swiglu.bench.cli --backend all \
+          --rows ${shape%x*} --cols ${shape#*x} --dtype float32,float16,bfloat16 \
+          --pass fwd,bwd,fwd+bwd --run-id $run 2>&1 | tee "$OUT/elementwise_$shape.log" \
+          | tail -n 4
+      done ;;
     mlp)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 4096,8192,16384 --run-id h200-${RUN_TAG}-mlp-8b 2>&1 | tee "$OUT/mlp.log" \
