@@ -41,12 +41,35 @@ import explore_session14 as S14
 from flash_swiglu.bench.backends import unavailable
 from flash_swiglu.bench.cases.linear import MODELS, LinearCase
 from flash_swiglu.bench.harness import preparer, timed_call
-from flash_swiglu.bench.timing import measure_graph
+from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
 
 say = S11.say
 SETTLE_MS = 300.0
 CASES = [("qwen2.5-7b", 2048), ("llama-3.2-1b", 8192), ("llama-3-8b", 2048)]
 BACKENDS = ["torch", "cublas", "liger", "triton"]
+
+
+def _case_calls(model: str, m: int, backends, device):
+    """``(inputs, dout, {backend: call})``: the benchmark's forward call of each available
+    backend on ``model`` at ``m`` tokens, bf16, built by its own case functions."""
+    k, n = MODELS[model]
+    case = LinearCase(model, k, n, m, torch.bfloat16)
+    inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(0))
+    calls = {}
+    for backend in backends:
+        if unavailable(backend, device) is None:
+            fn = case.function(backend)
+            calls[backend] = timed_call(fn, inputs, dout, "fwd", preparer(case, backend))
+    return inputs, dout, calls
+
+
+def _rotated_rounds(calls: dict, settle_ms: float) -> tuple[dict, dict]:
+    """``({label: [ms of each round]}, {label: median round's ms})`` of ``measure_graph``
+    with ``settle_ms``, in rotated rounds (``timing.interleaved_rounds``); failures left out."""
+    rounds = interleaved_rounds(list(calls), lambda lb: measure_graph(calls[lb], settle_ms))
+    ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
+          for lb, ts in rounds.items()}  # fmt: skip
+    return ms, {lb: sorted(t)[len(t) // 2] for lb, t in ms.items() if t}
 
 
 def order(out: Path) -> list[dict]:
@@ -59,13 +82,7 @@ def _order(out: Path) -> list[dict]:
     rows = []
     for model, m in CASES:
         k, n = MODELS[model]
-        case = LinearCase(model, k, n, m, torch.bfloat16)
-        inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(0))
-        calls = {}
-        for backend in BACKENDS:
-            if unavailable(backend, device) is None:
-                fn = case.function(backend)
-                calls[backend] = timed_call(fn, inputs, dout, "fwd", preparer(case, backend))
+        inputs, dout, calls = _case_calls(model, m, BACKENDS, device)
         arrangements = {
             "list order": (list(calls), 0.0),
             "reversed": (list(reversed(calls)), 0.0),
@@ -122,7 +139,6 @@ def settled(out: Path) -> list[dict]:
 
 def _settled(out: Path) -> list[dict]:
     from flash_swiglu import reference
-    from flash_swiglu.bench.timing import interleaved_rounds
 
     rows = []
     for model, m in SETTLED_CASES:
@@ -144,12 +160,7 @@ def _settled(out: Path) -> list[dict]:
             except Exception as e:  # out of resources: not a candidate
                 say(f"settled {model} M={m} {label}: {type(e).__name__}: {e}"[:160])
         del ref
-        rounds = interleaved_rounds(
-            list(calls), lambda lb, c=calls: measure_graph(c[lb], SETTLE_MS)
-        )
-        ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
-              for lb, ts in rounds.items()}  # fmt: skip
-        med = {lb: sorted(t)[len(t) // 2] for lb, t in ms.items() if t}
+        ms, med = _rotated_rounds(calls, SETTLE_MS)
         rows.append(dict(model=model, m=m, n=n, k=k, ms=ms))
         (out / "settled.json").write_text(json.dumps(rows, indent=1))
         cub = med["cublas product"]
@@ -211,21 +222,14 @@ def decode(out: Path) -> list[dict]:
     candidates of ``_decode_candidates``, each after 100 ms of its own replays, three rotated
     rounds. -> ``decode.json``."""
     from flash_swiglu import reference
-    from flash_swiglu.bench.timing import interleaved_rounds
 
     device = torch.device("cuda")
     rows = []
     for model, m in DECODE_CASES:
         k, n = MODELS[model]
-        case = LinearCase(model, k, n, m, torch.bfloat16)
-        inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(0))
+        inputs, dout, calls = _case_calls(model, m, ("triton", "liger", "cublas"), device)
         x, wg, wu = (t.reshape(-1, t.shape[-1]) for t in inputs[:3])
         ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
-        calls = {}
-        for backend in ("triton", "liger", "cublas"):
-            if unavailable(backend, device) is None:
-                fn = case.function(backend)
-                calls[backend] = timed_call(fn, inputs, dout, "fwd", preparer(case, backend))
         for label, make in _decode_candidates():
             try:
                 f = make(x, wg, wu, None)
@@ -235,10 +239,7 @@ def decode(out: Path) -> list[dict]:
                 calls[label] = f
             except Exception as e:  # out of resources: not a candidate
                 say(f"decode {model} M={m} {label}: {type(e).__name__}: {e}"[:160])
-        rounds = interleaved_rounds(list(calls), lambda lb, c=calls: measure_graph(c[lb], 100.0))
-        ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
-              for lb, ts in rounds.items()}  # fmt: skip
-        med = {lb: sorted(t)[len(t) // 2] for lb, t in ms.items() if t}
+        ms, med = _rotated_rounds(calls, 100.0)
         rows.append(dict(model=model, m=m, n=n, k=k, ms=ms))
         (out / "decode.json").write_text(json.dumps(rows, indent=1))
         best = min((lb for lb in med if lb not in ("cublas", "liger")), key=med.get)
