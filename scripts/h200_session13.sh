@@ -18,6 +18,8 @@
 #                  suite, max-autotune included (issue 3's M <= 32 target; written in session
 #                  15: the decode runs before were on the fixed-order harness; run
 #                  h200-${RUN_TAG}-linear-bf16-decode)
+#   decode-fp16    the same in fp16 but max-autotune (written in session 16: the README's fp16
+#                  decode rows are session 11's fixed-order run; h200-${RUN_TAG}-linear-fp16-decode)
 #   mid-a, mid-b   1B and 8B (mid-a), Qwen and 70B (mid-b) at 65-1024 tokens, bf16, every
 #                  backend of the linear suite but max-autotune (issue 3's "never slower than
 #                  eager" between decode and 2048 tokens; written in session 15: the runs the
@@ -29,6 +31,8 @@
 #                  h200-${RUN_TAG}-brief-4096 and h200-${RUN_TAG}-8192x14336)
 #   mlp            the Llama-3-8B MLP training step at 4096, 8192 and 16384 tokens, every
 #                  backend (issue 4's target; run h200-s13-mlp-8b)
+#   mlp-small      the same step at 1024 and 2048 tokens (written in session 16: the README's
+#                  rows there are session 8's fixed-order run; run h200-${RUN_TAG}-mlp-8b-small)
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
 set -uo pipefail
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
@@ -77,6 +81,12 @@ for stage in "$@"; do
         --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton,compile-max \
         --run-id h200-${RUN_TAG}-linear-bf16-decode 2>&1 | tee "$OUT/linear_decode.log" \
         | tail -n 4 ;;
+    decode-fp16)
+      timeout $(limit 420) python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype float16 --tokens 1,8,32 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
+        --run-id h200-${RUN_TAG}-linear-fp16-decode 2>&1 | tee "$OUT/linear_decode_fp16.log" \
+        | tail -n 4 ;;
     mid-a|mid-b)
       models=llama-3.2-1b,llama-3-8b
       [[ $stage == mid-b ]] && models=qwen2.5-7b,llama-3-70b
@@ -96,6 +106,10 @@ for stage in "$@"; do
     mlp)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 4096,8192,16384 --run-id h200-${RUN_TAG}-mlp-8b 2>&1 | tee "$OUT/mlp.log" \
+        | tail -n 4 ;;
+    mlp-small)
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
+        --tokens 1024,2048 --run-id h200-${RUN_TAG}-mlp-8b-small 2>&1 | tee "$OUT/mlp_small.log" \
         | tail -n 4 ;;
     example)
       timeout $(limit 300) python3 examples/train_tiny_llama.py 2>&1 | tail -n 12 \
