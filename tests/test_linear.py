@@ -397,7 +397,8 @@ def test_no_entry_is_shadowed_by_the_unfused_route():
 def test_unfused_route(monkeypatch, tmp_path):
     """``unfused_route``: the inclusive token ranges of the table's ``unfused`` entry for the
     shape (its dtype's key first); other shapes, dtypes (fp32 always) and counts keep the
-    kernels. The committed entries route 8B's 160 tokens and keep its bucket top, 256."""
+    kernels. The committed entries route 8B's 160 tokens and keep its bucket top, 256, and
+    route Qwen2.5-7B to 300 tokens in bf16 and 256 in fp16."""
     table = {"unfused": {"n64_k96:bfloat16": {"TOKENS": [[129, 200], [257, 300]]},
                          "n64_k128": {"TOKENS": [[65, 70]]}}}  # fmt: skip
     with _launch_table(monkeypatch, tmp_path, table, L.unfused_route):
@@ -410,6 +411,11 @@ def test_unfused_route(monkeypatch, tmp_path):
     assert not L.unfused_route(256, 14336, 4096, torch.bfloat16, "NVIDIA H200")
     assert L.unfused_route(160, 14336, 4096, torch.float16, "NVIDIA H200")
     assert not L.unfused_route(160, 14336, 4096, torch.float32, "NVIDIA H200")
+    # Qwen2.5-7B: bf16 alone takes the route to 300 tokens (session 16); fp16 to 256.
+    qwen = lambda m, dt: L.unfused_route(m, 18944, 3584, dt, "NVIDIA H200")
+    assert [qwen(m, torch.bfloat16) for m in (64, 65, 256, 300, 301, 384)] == [
+        False, True, True, True, False, False]  # fmt: skip
+    assert [qwen(m, torch.float16) for m in (65, 256, 257, 300)] == [True, True, False, False]
 
 
 def test_decode_tma_falls_back(device, monkeypatch):
