@@ -1,0 +1,340 @@
+"""Explorations written in session 16, which spent its device time on the settled runs, for
+the next session's H200 time: the three questions its runs left.
+
+    PYTHONPATH=src python scripts/explore_session16.py small recompute host --out DIR
+
+- ``small``: run ``h200-s16-mlp-8b-small`` had the Llama-3-8B MLP step 1.5% (1024 tokens) and
+  1.9% (2048) behind the fastest peer, with our forward that saves the pre-activation 1.119
+  ms against Liger's 1.089 at 2048 (and our forward without saving, recompute's, at 1.062).
+  Below 8192 rows that forward is the Triton kernel (``forward_saving_ws`` has ``MIN_M``
+  8192), below 2048 the backward too (``mlp_backward_ws`` ``MIN_M`` 2048). At 1024, 2048 and
+  4096 tokens: eager, ``torch.compile``, ``LigerSwiGLUMLP`` and ours, and ours with those
+  entries' ``MIN_M`` moved (the Gluon forward from 1024 rows; the Triton backward at every
+  count; both) and with the Gluon kernels off, each a step of the benchmark's own
+  (``bench.cases.mlp.Step``), its gradients checked against the float64 step, then timed as
+  the benchmark times (``measure_steps``: settled, three rotated rounds), fwd+bwd and fwd.
+  -> ``small.json``.
+- ``recompute``: ``recompute=True`` at 4096 tokens peaked at 484 MiB against half of eager's,
+  408 (issue 4's target). Its backward walks the columns in slices of ``chunk_width(M)``
+  (4096 columns at 4096 rows: three [4096, 4096] buffers, 96 MiB). At 4096, 8192 and 16384
+  tokens: the peak and the step time with ``ops.train.CHUNK_N`` = the default, 2048, 1024,
+  512 and 256, eager's peak beside them. -> ``recompute.json``.
+- ``host``: the host time of one launch, the question behind the example's 0.77x at its
+  default size (README, "At 16 x 512 tokens the step is bound by the host"). At the
+  example's MLP (hidden 1024, intermediate 2816) and 128 tokens (GPU time far below the
+  host's): the Gluon forward through ``ws_mlp.glu_forward_ws``, its bare JIT launch with
+  prebuilt descriptors, and the same compiled kernel launched directly
+  (``CompiledKernel[grid](*bound_args)``, Triton's binder and cache lookup skipped), the
+  descriptors prebuilt or built each call; the same for the elementwise forward kernel
+  (pointer arguments). Each direct launch's output compared bit for bit with the JIT's.
+  -> ``host.json``. A direct path in the library would need its own cache keyed as finely
+  as Triton's specialization (dtypes, 16-byte alignment, integer divisibility); this stage
+  only measures what it could save.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import explore_session11 as S11
+import explore_session12 as S12
+
+from flash_swiglu.bench.backends import Skip, unavailable
+from flash_swiglu.bench.cases import mlp as B
+from flash_swiglu.bench.checks import check, max_abs_err
+from flash_swiglu.bench.timing import interleaved_rounds, measure_steps
+from flash_swiglu.ops import train as T
+
+say = S11.say
+MODEL, HIDDEN, INTERMEDIATE = "llama-3-8b", 4096, 14336
+PEERS = ("torch", "compile", "liger")
+DEVICE, DTYPE = torch.device("cuda"), torch.bfloat16  # module constants: a CPU dry run
+SMALL_TOKENS = (1024, 2048, 4096)
+RECOMPUTE_TOKENS = (4096, 8192, 16384)
+
+
+@contextlib.contextmanager
+def _table(entries: dict | None = None, gluon: bool = True, chunk_n: int | None = None):
+    """The training table with ``entries`` replaced (``{kind: {key: value}}`` merged into the
+    committed entry), the Gluon kernels on or off, ``ops.train.CHUNK_N`` set; restored after."""
+    real, env, chunk = T.load_table, os.environ.get(T.GLUON_ENV), T.CHUNK_N
+
+    def patched(name: str) -> dict:
+        table = dict(real(name))
+        for kind, update in (entries or {}).items():
+            table[kind] = {**table.get(kind, {}), **update}
+        return table
+
+    T.load_table, T.CHUNK_N = patched, chunk_n
+    os.environ[T.GLUON_ENV] = "1" if gluon else "0"
+    try:
+        yield
+    finally:
+        T.load_table, T.CHUNK_N = real, chunk
+        if env is None:
+            os.environ.pop(T.GLUON_ENV, None)
+        else:
+            os.environ[T.GLUON_ENV] = env
+
+
+# label -> (backend, table entries, Gluon on, CHUNK_N)
+SMALL_VARIANTS = {
+    "ours": ("triton", None, True, None),
+    "ours fwd-ws": ("triton", {"forward_saving_ws": {"MIN_M": 1024}}, True, None),
+    "ours bwd-triton": ("triton", {"mlp_backward_ws": {"MIN_M": 1 << 30}}, True, None),
+    "ours fwd-ws bwd-triton": (
+        "triton",
+        {"forward_saving_ws": {"MIN_M": 1024}, "mlp_backward_ws": {"MIN_M": 1 << 30}},
+        True,
+        None,
+    ),
+    "ours gluon-off": ("triton", None, False, None),
+}
+RECOMPUTE_WIDTHS = (None, 2048, 1024, 512, 256)
+
+
+def _steps(m: int, variants: dict, device) -> tuple[dict, dict, list, torch.Tensor]:
+    """``({label: Step}, {label: (entries, gluon, chunk_n)}, inputs, dout)`` for the 8B MLP
+    at ``m`` tokens: the peers (those available) and ``variants``."""
+    case = B.MLPCase(MODEL, HIDDEN, INTERMEDIATE, m, DTYPE)
+    inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(0))
+    steps, settings = {}, {}
+    for label, (backend, entries, gluon, chunk_n) in variants.items():
+        if unavailable(backend, device) is not None:
+            continue
+        try:
+            steps[label] = B.Step(backend, case.module(backend, device), inputs, dout)
+            settings[label] = (entries, gluon, chunk_n)
+        except Skip as e:
+            say(f"  {label}: skipped ({e})")
+    return steps, settings, inputs, dout
+
+
+def _checked(steps: dict, settings: dict, inputs, dout) -> dict[str, bool]:
+    """Each step's ``[out, dx, dw_gate, dw_up, dw_down]`` against the float64 step, eager's
+    errors in bf16 the yardstick (``bench.checks.check``)."""
+    expected = B.reference_step(inputs, dout, "silu")
+    eager = steps["torch"].outputs()
+    yard = [max_abs_err(o, r) for o, r in zip(eager, expected, strict=True)]
+    ok = {}
+    for label, step in steps.items():
+        with _table(*settings[label]):
+            ok[label] = check(step.outputs(), expected, yard).passed
+    return ok
+
+
+def _timed(steps: dict, settings: dict, pass_: str, device) -> dict[str, list[float]]:
+    """``{label: [ms of each round]}``: ``measure_steps`` in rotated rounds (the benchmark's
+    timing), each call under its label's settings."""
+
+    def one(label: str):
+        setup, call = steps[label].pass_call(pass_)
+
+        def wrapped():
+            with _table(*settings[label]):
+                return call()
+
+        return measure_steps(wrapped, device, setup)
+
+    rounds = interleaved_rounds(list(steps), one)
+    return {lb: [t[0].median_ms for t in ts if not isinstance(t, Exception)]
+            for lb, ts in rounds.items()}  # fmt: skip
+
+
+def _median(ms: list[float]) -> float:
+    """The median round (the benchmark reports the same)."""
+    return sorted(ms)[len(ms) // 2] if ms else float("nan")
+
+
+def small(out: Path) -> list[dict]:
+    device = DEVICE
+    variants = {p: (p, None, True, None) for p in PEERS} | SMALL_VARIANTS
+    rows = []
+    for m in SMALL_TOKENS:
+        steps, settings, inputs, dout = _steps(m, variants, device)
+        ok = _checked(steps, settings, inputs, dout)
+        for pass_ in ("fwd+bwd", "fwd"):
+            ms = _timed(steps, settings, pass_, device)
+            rows.append(dict(m=m, pass_=pass_, ms=ms, ok=ok))
+            (out / "small.json").write_text(json.dumps(rows, indent=1))
+            med = {lb: _median(t) for lb, t in ms.items()}
+            eager = med["torch"]
+            say(f"small M={m:5d} {pass_:7s} " + ", ".join(
+                f"{lb} {t:.3f} ms ({eager / t:.3f}x){'' if ok[lb] else ' WRONG'}"
+                for lb, t in med.items()))  # fmt: skip
+        del steps, inputs, dout
+        torch.cuda.empty_cache()
+    return rows
+
+
+def recompute(out: Path) -> list[dict]:
+    device = DEVICE
+    variants = {"torch": ("torch", None, True, None), "ours": ("triton", None, True, None)}
+    for w in RECOMPUTE_WIDTHS:
+        variants[f"recompute chunk {w or 'default'}"] = ("triton-recompute", None, True, w)
+    rows = []
+    for m in RECOMPUTE_TOKENS:
+        steps, settings, inputs, dout = _steps(m, variants, device)
+        ok = _checked(steps, settings, inputs, dout)
+        peak = {}
+        for label, step in steps.items():
+            with _table(*settings[label]):
+                peak[label] = step.peak_mib("fwd+bwd")
+        ms = _timed(steps, settings, "fwd+bwd", device)
+        rows.append(dict(m=m, chunk_default=T.chunk_width(m), peak_mib=peak, ms=ms, ok=ok))
+        (out / "recompute.json").write_text(json.dumps(rows, indent=1))
+        med = {lb: _median(t) for lb, t in ms.items()}
+        mib = {lb: "-" if p is None else f"{p:.0f}" for lb, p in peak.items()}
+        half = "-" if peak["torch"] is None else f"{peak['torch'] / 2:.0f}"
+        say(f"recompute M={m:5d} (default chunk {T.chunk_width(m)}), half eager's peak {half} "
+            "MiB: " + ", ".join(f"{lb} {med[lb]:.2f} ms {mib[lb]} MiB{'' if ok[lb] else ' WRONG'}"
+                                for lb in steps))  # fmt: skip
+        del steps, inputs, dout
+        torch.cuda.empty_cache()
+    return rows
+
+
+def _host_us(fn, reps: int = 300) -> float:
+    """Mean host time of ``fn()`` over ``reps`` calls issued back to back (the GPU's part
+    of each far below it), the queue drained before and after."""
+    for _ in range(20):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(reps):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / reps * 1e6
+
+
+def _bound_args(jit, grid, args, kwargs):
+    """``(compiled kernel, [every argument in signature order])`` of one JIT launch: the
+    binder's bound arguments captured while ``jit[grid](*args, **kwargs)`` runs."""
+    device = torch.cuda.current_device()
+    caches = jit.device_caches[device]
+    captured = {}
+
+    def spy(*a, **k):
+        result = caches[4](*a, **k)
+        captured["bound"] = result[0]
+        return result
+
+    jit.device_caches[device] = (*caches[:4], spy)
+    try:
+        compiled = jit[grid](*args, **kwargs)
+    finally:
+        jit.device_caches[device] = caches
+    return compiled, list(captured["bound"].values())
+
+
+def host(out: Path) -> list[dict]:
+    from flash_swiglu.kernels import _glu_fwd_kernel
+    from flash_swiglu.kernels import ws_mlp as W
+    from flash_swiglu.ops import elementwise as E
+
+    device = torch.device("cuda")
+    m, k, n = 128, 1024, 2816
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(m, k, device=device, dtype=torch.bfloat16, generator=g)
+    wg, wu = (torch.randn(n, k, device=device, dtype=torch.bfloat16, generator=g) * k**-0.5
+              for _ in range(2))  # fmt: skip
+    h = torch.empty(m, n, device=device, dtype=torch.bfloat16)
+    act = dict(activation="silu", alpha=1.702, limit=7.0)
+    cfg = dict(W.WS_FORWARD_CONFIG)
+    bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
+    grid = W._grid(device, -(-m // bm) * -(-n // bh), None)
+
+    def descs():
+        return W._desc(x, [bm, bk]), W._desc(wg, [bh, bk]), W._desc(wu, [bh, bk])
+
+    def jit_args(d):
+        return (*d, h, h, 0, 0, h, h, h, h.stride(0), h.stride(0), h.stride(0), m, n, k)
+
+    kw = dict(HAS_BG=False, HAS_BU=False, STORE_GU=False, ACTIVATION="silu", ALPHA=1.702,
+              LIMIT=7.0, num_warps=4, enable_fp_fusion=W.ENABLE_FP_FUSION, **cfg)  # fmt: skip
+    prebuilt = descs()
+    compiled, bound = _bound_args(W.glu_forward_ws_kernel, grid, jit_args(prebuilt), kw)
+    torch.cuda.synchronize()
+    ref = h.clone()
+    h.zero_()
+    compiled[grid](*bound)
+    torch.cuda.synchronize()
+    same_ws = torch.equal(h, ref)
+    slots = [i for i, v in enumerate(bound) if any(v is d for d in prebuilt)]
+
+    def direct_fresh():
+        args = list(bound)
+        for i, d in zip(slots, descs(), strict=True):
+            args[i] = d
+        compiled[grid](*args)
+
+    gate, up = (torch.randn(m, n, device=device, dtype=torch.bfloat16, generator=g)
+                for _ in range(2))  # fmt: skip
+    eact = (gate, up, "silu", 1.702, 7.0)
+    eout = E._fwd_triton(*eact)
+    ekw = dict(ACTIVATION="silu", ALPHA=1.702, LIMIT=7.0, INTERLEAVED=False, TWO_GROUPS=False)
+    bm_e, bn_e, warps = E.launch_config(m, n, "fwd")
+    egrid = (-(-m // bm_e) * -(-n // bn_e),)
+    eargs = (gate, up, eout, m, n, m, *(0, gate.stride(0), 1), *(0, up.stride(0), 1),
+             *(0, eout.stride(0), 1))  # fmt: skip
+    ekw.update(BLOCK_M=bm_e, BLOCK_N=bn_e, num_warps=warps, enable_fp_fusion=E.ENABLE_FP_FUSION)
+    ecompiled, ebound = _bound_args(_glu_fwd_kernel, egrid, eargs, ekw)
+    eref = eout.clone()
+    eout.zero_()
+    ecompiled[egrid](*ebound)
+    torch.cuda.synchronize()
+    same_e = torch.equal(eout, eref)
+
+    def launcher():
+        W.glu_forward_ws(x, wg, wu, None, None, h, **act)
+
+    def jit_prebuilt():
+        W.glu_forward_ws_kernel[grid](*jit_args(prebuilt), **kw)
+
+    def jit_fresh():
+        W.glu_forward_ws_kernel[grid](*jit_args(descs()), **kw)
+
+    cases = {
+        "gluon fwd: ws_mlp.glu_forward_ws": launcher,
+        "gluon fwd: JIT, descriptors prebuilt": jit_prebuilt,
+        "gluon fwd: JIT, descriptors each call": jit_fresh,
+        "gluon fwd: direct, args prebuilt": lambda: compiled[grid](*bound),
+        "gluon fwd: direct, descriptors each call": direct_fresh,
+        "gluon: three host descriptors": descs,
+        "elementwise fwd: ops.elementwise._fwd_triton": lambda: E._fwd_triton(*eact),
+        "elementwise fwd: JIT": lambda: _glu_fwd_kernel[egrid](*eargs, **ekw),
+        "elementwise fwd: direct, args prebuilt": lambda: ecompiled[egrid](*ebound),
+        "torch.mm": lambda: torch.mm(x, wg.t()),
+        "torch.empty": lambda: torch.empty(m, n, device=device, dtype=torch.bfloat16),
+    }
+    rows = []
+    for rep in range(3):
+        for label, fn in cases.items():
+            rows.append(dict(label=label, rep=rep, host_us=_host_us(fn)))
+    (out / "host.json").write_text(
+        json.dumps(dict(rows=rows, same_bits_gluon=same_ws, same_bits_elementwise=same_e), indent=1)
+    )
+    say(f"host: direct launch output identical to the JIT's: Gluon {same_ws}, "
+        f"elementwise {same_e}")  # fmt: skip
+    for label in cases:
+        us = sorted(r["host_us"] for r in rows if r["label"] == label)
+        say(f"host {label:48s} {us[1]:6.1f} us (of {us[0]:.1f}-{us[2]:.1f})")
+    return rows
+
+
+def main() -> None:
+    S12.run_stages({"small": small, "recompute": recompute, "host": host}, ["host"])
+
+
+if __name__ == "__main__":
+    main()
