@@ -1,7 +1,7 @@
 """Explorations written in session 16, which spent its device time on the settled runs, for
 the next session's H200 time: the three questions its runs left.
 
-    PYTHONPATH=src python scripts/explore_session16.py small recompute host --out DIR
+    PYTHONPATH=src python scripts/explore_session16.py small recompute host glu-mid --out DIR
 
 - ``small``: run ``h200-s16-mlp-8b-small`` had the Llama-3-8B MLP step 1.5% (1024 tokens) and
   1.9% (2048) behind the fastest peer, with our forward that saves the pre-activation 1.119
@@ -30,6 +30,15 @@ the next session's H200 time: the three questions its runs left.
   -> ``host.json``. A direct path in the library would need its own cache keyed as finely
   as Triton's specialization (dtypes, 16-byte alignment, integer divisibility); this stage
   only measures what it could save.
+- ``glu-mid``: the unfused route (two cuBLAS products and our elementwise kernel) ran level
+  with eager on Qwen at 200 and 256 tokens in run ``h200-s16-linear-bf16-mid-b`` (111.5
+  against 111.2 us at 200), 2.6% behind Liger's two linears + ``LigerSiLUMulFunction``
+  (108.7), the same structure. The elementwise forward alone at [M, N] for M = 65, 160, 300,
+  384 and N = 14336, 18944, 28672 (the route's shapes), bf16: ours as committed and with
+  other tiles (``ops.elementwise.TILE_ELEMS`` / ``MAX_BLOCK_N`` 2048 and 4096, 4 and 8
+  warps), Liger's kernel (one row a program, the whole row a block) and eager's two
+  kernels; CUDA-graph replays, each after 100 ms of its own, three rotated rounds; every
+  variant's output compared bit for bit with ours. -> ``glu_mid.json``.
 """
 
 from __future__ import annotations
@@ -42,11 +51,13 @@ import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import explore_session11 as S11
 import explore_session12 as S12
+import explore_session15 as S15
 
 from flash_swiglu.bench.backends import Skip, unavailable
 from flash_swiglu.bench.cases import mlp as B
@@ -332,8 +343,71 @@ def host(out: Path) -> list[dict]:
     return rows
 
 
+GLU_TILES = {  # label -> (TILE_ELEMS, MAX_BLOCK_N, forward warps)
+    "tile 2048 w4": (2048, 2048, 4),
+    "tile 2048 w8": (2048, 2048, 8),
+    "tile 4096 w4": (4096, 4096, 4),
+    "tile 4096 w8": (4096, 4096, 8),
+    "tile 1024x2 w4": (2048, 1024, 4),  # two rows of 1024 columns
+}
+
+
+@contextlib.contextmanager
+def _glu_tile(tile: int, block_n: int, warps: int):
+    from flash_swiglu.ops import elementwise as E
+
+    saved = E.TILE_ELEMS, E.MAX_BLOCK_N, dict(E.NUM_WARPS)
+    E.TILE_ELEMS, E.MAX_BLOCK_N = tile, block_n
+    E.NUM_WARPS["fwd"] = warps
+    try:
+        yield
+    finally:
+        E.TILE_ELEMS, E.MAX_BLOCK_N = saved[:2]
+        E.NUM_WARPS.clear()
+        E.NUM_WARPS.update(saved[2])
+
+
+def glu_mid(out: Path) -> list[dict]:
+    from flash_swiglu.ops import elementwise as E
+
+    try:
+        from liger_kernel.ops.swiglu import LigerSiLUMulFunction
+    except ImportError:
+        LigerSiLUMulFunction = None
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    rows = []
+    for n in (14336, 18944, 28672):
+        for m in (65, 160, 300, 384):
+            gate, up = (torch.randn(m, n, device=DEVICE, dtype=DTYPE, generator=g)
+                        for _ in range(2))  # fmt: skip
+            ref = E._fwd_triton(gate, up, "silu", 1.702, 7.0)
+            calls = {"ours": lambda: E._fwd_triton(gate, up, "silu", 1.702, 7.0)}
+            for label, tile in GLU_TILES.items():
+
+                def call(tile=tile):
+                    with _glu_tile(*tile):
+                        return E._fwd_triton(gate, up, "silu", 1.702, 7.0)
+
+                if torch.equal(call(), ref):
+                    calls[label] = call
+                else:
+                    say(f"glu-mid [{m}, {n}] {label}: WRONG")
+            if LigerSiLUMulFunction is not None:
+                calls["liger"] = lambda: LigerSiLUMulFunction.apply(gate, up)
+            calls["eager"] = lambda: F.silu(gate) * up
+            ms, med = S15._rotated_rounds(calls, 100.0)
+            rows.append(dict(m=m, n=n, ms=ms))
+            (out / "glu_mid.json").write_text(json.dumps(rows, indent=1))
+            best = min(med, key=med.get)
+            rest = [f"{lb} {t * 1e3:.1f}" for lb, t in med.items() if lb not in ("ours", best)]
+            say(f"glu-mid [{m:3d}, {n}] ours {med['ours'] * 1e3:5.1f} us, best '{best}' "
+                f"{med[best] * 1e3:5.1f}; " + ", ".join(rest))  # fmt: skip
+    return rows
+
+
 def main() -> None:
-    S12.run_stages({"small": small, "recompute": recompute, "host": host}, ["host"])
+    stages = {"small": small, "recompute": recompute, "host": host, "glu-mid": glu_mid}
+    S12.run_stages(stages, ["host"])
 
 
 if __name__ == "__main__":
