@@ -966,17 +966,21 @@ def test_gpu_token_tiles_stay_within_x(monkeypatch, m, model):
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize(("m", "unfused"), [(200, True), (256, False), (300, True)])
-def test_gpu_unfused_route(monkeypatch, m, unfused):
-    """The committed ``unfused`` entry of Llama-3-8B: 200 and 300 tokens run two cuBLAS
-    products and the fused elementwise kernel, 256 (a bucket's top) the fused projection;
-    both within the rule."""
+@pytest.mark.parametrize(
+    ("n", "k", "m", "unfused"),
+    [(14336, 4096, 200, True), (14336, 4096, 256, False), (14336, 4096, 300, True),
+     (18944, 3584, 300, True), (18944, 3584, 301, False)],
+)  # fmt: skip
+def test_gpu_unfused_route(monkeypatch, n, k, m, unfused):
+    """The committed ``unfused`` entries: on Llama-3-8B 200 and 300 tokens run two cuBLAS
+    products and the fused elementwise kernel, 256 (a bucket's top) the fused projection; on
+    Qwen2.5-7B in bf16 300 tokens the route, 301 the fused projection; all within the rule."""
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed unfused entries are the H200's")
     calls = []
     real = L.E.forward
     monkeypatch.setattr(L.E, "forward", lambda *a: calls.append(1) or real(*a))
-    x, wg, wu, bg, bu = make_inputs((m,), 14336, 4096, torch.bfloat16, "cuda")
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, torch.bfloat16, "cuda")
     out = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
     assert calls == ([1] if unfused else [])
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
