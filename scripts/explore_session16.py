@@ -47,7 +47,6 @@ import contextlib
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -62,7 +61,7 @@ import explore_session15 as S15
 from flash_swiglu.bench.backends import Skip, unavailable
 from flash_swiglu.bench.cases import mlp as B
 from flash_swiglu.bench.checks import check, max_abs_err
-from flash_swiglu.bench.timing import interleaved_rounds, measure_steps
+from flash_swiglu.bench.timing import host_ms, interleaved_rounds, measure_steps
 from flash_swiglu.ops import train as T
 
 say = S11.say
@@ -219,13 +218,7 @@ def _host_us(fn, reps: int = 300) -> float:
     of each far below it), the queue drained before and after."""
     for _ in range(20):
         fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(reps):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / reps * 1e6
+    return host_ms(fn, reps) * 1e3
 
 
 def _bound_args(jit, grid, args, kwargs):
