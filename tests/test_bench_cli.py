@@ -203,6 +203,36 @@ def test_run_id_stores_the_run(tmp_path, device, capsys):
         cli.main([*args, "--run-id", "tiny", "--results-dir", str(results)])
 
 
+def test_library_env_recorded_and_left_out_of_summary(tmp_path, device, monkeypatch):
+    """A run made with the library away from its committed configuration says so
+    (``library_env`` in env.json and in every row), and the README's summary leaves its rows
+    out even where it is the newest run of a case."""
+    from flash_swiglu.bench import env as run_env
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import train as T
+
+    for name in (L.CONFIG_ENV, T.TABLE_ENV, T.GLUON_ENV):
+        monkeypatch.delenv(name, raising=False)
+    assert run_env.library_env() == {}
+    monkeypatch.setenv(T.GLUON_ENV, "1")  # the default, said aloud: not an override
+    assert run_env.library_env() == {}
+    monkeypatch.setenv(T.GLUON_ENV, "0")
+    results = tmp_path / "results"
+    args = ["--device", device, "--rows", "4", "--cols", "16", "--dtype", "float32"]
+    args += ["--backend", "torch,triton", "--pass", "fwd", "--results-dir", str(results)]
+    assert cli.main([*args, "--run-id", "gluon-off"]) == 0
+    env = json.loads((results / "gluon-off" / "env.json").read_text())
+    rows = json.loads((results / "gluon-off" / "rows.json").read_text())
+    assert env["library_env"] == {T.GLUON_ENV: "0"}
+    assert all(row["library_env"] == {T.GLUON_ENV: "0"} for row in rows)
+
+    shipped = [_fake_row("2026-11-01T00:00:00Z", "triton", 0.90, 1.5, run="shipped")]
+    other = [_fake_row("2026-11-02T00:00:00Z", "triton", 0.99, 1.9, run="other",
+                       library_env={L.CONFIG_ENV: "/tmp/table.json"})]  # fmt: skip
+    table = render_summary(shipped + other)
+    assert "`shipped`" in table and "`other`" not in table and "1.90x" not in table
+
+
 @pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is not None, reason="Liger installed")
 def test_liger_skipped_with_reason(tmp_path, device):
     args = ("--dtype", "float32", "--activation", "silu", "--backend", "liger", "--pass", "fwd")

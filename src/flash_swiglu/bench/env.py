@@ -1,4 +1,5 @@
-"""Where and with what a run was measured: GPU, driver, versions, commit, time, command."""
+"""Where and with what a run was measured: GPU, driver, versions, commit, time, command, and
+the environment variables that made the library run other than its committed configuration."""
 
 from __future__ import annotations
 
@@ -32,7 +33,26 @@ def collect(device: torch.device, command: str) -> dict[str, Any]:
         "commit_dirty": dirty,
         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command,
+        "library_env": library_env(),
     }
+
+
+def library_env() -> dict[str, str]:
+    """The environment variables of this process that make the library run other than its
+    committed configuration: a launch table of its own (``FLASH_SWIGLU_LINEAR_CONFIGS``,
+    ``FLASH_SWIGLU_TRAIN_CONFIGS``) or the Gluon kernels off (``FLASH_SWIGLU_GLUON=0``), as
+    ``{name: value}``; empty for the defaults. The README's summary leaves out the rows of
+    runs that had any (``bench.summary.render_summary``)."""
+    from flash_swiglu.ops import linear, train
+
+    found = {
+        name: os.environ[name]
+        for name in (linear.CONFIG_ENV, train.TABLE_ENV)
+        if os.environ.get(name)
+    }
+    if os.environ.get(train.GLUON_ENV, "1") == "0":
+        found[train.GLUON_ENV] = "0"
+    return found
 
 
 def _version(distribution: str) -> str | None:
