@@ -1,7 +1,8 @@
 """Explorations written in session 16, which spent its device time on the settled runs, for
 the next session's H200 time: the three questions its runs left.
 
-    PYTHONPATH=src python scripts/explore_session16.py small recompute host glu-mid --out DIR
+    PYTHONPATH=src python scripts/explore_session16.py glu-mid decode8b host small recompute \
+        --out DIR
 
 - ``small``: run ``h200-s16-mlp-8b-small`` had the Llama-3-8B MLP step 1.5% (1024 tokens) and
   1.9% (2048) behind the fastest peer, with our forward that saves the pre-activation 1.119
@@ -39,6 +40,14 @@ the next session's H200 time: the three questions its runs left.
   warps), Liger's kernel (one row a program, the whole row a block) and eager's two
   kernels; CUDA-graph replays, each after 100 ms of its own, three rotated rounds; every
   variant's output compared bit for bit with ours. -> ``glu_mid.json``.
+- ``decode8b``: Llama-3-8B at 8 and 32 tokens, where Liger's fused kernel was 0.5% and 2.5%
+  ahead in run ``h200-s16-linear-bf16-decode`` (66.8 against 65.1 us at 32 tokens, every
+  round). The committed entries (128 weight rows a program, pointer loads) give 112
+  programs for 132 SMs, one wave with 20 SMs idle, as Liger's 64 x 128 tiles do. Candidates:
+  split-K 2 of the same tile (224 programs), 64- and 32-row tiles, other K steps and stage
+  counts, pointer and TMA loads; ``explore_session15.decode``'s harness (ours, Liger's kernel,
+  the cuBLAS product and the candidates, each after 100 ms of its own replays, three rotated
+  rounds, every candidate checked against float64). -> ``decode.json``.
 """
 
 from __future__ import annotations
@@ -398,8 +407,36 @@ def glu_mid(out: Path) -> list[dict]:
     return rows
 
 
+def _decode8b_candidates():
+    """``(label, fn_maker)``: the decode kernel with the tiles of ``decode8b``."""
+    cands = []
+    for tma, bn, bk, warps, stages, split in [
+        (False, 128, 128, 8, 3, 2), (False, 128, 64, 8, 4, 1), (False, 128, 256, 8, 2, 1),
+        (False, 64, 128, 4, 3, 1), (False, 64, 128, 4, 3, 2), (False, 32, 256, 2, 3, 1),
+        (True, 128, 128, 8, 4, 1), (True, 128, 128, 8, 5, 1), (True, 128, 128, 8, 3, 2),
+        (True, 64, 256, 4, 3, 1), (True, 64, 128, 4, 3, 2),
+    ]:  # fmt: skip
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, SPLIT_K=split)
+        if tma:
+            cfg["TMA"] = True
+        label = f"{'tma' if tma else 'ptr'} bn{bn} bk{bk} w{warps} s{stages} split{split}"
+        cands.append((label, S11._triton_maker("decode", cfg)))
+    return cands
+
+
+def decode8b(out: Path) -> list[dict]:
+    saved = S15._decode_candidates, S15.DECODE_CASES
+    S15._decode_candidates = _decode8b_candidates
+    S15.DECODE_CASES = [("llama-3-8b", 8), ("llama-3-8b", 32)]
+    try:
+        return S15.decode(out)
+    finally:
+        S15._decode_candidates, S15.DECODE_CASES = saved
+
+
 def main() -> None:
     stages = {"small": small, "recompute": recompute, "host": host, "glu-mid": glu_mid}
+    stages["decode8b"] = decode8b
     S12.run_stages(stages, ["host"])
 
 

@@ -11,7 +11,7 @@
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
 #   order          scripts/explore_session15.py order -> $OUT/explore (written in session 14:
 #                  does the backend a timing follows move it; does a settle phase help)
-#   explore16      scripts/explore_session16.py glu-mid host small recompute -> $OUT/explore
+#   explore16      scripts/explore_session16.py glu-mid decode8b host small recompute -> $OUT/explore
 #                  (written in session 16: the elementwise kernel at the unfused route's
 #                  shapes, direct launches' host time, the MLP step at 1024-4096 tokens,
 #                  recompute's slice widths)
@@ -74,7 +74,7 @@ for stage in "$@"; do
       timeout $(limit 400) python3 scripts/explore_session15.py order --out "$OUT/explore" 2>&1 \
         | tail -n 30 ;;
     explore16)
-      timeout $(limit 540) python3 scripts/explore_session16.py glu-mid host small recompute \
+      timeout $(limit 540) python3 scripts/explore_session16.py glu-mid decode8b host small recompute \
         --out "$OUT/explore" 2>&1 | tail -n 40 ;;
     large)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear \
