@@ -1,8 +1,8 @@
 """Explorations written in session 16, which spent its device time on the settled runs, for
-the next session's H200 time: the three questions its runs left.
+the next session's H200 time: the questions its runs left.
 
-    PYTHONPATH=src python scripts/explore_session16.py glu-mid decode8b host small recompute \
-        --out DIR
+    PYTHONPATH=src python scripts/explore_session16.py \
+        glu-mid decode8b mid70b host small recompute --out DIR
 
 - ``small``: run ``h200-s16-mlp-8b-small`` had the Llama-3-8B MLP step 1.5% (1024 tokens) and
   1.9% (2048) behind the fastest peer, with our forward that saves the pre-activation 1.119
@@ -48,6 +48,14 @@ the next session's H200 time: the three questions its runs left.
   counts, pointer and TMA loads; ``explore_session15.decode``'s harness (ours, Liger's kernel,
   the cuBLAS product and the candidates, each after 100 ms of its own replays, three rotated
   rounds, every candidate checked against float64). -> ``decode.json``.
+- ``mid70b``: Llama-3-70B at 65 and 96 tokens ran 0.994 / 0.978x eager in run
+  ``h200-s16-linear-bf16-mid-b``, on the decode kernel's 128-token TMA tile with 64 weight
+  rows a program (the ``m128`` entry): about 85% of copy bandwidth, against 97% for the
+  32-token tile; each of its 448 programs reads all of x (2 MiB at 128 tokens) through L2.
+  At 65, 96 and 128 tokens: the launcher, eager, the cuBLAS product, the unfused route (two
+  ``F.linear`` and our elementwise kernel) and the decode kernel's TMA variant with 64 or 128
+  weight rows, 64 or 128 columns a step, 3-5 stages, 4 or 8 warps; each after 100 ms of its
+  own CUDA-graph replays, three rotated rounds, checked against float64. -> ``mid70b.json``.
 """
 
 from __future__ import annotations
@@ -71,6 +79,7 @@ from flash_swiglu.bench.backends import Skip, unavailable
 from flash_swiglu.bench.cases import mlp as B
 from flash_swiglu.bench.checks import check, max_abs_err
 from flash_swiglu.bench.timing import host_ms, interleaved_rounds, measure_steps
+from flash_swiglu.ops import linear as L
 from flash_swiglu.ops import train as T
 
 say = S11.say
@@ -434,9 +443,56 @@ def decode8b(out: Path) -> list[dict]:
         S15._decode_candidates, S15.DECODE_CASES = saved
 
 
+def mid70b(out: Path) -> list[dict]:
+    from flash_swiglu import reference
+    from flash_swiglu.ops import elementwise as E
+
+    k, n = 8192, 28672
+    g = torch.Generator(device=DEVICE).manual_seed(0)
+    wg, wu = (torch.randn(n, k, device=DEVICE, dtype=DTYPE, generator=g) * k**-0.5
+              for _ in range(2))  # fmt: skip
+    wcat = torch.cat([wg, wu])
+    rows = []
+    for m in (65, 96, 128):
+        x = torch.randn(m, k, device=DEVICE, dtype=DTYPE, generator=g)
+        ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+        calls = {
+            "launcher": lambda x=x: L._forward_triton(x, wg, wu, None, None, *S11.ACT),
+            "eager": lambda x=x: F.silu(F.linear(x, wg)) * F.linear(x, wu),
+            "cublas product": lambda x=x: x @ wcat.T,
+            "unfused route": lambda x=x: E.forward(F.linear(x, wg), F.linear(x, wu), *S11.ACT),
+        }
+        for bn, bk, warps, stages in [
+            (64, 64, 4, 3), (64, 64, 4, 4), (64, 128, 4, 3), (64, 128, 4, 4), (64, 128, 8, 3),
+            (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (64, 64, 4, 5), (128, 64, 4, 4),
+        ]:  # fmt: skip
+            cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, TMA=True)
+            label = f"decode tma bn{bn} bk{bk} w{warps} s{stages}"
+            try:
+                f = S11._triton_maker("decode", cfg)(x, wg, wu, None)
+                if not S11._ok(f(), ref):
+                    say(f"mid70b M={m} {label}: WRONG")
+                    continue
+                calls[label] = f
+            except Exception as e:  # out of resources: not a candidate
+                say(f"mid70b M={m} {label}: {type(e).__name__}: {e}"[:160])
+        for label in ("launcher", "unfused route"):
+            if not S11._ok(calls[label](), ref):
+                say(f"mid70b M={m} {label}: WRONG")
+        ms, med = S15._rotated_rounds(calls, 100.0)
+        rows.append(dict(m=m, n=n, k=k, ms=ms))
+        (out / "mid70b.json").write_text(json.dumps(rows, indent=1))
+        best = min((lb for lb in med if lb != "cublas product"), key=med.get)
+        us = {lb: f"{t * 1e3:6.1f}" for lb, t in med.items()}
+        say(f"mid70b M={m:3d} launcher {us['launcher']} us, eager {us['eager']}, unfused "
+            f"{us['unfused route']}, best '{best}' {us[best]}, "
+            f"cuBLAS {us['cublas product']}")  # fmt: skip
+    return rows
+
+
 def main() -> None:
     stages = {"small": small, "recompute": recompute, "host": host, "glu-mid": glu_mid}
-    stages["decode8b"] = decode8b
+    stages.update(decode8b=decode8b, mid70b=mid70b)
     S12.run_stages(stages, ["host"])
 
 

@@ -11,10 +11,11 @@
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
 #   order          scripts/explore_session15.py order -> $OUT/explore (written in session 14:
 #                  does the backend a timing follows move it; does a settle phase help)
-#   explore16      scripts/explore_session16.py glu-mid decode8b host small recompute -> $OUT/explore
+#   explore16      scripts/explore_session16.py glu-mid decode8b mid70b host small recompute
+#                  -> $OUT/explore
 #                  (written in session 16: the elementwise kernel at the unfused route's
-#                  shapes, direct launches' host time, the MLP step at 1024-4096 tokens,
-#                  recompute's slice widths)
+#                  shapes, 8B decode tiles, 70B at 65-128 tokens, direct launches' host time,
+#                  the MLP step at 1024-4096 tokens, recompute's slice widths)
 #   large          the four models at 2048, 8192 and 16384 tokens, bf16 (issue 3's M >= 2048
 #                  target, three cases below 0.97 of cuBLAS in session 10's run; run
 #                  h200-${RUN_TAG}-linear-bf16-large-tokens)
@@ -74,8 +75,8 @@ for stage in "$@"; do
       timeout $(limit 400) python3 scripts/explore_session15.py order --out "$OUT/explore" 2>&1 \
         | tail -n 30 ;;
     explore16)
-      timeout $(limit 540) python3 scripts/explore_session16.py glu-mid decode8b host small recompute \
-        --out "$OUT/explore" 2>&1 | tail -n 40 ;;
+      timeout $(limit 540) python3 scripts/explore_session16.py glu-mid decode8b mid70b host \
+        small recompute --out "$OUT/explore" 2>&1 | tail -n 40 ;;
     large)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
