@@ -215,35 +215,37 @@ def _decode_candidates():
     return cands
 
 
-def decode(out: Path) -> list[dict]:
+def decode(out: Path, cases=None, candidates=None, name: str = "decode") -> list[dict]:
     """Decode at 8 and 32 tokens on 8B and 70B, where Liger's fused ``gemm_swiglu`` was
     0.2-2.8% faster than ours in run ``h200-s15-linear-bf16-decode``: ours (the launcher),
     Liger's kernel and the cuBLAS product through the benchmark's case functions, and the
     candidates of ``_decode_candidates``, each after 100 ms of its own replays, three rotated
-    rounds. -> ``decode.json``."""
+    rounds. -> ``decode.json``. ``cases`` (``[(model, tokens)]``), ``candidates`` (a
+    function like ``_decode_candidates``) and ``name`` (of the JSON file and the printed
+    lines) let later sessions' scripts run other cases and candidates the same way."""
     from flash_swiglu import reference
 
     device = torch.device("cuda")
     rows = []
-    for model, m in DECODE_CASES:
+    for model, m in cases or DECODE_CASES:
         k, n = MODELS[model]
         inputs, dout, calls = _case_calls(model, m, ("triton", "liger", "cublas"), device)
         x, wg, wu = (t.reshape(-1, t.shape[-1]) for t in inputs[:3])
         ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
-        for label, make in _decode_candidates():
+        for label, make in (candidates or _decode_candidates)():
             try:
                 f = make(x, wg, wu, None)
                 if not S11._ok(f().reshape(ref.shape), ref):
-                    say(f"decode {model} M={m} {label}: WRONG")
+                    say(f"{name} {model} M={m} {label}: WRONG")
                     continue
                 calls[label] = f
             except Exception as e:  # out of resources: not a candidate
-                say(f"decode {model} M={m} {label}: {type(e).__name__}: {e}"[:160])
+                say(f"{name} {model} M={m} {label}: {type(e).__name__}: {e}"[:160])
         ms, med = _rotated_rounds(calls, 100.0)
         rows.append(dict(model=model, m=m, n=n, k=k, ms=ms))
-        (out / "decode.json").write_text(json.dumps(rows, indent=1))
+        (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
         best = min((lb for lb in med if lb not in ("cublas", "liger")), key=med.get)
-        say(f"decode {model:11s} M={m:2d} ours {med['triton'] * 1e3:6.1f} us, liger "
+        say(f"{name} {model:11s} M={m:2d} ours {med['triton'] * 1e3:6.1f} us, liger "
             f"{med.get('liger', float('nan')) * 1e3:6.1f}, best '{best}' {med[best] * 1e3:6.1f}; "
             + ", ".join(f"{lb} {t * 1e3:.1f}" for lb, t in med.items()
                         if lb not in ("triton", "liger", best)))  # fmt: skip

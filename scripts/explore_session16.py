@@ -47,15 +47,17 @@ the next session's H200 time: the questions its runs left.
   split-K 2 of the same tile (224 programs), 64- and 32-row tiles, other K steps and stage
   counts, pointer and TMA loads; ``explore_session15.decode``'s harness (ours, Liger's kernel,
   the cuBLAS product and the candidates, each after 100 ms of its own replays, three rotated
-  rounds, every candidate checked against float64). -> ``decode.json``.
+  rounds, every candidate checked against float64). -> ``decode8b.json``.
 - ``mid70b``: Llama-3-70B at 65 and 96 tokens ran 0.994 / 0.978x eager in run
   ``h200-s16-linear-bf16-mid-b``, on the decode kernel's 128-token TMA tile with 64 weight
   rows a program (the ``m128`` entry): about 85% of copy bandwidth, against 97% for the
   32-token tile; each of its 448 programs reads all of x (2 MiB at 128 tokens) through L2.
-  At 65, 96 and 128 tokens: the launcher, eager, the cuBLAS product, the unfused route (two
-  ``F.linear`` and our elementwise kernel) and the decode kernel's TMA variant with 64 or 128
-  weight rows, 64 or 128 columns a step, 3-5 stages, 4 or 8 warps; each after 100 ms of its
-  own CUDA-graph replays, three rotated rounds, checked against float64. -> ``mid70b.json``.
+  At 65, 96 and 128 tokens, through ``explore_session15.decode``'s harness (the launcher,
+  Liger's kernel and the cuBLAS product from the benchmark's case functions, each call after
+  100 ms of its own CUDA-graph replays, three rotated rounds, every candidate checked
+  against float64): eager, the unfused route (two ``F.linear`` and our elementwise kernel)
+  and the decode kernel's TMA variant with 64 or 128 weight rows, 64 or 128 columns a step,
+  3-5 stages, 4 or 8 warps. -> ``mid70b.json``.
 """
 
 from __future__ import annotations
@@ -77,9 +79,7 @@ import explore_session15 as S15
 
 from flash_swiglu.bench.backends import Skip, unavailable
 from flash_swiglu.bench.cases import mlp as B
-from flash_swiglu.bench.checks import check, max_abs_err
-from flash_swiglu.bench.timing import host_ms, interleaved_rounds, measure_steps
-from flash_swiglu.ops import linear as L
+from flash_swiglu.bench.timing import host_ms
 from flash_swiglu.ops import train as T
 
 say = S11.say
@@ -130,104 +130,94 @@ SMALL_VARIANTS = {
 RECOMPUTE_WIDTHS = (None, 2048, 1024, 512, 256)
 
 
-def _steps(m: int, variants: dict, device) -> tuple[dict, dict, list, torch.Tensor]:
-    """``({label: Step}, {label: (entries, gluon, chunk_n)}, inputs, dout)`` for the 8B MLP
-    at ``m`` tokens: the peers (those available) and ``variants``."""
+class _Configured:
+    """A benchmark ``Step`` whose calls all run under one variant's settings (``_table``),
+    so the benchmark's own check and timing (``bench.cases.mlp._check``, ``_time``) take it
+    as they take a backend's step."""
+
+    def __init__(self, step: B.Step, settings: tuple) -> None:
+        self.step, self.settings = step, settings
+
+    def _under(self, fn):
+        def call():
+            with _table(*self.settings):
+                return fn()
+
+        return call
+
+    def outputs(self) -> list[torch.Tensor]:
+        return self._under(self.step.outputs)()
+
+    def peak_mib(self, pass_: str) -> float | None:
+        return self._under(lambda: self.step.peak_mib(pass_))()
+
+    def pass_call(self, pass_: str):
+        setup, call = self.step.pass_call(pass_)
+        return self._under(setup), self._under(call)
+
+
+def _measured(m: int, variants: dict, passes: tuple[str, ...]) -> dict[str, dict]:
+    """``{pass: {label: result}}`` for the 8B MLP at ``m`` tokens: each variant (those
+    available) built, checked against the float64 step and timed (peak memory, rotated
+    rounds) by the benchmark's own functions; ``variants`` must hold eager as ``torch``."""
     case = B.MLPCase(MODEL, HIDDEN, INTERMEDIATE, m, DTYPE)
-    inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(0))
-    steps, settings = {}, {}
-    for label, (backend, entries, gluon, chunk_n) in variants.items():
-        if unavailable(backend, device) is not None:
+    inputs, dout = case.make_inputs(DEVICE, torch.Generator(device=DEVICE).manual_seed(0))
+    steps = {}
+    for label, (backend, *settings) in variants.items():
+        if unavailable(backend, DEVICE) is not None:
             continue
         try:
-            steps[label] = B.Step(backend, case.module(backend, device), inputs, dout)
-            settings[label] = (entries, gluon, chunk_n)
+            module = case.module(backend, DEVICE)
         except Skip as e:
             say(f"  {label}: skipped ({e})")
-    return steps, settings, inputs, dout
+            continue
+        steps[label] = _Configured(B.Step(backend, module, inputs, dout), tuple(settings))
+    checks = B._check(case, steps, inputs, dout, passes)
+    results = {}
+    for pass_ in passes:
+        results[pass_] = {lb: dict(checks[lb][pass_]) for lb in steps}
+        B._time(steps, pass_, results[pass_], DEVICE)
+    del steps, inputs, dout
+    torch.cuda.empty_cache()
+    return results
 
 
-def _checked(steps: dict, settings: dict, inputs, dout) -> dict[str, bool]:
-    """Each step's ``[out, dx, dw_gate, dw_up, dw_down]`` against the float64 step, eager's
-    errors in bf16 the yardstick (``bench.checks.check``)."""
-    expected = B.reference_step(inputs, dout, "silu")
-    eager = steps["torch"].outputs()
-    yard = [max_abs_err(o, r) for o, r in zip(eager, expected, strict=True)]
-    ok = {}
-    for label, step in steps.items():
-        with _table(*settings[label]):
-            ok[label] = check(step.outputs(), expected, yard).passed
-    return ok
-
-
-def _timed(steps: dict, settings: dict, pass_: str, device) -> dict[str, list[float]]:
-    """``{label: [ms of each round]}``: ``measure_steps`` in rotated rounds (the benchmark's
-    timing), each call under its label's settings."""
-
-    def one(label: str):
-        setup, call = steps[label].pass_call(pass_)
-
-        def wrapped():
-            with _table(*settings[label]):
-                return call()
-
-        return measure_steps(wrapped, device, setup)
-
-    rounds = interleaved_rounds(list(steps), one)
-    return {lb: [t[0].median_ms for t in ts if not isinstance(t, Exception)]
-            for lb, ts in rounds.items()}  # fmt: skip
-
-
-def _median(ms: list[float]) -> float:
-    """The median round (the benchmark reports the same)."""
-    return sorted(ms)[len(ms) // 2] if ms else float("nan")
+def _ok(result: dict) -> str:
+    return "" if result.get("passed") else f" WRONG {result.get('error', '')}"
 
 
 def small(out: Path) -> list[dict]:
-    device = DEVICE
     variants = {p: (p, None, True, None) for p in PEERS} | SMALL_VARIANTS
     rows = []
     for m in SMALL_TOKENS:
-        steps, settings, inputs, dout = _steps(m, variants, device)
-        ok = _checked(steps, settings, inputs, dout)
-        for pass_ in ("fwd+bwd", "fwd"):
-            ms = _timed(steps, settings, pass_, device)
-            rows.append(dict(m=m, pass_=pass_, ms=ms, ok=ok))
+        for pass_, results in _measured(m, variants, ("fwd+bwd", "fwd")).items():
+            rows.append(dict(m=m, pass_=pass_, results=results))
             (out / "small.json").write_text(json.dumps(rows, indent=1))
-            med = {lb: _median(t) for lb, t in ms.items()}
-            eager = med["torch"]
+            eager = results["torch"].get("median_ms") or float("nan")
             say(f"small M={m:5d} {pass_:7s} " + ", ".join(
-                f"{lb} {t:.3f} ms ({eager / t:.3f}x){'' if ok[lb] else ' WRONG'}"
-                for lb, t in med.items()))  # fmt: skip
-        del steps, inputs, dout
-        torch.cuda.empty_cache()
+                f"{lb} {r.get('median_ms') or float('nan'):.3f} ms "
+                f"({eager / (r.get('median_ms') or float('nan')):.3f}x){_ok(r)}"
+                for lb, r in results.items()))  # fmt: skip
     return rows
 
 
 def recompute(out: Path) -> list[dict]:
-    device = DEVICE
     variants = {"torch": ("torch", None, True, None), "ours": ("triton", None, True, None)}
     for w in RECOMPUTE_WIDTHS:
         variants[f"recompute chunk {w or 'default'}"] = ("triton-recompute", None, True, w)
     rows = []
     for m in RECOMPUTE_TOKENS:
-        steps, settings, inputs, dout = _steps(m, variants, device)
-        ok = _checked(steps, settings, inputs, dout)
-        peak = {}
-        for label, step in steps.items():
-            with _table(*settings[label]):
-                peak[label] = step.peak_mib("fwd+bwd")
-        ms = _timed(steps, settings, "fwd+bwd", device)
-        rows.append(dict(m=m, chunk_default=T.chunk_width(m), peak_mib=peak, ms=ms, ok=ok))
+        results = _measured(m, variants, ("fwd+bwd",))["fwd+bwd"]
+        rows.append(dict(m=m, chunk_default=T.chunk_width(m), results=results))
         (out / "recompute.json").write_text(json.dumps(rows, indent=1))
-        med = {lb: _median(t) for lb, t in ms.items()}
-        mib = {lb: "-" if p is None else f"{p:.0f}" for lb, p in peak.items()}
-        half = "-" if peak["torch"] is None else f"{peak['torch'] / 2:.0f}"
+        mib = {lb: "-" if r.get("peak_mib") is None else f"{r['peak_mib']:.0f}"
+               for lb, r in results.items()}  # fmt: skip
+        eager_peak = results["torch"].get("peak_mib")
+        half = "-" if eager_peak is None else f"{eager_peak / 2:.0f}"
         say(f"recompute M={m:5d} (default chunk {T.chunk_width(m)}), half eager's peak {half} "
-            "MiB: " + ", ".join(f"{lb} {med[lb]:.2f} ms {mib[lb]} MiB{'' if ok[lb] else ' WRONG'}"
-                                for lb in steps))  # fmt: skip
-        del steps, inputs, dout
-        torch.cuda.empty_cache()
+            "MiB: " + ", ".join(
+                f"{lb} {r.get('median_ms') or float('nan'):.2f} ms {mib[lb]} MiB{_ok(r)}"
+                for lb, r in results.items()))  # fmt: skip
     return rows
 
 
@@ -434,60 +424,35 @@ def _decode8b_candidates():
 
 
 def decode8b(out: Path) -> list[dict]:
-    saved = S15._decode_candidates, S15.DECODE_CASES
-    S15._decode_candidates = _decode8b_candidates
-    S15.DECODE_CASES = [("llama-3-8b", 8), ("llama-3-8b", 32)]
-    try:
-        return S15.decode(out)
-    finally:
-        S15._decode_candidates, S15.DECODE_CASES = saved
+    cases = [("llama-3-8b", 8), ("llama-3-8b", 32)]
+    return S15.decode(out, cases, _decode8b_candidates, "decode8b")
+
+
+def _mid70b_candidates():
+    """``(label, fn_maker)``: eager, the unfused route (two ``F.linear`` and our elementwise
+    kernel) and the decode kernel's TMA variant in the tiles of ``mid70b``."""
+    from flash_swiglu.ops import elementwise as E
+
+    cands = [
+        ("eager", lambda x, wg, wu, _: lambda: F.silu(F.linear(x, wg)) * F.linear(x, wu)),
+        (
+            "unfused route",
+            lambda x, wg, wu, _: lambda: E.forward(F.linear(x, wg), F.linear(x, wu), *S11.ACT),
+        ),
+    ]
+    for bn, bk, warps, stages in [
+        (64, 64, 4, 3), (64, 64, 4, 4), (64, 128, 4, 3), (64, 128, 4, 4), (64, 128, 8, 3),
+        (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (64, 64, 4, 5), (128, 64, 4, 4),
+    ]:  # fmt: skip
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, TMA=True)
+        label = f"decode tma bn{bn} bk{bk} w{warps} s{stages}"
+        cands.append((label, S11._triton_maker("decode", cfg)))
+    return cands
 
 
 def mid70b(out: Path) -> list[dict]:
-    from flash_swiglu import reference
-    from flash_swiglu.ops import elementwise as E
-
-    k, n = 8192, 28672
-    g = torch.Generator(device=DEVICE).manual_seed(0)
-    wg, wu = (torch.randn(n, k, device=DEVICE, dtype=DTYPE, generator=g) * k**-0.5
-              for _ in range(2))  # fmt: skip
-    wcat = torch.cat([wg, wu])
-    rows = []
-    for m in (65, 96, 128):
-        x = torch.randn(m, k, device=DEVICE, dtype=DTYPE, generator=g)
-        ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
-        calls = {
-            "launcher": lambda x=x: L._forward_triton(x, wg, wu, None, None, *S11.ACT),
-            "eager": lambda x=x: F.silu(F.linear(x, wg)) * F.linear(x, wu),
-            "cublas product": lambda x=x: x @ wcat.T,
-            "unfused route": lambda x=x: E.forward(F.linear(x, wg), F.linear(x, wu), *S11.ACT),
-        }
-        for bn, bk, warps, stages in [
-            (64, 64, 4, 3), (64, 64, 4, 4), (64, 128, 4, 3), (64, 128, 4, 4), (64, 128, 8, 3),
-            (128, 64, 8, 3), (128, 64, 8, 4), (128, 128, 8, 3), (64, 64, 4, 5), (128, 64, 4, 4),
-        ]:  # fmt: skip
-            cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, TMA=True)
-            label = f"decode tma bn{bn} bk{bk} w{warps} s{stages}"
-            try:
-                f = S11._triton_maker("decode", cfg)(x, wg, wu, None)
-                if not S11._ok(f(), ref):
-                    say(f"mid70b M={m} {label}: WRONG")
-                    continue
-                calls[label] = f
-            except Exception as e:  # out of resources: not a candidate
-                say(f"mid70b M={m} {label}: {type(e).__name__}: {e}"[:160])
-        for label in ("launcher", "unfused route"):
-            if not S11._ok(calls[label](), ref):
-                say(f"mid70b M={m} {label}: WRONG")
-        ms, med = S15._rotated_rounds(calls, 100.0)
-        rows.append(dict(m=m, n=n, k=k, ms=ms))
-        (out / "mid70b.json").write_text(json.dumps(rows, indent=1))
-        best = min((lb for lb in med if lb != "cublas product"), key=med.get)
-        us = {lb: f"{t * 1e3:6.1f}" for lb, t in med.items()}
-        say(f"mid70b M={m:3d} launcher {us['launcher']} us, eager {us['eager']}, unfused "
-            f"{us['unfused route']}, best '{best}' {us[best]}, "
-            f"cuBLAS {us['cublas product']}")  # fmt: skip
-    return rows
+    cases = [("llama-3-70b", 65), ("llama-3-70b", 96), ("llama-3-70b", 128)]
+    return S15.decode(out, cases, _mid70b_candidates, "mid70b")
 
 
 def main() -> None:
