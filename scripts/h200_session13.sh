@@ -39,6 +39,14 @@
 #   mlp-small      the same step at 1024 and 2048 tokens (written in session 16: the README's
 #                  rows there are session 8's fixed-order run; run h200-${RUN_TAG}-mlp-8b-small)
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
+#   route70b       Llama-3-70B at 65, 96, 97, 112 and 128 tokens, bf16, every backend but
+#                  max-autotune (written in session 17: the unfused route at 65-96 tokens and the
+#                  decode kernel's new 128-row tile at 97-128; run h200-${RUN_TAG}-linear-bf16-70b-65-128)
+#   qwen-route     Qwen2.5-7B at 200, 256 and 300 tokens, the same backends (session 17: the route
+#                  to 300 tokens set in session 16; run h200-${RUN_TAG}-linear-bf16-qwen-200-300)
+#   mlp-1k-4k      the 8B MLP step at 1024, 2048 and 4096 tokens, every backend (session 17: the
+#                  Gluon forward that saves the pre-activation from 1024 rows; run
+#                  h200-${RUN_TAG}-mlp-8b-1k-4k)
 set -uo pipefail
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 OUT=${OUT:-/tmp/out}
@@ -119,6 +127,17 @@ for stage in "$@"; do
       timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 1024,2048 --run-id h200-${RUN_TAG}-mlp-8b-small 2>&1 | tee "$OUT/mlp_small.log" \
         | tail -n 4 ;;
+    route70b|qwen-route)
+      args=(--model llama-3-70b --tokens 65,96,97,112,128 --run-id h200-${RUN_TAG}-linear-bf16-70b-65-128)
+      [[ $stage == qwen-route ]] && args=(--model qwen2.5-7b --tokens 200,256,300
+        --run-id h200-${RUN_TAG}-linear-bf16-qwen-200-300)
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --dtype bfloat16 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton "${args[@]}" 2>&1 \
+        | tee "$OUT/linear_$stage.log" | tail -n 4 ;;
+    mlp-1k-4k)
+      timeout $(limit 420) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
+        --tokens 1024,2048,4096 --run-id h200-${RUN_TAG}-mlp-8b-1k-4k 2>&1 \
+        | tee "$OUT/mlp_1k_4k.log" | tail -n 4 ;;
     example)
       timeout $(limit 300) python3 examples/train_tiny_llama.py 2>&1 | tail -n 12 \
         | tee "$OUT/train_tiny_llama.log" ;;
