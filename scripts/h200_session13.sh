@@ -39,9 +39,10 @@
 #   mlp-small      the same step at 1024 and 2048 tokens (written in session 16: the README's
 #                  rows there are session 8's fixed-order run; run h200-${RUN_TAG}-mlp-8b-small)
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
-#   route70b       Llama-3-70B at 65, 96, 97, 112 and 128 tokens, bf16, every backend but
-#                  max-autotune (written in session 17: the unfused route at 65-96 tokens and the
-#                  decode kernel's new 128-row tile at 97-128; run h200-${RUN_TAG}-linear-bf16-70b-65-128)
+#   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
+#                  max-autotune (written in session 17: the unfused route at 65-120 tokens and the
+#                  decode kernel's new 128-row tile at 121-128; run h200-${RUN_TAG}-linear-bf16-70b-65-128;
+#                  RUN_TAG=s17b for the second table of session 17)
 #   qwen-route     Qwen2.5-7B at 200, 256 and 300 tokens, the same backends (session 17: the route
 #                  to 300 tokens set in session 16; run h200-${RUN_TAG}-linear-bf16-qwen-200-300)
 #   mlp-1k-4k      the 8B MLP step at 1024, 2048 and 4096 tokens, every backend (session 17: the
@@ -128,7 +129,7 @@ for stage in "$@"; do
         --tokens 1024,2048 --run-id h200-${RUN_TAG}-mlp-8b-small 2>&1 | tee "$OUT/mlp_small.log" \
         | tail -n 4 ;;
     route70b|qwen-route)
-      args=(--model llama-3-70b --tokens 65,96,97,112,128 --run-id h200-${RUN_TAG}-linear-bf16-70b-65-128)
+      args=(--model llama-3-70b --tokens 65,96,112,120,121,128 --run-id h200-${RUN_TAG}-linear-bf16-70b-65-128)
       [[ $stage == qwen-route ]] && args=(--model qwen2.5-7b --tokens 200,256,300
         --run-id h200-${RUN_TAG}-linear-bf16-qwen-200-300)
       timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --dtype bfloat16 \

@@ -398,7 +398,7 @@ def test_unfused_route(monkeypatch, tmp_path):
     """``unfused_route``: the inclusive token ranges of the table's ``unfused`` entry for the
     shape (its dtype's key first); other shapes, dtypes (fp32 always) and counts keep the
     kernels. The committed entries route 8B's 160 tokens and keep its bucket top, 256,
-    route Qwen2.5-7B to 300 tokens in bf16 and 256 in fp16, and Llama-3-70B's 65-96 tokens
+    route Qwen2.5-7B to 300 tokens in bf16 and 256 in fp16, and Llama-3-70B's 65-120 tokens
     in bf16 alone."""
     table = {"unfused": {"n64_k96:bfloat16": {"TOKENS": [[129, 200], [257, 300]]},
                          "n64_k128": {"TOKENS": [[65, 70]]}}}  # fmt: skip
@@ -417,9 +417,9 @@ def test_unfused_route(monkeypatch, tmp_path):
     assert [qwen(m, torch.bfloat16) for m in (64, 65, 256, 300, 301, 384)] == [
         False, True, True, True, False, False]  # fmt: skip
     assert [qwen(m, torch.float16) for m in (65, 256, 257, 300)] == [True, True, False, False]
-    # Llama-3-70B: bf16 takes the route at 65-96 tokens too (session 17); fp16 from 129.
+    # Llama-3-70B: bf16 takes the route at 65-120 tokens too (session 17); fp16 from 129.
     big = lambda m, dt: L.unfused_route(m, 28672, 8192, dt, "NVIDIA H200")
-    assert [big(m, torch.bfloat16) for m in (64, 65, 96, 97, 128, 129, 256, 257, 384, 385)] == [
+    assert [big(m, torch.bfloat16) for m in (64, 65, 120, 121, 128, 129, 256, 257, 384, 385)] == [
         False, True, True, False, False, True, False, True, True, False]  # fmt: skip
     assert [big(m, torch.float16) for m in (65, 96, 128, 129)] == [False, False, False, True]
 
@@ -881,8 +881,8 @@ def test_gpu_split_k_decode_under_cuda_graph(fresh_stream):
 def test_gpu_wide_decode_entries(monkeypatch):
     """Every committed decode entry for more than 64 tokens, through ``swiglu_linear`` on
     its model shape: routed to the TMA decode kernel with one token tile, within the rule
-    (at the counts the table's ``unfused`` route leaves to it: Llama-3-70B's 65-96 tokens
-    take the route in bf16, so there it is checked at 108 and 128)."""
+    (at the counts the table's ``unfused`` route leaves to it: Llama-3-70B's 65-120 tokens
+    take the route in bf16, so there it is checked at 128 alone)."""
     import flash_swiglu.kernels.linear as KL
 
     launched = []
@@ -981,14 +981,14 @@ def test_gpu_token_tiles_stay_within_x(monkeypatch, m, model):
 @pytest.mark.parametrize(
     ("n", "k", "m", "unfused"),
     [(14336, 4096, 200, True), (14336, 4096, 256, False), (14336, 4096, 300, True),
-     (18944, 3584, 300, True), (18944, 3584, 301, False), (28672, 8192, 96, True),
-     (28672, 8192, 97, False)],
+     (18944, 3584, 300, True), (18944, 3584, 301, False), (28672, 8192, 120, True),
+     (28672, 8192, 121, False)],
 )  # fmt: skip
 def test_gpu_unfused_route(monkeypatch, n, k, m, unfused):
     """The committed ``unfused`` entries: on Llama-3-8B 200 and 300 tokens run two cuBLAS
     products and the fused elementwise kernel, 256 (a bucket's top) the fused projection; on
     Qwen2.5-7B in bf16 300 tokens the route, 301 the fused projection; on Llama-3-70B in bf16
-    96 tokens the route, 97 the decode kernel's wide tile; all within the rule."""
+    120 tokens the route, 121 the decode kernel's wide tile; all within the rule."""
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed unfused entries are the H200's")
     calls = []
