@@ -233,6 +233,26 @@ def test_library_env_recorded_and_left_out_of_summary(tmp_path, device, monkeypa
     assert "`shipped`" in table and "`other`" not in table and "1.90x" not in table
 
 
+def test_superseded_run_left_out_of_summary(tmp_path):
+    """A run whose directory holds ``SUPERSEDED.md`` keeps its rows on disk but leaves the
+    README's summary, even where it is the newest run of a case."""
+    from flash_swiglu.bench.summary import SUPERSEDED, load_rows
+
+    for name, stamp, speedup in (
+        ("old", "2026-11-01T00:00:00Z", 1.5),
+        ("new", "2026-11-02T00:00:00Z", 1.9),
+    ):
+        (tmp_path / name).mkdir()
+        row = _fake_row(stamp, "triton", 0.9, speedup, run=name)
+        (tmp_path / name / "rows.json").write_text(json.dumps([row]))
+    assert "`new`" in render_summary(load_rows(tmp_path))
+    (tmp_path / "new" / SUPERSEDED).write_text("the launch table changed at this count\n")
+    rows = load_rows(tmp_path)
+    assert [r.get("superseded", False) for r in rows] == [True, False]  # sorted: new, old
+    table = render_summary(rows)
+    assert "`old`" in table and "`new`" not in table and "1.90x" not in table
+
+
 @pytest.mark.skipif(importlib.util.find_spec("liger_kernel") is not None, reason="Liger installed")
 def test_liger_skipped_with_reason(tmp_path, device):
     args = ("--dtype", "float32", "--activation", "silu", "--backend", "liger", "--pass", "fwd")

@@ -29,11 +29,21 @@ GENERATED = (
 TITLES = {"torch": "eager", "compile": "torch.compile", "triton": "flash-swiglu", "liger": "Liger"}
 
 
+# A run directory holding this file measured a configuration the library has since left (a
+# launch table changed after it at some of its counts); the file says what changed. Its rows
+# stay stored but the README's tables leave them out.
+SUPERSEDED = "SUPERSEDED.md"
+
+
 def load_rows(results_dir: Path) -> list[dict[str, Any]]:
-    """Every row of every ``<results_dir>/<run>/rows.json``, with ``run`` set to ``<run>``."""
+    """Every row of every ``<results_dir>/<run>/rows.json``, with ``run`` set to ``<run>``
+    (and ``superseded`` set where the run's directory holds ``SUPERSEDED.md``)."""
     rows = []
     for path in sorted(results_dir.glob("*/rows.json")):
-        rows += [{**row, "run": path.parent.name} for row in json.loads(path.read_text())]
+        extra = {"run": path.parent.name}
+        if (path.parent / SUPERSEDED).exists():
+            extra["superseded"] = True
+        rows += [{**row, **extra} for row in json.loads(path.read_text())]
     return rows
 
 
@@ -58,9 +68,10 @@ def _run_line(row: dict[str, Any]) -> str:
 def render_summary(rows: Sequence[dict[str, Any]]) -> str:
     """The markdown tables (and the list of runs they cite) for ``rows`` from
     :func:`load_rows`. Rows of runs made with the library away from its committed
-    configuration (``library_env``: another launch table, the Gluon kernels off) are left
-    out: the tables show what the library runs as shipped."""
-    rows = [r for r in rows if not r.get("library_env")]
+    configuration (``library_env``: another launch table, the Gluon kernels off) or of runs
+    since superseded (``SUPERSEDED``) are left out: the tables show what the library runs as
+    shipped."""
+    rows = [r for r in rows if not r.get("library_env") and not r.get("superseded")]
     elementwise = [r for r in rows if r["op"] == "elementwise" and not r.get("sweep")]
     latest = latest_cases(elementwise)
     linear_rows = [r for r in rows if r["op"] == "linear"]
