@@ -398,8 +398,8 @@ def test_unfused_route(monkeypatch, tmp_path):
     """``unfused_route``: the inclusive token ranges of the table's ``unfused`` entry for the
     shape (its dtype's key first); other shapes, dtypes (fp32 always) and counts keep the
     kernels. The committed entries route 8B's 160 tokens and keep its bucket top, 256,
-    route Qwen2.5-7B to 300 tokens in bf16 and 256 in fp16, and Llama-3-70B's 65-120 tokens
-    in bf16 alone."""
+    route Qwen2.5-7B to 300 tokens in bf16 and 256 in fp16, and Llama-3-70B's 65-120
+    tokens in both 16-bit dtypes."""
     table = {"unfused": {"n64_k96:bfloat16": {"TOKENS": [[129, 200], [257, 300]]},
                          "n64_k128": {"TOKENS": [[65, 70]]}}}  # fmt: skip
     with _launch_table(monkeypatch, tmp_path, table, L.unfused_route):
@@ -417,11 +417,12 @@ def test_unfused_route(monkeypatch, tmp_path):
     assert [qwen(m, torch.bfloat16) for m in (64, 65, 256, 300, 301, 384)] == [
         False, True, True, True, False, False]  # fmt: skip
     assert [qwen(m, torch.float16) for m in (65, 256, 257, 300)] == [True, True, False, False]
-    # Llama-3-70B: bf16 takes the route at 65-120 tokens too (session 17); fp16 from 129.
+    # Llama-3-70B: both 16-bit dtypes take the route at 65-120 tokens too (session 17).
     big = lambda m, dt: L.unfused_route(m, 28672, 8192, dt, "NVIDIA H200")
     assert [big(m, torch.bfloat16) for m in (64, 65, 120, 121, 128, 129, 256, 257, 384, 385)] == [
         False, True, True, False, False, True, False, True, True, False]  # fmt: skip
-    assert [big(m, torch.float16) for m in (65, 96, 128, 129)] == [False, False, False, True]
+    assert [big(m, torch.float16) for m in (64, 65, 120, 121, 129)] == [
+        False, True, True, False, True]  # fmt: skip
 
 
 def test_decode_tma_falls_back(device, monkeypatch):
@@ -882,7 +883,7 @@ def test_gpu_wide_decode_entries(monkeypatch):
     """Every committed decode entry for more than 64 tokens, through ``swiglu_linear`` on
     its model shape: routed to the TMA decode kernel with one token tile, within the rule
     (at the counts the table's ``unfused`` route leaves to it: Llama-3-70B's 65-120 tokens
-    take the route in bf16, so there it is checked at 128 alone)."""
+    take the route, so there it is checked at 128 alone)."""
     import flash_swiglu.kernels.linear as KL
 
     launched = []
@@ -987,7 +988,7 @@ def test_gpu_token_tiles_stay_within_x(monkeypatch, m, model):
 def test_gpu_unfused_route(monkeypatch, n, k, m, unfused):
     """The committed ``unfused`` entries: on Llama-3-8B 200 and 300 tokens run two cuBLAS
     products and the fused elementwise kernel, 256 (a bucket's top) the fused projection; on
-    Qwen2.5-7B in bf16 300 tokens the route, 301 the fused projection; on Llama-3-70B in bf16
+    Qwen2.5-7B in bf16 300 tokens the route, 301 the fused projection; on Llama-3-70B
     120 tokens the route, 121 the decode kernel's wide tile; all within the rule."""
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed unfused entries are the H200's")
