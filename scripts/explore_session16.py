@@ -7,7 +7,7 @@ the next session's H200 time: the questions its runs left.
 - ``small``: run ``h200-s16-mlp-8b-small`` had the Llama-3-8B MLP step 1.5% (1024 tokens) and
   1.9% (2048) behind the fastest peer, with our forward that saves the pre-activation 1.119
   ms against Liger's 1.089 at 2048 (and our forward without saving, recompute's, at 1.062).
-  Below 8192 rows that forward is the Triton kernel (``forward_saving_ws`` has ``MIN_M``
+  In session 16's table, below 8192 rows that forward was the Triton kernel (``MIN_M``
   8192), below 2048 the backward too (``mlp_backward_ws`` ``MIN_M`` 2048). At 1024, 2048 and
   4096 tokens: eager, ``torch.compile``, ``LigerSwiGLUMLP`` and ours, and ours with those
   entries' ``MIN_M`` moved (the Gluon forward from 1024 rows; the Triton backward at every

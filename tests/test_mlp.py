@@ -133,16 +133,18 @@ def test_retained_and_last_backward_agree_bitwise(device, monkeypatch, launches,
 
 
 def test_slice_width_follows_the_token_count(monkeypatch):
-    # Few tokens: one slice (no launches to spare on the host); many: slices of at least
-    # MIN_CHUNK_N columns holding about SLICE_ELEMENTS elements; CHUNK_N overrides both.
+    # Few tokens: one slice (no launches to spare on the host); below NARROW_FROM_M, slices of
+    # at least MIN_CHUNK_N columns holding about SLICE_ELEMENTS elements; from it,
+    # MIN_CHUNK_N columns; CHUNK_N overrides all.
     n = 14336
     assert T.chunks(n, T.chunk_width(1024)) == [(0, n)]
+    assert T.chunk_width(T.NARROW_FROM_M - 1) > T.MIN_CHUNK_N == T.chunk_width(T.NARROW_FROM_M)
     assert len(T.chunks(n, T.chunk_width(8192))) == 7
     assert len(T.chunks(n, T.chunk_width(1 << 20))) == 7  # never under MIN_CHUNK_N
     for m in (1, 100, 4096, 8192, 50000):
         width = T.chunk_width(m)
         assert width >= T.MIN_CHUNK_N
-        assert width == T.MIN_CHUNK_N or m * width <= T.SLICE_ELEMENTS
+        assert width == T.MIN_CHUNK_N or (m < T.NARROW_FROM_M and m * width <= T.SLICE_ELEMENTS)
         slices = T.chunks(n, width)
         assert slices[0][0] == 0 and slices[-1][1] == n
         assert all(a[1] == b[0] and b[0] % 128 == 0 for a, b in itertools.pairwise(slices))

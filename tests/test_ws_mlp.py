@@ -238,7 +238,7 @@ def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms, config):
 
 
 def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
-    # The committed entry starts at 8192 rows: give the table one from 256 for this test.
+    # The committed entry starts at 1024 rows: give the table one from 256 for this test.
     import torch.nn.functional as F
 
     calls = _with_forward_entry(monkeypatch, "forward_saving_ws")

@@ -52,8 +52,13 @@ from flash_swiglu.ops._common import bind_cuda_context, use_triton
 # columns keep its peak under the lowest peer's. A fixed 2048 at every M made 1024 tokens
 # host-bound (seven slices of seven launches: 2.91 ms against 2.25 with 4096 columns,
 # h200-s3-mlp-8b), hence the width grows as M shrinks.
+# From NARROW_FROM_M tokens the width is MIN_CHUNK_N: at 4096 tokens (8B, recompute=True,
+# h200-session17-explore/call2, ``recompute`` stage) 2048 columns took 8.62 ms and peaked at
+# 448 MiB against 9.04 ms and 484 MiB for the 4096 columns SLICE_ELEMENTS // M gave; 1024 took
+# 8.94 ms (424 MiB), 512 11.36 ms (412 MiB).
 SLICE_ELEMENTS = 8192 * 2048
 MIN_CHUNK_N = 2048
+NARROW_FROM_M = 4096
 CHUNK_N: int | None = None  # a fixed width (tests, explore script); None: chunk_width(M)
 
 
@@ -61,6 +66,8 @@ def chunk_width(m: int) -> int:
     """Columns per backward slice for ``m`` tokens."""
     if CHUNK_N is not None:
         return CHUNK_N
+    if m >= NARROW_FROM_M:
+        return MIN_CHUNK_N
     return max(MIN_CHUNK_N, SLICE_ELEMENTS // max(m, 1))
 
 
