@@ -48,8 +48,11 @@
 #   mlp-1k-4k      the 8B MLP step at 1024, 2048 and 4096 tokens, every backend (session 17: the
 #                  Gluon forward that saves the pre-activation from 1024 rows; run
 #                  h200-${RUN_TAG}-mlp-8b-1k-4k)
+# Set FLASH_SWIGLU_COMMIT=<the commit the tree is at> on the command line: the GPU machine's
+# copy of the tree may carry an older .git, which the runs would otherwise name (dirty).
 set -uo pipefail
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
+[[ -n ${FLASH_SWIGLU_COMMIT:-} ]] || echo "warning: FLASH_SWIGLU_COMMIT is not set" >&2
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 # DEADLINE (seconds from the start of this script, default 570): no stage runs past it, so a
