@@ -156,11 +156,13 @@ class _Configured:
         return self._under(setup), self._under(call)
 
 
-def _measured(m: int, variants: dict, passes: tuple[str, ...]) -> dict[str, dict]:
-    """``{pass: {label: result}}`` for the 8B MLP at ``m`` tokens: each variant (those
-    available) built, checked against the float64 step and timed (peak memory, rotated
+def _measured(
+    m: int, variants: dict, passes: tuple[str, ...], case: B.MLPCase | None = None
+) -> dict[str, dict]:
+    """``{pass: {label: result}}`` for the 8B MLP at ``m`` tokens (or ``case``): each variant
+    (those available) built, checked against the float64 step and timed (peak memory, rotated
     rounds) by the benchmark's own functions; ``variants`` must hold eager as ``torch``."""
-    case = B.MLPCase(MODEL, HIDDEN, INTERMEDIATE, m, DTYPE)
+    case = case or B.MLPCase(MODEL, HIDDEN, INTERMEDIATE, m, DTYPE)
     inputs, dout = case.make_inputs(DEVICE, torch.Generator(device=DEVICE).manual_seed(0))
     steps = {}
     for label, (backend, *settings) in variants.items():
