@@ -1,7 +1,7 @@
 """Explorations written in session 17 for the next session's H200 time: the training step's
-questions its runs left (issue 4).
+questions its runs left (issue 4) and the decode tiles not yet tried (issue 3).
 
-    PYTHONPATH=src python scripts/explore_session17.py bwd-small fwd-shapes --out DIR
+    PYTHONPATH=src python scripts/explore_session17.py bwd-small fwd-shapes decode-narrow --out DIR
 
 - ``bwd-small``: run ``h200-s17-mlp-8b-1k-4k`` had the Llama-3-8B step at 1024 tokens 2.2%
   behind the fastest peer, the gap in the backward (1.245 against ``LigerSwiGLUMLP``'s 1.188
@@ -16,7 +16,18 @@ questions its runs left (issue 4).
   Llama-3-70B at 1024 and 4096 tokens, fwd and fwd+bwd: eager, ``LigerSwiGLUMLP``, ours and
   ours with the Triton forward below 8192 rows (the entry before). -> ``fwd_shapes.json``.
 
-Each variant is a step of the benchmark's own (``bench.cases.mlp.Step``) under its table
+- ``decode-narrow``: issue 3's 90%-of-copy-bandwidth target at 8 and 32 tokens is missed on
+  Llama-3-8B (84 / 83% in run ``h200-s16-linear-bf16-decode``), Qwen2.5-7B at 8 tokens (85%)
+  and Llama-3.2-1B (66 / 66%). The 8B entries read 128 weight rows a program: 112 programs
+  for 132 SMs, one wave with 20 SMs idle, about the 85% measured; session 17's ``decode8b``
+  tried 64- and 32-row tiles and split-K 2, none faster. Qwen's 32-token entry (16 rows a
+  program, TMA, 2 warps: 1184 programs, 9 waves) reached 87%. Narrow TMA tiles (16 and 32
+  rows, 128-512 columns a step, 2-4 warps, 3-4 stages) and 16-row pointer tiles, through
+  ``explore_session15.decode``'s harness (ours, Liger's kernel, the cuBLAS product, each
+  after 100 ms of its own CUDA-graph replays, three rotated rounds, every candidate checked
+  against float64). -> ``decode_narrow.json``.
+
+Each MLP variant is a step of the benchmark's own (``bench.cases.mlp.Step``) under its table
 settings, its outputs and gradients checked against the float64 step, timed as the benchmark
 times (settled, three rotated rounds): ``explore_session16._measured``.
 """
@@ -29,7 +40,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import explore_session11 as S11
 import explore_session12 as S12
+import explore_session15 as S15
 import explore_session16 as S16
 
 from flash_swiglu.bench.cases import linear as BL
@@ -91,8 +104,33 @@ def fwd_shapes(out: Path) -> list[dict]:
     return rows
 
 
+NARROW_CASES = [("llama-3-8b", 8), ("llama-3-8b", 32), ("qwen2.5-7b", 8),
+                ("llama-3.2-1b", 8), ("llama-3.2-1b", 32)]  # fmt: skip
+NARROW_TILES = [  # (TMA, BLOCK_N, BLOCK_K, warps, stages)
+    (True, 16, 256, 2, 3), (True, 16, 256, 2, 4), (True, 16, 128, 2, 4), (True, 16, 512, 4, 3),
+    (True, 32, 256, 4, 3), (True, 32, 128, 2, 4), (False, 16, 256, 2, 3), (False, 16, 512, 4, 2),
+]  # fmt: skip
+
+
+def _narrow_candidates():
+    """``(label, fn_maker)``: the decode kernel in the tiles of ``decode-narrow``."""
+    cands = []
+    for tma, bn, bk, warps, stages in NARROW_TILES:
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
+        if tma:
+            cfg["TMA"] = True
+        label = f"{'tma' if tma else 'ptr'} bn{bn} bk{bk} w{warps} s{stages}"
+        cands.append((label, S11._triton_maker("decode", cfg)))
+    return cands
+
+
+def decode_narrow(out: Path) -> list[dict]:
+    return S15.decode(out, NARROW_CASES, _narrow_candidates, "decode_narrow")
+
+
 def main() -> None:
-    S12.run_stages({"bwd-small": bwd_small, "fwd-shapes": fwd_shapes}, ["bwd-small"])
+    stages = {"bwd-small": bwd_small, "fwd-shapes": fwd_shapes, "decode-narrow": decode_narrow}
+    S12.run_stages(stages, ["bwd-small"])
 
 
 if __name__ == "__main__":

@@ -16,9 +16,10 @@
 #                  (written in session 16: the elementwise kernel at the unfused route's
 #                  shapes, 8B decode tiles, 70B at 65-128 tokens, direct launches' host time,
 #                  the MLP step at 1024-4096 tokens, recompute's slice widths)
-#   explore17      scripts/explore_session17.py bwd-small fwd-shapes -> $OUT/explore (written
-#                  in session 17: the 8B step's backward at 1024 and 2048 tokens in other tiles
-#                  and the Gluon one; the forward from 1024 rows on the other three models)
+#   explore17      scripts/explore_session17.py bwd-small fwd-shapes decode-narrow -> $OUT/explore
+#                  (written in session 17, about 260 s by estimate: the 8B step's backward at
+#                  1024 and 2048 tokens in other tiles and the Gluon one; the forward from 1024
+#                  rows on the other three models; 16- and 32-row decode tiles at 8 and 32 tokens)
 #   large          the four models at 2048, 8192 and 16384 tokens, bf16 (issue 3's M >= 2048
 #                  target, three cases below 0.97 of cuBLAS in session 10's run; run
 #                  h200-${RUN_TAG}-linear-bf16-large-tokens)
@@ -94,7 +95,7 @@ for stage in "$@"; do
         small recompute --out "$OUT/explore" 2>&1 | tail -n 40 ;;
     explore17)
       timeout $(limit 540) python3 scripts/explore_session17.py bwd-small fwd-shapes \
-        --out "$OUT/explore" 2>&1 | tail -n 30 ;;
+        decode-narrow --out "$OUT/explore" 2>&1 | tail -n 30 ;;
     large)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
