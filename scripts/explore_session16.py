@@ -409,21 +409,31 @@ def glu_mid(out: Path) -> list[dict]:
     return rows
 
 
+def decode_tile_candidates(tiles) -> list:
+    """``(label, fn_maker)`` of the decode kernel in each tile ``(TMA, BLOCK_N, BLOCK_K,
+    num_warps, num_stages[, SPLIT_K])``; the split, where given, is in the config and the
+    label."""
+    cands = []
+    for tma, bn, bk, warps, stages, *split in tiles:
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
+        label = f"{'tma' if tma else 'ptr'} bn{bn} bk{bk} w{warps} s{stages}"
+        if split:
+            cfg["SPLIT_K"] = split[0]
+            label += f" split{split[0]}"
+        if tma:
+            cfg["TMA"] = True
+        cands.append((label, S11._triton_maker("decode", cfg)))
+    return cands
+
+
 def _decode8b_candidates():
     """``(label, fn_maker)``: the decode kernel with the tiles of ``decode8b``."""
-    cands = []
-    for tma, bn, bk, warps, stages, split in [
+    return decode_tile_candidates([
         (False, 128, 128, 8, 3, 2), (False, 128, 64, 8, 4, 1), (False, 128, 256, 8, 2, 1),
         (False, 64, 128, 4, 3, 1), (False, 64, 128, 4, 3, 2), (False, 32, 256, 2, 3, 1),
         (True, 128, 128, 8, 4, 1), (True, 128, 128, 8, 5, 1), (True, 128, 128, 8, 3, 2),
         (True, 64, 256, 4, 3, 1), (True, 64, 128, 4, 3, 2),
-    ]:  # fmt: skip
-        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, SPLIT_K=split)
-        if tma:
-            cfg["TMA"] = True
-        label = f"{'tma' if tma else 'ptr'} bn{bn} bk{bk} w{warps} s{stages} split{split}"
-        cands.append((label, S11._triton_maker("decode", cfg)))
-    return cands
+    ])  # fmt: skip
 
 
 def decode8b(out: Path) -> list[dict]:

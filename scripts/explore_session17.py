@@ -40,7 +40,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import explore_session11 as S11
 import explore_session12 as S12
 import explore_session15 as S15
 import explore_session16 as S16
@@ -112,20 +111,9 @@ NARROW_TILES = [  # (TMA, BLOCK_N, BLOCK_K, warps, stages)
 ]  # fmt: skip
 
 
-def _narrow_candidates():
-    """``(label, fn_maker)``: the decode kernel in the tiles of ``decode-narrow``."""
-    cands = []
-    for tma, bn, bk, warps, stages in NARROW_TILES:
-        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages)
-        if tma:
-            cfg["TMA"] = True
-        label = f"{'tma' if tma else 'ptr'} bn{bn} bk{bk} w{warps} s{stages}"
-        cands.append((label, S11._triton_maker("decode", cfg)))
-    return cands
-
-
 def decode_narrow(out: Path) -> list[dict]:
-    return S15.decode(out, NARROW_CASES, _narrow_candidates, "decode_narrow")
+    candidates = lambda: S16.decode_tile_candidates(NARROW_TILES)
+    return S15.decode(out, NARROW_CASES, candidates, "decode_narrow")
 
 
 def main() -> None:
