@@ -52,6 +52,15 @@
 #   mlp-1k-4k      the 8B MLP step at 1024, 2048 and 4096 tokens, every backend (session 17: the
 #                  Gluon forward that saves the pre-activation from 1024 rows; run
 #                  h200-${RUN_TAG}-mlp-8b-1k-4k)
+#   route70b-fp16  Llama-3-70B at 65, 96, 120 and 121 tokens, fp16, the same backends (session 18:
+#                  the fp16 route of session 17's table, measured then only through an override;
+#                  run h200-${RUN_TAG}-linear-fp16-70b-65-121)
+#   qwen-large     Qwen2.5-7B at 2048 and 8192 tokens, bf16, the large stage's backends (session 18:
+#                  issue 3's one M >= 2048 case below 0.97 of cuBLAS in session 15; run
+#                  h200-${RUN_TAG}-linear-bf16-qwen-large)
+#   mlp-8192       the 8B MLP step at 8192 tokens, every backend (session 18: the count where
+#                  torch.compile was 0.5% ahead in session 15; run h200-${RUN_TAG}-mlp-8b-8192)
+#   explore18      scripts/explore_session18.py host fwd70b bwd70b -> $OUT/explore
 # Set FLASH_SWIGLU_COMMIT=<the commit the tree is at> on the command line: the GPU machine's
 # copy of the tree may carry an older .git, which the runs would otherwise name (dirty).
 set -uo pipefail
@@ -145,6 +154,23 @@ for stage in "$@"; do
       timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --dtype bfloat16 \
         --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton "${args[@]}" 2>&1 \
         | tee "$OUT/linear_$stage.log" | tail -n 4 ;;
+    route70b-fp16)
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --dtype float16 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton --model llama-3-70b \
+        --tokens 65,96,120,121 --run-id h200-${RUN_TAG}-linear-fp16-70b-65-121 2>&1 \
+        | tee "$OUT/linear_$stage.log" | tail -n 4 ;;
+    qwen-large)
+      timeout $(limit 400) python3 -m flash_swiglu.bench.cli --op linear --model qwen2.5-7b \
+        --dtype bfloat16 --tokens 2048,8192 --backend torch,torch-packed,compile,cublas,liger,triton \
+        --run-id h200-${RUN_TAG}-linear-bf16-qwen-large 2>&1 | tee "$OUT/linear_$stage.log" \
+        | tail -n 4 ;;
+    mlp-8192)
+      timeout $(limit 400) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
+        --tokens 8192 --run-id h200-${RUN_TAG}-mlp-8b-8192 2>&1 | tee "$OUT/mlp_8192.log" \
+        | tail -n 4 ;;
+    explore18)
+      timeout $(limit 540) python3 scripts/explore_session18.py host fwd70b bwd70b \
+        --out "$OUT/explore" 2>&1 | tail -n 30 ;;
     mlp-1k-4k)
       timeout $(limit 420) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 1024,2048,4096 --run-id h200-${RUN_TAG}-mlp-8b-1k-4k 2>&1 \
