@@ -11,12 +11,14 @@ session's H200 time.
   8192 tokens in session 6; the projection without saving (``swiglu_linear``) runs 70B on
   the cooperative schedule with 128 x 128 tiles and 3 slots (``ws`` entry ``n28672_k8192``
   of ``configs/h200_linear.json``), 0.99-1.01 of cuBLAS's rate. Forward alone on 70B at 2048,
-  4096 and 8192 tokens and on 8B at 8192 (the entry's own case, as a control), and fwd+bwd on
-  70B at 4096: eager, ``LigerSwiGLUMLP``, ours, and ours with each of ``FWD_CANDIDATES`` as
-  the ``forward_saving_ws`` entry, each a step of the benchmark's own checked against the
-  float64 step and timed as the benchmark times (``explore_session16._measured``: settled,
-  three rotated rounds). -> ``fwd_tiles.json``. A winner on 70B alone would need the train
-  table to key this entry by shape (it has one entry for every shape now).
+  4096 and 8192 tokens, on Qwen2.5-7B at 4096 and 8192 (never timed against Liger's forward:
+  session 18's ``fwd-shapes`` ran without Liger) and on 8B at 8192 (the entry's own case, as
+  a control), and fwd+bwd on 70B at 4096: eager, ``LigerSwiGLUMLP``, ours, and ours with each
+  of ``FWD_CANDIDATES`` as the ``forward_saving_ws`` entry, each a step of the benchmark's
+  own checked against the float64 step and timed as the benchmark times
+  (``explore_session16._measured``: settled, three rotated rounds). -> ``fwd_tiles.json``.
+  A winner on one shape alone would need the train table to key this entry by shape (it
+  has one entry for every shape now).
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ FWD_CANDIDATES = {
 # Not a candidate: the ping-pong entry with its epilogue in 2 parts (2 spill instructions in the
 # sm_90 compile under Triton 3.9, session 18).
 CASES = [("llama-3-70b", 2048, ("fwd",)), ("llama-3-70b", 4096, ("fwd", "fwd+bwd")),
-         ("llama-3-70b", 8192, ("fwd",)), ("llama-3-8b", 8192, ("fwd",))]  # fmt: skip
+         ("llama-3-70b", 8192, ("fwd",)), ("qwen2.5-7b", 4096, ("fwd",)),
+         ("qwen2.5-7b", 8192, ("fwd",)), ("llama-3-8b", 8192, ("fwd",))]  # fmt: skip
 
 
 def _variants() -> dict:

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU runs written in session 13, which had no device time left: for the next session, from
-# the repo root on the H200 (device tool), with Liger-Kernel's wheel installed on PYTHONPATH
-# by the caller where a stage needs it. Stages (each with its own time limit; logs under
-# $OUT and a tarball of benchmarks/results after each):
+# the repo root on the H200 (device tool), with Liger-Kernel on PYTHONPATH (the script installs
+# its wheel from .whl/ where it does not import, see below). Stages (each with its own time
+# limit; logs under $OUT and a tarball of benchmarks/results after each):
 #   tests          GPU tier but the Gluon file: the test seeds changed in session 13 (each
 #                  test's own id), and the moved last token tile (test_linear.py)
 #   tests-linear   tests/test_linear.py alone (the moved tile: Triton and Gluon forwards)
@@ -63,10 +63,16 @@
 #   explore18      scripts/explore_session18.py host fwd70b bwd70b -> $OUT/explore
 #   explore19      scripts/explore_session19.py fwd-tiles -> $OUT/explore (written in session 18,
 #                  not run: the forward that saves the pre-activation in six other Gluon tiles on
-#                  70B at 2048-8192 tokens and 8B at 8192; about 120 s by estimate)
+#                  70B at 2048-8192 tokens, Qwen at 4096-8192, 8B at 8192; about 150 s by estimate)
 # Set FLASH_SWIGLU_COMMIT=<the commit the tree is at> on the command line: the GPU machine's
 # copy of the tree may carry an older .git, which the runs would otherwise name (dirty).
 set -uo pipefail
+# Liger-Kernel: where it does not import and its wheel travelled in .whl/ (the device call's
+# `carry`), install it into /tmp/site first (session 18's first call ran without it).
+if ! python3 -c "import liger_kernel" 2>/dev/null && compgen -G ".whl/liger_kernel-*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/liger_kernel-*.whl && PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 [[ -n ${FLASH_SWIGLU_COMMIT:-} ]] || echo "warning: FLASH_SWIGLU_COMMIT is not set" >&2
 OUT=${OUT:-/tmp/out}
