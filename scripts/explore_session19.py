@@ -17,8 +17,8 @@ session's H200 time.
   of ``FWD_CANDIDATES`` as the ``forward_saving_ws`` entry, each a step of the benchmark's
   own checked against the float64 step and timed as the benchmark times
   (``explore_session16._measured``: settled, three rotated rounds). -> ``fwd_tiles.json``.
-  A winner on one shape alone would need the train table to key this entry by shape (it
-  has one entry for every shape now).
+  A winner on one shape alone goes into the entry's ``shapes`` item for that model's weights
+  (``"n28672_k8192"`` for 70B; ``ops.train.ws_entry``, added in session 18).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Compile the warp-specialized (Gluon) kernels of ``kernels/ws_mlp.py`` for sm_90 on the CPU:
 the MLP backward with every committed ``mlp_backward_ws`` table entry as
 ``ops.train.ws_config`` adjusts it, the hand-off backward with its built-in configuration
-(``HANDOFF_CONFIG``), and the forward (saving the pre-activation or not, with
-and without biases) with its built-in configuration, every committed ``forward_saving_ws``
-entry and every entry of the launch tables' ``ws`` sections; every activation in bf16, SiLU
-in fp16.
+(``HANDOFF_CONFIG``), and the forward (saving the pre-activation or not, with and without
+biases) with its built-in configuration, every committed ``forward_saving_ws`` entry (and
+each of its per-shape items) and every entry of the launch tables' ``ws`` sections; every
+activation in bf16, SiLU in fp16.
 
 Run as a script where ``TRITON_INTERPRET`` is unset; prints one JSON object per variant
 (``test_compile_gate_ws.py`` checks them). Signatures mirror an aligned launch: Gluon host
@@ -64,8 +64,12 @@ def entries(kind: str = "mlp_backward_ws"):
         entry = json.loads(path.read_text()).get(kind)
         if entry is not None:
             # ``ws_entry`` as a launch takes it (a HANDOFF entry: the hand-off kernel's keys),
-            # without the backward's 16 parts for two activations (``compile_variant``).
+            # without the backward's 16 parts for two activations (``compile_variant``); each
+            # of its per-shape items merged over it as well.
             yield path.name, T.ws_entry(entry, kind, "silu", None)
+            for key in entry.get("shapes", {}):
+                n, k = (int(part[1:]) for part in key.split("_"))
+                yield f"{path.name}:{key}", T.ws_entry(entry, kind, "silu", None, (n, k))
 
 
 def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype, maxnreg=None) -> dict:

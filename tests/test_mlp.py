@@ -188,6 +188,13 @@ def test_warp_specialized_table_entries():
     cfg = T.ws_entry(handoff, "mlp_backward_ws", "gelu_tanh", 2048)
     assert cfg == {k: v for k, v in handoff.items() if k not in ("MIN_M", "source")}
     assert T.ws_entry(handoff, "mlp_backward_ws", "silu", 2047) is None
+    # A forward entry's per-shape item, merged over it for those weights only (MIN_M too).
+    shaped = dict(forward, shapes={T.shape_key(28672, 8192): dict(STAGES=3, MIN_M=4096)})
+    assert T.ws_entry(shaped, "forward_saving_ws", "silu", 4096, (28672, 8192))["STAGES"] == 3
+    assert T.ws_entry(shaped, "forward_saving_ws", "silu", 4095, (28672, 8192)) is None
+    assert T.ws_entry(shaped, "forward_saving_ws", "silu", 2048, (14336, 4096))["STAGES"] == 6
+    assert T.ws_entry(shaped, "forward_saving_ws", "silu", 2048)["STAGES"] == 6
+    assert "shapes" not in T.ws_entry(shaped, "forward_saving_ws", "silu", 4096, (28672, 8192))
     # Off the GPU (and under the interpreter) the Gluon kernels never run.
     assert not T.ws_enabled(torch.bfloat16, torch.device("cpu"))
 

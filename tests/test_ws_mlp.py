@@ -257,6 +257,37 @@ def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
     assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
 
 
+def test_gpu_forward_saving_per_shape_item(monkeypatch):
+    # An entry's ``shapes`` item applies to those weights only: here it moves MIN_M past the
+    # call for [320, 256] weights (the Triton kernel runs) and gives [384, 256] weights the
+    # cooperative tile. Both forwards checked against float64.
+    import torch.nn.functional as F
+
+    from flash_swiglu.kernels import ws_mlp
+
+    table = dict(T.load_table(torch.cuda.get_device_name()))
+    shapes = {T.shape_key(320, 256): {"MIN_M": 1 << 30}, T.shape_key(384, 256): COOP_FORWARD}
+    table["forward_saving_ws"] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256, shapes=shapes)
+    monkeypatch.setattr(T, "load_table", lambda name: table)
+    configs, real = [], ws_mlp.glu_forward_ws
+    monkeypatch.setattr(
+        ws_mlp, "glu_forward_ws", lambda *a, **kw: configs.append(kw["config"]) or real(*a, **kw)
+    )
+    g_ = torch.Generator(device="cuda").manual_seed(3)
+    dt = torch.bfloat16
+    x = torch.randn(512, 256, device="cuda", generator=g_).to(dt)
+    for n in (320, 384):
+        wg, wu = (torch.randn(n, 256, device="cuda", generator=g_).div(16).to(dt) for _ in "gu")
+        h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", separate=True, **ARGS)
+        g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
+        assert_within_rule("g", g, F.linear(x, wg), g64)
+        assert_within_rule("u", u, F.linear(x, wu), u64)
+        h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu")
+        assert_within_rule("h", h, h_t.to(dt), reference.act_glu(g64, u64, "silu"))
+    assert len(configs) == 1  # [320, 256]: below its MIN_M
+    assert configs[0]["COOP"] is True and configs[0]["BLOCK_H"] == 128
+
+
 def test_gpu_projection_routing_with_an_entry(monkeypatch):
     # The committed ws entries are for model shapes: give the launch table a default one.
     import torch.nn.functional as F

@@ -137,7 +137,8 @@ def load_table(device_name: str) -> dict:
 # ``swiglu_linear``'s TMA path, whose entries live in the launch table's ``ws`` section,
 # keyed by shape like the Triton entries: ``ops.linear._forward_ws``);
 # ``FLASH_SWIGLU_GLUON=0`` turns them all off. An entry's optional ``MIN_M``: fewer rows run the
-# Triton kernel.
+# Triton kernel. A ``forward_saving_ws`` entry's optional ``shapes``: ``{"n<N>_k<K>": {key:
+# value}}`` for the weights ``[N, K]`` of one model, merged over the entry (``MIN_M`` too).
 WS_KEYS = {
     "mlp_backward_ws": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES", "EPILOGUE_SPLIT",
                         "PREFETCH", "COALESCE", "CONSUMER_REGS", "COOP"),
@@ -159,12 +160,15 @@ def ws_config(
     activation: str,
     m: int | None = None,
     kind: str = "mlp_backward_ws",
+    shape: tuple[int, int] | None = None,
 ) -> dict | None:
     """A warp-specialized kernel's launch configuration where it applies, else None: 16-bit
-    types on sm_90 (``ws_enabled``) with a training-table entry ``kind`` (``ws_entry``)."""
+    types on sm_90 (``ws_enabled``) with a training-table entry ``kind`` (``ws_entry``) for
+    weights of ``shape`` ``(N, K)`` (None: the entry as it is)."""
     if not ws_enabled(dtype, device):
         return None
-    return ws_entry(load_table(L._device_name(device.index or 0)).get(kind), kind, activation, m)
+    entry = load_table(L._device_name(device.index or 0)).get(kind)
+    return ws_entry(entry, kind, activation, m, shape)
 
 
 def ws_enabled(dtype: torch.dtype, device: torch.device) -> bool:
@@ -179,10 +183,19 @@ def ws_enabled(dtype: torch.dtype, device: torch.device) -> bool:
     return L.capability(L._index(device)) == (9, 0) and gluon_available()
 
 
-def ws_entry(entry: dict | None, kind: str, activation: str, m: int | None) -> dict | None:
+def ws_entry(
+    entry: dict | None,
+    kind: str,
+    activation: str,
+    m: int | None,
+    shape: tuple[int, int] | None = None,
+) -> dict | None:
     """A table ``entry`` of ``kind`` as launched, or None where it does not apply: ``m`` rows
-    (None: any) below its ``MIN_M``. In the backward, gelu_tanh and gpt-oss's GLU take 16
+    (None: any) below its ``MIN_M``. With ``shape`` ``(N, K)``, the entry's ``shapes`` item
+    for it, if any, merged over it first. In the backward, gelu_tanh and gpt-oss's GLU take 16
     epilogue parts (8 spilled in the sm_90 gate under Triton 3.9)."""
+    if entry is not None and shape is not None:
+        entry = {**entry, **entry.get("shapes", {}).get(shape_key(*shape), {})}
     if entry is None or (m is not None and m < entry.get("MIN_M", 0)):
         return None
     if kind == "mlp_backward_ws" and entry.get("HANDOFF"):
@@ -192,6 +205,11 @@ def ws_entry(entry: dict | None, kind: str, activation: str, m: int | None) -> d
     if kind == "mlp_backward_ws" and activation in ("gelu_tanh", "swiglu_oai"):
         cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
     return cfg
+
+
+def shape_key(n: int, k: int) -> str:
+    """The key of weights ``[N, K]`` in an entry's ``shapes`` (as the launch table's keys)."""
+    return f"n{n}_k{k}"
 
 
 @functools.cache
@@ -304,7 +322,7 @@ def launch(
                             limit=limit, config=ws)  # fmt: skip
             return
     if mode == "forward_saving" and store_gu and h is not None and _override is None:
-        ws = ws_config(ref.dtype, ref.device, activation, m, "forward_saving_ws")
+        ws = ws_config(ref.dtype, ref.device, activation, m, "forward_saving_ws", (n, k))
         if ws is not None:
             from flash_swiglu.kernels.ws_mlp import glu_forward_ws
 
