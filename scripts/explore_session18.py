@@ -40,12 +40,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import explore_session12 as S12
 import explore_session16 as S16
+import explore_session17 as S17
 
 from flash_swiglu.bench.cases import linear as BL
 from flash_swiglu.bench.cases import mlp as B
 from flash_swiglu.bench.timing import host_ms
 
 say = S16.say
+_report = S17._report  # one line of median times and speedups over eager
 HOST_CASES = {"llama-3.2-1b-1024": ("llama-3.2-1b", 2048, 8192, 1024),
               "example-8192": ("example", 1024, 2816, 8192)}  # fmt: skip
 FWD70_TOKENS = (2048, 4096, 8192, 16384)
@@ -109,14 +111,6 @@ def host(out: Path) -> dict:
 def _case70(m: int) -> B.MLPCase:
     hidden, inter = BL.MODELS["llama-3-70b"]
     return B.MLPCase("llama-3-70b", hidden, inter, m, S16.DTYPE)
-
-
-def _report(name: str, m: int, pass_: str, results: dict) -> None:
-    eager = results["torch"].get("median_ms") or float("nan")
-    say(f"{name} M={m:5d} {pass_:7s} " + ", ".join(
-        f"{lb} {r.get('median_ms') or float('nan'):.3f} ms "
-        f"({eager / (r.get('median_ms') or float('nan')):.3f}x){S16._ok(r)}"
-        for lb, r in results.items()))  # fmt: skip
 
 
 def fwd70b(out: Path) -> list[dict]:
