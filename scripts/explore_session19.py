@@ -1,7 +1,7 @@
 """Explorations written in session 18, which spent its device time on its runs, for the next
 session's H200 time.
 
-    PYTHONPATH=src python scripts/explore_session19.py fwd-tiles --out DIR
+    PYTHONPATH=src python scripts/explore_session19.py fwd-tiles host-parts --out DIR
 
 - ``fwd-tiles``: session 18's ``fwd70b`` (``explore_session18.py``) had ``LigerSwiGLUMLP``'s
   forward 0.8-2.3% ahead of ours on Llama-3-70B at 2048-16384 tokens (two cuBLAS products,
@@ -19,6 +19,19 @@ session's H200 time.
   (``explore_session16._measured``: settled, three rotated rounds). -> ``fwd_tiles.json``.
   A winner on one shape alone goes into the entry's ``shapes`` item for that model's weights
   (``"n28672_k8192"`` for 70B; ``ops.train.ws_entry``, added in session 18).
+- ``host-parts``: session 18's ``host`` stage had our MLP step issue in 1.100 ms of host time
+  against eager's 0.903 on Llama-3.2-1B at 1024 tokens (0.286 against 0.180 for the forward),
+  the two bound by the host at that size, and a cProfile that inflates each Python call. The
+  host time of each layer of the step on its own, unprofiled (``explore_session11._host_us``:
+  median of seven loops of ten calls, synchronised between loops, so no call waits for the
+  GPU), at the example's MLP (hidden 1024, intermediate 2816) and its 16 x 512 tokens:
+  ``SwiGLUMLP`` forward (grad on), ``swiglu_mlp``, ``ops.mlp.forward_train`` (no autograd),
+  ``ops.train.forward_saving``, ``ops.train.launch`` and ``ws_mlp.glu_forward_ws`` with
+  preallocated outputs, its three descriptors alone, the table and alignment checks
+  (``ws_config``, ``fused_ok``, ``rows``), the down projection's ``F.linear``; the backward
+  through ``ops.mlp.backward`` (the saved tensors kept intact: the column-sliced path, two
+  slices here, where a step's own backward overwrites them in one launch) and
+  ``ws_mlp.mlp_backward_ws`` alone; eager's forward and step beside them. -> ``host_parts.json``.
 """
 
 from __future__ import annotations
@@ -27,14 +40,21 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import explore_session11 as S11
 import explore_session12 as S12
 import explore_session16 as S16
 import explore_session18 as S18
 
+import flash_swiglu
 from flash_swiglu.bench.cases import linear as BL
 from flash_swiglu.bench.cases import mlp as B
+from flash_swiglu.ops import mlp as OM
+from flash_swiglu.ops import train as T
 
 say = S16.say
 # label -> forward_saving_ws keys merged over the committed entry; the first two are the
@@ -73,8 +93,84 @@ def fwd_tiles(out: Path) -> list[dict]:
     return rows
 
 
+# hidden K, intermediate N, rows M: the example's MLP at its default 16 x 512 tokens (the
+# Gluon kernels both ways: ``MIN_M`` 1024 and 2048)
+HOST_SHAPE = (1024, 2816, 8192)
+ACT = dict(activation="silu", alpha=1.702, limit=7.0)
+
+
+def _host_calls() -> dict:
+    """label -> call, each a layer of our MLP step (or eager's) at ``HOST_SHAPE``."""
+    from flash_swiglu.kernels import ws_mlp
+
+    k, n, m = HOST_SHAPE
+    dev, dt = S16.DEVICE, S16.DTYPE
+    mlp = flash_swiglu.SwiGLUMLP(k, n, device=dev, dtype=dt)
+    eager = B.eager_module(k, n, "silu")().to(dev, dt)
+    wg, wu, wd = (p.detach() for p in (mlp.gate_proj.weight, mlp.up_proj.weight,
+                                       mlp.down_proj.weight))  # fmt: skip
+    x = torch.randn(m, k, device=dev, dtype=dt, requires_grad=True)
+    xd, dy = x.detach(), torch.randn(m, k, device=dev, dtype=dt)
+    h, g, u = (torch.empty(m, n, device=dev, dtype=dt) for _ in "hgu")
+    _, (sg, su) = T.forward_saving(xd, wg, wu, None, None, "silu", 1.702, 7.0, separate=True)
+    fwd_ws = T.ws_config(dt, xd.device, "silu", m, "forward_saving_ws", (n, k))
+    bwd_ws = T.ws_config(dt, xd.device, "silu", m)
+    needs = (True, True, True, True, False, False, False)
+    args = (xd, wg, wu, wd, None, None, None)
+
+    def step(module):
+        def call():
+            x.grad = None
+            module.zero_grad(set_to_none=True)
+            module(x).backward(dy)
+
+        return call
+
+    calls = {
+        "eager step (fwd+bwd)": step(eager),
+        "ours step (fwd+bwd)": step(mlp),
+        "eager forward (grad on)": lambda: eager(x),
+        "SwiGLUMLP forward (grad on)": lambda: mlp(x),
+        "swiglu_mlp (grad on)": lambda: flash_swiglu.swiglu_mlp(x, wg, wu, wd),
+        "ops.mlp.forward_train (no autograd)": lambda: OM.forward_train(
+            *args, "silu", False, 1.702, 7.0, separate=True),
+        "ops.train.forward_saving": lambda: T.forward_saving(
+            xd, wg, wu, None, None, "silu", 1.702, 7.0, separate=True),
+        "ops.train.launch (forward, outputs given)": lambda: T.launch(
+            m, n, k, x=xd, wg=wg, wu=wu, g=g, u=u, h=h, store_gu=True, **ACT),
+        "ws_mlp.glu_forward_ws (outputs given)": lambda: ws_mlp.glu_forward_ws(
+            xd, wg, wu, None, None, h, g, u, config=fwd_ws, **ACT),
+        "ws_mlp._desc x3": lambda: [ws_mlp._desc(t, [128, 64]) for t in (xd, wg, wu)],
+        "ops.train.ws_config": lambda: T.ws_config(dt, xd.device, "silu", m,
+                                                   "forward_saving_ws", (n, k)),
+        "ops.train.fused_ok": lambda: T.fused_ok(xd, wg, wu),
+        "ops.train.rows": lambda: T.rows(x),
+        "F.linear (down projection)": lambda: F.linear(h, wd),
+        "ops.mlp.backward (saved kept)": lambda: OM.backward(
+            *args, (sg, su), dy, "silu", 1.702, 7.0, needs),
+        "ws_mlp.mlp_backward_ws (dg, du apart)": lambda: ws_mlp.mlp_backward_ws(
+            dy, wd, sg, su, h, g, u, config=bwd_ws, **ACT),
+        "torch.mm [M, K] x [K, N]": lambda: torch.mm(xd, wg.t()),
+    }  # fmt: skip
+    return calls
+
+
+def host_parts(out: Path) -> dict:
+    result = {}
+    for label, call in _host_calls().items():
+        try:
+            result[label] = S11._host_us(call)
+        except Exception as e:  # one layer's failure leaves the others' numbers
+            result[label] = f"error: {type(e).__name__}: {e}"
+        value = result[label]
+        say(f"host-parts {label:45s} " + (f"{value:8.1f} us" if isinstance(value, float)
+                                          else value))  # fmt: skip
+        (out / "host_parts.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main() -> None:
-    S12.run_stages({"fwd-tiles": fwd_tiles}, ["fwd-tiles"])
+    S12.run_stages({"fwd-tiles": fwd_tiles, "host-parts": host_parts}, ["fwd-tiles"])
 
 
 if __name__ == "__main__":

@@ -61,9 +61,10 @@
 #   mlp-8192       the 8B MLP step at 8192 tokens, every backend (session 18: the count where
 #                  torch.compile was 0.5% ahead in session 15; run h200-${RUN_TAG}-mlp-8b-8192)
 #   explore18      scripts/explore_session18.py host fwd70b bwd70b -> $OUT/explore
-#   explore19      scripts/explore_session19.py fwd-tiles -> $OUT/explore (written in session 18,
-#                  not run: the forward that saves the pre-activation in six other Gluon tiles on
-#                  70B at 2048-8192 tokens, Qwen at 4096-8192, 8B at 8192; about 150 s by estimate)
+#   explore19      scripts/explore_session19.py fwd-tiles host-parts -> $OUT/explore (written in
+#                  session 18, not run: the forward that saves the pre-activation in six other
+#                  Gluon tiles on 70B at 2048-8192 tokens, Qwen at 4096-8192, 8B at 8192; the host
+#                  time of each layer of the MLP step at the example's size; about 170 s by estimate)
 # Set FLASH_SWIGLU_COMMIT=<the commit the tree is at> on the command line: the GPU machine's
 # copy of the tree may carry an older .git, which the runs would otherwise name (dirty).
 set -uo pipefail
@@ -181,8 +182,8 @@ for stage in "$@"; do
       timeout $(limit 540) python3 scripts/explore_session18.py host fwd70b bwd70b \
         --out "$OUT/explore" 2>&1 | tail -n 30 ;;
     explore19)
-      timeout $(limit 540) python3 scripts/explore_session19.py fwd-tiles --out "$OUT/explore" \
-        2>&1 | tail -n 30 ;;
+      timeout $(limit 540) python3 scripts/explore_session19.py fwd-tiles host-parts \
+        --out "$OUT/explore" 2>&1 | tail -n 40 ;;
     mlp-1k-4k)
       timeout $(limit 420) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 1024,2048,4096 --run-id h200-${RUN_TAG}-mlp-8b-1k-4k 2>&1 \
