@@ -157,17 +157,15 @@ for stage in "$@"; do
       timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 1024,2048 --run-id h200-${RUN_TAG}-mlp-8b-small 2>&1 | tee "$OUT/mlp_small.log" \
         | tail -n 4 ;;
-    route70b|qwen-route)
-      args=(--model llama-3-70b --tokens 65,96,112,120,121,128 --run-id h200-${RUN_TAG}-linear-bf16-70b-65-128)
-      [[ $stage == qwen-route ]] && args=(--model qwen2.5-7b --tokens 200,256,300
+    route70b|qwen-route|route70b-fp16)
+      args=(--dtype bfloat16 --model llama-3-70b --tokens 65,96,112,120,121,128
+        --run-id h200-${RUN_TAG}-linear-bf16-70b-65-128)
+      [[ $stage == qwen-route ]] && args=(--dtype bfloat16 --model qwen2.5-7b --tokens 200,256,300
         --run-id h200-${RUN_TAG}-linear-bf16-qwen-200-300)
-      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --dtype bfloat16 \
+      [[ $stage == route70b-fp16 ]] && args=(--dtype float16 --model llama-3-70b
+        --tokens 65,96,120,121 --run-id h200-${RUN_TAG}-linear-fp16-70b-65-121)
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear \
         --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton "${args[@]}" 2>&1 \
-        | tee "$OUT/linear_$stage.log" | tail -n 4 ;;
-    route70b-fp16)
-      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --dtype float16 \
-        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton --model llama-3-70b \
-        --tokens 65,96,120,121 --run-id h200-${RUN_TAG}-linear-fp16-70b-65-121 2>&1 \
         | tee "$OUT/linear_$stage.log" | tail -n 4 ;;
     qwen-large)
       timeout $(limit 400) python3 -m flash_swiglu.bench.cli --op linear --model qwen2.5-7b \
