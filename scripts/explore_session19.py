@@ -169,8 +169,75 @@ def host_parts(out: Path) -> dict:
     return result
 
 
+# Written in session 19, after ``host-parts`` (call 1) had our step at 1173 us per step against
+# eager's 668 at ``HOST_SHAPE``, more than the layers it times add up to: is the loop waiting
+# for the GPU (a synchronising call in the step, or the step's GPU time above its host time)?
+SYNC_APIS = ("Synchronize", "Memcpy", "Malloc", "Free", "Memset", "EventQuery")
+
+
+def _step_gpu_ms(call, steps: int = 20) -> float:
+    """GPU time per call: CUDA events around ``steps`` calls, after a warm-up."""
+    for _ in range(3):
+        call()
+    torch.cuda.synchronize()
+    t0, t1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    t0.record()
+    for _ in range(steps):
+        call()
+    t1.record()
+    torch.cuda.synchronize()
+    return t0.elapsed_time(t1) / steps
+
+
+def host_sync(out: Path) -> dict:
+    """At ``HOST_SHAPE`` and on Llama-3.2-1B at 1024 tokens, eager's step and ours: GPU time per
+    step (events), host time per step (``_host_us``), and a ``torch.profiler`` trace of five
+    steps: the CUDA runtime calls that can wait (``SYNC_APIS``) with their counts and host
+    time, and the kernels' GPU time, tables to ``host_sync_<shape>_<backend>.txt``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    result = {}
+    for tag, (k, n, m) in (("example-8192", HOST_SHAPE), ("llama-3.2-1b-1024", (2048, 8192, 1024))):
+        dev, dt = S16.DEVICE, S16.DTYPE
+        ours = flash_swiglu.SwiGLUMLP(k, n, device=dev, dtype=dt)
+        eager = B.eager_module(k, n, "silu")().to(dev, dt)
+        x = torch.randn(m, k, device=dev, dtype=dt, requires_grad=True)
+        dy = torch.randn(m, k, device=dev, dtype=dt)
+        for name, module in (("eager", eager), ("ours", ours)):
+
+            def call(module=module):
+                x.grad = None
+                module.zero_grad(set_to_none=True)
+                module(x).backward(dy)
+
+            row = dict(gpu_ms=_step_gpu_ms(call), host_us=S11._host_us(call))
+            with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    call()
+                torch.cuda.synchronize()
+            events = prof.key_averages()
+            row["waits"] = {
+                e.key: dict(count=e.count / 5, host_us=e.cpu_time_total / 5)
+                for e in events
+                if any(api in e.key for api in SYNC_APIS)
+            }
+            (out / f"host_sync_{tag}_{name}.txt").write_text(
+                events.table(sort_by="self_cpu_time_total", row_limit=40)
+                + "\n\n"
+                + events.table(sort_by="self_device_time_total", row_limit=25)
+            )
+            result[f"{tag} {name}"] = row
+            waits = ", ".join(f"{key} x{v['count']:g} {v['host_us']:.0f} us"
+                              for key, v in row["waits"].items())  # fmt: skip
+            say(f"host-sync {tag:18s} {name:5s} gpu {row['gpu_ms'] * 1e3:7.1f} us/step, "
+                f"host {row['host_us']:7.1f} us/step; {waits or 'no waiting calls'}")  # fmt: skip
+            (out / "host_sync.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main() -> None:
-    S12.run_stages({"fwd-tiles": fwd_tiles, "host-parts": host_parts}, ["fwd-tiles"])
+    stages = {"fwd-tiles": fwd_tiles, "host-parts": host_parts, "host-sync": host_sync}
+    S12.run_stages(stages, ["fwd-tiles"])
 
 
 if __name__ == "__main__":

@@ -64,7 +64,16 @@
 #   explore19      scripts/explore_session19.py fwd-tiles host-parts -> $OUT/explore (written in
 #                  session 18, not run: the forward that saves the pre-activation in six other
 #                  Gluon tiles on 70B at 2048-8192 tokens, Qwen at 4096-8192, 8B at 8192; the host
-#                  time of each layer of the MLP step at the example's size; about 170 s by estimate)
+#                  time of each layer of the MLP step at the example's size; about 170 s by estimate;
+#                  run in session 19, call 1: 109 s)
+#   host-sync      scripts/explore_session19.py host-sync -> $OUT/explore (session 19: GPU and host
+#                  time of eager's step and ours at the example's MLP and 1B at 1024 tokens, with
+#                  the CUDA runtime calls that can wait)
+#   tests-items    the GPU tests of the saving forward's per-shape items (test_ws_mlp.py -k
+#                  shape_item: the mechanism and each committed item on its model's weights)
+#   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
+#                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
+#                  h200-${RUN_TAG}-mlp-70b)
 # Set FLASH_SWIGLU_COMMIT=<the commit the tree is at> on the command line: the GPU machine's
 # copy of the tree may carry an older .git, which the runs would otherwise name (dirty).
 set -uo pipefail
@@ -182,6 +191,16 @@ for stage in "$@"; do
     explore19)
       timeout $(limit 540) python3 scripts/explore_session19.py fwd-tiles host-parts \
         --out "$OUT/explore" 2>&1 | tail -n 40 ;;
+    host-sync)
+      timeout $(limit 200) python3 scripts/explore_session19.py host-sync \
+        --out "$OUT/explore" 2>&1 | tail -n 10 ;;
+    tests-items)
+      timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k shape_item 2>&1 \
+        | tail -n 15 | tee "$OUT/pytest_items_gpu.log" ;;
+    mlp70b)
+      timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
+        --tokens 2048,4096 --backend torch,compile,liger,triton \
+        --run-id h200-${RUN_TAG}-mlp-70b 2>&1 | tee "$OUT/mlp_70b.log" | tail -n 4 ;;
     mlp-1k-4k)
       timeout $(limit 420) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 1024,2048,4096 --run-id h200-${RUN_TAG}-mlp-8b-1k-4k 2>&1 \

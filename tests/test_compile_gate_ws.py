@@ -35,10 +35,12 @@ def test_every_entry_and_activation_compiled(compiled):
         assert {r["activation"] for r in rows} == set(ACTIVATIONS)
         assert {r["dtype"] for r in rows} == {"torch.bfloat16", "torch.float16"}
     assert {(r["store_gu"], r["bias"]) for r in forward} == {(True, False), (False, True)}
-    # Every committed forward entry: the training tables' and the launch tables' ws sections.
-    committed = {
-        p.name for p in T.L.CONFIG_DIR.glob("*_train.json")
-        if "forward_saving_ws" in json.loads(p.read_text())
+    # Every committed forward entry: the training tables' (each per-shape item too) and the
+    # launch tables' ws sections.
+    train = {p.name: json.loads(p.read_text()) for p in T.L.CONFIG_DIR.glob("*_train.json")}
+    committed = {name for name, table in train.items() if "forward_saving_ws" in table} | {
+        f"{name}:{key}" for name, table in train.items()
+        for key in table.get("forward_saving_ws", {}).get("shapes", {})
     } | {
         f"{p.name}:{key}" for p in T.L.CONFIG_DIR.glob("*_linear.json")
         for key in json.loads(p.read_text()).get("ws", {})

@@ -288,6 +288,46 @@ def test_gpu_forward_saving_per_shape_item(monkeypatch):
     assert configs[0]["COOP"] is True and configs[0]["BLOCK_H"] == 128
 
 
+def _committed_forward_shape_items() -> list[str]:
+    import json
+
+    entry = json.loads((T.L.CONFIG_DIR / "h200_train.json").read_text())["forward_saving_ws"]
+    return list(entry.get("shapes", {}))
+
+
+@pytest.mark.parametrize("key", _committed_forward_shape_items())
+def test_gpu_committed_forward_saving_shape_items(monkeypatch, key):
+    """Each per-shape item of the committed saving forward, on its model's weights at 3 rows
+    past the merged ``MIN_M`` (a ragged last row tile): ``forward_saving`` runs the Gluon
+    kernel with the item's tile, g, u and h within the rule."""
+    import torch.nn.functional as F
+
+    from flash_swiglu.kernels import ws_mlp
+
+    if "H200" not in torch.cuda.get_device_name():
+        pytest.skip("the committed entries are the H200's")
+    n, k = (int(part[1:]) for part in key.split("_"))
+    entry = T.load_table(torch.cuda.get_device_name())["forward_saving_ws"]
+    m = {**entry, **entry["shapes"][key]}.get("MIN_M", 0) + 3
+    configs, real = [], ws_mlp.glu_forward_ws
+    monkeypatch.setattr(
+        ws_mlp, "glu_forward_ws", lambda *a, **kw: configs.append(kw["config"]) or real(*a, **kw)
+    )
+    g_ = torch.Generator(device="cuda").manual_seed(4)
+    dt = torch.bfloat16
+    x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
+    wg, wu = (torch.randn(n, k, device="cuda", generator=g_).div(k**0.5).to(dt) for _ in "gu")
+    h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", separate=True, **ARGS)
+    assert configs == [T.ws_entry(entry, "forward_saving_ws", "silu", m, (n, k))]
+    assert configs[0] != T.ws_entry(entry, "forward_saving_ws", "silu", m)  # the item's own
+    g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
+    g_t, u_t = F.linear(x, wg), F.linear(x, wu)
+    assert_within_rule("g", g, g_t, g64)
+    assert_within_rule("u", u, u_t, u64)
+    h_t = reference.act_glu(g_t.float(), u_t.float(), "silu").to(dt)
+    assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
+
+
 def test_gpu_projection_routing_with_an_entry(monkeypatch):
     # The committed ws entries are for model shapes: give the launch table a default one.
     import torch.nn.functional as F
