@@ -235,8 +235,104 @@ def host_sync(out: Path) -> dict:
     return result
 
 
+def host_split(out: Path, steps: int = 50) -> dict:
+    """Where our step's host time goes, inside the real step (``host-sync``, call 2: GPU work
+    692 us per step against eager's 764 at ``HOST_SHAPE``, host time 1327 against 862, more
+    than ``host-parts``' layers add up to). Each layer of the step is wrapped in a
+    ``perf_counter`` timer (inclusive, about 1 us each) and ``steps`` unprofiled steps run;
+    the forward call and the ``backward`` call of each step are timed apart, with Python's
+    garbage collector on and off, for eager too. -> ``host_split.json``."""
+    import gc
+    import time
+    from collections import defaultdict
+
+    from flash_swiglu.kernels import ws_mlp
+
+    acc = defaultdict(float)
+
+    def timed(owner, name, label=None, static=False):
+        real = getattr(owner, name)
+
+        def wrapper(*a, **kw):
+            t0 = time.perf_counter()
+            try:
+                return real(*a, **kw)
+            finally:
+                acc[label or f"{owner.__name__.rsplit('.', 1)[-1]}.{name}"] += (
+                    time.perf_counter() - t0
+                )
+
+        setattr(owner, name, staticmethod(wrapper) if static else wrapper)
+        return real
+
+    wrapped = [(OM, "forward_train"), (OM, "backward"), (OM, "_may_overwrite_saved"),
+               (T, "forward_saving"), (T, "backward"), (T, "_backward_over_saved"),
+               (T, "launch"), (T, "ws_config"), (T, "fused_ok"), (T, "rows"),
+               (ws_mlp, "glu_forward_ws"), (ws_mlp, "mlp_backward_ws"), (ws_mlp, "_desc"),
+               (F, "linear")]  # fmt: skip
+    k, n, m = HOST_SHAPE
+    dev, dt = S16.DEVICE, S16.DTYPE
+    ours = flash_swiglu.SwiGLUMLP(k, n, device=dev, dtype=dt)
+    eager = B.eager_module(k, n, "silu")().to(dev, dt)
+    x = torch.randn(m, k, device=dev, dtype=dt, requires_grad=True)
+    dy = torch.randn(m, k, device=dev, dtype=dt)
+    result = {}
+    for name, module in (("eager", eager), ("ours", ours)):
+        for gc_on in (True, False):
+            originals = [(o, a, timed(o, a), False) for o, a in wrapped] if name == "ours" else []
+            fn = OM._MLPFunction
+            if name == "ours":
+                for attr in ("forward", "backward"):
+                    real = timed(fn, attr, f"_MLPFunction.{attr}", static=True)
+                    originals.append((fn, attr, real, True))
+            parts = defaultdict(float)
+            (gc.enable if gc_on else gc.disable)()
+            try:
+                for i in range(steps + 5):
+                    if i == 5:  # warm-up done
+                        torch.cuda.synchronize()
+                        acc.clear()
+                        parts.clear()
+                        t_all = time.perf_counter()
+                    t0 = time.perf_counter()
+                    x.grad = None
+                    module.zero_grad(set_to_none=True)
+                    t1 = time.perf_counter()
+                    y = module(x)
+                    t2 = time.perf_counter()
+                    y.backward(dy)
+                    t3 = time.perf_counter()
+                    del y
+                    t4 = time.perf_counter()
+                    for key, a, b in (("zero_grad", t0, t1), ("module(x)", t1, t2),
+                                      ("backward(dy)", t2, t3), ("del y", t3, t4)):  # fmt: skip
+                        parts[key] += b - a
+                total = time.perf_counter() - t_all
+                torch.cuda.synchronize()
+            finally:
+                gc.enable()
+                for owner, attr, real, static in originals:
+                    setattr(owner, attr, staticmethod(real) if static else real)
+            row = {"step": total / steps * 1e6}
+            row.update({key: v / steps * 1e6 for key, v in parts.items()})
+            row.update({key: v / steps * 1e6 for key, v in sorted(acc.items())})
+            result[f"{name} gc {'on' if gc_on else 'off'}"] = row
+            say(
+                f"host-split {name:5s} gc {'on ' if gc_on else 'off'} "
+                + ", ".join(f"{key} {v:.0f}" for key, v in row.items())
+                + " (us per step)"
+            )
+            (out / "host_split.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main() -> None:
-    stages = {"fwd-tiles": fwd_tiles, "host-parts": host_parts, "host-sync": host_sync}
+    stages = {
+        "fwd-tiles": fwd_tiles,
+        "host-parts": host_parts,
+        "host-sync": host_sync,
+        "host-split": host_split,
+    }
     S12.run_stages(stages, ["fwd-tiles"])
 
 

@@ -71,6 +71,12 @@
 #                  the CUDA runtime calls that can wait)
 #   tests-items    the GPU tests of the saving forward's per-shape items (test_ws_mlp.py -k
 #                  shape_item: the mechanism and each committed item on its model's weights)
+#   host-split     scripts/explore_session19.py host-split -> $OUT/explore (session 19: our step's
+#                  host time per layer inside the real step, garbage collector on and off)
+#   max-autotune   Qwen2.5-7B at 2048 and Llama-3-8B at 8192 tokens, bf16, eager, cuBLAS,
+#                  torch.compile in both modes and ours (session 19: max-autotune at M >= 2048 was
+#                  last measured in session 7; runs h200-${RUN_TAG}-linear-bf16-max-qwen-2048 and
+#                  -max-8b-8192)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -197,6 +203,17 @@ for stage in "$@"; do
     tests-items)
       timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k shape_item 2>&1 \
         | tail -n 15 | tee "$OUT/pytest_items_gpu.log" ;;
+    host-split)
+      timeout $(limit 200) python3 scripts/explore_session19.py host-split \
+        --out "$OUT/explore" 2>&1 | tail -n 10 ;;
+    max-autotune)
+      for case in "qwen2.5-7b 2048 qwen-2048" "llama-3-8b 8192 8b-8192"; do
+        set -- $case
+        timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --model $1 \
+          --dtype bfloat16 --tokens $2 --backend torch,cublas,compile,compile-max,triton \
+          --run-id h200-${RUN_TAG}-linear-bf16-max-$3 2>&1 | tee "$OUT/linear_max_$3.log" \
+          | tail -n 6
+      done ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \
