@@ -77,6 +77,10 @@
 #                  torch.compile in both modes and ours (session 19: max-autotune at M >= 2048 was
 #                  last measured in session 7; runs h200-${RUN_TAG}-linear-bf16-max-qwen-2048 and
 #                  -max-8b-8192)
+#   large-max-a    Llama-3.2-1B and Llama-3-8B at 2048, 8192 and 16384 tokens, bf16, every
+#   large-max-b    backend of the large stage plus max-autotune; Qwen2.5-7B and Llama-3-70B in
+#                  -b (session 19: issue 3's M >= 2048 target against both compile modes in one
+#                  run per pair; runs h200-${RUN_TAG}-linear-bf16-large-max-a and -b)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -214,6 +218,13 @@ for stage in "$@"; do
           --run-id h200-${RUN_TAG}-linear-bf16-max-$3 2>&1 | tee "$OUT/linear_max_$3.log" \
           | tail -n 6
       done ;;
+    large-max-a|large-max-b)
+      [[ $stage == large-max-a ]] && models=llama-3.2-1b,llama-3-8b || models=qwen2.5-7b,llama-3-70b
+      timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear --model $models \
+        --dtype bfloat16 --tokens 2048,8192,16384 \
+        --backend torch,torch-packed,compile,compile-max,cublas,liger,triton \
+        --run-id h200-${RUN_TAG}-linear-bf16-${stage} 2>&1 | tee "$OUT/linear_${stage}.log" \
+        | tail -n 4 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \
