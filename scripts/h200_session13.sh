@@ -80,7 +80,8 @@
 #   large-max-a    Llama-3.2-1B and Llama-3-8B at 2048, 8192 and 16384 tokens, bf16, every
 #   large-max-b    backend of the large stage plus max-autotune; Qwen2.5-7B and Llama-3-70B in
 #                  -b (session 19: issue 3's M >= 2048 target against both compile modes in one
-#                  run per pair; runs h200-${RUN_TAG}-linear-bf16-large-max-a and -b)
+#                  run per pair, -b one per model; runs h200-${RUN_TAG}-linear-bf16-large-max-a,
+#                  -b-qwen and -b-70b)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -219,12 +220,16 @@ for stage in "$@"; do
           | tail -n 6
       done ;;
     large-max-a|large-max-b)
-      [[ $stage == large-max-a ]] && models=llama-3.2-1b,llama-3-8b || models=qwen2.5-7b,llama-3-70b
-      timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear --model $models \
-        --dtype bfloat16 --tokens 2048,8192,16384 \
-        --backend torch,torch-packed,compile,compile-max,cublas,liger,triton \
-        --run-id h200-${RUN_TAG}-linear-bf16-${stage} 2>&1 | tee "$OUT/linear_${stage}.log" \
-        | tail -n 4 ;;
+      # -b: one run per model, so that Qwen's is kept where 70B's runs past the deadline
+      [[ $stage == large-max-a ]] && runs="llama-3.2-1b,llama-3-8b:a" \
+        || runs="qwen2.5-7b:b-qwen llama-3-70b:b-70b"
+      for run in $runs; do
+        timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear --model ${run%%:*} \
+          --dtype bfloat16 --tokens 2048,8192,16384 \
+          --backend torch,torch-packed,compile,compile-max,cublas,liger,triton \
+          --run-id h200-${RUN_TAG}-linear-bf16-large-max-${run##*:} 2>&1 \
+          | tee "$OUT/linear_large-max-${run##*:}.log" | tail -n 4
+      done ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \
