@@ -82,6 +82,10 @@
 #                  -b (session 19: issue 3's M >= 2048 target against both compile modes in one
 #                  run per pair, -b one per model; runs h200-${RUN_TAG}-linear-bf16-large-max-a,
 #                  -b-qwen and -b-70b)
+#   explore20      scripts/explore_session20.py direct example -> $OUT/explore (written in session
+#                  19, not run: the two Gluon kernels launched through their CompiledKernel in the
+#                  MLP step, bit for bit against the library and host time per step; the example
+#                  with them; about 120 s by estimate)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -230,6 +234,9 @@ for stage in "$@"; do
           --run-id h200-${RUN_TAG}-linear-bf16-large-max-${run##*:} 2>&1 \
           | tee "$OUT/linear_large-max-${run##*:}.log" | tail -n 4
       done ;;
+    explore20)
+      timeout $(limit 400) python3 scripts/explore_session20.py direct example \
+        --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \

@@ -1,0 +1,258 @@
+"""Explorations written in session 19, after its device time was spent, for the next session's
+H200 time.
+
+    PYTHONPATH=src python scripts/explore_session20.py direct example --out DIR
+
+Session 19 (``explore_session19.py host-sync`` and ``host-split``) found the example's MLP step
+(hidden 1024, intermediate 2816, 8192 rows) bound by its host: 692 us of kernels against
+eager's 764, but 1264-1327 us of host time per step against eager's 778-862. Inside the step
+the two Gluon launch functions took 188 (forward) and 168 us (backward), Triton's JIT launch
+the larger part of each; session 17 measured a launch of the compiled kernel itself
+(``CompiledKernel[grid](*args)``) at 28 against 56 us for the JIT's, alone in a loop. Before
+the library takes that path (it depends on how Triton binds arguments, which moved between
+3.6 and 3.9), these stages measure what it buys inside the step and check it bit for bit.
+
+- ``direct``: ``DirectLaunch`` wraps each Gluon kernel of ``kernels/ws_mlp.py``. Its first
+  launch of a key goes through the JIT (which compiles, or finds the binary in its cache) and
+  keeps the ``CompiledKernel`` it returns; later launches of the same key call that kernel
+  with every argument in signature order (constexprs and defaults included, as Triton's own
+  binder passes them). The key is finer than Triton's specialisation: every constexpr and
+  launch option, every integer's value, each tensor's dtype and 16-byte alignment, each TMA
+  descriptor's base dtype, alignment, shape, strides, block and layout. Variants: the library
+  as is, direct launches, direct launches with the weights' descriptors cached (keyed by
+  pointer, shape, strides, dtype, block). For each: the step's outputs and every gradient
+  against the library's bit for bit (fresh inputs, the example's MLP and Llama-3-8B's at 4096
+  rows), and the host time per step inside the real step (``perf_counter`` around 50
+  unprofiled steps, three rounds rotated, eager beside them) at the example's MLP (8192 rows)
+  and Llama-3.2-1B's (1024 rows). -> ``direct.json``.
+- ``example``: ``examples/train_tiny_llama.py`` at its default size with the direct launches
+  patched in (``--out DIR/example-direct``), to set beside session 19's run
+  (``h200-train-tiny-llama``: 0.83x eager's tokens per second).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import explore_session12 as S12
+import explore_session16 as S16
+
+import flash_swiglu
+from flash_swiglu.bench.cases import mlp as B
+
+say = S16.say
+# Launch options of ``JITFunction.run``: keyword arguments that are not kernel parameters.
+OPTIONS = ("num_warps", "num_stages", "num_ctas", "maxnreg", "enable_fp_fusion", "debug")
+
+
+def _key_part(value):
+    """What of one argument the key holds (see the module docstring)."""
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.dtype, value.data_ptr() % 16 == 0)
+    base = getattr(value, "base", None)
+    if isinstance(base, torch.Tensor):  # a host TMA descriptor (Gluon's or Triton's)
+        layout = repr(getattr(value, "layout", None))
+        extra = (getattr(value, "padding", None), getattr(value, "round_f32_to_tf32", None))
+        return ("desc", base.dtype, base.data_ptr() % 16 == 0, tuple(value.shape),
+                tuple(value.strides), tuple(value.block_shape), layout, extra)  # fmt: skip
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return (type(value).__name__, value)
+    raise TypeError(f"no key for an argument of type {type(value).__name__}")
+
+
+class DirectLaunch:
+    """``jit[grid](*args, **kwargs)`` through the ``CompiledKernel`` of an earlier launch with
+    the same key (the first launch of a key goes through the JIT)."""
+
+    def __init__(self, jit):
+        self.jit = jit
+        self.signature = inspect.signature(jit.fn)
+        self.cache: dict = {}
+        self.jit_launches = 0
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.launch(grid, args, kwargs)
+
+    def launch(self, grid, args, kwargs):
+        options = {k: v for k, v in kwargs.items() if k in OPTIONS}
+        params = {k: v for k, v in kwargs.items() if k not in OPTIONS}
+        bound = self.signature.bind(*args, **params)
+        bound.apply_defaults()
+        values = list(bound.arguments.values())
+        key = (tuple(sorted(options.items())), tuple(_key_part(v) for v in values))
+        compiled = self.cache.get(key)
+        if compiled is None:
+            self.jit_launches += 1
+            self.cache[key] = self.jit[grid](*args, **kwargs)
+            return
+        compiled[(*grid, 1, 1)[:3]](*values)
+
+
+class DescriptorCache:
+    """``ws_mlp._desc`` with the descriptors of tensors that outlive a step (the weights)
+    reused: keyed by pointer, shape, strides, dtype and block; others built each call."""
+
+    def __init__(self, real, keep: set[int]):
+        self.real, self.keep, self.cache = real, keep, {}
+
+    def __call__(self, t, block):
+        if t.data_ptr() not in self.keep:
+            return self.real(t, block)
+        key = (t.data_ptr(), tuple(t.shape), tuple(t.stride()), t.dtype, tuple(block))
+        desc = self.cache.get(key)
+        if desc is None:
+            desc = self.cache[key] = self.real(t, block)
+        return desc
+
+
+KERNELS = ("glu_forward_ws_kernel", "mlp_backward_ws_kernel", "mlp_backward_handoff_kernel")
+
+
+class Patched:
+    """Context: the Gluon kernels of ``ws_mlp`` launched through ``DirectLaunch`` (and, with
+    ``weights``, the weights' descriptors cached)."""
+
+    def __init__(self, weights: tuple[torch.Tensor, ...] | None = None):
+        from flash_swiglu.kernels import ws_mlp
+
+        self.ws_mlp, self.weights, self.saved = ws_mlp, weights, {}
+
+    def __enter__(self):
+        for name in KERNELS:
+            self.saved[name] = getattr(self.ws_mlp, name)
+            setattr(self.ws_mlp, name, DirectLaunch(self.saved[name]))
+        if self.weights is not None:
+            self.saved["_desc"] = self.ws_mlp._desc
+            keep = {w.data_ptr() for w in self.weights}
+            self.ws_mlp._desc = DescriptorCache(self.saved["_desc"], keep)
+        return self
+
+    def __exit__(self, *exc):
+        for name, real in self.saved.items():
+            setattr(self.ws_mlp, name, real)
+
+
+def _module(k: int, n: int, seed: int) -> flash_swiglu.SwiGLUMLP:
+    torch.manual_seed(seed)
+    return flash_swiglu.SwiGLUMLP(k, n, device=S16.DEVICE, dtype=S16.DTYPE)
+
+
+def _grads(module, x, dy) -> dict[str, torch.Tensor]:
+    x.grad = None
+    module.zero_grad(set_to_none=True)
+    y = module(x)
+    y.backward(dy)
+    out = {"y": y.detach(), "x.grad": x.grad}
+    out.update({name: p.grad for name, p in module.named_parameters()})
+    return out
+
+
+def _variant(label: str, module):
+    if label == "library":
+        return _Nothing()
+    weights = tuple(module.parameters())
+    return Patched(weights if label == "direct + weight descriptors" else None)
+
+
+class _Nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+VARIANTS = ("library", "direct", "direct + weight descriptors")
+SHAPES = {"example-8192": (1024, 2816, 8192), "llama-3.2-1b-1024": (2048, 8192, 1024),
+          "llama-3-8b-4096": (4096, 14336, 4096)}  # fmt: skip
+
+
+def _same_bits(k: int, n: int, m: int) -> dict[str, bool]:
+    """Each variant's step against the library's, bit for bit, on fresh inputs."""
+    g = torch.Generator(device=S16.DEVICE).manual_seed(m)
+    x = torch.randn(m, k, device=S16.DEVICE, dtype=S16.DTYPE, generator=g, requires_grad=True)
+    dy = torch.randn(m, k, device=S16.DEVICE, dtype=S16.DTYPE, generator=g)
+    module = _module(k, n, 0)
+    reference = _grads(module, x, dy)
+    result = {}
+    for label in VARIANTS[1:]:
+        with _variant(label, module):
+            for _ in range(2):  # the second call is the direct one
+                got = _grads(module, x, dy)
+        result[label] = all(torch.equal(got[key], reference[key]) for key in reference)
+    return result
+
+
+def _step_host_us(call, steps: int = 50) -> float:
+    for _ in range(5):
+        call()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        call()
+    host = (time.perf_counter() - t0) / steps * 1e6
+    torch.cuda.synchronize()
+    return host
+
+
+def direct(out: Path) -> dict:
+    result = {"same_bits": {}, "host_us": {}}
+    for tag in ("example-8192", "llama-3-8b-4096"):
+        result["same_bits"][tag] = same = _same_bits(*SHAPES[tag])
+        say(f"direct same bits {tag}: " + ", ".join(f"{k} {v}" for k, v in same.items()))
+    for tag in ("example-8192", "llama-3.2-1b-1024"):
+        k, n, m = SHAPES[tag]
+        x = torch.randn(m, k, device=S16.DEVICE, dtype=S16.DTYPE, requires_grad=True)
+        dy = torch.randn(m, k, device=S16.DEVICE, dtype=S16.DTYPE)
+        ours = _module(k, n, 0)
+        eager = B.eager_module(k, n, "silu")().to(S16.DEVICE, S16.DTYPE)
+
+        def step(module):
+            def call():
+                x.grad = None
+                module.zero_grad(set_to_none=True)
+                module(x).backward(dy)
+
+            return call
+
+        times: dict[str, list[float]] = {}
+        for _ in range(3):  # rounds, each variant once per round
+            times.setdefault("eager", []).append(_step_host_us(step(eager)))
+            for label in VARIANTS:
+                with _variant(label, ours):
+                    times.setdefault(label, []).append(_step_host_us(step(ours)))
+        result["host_us"][tag] = times
+        say(f"direct host us/step {tag}: " + ", ".join(
+            f"{label} {statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})"
+            for label, v in times.items()))  # fmt: skip
+        (out / "direct.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+def example(out: Path) -> dict:
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
+    import train_tiny_llama
+
+    with Patched():
+        result = train_tiny_llama.main(["--out", str(out / "example-direct")])
+    runs = result["runs"]
+    rates = ", ".join(f"{name} {run['tokens_per_s']:,.0f} tokens/s" for name, run in runs.items())
+    say(f"example with direct launches: {rates}")
+    return result
+
+
+def main() -> None:
+    S12.run_stages({"direct": direct, "example": example}, ["direct"])
+
+
+if __name__ == "__main__":
+    main()
