@@ -99,6 +99,18 @@ HOST_SHAPE = (1024, 2816, 8192)
 ACT = dict(activation="silu", alpha=1.702, limit=7.0)
 
 
+def step_call(module, x: torch.Tensor, dy: torch.Tensor):
+    """One training step of ``module`` (gradients cleared, forward, backward of ``dy``) as a
+    call with no arguments."""
+
+    def call():
+        x.grad = None
+        module.zero_grad(set_to_none=True)
+        module(x).backward(dy)
+
+    return call
+
+
 def _host_calls() -> dict:
     """label -> call, each a layer of our MLP step (or eager's) at ``HOST_SHAPE``."""
     from flash_swiglu.kernels import ws_mlp
@@ -118,17 +130,9 @@ def _host_calls() -> dict:
     needs = (True, True, True, True, False, False, False)
     args = (xd, wg, wu, wd, None, None, None)
 
-    def step(module):
-        def call():
-            x.grad = None
-            module.zero_grad(set_to_none=True)
-            module(x).backward(dy)
-
-        return call
-
     calls = {
-        "eager step (fwd+bwd)": step(eager),
-        "ours step (fwd+bwd)": step(mlp),
+        "eager step (fwd+bwd)": step_call(eager, x, dy),
+        "ours step (fwd+bwd)": step_call(mlp, x, dy),
         "eager forward (grad on)": lambda: eager(x),
         "SwiGLUMLP forward (grad on)": lambda: mlp(x),
         "swiglu_mlp (grad on)": lambda: flash_swiglu.swiglu_mlp(x, wg, wu, wd),
@@ -204,12 +208,7 @@ def host_sync(out: Path) -> dict:
         x = torch.randn(m, k, device=dev, dtype=dt, requires_grad=True)
         dy = torch.randn(m, k, device=dev, dtype=dt)
         for name, module in (("eager", eager), ("ours", ours)):
-
-            def call(module=module):
-                x.grad = None
-                module.zero_grad(set_to_none=True)
-                module(x).backward(dy)
-
+            call = step_call(module, x, dy)
             row = dict(gpu_ms=_step_gpu_ms(call), host_us=S11._host_us(call))
             with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
                 for _ in range(5):

@@ -32,6 +32,7 @@ the library takes that path (it depends on how Triton binds arguments, which mov
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 import statistics
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import explore_session12 as S12
 import explore_session16 as S16
+import explore_session19 as S19
 
 import flash_swiglu
 from flash_swiglu.bench.cases import mlp as B
@@ -158,17 +160,9 @@ def _grads(module, x, dy) -> dict[str, torch.Tensor]:
 
 def _variant(label: str, module):
     if label == "library":
-        return _Nothing()
+        return contextlib.nullcontext()
     weights = tuple(module.parameters())
     return Patched(weights if label == "direct + weight descriptors" else None)
-
-
-class _Nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 VARIANTS = ("library", "direct", "direct + weight descriptors")
@@ -216,20 +210,12 @@ def direct(out: Path) -> dict:
         ours = _module(k, n, 0)
         eager = B.eager_module(k, n, "silu")().to(S16.DEVICE, S16.DTYPE)
 
-        def step(module):
-            def call():
-                x.grad = None
-                module.zero_grad(set_to_none=True)
-                module(x).backward(dy)
-
-            return call
-
         times: dict[str, list[float]] = {}
         for _ in range(3):  # rounds, each variant once per round
-            times.setdefault("eager", []).append(_step_host_us(step(eager)))
+            times.setdefault("eager", []).append(_step_host_us(S19.step_call(eager, x, dy)))
             for label in VARIANTS:
                 with _variant(label, ours):
-                    times.setdefault(label, []).append(_step_host_us(step(ours)))
+                    times.setdefault(label, []).append(_step_host_us(S19.step_call(ours, x, dy)))
         result["host_us"][tag] = times
         say(f"direct host us/step {tag}: " + ", ".join(
             f"{label} {statistics.median(v):.0f} ({min(v):.0f}-{max(v):.0f})"
