@@ -86,6 +86,9 @@
 #                  19, not run: the two Gluon kernels launched through their CompiledKernel in the
 #                  MLP step, bit for bit against the library and host time per step; the example
 #                  with them; about 120 s by estimate)
+#   floor          scripts/explore_session20.py floor -> $OUT/explore (written in session 20:
+#                  eager's step, ours and eager's nine GEMMs alone at 4096-16384 tokens, timed
+#                  and sustained with the SM clock and power; about 90 s by estimate)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -236,6 +239,9 @@ for stage in "$@"; do
       done ;;
     explore20)
       timeout $(limit 400) python3 scripts/explore_session20.py direct example \
+        --out "$OUT/explore" 2>&1 | tail -n 20 ;;
+    floor)
+      timeout $(limit 300) python3 scripts/explore_session20.py floor \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
