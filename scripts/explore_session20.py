@@ -42,6 +42,14 @@ Written in session 20, after ``direct`` (which found no host time to gain):
   in training. If the nine GEMMs alone are not 1.06x faster than eager's step at the clock
   their own sustained work sets, no step built on cuBLAS-rate GEMMs reaches the target.
   -> ``floor.json``, ``smi_floor.csv``.
+- ``sustain``: at the power limit a step's speed is set by the energy it spends, so what
+  training sees is the rate of steps run back to back for seconds, not a 100 ms window. Each
+  backend of the benchmark's step (eager, ``torch.compile``, ``LigerSwiGLUMLP``, ours), two
+  variants of ours (the Triton kernels, ``FLASH_SWIGLU_GLUON=0``; the hand-off backward, its
+  ``mlp_backward_ws`` entry swapped for session 7's ``ho_s5_p8``) and eager's nine GEMMs
+  alone, each run back to back for ``SUSTAIN_S`` in three rounds whose order rotates, at 8192
+  and 16384 tokens, with ``nvidia-smi`` sampling the SM clock and power.
+  -> ``sustain.json``, ``smi_sustain.csv``.
 """
 
 from __future__ import annotations
@@ -369,8 +377,120 @@ def floor(out: Path) -> dict:
     return result
 
 
+def _sustained(setup, call) -> tuple[int, float, tuple[float, float]]:
+    """``(steps, ms per step, (start, end))`` of ``call`` run back to back for ``SUSTAIN_S``
+    (``setup`` before each; the host waits every 8 steps so it stays a few steps ahead)."""
+    torch.cuda.synchronize()
+    t0 = time.time()
+    count = 0
+    while time.time() - t0 < SUSTAIN_S:
+        setup()
+        call()
+        count += 1
+        if count % 8 == 0:
+            torch.cuda.synchronize()
+    torch.cuda.synchronize()
+    t1 = time.time()
+    return count, (t1 - t0) * 1e3 / count, (t0, t1)
+
+
+@contextlib.contextmanager
+def _gluon_off():
+    import os
+
+    old = os.environ.get("FLASH_SWIGLU_GLUON")
+    os.environ["FLASH_SWIGLU_GLUON"] = "0"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["FLASH_SWIGLU_GLUON"]
+        else:
+            os.environ["FLASH_SWIGLU_GLUON"] = old
+
+
+@contextlib.contextmanager
+def _handoff():
+    from flash_swiglu.kernels import ws_mlp
+    from flash_swiglu.ops import train as T
+
+    table = T.load_table(torch.cuda.get_device_name())
+    old = table["mlp_backward_ws"]
+    table["mlp_backward_ws"] = dict(ws_mlp.HANDOFF_CONFIG, HANDOFF=True, EPILOGUE_SPLIT=8,
+                                    MIN_M=old.get("MIN_M", 0))  # fmt: skip
+    try:
+        yield
+    finally:
+        table["mlp_backward_ws"] = old
+
+
+def _within(ctx, f):
+    def call():
+        with ctx():
+            return f()
+
+    return call
+
+
+SUSTAIN_TOKENS = (8192, 16384)
+
+
+def sustain(out: Path) -> dict:
+    import explore_session14 as S14
+
+    from flash_swiglu.bench.cases.mlp import MLPCase, Step
+
+    k, n = 4096, 14336
+    result = {"tokens": {}, "sustain_s": SUSTAIN_S}
+    with S14.clock_samples(out / "smi_sustain.csv"):
+        for m in SUSTAIN_TOKENS:
+            case = MLPCase("llama-3-8b", k, n, m, S16.DTYPE)
+            gen = torch.Generator(device=S16.DEVICE).manual_seed(2000 + m)
+            inputs, dout = case.make_inputs(S16.DEVICE, gen)
+            steps = {label: Step(backend, case.module(backend, S16.DEVICE), inputs, dout)
+                     for label, backend in (("eager", "torch"), ("compile", "compile"),
+                                            ("liger", "liger"), ("ours", "triton"))}  # fmt: skip
+            calls = {label: step.pass_call("fwd+bwd") for label, step in steps.items()}
+            for label, ctx in (("ours, Triton kernels", _gluon_off), ("ours, hand-off", _handoff)):
+                variant = Step("triton", case.module("triton", S16.DEVICE), inputs, dout)
+                steps[label] = variant
+                setup, call = variant.pass_call("fwd+bwd")
+                calls[label] = (setup, _within(ctx, call))
+            calls["nine GEMMs"] = (lambda: None, _nine_gemms(m, k, n))
+            for setup, call in calls.values():  # warm up (compiles) outside the rounds
+                for _ in range(3):
+                    setup()
+                    call()
+            labels = list(calls)
+            rows: dict[str, list] = {label: [] for label in labels}
+            for r in range(3):
+                for label in labels[r:] + labels[:r]:
+                    count, ms, span = _sustained(*calls[label])
+                    rows[label].append({"steps": count, "ms_per_step": ms, "span": span})
+            result["tokens"][m] = rows
+            del steps, calls, inputs, dout
+            torch.cuda.empty_cache()
+            (out / "sustain.json").write_text(json.dumps(result, indent=1, default=str))
+    smi = _read_smi(out / "smi_sustain.csv")
+    for m, rows in result["tokens"].items():
+        parts = []
+        for label, rounds in rows.items():
+            for row in rounds:
+                row.update(_smi_mean(smi, *row["span"]))
+            ms = statistics.median(row["ms_per_step"] for row in rounds)
+            mhz = statistics.median(row.get("sm_mhz", 0) for row in rounds)
+            spread = max(row["ms_per_step"] for row in rounds) - min(
+                row["ms_per_step"] for row in rounds
+            )
+            parts.append(f"{label} {ms:.3f} (+-{spread / 2:.3f}) @ {mhz:.0f} MHz")
+        say(f"sustain M={m} ms/step: " + ", ".join(parts))
+    (out / "sustain.json").write_text(json.dumps(result, indent=1, default=str))
+    return result
+
+
 def main() -> None:
-    S12.run_stages({"direct": direct, "example": example, "floor": floor}, ["direct"])
+    stages = {"direct": direct, "example": example, "floor": floor, "sustain": sustain}
+    S12.run_stages(stages, ["direct"])
 
 
 if __name__ == "__main__":

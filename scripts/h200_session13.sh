@@ -89,6 +89,9 @@
 #   floor          scripts/explore_session20.py floor -> $OUT/explore (written in session 20:
 #                  eager's step, ours and eager's nine GEMMs alone at 4096-16384 tokens, timed
 #                  and sustained with the SM clock and power; about 90 s by estimate)
+#   sustain        scripts/explore_session20.py sustain -> $OUT/explore (written in session 20:
+#                  every backend of the 8B step, two variants of ours and the nine GEMMs, each
+#                  run back to back for 2 s, three rotated rounds, 8192 and 16384 tokens)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -242,6 +245,9 @@ for stage in "$@"; do
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     floor)
       timeout $(limit 300) python3 scripts/explore_session20.py floor \
+        --out "$OUT/explore" 2>&1 | tail -n 20 ;;
+    sustain)
+      timeout $(limit 420) python3 scripts/explore_session20.py sustain \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
