@@ -48,7 +48,8 @@ Written in session 20, after ``direct`` (which found no host time to gain):
   variants of ours (the Triton kernels, ``FLASH_SWIGLU_GLUON=0``; the hand-off backward, its
   ``mlp_backward_ws`` entry swapped for session 7's ``ho_s5_p8``) and eager's nine GEMMs
   alone, each run back to back for ``SUSTAIN_S`` in three rounds whose order rotates, at 8192
-  and 16384 tokens, with ``nvidia-smi`` sampling the SM clock and power.
+  and 16384 tokens (``$SUSTAIN_TOKENS``: others), with ``nvidia-smi`` sampling the SM clock
+  and power.
   -> ``sustain.json``, ``smi_sustain.csv``.
 """
 
@@ -57,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import os
 import statistics
 import sys
 import time
@@ -396,8 +398,6 @@ def _sustained(setup, call) -> tuple[int, float, tuple[float, float]]:
 
 @contextlib.contextmanager
 def _gluon_off():
-    import os
-
     old = os.environ.get("FLASH_SWIGLU_GLUON")
     os.environ["FLASH_SWIGLU_GLUON"] = "0"
     try:
@@ -432,7 +432,8 @@ def _within(ctx, f):
     return call
 
 
-SUSTAIN_TOKENS = (8192, 16384)
+# Token counts of ``sustain``: 8192 and 16384, or those of ``$SUSTAIN_TOKENS`` (comma-separated).
+SUSTAIN_TOKENS = tuple(int(t) for t in os.environ.get("SUSTAIN_TOKENS", "8192,16384").split(","))
 
 
 def sustain(out: Path) -> dict:
