@@ -40,6 +40,9 @@
 #                  h200-${RUN_TAG}-brief-4096 and h200-${RUN_TAG}-8192x14336)
 #   mlp            the Llama-3-8B MLP training step at 4096, 8192 and 16384 tokens, every
 #                  backend (issue 4's target; run h200-s13-mlp-8b)
+#   mlp-long       the 8B step at 4096, 8192 and 16384 tokens (\$MLP_LONG_TOKENS), fwd+bwd only,
+#                  with rounds of 2000 ms of steps (--step-ms, session 20: the clock of the
+#                  step's sustained work; run h200-${RUN_TAG}-mlp-8b-long)
 #   mlp-small      the same step at 1024 and 2048 tokens (written in session 16: the README's
 #                  rows there are session 8's fixed-order run; run h200-${RUN_TAG}-mlp-8b-small)
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
@@ -183,6 +186,10 @@ for stage in "$@"; do
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 4096,8192,16384 --run-id h200-${RUN_TAG}-mlp-8b 2>&1 | tee "$OUT/mlp.log" \
         | tail -n 4 ;;
+    mlp-long)
+      timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
+        --tokens ${MLP_LONG_TOKENS:-4096,8192,16384} --pass fwd+bwd --step-ms 2000 \
+        --run-id h200-${RUN_TAG}-mlp-8b-long 2>&1 | tee "$OUT/mlp_long.log" | tail -n 12 ;;
     mlp-small)
       timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 1024,2048 --run-id h200-${RUN_TAG}-mlp-8b-small 2>&1 | tee "$OUT/mlp_small.log" \

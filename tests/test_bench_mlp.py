@@ -190,6 +190,11 @@ def test_measure_steps_times_the_call_not_the_setup():
         ["--op", "mlp", "--model", "gpt-5"],
         ["--op", "mlp", "--backend", "cublas"],  # a peer of the projection, not of the MLP
         ["--op", "mlp", "--shape", "8,8", "--model", "llama-3-8b"],
+        ["--op", "mlp", "--step-ms", "0"],
+        ["--op", "mlp", "--step-ms", "nan"],
+        ["--op", "mlp", "--step-ms", "inf"],
+        ["--op", "linear", "--step-ms", "2000"],  # no training steps there
+        ["--step-ms", "2000"],
     ],
 )
 def test_mlp_options_rejected(args):
@@ -248,3 +253,20 @@ def test_summary_mlp_section(tmp_path):
 
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_step_ms_option(tmp_path, device, monkeypatch):
+    """``--step-ms`` sets the GPU time of each round of timed steps (and the most calls one
+    may take, ``STEP_MAX_REPS`` per 100 ms); the rows say so where it is not the default."""
+    monkeypatch.setattr(timing, "STEP_ROUND_MS", timing.STEP_ROUND_MS)  # restored after
+    assert timing.STEP_ROUND_MS == timing.STEP_ROUND_MS_DEFAULT == 100.0
+    assert timing.step_note() == "" and timing.step_max_reps() == timing.STEP_MAX_REPS
+    args = ("--shape", "32,48", "--tokens", "5", "--dtype", "float32", "--pass", "fwd")
+    status, rows = run_mlp(tmp_path, device, *args, "--backend", "triton", "--step-ms", "2000")
+    assert status == 0 and timing.STEP_ROUND_MS == 2000.0
+    assert timing.step_max_reps() == 20 * timing.STEP_MAX_REPS
+    assert timing.step_note() == ", rounds of 2000 ms of steps"
+    if device == "cuda":
+        assert all(r["timing"].endswith("rounds of 2000 ms of steps") for r in rows)
+    status, rows = run_mlp(tmp_path, device, *args, "--backend", "triton")  # back to 100
+    assert status == 0 and timing.STEP_ROUND_MS == 100.0 and timing.step_note() == ""

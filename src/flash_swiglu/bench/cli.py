@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     settle = "GPU time each timing first runs its call untimed, so a backend is timed at the "
     settle += "clock its own work sets, not its predecessor's (default %(default)g; 0: none)"
     add("--settle-ms", type=_non_negative, default=timing.SETTLE_MS, metavar="MS", help=settle)
+    step = "mlp: GPU time of each round of timed training steps (default "
+    step += f"{timing.STEP_ROUND_MS_DEFAULT:g}). At an "
+    step += "H200's power limit the clock follows seconds of work: rounds of 2000 ms time the "
+    step += "step at the clock its sustained work sets, as in training"
+    add("--step-ms", type=_positive_ms, metavar="MS", help=step)
     sweep = "elementwise: 2^16..2^28 elements per operand; linear: the --tokens (M)"
     add("--sweep", action="store_true", help=sweep)
     add("--json", type=Path, metavar="PATH", help="write every result row to PATH")
@@ -118,6 +123,13 @@ def _positive(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _positive_ms(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):  # also rejects nan
+        raise argparse.ArgumentTypeError(f"must be a positive number of ms, got {text}")
     return value
 
 
@@ -174,6 +186,10 @@ def resolve(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--sweep needs CUDA (the interpreter would take hours)")
     if args.plot and not args.sweep:
         parser.error("--plot draws a rate against size: it needs --sweep")
+    if args.step_ms is not None and args.op != "mlp":
+        parser.error("--step-ms: only --op mlp times training steps")
+    if args.step_ms is None:
+        args.step_ms = timing.STEP_ROUND_MS_DEFAULT
     if args.op == "mlp":
         _resolve_mlp(parser, args, suite)
     elif args.op == "linear":
@@ -258,6 +274,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     resolve(parser, args)
     timing.SETTLE_MS = args.settle_ms
+    timing.STEP_ROUND_MS = args.step_ms
     device = args.device
     cases = OPS[args.op].cases(args)
     if args.profile_child:

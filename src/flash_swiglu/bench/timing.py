@@ -46,6 +46,7 @@ On the CPU (Triton's interpreter), the numbers only say that the code ran.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -189,12 +190,28 @@ def _measure_cpu(fn: Callable[[], object]) -> Timing:
     return Timing(median, p20, p80)
 
 
-# Training steps: GPU time a round of calls aims at, and the bounds on its number of calls.
-STEP_ROUND_MS = 100.0
+# Training steps: GPU time a round of calls aims at (read at each call, so ``benchmark-swiglu
+# --step-ms`` can change it for a run), and the bounds on its number of calls: at least
+# STEP_MIN_REPS, at most STEP_MAX_REPS for each 100 ms of STEP_ROUND_MS (``step_max_reps``).
+STEP_ROUND_MS_DEFAULT = 100.0
+STEP_ROUND_MS = STEP_ROUND_MS_DEFAULT
 STEP_MIN_REPS = 5
 STEP_MAX_REPS = 30
 STEP_CPU_REPS = 2
 STEP_SETTLE_MAX = 100  # untimed calls before the timed ones, at most (SETTLE_MS)
+
+
+def step_max_reps() -> int:
+    """The most timed calls of a round of training steps (``STEP_MAX_REPS`` per 100 ms)."""
+    return max(STEP_MAX_REPS, math.ceil(STEP_MAX_REPS * STEP_ROUND_MS / 100.0))
+
+
+def step_note() -> str:
+    """The round length of a run's training-step timings where it is not the default, for
+    the rows' ``timing`` ("" at the default)."""
+    if STEP_ROUND_MS == STEP_ROUND_MS_DEFAULT:
+        return ""
+    return f", rounds of {STEP_ROUND_MS:g} ms of steps"
 
 
 def measure_steps(
@@ -213,7 +230,7 @@ def measure_steps(
     the GPU; capturing an autograd backward with compiled and autotuned third-party kernels
     in a graph would add ways to fail and nothing else. One call timed first (which also
     warms up) sets the number of calls: ``STEP_ROUND_MS`` of GPU time, within
-    ``STEP_MIN_REPS`` and ``STEP_MAX_REPS``. Before the timed calls, as many untimed calls
+    ``STEP_MIN_REPS`` and ``step_max_reps()``. Before the timed calls, as many untimed calls
     (each with its ``setup`` and flush) as fill ``SETTLE_MS`` of GPU time, at most
     ``STEP_SETTLE_MAX`` (module doc).
     """
@@ -237,7 +254,7 @@ def measure_steps(
     first[1].record()
     first[1].synchronize()
     estimate = max(first[0].elapsed_time(first[1]), 1e-3)
-    reps = min(max(round(STEP_ROUND_MS / estimate), STEP_MIN_REPS), STEP_MAX_REPS)
+    reps = min(max(round(STEP_ROUND_MS / estimate), STEP_MIN_REPS), step_max_reps())
     for _ in range(min(int(SETTLE_MS / estimate), STEP_SETTLE_MAX)):
         setup()
         cache.zero_()

@@ -80,6 +80,7 @@ from flash_swiglu.bench.timing import (
     measure_steps,
     median_round,
     settle_note,
+    step_note,
     summarize_rounds,
 )
 
@@ -562,7 +563,8 @@ def run_case(
                 result = failed.get(backend) or results[backend]
             row = _row(case, pass_, backend, device, ceilings, result)
             cls = type(steps[backend].params) if backend in steps else None
-            timing = f"{TIMING_CUDA}, {settle_note()}" + (BWD_TIMING if pass_ == "bwd" else "")
+            timing = f"{TIMING_CUDA}, {settle_note()}{step_note()}"
+            timing += BWD_TIMING if pass_ == "bwd" else ""
             row.update(
                 speedup_vs_eager=_ratio(eager_ms, row["median_ms"]),
                 frac_cublas=None,
