@@ -51,6 +51,14 @@ Written in session 20, after ``direct`` (which found no host time to gain):
   and 16384 tokens (``$SUSTAIN_TOKENS``: others), with ``nvidia-smi`` sampling the SM clock
   and power.
   -> ``sustain.json``, ``smi_sustain.csv``.
+- ``flush``: Nsight Compute (``scripts/ncu_decode.py``, call 7) timed one launch of the decode
+  kernel on Llama-3-8B at 8 tokens at 57.6 us from caches it had flushed and written back,
+  against 63-64 us in the benchmark's replays, where each call follows a 256 MB ``zero_``
+  whose dirty lines (the L2's 50 MB) are written back while the call runs. This stage times
+  ours, the cuBLAS product and eager at 1, 8 and 32 tokens on the four models with
+  ``measure_graph`` under both ``bench.timing.L2_FLUSH`` modes ("write": the ``zero_``;
+  "read": a reduction over the same buffer, which leaves only clean lines), three rotated
+  rounds, against the copy bandwidth measured in the same process. -> ``flush.json``.
 """
 
 from __future__ import annotations
@@ -489,8 +497,55 @@ def sustain(out: Path) -> dict:
     return result
 
 
+FLUSH_MODELS = {"llama-3.2-1b": (2048, 8192), "llama-3-8b": (4096, 14336),
+                 "qwen2.5-7b": (3584, 18944), "llama-3-70b": (8192, 28672)}  # fmt: skip
+
+
+def flush(out: Path) -> dict:
+    from flash_swiglu import reference
+    from flash_swiglu.bench import timing
+    from flash_swiglu.bench.roofline import copy_bandwidth
+
+    copy = copy_bandwidth(S16.DEVICE)  # GB/s, read + write
+    result = {"copy_gbps": copy, "cases": []}
+    for name, (k, n) in FLUSH_MODELS.items():
+        g = torch.Generator(device=S16.DEVICE).manual_seed(k + n)
+        wg = torch.randn(n, k, device=S16.DEVICE, dtype=S16.DTYPE, generator=g).mul_(k**-0.5)
+        wu = torch.randn(n, k, device=S16.DEVICE, dtype=S16.DTYPE, generator=g).mul_(k**-0.5)
+        wcat = torch.cat([wg, wu])
+        for m in (1, 8, 32):
+            x = torch.randn(m, k, device=S16.DEVICE, dtype=S16.DTYPE, generator=g)
+            ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+            got = flash_swiglu.swiglu_linear(x, wg, wu)
+            ok = (got.double() - ref).abs().max().item() <= 0.02 * ref.abs().max().item()
+            silu = torch.nn.functional.silu
+            calls = {"ours": lambda x=x: flash_swiglu.swiglu_linear(x, wg, wu),
+                     "cublas": lambda x=x: x @ wcat.T,
+                     "eager": lambda x=x: silu(x @ wg.T) * (x @ wu.T)}  # fmt: skip
+            labels = [f"{b} {mode}" for mode in ("write", "read") for b in calls]
+
+            def one(label, calls=calls):
+                backend, mode = label.split()
+                timing.L2_FLUSH = mode
+                try:
+                    return timing.measure_graph(calls[backend], timing.SETTLE_MS).median_ms
+                finally:
+                    timing.L2_FLUSH = "write"
+
+            rounds = timing.interleaved_rounds(labels, one)
+            nbytes = (2 * n * k + m * k + m * n) * S16.DTYPE.itemsize
+            med = {label: statistics.median(v) for label, v in rounds.items()}
+            frac = {label: nbytes / (ms * 1e-3) / 1e9 / copy for label, ms in med.items()}
+            result["cases"].append(dict(model=name, m=m, ok=ok, rounds_ms=rounds, frac=frac))
+            parts = [f"{label} {med[label] * 1e3:.1f} us {frac[label]:.0%}" for label in labels]
+            say(f"flush {name} M={m} ok={ok}: " + ", ".join(parts))
+            (out / "flush.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
 def main() -> None:
-    stages = {"direct": direct, "example": example, "floor": floor, "sustain": sustain}
+    stages = {"direct": direct, "example": example, "floor": floor, "sustain": sustain,
+              "flush": flush}  # fmt: skip
     S12.run_stages(stages, ["direct"])
 
 

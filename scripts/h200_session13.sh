@@ -40,7 +40,7 @@
 #                  h200-${RUN_TAG}-brief-4096 and h200-${RUN_TAG}-8192x14336)
 #   mlp            the Llama-3-8B MLP training step at 4096, 8192 and 16384 tokens, every
 #                  backend (issue 4's target; run h200-s13-mlp-8b)
-#   mlp-long       the 8B step at 4096, 8192 and 16384 tokens (\$MLP_LONG_TOKENS), fwd+bwd only,
+#   mlp-long       the 8B step at 4096, 8192 and 16384 tokens ($MLP_LONG_TOKENS), fwd+bwd only,
 #                  with rounds of 2000 ms of steps (--step-ms, session 20: the clock of the
 #                  step's sustained work; run h200-${RUN_TAG}-mlp-8b-long)
 #   mlp-small      the same step at 1024 and 2048 tokens (written in session 16: the README's
@@ -95,6 +95,8 @@
 #   sustain        scripts/explore_session20.py sustain -> $OUT/explore (written in session 20:
 #                  every backend of the 8B step, two variants of ours and the nine GEMMs, each
 #                  run back to back for 2 s, three rotated rounds, 8192 and 16384 tokens)
+#   flush          scripts/explore_session20.py flush -> $OUT/explore (session 20: decode timed
+#                  with the L2 evicted by a write and by a read, ours, cuBLAS, eager)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -255,6 +257,9 @@ for stage in "$@"; do
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     sustain)
       timeout $(limit 420) python3 scripts/explore_session20.py sustain \
+        --out "$OUT/explore" 2>&1 | tail -n 20 ;;
+    flush)
+      timeout $(limit 300) python3 scripts/explore_session20.py flush \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \

@@ -80,6 +80,17 @@ GRAPH_REPS = 10
 GRAPH_SAMPLES = 15
 _FLUSH_BYTES = 256 * 2**20
 _flush: torch.Tensor | None = None
+# How the L2 is evicted before each timed call: "write" (a ``zero_`` of the 256 MB buffer, as
+# ``triton.testing.do_bench`` does) or "read" (a reduction over it). Read at each call.
+L2_FLUSH = "write"
+
+
+def evict_l2(cache: torch.Tensor) -> None:
+    """Evict the L2 by streaming ``cache`` (``L2_FLUSH`` says how)."""
+    if L2_FLUSH == "read":
+        torch.amax(cache)
+    else:
+        cache.zero_()
 
 
 SETTLED = "ms of the call's own untimed runs"  # in the rows' "timing" of settled runs
@@ -128,11 +139,11 @@ def measure_graph(fn: Callable[[], object], settle_ms: float = 0.0) -> Timing:
     with_call, flush_only = torch.cuda.CUDAGraph(), torch.cuda.CUDAGraph()
     with torch.cuda.graph(with_call, stream=stream):
         for _ in range(GRAPH_REPS):
-            cache.zero_()
+            evict_l2(cache)
             fn()
     with torch.cuda.graph(flush_only, stream=stream):
         for _ in range(GRAPH_REPS):
-            cache.zero_()
+            evict_l2(cache)
 
     def replay_ms(graph: torch.cuda.CUDAGraph) -> float:
         start = torch.cuda.Event(enable_timing=True)
