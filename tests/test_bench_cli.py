@@ -73,6 +73,32 @@ def test_summarize_rounds_takes_the_median_round():
     assert s["median_ms"] == 1.0 and s["median_ms_repeat"] == 2.0
 
 
+def test_l2_flush_option(tmp_path, device, monkeypatch):
+    """``--l2-flush`` picks how the L2 is evicted (read by default), and the rows say which."""
+    monkeypatch.setattr(timing, "L2_FLUSH", timing.L2_FLUSH)  # restored after the test
+    assert cli.build_parser().parse_args([]).l2_flush == timing.L2_FLUSH == "read"
+    assert timing.cold_l2_note() == "cold L2 (read-evicted)"
+    args = ("--backend", "triton", "--pass", "fwd", "--dtype", "float32", "--activation", "silu")
+    status, rows = run(tmp_path, device, *args, "--l2-flush", "write")
+    assert status == 0 and timing.L2_FLUSH == "write" and timing.cold_l2_note() == "cold L2"
+    if device == "cuda":
+        assert "cold L2," in rows[0]["timing"]
+    status, rows = run(tmp_path, device, *args)
+    assert status == 0 and timing.L2_FLUSH == "read"
+    if device == "cuda":
+        assert "(read-evicted)" in rows[0]["timing"]
+    buf = torch.zeros(8, dtype=torch.int32)
+    timing.L2_FLUSH = "write"
+    timing.evict_l2(buf.fill_(3))
+    assert buf.eq(0).all()  # the write flush zeroes its buffer, the read one leaves it
+    timing.L2_FLUSH = "read"
+    timing.evict_l2(buf.fill_(3))
+    assert buf.eq(3).all()
+    timing.L2_FLUSH = "neither"
+    with pytest.raises(ValueError, match="L2_FLUSH"):
+        timing.evict_l2(buf)
+
+
 def test_settle_option(tmp_path, device, monkeypatch):
     """``--settle-ms`` sets the settling of the run's timings, and the rows say which."""
     monkeypatch.setattr(timing, "SETTLE_MS", timing.SETTLE_MS)  # restored after the test
@@ -322,6 +348,8 @@ def test_newer_timing_method_replaces_fuller_runs():
                       median_ms_rounds=[1.0], timing=settled) for b in "ab"]  # fmt: skip
     assert [timing_generation(r[0]) for r in (fixed, rotated, small)] == [0, 1, 2]
     assert timing_generation({**small[0], "timing": "cuda-graph replay, cold L2, no settling"}) == 1
+    read = {**small[0], "timing": small[0]["timing"].replace("cold L2", "cold L2 (read-evicted)")}
+    assert timing_generation(read) == 3
 
     def chosen(rows):
         (case,) = latest_cases(rows).values()
@@ -461,6 +489,7 @@ def test_linear_wrong_results_fail(tmp_path, device, monkeypatch):
         ["--tp", "2"],
         ["--settle-ms", "-1"],
         ["--settle-ms", "nan"],
+        ["--l2-flush", "none"],
     ],
 )
 def test_linear_options_rejected(args):

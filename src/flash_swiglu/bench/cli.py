@@ -107,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     step += "H200's power limit the clock follows seconds of work: rounds of 2000 ms time the "
     step += "step at the clock its sustained work sets, as in training"
     add("--step-ms", type=_positive_ms, metavar="MS", help=step)
+    flush = "how the L2 is evicted before each timed call: read (default) a 256 MB buffer, or "
+    flush += "write it (zero_, as do_bench; its dirty lines are written back while the call runs)"
+    add("--l2-flush", choices=timing.L2_FLUSHES, default=timing.L2_FLUSHES[0], help=flush)
     sweep = "elementwise: 2^16..2^28 elements per operand; linear: the --tokens (M)"
     add("--sweep", action="store_true", help=sweep)
     add("--json", type=Path, metavar="PATH", help="write every result row to PATH")
@@ -275,6 +278,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     resolve(parser, args)
     timing.SETTLE_MS = args.settle_ms
     timing.STEP_ROUND_MS = args.step_ms
+    timing.L2_FLUSH = args.l2_flush
     device = args.device
     cases = OPS[args.op].cases(args)
     if args.profile_child:

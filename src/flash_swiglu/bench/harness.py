@@ -43,6 +43,7 @@ from flash_swiglu.bench.cases import Case
 from flash_swiglu.bench.checks import check, max_abs_err
 from flash_swiglu.bench.roofline import Ceilings, gbps, same_size_copy_gbps
 from flash_swiglu.bench.timing import (
+    cold_l2_note,
     host_ms,
     interleaved_rounds,
     measure,
@@ -290,7 +291,7 @@ def _row(
         "median_ms_rounds": result.get("median_ms_rounds"),
         "host_ms": result.get("host_ms"),
         "call_median_ms": result.get("call_median_ms"),
-        "timing": f"cuda-graph replay, cold L2, {settle_note()}"
+        "timing": f"cuda-graph replay, {cold_l2_note()}, {settle_note()}"
         if device.type == "cuda"
         else "cpu wall clock",
         "ideal_bytes": ideal,

@@ -19,7 +19,7 @@ from typing import Any
 
 from flash_swiglu.bench.cases.linear import PEERS
 from flash_swiglu.bench.report import markdown_table
-from flash_swiglu.bench.timing import SETTLED
+from flash_swiglu.bench.timing import READ_EVICTED, SETTLED
 
 COMPUTE_BOUND_TOKENS = 2048  # and above
 DECODE_TOKENS = 32  # and below
@@ -42,10 +42,14 @@ Cases = dict[tuple, dict[str, dict[str, Any]]]  # (op, case, pass) -> {backend: 
 def timing_generation(row: dict[str, Any]) -> int:
     """How a row was timed, newer methods higher: 0 for two rounds in a fixed order (runs
     before session 14), 1 for rotated rounds (``median_ms_rounds``), 2 for rotated rounds
-    each settled first (``timing.SETTLE_MS``, named in the row's ``timing``)."""
+    each settled first (``timing.SETTLE_MS``, named in the row's ``timing``), 3 for those with
+    the L2 evicted by a read (``timing.L2_FLUSH``, session 20 on)."""
     if not row.get("median_ms_rounds"):
         return 0
-    return 2 if SETTLED in (row.get("timing") or "") else 1
+    timing = row.get("timing") or ""
+    if SETTLED not in timing:
+        return 1
+    return 3 if READ_EVICTED in timing else 2
 
 
 def latest_cases(rows: Iterable[dict[str, Any]]) -> Cases:

@@ -2,15 +2,15 @@
 the CPU.
 
 The GPU time of a call (:func:`measure_graph`, what the report's rates are computed from):
-the call is captured ``GRAPH_REPS`` times in one CUDA graph, each copy preceded by a 256 MB
-``zero_`` that evicts the L2 cache, and a second graph holds the ``zero_`` alone. Each graph
-is replayed ``GRAPH_SAMPLES`` times between CUDA events; the time of one call is a replay of
-the first minus the median replay of the second, over ``GRAPH_REPS``. This is the kernel
-time from a cold L2, without the host: a 100 MB elementwise kernel runs ~25 us on an H200,
-less than Python, the dispatcher and the launch take to issue it (measured there: 40-120 us
-per call for the eager, compiled and fused backends alike), so per-call timing of such a
-shape measures the CPU. That host time is measured on its own (:func:`host_ms`) and
-reported next to it.
+the call is captured ``GRAPH_REPS`` times in one CUDA graph, each copy preceded by a read of a
+256 MB buffer that evicts the L2 cache (``L2_FLUSH``), and a second graph holds the reads
+alone. Each graph is replayed ``GRAPH_SAMPLES`` times between CUDA events; the time of one
+call is a replay of the first minus the median replay of the second, over ``GRAPH_REPS``.
+This is the kernel time from a cold L2, without the host: a 100 MB elementwise kernel runs
+~25 us on an H200, less than Python, the dispatcher and the launch take to issue it
+(measured there: 40-120 us per call for the eager, compiled and fused backends alike), so
+per-call timing of such a shape measures the CPU. That host time is measured on its own
+(:func:`host_ms`) and reported next to it.
 
 On CUDA, do_bench times every repetition with CUDA events after a warm-up, and clears the L2
 cache before each one (the clearing is outside the timed interval), so every call reads its
@@ -80,17 +80,31 @@ GRAPH_REPS = 10
 GRAPH_SAMPLES = 15
 _FLUSH_BYTES = 256 * 2**20
 _flush: torch.Tensor | None = None
-# How the L2 is evicted before each timed call: "write" (a ``zero_`` of the 256 MB buffer, as
-# ``triton.testing.do_bench`` does) or "read" (a reduction over it). Read at each call.
-L2_FLUSH = "write"
+# How the L2 is evicted before each timed call on CUDA (``benchmark-swiglu --l2-flush``; read
+# at each call): "read", a reduction over the 256 MB buffer, which leaves the L2 holding clean
+# lines only; or "write", its ``zero_`` (as ``triton.testing.do_bench`` does, and this harness
+# until session 20), which leaves the L2's 50 MB dirty, written back to HBM while the timed
+# call runs: a decode-sized call then pays for part of the flush (on an H200, Llama-3-8B's
+# gate/up weights at 8 tokens: 64.2 us after a write, 56.1 after a read, 57.6 in Nsight
+# Compute's own cold-cache launch; ``benchmarks/results/h200-session20-explore``).
+L2_FLUSH = "read"
+L2_FLUSHES = ("read", "write")
+READ_EVICTED = "read-evicted"  # in the rows' "timing" of runs that evict by a read
 
 
 def evict_l2(cache: torch.Tensor) -> None:
     """Evict the L2 by streaming ``cache`` (``L2_FLUSH`` says how)."""
     if L2_FLUSH == "read":
         torch.amax(cache)
-    else:
+    elif L2_FLUSH == "write":
         cache.zero_()
+    else:
+        raise ValueError(f"L2_FLUSH must be one of {L2_FLUSHES}, not {L2_FLUSH!r}")
+
+
+def cold_l2_note() -> str:
+    """How a CUDA timing's L2 was made cold, for the rows' ``timing``."""
+    return f"cold L2 ({READ_EVICTED})" if L2_FLUSH == "read" else "cold L2"
 
 
 SETTLED = "ms of the call's own untimed runs"  # in the rows' "timing" of settled runs
@@ -268,7 +282,7 @@ def measure_steps(
     reps = min(max(round(STEP_ROUND_MS / estimate), STEP_MIN_REPS), step_max_reps())
     for _ in range(min(int(SETTLE_MS / estimate), STEP_SETTLE_MAX)):
         setup()
-        cache.zero_()
+        evict_l2(cache)
         fn()
     events = [
         (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
@@ -277,7 +291,7 @@ def measure_steps(
     host = []
     for start, end in events:
         setup()
-        cache.zero_()
+        evict_l2(cache)
         start.record()
         t0 = time.perf_counter()
         fn()

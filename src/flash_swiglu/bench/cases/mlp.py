@@ -76,6 +76,7 @@ from flash_swiglu.bench.checks import check, max_abs_err
 from flash_swiglu.bench.roofline import Ceilings
 from flash_swiglu.bench.timing import (
     Timing,
+    cold_l2_note,
     interleaved_rounds,
     measure_steps,
     median_round,
@@ -96,7 +97,7 @@ LIGER_MODULES = {"liger": ("swiglu", "LigerSwiGLUMLP"), "liger-fused": ("mlp", "
 # Our activation names -> transformers' ACT2FN names (swiglu_oai has none).
 HF_ACTIVATIONS = {"silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_pytorch_tanh", "relu": "relu"}
 SEED = 0
-TIMING_CUDA = "cuda events per call, cold L2 (no graphs)"
+TIMING_CUDA = "cuda events per call, {cold} (no graphs)"
 BWD_TIMING = "; a fresh forward before each backward, outside the timed region"
 
 # Options left out take their value from the suite of the device.
@@ -563,7 +564,7 @@ def run_case(
                 result = failed.get(backend) or results[backend]
             row = _row(case, pass_, backend, device, ceilings, result)
             cls = type(steps[backend].params) if backend in steps else None
-            timing = f"{TIMING_CUDA}, {settle_note()}{step_note()}"
+            timing = f"{TIMING_CUDA.format(cold=cold_l2_note())}, {settle_note()}{step_note()}"
             timing += BWD_TIMING if pass_ == "bwd" else ""
             row.update(
                 speedup_vs_eager=_ratio(eager_ms, row["median_ms"]),
