@@ -40,6 +40,8 @@
 #                  h200-${RUN_TAG}-brief-4096 and h200-${RUN_TAG}-8192x14336)
 #   mlp            the Llama-3-8B MLP training step at 4096, 8192 and 16384 tokens, every
 #                  backend (issue 4's target; run h200-s13-mlp-8b)
+#   decode-nomax   the decode stage without max-autotune (session 20: the first run with the L2
+#                  evicted by a read, on the device time left; run h200-${RUN_TAG}-linear-bf16-decode)
 #   mlp-long       the 8B step at 4096, 8192 and 16384 tokens ($MLP_LONG_TOKENS), fwd+bwd only,
 #                  with rounds of 2000 ms of steps (--step-ms, session 20: the clock of the
 #                  step's sustained work; run h200-${RUN_TAG}-mlp-8b-long)
@@ -162,6 +164,12 @@ for stage in "$@"; do
         --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton,compile-max \
         --run-id h200-${RUN_TAG}-linear-bf16-decode 2>&1 | tee "$OUT/linear_decode.log" \
         | tail -n 4 ;;
+    decode-nomax)
+      timeout $(limit 330) python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 --tokens 1,8,32 \
+        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
+        --run-id h200-${RUN_TAG}-linear-bf16-decode 2>&1 | tee "$OUT/linear_decode.log" \
+        | tail -n 40 ;;
     decode-fp16)
       timeout $(limit 420) python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype float16 --tokens 1,8,32 \
