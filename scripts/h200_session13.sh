@@ -166,8 +166,8 @@ for stage in "$@"; do
         | tail -n 4 ;;
     decode-nomax)
       timeout $(limit 330) python3 -m flash_swiglu.bench.cli --op linear \
-        --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 --tokens 1,8,32 \
-        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
+        --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
+        --tokens ${DECODE_TOKENS:-1,8,32} --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton \
         --run-id h200-${RUN_TAG}-linear-bf16-decode 2>&1 | tee "$OUT/linear_decode.log" \
         | tail -n 40 ;;
     decode-fp16)
