@@ -99,6 +99,9 @@
 #                  run back to back for 2 s, three rotated rounds, 8192 and 16384 tokens)
 #   flush          scripts/explore_session20.py flush -> $OUT/explore (session 20: decode timed
 #                  with the L2 evicted by a write and by a read, ours, cuBLAS, eager)
+#   explore21      scripts/explore_session21.py decode-read -> $OUT/explore (written in session
+#                  20, not run: 18 decode tiles at 8 and 32 tokens on the four models under the
+#                  read eviction, ours, Liger and cuBLAS beside them; about 200 s by estimate)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -268,6 +271,9 @@ for stage in "$@"; do
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     flush)
       timeout $(limit 300) python3 scripts/explore_session20.py flush \
+        --out "$OUT/explore" 2>&1 | tail -n 20 ;;
+    explore21)
+      timeout $(limit 420) python3 scripts/explore_session21.py decode-read \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
