@@ -352,19 +352,8 @@ def floor(out: Path) -> dict:
             rounds = interleaved_rounds(list(calls), measure_one)
             sustain = {}
             for label, (setup, call) in calls.items():  # back to back, as in training
-                torch.cuda.synchronize()
-                t0 = time.time()
-                count = 0
-                while time.time() - t0 < SUSTAIN_S:
-                    setup()
-                    call()
-                    count += 1
-                    if count % 8 == 0:
-                        torch.cuda.synchronize()  # bounded queue; the host stays ahead
-                torch.cuda.synchronize()
-                t1 = time.time()
-                sustain[label] = {"steps": count, "ms_per_step": (t1 - t0) * 1e3 / count,
-                                  "span": (t0, t1)}  # fmt: skip
+                count, ms, span = _sustained(setup, call)
+                sustain[label] = {"steps": count, "ms_per_step": ms, "span": span}
             result["tokens"][m] = {"rounds_ms": rounds, "spans": spans, "sustain": sustain}
             del steps, calls, eager, ours, inputs, dout
             torch.cuda.empty_cache()

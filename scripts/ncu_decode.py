@@ -24,25 +24,16 @@ from pathlib import Path
 
 import torch
 import triton
-import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from explore_session8 import _read_kernel  # the plain read: one 32 KB chunk a program
 
 import flash_swiglu
 
 MODELS = {"1b": (2048, 8192), "8b": (4096, 14336), "qwen7b": (3584, 18944)}
 DT = torch.bfloat16
-
-
-@triton.jit
-def _read_kernel(src, out, n, CHUNK: tl.constexpr, BLOCK: tl.constexpr):
-    """The sum of one contiguous chunk of ``src`` per program: a pure streaming read."""
-    base = tl.program_id(0).to(tl.int64) * CHUNK
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
-    for i in range(0, CHUNK, BLOCK):
-        offs = base + i + tl.arange(0, BLOCK)
-        acc += tl.load(src + offs, mask=offs < n, other=0.0).to(tl.float32)
-    tl.store(out + tl.program_id(0), tl.sum(acc))
 
 
 def main() -> None:
