@@ -19,6 +19,14 @@ H200 time.
   rounds (``explore_session15.decode``, now read-evicted). -> ``decode_read.json``, and
   ``decode_read_table.json``: per case the fastest candidate, in the launch table's entry
   format, where its slowest round beat the launcher's fastest.
+- ``read-floor`` (written in session 21, after ``decode-read`` ran): how fast can anything read
+  these weights, timed the way the benchmark times decode (graph replays, the L2 evicted by a
+  read)? On each model at 8 tokens: ours, Liger's kernel and the cuBLAS product (the
+  benchmark's own calls), a plain Triton read of the two weights (session 8's kernel: one
+  chunk a program, three chunk sizes) and a device copy moving the same bytes in all, three
+  rotated rounds, settled 100 ms. Each as a fraction of the 4 GiB copy bandwidth, over the
+  bytes the benchmark counts for the case. -> ``read_floor.json``. This bounds what a decode
+  kernel can reach on Llama-3.2-1B, where ours and the cuBLAS product read at 84-86%.
 """
 
 from __future__ import annotations
@@ -27,13 +35,19 @@ import json
 import sys
 from pathlib import Path
 
+import torch
+import triton
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import explore_session12 as S12
 import explore_session15 as S15
 import explore_session16 as S16
+from explore_session8 import _read_kernel
 
 from flash_swiglu.bench import timing
+from flash_swiglu.bench.cases.linear import MODELS as CASE_MODELS
+from flash_swiglu.bench.roofline import copy_bandwidth
 
 say = S16.say
 MODELS = ("llama-3.2-1b", "llama-3-8b", "qwen2.5-7b", "llama-3-70b")
@@ -92,8 +106,45 @@ def decode_read(out: Path) -> dict:
     return {"rows": rows, "table": table}
 
 
+READ_CHUNKS = (4096, 16384, 65536)  # bf16 elements a program (8, 32, 128 KB)
+
+
+def read_floor(out: Path) -> list[dict]:
+    if timing.L2_FLUSH != "read":
+        raise SystemExit(f"read-floor expects the read eviction, not {timing.L2_FLUSH!r}")
+    device = torch.device("cuda")
+    copy = copy_bandwidth(device)  # GB/s, 4 GiB
+    rows = []
+    for model in MODELS:
+        k, n = CASE_MODELS[model]
+        m = 8
+        nbytes = (2 * n * k + m * k + m * n) * 2  # what the benchmark counts for the case
+        inputs, dout, calls = S15._case_calls(model, m, ("triton", "liger", "cublas"), device)
+        w = torch.cat([inputs[1].reshape(-1), inputs[2].reshape(-1)])  # both weights, 1 buffer
+        for chunk in READ_CHUNKS:
+            grid = (triton.cdiv(w.numel(), chunk),)
+            sums = torch.empty(grid[0], device=device, dtype=torch.float32)
+            calls[f"read {chunk * 2 // 1024}KB"] = lambda g=grid, o=sums, c=chunk, w=w: (
+                _read_kernel[g](w, o, w.numel(), CHUNK=c, BLOCK=2048, num_warps=8)
+            )
+        src = torch.randn(nbytes // 8, device=device)  # float32: half the bytes read, half written
+        dst = torch.empty_like(src)
+        calls["copy same bytes"] = lambda s=src, d=dst: torch.mul(s, 1, out=d)
+        ms, med = S15._rotated_rounds(calls, 100.0)
+        frac = {lb: nbytes / (t * 1e-3) / 1e9 / copy for lb, t in med.items()}
+        rows.append(dict(model=model, m=m, n=n, k=k, nbytes=nbytes, copy_gbps=copy, ms=ms,
+                         fraction_of_copy=frac))  # fmt: skip
+        (out / "read_floor.json").write_text(json.dumps(rows, indent=1))
+        say(
+            f"read-floor {model:11s} M=8 {nbytes / 1e6:6.1f} MB: "
+            + ", ".join(f"{lb} {med[lb] * 1e3:.1f} us ({frac[lb]:.0%})" for lb in med)
+        )
+        del inputs, dout, calls, w, src, dst
+    return rows
+
+
 def main() -> None:
-    S12.run_stages({"decode-read": decode_read}, ["decode-read"])
+    S12.run_stages({"decode-read": decode_read, "read-floor": read_floor}, ["decode-read"])
 
 
 if __name__ == "__main__":

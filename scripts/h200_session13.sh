@@ -102,6 +102,9 @@
 #   explore21      scripts/explore_session21.py decode-read -> $OUT/explore (written in session
 #                  20, not run: 18 decode tiles at 8 and 32 tokens on the four models under the
 #                  read eviction, ours, Liger and cuBLAS beside them; about 200 s by estimate)
+#   readfloor      scripts/explore_session21.py read-floor -> $OUT/explore (session 21: a plain
+#                  read and a same-size copy of each model's weights beside ours, Liger and
+#                  cuBLAS at 8 tokens, read-evicted; the floor of 1B's decode)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -275,6 +278,9 @@ for stage in "$@"; do
     explore21)
       timeout $(limit 420) python3 scripts/explore_session21.py decode-read \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
+    readfloor)
+      timeout $(limit 200) python3 scripts/explore_session21.py read-floor \
+        --out "$OUT/explore" 2>&1 | tail -n 8 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \
