@@ -27,6 +27,15 @@ H200 time.
   rotated rounds, settled 100 ms. Each as a fraction of the 4 GiB copy bandwidth, over the
   bytes the benchmark counts for the case. -> ``read_floor.json``. This bounds what a decode
   kernel can reach on Llama-3.2-1B, where ours and the cuBLAS product read at 84-86%.
+- ``decode-more`` (session 21, after the decode benchmark ``h200-s21-linear-bf16-decode`` on
+  the table with ``decode-read``'s three entries): the cases still short there, the same way
+  as ``decode-read``. Llama-3.2-1B at 1, 8 and 32 tokens (86-87%; a plain read of its weights
+  ran at 96% in ``read-floor``): narrower pointer-load tiles, deeper pipelines, more warps.
+  Llama-3-70B at one token (ours 206.3 us, max-autotune 202.0): the matrix-vector kernel
+  around its entry and the decode kernel's tiles. Llama-3-8B at 8 and 32 tokens (Liger 2.3 /
+  2.9% faster in that run, 1.5% slower at 8 in ``decode-read``): the entries' neighbours
+  again, for a second sample. -> ``decode_more.json``, ``decode_more_table.json`` (the same
+  rule as ``decode-read``'s table; matrix-vector winners in the ``gemv`` section's format).
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import triton
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import explore_session11 as S11
 import explore_session12 as S12
 import explore_session15 as S15
 import explore_session16 as S16
@@ -74,6 +84,8 @@ def _table(rows: list[dict]) -> dict:
         ours = ms.get("triton")
         cands = {lb: t for lb, t in ms.items() if lb not in ("triton", "liger", "cublas") and t}
         if not ours or not cands:
+            continue
+        if any(lb.startswith("gemv") for lb in cands):  # gemv-more cases: their own table
             continue
         best = min(cands, key=lambda lb: sorted(cands[lb])[len(cands[lb]) // 2])
         if max(cands[best]) >= min(ours):
@@ -143,8 +155,96 @@ def read_floor(out: Path) -> list[dict]:
     return rows
 
 
+MORE_1B_TILES = [  # (TMA, BLOCK_N, BLOCK_K, warps, stages): 128 programs of 64 rows or more
+    (False, 64, 128, 4, 4), (True, 64, 128, 4, 4), (False, 64, 128, 4, 5), (False, 64, 128, 4, 6),
+    (True, 64, 128, 4, 5), (True, 64, 128, 4, 6), (False, 64, 128, 8, 4), (True, 64, 128, 8, 4),
+    (False, 64, 64, 4, 6), (False, 64, 64, 4, 8), (True, 64, 64, 4, 8), (False, 64, 256, 4, 3),
+    (False, 64, 256, 8, 3), (False, 32, 128, 4, 4), (False, 32, 128, 4, 6), (False, 32, 256, 4, 3),
+    (False, 32, 256, 4, 4), (False, 32, 128, 2, 4), (True, 32, 128, 4, 6), (False, 16, 256, 2, 4),
+    (False, 16, 128, 2, 6),
+]  # fmt: skip
+MORE_8B_TILES = [
+    (False, 128, 128, 8, 3), (True, 128, 128, 8, 3), (False, 128, 128, 8, 4),
+    (False, 64, 128, 4, 4), (True, 64, 128, 4, 4), (False, 128, 64, 8, 4),
+]  # fmt: skip
+GEMV_70B = [  # (BLOCK_N, BLOCK_K, warps, UNROLL, W_CACHE, STATIC_K): the entry and around it
+    (1, 128, 1, 8, ".cg", False), (1, 128, 1, 8, "", False), (1, 128, 1, 16, ".cg", False),
+    (1, 256, 1, 8, ".cg", False), (1, 256, 1, 4, ".cg", False), (1, 256, 1, 8, "", False),
+    (1, 512, 1, 4, ".cg", False), (1, 512, 2, 4, ".cg", False), (1, 1024, 2, 2, ".cg", False),
+    (1, 1024, 4, 4, ".cg", False), (1, 2048, 4, 2, ".cg", False), (1, 2048, 8, 1, "", True),
+    (1, 4096, 8, 1, "", True), (1, 8192, 16, 1, "", True), (1, 8192, 8, 1, ".cg", True),
+    (2, 256, 1, 8, ".cg", False), (2, 128, 1, 8, ".cg", False), (2, 512, 2, 4, ".cg", False),
+]  # fmt: skip
+
+
+def _gemv_entry(bn, bk, w, u, cache, static) -> dict:
+    cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u)
+    if cache:
+        cfg["W_CACHE"] = cache
+    if static:
+        cfg["STATIC_K"] = True
+    return cfg
+
+
+def _gemv_label(bn, bk, w, u, cache, static) -> str:
+    return f"gemv bn{bn} bk{bk} w{w} u{u}{' cg' if cache else ''}{' static' if static else ''}"
+
+
+GEMV_70B_ENTRIES = {_gemv_label(*c): _gemv_entry(*c) for c in GEMV_70B}
+
+
+def _gemv_candidates() -> list:
+    cands = [(lb, S11._triton_maker("gemv", cfg)) for lb, cfg in GEMV_70B_ENTRIES.items()]
+    # and the decode kernel at one token: the shape's decode entry and two neighbours
+    tiles = [(False, 64, 128, 4, 3), (False, 128, 128, 8, 3), (True, 64, 128, 4, 4)]
+    return cands + S16.decode_tile_candidates(tiles)
+
+
+def _gemv_table(rows: list[dict]) -> dict:
+    """The ``gemv`` section's entries where a matrix-vector candidate's slowest round beat
+    the launcher's fastest."""
+    table = {}
+    for row in rows:
+        ms, ours = row["ms"], row["ms"].get("triton")
+        cands = {lb: t for lb, t in ms.items() if lb.startswith("gemv") and t}
+        if not ours or not cands:
+            continue
+        best = min(cands, key=lambda lb: sorted(cands[lb])[len(cands[lb]) // 2])
+        if max(cands[best]) >= min(ours):
+            continue
+        entry = dict(GEMV_70B_ENTRIES[best])
+        entry["source"] = (
+            f"scripts/explore_session21.py decode-more ({row['model']}, {row['m']} token, "
+            f"read-evicted): {sorted(cands[best])} ms against the launcher's {sorted(ours)}"
+        )
+        table[f"m{row['m']}_n{row['n']}_k{row['k']}"] = entry
+    return table
+
+
+def decode_more(out: Path) -> dict:
+    if timing.L2_FLUSH != "read":
+        raise SystemExit(f"decode-more expects the read eviction, not {timing.L2_FLUSH!r}")
+    rows = []
+    plan = [
+        ([("llama-3.2-1b", m) for m in (1, 8, 32)], MORE_1B_TILES),
+        ([("llama-3-70b", 1)], None),
+        ([("llama-3-8b", m) for m in (8, 32)], MORE_8B_TILES),
+    ]
+    for cases, tiles in plan:
+        make = (lambda t=tiles: S16.decode_tile_candidates(t)) if tiles else _gemv_candidates
+        rows += S15.decode(out, cases, make, "decode_more_part")
+        (out / "decode_more.json").write_text(json.dumps(rows, indent=1))
+    table = {"decode": _table(rows), "gemv": _gemv_table(rows)}
+    (out / "decode_more_table.json").write_text(json.dumps(table, indent=1))
+    (out / "decode_more_part.json").unlink(missing_ok=True)
+    say("decode-more: ahead of the launcher in every round: "
+        + "; ".join(f"{sec} {', '.join(t) or 'none'}" for sec, t in table.items()))  # fmt: skip
+    return table
+
+
 def main() -> None:
-    S12.run_stages({"decode-read": decode_read, "read-floor": read_floor}, ["decode-read"])
+    stages = {"decode-read": decode_read, "read-floor": read_floor, "decode-more": decode_more}
+    S12.run_stages(stages, ["decode-read"])
 
 
 if __name__ == "__main__":

@@ -105,6 +105,12 @@
 #   readfloor      scripts/explore_session21.py read-floor -> $OUT/explore (session 21: a plain
 #                  read and a same-size copy of each model's weights beside ours, Liger and
 #                  cuBLAS at 8 tokens, read-evicted; the floor of 1B's decode)
+#   decodemore     scripts/explore_session21.py decode-more -> $OUT/explore (session 21: 1B at
+#                  1 / 8 / 32 tokens, 70B at one token, 8B at 8 / 32 tokens, more tiles)
+#   decode8b-reps  the decode benchmark on Llama-3-8B at 8 and 32 tokens, cuBLAS, Liger and
+#                  ours, three times, each in a process of its own (session 21: how far the
+#                  ranking of ours and Liger moves between processes; runs
+#                  h200-${RUN_TAG}-linear-8b-decode-rep1..3)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -281,6 +287,15 @@ for stage in "$@"; do
     readfloor)
       timeout $(limit 200) python3 scripts/explore_session21.py read-floor \
         --out "$OUT/explore" 2>&1 | tail -n 8 ;;
+    decodemore)
+      timeout $(limit 400) python3 scripts/explore_session21.py decode-more \
+        --out "$OUT/explore" 2>&1 | tail -n 8 ;;
+    decode8b-reps)
+      for rep in 1 2 3; do
+        timeout $(limit 120) python3 -m flash_swiglu.bench.cli --op linear --model llama-3-8b \
+          --dtype bfloat16 --tokens 8,32 --backend cublas,liger,triton \
+          --run-id h200-${RUN_TAG}-linear-8b-decode-rep$rep 2>&1 | tail -n 8
+      done ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \
