@@ -36,6 +36,15 @@ H200 time.
   2.9% faster in that run, 1.5% slower at 8 in ``decode-read``): the entries' neighbours
   again, for a second sample. -> ``decode_more.json``, ``decode_more_table.json`` (the same
   rule as ``decode-read``'s table; matrix-vector winners in the ``gemv`` section's format).
+- ``placement`` (session 21, after the second decode benchmark): Llama-3-8B at 8 tokens ran
+  55.3-55.5 us in three benchmark processes with cuBLAS, Liger and ours alone and 57.8-59.1
+  us in the two full decode runs, where the other backends stayed within about 2%. Ours is
+  the one backend that reads the two weights from two separate allocations. Does the offset
+  between them move its time? Both weights as views of one buffer, ``w_up`` starting
+  ``delta`` bytes after the end of ``w_gate`` (the caching allocator places large tensors on
+  2 MiB boundaries: the offsets two separate allocations can have), the launcher at 8 and
+  32 tokens on 8B and 8 on 1B, the cuBLAS product on the concatenated weight beside it,
+  three rotated rounds. -> ``placement.json``.
 """
 
 from __future__ import annotations
@@ -242,8 +251,46 @@ def decode_more(out: Path) -> dict:
     return table
 
 
+PLACEMENT_DELTAS = (0, 4096, 65536, 1 << 20, 2 << 20, 4 << 20, 6 << 20, 8 << 20, 16 << 20)
+
+
+def placement(out: Path) -> list[dict]:
+    from flash_swiglu import reference, swiglu_linear
+
+    device = torch.device("cuda")
+    rows = []
+    for model, m in (("llama-3-8b", 8), ("llama-3-8b", 32), ("llama-3.2-1b", 8)):
+        k, n = CASE_MODELS[model]
+        nk = n * k
+        buf = torch.empty(2 * nk + max(PLACEMENT_DELTAS) // 2, device=device, dtype=torch.bfloat16)
+        buf.normal_(0, k**-0.5)
+        x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+        calls = {}
+        for delta in PLACEMENT_DELTAS:
+            wg = buf[:nk].view(n, k)
+            wu = buf[nk + delta // 2 : 2 * nk + delta // 2].view(n, k)
+            if delta == 0:
+                ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+                assert S11._ok(swiglu_linear(x, wg, wu), ref)
+            calls[f"ours +{delta >> 10} KiB"] = lambda wg=wg, wu=wu: swiglu_linear(x, wg, wu)
+        wcat = buf[: 2 * nk].view(2 * n, k)
+        calls["cublas"] = lambda: x @ wcat.T
+        ms, med = S15._rotated_rounds(calls, 100.0)
+        rows.append(dict(model=model, m=m, n=n, k=k, ms=ms))
+        (out / "placement.json").write_text(json.dumps(rows, indent=1))
+        say(f"placement {model:11s} M={m:2d}: "
+            + ", ".join(f"{lb} {t * 1e3:.1f}" for lb, t in med.items()))  # fmt: skip
+        del calls
+    return rows
+
+
 def main() -> None:
-    stages = {"decode-read": decode_read, "read-floor": read_floor, "decode-more": decode_more}
+    stages = {
+        "decode-read": decode_read,
+        "read-floor": read_floor,
+        "decode-more": decode_more,
+        "placement": placement,
+    }
     S12.run_stages(stages, ["decode-read"])
 
 

@@ -111,6 +111,8 @@
 #                  ours, three times, each in a process of its own (session 21: how far the
 #                  ranking of ours and Liger moves between processes; runs
 #                  h200-${RUN_TAG}-linear-8b-decode-rep1..3)
+#   placement      scripts/explore_session21.py placement -> $OUT/explore (session 21: ours with
+#                  the two weights at several offsets in one buffer, 8B and 1B decode)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -296,6 +298,9 @@ for stage in "$@"; do
           --dtype bfloat16 --tokens 8,32 --backend cublas,liger,triton \
           --run-id h200-${RUN_TAG}-linear-8b-decode-rep$rep 2>&1 | tail -n 8
       done ;;
+    placement)
+      timeout $(limit 200) python3 scripts/explore_session21.py placement \
+        --out "$OUT/explore" 2>&1 | tail -n 8 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \
