@@ -980,9 +980,10 @@ CANDIDATES = {
         for bn, w, s in ((64, 4, 4), (64, 4, 5), (64, 4, 6), (128, 8, 3))
     ],
     # Programs of one weight row, the fastest family on the H200: 1024-4096 columns a step
-    # over 4-8 warps with K compiled in (benchmarks/results/h200-session10-explore/call2),
-    # and single-warp programs with K read at run time (h200-session9-explore, calls 3, 4
-    # and 6; Llama-3-70B's, with the weights through L2 only).
+    # over 4-8 warps with K compiled in (benchmarks/results/h200-session10-explore/call2;
+    # Llama-3-70B's since h200-session21-explore/call3), and single-warp programs with K read
+    # at run time (h200-session9-explore, calls 3, 4 and 6; the weights through L2 only won
+    # 70B there, while the harness evicted the L2 by a write).
     "gemv": [
         dict(BLOCK_N=1, BLOCK_K=bk, num_warps=w, num_stages=1, UNROLL=u, STATIC_K=True)
         for bk, w in ((1024, 4), (2048, 4), (2048, 8), (4096, 8))
