@@ -113,6 +113,10 @@
 #                  h200-${RUN_TAG}-linear-8b-decode-rep1..3)
 #   placement      scripts/explore_session21.py placement -> $OUT/explore (session 21: ours with
 #                  the two weights at several offsets in one buffer, 8B and 1B decode)
+#   explore22      scripts/explore_session22.py rotate copies -> $OUT/explore (written in session
+#                  21, not run: the decode entries with K_ROTATE 1 / 2 / 5 / 11 on the nine
+#                  decode-kernel cases; 8B at 8 / 32 tokens on six allocations of its inputs,
+#                  ours, ours rotated, Liger and cuBLAS; about 250 s by estimate)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -301,6 +305,9 @@ for stage in "$@"; do
     placement)
       timeout $(limit 200) python3 scripts/explore_session21.py placement \
         --out "$OUT/explore" 2>&1 | tail -n 8 ;;
+    explore22)
+      timeout $(limit 480) python3 scripts/explore_session22.py rotate copies \
+        --out "$OUT/explore" 2>&1 | tail -n 30 ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \

@@ -132,6 +132,8 @@ def committed_configs():
     yield "decode", "builtin split-k 8", dict(L.BUILTIN["decode"], SPLIT_K=8)
     yield "decode", "builtin TMA", dict(L.BUILTIN["decode"], TMA=True)
     yield "decode", "builtin TMA split-k", dict(L.BUILTIN["decode"], TMA=True, SPLIT_K=4)
+    yield "decode", "builtin K_ROTATE", dict(L.BUILTIN["decode"], K_ROTATE=1)
+    yield "decode", "builtin TMA K_ROTATE", dict(L.BUILTIN["decode"], TMA=True, K_ROTATE=1)
     for table in sorted(L.CONFIG_DIR.glob("*_linear.json")):
         data = json.loads(table.read_text())
         for path in L.BUILTIN:
@@ -164,6 +166,7 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         GROUP_M=cfg.get("GROUP_M"),
         NUM_SMS=H200_SMS,
         SPLIT_K=cfg.get("SPLIT_K", 1),
+        K_ROTATE=cfg.get("K_ROTATE", 0),
     )
 
 

@@ -203,6 +203,34 @@ def test_decode_tma(device, monkeypatch, m, n, k, split):
         assert torch.equal(run(dict(cfg, TMA=False)), out)
 
 
+@pytest.mark.parametrize(
+    ("tma", "m", "n", "k", "split", "rotate"),
+    [(False, 3, 72, 200, 1, 1), (False, 5, 100, 256, 2, 3), (False, 1, 40, 48, 1, 5),
+     (True, 3, 72, 200, 1, 1), (True, 8, 100, 256, 2, 3)],
+)  # fmt: skip
+def test_decode_k_rotate(device, tma, m, n, k, split, rotate):
+    """``K_ROTATE``: each program starts ``pid_n * K_ROTATE`` steps into its K loop (its
+    slice's, with split-K) and wraps. Every step still summed once: against the reference
+    (K not a multiple of BLOCK_K, rotations past the step count), deterministic, counters
+    back at zero; in fp32 the sums' order, and so their rounding, differs from the
+    unrotated kernel's."""
+    if device == "cpu":  # the interpreter: fp32 and fp16; TMA takes 16-bit operands
+        dtype = torch.float16 if tma else torch.float32
+    else:
+        dtype = torch.bfloat16
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, dtype, device, "silu")
+    cfg = dict(BLOCK_N=32, BLOCK_K=32 if tma else 16, num_warps=4, num_stages=2, SPLIT_K=split,
+               K_ROTATE=rotate, TMA=tma)  # fmt: skip
+    run = lambda c: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "decode", c)
+    out = run(cfg)
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    assert_within_rule(f"rotate {rotate}", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+    assert torch.equal(run(cfg), out)
+    assert not L.split_k_counters(x.device, 1).any()
+    if dtype == torch.float32 and -(-k // 16) // split > 1:
+        assert not torch.equal(run(dict(cfg, K_ROTATE=0)), out)
+
+
 def test_decode_tma_one_tile_of_up_to_128_tokens(device, monkeypatch):
     """The TMA variant takes one token tile of up to 128 tokens (the wide decode route,
     ``wide_decode_config``); the pointer kernel keeps tiles of at most 64."""

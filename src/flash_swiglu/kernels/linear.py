@@ -237,6 +237,7 @@ def _linear_decode_kernel(
     SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
     EVEN_K: tl.constexpr = False,  # every program's K slice in range: no mask along K
     INDEX_64: tl.constexpr = True,  # offsets may pass 2**30 (needs_int64): 64-bit offsets
+    K_ROTATE: tl.constexpr = 0,  # > 0: program pid_n starts pid_n * K_ROTATE steps into K
 ):
     """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
     ``[BLOCK_N, BLOCK_T] = W[BLOCK_N, K] @ x^T[K, BLOCK_T]``, so a single token still fills
@@ -248,6 +249,11 @@ def _linear_decode_kernel(
     whichever program is last, so results are deterministic), applies the activation and
     stores the tile, and sets the counter back to zero for the next launch. The activation
     stays in this kernel: no pre-activation leaves it, only fp32 partials of the few tokens.
+
+    With ``K_ROTATE > 0`` each program walks its K steps (its slice's, with ``SPLIT_K``) from
+    step ``pid_n * K_ROTATE`` modulo their count and wraps around, so programs that run at
+    the same time read the weights at different column offsets instead of all at the same
+    one; each tile's sum is still taken in one fixed order.
     """
     pid_n = tl.program_id(0)
     pid_t = tl.program_id(1)
@@ -271,21 +277,33 @@ def _linear_decode_kernel(
     wu_ptrs = wu_ptr + (cols * stride_wu)[:, None] + (ks + k_start)[None, :]
     acc_g = to_compute(tl.zeros((BLOCK_N, BLOCK_T), dtype=x_ptr.dtype.element_ty))
     acc_u = tl.zeros_like(acc_g)
+    k_rot = 0
+    if K_ROTATE > 0:
+        k_rot = (pid_n * K_ROTATE) % k_steps
     for k in range(0, k_steps):
+        if K_ROTATE > 0:
+            step = k + k_rot
+            step = tl.where(step >= k_steps, step - k_steps, step)
+            k_off = step * BLOCK_K  # within this program's slice
+            xt_at, wg_at, wu_at = xt_ptrs + k_off, wg_ptrs + k_off, wu_ptrs + k_off
+        else:
+            k_off = k * BLOCK_K
+            xt_at, wg_at, wu_at = xt_ptrs, wg_ptrs, wu_ptrs
         if EVEN_K:
-            xt = tl.load(xt_ptrs, mask=row_mask[None, :], other=0.0)
+            xt = tl.load(xt_at, mask=row_mask[None, :], other=0.0)
             w_mask = col_mask[:, None]
         else:
-            k_mask = ks < K - k_start - k * BLOCK_K
-            xt = tl.load(xt_ptrs, mask=k_mask[:, None] & row_mask[None, :], other=0.0)
+            k_mask = ks < K - k_start - k_off
+            xt = tl.load(xt_at, mask=k_mask[:, None] & row_mask[None, :], other=0.0)
             w_mask = col_mask[:, None] & k_mask[None, :]
-        wg = tl.load(wg_ptrs, mask=w_mask, other=0.0)
-        wu = tl.load(wu_ptrs, mask=w_mask, other=0.0)
+        wg = tl.load(wg_at, mask=w_mask, other=0.0)
+        wu = tl.load(wu_at, mask=w_mask, other=0.0)
         acc_g = tl.dot(wg, xt, acc_g, input_precision=INPUT_PRECISION)
         acc_u = tl.dot(wu, xt, acc_u, input_precision=INPUT_PRECISION)
-        xt_ptrs += BLOCK_K
-        wg_ptrs += BLOCK_K
-        wu_ptrs += BLOCK_K
+        if K_ROTATE == 0:
+            xt_ptrs += BLOCK_K
+            wg_ptrs += BLOCK_K
+            wu_ptrs += BLOCK_K
     _decode_finish(
         acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr, out_ptr, part_ptr,
         count_ptr, pid_n * tl.num_programs(1) + pid_t, N, stride_bg, stride_bu, stride_out,
@@ -320,6 +338,7 @@ def _linear_decode_tma_kernel(
     BLOCK_K: tl.constexpr,
     SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
     INDEX_64: tl.constexpr,  # output offsets may pass 2**30 (needs_int64): 64-bit
+    K_ROTATE: tl.constexpr = 0,  # as in _linear_decode_kernel
 ):
     """``_linear_decode_kernel`` with its operands fetched by the tensor-memory accelerator:
     grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``, ``out^T`` tiles ``[BLOCK_N,
@@ -341,8 +360,15 @@ def _linear_decode_tma_kernel(
         k_first = tl.program_id(2) * k_steps
     acc_g = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
     acc_u = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
+    k_rot = 0
+    if K_ROTATE > 0:
+        k_rot = (pid_n * K_ROTATE) % k_steps
     for ki in range(k_first, k_first + k_steps):
         off_k = ki * BLOCK_K
+        if K_ROTATE > 0:
+            step = ki - k_first + k_rot
+            step = tl.where(step >= k_steps, step - k_steps, step)
+            off_k = (k_first + step) * BLOCK_K
         xt = x_desc.load([off_t, off_k])  # [BLOCK_T, BLOCK_K], shared by both products
         wg = wg_desc.load([off_n, off_k])
         wu = wu_desc.load([off_n, off_k])

@@ -108,8 +108,12 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # whose loads are issued together (``UNROLL``), the weights' cache modifier (``W_CACHE``), K
 # compiled into the kernel (``STATIC_K``: the loop's few trips unroll; one compile per K)
 # and, as ``PROGRAMS_PER_SM``, persistent programs that each take several blocks of rows.
+# ``K_ROTATE`` (decode, both variants): each program starts ``pid_n * K_ROTATE`` steps into
+# its K loop and wraps, so concurrent programs read different column offsets (session 21,
+# not measured yet: no committed entry has it).
 _OPTIONAL_KEYS = (
     "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA",
+    "K_ROTATE",
 )  # fmt: skip
 
 
@@ -450,14 +454,14 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             _linear_decode_tma_kernel[grid](
                 *descs, *biases, out, parts, counts, m, n, k, *bias_strides, n, **consts,
                 BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split,
-                INDEX_64=needs_int64(out, bg, bu),
+                INDEX_64=needs_int64(out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0),
             )  # fmt: skip
             return out
         even_k = k % bk == 0 and steps % split == 0  # every program's K slice in range
         _linear_decode_kernel[grid](
             *args[:6], parts, counts, *args[6:], **consts, BLOCK_N=bn, BLOCK_T=block_t,
             BLOCK_K=bk, SPLIT_K=split, EVEN_K=even_k,
-            INDEX_64=needs_int64(xr, wg, wu, out, bg, bu),
+            INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0),
         )  # fmt: skip
     else:
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
