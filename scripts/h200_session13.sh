@@ -117,6 +117,10 @@
 #                  21, not run: the decode entries with K_ROTATE 1 / 2 / 5 / 11 on the nine
 #                  decode-kernel cases; 8B at 8 / 32 tokens on six allocations of its inputs,
 #                  ours, ours rotated, Liger and cuBLAS; about 250 s by estimate)
+#   decode-procs   the bf16 decode benchmark (four models, 1 / 8 / 32 tokens) in $DECODE_PROCS
+#                  processes (default 3), backends $DECODE_BACKENDS (default cuBLAS, Liger,
+#                  ours), then scripts/process_spread.py over them (session 21: rankings
+#                  within the spread between processes; runs h200-${RUN_TAG}-linear-decode-procN)
 #   mlp70b         the Llama-3-70B MLP step at 2048 and 4096 tokens, eager, torch.compile,
 #                  LigerSwiGLUMLP and ours (session 19: the 70B item of forward_saving_ws; run
 #                  h200-${RUN_TAG}-mlp-70b)
@@ -308,6 +312,17 @@ for stage in "$@"; do
     explore22)
       timeout $(limit 480) python3 scripts/explore_session22.py rotate copies \
         --out "$OUT/explore" 2>&1 | tail -n 30 ;;
+    decode-procs)
+      runs=()
+      for p in $(seq 1 ${DECODE_PROCS:-3}); do
+        timeout $(limit 200) python3 -m flash_swiglu.bench.cli --op linear \
+          --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
+          --tokens 1,8,32 --backend ${DECODE_BACKENDS:-cublas,liger,triton} \
+          --run-id h200-${RUN_TAG}-linear-decode-proc$p 2>&1 | tail -n 2
+        runs+=(benchmarks/results/h200-${RUN_TAG}-linear-decode-proc$p)
+      done
+      python3 scripts/process_spread.py "${runs[@]}" | tee "$OUT/process_spread.txt" \
+        | grep -v "^  " ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \
