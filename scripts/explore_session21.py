@@ -84,21 +84,37 @@ READ_TILES = [  # (TMA, BLOCK_N, BLOCK_K, warps, stages[, SPLIT_K])
 ]  # fmt: skip
 
 
+def need_read_eviction(stage: str) -> None:
+    """Stop a stage written for the harness's read eviction (``timing.L2_FLUSH``)."""
+    if timing.L2_FLUSH != "read":
+        raise SystemExit(f"{stage} expects the read eviction, not {timing.L2_FLUSH!r}")
+
+
+def winner(row: dict, is_candidate) -> tuple[str, list, list] | None:
+    """``(label, its rounds, the launcher's rounds)`` of the fastest candidate of a
+    ``explore_session15.decode`` row (the labels ``is_candidate`` accepts, by median round)
+    where its slowest round beat the launcher's fastest; None elsewhere."""
+    ms, ours = row["ms"], row["ms"].get("triton")
+    cands = {lb: t for lb, t in ms.items() if is_candidate(lb) and t}
+    if not ours or not cands:
+        return None
+    best = min(cands, key=lambda lb: sorted(cands[lb])[len(cands[lb]) // 2])
+    if max(cands[best]) >= min(ours):
+        return None
+    return best, sorted(cands[best]), sorted(ours)
+
+
 def _table(rows: list[dict]) -> dict:
     """``{case key: entry}`` where the fastest candidate's slowest round beat the launcher's
     fastest (the label parsed back into the decode entry's keys)."""
     table = {}
     for row in rows:
-        ms = row["ms"]
-        ours = ms.get("triton")
-        cands = {lb: t for lb, t in ms.items() if lb not in ("triton", "liger", "cublas") and t}
-        if not ours or not cands:
+        if any(lb.startswith("gemv") for lb in row["ms"]):  # gemv-more cases: their own table
             continue
-        if any(lb.startswith("gemv") for lb in cands):  # gemv-more cases: their own table
+        won = winner(row, lambda lb: lb not in ("triton", "liger", "cublas"))
+        if won is None:
             continue
-        best = min(cands, key=lambda lb: sorted(cands[lb])[len(cands[lb]) // 2])
-        if max(cands[best]) >= min(ours):
-            continue
+        best, best_ms, ours_ms = won
         kind, bn, bk, w, s, *split = best.split()
         entry = dict(BLOCK_N=int(bn[2:]), BLOCK_K=int(bk[2:]), num_warps=int(w[1:]),
                      num_stages=int(s[1:]))  # fmt: skip
@@ -109,15 +125,14 @@ def _table(rows: list[dict]) -> dict:
         key = f"m{row['m']}_n{row['n']}_k{row['k']}"
         entry["source"] = (
             f"scripts/explore_session21.py decode-read ({row['model']}, {row['m']} tokens, "
-            f"read-evicted): {sorted(cands[best])} ms against the launcher's {sorted(ours)}"
+            f"read-evicted): {best_ms} ms against the launcher's {ours_ms}"
         )
         table[key] = entry
     return table
 
 
 def decode_read(out: Path) -> dict:
-    if timing.L2_FLUSH != "read":
-        raise SystemExit(f"decode-read expects the read eviction, not {timing.L2_FLUSH!r}")
+    need_read_eviction("decode-read")
     candidates = lambda: S16.decode_tile_candidates(READ_TILES)
     rows = S15.decode(out, READ_CASES, candidates, "decode_read")
     table = _table(rows)
@@ -131,8 +146,7 @@ READ_CHUNKS = (4096, 16384, 65536)  # bf16 elements a program (8, 32, 128 KB)
 
 
 def read_floor(out: Path) -> list[dict]:
-    if timing.L2_FLUSH != "read":
-        raise SystemExit(f"read-floor expects the read eviction, not {timing.L2_FLUSH!r}")
+    need_read_eviction("read-floor")
     device = torch.device("cuda")
     copy = copy_bandwidth(device)  # GB/s, 4 GiB
     rows = []
@@ -214,25 +228,21 @@ def _gemv_table(rows: list[dict]) -> dict:
     the launcher's fastest."""
     table = {}
     for row in rows:
-        ms, ours = row["ms"], row["ms"].get("triton")
-        cands = {lb: t for lb, t in ms.items() if lb.startswith("gemv") and t}
-        if not ours or not cands:
+        won = winner(row, lambda lb: lb.startswith("gemv"))
+        if won is None:
             continue
-        best = min(cands, key=lambda lb: sorted(cands[lb])[len(cands[lb]) // 2])
-        if max(cands[best]) >= min(ours):
-            continue
+        best, best_ms, ours_ms = won
         entry = dict(GEMV_70B_ENTRIES[best])
         entry["source"] = (
             f"scripts/explore_session21.py decode-more ({row['model']}, {row['m']} token, "
-            f"read-evicted): {sorted(cands[best])} ms against the launcher's {sorted(ours)}"
+            f"read-evicted): {best_ms} ms against the launcher's {ours_ms}"
         )
         table[f"m{row['m']}_n{row['n']}_k{row['k']}"] = entry
     return table
 
 
 def decode_more(out: Path) -> dict:
-    if timing.L2_FLUSH != "read":
-        raise SystemExit(f"decode-more expects the read eviction, not {timing.L2_FLUSH!r}")
+    need_read_eviction("decode-more")
     rows = []
     plan = [
         ([("llama-3.2-1b", m) for m in (1, 8, 32)], MORE_1B_TILES),

@@ -48,9 +48,9 @@ import explore_session11 as S11
 import explore_session12 as S12
 import explore_session15 as S15
 import explore_session16 as S16
+import explore_session21 as S21
 
 from flash_swiglu import reference
-from flash_swiglu.bench import timing
 from flash_swiglu.bench.cases.linear import MODELS as CASE_MODELS
 from flash_swiglu.ops import linear as L
 
@@ -82,26 +82,21 @@ def _rotate_table(rows: list[dict], configs: dict) -> dict:
     launcher's fastest."""
     table = {}
     for row in rows:
-        ms, ours = row["ms"], row["ms"].get("triton")
-        key = f"m{L.token_bucket(row['m'])}_n{row['n']}_k{row['k']}"
-        cands = {lb: t for lb, t in ms.items() if lb.startswith("entry rot") and t}
-        if not ours or not cands:
+        won = S21.winner(row, lambda lb: lb.startswith("entry rot"))
+        if won is None:
             continue
-        best = min(cands, key=lambda lb: sorted(cands[lb])[len(cands[lb]) // 2])
-        if max(cands[best]) >= min(ours):
-            continue
+        best, best_ms, ours_ms = won
         entry = dict(configs[(row["model"], row["m"])][best])
         entry["source"] = (
             f"scripts/explore_session22.py rotate ({row['model']}, {row['m']} tokens, "
-            f"read-evicted): {sorted(cands[best])} ms against the launcher's {sorted(ours)}"
+            f"read-evicted): {best_ms} ms against the launcher's {ours_ms}"
         )
-        table[key] = entry
+        table[f"m{L.token_bucket(row['m'])}_n{row['n']}_k{row['k']}"] = entry
     return table
 
 
 def rotate(out: Path) -> dict:
-    if timing.L2_FLUSH != "read":
-        raise SystemExit(f"rotate expects the read eviction, not {timing.L2_FLUSH!r}")
+    S21.need_read_eviction("rotate")
     rows, configs = [], {}
     for model, m in ROTATE_CASES:
         cands, configs[(model, m)] = _rotate_candidates(_entry(model, m))
@@ -115,8 +110,7 @@ def rotate(out: Path) -> dict:
 
 
 def copies(out: Path) -> list[dict]:
-    if timing.L2_FLUSH != "read":
-        raise SystemExit(f"copies expects the read eviction, not {timing.L2_FLUSH!r}")
+    S21.need_read_eviction("copies")
     device = torch.device("cuda")
     rows = []
     for m in (8, 32):
