@@ -8,8 +8,8 @@ at 8 tokens, ``benchmarks/results/README.md``, "Session 21"). A ranking decided 
 that needs more than one process. For every case that two or more of the given runs measured
 (same op, case and pass), this prints:
 - ours in each run, in ms;
-- the fastest peer in each run (eager, packed eager, ``torch.compile`` in both modes, Liger),
-  named, in ms;
+- the fastest peer in each run (``summary_linear.fastest_peer``: eager, packed eager,
+  ``torch.compile`` in both modes, Liger), named, in ms;
 - their ratio in each run (above 1: ours faster);
 - the range and median of those ratios, and in how many runs ours was ahead.
 
@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from flash_swiglu.bench.cases.linear import PEERS
+from flash_swiglu.bench.summary_linear import fastest_peer
 
 
 def load(run_dir: Path) -> list[dict]:
@@ -41,25 +41,21 @@ def load(run_dir: Path) -> list[dict]:
 
 def spread(runs: list[list[dict]], ours: str = "triton") -> list[dict]:
     """One entry per case measured by ours and a peer in at least two of ``runs``."""
-    by_case: dict[tuple, dict[str, dict]] = defaultdict(dict)  # case -> run -> {backend: ms}
+    by_case: dict[tuple, dict[tuple, dict]] = defaultdict(dict)  # case -> run -> {backend: row}
     for rows in runs:
         for row in rows:
-            if not row.get("passed") or not row.get("median_ms"):
-                continue
             key = (row["op"], row["case"], row["pass"])
-            by_case[key].setdefault((row["run"], row.get("commit")), {})[row["backend"]] = row[
-                "median_ms"
-            ]
+            by_case[key].setdefault((row["run"], row.get("commit")), {})[row["backend"]] = row
     out = []
     for key, per_run in by_case.items():
         entries = []
-        for (run, commit), ms in per_run.items():
-            peers = {b: t for b, t in ms.items() if b in PEERS}
-            if ours not in ms or not peers:
+        for (run, commit), by_backend in per_run.items():
+            mine, peer = by_backend.get(ours), fastest_peer(by_backend)
+            if not (mine and mine.get("passed") and mine.get("median_ms")) or peer is None:
                 continue
-            best = min(peers, key=peers.get)
-            entries.append(dict(run=run, commit=commit, ours_ms=ms[ours], peer=best,
-                                peer_ms=peers[best], ratio=peers[best] / ms[ours]))  # fmt: skip
+            entries.append(dict(run=run, commit=commit, ours_ms=mine["median_ms"],
+                                peer=peer["backend"], peer_ms=peer["median_ms"],
+                                ratio=peer["median_ms"] / mine["median_ms"]))  # fmt: skip
         if len(entries) >= 2:
             ratios = [e["ratio"] for e in entries]
             out.append(dict(op=key[0], case=key[1], pass_=key[2], runs=entries,

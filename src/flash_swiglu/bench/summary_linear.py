@@ -89,7 +89,8 @@ def _pct(x: float) -> str:
     return f"{x:.0%}"
 
 
-def _fastest_peer(by_backend: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def fastest_peer(by_backend: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """The measured row of the fastest of ``PEERS`` in ``{backend: row}`` (None if none)."""
     peers = [by_backend.get(p) for p in PEERS]
     return min((r for r in peers if _measured(r)), key=lambda r: r["median_ms"], default=None)
 
@@ -106,7 +107,7 @@ def _line(group: tuple, cases: list[dict[str, dict[str, Any]]]) -> list[str]:
             failed = True
             continue
         m = triton["tokens"]
-        peer = _fastest_peer(by_backend)
+        peer = fastest_peer(by_backend)
         if m >= COMPUTE_BOUND_TOKENS:
             vs_cublas += [triton["frac_cublas"]] if triton.get("frac_cublas") else []
             vs_eager += [triton["speedup_vs_eager"]] if triton.get("speedup_vs_eager") else []
