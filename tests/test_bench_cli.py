@@ -221,6 +221,11 @@ def test_run_id_stores_the_run(tmp_path, device, capsys):
     table = (run_dir / "table.md").read_text()
     assert len(rows) == 2 and env["command"].startswith("benchmark-swiglu --device")
     assert {"gpu", "driver", "torch", "triton", "python", "commit", "timestamp"} <= env.keys()
+    assert {"gpu_uuid", "gpu_pci"} <= env.keys() and rows[0]["gpu_uuid"] == env["gpu_uuid"]
+    if device == "cpu":
+        assert env["gpu_uuid"] is None and env["gpu_pci"] is None
+    else:  # which board: a UUID and a PCI address, as nvidia-smi prints them
+        assert len(env["gpu_uuid"]) >= 32 and env["gpu_pci"].count(":") == 2
     assert "Copy bandwidth" in table and "relu/separate/float32/4x16" in table
     assert printed.rstrip().endswith(table.rstrip())  # the table is printed last
     if device == "cpu":
@@ -292,6 +297,18 @@ def test_liger_skipped_with_reason(tmp_path, device):
 def test_liger_has_no_relu():
     with pytest.raises(Skip, match="Liger has no fused relu"):
         ElementwiseCase("relu", "separate", torch.float16, 4, 4).function("liger")
+
+
+def test_summary_names_the_board():
+    """The list of runs under the summary names the board of runs that recorded it (its
+    UUID's first 8 characters) and leaves it out for older runs, which did not."""
+    with_uuid = _fake_row("2026-11-21T00:00:00Z", "triton", 0.9, 1.5, run="with")
+    with_uuid["gpu_uuid"] = "cf60d5a3-cb9c-5fe3-dd55-20ba72063832"
+    older = _fake_row("2026-11-20T00:00:00Z", "triton", 0.9, 1.5, run="older")
+    older["case"] = "silu/separate/float16/8x8"
+    table = render_summary([with_uuid, older])
+    assert "- `with`: NVIDIA H200 (board cf60d5a3), driver 580" in table
+    assert "- `older`: NVIDIA H200, driver 580" in table
 
 
 def _fake_row(run_ts: str, backend: str, frac: float, speedup: float, **extra) -> dict:

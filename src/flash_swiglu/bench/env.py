@@ -1,5 +1,6 @@
-"""Where and with what a run was measured: GPU, driver, versions, commit, time, command, and
-the environment variables that made the library run other than its committed configuration."""
+"""Where and with what a run was measured: GPU (its name and, since session 22, which board:
+UUID and PCI address), driver, versions, commit, time, command, and the environment variables
+that made the library run other than its committed configuration."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ def collect(device: torch.device, command: str) -> dict[str, Any]:
     return {
         "gpu": torch.cuda.get_device_name(device) if cuda else None,
         "driver": _driver_version() if cuda else None,
+        **gpu_identity(device),
         "cuda": torch.version.cuda,
         "torch": torch.__version__,
         "triton": _version("triton"),
@@ -34,6 +36,22 @@ def collect(device: torch.device, command: str) -> dict[str, Any]:
         "timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command,
         "library_env": library_env(),
+    }
+
+
+def gpu_identity(device: torch.device) -> dict[str, str | None]:
+    """``gpu_uuid`` and ``gpu_pci`` (domain:bus:device) of the board the run used, None on the
+    CPU. Two runs on the same model of GPU can differ by a few percent where they ran on
+    different boards (session 22: Llama-3-70B decode, ours against Liger, 0.95-0.99x in some
+    device calls and level in others); the fields tell the boards apart."""
+    if device.type != "cuda":
+        return {"gpu_uuid": None, "gpu_pci": None}
+    props = torch.cuda.get_device_properties(device)
+    uuid = getattr(props, "uuid", None)
+    pci = [getattr(props, f"pci_{part}_id", None) for part in ("domain", "bus", "device")]
+    return {
+        "gpu_uuid": str(uuid) if uuid is not None else None,
+        "gpu_pci": "{:04x}:{:02x}:{:02x}".format(*pci) if None not in pci else None,
     }
 
 

@@ -57,8 +57,9 @@ def _cell(row: dict[str, Any] | None) -> str:
 
 def _run_line(row: dict[str, Any]) -> str:
     commit = (row.get("commit") or "unknown")[:10]
+    board = f" (board {row['gpu_uuid'][:8]})" if row.get("gpu_uuid") else ""
     return (
-        f"- `{row['run']}`: {row.get('gpu')}, driver {row.get('driver')}, "
+        f"- `{row['run']}`: {row.get('gpu')}{board}, driver {row.get('driver')}, "
         f"torch {row.get('torch')}, triton {row.get('triton')}, commit {commit}, "
         f"{row.get('timestamp')}, "
         f"copy {row.get('copy_bw_gbps', 0):.0f} GB/s"
