@@ -9,9 +9,10 @@ in about a dozen processes over eight device calls (``benchmarks/results/README.
 
 - 209.1 / 212.6 us (level with Liger) in ``explore_session22.py rotate`` in call 1, and
   212.1 / 211.4 us in the same stage in call 8, on a fresh machine;
-- 214.3-218.3 / 217.6-223.0 us (0.95-0.99x of Liger) in every benchmark process of calls
-  2-7, whatever the 70B entry (with or without ``K_ROTATE``), whether ours ran alone, after
-  Liger, with the benchmark's 300 ms settle or the explorations' 100 ms;
+- 214.3-216.6 / 217.6-222.5 us (0.980-0.999x / 0.953-0.977x of Liger) in every bf16
+  benchmark process of calls 2-7 (nine with Liger), whatever the 70B entry (with or without
+  ``K_ROTATE``), whether ours ran alone, after Liger, with the benchmark's 300 ms settle or
+  the explorations' 100 ms;
 - 216.7 / 220.7 us in ``scripts/probe_s22_70b.py`` (call 7): the same harness as the rotate
   stage (``explore_session15.decode``), with only ours, Liger and the cuBLAS product in the
   rotation instead of those and five more decode-kernel variants.
