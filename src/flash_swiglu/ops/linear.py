@@ -109,8 +109,9 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # compiled into the kernel (``STATIC_K``: the loop's few trips unroll; one compile per K)
 # and, as ``PROGRAMS_PER_SM``, persistent programs that each take several blocks of rows.
 # ``K_ROTATE`` (decode, both variants): each program starts ``pid_n * K_ROTATE`` steps into
-# its K loop and wraps, so concurrent programs read different column offsets (session 21,
-# not measured yet: no committed entry has it).
+# its K loop and wraps, so concurrent programs read different column offsets (session 21;
+# measured in session 22, where it won on 1B at 1 / 8 tokens and 8B at 8 / 32: those entries
+# have it, benchmarks/results/h200-session22-explore/call1).
 _OPTIONAL_KEYS = (
     "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA",
     "K_ROTATE",
@@ -982,6 +983,12 @@ CANDIDATES = {
     + [
         dict(BLOCK_N=bn, BLOCK_K=128, num_warps=w, num_stages=s, TMA=True)
         for bn, w, s in ((64, 4, 4), (64, 4, 5), (64, 4, 6), (128, 8, 3))
+    ]
+    # The rotated K loops that won 1B and 8B (benchmarks/results/h200-session22-explore/call1).
+    + [
+        dict(BLOCK_N=bn, BLOCK_K=128, num_warps=w, num_stages=s, K_ROTATE=r)
+        for bn, w, s in ((64, 4, 4), (128, 8, 3))
+        for r in (5, 11)
     ],
     # Programs of one weight row, the fastest family on the H200: 1024-4096 columns a step
     # over 4-8 warps with K compiled in (benchmarks/results/h200-session10-explore/call2;
