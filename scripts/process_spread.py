@@ -85,7 +85,10 @@ def main() -> None:
     ap.add_argument("runs", nargs="+", type=Path)
     ap.add_argument("--backend", default="triton", help="ours (default: triton)")
     args = ap.parse_args()
-    print(render(spread([load(r) for r in args.runs], args.backend)))
+    cases = spread([load(r) for r in args.runs], args.backend)
+    if not cases:
+        sys.exit(f"no case with ours ({args.backend}) and a peer in two or more of the runs")
+    print(render(cases))
 
 
 if __name__ == "__main__":

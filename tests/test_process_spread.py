@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -46,3 +48,15 @@ def test_spread_over_runs(tmp_path):
     assert round(case["median"], 3) == 1.0 and case["ahead"] == 1
     text = S.render(cases)
     assert "0.950-1.100x" in text and "ahead in 1 of 3 runs" in text and "b (def)" in text
+
+
+def test_one_run_says_so(tmp_path, monkeypatch):
+    """A single run (or runs sharing no case) prints no table: the script exits with a line
+    that says why, instead of printing nothing."""
+    S = _script()
+    (tmp_path / "a").mkdir()
+    rows = [_row("M8", "triton", 10.0), _row("M8", "liger", 12.0)]
+    (tmp_path / "a" / "rows.json").write_text(json.dumps(rows))
+    monkeypatch.setattr("sys.argv", ["process_spread.py", str(tmp_path / "a")])
+    with pytest.raises(SystemExit, match="two or more of the runs"):
+        S.main()
