@@ -1,7 +1,7 @@
 """Explorations written in session 22, after its device time was spent, for the next session's
 H200 time.
 
-    PYTHONPATH=src python scripts/explore_session23.py harness70b allocs70b --out DIR
+    PYTHONPATH=src python scripts/explore_session23.py harness70b allocs70b rot1b --out DIR
 
 Session 22 timed Llama-3-70B at 8 and 32 tokens, ours against Liger's fused ``gemm_swiglu``,
 in about a dozen processes over eight device calls (``benchmarks/results/README.md``, section
@@ -35,7 +35,19 @@ print the board's UUID first.
   22's ``copies`` on 8B, which moved ours by 2.2% and Liger by 4.2% between allocations), ours
   and Liger on each, one set of three rotated rounds. -> ``allocs70b.json``.
 
-About 120 s by estimate (session 22's probe took 16 s for two cases in one arrangement).
+- ``rot1b``: Llama-3.2-1B at 1, 8 and 32 tokens, the case still short of the 90% target (87%
+  in run ``h200-s22-linear-bf16-decode``; a plain read of its weights ran at 96% in session
+  21). Its entries run 128 programs of 64 weight rows on 132 SMs, one program an SM. The
+  candidates combine session 22's rotated K loop with the two ways to more programs that
+  lost without it in session 21 (narrow tiles; split-K by 2, whose 256 programs fit one
+  wave only two to an SM), and with shorter K steps over more stages; each checked against
+  float64 first, three rotated rounds beside the launcher, Liger and cuBLAS
+  (``explore_session15.decode``). -> ``rot1b.json``, and ``rot1b_table.json``: per case the
+  fastest candidate, in the launch table's entry format, where its slowest round beat the
+  launcher's fastest.
+
+About 180 s by estimate for the three (session 22's probe took 16 s for two cases in one
+arrangement; session 22's ``rotate`` 114 s for nine cases of five candidates).
 """
 
 from __future__ import annotations
@@ -60,6 +72,7 @@ import explore_session22 as S22
 
 from flash_swiglu import reference
 from flash_swiglu.bench.env import gpu_identity
+from flash_swiglu.ops import linear as L
 
 say = S16.say
 MODEL = "llama-3-70b"
@@ -67,6 +80,33 @@ CASES = [(MODEL, 8), (MODEL, 32)]
 EXTRA = 5  # more launches of ours's entry in the ``eight`` arrangement
 ARRANGEMENTS = (("three", 0, 100.0), ("eight", EXTRA, 100.0), ("three-300", 0, 300.0))
 ALLOCS = 3
+ROT1B_CASES = [("llama-3.2-1b", m) for m in (1, 8, 32)]
+ROT1B_TILES = [  # (TMA, BLOCK_N, BLOCK_K, warps, stages, SPLIT_K, K_ROTATE)
+    # narrow tiles: 256 programs of 32 rows, 512 of 16
+    (False, 32, 128, 4, 4, 1, 5), (False, 32, 128, 4, 4, 1, 11), (False, 32, 256, 4, 3, 1, 5),
+    (True, 32, 128, 4, 4, 1, 5), (False, 16, 256, 2, 3, 1, 5),
+    # split-K by 2: 256 programs, two an SM at 3 stages
+    (False, 64, 128, 4, 3, 2, 5), (True, 64, 128, 4, 3, 2, 5),
+    # the entries' 64-row tiles: shorter steps over more stages, other rotations
+    (False, 64, 64, 4, 6, 1, 11), (False, 64, 64, 4, 8, 1, 11), (False, 64, 256, 4, 2, 1, 3),
+    (False, 64, 128, 4, 4, 1, 3), (False, 64, 128, 4, 4, 1, 7),
+]  # fmt: skip
+
+
+def rot1b_configs(tiles=ROT1B_TILES) -> dict:
+    """``{label: decode entry}`` of ``tiles``, labelled as ``explore_session16``'s tiles with
+    the split (where above 1) and the rotation appended."""
+    configs = {}
+    for tma, bn, bk, warps, stages, split, rot in tiles:
+        cfg = dict(BLOCK_N=bn, BLOCK_K=bk, num_warps=warps, num_stages=stages, K_ROTATE=rot)
+        label = f"{'tma' if tma else 'ptr'} bn{bn} bk{bk} w{warps} s{stages}"
+        if split > 1:
+            cfg["SPLIT_K"] = split
+            label += f" split{split}"
+        if tma:
+            cfg["TMA"] = True
+        configs[f"{label} rot{rot}"] = cfg
+    return configs
 
 
 def _board() -> None:
@@ -153,8 +193,39 @@ def allocs70b(out: Path) -> list[dict]:
     return rows
 
 
+def rot1b_table(rows: list[dict], configs: dict) -> dict:
+    """``{case key: entry}`` where the fastest of ``configs``'s candidates had its slowest
+    round ahead of the launcher's fastest (``explore_session21.winner``)."""
+    table = {}
+    for row in rows:
+        won = S21.winner(row, lambda lb: lb in configs)
+        if won is None:
+            continue
+        best, best_ms, ours_ms = won
+        entry = dict(configs[best])
+        entry["source"] = (
+            f"scripts/explore_session23.py rot1b ({row['model']}, {row['m']} tokens, "
+            f"read-evicted): {best} {best_ms} ms against the launcher's {ours_ms}"
+        )
+        table[f"m{L.token_bucket(row['m'])}_n{row['n']}_k{row['k']}"] = entry
+    return table
+
+
+def rot1b(out: Path) -> dict:
+    S21.need_read_eviction("rot1b")
+    _board()
+    configs = rot1b_configs()
+    cands = [(lb, S11._triton_maker("decode", cfg)) for lb, cfg in configs.items()]
+    rows = S15.decode(out, ROT1B_CASES, lambda: cands, "rot1b")
+    table = rot1b_table(rows, configs)
+    (out / "rot1b_table.json").write_text(json.dumps(table, indent=1))
+    say(f"rot1b: ahead of the launcher in every round: {', '.join(table) or 'none'}")
+    return table
+
+
 def main() -> None:
-    S12.run_stages({"harness70b": harness70b, "allocs70b": allocs70b}, ["harness70b"])
+    stages = {"harness70b": harness70b, "allocs70b": allocs70b, "rot1b": rot1b}
+    S12.run_stages(stages, ["harness70b"])
 
 
 if __name__ == "__main__":

@@ -117,10 +117,11 @@
 #                  21, not run: the decode entries with K_ROTATE 1 / 2 / 5 / 11 on the nine
 #                  decode-kernel cases; 8B at 8 / 32 tokens on six allocations of its inputs,
 #                  ours, ours rotated, Liger and cuBLAS; about 250 s by estimate)
-#   explore23      scripts/explore_session23.py harness70b allocs70b -> $OUT/explore (written in
-#                  session 22, not run: Llama-3-70B at 8 / 32 tokens, ours against Liger in three
-#                  arrangements of the rotation with SM clock and power sampled, and on three
-#                  allocations; the board's UUID first; about 120 s by estimate)
+#   explore23      scripts/explore_session23.py harness70b allocs70b rot1b -> $OUT/explore
+#                  (written in session 22, not run: Llama-3-70B at 8 / 32 tokens, ours against
+#                  Liger in three arrangements of the rotation with SM clock and power sampled,
+#                  and on three allocations; Llama-3.2-1B's decode with rotated narrow, split-K
+#                  and short-step tiles; the board's UUID first; about 180 s by estimate)
 #   decode-procs   the bf16 decode benchmark (four models, 1 / 8 / 32 tokens) in $DECODE_PROCS
 #                  processes (default 3), backends $DECODE_BACKENDS (default cuBLAS, Liger,
 #                  ours), then scripts/process_spread.py over them (session 21: rankings
@@ -317,7 +318,7 @@ for stage in "$@"; do
       timeout $(limit 480) python3 scripts/explore_session22.py rotate copies \
         --out "$OUT/explore" 2>&1 | tail -n 30 ;;
     explore23)
-      timeout $(limit 300) python3 scripts/explore_session23.py harness70b allocs70b \
+      timeout $(limit 420) python3 scripts/explore_session23.py harness70b allocs70b rot1b \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
     decode-procs)
       runs=()

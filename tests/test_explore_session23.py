@@ -32,3 +32,29 @@ def test_smi_medians(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     assert S.smi_medians(empty) == {"sm_mhz": None, "power_w": None, "samples": 0}
+
+
+def test_rot1b_configs_and_table():
+    """The ``rot1b`` candidates are launch-table entries the launcher accepts (known keys
+    only), one label each; the table takes a candidate only where its slowest round beat
+    the launcher's fastest, keyed by the token bucket, with its source."""
+    from flash_swiglu.ops import linear as L
+
+    S = _script()
+    configs = S.rot1b_configs()
+    assert len(configs) == len(S.ROT1B_TILES)
+    known = set(L._CONFIG_KEYS) | set(L._OPTIONAL_KEYS)
+    assert all(set(cfg) <= known and cfg["K_ROTATE"] > 0 for cfg in configs.values())
+    split = configs["ptr bn64 bk128 w4 s3 split2 rot5"]
+    assert split["SPLIT_K"] == 2 and "TMA" not in split
+    assert configs["tma bn32 bk128 w4 s4 rot5"]["TMA"] is True
+    label = "ptr bn32 bk128 w4 s4 rot5"
+    row = dict(model="llama-3.2-1b", n=8192, k=2048, ms={
+        "triton": [0.0180, 0.0181, 0.0182], "liger": [0.0150] * 3, label: [0.0170, 0.0171, 0.0179],
+    })  # fmt: skip
+    other = dict(row, m=32, ms=dict(row["ms"], **{label: [0.0179, 0.0179, 0.0185]}))
+    table = S.rot1b_table([dict(row, m=8), other], configs)
+    assert list(table) == ["m8_n8192_k2048"]  # at 32 the slowest round lost
+    entry = table["m8_n8192_k2048"]
+    assert {k: v for k, v in entry.items() if k != "source"} == configs[label]
+    assert entry["source"].startswith("scripts/explore_session23.py rot1b (llama-3.2-1b, 8 tokens")
