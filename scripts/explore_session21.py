@@ -67,6 +67,7 @@ from explore_session8 import _read_kernel
 from flash_swiglu.bench import timing
 from flash_swiglu.bench.cases.linear import MODELS as CASE_MODELS
 from flash_swiglu.bench.roofline import copy_bandwidth
+from flash_swiglu.ops import linear as L
 
 say = S16.say
 MODELS = ("llama-3.2-1b", "llama-3-8b", "qwen2.5-7b", "llama-3-70b")
@@ -104,31 +105,49 @@ def winner(row: dict, is_candidate) -> tuple[str, list, list] | None:
     return best, sorted(cands[best]), sorted(ours)
 
 
-def _table(rows: list[dict]) -> dict:
-    """``{case key: entry}`` where the fastest candidate's slowest round beat the launcher's
-    fastest (the label parsed back into the decode entry's keys)."""
+def winners_table(rows: list[dict], is_candidate, entry_of, source_of) -> dict:
+    """``{case key: entry}`` (keys ``m{token bucket}_n{N}_k{K}``) of the
+    ``explore_session15.decode`` rows where ``winner`` names a candidate among the labels
+    ``is_candidate(row, label)`` accepts: ``entry_of(row, label)``, its ``source`` set to
+    ``source_of(row, label, its rounds, the launcher's rounds)``. The table builders of
+    sessions 21-23 differ only in those three."""
     table = {}
     for row in rows:
-        if any(lb.startswith("gemv") for lb in row["ms"]):  # gemv-more cases: their own table
-            continue
-        won = winner(row, lambda lb: lb not in ("triton", "liger", "cublas"))
+        won = winner(row, lambda lb, row=row: is_candidate(row, lb))
         if won is None:
             continue
         best, best_ms, ours_ms = won
-        kind, bn, bk, w, s, *split = best.split()
-        entry = dict(BLOCK_N=int(bn[2:]), BLOCK_K=int(bk[2:]), num_warps=int(w[1:]),
-                     num_stages=int(s[1:]))  # fmt: skip
-        if kind == "tma":
-            entry["TMA"] = True
-        if split:
-            entry["SPLIT_K"] = int(split[0].removeprefix("split"))
-        key = f"m{row['m']}_n{row['n']}_k{row['k']}"
-        entry["source"] = (
-            f"scripts/explore_session21.py decode-read ({row['model']}, {row['m']} tokens, "
-            f"read-evicted): {best_ms} ms against the launcher's {ours_ms}"
-        )
-        table[key] = entry
+        entry = dict(entry_of(row, best))
+        entry["source"] = source_of(row, best, best_ms, ours_ms)
+        table[f"m{L.token_bucket(row['m'])}_n{row['n']}_k{row['k']}"] = entry
     return table
+
+
+def _tile_entry(row: dict, label: str) -> dict:
+    """A decode tile's label (``explore_session16.decode_tile_candidates``) parsed back into
+    the decode entry's keys."""
+    kind, bn, bk, w, s, *split = label.split()
+    entry = dict(BLOCK_N=int(bn[2:]), BLOCK_K=int(bk[2:]), num_warps=int(w[1:]),
+                 num_stages=int(s[1:]))  # fmt: skip
+    if kind == "tma":
+        entry["TMA"] = True
+    if split:
+        entry["SPLIT_K"] = int(split[0].removeprefix("split"))
+    return entry
+
+
+def _table(rows: list[dict]) -> dict:
+    """``{case key: entry}`` where the fastest candidate's slowest round beat the launcher's
+    fastest (the label parsed back into the decode entry's keys)."""
+
+    def tile(row, lb):  # gemv-more cases: their own table
+        gemv_case = any(label.startswith("gemv") for label in row["ms"])
+        return not gemv_case and lb not in ("triton", "liger", "cublas")
+
+    return winners_table(rows, tile, _tile_entry, lambda row, best, best_ms, ours_ms: (
+        f"scripts/explore_session21.py decode-read ({row['model']}, {row['m']} tokens, "
+        f"read-evicted): {best_ms} ms against the launcher's {ours_ms}"
+    ))  # fmt: skip
 
 
 def decode_read(out: Path) -> dict:
@@ -226,19 +245,15 @@ def _gemv_candidates() -> list:
 def _gemv_table(rows: list[dict]) -> dict:
     """The ``gemv`` section's entries where a matrix-vector candidate's slowest round beat
     the launcher's fastest."""
-    table = {}
-    for row in rows:
-        won = winner(row, lambda lb: lb.startswith("gemv"))
-        if won is None:
-            continue
-        best, best_ms, ours_ms = won
-        entry = dict(GEMV_70B_ENTRIES[best])
-        entry["source"] = (
+    return winners_table(
+        rows,
+        lambda row, lb: lb.startswith("gemv"),
+        lambda row, lb: GEMV_70B_ENTRIES[lb],
+        lambda row, best, best_ms, ours_ms: (
             f"scripts/explore_session21.py decode-more ({row['model']}, {row['m']} token, "
             f"read-evicted): {best_ms} ms against the launcher's {ours_ms}"
-        )
-        table[f"m{row['m']}_n{row['n']}_k{row['k']}"] = entry
-    return table
+        ),
+    )
 
 
 def decode_more(out: Path) -> dict:

@@ -80,19 +80,15 @@ def _rotate_candidates(entry: dict) -> tuple[list, dict]:
 def _rotate_table(rows: list[dict], configs: dict) -> dict:
     """``{case key: entry}`` where the fastest rotated variant's slowest round beat the
     launcher's fastest."""
-    table = {}
-    for row in rows:
-        won = S21.winner(row, lambda lb: lb.startswith("entry rot"))
-        if won is None:
-            continue
-        best, best_ms, ours_ms = won
-        entry = dict(configs[(row["model"], row["m"])][best])
-        entry["source"] = (
+    return S21.winners_table(
+        rows,
+        lambda row, lb: lb.startswith("entry rot"),
+        lambda row, lb: configs[(row["model"], row["m"])][lb],
+        lambda row, best, best_ms, ours_ms: (
             f"scripts/explore_session22.py rotate ({row['model']}, {row['m']} tokens, "
             f"read-evicted): {best_ms} ms against the launcher's {ours_ms}"
-        )
-        table[f"m{L.token_bucket(row['m'])}_n{row['n']}_k{row['k']}"] = entry
-    return table
+        ),
+    )
 
 
 def rotate(out: Path) -> dict:

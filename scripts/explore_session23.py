@@ -72,7 +72,6 @@ import explore_session22 as S22
 
 from flash_swiglu import reference
 from flash_swiglu.bench.env import gpu_identity
-from flash_swiglu.ops import linear as L
 
 say = S16.say
 MODEL = "llama-3-70b"
@@ -196,20 +195,16 @@ def allocs70b(out: Path) -> list[dict]:
 
 def rot1b_table(rows: list[dict], configs: dict) -> dict:
     """``{case key: entry}`` where the fastest of ``configs``'s candidates had its slowest
-    round ahead of the launcher's fastest (``explore_session21.winner``)."""
-    table = {}
-    for row in rows:
-        won = S21.winner(row, lambda lb: lb in configs)
-        if won is None:
-            continue
-        best, best_ms, ours_ms = won
-        entry = dict(configs[best])
-        entry["source"] = (
+    round ahead of the launcher's fastest (``explore_session21.winners_table``)."""
+    return S21.winners_table(
+        rows,
+        lambda row, lb: lb in configs,
+        lambda row, lb: configs[lb],
+        lambda row, best, best_ms, ours_ms: (
             f"scripts/explore_session23.py rot1b ({row['model']}, {row['m']} tokens, "
             f"read-evicted): {best} {best_ms} ms against the launcher's {ours_ms}"
-        )
-        table[f"m{L.token_bucket(row['m'])}_n{row['n']}_k{row['k']}"] = entry
-    return table
+        ),
+    )
 
 
 def rot1b(out: Path) -> dict:
