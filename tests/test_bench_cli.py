@@ -224,7 +224,7 @@ def test_run_id_stores_the_run(tmp_path, device, capsys):
     assert {"gpu_uuid", "gpu_pci"} <= env.keys() and rows[0]["gpu_uuid"] == env["gpu_uuid"]
     if device == "cpu":
         assert env["gpu_uuid"] is None and env["gpu_pci"] is None
-    else:  # which board: a UUID and a PCI address, as nvidia-smi prints them
+    else:  # which board: a UUID and a domain:bus:device PCI address
         assert len(env["gpu_uuid"]) >= 32 and env["gpu_pci"].count(":") == 2
     assert "Copy bandwidth" in table and "relu/separate/float32/4x16" in table
     assert printed.rstrip().endswith(table.rstrip())  # the table is printed last

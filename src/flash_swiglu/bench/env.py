@@ -42,8 +42,8 @@ def collect(device: torch.device, command: str) -> dict[str, Any]:
 def gpu_identity(device: torch.device) -> dict[str, str | None]:
     """``gpu_uuid`` and ``gpu_pci`` (domain:bus:device) of the board the run used, None on the
     CPU. Two runs on the same model of GPU can differ by a few percent where they ran on
-    different boards (session 22: Llama-3-70B decode, ours against Liger, 0.95-0.99x in some
-    device calls and level in others); the fields tell the boards apart."""
+    different boards (session 22: Llama-3-70B decode, ours against Liger, 0.95-1.00x in some
+    device calls and level in others, the boards unrecorded); the fields tell them apart."""
     if device.type != "cuda":
         return {"gpu_uuid": None, "gpu_pci": None}
     props = torch.cuda.get_device_properties(device)
