@@ -46,7 +46,18 @@ print the board's UUID first.
   fastest candidate, in the launch table's entry format, where its slowest round beat the
   launcher's fastest.
 
-About 180 s by estimate for the three (session 22's probe took 16 s for two cases in one
+Added in session 23, after ``harness70b`` had ours ahead of Liger at 8 tokens (215.3 against
+218.4 us) and level at 32 on board ``bb938c39``, while the benchmark process of the same device
+call had ours behind (218.1 against 214.6 us; 219.9 against 216.6):
+
+- ``swap70b``: the benchmark's way of handing inputs over, in one process: each backend
+  timed on its own copy of the inputs (``harness.fresh_inputs``, as ``_time`` does), three
+  copies, ours, Liger and ours with ``K_ROTATE`` 5 on each, one set of rotated rounds over
+  the nine calls. If a kernel's time moves with the copy it reads, and the two kernels move
+  differently, then the benchmark's ranking at 70B is set by where its copies landed.
+  -> ``swap70b.json``.
+
+About 180 s by estimate for the first three (session 22's probe took 16 s for two cases in one
 arrangement; session 22's ``rotate`` 114 s for nine cases of five candidates).
 """
 
@@ -71,7 +82,9 @@ import explore_session21 as S21
 import explore_session22 as S22
 
 from flash_swiglu import reference
+from flash_swiglu.bench.cases.linear import LinearCase
 from flash_swiglu.bench.env import gpu_identity
+from flash_swiglu.bench.harness import SEED, fresh_inputs, preparer, timed_call
 
 say = S16.say
 MODEL = "llama-3-70b"
@@ -79,6 +92,7 @@ CASES = [(MODEL, 8), (MODEL, 32)]
 EXTRA = 5  # more launches of ours's entry in the ``eight`` arrangement
 ARRANGEMENTS = (("three", 0, 100.0), ("eight", EXTRA, 100.0), ("three-300", 0, 300.0))
 ALLOCS = 3
+COPIES = 3  # swap70b: copies of the inputs, each read by ours, Liger and ours with K_ROTATE 5
 ROT1B_CASES = [("llama-3.2-1b", m) for m in (1, 8, 32)]
 ROT1B_TILES = [  # (TMA, BLOCK_N, BLOCK_K, warps, stages, SPLIT_K, K_ROTATE)
     # narrow tiles: 256 programs of 32 rows, 512 of 16
@@ -219,8 +233,44 @@ def rot1b(out: Path) -> dict:
     return table
 
 
+def swap70b(out: Path) -> list[dict]:
+    S21.need_read_eviction("swap70b")
+    _board()
+    device = torch.device("cuda")
+    rows = []
+    for model, m in CASES:
+        k, n = S15.MODELS[model]
+        case = LinearCase(model, k, n, m, torch.bfloat16)
+        inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(SEED))
+        rotated = dict(S22._entry(model, m), K_ROTATE=5)
+        calls, addresses = {}, []
+        for i in range(COPIES):
+            args = fresh_inputs(inputs, "fwd")
+            for backend in ("triton", "liger"):
+                fn, prepare = case.function(backend), preparer(case, backend)
+                calls[f"{backend} #{i}"] = timed_call(fn, args, dout, "fwd", prepare)
+            x, wg, wu = args
+            calls[f"rot5 #{i}"] = S11._triton_maker("decode", rotated)(x, wg, wu, None)
+            addresses.append([f"{t.data_ptr():#x}" for t in args])
+        ref = reference.swiglu_linear_reference(*(t.double() for t in inputs))
+        assert S11._ok(calls["rot5 #0"]().reshape(ref.shape), ref), "K_ROTATE 5: wrong result"
+        ms, med = S15._rotated_rounds(calls, 100.0)
+        rows.append(dict(model=model, m=m, copies=COPIES, addresses=addresses, ms=ms))
+        (out / "swap70b.json").write_text(json.dumps(rows, indent=1))
+        for i in range(COPIES):
+            us = {b: med[f"{b} #{i}"] * 1e3 for b in ("triton", "liger", "rot5")
+                  if f"{b} #{i}" in med}  # fmt: skip
+            say(f"swap70b M={m:2d} copy {i}: " + ", ".join(f"{b} {t:6.1f}" for b, t in us.items())
+                + (f" us; liger / ours {us['liger'] / us['triton']:.3f}x"
+                   if {"liger", "triton"} <= us.keys() else ""))  # fmt: skip
+        del inputs, dout, calls, ref
+    return rows
+
+
 def main() -> None:
-    stages = {"harness70b": harness70b, "allocs70b": allocs70b, "rot1b": rot1b}
+    stages = {
+        "harness70b": harness70b, "allocs70b": allocs70b, "rot1b": rot1b, "swap70b": swap70b
+    }  # fmt: skip
     S12.run_stages(stages, ["harness70b"])
 
 

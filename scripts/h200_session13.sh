@@ -122,6 +122,12 @@
 #                  Liger in three arrangements of the rotation with SM clock and power sampled,
 #                  and on three allocations; Llama-3.2-1B's decode with rotated narrow, split-K
 #                  and short-step tiles; the board's UUID first; about 180 s by estimate)
+#   swap70b        scripts/explore_session23.py swap70b -> $OUT/explore (session 23: 70B at 8 / 32
+#                  tokens, ours, Liger and ours with K_ROTATE 5 each on three copies of the
+#                  inputs, as the benchmark hands each backend a copy)
+#   order70b       the bf16 benchmark, 70B at 8 / 32 tokens, in two processes: backends Liger
+#                  then ours, and ours then Liger (each backend's copy of the inputs is
+#                  allocated in that order; runs h200-${RUN_TAG}-70b-liger-triton and -triton-liger)
 #   decode-procs   the bf16 decode benchmark (four models, 1 / 8 / 32 tokens) in $DECODE_PROCS
 #                  processes (default 3), backends $DECODE_BACKENDS (default cuBLAS, Liger,
 #                  ours), then scripts/process_spread.py over them (session 21: rankings
@@ -320,6 +326,16 @@ for stage in "$@"; do
     explore23)
       timeout $(limit 420) python3 scripts/explore_session23.py harness70b allocs70b rot1b \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
+    swap70b)
+      timeout $(limit 200) python3 scripts/explore_session23.py swap70b --out "$OUT/explore" \
+        2>&1 | tail -n 10 ;;
+    order70b)
+      for order in liger,triton triton,liger; do
+        timeout $(limit 150) python3 -m flash_swiglu.bench.cli --op linear --model llama-3-70b \
+          --dtype bfloat16 --tokens 8,32 --backend $order \
+          --run-id h200-${RUN_TAG}-70b-${order/,/-} 2>&1 | grep -E "^\| (liger|triton) " \
+          | cut -c1-90
+      done ;;
     decode-procs)
       runs=()
       for p in $(seq 1 ${DECODE_PROCS:-3}); do
