@@ -56,6 +56,10 @@ call had ours behind (218.1 against 214.6 us; 219.9 against 216.6):
   the nine calls. If a kernel's time moves with the copy it reads, and the two kernels move
   differently, then the benchmark's ranking at 70B is set by where its copies landed.
   -> ``swap70b.json``.
+- ``rotcopies``: the same on 70B and 8B at 8 and 32 tokens, with each entry under
+  ``K_ROTATE`` 0, 1, 3, 5, 7 and 11 (the 70B entries have none, the 8B entries 5; the
+  benchmark's call is the entry as it is): which rotation is ahead of the entry on every
+  copy, not only on the one allocation an exploration happens to time. -> ``rotcopies.json``.
 
 About 180 s by estimate for the first three (session 22's probe took 16 s for two cases in one
 arrangement; session 22's ``rotate`` 114 s for nine cases of five candidates).
@@ -92,7 +96,9 @@ CASES = [(MODEL, 8), (MODEL, 32)]
 EXTRA = 5  # more launches of ours's entry in the ``eight`` arrangement
 ARRANGEMENTS = (("three", 0, 100.0), ("eight", EXTRA, 100.0), ("three-300", 0, 300.0))
 ALLOCS = 3
-COPIES = 3  # swap70b: copies of the inputs, each read by ours, Liger and ours with K_ROTATE 5
+COPIES = 3  # swap70b, rotcopies: copies of the inputs, each read by every call
+ROTCOPIES_CASES = [(MODEL, 8), (MODEL, 32), ("llama-3-8b", 8), ("llama-3-8b", 32)]
+ROTCOPIES_ROTATIONS = (0, 1, 3, 5, 7, 11)
 ROT1B_CASES = [("llama-3.2-1b", m) for m in (1, 8, 32)]
 ROT1B_TILES = [  # (TMA, BLOCK_N, BLOCK_K, warps, stages, SPLIT_K, K_ROTATE)
     # narrow tiles: 256 programs of 32 rows, 512 of 16
@@ -233,43 +239,58 @@ def rot1b(out: Path) -> dict:
     return table
 
 
-def swap70b(out: Path) -> list[dict]:
-    S21.need_read_eviction("swap70b")
+def _on_copies(out: Path, name: str, cases, rotations) -> list[dict]:
+    """Each case on ``COPIES`` copies of the benchmark's inputs (``harness.fresh_inputs``, as
+    the benchmark's ``_time`` makes them): ours (the benchmark's call), Liger, and ours's
+    entry with each ``K_ROTATE`` of ``rotations`` on every copy, one set of rotated rounds
+    over all the calls. -> ``<name>.json``."""
+    S21.need_read_eviction(name)
     _board()
     device = torch.device("cuda")
     rows = []
-    for model, m in CASES:
+    for model, m in cases:
         k, n = S15.MODELS[model]
         case = LinearCase(model, k, n, m, torch.bfloat16)
         inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(SEED))
-        rotated = dict(S22._entry(model, m), K_ROTATE=5)
+        ref = reference.swiglu_linear_reference(*(t.double() for t in inputs))
+        entry = S22._entry(model, m)
         calls, addresses = {}, []
         for i in range(COPIES):
             args = fresh_inputs(inputs, "fwd")
             for backend in ("triton", "liger"):
                 fn, prepare = case.function(backend), preparer(case, backend)
                 calls[f"{backend} #{i}"] = timed_call(fn, args, dout, "fwd", prepare)
-            x, wg, wu = args
-            calls[f"rot5 #{i}"] = S11._triton_maker("decode", rotated)(x, wg, wu, None)
+            for r in rotations:
+                f = S11._triton_maker("decode", dict(entry, K_ROTATE=r))(*args, None)
+                assert S11._ok(f().reshape(ref.shape), ref), f"K_ROTATE {r}: wrong result"
+                calls[f"rot{r} #{i}"] = f
             addresses.append([f"{t.data_ptr():#x}" for t in args])
-        ref = reference.swiglu_linear_reference(*(t.double() for t in inputs))
-        assert S11._ok(calls["rot5 #0"]().reshape(ref.shape), ref), "K_ROTATE 5: wrong result"
         ms, med = S15._rotated_rounds(calls, 100.0)
-        rows.append(dict(model=model, m=m, copies=COPIES, addresses=addresses, ms=ms))
-        (out / "swap70b.json").write_text(json.dumps(rows, indent=1))
+        rows.append(dict(model=model, m=m, entry=entry, copies=COPIES, addresses=addresses, ms=ms))
+        (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
+        labels = ["triton", "liger", *(f"rot{r}" for r in rotations)]
         for i in range(COPIES):
-            us = {b: med[f"{b} #{i}"] * 1e3 for b in ("triton", "liger", "rot5")
-                  if f"{b} #{i}" in med}  # fmt: skip
-            say(f"swap70b M={m:2d} copy {i}: " + ", ".join(f"{b} {t:6.1f}" for b, t in us.items())
+            us = {lb: med[f"{lb} #{i}"] * 1e3 for lb in labels if f"{lb} #{i}" in med}
+            say(f"{name} {model} M={m:2d} copy {i}: "
+                + ", ".join(f"{lb} {t:.1f}" for lb, t in us.items())
                 + (f" us; liger / ours {us['liger'] / us['triton']:.3f}x"
                    if {"liger", "triton"} <= us.keys() else ""))  # fmt: skip
         del inputs, dout, calls, ref
     return rows
 
 
+def swap70b(out: Path) -> list[dict]:
+    return _on_copies(out, "swap70b", CASES, (5,))
+
+
+def rotcopies(out: Path) -> list[dict]:
+    return _on_copies(out, "rotcopies", ROTCOPIES_CASES, ROTCOPIES_ROTATIONS)
+
+
 def main() -> None:
     stages = {
-        "harness70b": harness70b, "allocs70b": allocs70b, "rot1b": rot1b, "swap70b": swap70b
+        "harness70b": harness70b, "allocs70b": allocs70b, "rot1b": rot1b, "swap70b": swap70b,
+        "rotcopies": rotcopies,
     }  # fmt: skip
     S12.run_stages(stages, ["harness70b"])
 

@@ -125,6 +125,8 @@
 #   swap70b        scripts/explore_session23.py swap70b -> $OUT/explore (session 23: 70B at 8 / 32
 #                  tokens, ours, Liger and ours with K_ROTATE 5 each on three copies of the
 #                  inputs, as the benchmark hands each backend a copy)
+#   rotcopies      scripts/explore_session23.py rotcopies -> $OUT/explore (70B and 8B at 8 / 32
+#                  tokens: K_ROTATE 1-11 on each entry, three copies of the inputs)
 #   order70b       the bf16 benchmark, 70B at 8 / 32 tokens, in two processes: backends Liger
 #                  then ours, and ours then Liger (each backend's copy of the inputs is
 #                  allocated in that order; runs h200-${RUN_TAG}-70b-liger-triton and -triton-liger)
@@ -326,9 +328,9 @@ for stage in "$@"; do
     explore23)
       timeout $(limit 420) python3 scripts/explore_session23.py harness70b allocs70b rot1b \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
-    swap70b)
-      timeout $(limit 200) python3 scripts/explore_session23.py swap70b --out "$OUT/explore" \
-        2>&1 | tail -n 10 ;;
+    swap70b|rotcopies)
+      timeout $(limit 200) python3 scripts/explore_session23.py $stage --out "$OUT/explore" \
+        2>&1 | tail -n 16 ;;
     order70b)
       for order in liger,triton triton,liger; do
         timeout $(limit 150) python3 -m flash_swiglu.bench.cli --op linear --model llama-3-70b \
