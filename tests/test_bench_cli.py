@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from flash_swiglu import reference
-from flash_swiglu.bench import cli, plot, profile, timing
+from flash_swiglu.bench import cli, harness, plot, profile, timing
 from flash_swiglu.bench.backends import Skip
 from flash_swiglu.bench.cases.elementwise import ElementwiseCase
 from flash_swiglu.bench.cases.linear import LinearCase
@@ -111,6 +111,38 @@ def test_settle_option(tmp_path, device, monkeypatch):
     assert timing.settle_note() == "after 12.5 ms of the call's own untimed runs"
     if device == "cuda":
         assert rows[0]["timing"].endswith("no settling")
+
+
+def test_copies_option(tmp_path, device, monkeypatch):
+    """``--copies N``: each backend timed on N copies of its inputs, their rounds pooled, each
+    copy's median kept; the rows say so."""
+    monkeypatch.setattr(harness, "COPIES", harness.COPIES)  # restored after the test
+    assert cli.build_parser().parse_args([]).copies == 1
+    args = ("--backend", "torch,triton", "--pass", "fwd", "--dtype", "float32")
+    status, rows = run(tmp_path, device, *args, "--activation", "silu", "--copies", "3")
+    assert status == 0 and harness.COPIES == 3 and len(rows) == 2
+    for row in rows:
+        assert row["copies"] == 3 and row["timing"].endswith(
+            ", each backend on 3 copies of its inputs"
+        )
+        assert len(row["median_ms_rounds"]) == 3 * timing.ROUNDS
+        assert row["median_ms"] in row["median_ms_rounds"]
+        copies = row["median_ms_copies"]
+        assert len(copies) == 3 and min(copies) <= row["median_ms"] <= max(copies)
+        # each copy's median is the median of that copy's rounds (pooled copy by copy)
+        for c, median in enumerate(copies):
+            own = sorted(row["median_ms_rounds"][c * timing.ROUNDS : (c + 1) * timing.ROUNDS])
+            assert median == own[(timing.ROUNDS - 1) // 2]
+    status, rows = run(tmp_path, device, *args, "--activation", "gelu")
+    assert status == 0 and harness.COPIES == 1
+    assert rows[0]["copies"] == 1 and rows[0]["median_ms_copies"] is None
+    assert "copies" not in rows[0]["timing"]
+
+
+@pytest.mark.parametrize("args", [["--copies", "0"], ["--op", "mlp", "--copies", "2"]])
+def test_copies_rejected(args):
+    with pytest.raises(SystemExit):
+        cli.main(["--device", "cpu", *args])
 
 
 @pytest.mark.gpu

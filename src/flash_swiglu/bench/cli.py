@@ -32,7 +32,7 @@ import torch
 
 from flash_swiglu import _names
 from flash_swiglu.bench import env as run_env
-from flash_swiglu.bench import plot, profile, report, timing
+from flash_swiglu.bench import harness, plot, profile, report, timing
 from flash_swiglu.bench.cases import OPS, linear, mlp
 from flash_swiglu.bench.harness import PASSES, run_case
 from flash_swiglu.bench.progress import Progress
@@ -110,6 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     flush = "how the L2 is evicted before each timed call: read (default) a 256 MB buffer, or "
     flush += "write it (zero_, as do_bench; its dirty lines are written back while the call runs)"
     add("--l2-flush", choices=timing.L2_FLUSHES, default=timing.L2_FLUSHES[0], help=flush)
+    copies = "elementwise, linear: time each backend on N copies of its inputs, each a call "
+    copies += "of its own in the rounds, and pool their rounds (default 1): a kernel's time can "
+    copies += "depend on where its operands landed in memory"
+    add("--copies", type=_positive, default=1, metavar="N", help=copies)
     sweep = "elementwise: 2^16..2^28 elements per operand; linear: the --tokens (M)"
     add("--sweep", action="store_true", help=sweep)
     add("--json", type=Path, metavar="PATH", help="write every result row to PATH")
@@ -265,6 +269,8 @@ def _resolve_mlp(
         parser.error("--sweep: not for --op mlp (its --tokens are the sweep; no plot)")
     if args.profile:
         parser.error("--profile: not for --op mlp")
+    if args.copies > 1:
+        parser.error("--copies: not for --op mlp (its loop times each backend on one copy)")
     if args.layouts != ["separate"]:
         parser.error("--layout: --op mlp has separate gate_proj and up_proj weights only")
     _resolve_linear(parser, args, suite)
@@ -279,6 +285,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     timing.SETTLE_MS = args.settle_ms
     timing.STEP_ROUND_MS = args.step_ms
     timing.L2_FLUSH = args.l2_flush
+    harness.COPIES = args.copies
     device = args.device
     cases = OPS[args.op].cases(args)
     if args.profile_child:

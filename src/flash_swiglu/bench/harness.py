@@ -18,6 +18,12 @@ For each case and pass:
    timing after ``timing.SETTLE_MS`` of the call's own untimed replays (``--settle-ms``); the
    CPU time to issue one call (``host_ms``) and the per-call ``do_bench`` median
    (``call_median_ms``, which includes any wait for the CPU) are recorded beside them.
+   With ``COPIES`` above 1 (``--copies``) each backend is timed on that many copies of the
+   inputs, each copy a call of its own in the rotation, and the rounds of all its copies are
+   pooled before the median round is taken; ``median_ms_copies`` keeps each copy's median.
+   Where a kernel's time depends on where its operands landed in memory (session 23: up to
+   2.5% between three copies of Llama-3-70B's weights, for ours and for Liger's kernel
+   alike), a single copy makes the ranking of close backends a draw of that placement.
 
 Passes: ``fwd`` times ``fn(*inputs)``; ``bwd`` runs the forward once outside the timed
 region and times ``torch.autograd.grad(out, inputs, dout, retain_graph=True)``; ``fwd+bwd``
@@ -54,6 +60,15 @@ from flash_swiglu.bench.timing import (
 
 PASSES = ("fwd", "bwd", "fwd+bwd")
 SEED = 0
+# Copies of the inputs each backend is timed on (``benchmark-swiglu --copies``); read at each
+# call, so the command line can change it for a run.
+COPIES = 1
+
+
+def copies_note() -> str:
+    """How many copies of the inputs each backend was timed on, for the rows' ``timing``."""
+    return f", each backend on {COPIES} copies of its inputs" if COPIES > 1 else ""
+
 
 Prepare = Callable[[list[torch.Tensor]], list[torch.Tensor]]
 
@@ -241,25 +256,48 @@ def _time(
     results: dict[str, dict[str, Any]],
 ) -> None:
     """Add ``median_ms``, ``p20_ms``, ``p80_ms``, ``median_ms_repeat``, ``median_ms_rounds``
-    (``timing.summarize_rounds``; and on CUDA ``host_ms``) to ``results``."""
-    calls = {}
+    (``timing.summarize_rounds`` over the rounds of every copy), with ``COPIES`` above 1
+    ``median_ms_copies``, and on CUDA ``host_ms`` and ``call_median_ms`` (the first copy's)
+    to ``results``."""
+    copies = COPIES
+    calls: dict[str, Callable[[], object]] = {}
     for backend, fn in functions.items():
         if "error" not in results[backend]:
             try:
-                args = fresh_inputs(inputs, pass_)
-                calls[backend] = timed_call(fn, args, dout, pass_, preparer(case, backend))
+                for c in range(copies):
+                    args = fresh_inputs(inputs, pass_)
+                    prepare = preparer(case, backend)
+                    calls[_copy_label(backend, c)] = timed_call(fn, args, dout, pass_, prepare)
             except Exception as e:
                 results[backend].update(_error(e))
-    rounds = interleaved_rounds(list(calls), lambda backend: measure(calls[backend], device))
-    for backend, ts in rounds.items():
+                for c in range(copies):
+                    calls.pop(_copy_label(backend, c), None)
+    # Copy-major: every backend's first copy, then every backend's second, ...
+    labels = sorted(calls, key=lambda label: int(label.rpartition("#")[2]))
+    rounds = interleaved_rounds(labels, lambda label: measure(calls[label], device))
+    for backend in functions:
+        per_copy = [rounds[_copy_label(backend, c)] for c in range(copies)
+                    if _copy_label(backend, c) in rounds]  # fmt: skip
+        if not per_copy:
+            continue
+        ts = [t for copy_rounds in per_copy for t in copy_rounds]
         error = next((t for t in ts if isinstance(t, Exception)), None)
         if error is not None:
             results[backend].update(_error(error))
             continue
         results[backend].update(summarize_rounds(ts))
+        if copies > 1:
+            results[backend]["median_ms_copies"] = [
+                sorted(t.median_ms for t in r)[(len(r) - 1) // 2] for r in per_copy
+            ]
         if device.type == "cuda":
-            results[backend]["host_ms"] = host_ms(calls[backend])
-            results[backend]["call_median_ms"] = measure_call(calls[backend]).median_ms
+            first = calls[_copy_label(backend, 0)]
+            results[backend]["host_ms"] = host_ms(first)
+            results[backend]["call_median_ms"] = measure_call(first).median_ms
+
+
+def _copy_label(backend: str, copy: int) -> str:
+    return f"{backend}#{copy}"
 
 
 def _row(
@@ -289,11 +327,16 @@ def _row(
         "p80_ms": result.get("p80_ms"),
         "median_ms_repeat": result.get("median_ms_repeat"),
         "median_ms_rounds": result.get("median_ms_rounds"),
+        "median_ms_copies": result.get("median_ms_copies"),
+        "copies": COPIES,
         "host_ms": result.get("host_ms"),
         "call_median_ms": result.get("call_median_ms"),
-        "timing": f"cuda-graph replay, {cold_l2_note()}, {settle_note()}"
-        if device.type == "cuda"
-        else "cpu wall clock",
+        "timing": (
+            f"cuda-graph replay, {cold_l2_note()}, {settle_note()}"
+            if device.type == "cuda"
+            else "cpu wall clock"
+        )
+        + copies_note(),
         "ideal_bytes": ideal,
         "ideal_read_bytes": read,
         "ideal_write_bytes": written,
