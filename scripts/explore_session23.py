@@ -61,6 +61,15 @@ call had ours behind (218.1 against 214.6 us; 219.9 against 216.6):
   benchmark's call is the entry as it is): which rotation is ahead of the entry on every
   copy, not only on the one allocation an exploration happens to time. -> ``rotcopies.json``.
 
+- ``align70b``: after ``rotcopies`` (ours with ``K_ROTATE`` 11 at 32 tokens: 214.9-216.1 us on
+  three copies) and the benchmark run ``h200-s23-linear-bf16-decode-copies-a`` (the same
+  entry: 219.5-224.1 us on its three copies, Liger 215.7-218.9). The harness's weights start
+  on 2 MiB boundaries (``rotcopies.json``'s addresses); in the benchmark, blocks freed by
+  the float64 check can be split for later allocations, such as a 32-token output (1.75
+  MiB, the large pool), so its weights need not. Here both weights are views of one pair
+  of buffers at byte offsets 0 to 2 MiB - 16 KiB (the same memory each time, only the
+  alignment moves), ours and Liger on each, 70B at 8 and 32 tokens. -> ``align70b.json``.
+
 About 180 s by estimate for the first three (session 22's probe took 16 s for two cases in one
 arrangement; session 22's ``rotate`` 114 s for nine cases of five candidates).
 """
@@ -279,6 +288,46 @@ def _on_copies(out: Path, name: str, cases, rotations) -> list[dict]:
     return rows
 
 
+ALIGN_OFFSETS = (0, 4 << 10, 64 << 10, 512 << 10, 1 << 20, 1835008, (2 << 20) - (16 << 10))
+
+
+def align70b(out: Path) -> list[dict]:
+    S21.need_read_eviction("align70b")
+    _board()
+    device = torch.device("cuda")
+    rows = []
+    k, n = S15.MODELS[MODEL]
+    pad = max(ALIGN_OFFSETS) // 2  # elements
+    bufs = [torch.empty(n * k + pad, device=device, dtype=torch.bfloat16) for _ in range(2)]
+    for b in bufs:
+        b.normal_(0, k**-0.5)
+    for m in (8, 32):
+        case = LinearCase(MODEL, k, n, m, torch.bfloat16)
+        x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
+        calls = {}
+        for off in ALIGN_OFFSETS:
+            wg, wu = (b[off // 2 : off // 2 + n * k].view(n, k) for b in bufs)
+            if off == ALIGN_OFFSETS[-1]:
+                ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+                for backend in ("triton", "liger"):
+                    got = case.function(backend)(x, wg, wu)
+                    assert S11._ok(got.reshape(ref.shape), ref), f"{backend}: wrong result"
+                del ref
+            for backend in ("triton", "liger"):
+                fn = case.function(backend)
+                calls[f"{backend} +{off >> 10}K"] = lambda fn=fn, x=x, wg=wg, wu=wu: fn(x, wg, wu)
+        ms, med = S15._rotated_rounds(calls, 100.0)
+        addresses = [f"{b.data_ptr():#x}" for b in bufs]
+        rows.append(dict(model=MODEL, m=m, offsets=ALIGN_OFFSETS, buffers=addresses, ms=ms))
+        (out / "align70b.json").write_text(json.dumps(rows, indent=1))
+        for backend in ("triton", "liger"):
+            say(f"align70b M={m:2d} {backend:6s} "
+                + ", ".join(f"+{o >> 10}K {med[f'{backend} +{o >> 10}K'] * 1e3:.1f}"
+                            for o in ALIGN_OFFSETS if f"{backend} +{o >> 10}K" in med))  # fmt: skip
+        del calls, x
+    return rows
+
+
 def swap70b(out: Path) -> list[dict]:
     return _on_copies(out, "swap70b", CASES, (5,))
 
@@ -290,7 +339,7 @@ def rotcopies(out: Path) -> list[dict]:
 def main() -> None:
     stages = {
         "harness70b": harness70b, "allocs70b": allocs70b, "rot1b": rot1b, "swap70b": swap70b,
-        "rotcopies": rotcopies,
+        "rotcopies": rotcopies, "align70b": align70b,
     }  # fmt: skip
     S12.run_stages(stages, ["harness70b"])
 
