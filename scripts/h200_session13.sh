@@ -135,6 +135,9 @@
 #   align70b       scripts/explore_session23.py align70b -> $OUT/explore (70B at 8 / 32 tokens,
 #                  ours and Liger with both weights at byte offsets 0 to 2 MiB in one pair of
 #                  buffers)
+#   inproc70b      scripts/explore_session23.py inproc70b -> $OUT/explore (70B at 8 / 32 tokens,
+#                  ours and Liger on three copies: the harness's way, the benchmark's loop,
+#                  the harness's way again, in one process)
 #   order70b       the bf16 benchmark, 70B at 8 / 32 tokens, in two processes: backends Liger
 #                  then ours, and ours then Liger (each backend's copy of the inputs is
 #                  allocated in that order; runs h200-${RUN_TAG}-70b-liger-triton and -triton-liger)
@@ -345,7 +348,7 @@ for stage in "$@"; do
     explore23)
       timeout $(limit 420) python3 scripts/explore_session23.py harness70b allocs70b rot1b \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
-    swap70b|rotcopies|align70b)
+    swap70b|rotcopies|align70b|inproc70b)
       timeout $(limit 200) python3 scripts/explore_session23.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 16 ;;
     order70b)
