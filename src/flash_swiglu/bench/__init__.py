@@ -5,7 +5,8 @@ Modules, in the order data flows:
     cli        options, the device's suite of cases, what to print and store
     cases/     what each ``--op`` measures (``elementwise``, ``linear``) and its backends
     backends   the implementations compared and why one may be unavailable
-    harness    the loop: float64 reference, error check, rotated timing rounds, result rows
+    harness    the loop: float64 reference, error check, rotated timing rounds (on
+               ``--copies`` copies of the inputs), result rows
     checks     DESIGN.md's tolerance rule
     timing     CUDA-graph replays (cold L2, settled first) on CUDA, a perf_counter loop on
                the CPU
