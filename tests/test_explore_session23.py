@@ -1,4 +1,5 @@
-"""``scripts/explore_session23.py``: the ``nvidia-smi`` sample reader its stages report with."""
+"""``scripts/explore_session23.py``: the ``nvidia-smi`` sample reader its stages report with,
+the ``rot1b`` candidates and table rule, and the constants of ``align70b`` and ``rotcopies``."""
 
 from __future__ import annotations
 
@@ -58,3 +59,15 @@ def test_rot1b_configs_and_table():
     entry = table["m8_n8192_k2048"]
     assert {k: v for k, v in entry.items() if k != "source"} == configs[label]
     assert entry["source"].startswith("scripts/explore_session23.py rot1b (llama-3.2-1b, 8 tokens")
+
+
+def test_align_offsets_and_rotations():
+    """``align70b``'s offsets are whole bf16 elements on 16-byte boundaries (what TMA needs),
+    below 2 MiB, distinct as the KiB labels that key its calls; ``rotcopies`` times the entry
+    as it is (rotation 0) beside each rotation, the rotations the decode kernel accepts."""
+    S = _script()
+    offsets = S.ALIGN_OFFSETS
+    assert offsets[0] == 0 and all(o % 16 == 0 and 0 <= o < 2 << 20 for o in offsets)
+    assert len({o >> 10 for o in offsets}) == len(offsets)
+    assert 0 in S.ROTCOPIES_ROTATIONS and all(r >= 0 for r in S.ROTCOPIES_ROTATIONS)
+    assert {m for _, m in S.ROTCOPIES_CASES} == {8, 32} and S.COPIES >= 2
