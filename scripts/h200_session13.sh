@@ -138,6 +138,12 @@
 #   inproc70b      scripts/explore_session23.py inproc70b -> $OUT/explore (70B at 8 / 32 tokens,
 #                  ours and Liger on three copies: the harness's way, the benchmark's loop,
 #                  the harness's way again, in one process)
+#   proc70b        (written in session 23, not run) what in the full decode process slows ours on
+#                  70B at 32 tokens (217.6-223.8 us there, 216.0-216.2 through the same loop in
+#                  a process of its own on one board): the benchmark with --copies 3 in three
+#                  processes: 70B at 32 tokens with cuBLAS, Liger and ours (few), with every
+#                  backend (all), and Qwen and 70B at 1 / 8 / 32 with cuBLAS, Liger and ours
+#                  (qwen-few); runs h200-${RUN_TAG}-70b32-few, -70b32-all, -70b-qwen-few
 #   order70b       the bf16 benchmark, 70B at 8 / 32 tokens, in two processes: backends Liger
 #                  then ours, and ours then Liger (each backend's copy of the inputs is
 #                  allocated in that order; runs h200-${RUN_TAG}-70b-liger-triton and -triton-liger)
@@ -351,6 +357,16 @@ for stage in "$@"; do
     swap70b|rotcopies|align70b|inproc70b)
       timeout $(limit 200) python3 scripts/explore_session23.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 16 ;;
+    proc70b)
+      for v in few all qwen-few; do
+        models=llama-3-70b tokens=32 backends=cublas,liger,triton run=70b32-$v
+        [[ $v == all ]] && backends=torch,torch-packed,compile,cublas,liger,liger-mul,triton,compile-max
+        [[ $v == qwen-few ]] && models=qwen2.5-7b,llama-3-70b tokens=1,8,32 run=70b-qwen-few
+        timeout $(limit 200) python3 -m flash_swiglu.bench.cli --op linear --model $models \
+          --dtype bfloat16 --tokens $tokens --backend $backends --copies 3 \
+          --run-id h200-${RUN_TAG}-$run 2>&1 | grep -E "^\| (liger|triton) .*70b/M32" \
+          | cut -c1-90
+      done ;;
     order70b)
       for order in liger,triton triton,liger; do
         timeout $(limit 150) python3 -m flash_swiglu.bench.cli --op linear --model llama-3-70b \
