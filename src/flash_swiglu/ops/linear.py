@@ -984,12 +984,15 @@ CANDIDATES = {
         dict(BLOCK_N=bn, BLOCK_K=128, num_warps=w, num_stages=s, TMA=True)
         for bn, w, s in ((64, 4, 4), (64, 4, 5), (64, 4, 6), (128, 8, 3))
     ]
-    # The rotated K loops that won 1B and 8B (benchmarks/results/h200-session22-explore/call1).
+    # The rotated K loops that won 1B and 8B (benchmarks/results/h200-session22-explore/call1),
+    # and the TMA one that won Llama-3-70B at 32 tokens on three copies of the inputs
+    # (h200-session23-explore/call3).
     + [
         dict(BLOCK_N=bn, BLOCK_K=128, num_warps=w, num_stages=s, K_ROTATE=r)
         for bn, w, s in ((64, 4, 4), (128, 8, 3))
         for r in (5, 11)
-    ],
+    ]
+    + [dict(BLOCK_N=128, BLOCK_K=128, num_warps=8, num_stages=3, TMA=True, K_ROTATE=11)],
     # Programs of one weight row, the fastest family on the H200: 1024-4096 columns a step
     # over 4-8 warps with K compiled in (benchmarks/results/h200-session10-explore/call2;
     # Llama-3-70B's since h200-session21-explore/call3), and single-warp programs with K read
