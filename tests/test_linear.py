@@ -774,6 +774,25 @@ def test_errors(device):
         flash_swiglu.swiglu_linear_packed(x, w[:14], torch.zeros(7, device=device))
 
 
+def test_one_token_decode_entries_are_reached():
+    """A decode entry of the one-token bucket runs only where the gemv section sends that
+    shape to the decode kernel (``{"KERNEL": "decode"}``): otherwise the matrix-vector
+    kernel takes every one-token call and the entry is dead (sessions 21-22 tuned 1B's
+    without noticing; session 23 found it)."""
+    table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    for key in table["decode"]:
+        if key.startswith("m1_n"):
+            n, k = (int(v) for v in key.removeprefix("m1_n").partition(":")[0].split("_k"))
+            dtypes = (torch.bfloat16, torch.float16, torch.float32)
+            reached = [d for d in dtypes if L.gemv_config(1, n, k, d, "NVIDIA H200") is None]
+            assert reached, f"decode.{key}: every one-token call runs the matrix-vector kernel"
+    # Llama-3.2-1B: bf16 on the decode kernel (its entry, K_ROTATE 11), fp16 not.
+    assert L.gemv_config(1, 8192, 2048, torch.bfloat16, "NVIDIA H200") is None
+    assert L.gemv_config(1, 8192, 2048, torch.float16, "NVIDIA H200") is not None
+    entry = L.launch_config("decode", 1, 8192, 2048, torch.bfloat16, "NVIDIA H200")
+    assert entry["K_ROTATE"] == 11 and entry["BLOCK_N"] == 64
+
+
 def test_config_table():
     table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
     for path in L.BUILTIN:
