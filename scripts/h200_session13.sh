@@ -31,7 +31,8 @@
 #                  the decode run (every backend, max-autotune included) with --copies
 #                  ${COPIES:-3}: each backend timed on three copies of its inputs (session 23:
 #                  70B's ranking moved with the copy); Qwen and 70B (a), 1B and 8B (b); runs
-#                  h200-${RUN_TAG}-linear-bf16-decode-copies-a / -b
+#                  h200-${RUN_TAG}-linear-bf16-decode-copies-a / -b (DECODE_DTYPE=float16:
+#                  the same in fp16, runs -linear-fp16-decode-copies-a / -b)
 #   decode-fp16    the same in fp16 but max-autotune (written in session 16: the README's fp16
 #                  decode rows are session 11's fixed-order run; h200-${RUN_TAG}-linear-fp16-decode)
 #   mid-a, mid-b   1B and 8B (mid-a), Qwen and 70B (mid-b) at 65-1024 tokens, bf16, every
@@ -217,12 +218,13 @@ for stage in "$@"; do
         --run-id h200-${RUN_TAG}-linear-bf16-decode 2>&1 | tee "$OUT/linear_decode.log" \
         | tail -n 4 ;;
     decode-copies-a|decode-copies-b)
-      part=${stage: -1}
+      part=${stage: -1} dt=${DECODE_DTYPE:-bfloat16}
+      tag=${dt/bfloat16/bf16}; tag=${tag/float16/fp16}
       [[ $part == a ]] && models=qwen2.5-7b,llama-3-70b || models=llama-3.2-1b,llama-3-8b
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op linear --model $models \
-        --dtype bfloat16 --tokens 1,8,32 --copies ${COPIES:-3} \
+        --dtype $dt --tokens 1,8,32 --copies ${COPIES:-3} \
         --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton,compile-max \
-        --run-id h200-${RUN_TAG}-linear-bf16-decode-copies-$part 2>&1 \
+        --run-id h200-${RUN_TAG}-linear-$tag-decode-copies-$part 2>&1 \
         | tee "$OUT/linear_decode_copies_$part.log" \
         | grep -E "^\| (liger|triton|cublas|compile-max) " | cut -c1-100 ;;
     decode-nomax)
