@@ -54,6 +54,7 @@ from flash_swiglu.bench.timing import (
     interleaved_rounds,
     measure,
     measure_call,
+    median_round,
     settle_note,
     summarize_rounds,
 )
@@ -260,24 +261,23 @@ def _time(
     ``median_ms_copies``, and on CUDA ``host_ms`` and ``call_median_ms`` (the first copy's)
     to ``results``."""
     copies = COPIES
-    calls: dict[str, Callable[[], object]] = {}
+    calls: dict[tuple[str, int], Callable[[], object]] = {}  # (backend, copy) -> call
     for backend, fn in functions.items():
         if "error" not in results[backend]:
             try:
                 for c in range(copies):
                     args = fresh_inputs(inputs, pass_)
                     prepare = preparer(case, backend)
-                    calls[_copy_label(backend, c)] = timed_call(fn, args, dout, pass_, prepare)
+                    calls[backend, c] = timed_call(fn, args, dout, pass_, prepare)
             except Exception as e:
                 results[backend].update(_error(e))
                 for c in range(copies):
-                    calls.pop(_copy_label(backend, c), None)
+                    calls.pop((backend, c), None)
     # Copy-major: every backend's first copy, then every backend's second, ...
-    labels = sorted(calls, key=lambda label: int(label.rpartition("#")[2]))
+    labels = [(b, c) for c in range(copies) for b in functions if (b, c) in calls]
     rounds = interleaved_rounds(labels, lambda label: measure(calls[label], device))
     for backend in functions:
-        per_copy = [rounds[_copy_label(backend, c)] for c in range(copies)
-                    if _copy_label(backend, c) in rounds]  # fmt: skip
+        per_copy = [rounds[backend, c] for c in range(copies) if (backend, c) in rounds]
         if not per_copy:
             continue
         ts = [t for copy_rounds in per_copy for t in copy_rounds]
@@ -287,17 +287,10 @@ def _time(
             continue
         results[backend].update(summarize_rounds(ts))
         if copies > 1:
-            results[backend]["median_ms_copies"] = [
-                sorted(t.median_ms for t in r)[(len(r) - 1) // 2] for r in per_copy
-            ]
+            results[backend]["median_ms_copies"] = [r[median_round(r)].median_ms for r in per_copy]
         if device.type == "cuda":
-            first = calls[_copy_label(backend, 0)]
-            results[backend]["host_ms"] = host_ms(first)
-            results[backend]["call_median_ms"] = measure_call(first).median_ms
-
-
-def _copy_label(backend: str, copy: int) -> str:
-    return f"{backend}#{copy}"
+            results[backend]["host_ms"] = host_ms(calls[backend, 0])
+            results[backend]["call_median_ms"] = measure_call(calls[backend, 0]).median_ms
 
 
 def _row(

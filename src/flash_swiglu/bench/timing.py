@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -75,6 +75,7 @@ ROUNDS = 3
 # Read at each call, so ``benchmark-swiglu --settle-ms`` can change it for a run.
 SETTLE_MS = 300.0
 T = TypeVar("T")
+L = TypeVar("L", bound=Hashable)
 
 GRAPH_REPS = 10
 GRAPH_SAMPLES = 15
@@ -311,8 +312,8 @@ def _quantiles(times: list[float]) -> Timing:
 
 
 def interleaved_rounds(
-    labels: Sequence[str], measure_one: Callable[[str], T], rounds: int = ROUNDS
-) -> dict[str, list[T]]:
+    labels: Sequence[L], measure_one: Callable[[L], T], rounds: int = ROUNDS
+) -> dict[L, list[T]]:
     """``{label: [measure_one(label) of each round]}``: every label measured once a round,
     round ``r`` in the order of ``labels`` rotated left by ``r``, so each label takes a
     different place in the sequence each round (the first, after a pause, runs coolest).
