@@ -373,10 +373,27 @@ def rotcopies(out: Path) -> list[dict]:
     return _on_copies(out, "rotcopies", ROTCOPIES_CASES, ROTCOPIES_ROTATIONS)
 
 
+MANY_COPIES = 10  # copies70b
+
+
+def copies70b(out: Path) -> list[dict]:
+    """Session 24: 70B at 8 and 32 tokens, ours and Liger on ``MANY_COPIES`` copies, both
+    kernels reading the same copy: whether ours is slowed by where its copy lands more often
+    than Liger is (the full benchmark process had ours 2% behind at 32 tokens, three
+    processes of ``proc70b`` on the same board level). -> ``copies70b.json``."""
+    global COPIES
+    COPIES, saved = MANY_COPIES, COPIES
+    try:
+        return _on_copies(out, "copies70b", CASES, ())
+    finally:
+        COPIES = saved
+
+
 def main() -> None:
     stages = {
         "harness70b": harness70b, "allocs70b": allocs70b, "rot1b": rot1b, "swap70b": swap70b,
         "rotcopies": rotcopies, "align70b": align70b, "inproc70b": inproc70b,
+        "copies70b": copies70b,
     }  # fmt: skip
     S12.run_stages(stages, ["harness70b"])
 

@@ -139,7 +139,9 @@
 #   inproc70b      scripts/explore_session23.py inproc70b -> $OUT/explore (70B at 8 / 32 tokens,
 #                  ours and Liger on three copies: the harness's way, the benchmark's loop,
 #                  the harness's way again, in one process)
-#   proc70b        (written in session 23, not run) what in the full decode process slows ours on
+#   copies70b      (session 24) scripts/explore_session23.py copies70b -> $OUT/explore: 70B at 8 /
+#                  32 tokens, ours and Liger on 10 copies, both reading the same copy
+#   proc70b        (written in session 23, run in session 24) what in the full decode process slows ours on
 #                  70B at 32 tokens (217.6-223.8 us there, 216.0-216.2 through the same loop in
 #                  a process of its own on one board): the benchmark with --copies 3 in three
 #                  processes: 70B at 32 tokens with cuBLAS, Liger and ours (few), with every
@@ -356,7 +358,7 @@ for stage in "$@"; do
     explore23)
       timeout $(limit 420) python3 scripts/explore_session23.py harness70b allocs70b rot1b \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
-    swap70b|rotcopies|align70b|inproc70b)
+    swap70b|rotcopies|align70b|inproc70b|copies70b)
       timeout $(limit 200) python3 scripts/explore_session23.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 16 ;;
     proc70b)
