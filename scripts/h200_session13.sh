@@ -32,7 +32,8 @@
 #                  ${COPIES:-3}: each backend timed on three copies of its inputs (session 23:
 #                  70B's ranking moved with the copy); Qwen and 70B (a), 1B and 8B (b); runs
 #                  h200-${RUN_TAG}-linear-bf16-decode-copies-a / -b (DECODE_DTYPE=float16:
-#                  the same in fp16, runs -linear-fp16-decode-copies-a / -b)
+#                  the same in fp16, runs -linear-fp16-decode-copies-a / -b; COPIES_BACKENDS=...:
+#                  other backends, session 24's bisection of the 70B gap)
 #   decode-fp16    the same in fp16 but max-autotune (written in session 16: the README's fp16
 #                  decode rows are session 11's fixed-order run; h200-${RUN_TAG}-linear-fp16-decode)
 #   mid-a, mid-b   1B and 8B (mid-a), Qwen and 70B (mid-b) at 65-1024 tokens, bf16, every
@@ -225,7 +226,7 @@ for stage in "$@"; do
       [[ $part == a ]] && models=qwen2.5-7b,llama-3-70b || models=llama-3.2-1b,llama-3-8b
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op linear --model $models \
         --dtype $dt --tokens 1,8,32 --copies ${COPIES:-3} \
-        --backend torch,torch-packed,compile,cublas,liger,liger-mul,triton,compile-max \
+        --backend ${COPIES_BACKENDS:-torch,torch-packed,compile,cublas,liger,liger-mul,triton,compile-max} \
         --run-id h200-${RUN_TAG}-linear-$tag-decode-copies-$part 2>&1 \
         | tee "$OUT/linear_decode_copies_$part.log" \
         | grep -E "^\| (liger|triton|cublas|compile-max) " | cut -c1-100 ;;
