@@ -79,6 +79,10 @@ call had ours behind (218.1 against 214.6 us; 219.9 against 216.6):
   loop slows ours; if all three are, something the process has done before.
   -> ``inproc70b.json``.
 
+- ``copies70b`` (session 24): 70B at 8 and 32 tokens, ours and Liger on ``MANY_COPIES`` (10)
+  copies, each copy read by both kernels in one set of rotated rounds: whether ours is
+  slowed by where a copy lands more than Liger is. -> ``copies70b.json``.
+
 About 180 s by estimate for the first three (session 22's probe took 16 s for two cases in one
 arrangement; session 22's ``rotate`` 114 s for nine cases of five candidates).
 """
