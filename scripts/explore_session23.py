@@ -82,6 +82,8 @@ call had ours behind (218.1 against 214.6 us; 219.9 against 216.6):
 - ``copies70b`` (session 24): 70B at 8 and 32 tokens, ours and Liger on ``MANY_COPIES`` (10)
   copies, each copy read by both kernels in one set of rotated rounds: whether ours is
   slowed by where a copy lands more than Liger is. -> ``copies70b.json``.
+- ``fp16one1b`` (session 24, not run): 1B at one token in fp16, the matrix-vector kernel
+  (the launcher) against the decode kernel's entry, on three copies. -> ``fp16one1b.json``.
 
 About 180 s by estimate for the first three (session 22's probe took 16 s for two cases in one
 arrangement; session 22's ``rotate`` 114 s for nine cases of five candidates).
@@ -261,7 +263,7 @@ def rot1b(out: Path) -> dict:
     return table
 
 
-def _on_copies(out: Path, name: str, cases, rotations) -> list[dict]:
+def _on_copies(out: Path, name: str, cases, rotations, dtype=torch.bfloat16) -> list[dict]:
     """Each case on ``COPIES`` copies of the benchmark's inputs (``harness.fresh_inputs``, as
     the benchmark's ``_time`` makes them): ours (the benchmark's call), Liger, and ours's
     entry with each ``K_ROTATE`` of ``rotations`` on every copy, one set of rotated rounds
@@ -272,7 +274,7 @@ def _on_copies(out: Path, name: str, cases, rotations) -> list[dict]:
     rows = []
     for model, m in cases:
         k, n = S15.MODELS[model]
-        case = LinearCase(model, k, n, m, torch.bfloat16)
+        case = LinearCase(model, k, n, m, dtype)
         inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(SEED))
         ref = reference.swiglu_linear_reference(*(t.double() for t in inputs))
         entry = S22._entry(model, m)
@@ -288,7 +290,8 @@ def _on_copies(out: Path, name: str, cases, rotations) -> list[dict]:
                 calls[f"rot{r} #{i}"] = f
             addresses.append([f"{t.data_ptr():#x}" for t in args])
         ms, med = S15._rotated_rounds(calls, 100.0)
-        rows.append(dict(model=model, m=m, entry=entry, copies=COPIES, addresses=addresses, ms=ms))
+        rows.append(dict(model=model, m=m, dtype=str(dtype), entry=entry, copies=COPIES,
+                         addresses=addresses, ms=ms))  # fmt: skip
         (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
         labels = ["triton", "liger", *(f"rot{r}" for r in rotations)]
         for i in range(COPIES):
@@ -393,11 +396,21 @@ def copies70b(out: Path) -> list[dict]:
         COPIES = saved
 
 
+def fp16one1b(out: Path) -> list[dict]:
+    """Session 24, for a later one: 1B at one token in fp16, the launcher (the matrix-vector
+    kernel, ``gemv.m1:float16``), Liger, and the decode kernel with its entry
+    (``decode.m1_n8192_k2048``, whose ``K_ROTATE`` is 11; bf16 calls run it since session
+    23, 17.62 us against the matrix-vector kernel's 18.03 in fp16 in session 24's runs) on
+    ``COPIES`` copies: whether fp16 one-token calls on 1B should take it too (rule: its
+    slowest round beats the launcher's fastest on every copy). -> ``fp16one1b.json``."""
+    return _on_copies(out, "fp16one1b", [("llama-3.2-1b", 1)], (11,), torch.float16)
+
+
 def main() -> None:
     stages = {
         "harness70b": harness70b, "allocs70b": allocs70b, "rot1b": rot1b, "swap70b": swap70b,
         "rotcopies": rotcopies, "align70b": align70b, "inproc70b": inproc70b,
-        "copies70b": copies70b,
+        "copies70b": copies70b, "fp16one1b": fp16one1b,
     }  # fmt: skip
     S12.run_stages(stages, ["harness70b"])
 

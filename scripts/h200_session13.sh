@@ -142,6 +142,8 @@
 #                  the harness's way again, in one process)
 #   copies70b      (session 24) scripts/explore_session23.py copies70b -> $OUT/explore: 70B at 8 /
 #                  32 tokens, ours and Liger on 10 copies, both reading the same copy
+#   fp16one1b      (session 24, not run) scripts/explore_session23.py fp16one1b -> $OUT/explore:
+#                  1B one token in fp16, the matrix-vector kernel against the decode entry
 #   proc70b        (written in session 23, run in session 24) what in the full decode process slows ours on
 #                  70B at 32 tokens (217.6-223.8 us there, 216.0-216.2 through the same loop in
 #                  a process of its own on one board): the benchmark with --copies 3 in three
@@ -359,7 +361,7 @@ for stage in "$@"; do
     explore23)
       timeout $(limit 420) python3 scripts/explore_session23.py harness70b allocs70b rot1b \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
-    swap70b|rotcopies|align70b|inproc70b|copies70b)
+    swap70b|rotcopies|align70b|inproc70b|copies70b|fp16one1b)
       timeout $(limit 200) python3 scripts/explore_session23.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 16 ;;
     proc70b)
