@@ -263,8 +263,10 @@ def rot1b(out: Path) -> dict:
     return table
 
 
-def _on_copies(out: Path, name: str, cases, rotations, dtype=torch.bfloat16) -> list[dict]:
-    """Each case on ``COPIES`` copies of the benchmark's inputs (``harness.fresh_inputs``, as
+def _on_copies(
+    out: Path, name: str, cases, rotations, dtype=torch.bfloat16, copies: int = COPIES
+) -> list[dict]:
+    """Each case on ``copies`` copies of the benchmark's inputs (``harness.fresh_inputs``, as
     the benchmark's ``_time`` makes them): ours (the benchmark's call), Liger, and ours's
     entry with each ``K_ROTATE`` of ``rotations`` on every copy, one set of rotated rounds
     over all the calls. -> ``<name>.json``."""
@@ -279,7 +281,7 @@ def _on_copies(out: Path, name: str, cases, rotations, dtype=torch.bfloat16) -> 
         ref = reference.swiglu_linear_reference(*(t.double() for t in inputs))
         entry = S22._entry(model, m)
         calls, addresses = {}, []
-        for i in range(COPIES):
+        for i in range(copies):
             args = fresh_inputs(inputs, "fwd")
             for backend in ("triton", "liger"):
                 fn, prepare = case.function(backend), preparer(case, backend)
@@ -290,11 +292,11 @@ def _on_copies(out: Path, name: str, cases, rotations, dtype=torch.bfloat16) -> 
                 calls[f"rot{r} #{i}"] = f
             addresses.append([f"{t.data_ptr():#x}" for t in args])
         ms, med = S15._rotated_rounds(calls, 100.0)
-        rows.append(dict(model=model, m=m, dtype=str(dtype), entry=entry, copies=COPIES,
+        rows.append(dict(model=model, m=m, dtype=str(dtype), entry=entry, copies=copies,
                          addresses=addresses, ms=ms))  # fmt: skip
         (out / f"{name}.json").write_text(json.dumps(rows, indent=1))
         labels = ["triton", "liger", *(f"rot{r}" for r in rotations)]
-        for i in range(COPIES):
+        for i in range(copies):
             us = {lb: med[f"{lb} #{i}"] * 1e3 for lb in labels if f"{lb} #{i}" in med}
             say(f"{name} {model} M={m:2d} copy {i}: "
                 + ", ".join(f"{lb} {t:.1f}" for lb, t in us.items())
@@ -388,12 +390,7 @@ def copies70b(out: Path) -> list[dict]:
     kernels reading the same copy: whether ours is slowed by where its copy lands more often
     than Liger is (the full benchmark process had ours 2% behind at 32 tokens, three
     processes of ``proc70b`` on the same board level). -> ``copies70b.json``."""
-    global COPIES
-    COPIES, saved = MANY_COPIES, COPIES
-    try:
-        return _on_copies(out, "copies70b", CASES, ())
-    finally:
-        COPIES = saved
+    return _on_copies(out, "copies70b", CASES, (), copies=MANY_COPIES)
 
 
 def fp16one1b(out: Path) -> list[dict]:

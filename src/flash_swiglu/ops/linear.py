@@ -71,8 +71,8 @@ WIDE_DECODE_MAX_TOKENS = 128
 # (``_padded_rows``; False: off). Session 12 padded every partial last tile instead, a copy
 # of about 2 us a call (1B at 200 tokens, call 2); it now remains below one tile only (for
 # example 65-127 tokens on 128-row tiles). The moved tile recomputes rows of its predecessor
-# where the padded tile computed zero rows: the same work without the copy (session 13:
-# not yet timed on the GPU).
+# where the padded tile computed zero rows: the same work without the copy (session 14,
+# h200-session14-explore/call1: the same bits, and faster where the copy was made).
 PAD_TMA_ROWS = True
 # Tokens the matrix-vector kernel takes: one (each token streams the weights again there;
 # at 2 tokens it was 1.2-1.4x slower than the decode kernel, h200-session9-explore/call2).
