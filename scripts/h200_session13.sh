@@ -392,6 +392,17 @@ for stage in "$@"; do
       done
       python3 scripts/process_spread.py "${runs[@]}" | tee "$OUT/process_spread.txt" \
         | grep -v "^  " ;;
+    max1b)  # session 25: 1B one token, max-autotune's pick anew in each of MAX1B_PROCS processes
+      runs=()
+      for p in $(seq 1 ${MAX1B_PROCS:-3}); do
+        timeout $(limit 200) python3 -m flash_swiglu.bench.cli --op linear \
+          --model llama-3.2-1b --dtype ${DECODE_DTYPE:-bfloat16} --tokens 1 --copies 3 \
+          --backend cublas,triton,compile-max --run-id h200-${RUN_TAG}-1b1-max-proc$p 2>&1 \
+          | grep -E "^\| (cublas|triton|compile-max) " | cut -c1-100
+        runs+=(benchmarks/results/h200-${RUN_TAG}-1b1-max-proc$p)
+      done
+      python3 scripts/process_spread.py "${runs[@]}" | tee "$OUT/max1b_spread.txt" \
+        | grep -v "^  " ;;
     mlp70b)
       timeout $(limit 480) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-70b \
         --tokens 2048,4096 --backend torch,compile,liger,triton \
