@@ -392,6 +392,9 @@ for stage in "$@"; do
       done
       python3 scripts/process_spread.py "${runs[@]}" | tee "$OUT/process_spread.txt" \
         | grep -v "^  " ;;
+    gemv1)
+      timeout $(limit 400) python3 scripts/explore_session25.py gemv1 --out "$OUT/explore" 2>&1 \
+        | tail -n 12 ;;
     inductor1b)  # session 25: a fresh Inductor cache, so max-autotune tunes in this process
       TORCHINDUCTOR_CACHE_DIR=$(mktemp -d) timeout $(limit 300) python3 \
         scripts/explore_session25.py inductor1b --out "$OUT/explore" 2>&1 | tail -n 40 ;;
