@@ -8,6 +8,8 @@
 #   tests-linear   tests/test_linear.py alone (the moved tile: Triton and Gluon forwards)
 #   tests-rest     the GPU tier but test_linear.py and test_ws_mlp.py
 #   tests-ws       GPU tier of the Gluon kernels (test_ws_mlp.py; the forward's moved tile)
+#   tests-multi    tests/test_multi_gpu.py (two GPUs: nvidia-h200-x2), first on a copy of src
+#                  without the device guard (expected to fail), then on src (session 25)
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
 #   order          scripts/explore_session15.py order -> $OUT/explore (written in session 14:
 #                  does the backend a timing follows move it; does a settle phase help)
@@ -195,6 +197,23 @@ for stage in "$@"; do
     tests-rest)
       timeout $(limit 300) $pytest -m gpu tests --ignore=tests/test_ws_mlp.py \
         --ignore=tests/test_linear.py 2>&1 | tail -n 15 | tee "$OUT/pytest_rest_gpu.log" ;;
+    tests-multi)  # session 25, two GPUs: test_multi_gpu.py on a copy of src without the device
+      # guard (ops._common.on_tensor_device made the identity: expected to fail), then on src
+      rm -rf /tmp/noguard && mkdir -p /tmp/noguard && cp -r src /tmp/noguard/
+      python3 - <<'PY'
+import pathlib, re
+p = pathlib.Path("/tmp/noguard/src/flash_swiglu/ops/_common.py")
+s = p.read_text()
+s = s.replace("def on_tensor_device(fn: Callable) -> Callable:\n",
+              "def on_tensor_device(fn: Callable) -> Callable:\n    return fn\n", 1)
+p.write_text(s)
+PY
+      echo "-- without the device guard:"
+      PYTHONPATH=/tmp/noguard/src${PYTHONPATH#src} timeout $(limit 150) $pytest -m gpu \
+        tests/test_multi_gpu.py 2>&1 | tail -n 12 | tee "$OUT/pytest_multi_noguard.log"
+      echo "-- with it:"
+      timeout $(limit 200) $pytest -m gpu tests/test_multi_gpu.py 2>&1 | tail -n 6 \
+        | tee "$OUT/pytest_multi_gpu.log" ;;
     tests-ws)
       timeout $(limit 420) $pytest -m gpu tests/test_ws_mlp.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_ws_gpu.log" ;;

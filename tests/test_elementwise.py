@@ -201,6 +201,19 @@ def test_nan_and_inf_propagate_like_pytorch(device, activation):
     torch.testing.assert_close(out.double(), ref, equal_nan=True)
 
 
+def test_relu_gradient_at_a_nan_gate_is_pytorchs(device):
+    """torch.relu's backward passes the gradient where the input is NaN (it stops only where
+    the input is <= 0); so do ours and the reference (session 25; they gave 0 there)."""
+    gate = torch.tensor([[float("nan"), -1.0, 0.0, 2.0]], device=device, requires_grad=True)
+    up = torch.full((1, 4), 7.0, device=device, requires_grad=True)
+    dout = torch.ones(1, 4, device=device)
+    got = torch.autograd.grad(flash_swiglu.swiglu(gate, up, activation="relu"), (gate, up), dout)
+    ref = torch.autograd.grad(torch.relu(gate) * up, (gate, up), dout)
+    for g, r in zip(got, ref, strict=True):
+        torch.testing.assert_close(g, r, equal_nan=True)
+    assert got[0][0, 0] == 7.0
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_gradcheck_float64(device, activation):
     gate = make((3, 7), torch.float64, device, activation).requires_grad_(True)

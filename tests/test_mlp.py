@@ -264,6 +264,21 @@ def test_zero_tokens_and_one_token(device):
     assert all(float(t.grad.abs().sum()) == 0 for t in leaves[1:])
 
 
+@pytest.mark.parametrize("recompute", [False, True])
+def test_zero_width(device, recompute):
+    """K = 0 (the model width) or N = 0: outputs and gradients of the right shapes, equal to
+    autograd on the reference (session 25: both failed on ``reshape(-1, 0)``)."""
+    for k, n in ((0, 32), (64, 0)):
+        inputs = make_inputs((5,), n, k, torch.float64, device, bias=True)
+        fn = lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=recompute)
+        y, grads, dy = run(fn, inputs)
+        ref, ref_grads, _ = run(torch_mlp, inputs, dy)
+        assert y.shape == (5, k)
+        torch.testing.assert_close(y, ref)
+        for g, r in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(g, r)
+
+
 def test_second_backward_and_determinism(device):
     inputs = make_inputs((37,), 96, 64, torch.float16, device)
     for recompute in (False, True):
@@ -299,6 +314,8 @@ def test_bad_inputs(device):
         flash_swiglu.swiglu_mlp(x, wg, wu, wd.half())
     with pytest.raises(TypeError, match="recompute"):
         flash_swiglu.swiglu_mlp(x, wg, wu, wd, recompute="yes")
+    with pytest.raises(TypeError, match="w_down must be a tensor, got None"):
+        flash_swiglu.swiglu_mlp(x, wg, wu, None)
     with pytest.raises(ValueError, match="activation"):
         flash_swiglu.swiglu_mlp(x, wg, wu, wd, activation="tanh")
 

@@ -17,7 +17,7 @@ The activations (``ACTIVATION`` is a compile-time string):
                 act'(g) = (1 + t) / 2 + g * (1 - t^2) * c * (1 + 3 * 0.044715 g^2) / 2
                 (evaluated as sigmoids of +-2z: tl.sigmoid exists everywhere, including the
                 interpreter, and (1 - t^2) stays accurate where t is near +-1)
-    relu        act(g) = max(g, 0),                   act'(g) = [g > 0]
+    relu        act(g) = max(g, 0),                   act'(g) = [not g <= 0] (1 at NaN: PyTorch's)
     swiglu_oai  (gpt-oss) gc = min(g, limit), uc = clamp(up, -limit, limit),
                 out = gc * sigmoid(alpha * gc) * (uc + 1)
                 dgate = dout * (uc + 1) * s_a * (1 + alpha * gc * (1 - s_a)) * [g <= limit]
@@ -96,7 +96,7 @@ def glu_backward(
         dgate = dout * up * (s + 2.0 * gate * s * tl.sigmoid(-z2) * dz)
         dup = dout * gate * s
     elif ACTIVATION == "relu":
-        dgate = tl.where(gate > 0.0, dout * up, 0.0)
+        dgate = tl.where(gate <= 0.0, 0.0, dout * up)  # NaN passes, as in torch.relu
         dup = dout * tl.where(gate < 0.0, 0.0, gate)
     else:  # swiglu_oai
         gc = tl.where(gate > LIMIT, LIMIT, gate)

@@ -80,7 +80,10 @@ def swiglu_linear(
     """``act(x @ w_gate.T + b_gate) * (x @ w_up.T + b_up)`` in one kernel.
 
     Args:
-        x: ``[..., K]``; any strides with a contiguous last dimension are read in place.
+        x: ``[..., K]``, read in place where its last dimension is contiguous and its rows
+            form at most two evenly strided groups; the 16-bit Hopper paths above 64 tokens
+            (tensor-memory accelerator, Gluon) copy it unless its rows are one such group
+            (README, "Use").
         w_gate, w_up: ``[N, K]`` (``nn.Linear`` layout). b_gate, b_up: ``[N]`` or None.
         activation: ``"silu"``, ``"gelu"``, ``"gelu_tanh"``, ``"relu"`` or ``"swiglu_oai"``.
 

@@ -87,7 +87,7 @@ def glu_backward(
         dgate = d * u * (0.5 * (1 + t) + 0.5 * g * (1 - t * t) * c * (1 + 3 * 0.044715 * g * g))
         dup = d * 0.5 * g * (1 + t)
     elif activation == "relu":
-        dgate = torch.where(g > 0, d * u, 0.0)
+        dgate = torch.where(g <= 0, 0.0, d * u)  # at NaN d * u, as torch.relu's backward
         dup = d * torch.where(g < 0, 0.0, g)
     elif activation == "swiglu_oai":
         gc = torch.where(g > limit, limit, g)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 
@@ -171,3 +174,24 @@ def bind_cuda_context(device: torch.device) -> None:
     with torch.cuda.device(device):
         torch.cuda.is_current_stream_capturing()
     _bound.done = device.index
+
+
+def on_tensor_device(fn: Callable) -> Callable:
+    """Run ``fn`` (a custom op's implementation) with its first argument's CUDA device as the
+    current one.
+
+    Triton launches on the current device and its current stream, and a custom op's Python
+    implementation gets no device guard from the dispatcher. Without this, tensors on
+    ``cuda:1`` while ``cuda:0`` is current (a model spread over GPUs by
+    ``device_map="auto"``) would be launched on GPU 0's stream: an illegal address, or a
+    race with the PyTorch ops of the same call on GPU 1's stream. Where the device is
+    already the current one (the usual case) nothing is entered."""
+
+    @functools.wraps(fn)
+    def guarded(first, *args, **kwargs):
+        dev = first.device
+        current = dev.type == "cuda" and dev.index == torch.cuda.current_device()
+        with nullcontext() if dev.type != "cuda" or current else torch.cuda.device(dev):
+            return fn(first, *args, **kwargs)
+
+    return guarded

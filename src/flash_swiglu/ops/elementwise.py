@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from flash_swiglu import reference
-from flash_swiglu.ops._common import row_groups, use_triton
+from flash_swiglu.ops._common import on_tensor_device, row_groups, use_triton
 
 # ----------------------------------------------------------------------------------------
 # Launch configuration
@@ -206,6 +206,7 @@ def packed_backward(x, dout, activation, layout, alpha, limit):
 
 
 @torch.library.custom_op("flash_swiglu::glu_fwd", mutates_args=())
+@on_tensor_device
 def glu_fwd(
     gate: torch.Tensor, up: torch.Tensor, activation: str, alpha: float, limit: float
 ) -> torch.Tensor:
@@ -218,6 +219,7 @@ def _(gate, up, activation, alpha, limit):
 
 
 @torch.library.custom_op("flash_swiglu::glu_bwd", mutates_args=())
+@on_tensor_device
 def glu_bwd(
     gate: torch.Tensor,
     up: torch.Tensor,
@@ -235,6 +237,7 @@ def _(gate, up, dout, activation, alpha, limit):
 
 
 @torch.library.custom_op("flash_swiglu::glu_packed_fwd", mutates_args=())
+@on_tensor_device
 def glu_packed_fwd(
     x: torch.Tensor, activation: str, layout: str, alpha: float, limit: float
 ) -> torch.Tensor:
@@ -247,6 +250,7 @@ def _(x, activation, layout, alpha, limit):
 
 
 @torch.library.custom_op("flash_swiglu::glu_packed_bwd", mutates_args=())
+@on_tensor_device
 def glu_packed_bwd(
     x: torch.Tensor, dout: torch.Tensor, activation: str, layout: str, alpha: float, limit: float
 ) -> torch.Tensor:

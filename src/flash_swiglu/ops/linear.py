@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from flash_swiglu import reference
 from flash_swiglu.ops import _common as C
 from flash_swiglu.ops import elementwise as E
-from flash_swiglu.ops._common import row_groups, use_triton
+from flash_swiglu.ops._common import on_tensor_device, row_groups, use_triton
 
 # ----------------------------------------------------------------------------------------
 # Launch configurations
@@ -323,7 +323,7 @@ def _x_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
         x = x.contiguous()
     groups = row_groups([x])
     if len(groups) > 2:
-        x = x.reshape(-1, k).contiguous()
+        x = x.reshape(x.shape[:-1].numel(), k).contiguous()  # not -1: K may be 0
         groups = [(x.shape[0], [k])]
     if not groups:
         groups = [(1, [k])]
@@ -741,6 +741,7 @@ def packed_bias_grad(b, dbg, dbu, layout) -> torch.Tensor:
 
 
 @torch.library.custom_op("flash_swiglu::linear_fwd", mutates_args=())
+@on_tensor_device
 def linear_fwd(
     x: torch.Tensor,
     w_gate: torch.Tensor,
@@ -760,6 +761,7 @@ def _(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit):
 
 
 @torch.library.custom_op("flash_swiglu::linear_packed_fwd", mutates_args=())
+@on_tensor_device
 def linear_packed_fwd(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -778,6 +780,7 @@ def _(x, w, b, activation, layout, alpha, limit):
 
 
 @torch.library.custom_op("flash_swiglu::linear_bwd", mutates_args=())
+@on_tensor_device
 def linear_bwd(
     x: torch.Tensor,
     w_gate: torch.Tensor,
@@ -800,6 +803,7 @@ def _(x, w_gate, w_up, b_gate, b_up, dout, activation, alpha, limit, needs):
 
 
 @torch.library.custom_op("flash_swiglu::linear_packed_bwd", mutates_args=())
+@on_tensor_device
 def linear_packed_bwd(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -902,6 +906,8 @@ def linear_packed(x, w, b, activation, layout, alpha, limit):
 def _check_like(x: torch.Tensor, named: dict[str, torch.Tensor | None]) -> None:
     for name, t in named.items():
         if t is None:
+            if name.startswith("w"):  # the weights are required, the biases optional
+                raise TypeError(f"{name} must be a tensor, got None")
             continue
         C.check_tensor(name, t)
         if t.dtype != x.dtype:

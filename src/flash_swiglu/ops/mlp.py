@@ -87,6 +87,7 @@ def backward(
 
 
 @torch.library.custom_op("flash_swiglu::mlp_fwd", mutates_args=())
+@C.on_tensor_device
 def mlp_fwd(
     x: torch.Tensor,
     w_gate: torch.Tensor,
@@ -108,6 +109,7 @@ def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, alpha, limit):
 
 
 @torch.library.custom_op("flash_swiglu::mlp_train_fwd", mutates_args=())
+@C.on_tensor_device
 def mlp_train_fwd(
     x: torch.Tensor,
     w_gate: torch.Tensor,
@@ -134,6 +136,7 @@ def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alph
 
 
 @torch.library.custom_op("flash_swiglu::mlp_bwd", mutates_args=())
+@C.on_tensor_device
 def mlp_bwd(
     x: torch.Tensor,
     w_gate: torch.Tensor,

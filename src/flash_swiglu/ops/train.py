@@ -263,7 +263,7 @@ def split_parts(value: bool | int) -> int:
 
 def rows(t: torch.Tensor) -> torch.Tensor:
     """``t`` as 2-D rows ``[M, K]`` that a TMA descriptor takes (copied only if it must)."""
-    t2 = t.reshape(-1, t.shape[-1])
+    t2 = t.reshape(t.shape[:-1].numel(), t.shape[-1])  # not -1: a dimension may be 0
     return t2 if L._tma_aligned(t2) else t2.contiguous()
 
 
