@@ -177,8 +177,10 @@ def bind_cuda_context(device: torch.device) -> None:
 
 
 def on_tensor_device(fn: Callable) -> Callable:
-    """Run ``fn`` (a custom op's implementation) with its first argument's CUDA device as the
-    current one.
+    """Run ``fn`` (a custom op's implementation, or an eager entry point: ``ops.*.glu``,
+    ``linear``, ``mlp`` and their packed forms) with its first argument's CUDA device as the
+    current one. The eager forward runs inside it; autograd runs each backward on a thread
+    whose current device is the graph's.
 
     Triton launches on the current device and its current stream, and a custom op's Python
     implementation gets no device guard from the dispatcher. Without this, tensors on
@@ -189,6 +191,8 @@ def on_tensor_device(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def guarded(first, *args, **kwargs):
+        if torch.compiler.is_compiling():  # traced: the custom ops guard themselves when run
+            return fn(first, *args, **kwargs)
         dev = first.device
         current = dev.type == "cuda" and dev.index == torch.cuda.current_device()
         with nullcontext() if dev.type != "cuda" or current else torch.cuda.device(dev):

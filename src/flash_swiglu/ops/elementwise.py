@@ -327,12 +327,14 @@ class _PackedGLUFunction(torch.autograd.Function):
         return packed_backward(x, dout, *ctx.args), None, None, None, None
 
 
+@on_tensor_device
 def glu(gate, up, activation, alpha, limit):
     if torch.compiler.is_compiling():
         return glu_fwd(gate, up, activation, alpha, limit)
     return _GLUFunction.apply(gate, up, activation, alpha, limit)
 
 
+@on_tensor_device
 def glu_packed(x, activation, layout, alpha, limit):
     if torch.compiler.is_compiling():
         return glu_packed_fwd(x, activation, layout, alpha, limit)

@@ -886,12 +886,14 @@ class _PackedLinearFunction(torch.autograd.Function):
         return (*grads, None, None, None, None)
 
 
+@on_tensor_device
 def linear(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit):
     if torch.compiler.is_compiling():
         return linear_fwd(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
     return _LinearFunction.apply(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
 
 
+@on_tensor_device
 def linear_packed(x, w, b, activation, layout, alpha, limit):
     if torch.compiler.is_compiling():
         return linear_packed_fwd(x, w, b, activation, layout, alpha, limit)

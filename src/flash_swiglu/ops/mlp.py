@@ -258,6 +258,7 @@ class _MLPPackedFunction(torch.autograd.Function):
         return dx, dw, dwd, db, dbd, None, None, None, None, None
 
 
+@C.on_tensor_device
 def mlp_packed(x, w, wd, b, bd, activation, layout, recompute, alpha, limit):
     """``mlp`` with a packed ``w [2N, K]`` (``b [2N]``), ``layout`` as ``swiglu_packed``.
     Eager training takes ``_MLPPackedFunction``; inference and ``torch.compile`` the row views
@@ -274,6 +275,7 @@ def _wants_grad(*tensors: torch.Tensor | None) -> bool:
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
 
 
+@C.on_tensor_device
 def mlp(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
     if not _wants_grad(x, wg, wu, wd, bg, bu, bd):
         if torch.compiler.is_compiling():
