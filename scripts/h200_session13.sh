@@ -210,9 +210,10 @@ p.write_text(s)
 PY
       echo "-- without the device guard:"
       PYTHONPATH=/tmp/noguard/src${PYTHONPATH#src} timeout $(limit 150) $pytest -m gpu \
-        tests/test_multi_gpu.py 2>&1 | tail -n 12 | tee "$OUT/pytest_multi_noguard.log"
+        --tb=line tests/test_multi_gpu.py 2>&1 | grep -E "^/|Error|passed|failed" | cut -c1-200 \
+        | tail -n 14 | tee "$OUT/pytest_multi_noguard.log"
       echo "-- with it:"
-      timeout $(limit 200) $pytest -m gpu tests/test_multi_gpu.py 2>&1 | tail -n 6 \
+      timeout $(limit 200) $pytest -m gpu --tb=line tests/test_multi_gpu.py 2>&1 | tail -n 14 \
         | tee "$OUT/pytest_multi_gpu.log" ;;
     tests-ws)
       timeout $(limit 420) $pytest -m gpu tests/test_ws_mlp.py 2>&1 | tail -n 15 \
