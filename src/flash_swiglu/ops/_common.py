@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 
@@ -194,8 +193,9 @@ def on_tensor_device(fn: Callable) -> Callable:
         if torch.compiler.is_compiling():  # traced: the custom ops guard themselves when run
             return fn(first, *args, **kwargs)
         dev = first.device
-        current = dev.type == "cuda" and dev.index == torch.cuda.current_device()
-        with nullcontext() if dev.type != "cuda" or current else torch.cuda.device(dev):
+        if dev.type != "cuda" or dev.index == torch.cuda.current_device():
+            return fn(first, *args, **kwargs)
+        with torch.cuda.device(dev):
             return fn(first, *args, **kwargs)
 
     return guarded
