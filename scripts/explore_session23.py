@@ -82,8 +82,10 @@ call had ours behind (218.1 against 214.6 us; 219.9 against 216.6):
 - ``copies70b`` (session 24): 70B at 8 and 32 tokens, ours and Liger on ``MANY_COPIES`` (10)
   copies, each copy read by both kernels in one set of rotated rounds: whether ours is
   slowed by where a copy lands more than Liger is. -> ``copies70b.json``.
-- ``fp16one1b`` (session 24, not run): 1B at one token in fp16, the matrix-vector kernel
-  (the launcher) against the decode kernel's entry, on three copies. -> ``fp16one1b.json``.
+- ``fp16one1b`` (session 24; run in session 25, call 1: the decode kernel ahead on every
+  copy, both then overtaken by session 25's ``gemv1``): 1B at one token in fp16, the
+  matrix-vector kernel (the launcher) against the decode kernel's entry, on three copies.
+  -> ``fp16one1b.json``.
 
 About 180 s by estimate for the first three (session 22's probe took 16 s for two cases in one
 arrangement; session 22's ``rotate`` 114 s for nine cases of five candidates).
