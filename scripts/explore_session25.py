@@ -92,9 +92,20 @@ def _gemv_label(bn, bk, warps, unroll, cache) -> str:
     )
 
 
+def _ahead_every_copy(ms: dict, labels) -> list[str]:
+    """Those of ``labels`` whose slowest round beat ours's (``triton``) fastest on every copy
+    (``ms``: ``{"<label> #<copy>": [ms of each round]}``)."""
+    return [
+        lb
+        for lb in labels
+        if all(max(ms[f"{lb} #{i}"]) < min(ms[f"triton #{i}"]) for i in range(COPIES))
+    ]
+
+
 def _kernel_params(code: str) -> list[str]:
-    """The ``triton_meta``/``inductor_meta`` lines and the ``@triton_heuristics`` decorators
-    of Inductor's generated module, shortened: what kernel and block sizes it launches."""
+    """The ``@triton_heuristics`` decorators, the lines naming ``XBLOCK`` and the kernel
+    launches (``.run(``, ``grid=``) of Inductor's generated module, shortened: what kernel
+    it launches and with which block sizes."""
     found = []
     for line in code.splitlines():
         s = line.strip()
@@ -125,8 +136,7 @@ def inductor1b(out: Path) -> list[dict]:
         params = [p for c in codes for p in _kernel_params(c)]
         for p in params:
             say(f"inductor1b {dt} code: {p}")
-        gemv = {f"gemv bn{bn} bk{bk} w{w}{' ' + c if c else ''}": _gemv_cfg(bn, bk, w, c)
-                for bn, bk, w, c in GEMV_1B}  # fmt: skip
+        gemv = {_gemv_label(bn, bk, w, 1, c): _gemv_cfg(bn, bk, w, c) for bn, bk, w, c in GEMV_1B}
         calls, addresses = {}, []
         for i in range(COPIES):
             args = fresh_inputs(inputs, "fwd")
@@ -141,11 +151,7 @@ def inductor1b(out: Path) -> list[dict]:
             addresses.append([f"{t.data_ptr():#x}" for t in args])
         ms, med = S15._rotated_rounds(calls, 100.0)
         labels = ["triton", "compile-max", *gemv]
-        ahead = [
-            lb
-            for lb in labels[1:]
-            if all(max(ms[f"{lb} #{i}"]) < min(ms[f"triton #{i}"]) for i in range(COPIES))
-        ]
+        ahead = _ahead_every_copy(ms, labels[1:])
         rows.append(dict(model=MODEL, m=1, dtype=dt, copies=COPIES, gemv=gemv, params=params,
                          addresses=addresses, ms=ms, ahead_every_copy=ahead))  # fmt: skip
         (out / "inductor1b.json").write_text(json.dumps(rows, indent=1))
@@ -185,11 +191,7 @@ def gemv1(out: Path) -> list[dict]:
                     assert S11._ok(f().reshape(ref.shape), ref), f"{label}: wrong result"
                     calls[f"{label} #{i}"] = f
             ms, med = S15._rotated_rounds(calls, 100.0)
-            ahead = [
-                lb
-                for lb in cands
-                if all(max(ms[f"{lb} #{i}"]) < min(ms[f"triton #{i}"]) for i in range(COPIES))
-            ]
+            ahead = _ahead_every_copy(ms, cands)
             mean = {lb: sum(med[f"{lb} #{i}"] for i in range(COPIES)) / COPIES
                     for lb in ["triton", *cands]}  # fmt: skip
             best = min(ahead, key=mean.get) if ahead else None

@@ -113,7 +113,7 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # measured in session 22, where it won on 1B at 8 tokens and 8B at 8 / 32, and in session 23
 # on 70B at 32 over three copies of the inputs: those entries have it,
 # benchmarks/results/h200-session22-explore/call1, h200-session23-explore/call3; 1B's
-# one-token entry has it too, measured against the matrix-vector kernel).
+# one-token entry had it in sessions 23-24, until session 25's matrix-vector entry beat it).
 _OPTIONAL_KEYS = (
     "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA",
     "K_ROTATE",
