@@ -10,6 +10,9 @@
 #   tests-ws       GPU tier of the Gluon kernels (test_ws_mlp.py; the forward's moved tile)
 #   tests-multi    tests/test_multi_gpu.py (two GPUs: nvidia-h200-x2), first on a copy of src
 #                  without the device guard (expected to fail), then on src (session 25)
+#   rows           scripts/explore_session26.py rows -> $OUT/explore (session 26: decode tiles
+#                  owning fewer weight rows than BLOCK_N, so N spreads over whole waves of 132
+#                  SMs; the four models at 8 / 32 tokens, bf16 and fp16, three copies)
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
 #   order          scripts/explore_session15.py order -> $OUT/explore (written in session 14:
 #                  does the backend a timing follows move it; does a settle phase help)
@@ -412,6 +415,9 @@ PY
       done
       python3 scripts/process_spread.py "${runs[@]}" | tee "$OUT/process_spread.txt" \
         | grep -v "^  " ;;
+    rows)  # session 26: decode tiles owning fewer rows than BLOCK_N (ROWS), whole waves
+      timeout $(limit 500) python3 scripts/explore_session26.py rows --out "$OUT/explore" 2>&1 \
+        | tail -n 40 ;;
     gemv1)
       timeout $(limit 400) python3 scripts/explore_session25.py gemv1 --out "$OUT/explore" 2>&1 \
         | tail -n 12 ;;

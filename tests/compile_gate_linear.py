@@ -134,6 +134,8 @@ def committed_configs():
     yield "decode", "builtin TMA split-k", dict(L.BUILTIN["decode"], TMA=True, SPLIT_K=4)
     yield "decode", "builtin K_ROTATE", dict(L.BUILTIN["decode"], K_ROTATE=1)
     yield "decode", "builtin TMA K_ROTATE", dict(L.BUILTIN["decode"], TMA=True, K_ROTATE=1)
+    yield "decode", "builtin ROWS", dict(L.BUILTIN["decode"], ROWS=31)
+    yield "decode", "builtin TMA ROWS", dict(L.BUILTIN["decode"], TMA=True, ROWS=31)
     for table in sorted(L.CONFIG_DIR.glob("*_linear.json")):
         data = json.loads(table.read_text())
         for path in L.BUILTIN:
@@ -167,6 +169,7 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         NUM_SMS=H200_SMS,
         SPLIT_K=cfg.get("SPLIT_K", 1),
         K_ROTATE=cfg.get("K_ROTATE", 0),
+        ROWS=cfg.get("ROWS", 0),
     )
 
 

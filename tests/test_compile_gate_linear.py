@@ -25,6 +25,7 @@ def test_every_path_and_committed_config_compiled(compiled):
     assert {r["path"] for r in compiled} == {"tma", "pointer", "decode", "decode_tma", "gemv"}
     sources = {r["source"] for r in compiled}
     assert {"builtin K_ROTATE", "builtin TMA K_ROTATE"} <= sources  # the opt-in decode order
+    assert {"builtin ROWS", "builtin TMA ROWS"} <= sources  # fewer rows a program than its tile
     for table in L.CONFIG_DIR.glob("*_linear.json"):
         data = json.loads(table.read_text())
         for path in L.BUILTIN:

@@ -231,6 +231,42 @@ def test_decode_k_rotate(device, tma, m, n, k, split, rotate):
         assert not torch.equal(run(dict(cfg, K_ROTATE=0)), out)
 
 
+@pytest.mark.parametrize(
+    ("tma", "m", "n", "k", "rows", "split", "rotate"),
+    [(False, 3, 100, 200, 31, 1, 0), (False, 5, 64, 96, 17, 2, 1), (False, 1, 40, 48, 1, 1, 0),
+     (True, 3, 100, 200, 31, 1, 0), (True, 8, 70, 256, 20, 2, 3)],
+)  # fmt: skip
+def test_decode_rows(device, tma, m, n, k, rows, split, rotate):
+    """``ROWS``: each program owns ``ROWS`` of its ``BLOCK_N``-row tile's weight rows and the
+    grid has ``cdiv(N, ROWS)`` columns. Every output column is stored once and right (N not
+    a multiple of ROWS, the TMA variant's rows past a program's own read but not stored),
+    with split-K and rotation; deterministic, counters back at zero."""
+    import flash_swiglu.kernels.linear as KL
+
+    if device == "cpu":  # the interpreter: fp32 and fp16; TMA takes 16-bit operands
+        dtype = torch.float16 if tma else torch.float32
+    else:
+        dtype = torch.bfloat16
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, dtype, device, "silu")
+    cfg = dict(BLOCK_N=32, BLOCK_K=32 if tma else 16, num_warps=4, num_stages=2, SPLIT_K=split,
+               K_ROTATE=rotate, TMA=tma, ROWS=rows)  # fmt: skip
+    kernel = "_linear_decode_tma_kernel" if tma else "_linear_decode_kernel"
+    launched = []
+    real = getattr(KL, kernel)
+    spy = type("Spy", (), {"__getitem__": lambda _, grid: launched.append(grid) or real[grid]})
+    run = lambda c: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "decode", c)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(KL, kernel, spy())
+        out = run(cfg)
+    assert launched[0][0] == -(-n // rows)
+    ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))
+    assert_within_rule(f"rows {rows}", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
+    assert torch.equal(run(cfg), out)
+    assert not L.split_k_counters(x.device, 1).any()
+    with pytest.raises(ValueError, match=r"ROWS must be in 1\.\.BLOCK_N"):
+        run(dict(cfg, ROWS=33))
+
+
 def test_decode_tma_one_tile_of_up_to_128_tokens(device, monkeypatch):
     """The TMA variant takes one token tile of up to 128 tokens (the wide decode route,
     ``wide_decode_config``); the pointer kernel keeps tiles of at most 64."""

@@ -238,6 +238,7 @@ def _linear_decode_kernel(
     EVEN_K: tl.constexpr = False,  # every program's K slice in range: no mask along K
     INDEX_64: tl.constexpr = True,  # offsets may pass 2**30 (needs_int64): 64-bit offsets
     K_ROTATE: tl.constexpr = 0,  # > 0: program pid_n starts pid_n * K_ROTATE steps into K
+    ROWS: tl.constexpr = 0,  # > 0: weight rows a program owns (<= BLOCK_N; 0: BLOCK_N)
 ):
     """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
     ``[BLOCK_N, BLOCK_T] = W[BLOCK_N, K] @ x^T[K, BLOCK_T]``, so a single token still fills
@@ -254,18 +255,26 @@ def _linear_decode_kernel(
     step ``pid_n * K_ROTATE`` modulo their count and wraps around, so programs that run at
     the same time read the weights at different column offsets instead of all at the same
     one; each tile's sum is still taken in one fixed order.
+
+    With ``0 < ROWS < BLOCK_N`` program ``pid_n`` owns weight rows ``[pid_n * ROWS, (pid_n +
+    1) * ROWS)`` of a ``BLOCK_N``-row MMA tile, the rest masked off (never read): the grid has
+    ``cdiv(N, ROWS)`` columns, so a shape whose ``N / BLOCK_N`` programs leave SMs idle can
+    spread the same rows over more of them.
     """
     pid_n = tl.program_id(0)
     pid_t = tl.program_id(1)
+    OWN: tl.constexpr = ROWS if ROWS > 0 else BLOCK_N
     if INDEX_64:
-        cols = pid_n.to(tl.int64) * BLOCK_N + tl.arange(0, BLOCK_N)  # weight rows
+        cols = pid_n.to(tl.int64) * OWN + tl.arange(0, BLOCK_N)  # weight rows
         rows = pid_t.to(tl.int64) * BLOCK_T + tl.arange(0, BLOCK_T)  # tokens
     else:
-        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        cols = pid_n * OWN + tl.arange(0, BLOCK_N)
         rows = pid_t * BLOCK_T + tl.arange(0, BLOCK_T)
     x_rows = _x_row_offsets(rows, inner_rows, stride_x_outer, stride_x_inner)
     row_mask = rows < M
     col_mask = cols < N
+    if OWN < BLOCK_N:
+        col_mask = col_mask & (tl.arange(0, BLOCK_N) < OWN)
     k_steps = tl.cdiv(K, BLOCK_K)
     k_start = 0
     if SPLIT_K > 1:
@@ -339,6 +348,7 @@ def _linear_decode_tma_kernel(
     SPLIT_K: tl.constexpr,  # programs sharing one output tile, each a slice of K
     INDEX_64: tl.constexpr,  # output offsets may pass 2**30 (needs_int64): 64-bit
     K_ROTATE: tl.constexpr = 0,  # as in _linear_decode_kernel
+    ROWS: tl.constexpr = 0,  # as in _linear_decode_kernel
 ):
     """``_linear_decode_kernel`` with its operands fetched by the tensor-memory accelerator:
     grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``, ``out^T`` tiles ``[BLOCK_N,
@@ -348,10 +358,13 @@ def _linear_decode_tma_kernel(
     zero-fill reads past M (x of fewer rows than a tile, where the launcher does not pad it),
     N and K, and a last token tile of M >= BLOCK_T rows ends at row M (``_tile_start``): no
     masks in the loop. Requirements (checked by the launcher): 16-byte aligned bases and
-    row strides, unit last strides."""
+    row strides, unit last strides. With ``0 < ROWS < BLOCK_N`` a program's tile starts at
+    weight row ``pid_n * ROWS`` and its last ``BLOCK_N - ROWS`` rows, which the next program
+    owns, are read (the descriptor's block is ``BLOCK_N`` rows) but not stored."""
     pid_n = tl.program_id(0)
     pid_t = tl.program_id(1)
-    off_n = pid_n * BLOCK_N
+    OWN: tl.constexpr = ROWS if ROWS > 0 else BLOCK_N
+    off_n = pid_n * OWN
     off_t = _tile_start(pid_t, M, BLOCK_T)
     k_steps = tl.cdiv(K, BLOCK_K)
     k_first = 0
@@ -381,6 +394,8 @@ def _linear_decode_tma_kernel(
         rows = rows.to(tl.int64)
     row_mask = rows < M
     col_mask = cols < N
+    if OWN < BLOCK_N:
+        col_mask = col_mask & (tl.arange(0, BLOCK_N) < OWN)
     _decode_finish(
         acc_g, acc_u, cols, rows, col_mask, row_mask, bg_ptr, bu_ptr, out_ptr, part_ptr,
         count_ptr, pid_n * tl.num_programs(1) + pid_t, N, stride_bg, stride_bu, stride_out,

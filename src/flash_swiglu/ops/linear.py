@@ -116,7 +116,7 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # one-token entry had it in sessions 23-24, until session 25's matrix-vector entry beat it).
 _OPTIONAL_KEYS = (
     "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA",
-    "K_ROTATE",
+    "K_ROTATE", "ROWS",
 )  # fmt: skip
 
 
@@ -436,7 +436,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         fast = aligned and x.dtype.itemsize == 2
         block_t = decode_tile(m, cfg["BLOCK_N"], fast, tma, precision == "tf32x3")
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
-        tiles, steps = triton_cdiv(n, bn) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
+        own = cfg.get("ROWS") or bn  # weight rows a program stores (ROWS: fewer than its tile)
+        if not 0 < own <= bn:
+            raise ValueError(f"decode config: ROWS must be in 1..BLOCK_N ({bn}), got {own}")
+        tiles, steps = triton_cdiv(n, own) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
         split = cfg.get("SPLIT_K")
         if split is None:
             split = auto_split_k(tiles, steps, INTERPRET_NUM_SMS if interp else _num_sms(dev))
@@ -450,14 +453,15 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # as to_compute
             parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=acc, device=x.device)
             counts = split_k_counters(x.device, tiles)
-        grid = (triton_cdiv(n, bn), triton_cdiv(m, block_t), split)
+        grid = (triton_cdiv(n, own), triton_cdiv(m, block_t), split)
+        rows = own if own < bn else 0
         if tma:
             xt = _padded_rows(x2, block_t) if PAD_TMA_ROWS else x2
             descs = _host_descriptors((xt, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
             _linear_decode_tma_kernel[grid](
                 *descs, *biases, out, parts, counts, m, n, k, *bias_strides, n, **consts,
                 BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split,
-                INDEX_64=needs_int64(out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0),
+                INDEX_64=needs_int64(out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0), ROWS=rows,
             )  # fmt: skip
             return out
         even_k = k % bk == 0 and steps % split == 0  # every program's K slice in range
@@ -465,6 +469,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
             *args[:6], parts, counts, *args[6:], **consts, BLOCK_N=bn, BLOCK_T=block_t,
             BLOCK_K=bk, SPLIT_K=split, EVEN_K=even_k,
             INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0),
+            ROWS=rows,
         )  # fmt: skip
     else:
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)

@@ -1,0 +1,139 @@
+"""Explorations of session 26.
+
+    PYTHONPATH=src python scripts/explore_session26.py rows --out DIR
+
+- ``rows``: the decode kernel with ``ROWS`` (a program owns fewer weight rows than its MMA
+  tile's ``BLOCK_N``; the grid gets ``cdiv(N, ROWS)`` columns). The entries' grids leave SMs
+  idle or run a partial second wave: Llama-3.2-1B's 64-row tiles are 128 programs on 132
+  SMs; Llama-3-8B's 128-row tiles 112; Llama-3-70B's 224 with one resident an SM (1.7
+  waves). For each model at 8 and 32 tokens, in each dtype of ``ROWS_DTYPES`` (environment,
+  default ``bfloat16,float16``), on ``COPIES`` copies of the benchmark's inputs in one set of
+  rotated rounds: ours (the benchmark's call), the table's entry launched directly, and the
+  entry with each ``ROWS`` that spreads N over whole waves of 132 SMs (``_rows_for``), plus
+  the extra tiles of ``EXTRA``. -> ``rows.json``; ``rows_table.json``: per case, the fastest
+  candidate whose slowest round beat ours's fastest on every copy.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import explore_session11 as S11
+import explore_session12 as S12
+import explore_session15 as S15
+import explore_session16 as S16
+import explore_session21 as S21
+import explore_session23 as S23
+import explore_session25 as S25
+
+from flash_swiglu import reference
+from flash_swiglu.bench.cases.linear import LinearCase
+from flash_swiglu.bench.harness import SEED, fresh_inputs, preparer, timed_call
+from flash_swiglu.ops import linear as L
+
+say = S16.say
+COPIES = S25.COPIES
+SMS = 132
+MODELS = os.environ.get("ROWS_MODELS", "llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b")
+TOKENS = (8, 32)
+EXTRA = {  # (model, tokens) -> tiles beside the entry's: 8B's 64-row tile spread over 2 waves
+    ("llama-3-8b", 8): [dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, K_ROTATE=5)],
+    ("llama-3-8b", 32): [dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, K_ROTATE=5)],
+}
+
+
+def _rows_for(n: int, block_n: int) -> list[int]:
+    """Row counts that cut N into whole waves of ``SMS`` programs (1-4 programs an SM), each
+    at least half and less than the tile's ``block_n`` rows."""
+    found = []
+    for waves in range(1, 5):
+        rows = -(-n // (SMS * waves))
+        if block_n // 2 <= rows < block_n and rows not in found:
+            found.append(rows)
+    return found
+
+
+def _label(cfg: dict) -> str:
+    return (
+        f"bn{cfg['BLOCK_N']} bk{cfg['BLOCK_K']} w{cfg['num_warps']} s{cfg['num_stages']}"
+        + (" tma" if cfg.get("TMA") else "")
+        + (f" kr{cfg['K_ROTATE']}" if cfg.get("K_ROTATE") else "")
+        + (f" rows{cfg['ROWS']}" if cfg.get("ROWS") else "")
+    )
+
+
+def _candidates(model: str, m: int, n: int, k: int, dtype: torch.dtype) -> dict[str, dict]:
+    entry = L.launch_config("decode", m, n, k, dtype, torch.cuda.get_device_name())
+    cands = {f"entry {_label(entry)}": entry}
+    for base in [entry, *EXTRA.get((model, m), [])]:
+        if base is not entry:
+            cands[_label(base)] = base
+        for rows in _rows_for(n, base["BLOCK_N"]):
+            cfg = dict(base, ROWS=rows)
+            cands[_label(cfg)] = cfg
+    return cands
+
+
+def rows(out: Path) -> list[dict]:
+    S21.need_read_eviction("rows")
+    S23._board()
+    device = torch.device("cuda")
+    dtypes = [
+        getattr(torch, d) for d in os.environ.get("ROWS_DTYPES", "bfloat16,float16").split(",")
+    ]
+    found, table = [], {}
+    for dtype in dtypes:
+        dt = str(dtype).removeprefix("torch.")
+        for model in MODELS.split(","):
+            k, n = S15.MODELS[model]
+            for m in TOKENS:
+                cands = _candidates(model, m, n, k, dtype)
+                if len(cands) == 1:  # nothing beside the entry (Qwen's 16-row tile at 32)
+                    continue
+                case = LinearCase(model, k, n, m, dtype)
+                gen = torch.Generator(device=device).manual_seed(SEED)
+                inputs, dout = case.make_inputs(device, gen)
+                ref = reference.swiglu_linear_reference(*(t.double() for t in inputs))
+                calls = {}
+                for i in range(COPIES):
+                    args = fresh_inputs(inputs, "fwd")
+                    fn, prepare = case.function("triton"), preparer(case, "triton")
+                    calls[f"triton #{i}"] = timed_call(fn, args, dout, "fwd", prepare)
+                    for label, cfg in cands.items():
+                        f = S11._triton_maker("decode", cfg)(*args, None)
+                        assert S11._ok(f().reshape(ref.shape), ref), f"{label}: wrong result"
+                        calls[f"{label} #{i}"] = f
+                ms, med = S15._rotated_rounds(calls, 100.0)
+                ahead = S25._ahead_every_copy(ms, cands)
+                mean = {lb: sum(med[f"{lb} #{i}"] for i in range(COPIES)) / COPIES
+                        for lb in ["triton", *cands]}  # fmt: skip
+                best = min(ahead, key=mean.get) if ahead else None
+                found.append(dict(model=model, m=m, n=n, k=k, dtype=dt, copies=COPIES,
+                                  configs=cands, ms=ms, ahead_every_copy=ahead,
+                                  best=best))  # fmt: skip
+                if best is not None:
+                    table[f"m{m}_n{n}_k{k}:{dt}"] = dict(
+                        cands[best], ours_us=round(mean["triton"] * 1e3, 2),
+                        best_us=round(mean[best] * 1e3, 2), label=best)  # fmt: skip
+                (out / "rows.json").write_text(json.dumps(found, indent=1))
+                (out / "rows_table.json").write_text(json.dumps(table, indent=1))
+                say(f"rows {dt} {model:12s} M={m:2d} ours {mean['triton'] * 1e3:.2f} us; "
+                    + ", ".join(f"{lb} {mean[lb] * 1e3:.2f}" for lb in cands)
+                    + f"; ahead on every copy: {', '.join(ahead) or 'none'}")  # fmt: skip
+                del inputs, dout, calls, ref
+    return found
+
+
+def main() -> None:
+    S12.run_stages({"rows": rows}, ["rows"])
+
+
+if __name__ == "__main__":
+    main()
