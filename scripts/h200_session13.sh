@@ -13,6 +13,8 @@
 #   rows           scripts/explore_session26.py rows -> $OUT/explore (session 26: decode tiles
 #                  owning fewer weight rows than BLOCK_N, so N spreads over whole waves of 132
 #                  SMs; the four models at 8 / 32 tokens, bf16 and fp16, three copies)
+#   rows2          scripts/explore_session26.py rows2 (session 26: Qwen and 70B at 8 tokens, the
+#                  row counts rows found with their neighbours and rotations, five copies)
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
 #   order          scripts/explore_session15.py order -> $OUT/explore (written in session 14:
 #                  does the backend a timing follows move it; does a settle phase help)
@@ -418,6 +420,9 @@ PY
     rows)  # session 26: decode tiles owning fewer rows than BLOCK_N (ROWS), whole waves
       timeout $(limit 500) python3 scripts/explore_session26.py rows --out "$OUT/explore" 2>&1 \
         | tail -n 40 ;;
+    rows2)  # session 26: Qwen and 70B at 8 tokens, ROWS with its neighbours, five copies
+      timeout $(limit 300) python3 scripts/explore_session26.py rows2 --out "$OUT/explore" 2>&1 \
+        | tail -n 10 ;;
     gemv1)
       timeout $(limit 400) python3 scripts/explore_session25.py gemv1 --out "$OUT/explore" 2>&1 \
         | tail -n 12 ;;
