@@ -15,6 +15,8 @@
 #                  SMs; the four models at 8 / 32 tokens, bf16 and fp16, three copies)
 #   rows2          scripts/explore_session26.py rows2 (session 26: Qwen and 70B at 8 tokens, the
 #                  row counts rows found with their neighbours and rotations, five copies)
+#   rows3          scripts/explore_session26.py rows3 (session 26: Qwen and 70B at 32 tokens,
+#                  pointer tiles with ROWS against the TMA entries, five copies)
 #   tiles, host3   scripts/explore_session13.py STAGE -> $OUT/explore
 #   order          scripts/explore_session15.py order -> $OUT/explore (written in session 14:
 #                  does the backend a timing follows move it; does a settle phase help)
@@ -422,6 +424,9 @@ PY
         | tail -n 40 ;;
     rows2)  # session 26: Qwen and 70B at 8 tokens, ROWS with its neighbours, five copies
       timeout $(limit 300) python3 scripts/explore_session26.py rows2 --out "$OUT/explore" 2>&1 \
+        | tail -n 10 ;;
+    rows3)  # session 26: Qwen and 70B at 32 tokens, pointer tiles with ROWS, five copies
+      timeout $(limit 300) python3 scripts/explore_session26.py rows3 --out "$OUT/explore" 2>&1 \
         | tail -n 10 ;;
     gemv1)
       timeout $(limit 400) python3 scripts/explore_session25.py gemv1 --out "$OUT/explore" 2>&1 \
