@@ -110,10 +110,13 @@ _CONFIG_KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_st
 # and, as ``PROGRAMS_PER_SM``, persistent programs that each take several blocks of rows.
 # ``K_ROTATE`` (decode, both variants): each program starts ``pid_n * K_ROTATE`` steps into
 # its K loop and wraps, so concurrent programs read different column offsets (session 21;
-# measured in session 22, where it won on 1B at 8 tokens and 8B at 8 / 32, and in session 23
-# on 70B at 32 over three copies of the inputs: those entries have it,
-# benchmarks/results/h200-session22-explore/call1, h200-session23-explore/call3; 1B's
-# one-token entry had it in sessions 23-24, until session 25's matrix-vector entry beat it).
+# measured in session 22, where it won on 1B at 8 tokens and 8B at 8 / 32: those entries
+# have it, benchmarks/results/h200-session22-explore/call1; 70B's 32-token entry had it from
+# session 23 and 1B's one-token entry in sessions 23-24, until other tiles beat them).
+# ``ROWS`` (decode, both variants): a program owns that many of its tile's BLOCK_N weight
+# rows and the grid has cdiv(N, ROWS) columns, so N spreads over whole waves of the SMs
+# (session 26: Qwen2.5-7B at 8 tokens, Llama-3-70B at 8 and 32,
+# benchmarks/results/h200-session26-explore; with TMA a tile still reads all BLOCK_N rows).
 _OPTIONAL_KEYS = (
     "PROGRAMS_PER_SM", "maxnreg", "SPLIT_K", "UNROLL", "W_CACHE", "STATIC_K", "TMA",
     "K_ROTATE", "ROWS",
