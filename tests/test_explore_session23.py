@@ -3,19 +3,11 @@ the ``rot1b`` candidates and table rule, and the constants of ``align70b`` and `
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from _scripts import load_script
 
 
 def _script():
-    sys.path.insert(0, str(ROOT / "scripts"))
-    spec = importlib.util.spec_from_file_location("s23", ROOT / "scripts/explore_session23.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("explore_session23")
 
 
 def test_smi_medians(tmp_path):

@@ -203,6 +203,14 @@ def test_decode_tma(device, monkeypatch, m, n, k, split):
         assert torch.equal(run(dict(cfg, TMA=False)), out)
 
 
+def _decode_dtype(device: str, tma: bool) -> torch.dtype:
+    """The decode tests' dtype: on the interpreter fp32, or fp16 for the TMA variant (16-bit
+    operands only); bf16 on the GPU."""
+    if device == "cpu":
+        return torch.float16 if tma else torch.float32
+    return torch.bfloat16
+
+
 @pytest.mark.parametrize(
     ("tma", "m", "n", "k", "split", "rotate"),
     [(False, 3, 72, 200, 1, 1), (False, 5, 100, 256, 2, 3), (False, 1, 40, 48, 1, 5),
@@ -214,11 +222,7 @@ def test_decode_k_rotate(device, tma, m, n, k, split, rotate):
     (K not a multiple of BLOCK_K, rotations past the step count), deterministic, counters
     back at zero; in fp32 the sums' order, and so their rounding, differs from the
     unrotated kernel's."""
-    if device == "cpu":  # the interpreter: fp32 and fp16; TMA takes 16-bit operands
-        dtype = torch.float16 if tma else torch.float32
-    else:
-        dtype = torch.bfloat16
-    x, wg, wu, bg, bu = make_inputs((m,), n, k, dtype, device, "silu")
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, _decode_dtype(device, tma), device, "silu")
     cfg = dict(BLOCK_N=32, BLOCK_K=32 if tma else 16, num_warps=4, num_stages=2, SPLIT_K=split,
                K_ROTATE=rotate, TMA=tma)  # fmt: skip
     run = lambda c: L._forward_triton(x, wg, wu, bg, bu, "silu", 1.702, 7.0, "decode", c)
@@ -227,7 +231,7 @@ def test_decode_k_rotate(device, tma, m, n, k, split, rotate):
     assert_within_rule(f"rotate {rotate}", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
     assert torch.equal(run(cfg), out)
     assert not L.split_k_counters(x.device, 1).any()
-    if dtype == torch.float32 and -(-k // 16) // split > 1:
+    if x.dtype == torch.float32 and -(-k // 16) // split > 1:
         assert not torch.equal(run(dict(cfg, K_ROTATE=0)), out)
 
 
@@ -243,11 +247,7 @@ def test_decode_rows(device, tma, m, n, k, rows, split, rotate):
     with split-K and rotation; deterministic, counters back at zero."""
     import flash_swiglu.kernels.linear as KL
 
-    if device == "cpu":  # the interpreter: fp32 and fp16; TMA takes 16-bit operands
-        dtype = torch.float16 if tma else torch.float32
-    else:
-        dtype = torch.bfloat16
-    x, wg, wu, bg, bu = make_inputs((m,), n, k, dtype, device, "silu")
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, _decode_dtype(device, tma), device, "silu")
     cfg = dict(BLOCK_N=32, BLOCK_K=32 if tma else 16, num_warps=4, num_stages=2, SPLIT_K=split,
                K_ROTATE=rotate, TMA=tma, ROWS=rows)  # fmt: skip
     kernel = "_linear_decode_tma_kernel" if tma else "_linear_decode_kernel"
