@@ -76,12 +76,14 @@ def variants():
         for dtype in (torch.bfloat16, torch.float16, torch.float32):
             for interleaved in (False, True):
                 for act in acts if (dtype == torch.bfloat16 and not interleaved) else ["silu"]:
-                    yield kernel, kname, dtype, act, interleaved, True
-        yield kernel, kname, torch.bfloat16, "silu", False, False  # unaligned shape
+                    yield kernel, kname, dtype, act, interleaved, True, False
+        yield kernel, kname, torch.bfloat16, "silu", False, False, False  # unaligned shape
+        for interleaved in (False, True):  # 64-bit column offsets (spans past 2^31)
+            yield kernel, kname, torch.bfloat16, "silu", interleaved, True, True
 
 
 def main() -> int:
-    for kernel, kname, dtype, act, interleaved, aligned in variants():
+    for kernel, kname, dtype, act, interleaved, aligned, col_64 in variants():
         block_m, block_n, warps = launch_config(4096, 4096 if aligned else 4097, kname)
         constexprs = dict(
             ACTIVATION=act,
@@ -91,6 +93,7 @@ def main() -> int:
             TWO_GROUPS=not aligned,
             BLOCK_M=block_m,
             BLOCK_N=block_n,
+            COL_64=col_64,
         )
         result = compile_variant(kernel, dtype, constexprs, warps, aligned)
         result.update(
@@ -99,6 +102,7 @@ def main() -> int:
             activation=act,
             interleaved=interleaved,
             aligned=aligned,
+            col_64=col_64,
             block=[block_m, block_n],
             num_warps=warps,
         )

@@ -19,6 +19,8 @@ def compiled():
 def test_every_variant_compiled(compiled):
     kinds = {(r["kernel"], r["interleaved"]) for r in compiled}
     assert kinds == {("fwd", False), ("fwd", True), ("bwd", False), ("bwd", True)}
+    wide = {(r["kernel"], r["interleaved"]) for r in compiled if r["col_64"]}
+    assert wide == kinds  # the 64-bit column offsets of spans past 2^31
     assert {r["activation"] for r in compiled} == {
         "silu",
         "gelu",

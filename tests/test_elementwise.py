@@ -122,6 +122,32 @@ def test_strided_last_dimension(device):
     torch.testing.assert_close(u.grad.double(), ref[2], rtol=1e-5, atol=1e-6)
 
 
+def test_strided_last_dimension_past_2_31(device):
+    """Column offsets past 2^31 elements (a last dimension of stride 2^29): computed in 64
+    bits (``COL_64``), forward and both gradients right. The operands are views into one
+    3 GiB storage of which only their elements are written."""
+    from flash_swiglu.ops import elementwise
+
+    stride, n = 2**29, 4
+    base = torch.empty(stride * (n - 1) + 64, dtype=torch.float16, device=device)
+    gate, up = (base.as_strided((2, n), (4, stride), off) for off in (0, 16))
+    gate.copy_(make((2, n), torch.float16, device))
+    up.copy_(make((2, n), torch.float16, device))
+    assert elementwise.needs_col_64([gate, up], n, 1024)
+    check_swiglu(gate, up, "silu")
+
+
+def test_column_offsets_64_bit_only_where_needed():
+    from flash_swiglu.ops import elementwise
+
+    x = torch.empty(8, 2)
+    assert not elementwise.needs_col_64([x, x], 2**29, 1024)  # unit stride, 2^29 columns
+    assert elementwise.needs_col_64([x, x], 2**30 - 1024, 1024)  # interleaved: 2^31
+    t = x.t()  # stride 2
+    assert not elementwise.needs_col_64([x, t], 2**29 - 1025, 1024)
+    assert elementwise.needs_col_64([x, t], 2**29 - 1024, 1024)
+
+
 def test_packed_interleaved_strided_columns(device):
     # An interleaved x whose last dimension is strided is copied once, and still correct.
     base = make((4, 2 * 10, 2), torch.float32, device)

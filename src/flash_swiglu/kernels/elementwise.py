@@ -18,8 +18,9 @@ Bytes moved (``s`` bytes per element, ``n`` elements per operand): forward ``3 n
 backward ``5 n s``. Both are single passes: the backward recomputes the activation from
 ``gate`` rather than reading a saved output.
 
-Offsets are 64-bit: a program's tile start is computed in int64, so tensors past 2^31
-elements work.
+Offsets are 64-bit: a program's row start is computed in int64, and its columns are too
+where a column offset can pass 2^31 (``COL_64``: a strided last dimension spanning that
+many elements, or 2^30 columns), so tensors past 2^31 elements work.
 """
 
 import triton
@@ -37,11 +38,15 @@ def _tile_rows_cols(
     TWO_GROUPS: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    COL_64: tl.constexpr,
 ):
-    """This program's tile: its rows split into (outer, inner) in int64, and its first column."""
+    """This program's tile: its rows split into (outer, inner) in int64, and its first column
+    (in int64 with ``COL_64``, so every column offset computed from it is 64-bit)."""
     n_col_tiles = tl.cdiv(n_cols, BLOCK_N)
     tile_m = pid // n_col_tiles
     col_start = (pid % n_col_tiles) * BLOCK_N
+    if COL_64:
+        col_start = col_start.to(tl.int64)
     rows = tile_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     if TWO_GROUPS:
         outer = rows // inner_rows
@@ -77,10 +82,11 @@ def _glu_fwd_kernel(
     TWO_GROUPS: tl.constexpr,  # rows split as outer * inner_rows + inner (else outer == 0)
     BLOCK_M: tl.constexpr,  # rows per tile
     BLOCK_N: tl.constexpr,  # output columns per tile (power of two)
+    COL_64: tl.constexpr = False,  # 64-bit column offsets (a column offset may pass 2^31)
 ):
     pid = tl.program_id(0)
     outer, inner, row_mask, col_start = _tile_rows_cols(
-        pid, n_rows, n_cols, inner_rows, TWO_GROUPS, BLOCK_M, BLOCK_N
+        pid, n_rows, n_cols, inner_rows, TWO_GROUPS, BLOCK_M, BLOCK_N, COL_64
     )
     cols = col_start + tl.arange(0, BLOCK_N)
     if INTERLEAVED:
@@ -148,10 +154,11 @@ def _glu_bwd_kernel(
     TWO_GROUPS: tl.constexpr,
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
+    COL_64: tl.constexpr = False,
 ):
     pid = tl.program_id(0)
     outer, inner, row_mask, col_start = _tile_rows_cols(
-        pid, n_rows, n_cols, inner_rows, TWO_GROUPS, BLOCK_M, BLOCK_N
+        pid, n_rows, n_cols, inner_rows, TWO_GROUPS, BLOCK_M, BLOCK_N, COL_64
     )
     cols = col_start + tl.arange(0, BLOCK_N)
     mask = row_mask[:, None] & (cols < n_cols)[None, :]

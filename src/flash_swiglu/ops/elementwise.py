@@ -75,6 +75,7 @@ def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
         strides += [so, si, t.stride(-1)]
     pass_ = "bwd" if len(tensors) == 5 else "fwd"
     block_m, block_n, num_warps = launch_config(n_rows, n_cols, pass_)
+    col_64 = needs_col_64(tensors, n_cols, block_n)
     grid = (triton_cdiv(n_rows, block_m) * triton_cdiv(n_cols, block_n),)
     kernel[grid](
         *tensors,
@@ -86,9 +87,17 @@ def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
         TWO_GROUPS=two_groups,
         BLOCK_M=block_m,
         BLOCK_N=block_n,
+        COL_64=col_64,
         num_warps=num_warps,
         enable_fp_fusion=ENABLE_FP_FUSION,
     )
+
+
+def needs_col_64(tensors: list[torch.Tensor], n_cols: int, block_n: int) -> bool:
+    """Whether a column offset of the kernels (the column times the last stride, up to the
+    last tile's end; twice the columns in the interleaved kernels) can pass 2^31, so they
+    compute them in 64 bits (``COL_64``); 32-bit otherwise, as rows are."""
+    return 2 * (n_cols + block_n) * max(abs(t.stride(-1)) for t in tensors) >= 2**31
 
 
 def triton_cdiv(a: int, b: int) -> int:
