@@ -137,6 +137,34 @@ def test_strided_last_dimension_past_2_31(device):
     check_swiglu(gate, up, "silu")
 
 
+@pytest.mark.parametrize("n_cols", [2**30 - 1024, 2**30, 2**31 - 512], ids=str)
+def test_interleaved_kernels_past_2_30_columns(device, n_cols):
+    """The interleaved kernels' bound ``2 * n_cols`` in 64 bits (``COL_64``): the first tile
+    of a row said to have ``n_cols`` columns, launched alone on small tensors (the tile
+    touches only its own 2 x 1024 elements of x), forward and backward, all stored, right."""
+    from flash_swiglu.kernels import elementwise as K
+
+    bn = 1024
+    x = make((1, 2 * bn), torch.float32, device)
+    dout = make((1, bn), torch.float32, device)
+    out = torch.full((1, bn), float("nan"), device=device)
+    dx = torch.full((1, 2 * bn), float("nan"), device=device)
+    consts = dict(ACTIVATION="silu", ALPHA=1.702, LIMIT=7.0, INTERLEAVED=True, TWO_GROUPS=False,
+                  BLOCK_M=1, BLOCK_N=bn, COL_64=True)  # fmt: skip
+    x_strides, d_strides = [0, 2 * bn, 1], [0, bn, 1]
+    K._glu_fwd_kernel[(1,)](x, x, out, 1, n_cols, 1, *x_strides * 2, *d_strides, **consts)
+    K._glu_bwd_kernel[(1,)](
+        x, x, dout, dx, dx, 1, n_cols, 1, *x_strides * 2, *d_strides, *x_strides * 2, **consts
+    )
+    g, u = x[:, 0::2].double(), x[:, 1::2].double()
+    close = dict(rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out.double(), reference.act_glu(g, u, "silu"), **close)
+    g, u = g.requires_grad_(), u.requires_grad_()
+    dg, du = torch.autograd.grad(reference.act_glu(g, u, "silu"), (g, u), dout.double())
+    torch.testing.assert_close(dx[:, 0::2].double(), dg, **close)
+    torch.testing.assert_close(dx[:, 1::2].double(), du, **close)
+
+
 def test_column_offsets_64_bit_only_where_needed():
     from flash_swiglu.ops import elementwise
 

@@ -263,8 +263,9 @@ def test_decode_rows(device, tma, m, n, k, rows, split, rotate):
     assert_within_rule(f"rows {rows}", out, torch_linear(x, wg, wu, bg, bu, "silu"), ref)
     assert torch.equal(run(cfg), out)
     assert not L.split_k_counters(x.device, 1).any()
-    with pytest.raises(ValueError, match=r"ROWS must be in 1\.\.BLOCK_N"):
-        run(dict(cfg, ROWS=33))
+    for bad in (33, -1):
+        with pytest.raises(ValueError, match=rf"ROWS must be in 1\.\.BLOCK_N.*got {bad}"):
+            run(dict(cfg, ROWS=bad))
 
 
 def test_decode_tma_one_tile_of_up_to_128_tokens(device, monkeypatch):

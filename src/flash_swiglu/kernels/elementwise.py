@@ -18,9 +18,9 @@ Bytes moved (``s`` bytes per element, ``n`` elements per operand): forward ``3 n
 backward ``5 n s``. Both are single passes: the backward recomputes the activation from
 ``gate`` rather than reading a saved output.
 
-Offsets are 64-bit: a program's row start is computed in int64, and its columns are too
-where a column offset can pass 2^31 (``COL_64``: a strided last dimension spanning that
-many elements, or 2^30 columns), so tensors past 2^31 elements work.
+Offsets are 64-bit: a program's row start is computed in int64, and its columns and their
+bound are too where a column offset can pass 2^31 (``COL_64``: a strided last dimension
+spanning that many elements, or 2^30 columns), so tensors past 2^31 elements work.
 """
 
 import triton
@@ -40,13 +40,15 @@ def _tile_rows_cols(
     BLOCK_N: tl.constexpr,
     COL_64: tl.constexpr,
 ):
-    """This program's tile: its rows split into (outer, inner) in int64, and its first column
-    (in int64 with ``COL_64``, so every column offset computed from it is 64-bit)."""
+    """This program's tile: its rows split into (outer, inner) in int64, its first column,
+    and ``n_cols``. With ``COL_64`` the first column and ``n_cols`` are int64, so every column
+    offset and bound computed from them (``2 * n_cols`` of the interleaved kernels included)
+    is 64-bit."""
+    if COL_64:
+        n_cols = tl.cast(n_cols, tl.int64)
     n_col_tiles = tl.cdiv(n_cols, BLOCK_N)
     tile_m = pid // n_col_tiles
     col_start = (pid % n_col_tiles) * BLOCK_N
-    if COL_64:
-        col_start = col_start.to(tl.int64)
     rows = tile_m.to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     if TWO_GROUPS:
         outer = rows // inner_rows
@@ -55,7 +57,7 @@ def _tile_rows_cols(
         outer = tl.zeros_like(rows)
         inner = rows
     row_mask = rows < n_rows
-    return outer, inner, row_mask, col_start
+    return outer, inner, row_mask, col_start, n_cols
 
 
 @triton.jit
@@ -85,7 +87,7 @@ def _glu_fwd_kernel(
     COL_64: tl.constexpr = False,  # 64-bit column offsets (a column offset may pass 2^31)
 ):
     pid = tl.program_id(0)
-    outer, inner, row_mask, col_start = _tile_rows_cols(
+    outer, inner, row_mask, col_start, n_cols = _tile_rows_cols(
         pid, n_rows, n_cols, inner_rows, TWO_GROUPS, BLOCK_M, BLOCK_N, COL_64
     )
     cols = col_start + tl.arange(0, BLOCK_N)
@@ -157,7 +159,7 @@ def _glu_bwd_kernel(
     COL_64: tl.constexpr = False,
 ):
     pid = tl.program_id(0)
-    outer, inner, row_mask, col_start = _tile_rows_cols(
+    outer, inner, row_mask, col_start, n_cols = _tile_rows_cols(
         pid, n_rows, n_cols, inner_rows, TWO_GROUPS, BLOCK_M, BLOCK_N, COL_64
     )
     cols = col_start + tl.arange(0, BLOCK_N)

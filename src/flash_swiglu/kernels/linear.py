@@ -240,7 +240,7 @@ def _linear_decode_kernel(
     K_ROTATE: tl.constexpr = 0,  # > 0: program pid_n starts pid_n * K_ROTATE steps into K
     ROWS: tl.constexpr = 0,  # > 0: weight rows a program owns (<= BLOCK_N; 0: BLOCK_N)
 ):
-    """Grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
+    """Grid ``(cdiv(N, ROWS or BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
     ``[BLOCK_N, BLOCK_T] = W[BLOCK_N, K] @ x^T[K, BLOCK_T]``, so a single token still fills
     a 64-row MMA with weight rows instead of padding a 16-row tile of tokens.
 
@@ -257,9 +257,10 @@ def _linear_decode_kernel(
     one; each tile's sum is still taken in one fixed order.
 
     With ``0 < ROWS < BLOCK_N`` program ``pid_n`` owns weight rows ``[pid_n * ROWS, (pid_n +
-    1) * ROWS)`` of a ``BLOCK_N``-row MMA tile, the rest masked off (never read): the grid has
-    ``cdiv(N, ROWS)`` columns, so a shape whose ``N / BLOCK_N`` programs leave SMs idle can
-    spread the same rows over more of them.
+    1) * ROWS)`` of a ``BLOCK_N``-row MMA tile, the rest masked off (their weights never read,
+    nor stored; the bias loads of the epilogue still read them where they are below N): the
+    grid has ``cdiv(N, ROWS)`` columns, so a shape whose ``N / BLOCK_N`` programs leave SMs
+    idle can spread the same rows over more of them.
     """
     pid_n = tl.program_id(0)
     pid_t = tl.program_id(1)
@@ -351,7 +352,7 @@ def _linear_decode_tma_kernel(
     ROWS: tl.constexpr = 0,  # as in _linear_decode_kernel
 ):
     """``_linear_decode_kernel`` with its operands fetched by the tensor-memory accelerator:
-    grid ``(cdiv(N, BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``, ``out^T`` tiles ``[BLOCK_N,
+    grid ``(cdiv(N, ROWS or BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``, ``out^T`` tiles ``[BLOCK_N,
     BLOCK_T] = W[BLOCK_N, K] @ x^T``, the same split-K hand-over. One thread issues each
     weight tile's copy, so a program keeps its stages of weights in flight with a few
     instructions instead of a 16-byte load per thread and element group. Descriptors

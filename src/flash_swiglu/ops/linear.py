@@ -441,7 +441,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
         own = cfg.get("ROWS") or bn  # weight rows a program stores (ROWS: fewer than its tile)
         if not 0 < own <= bn:
-            raise ValueError(f"decode config: ROWS must be in 1..BLOCK_N ({bn}), got {own}")
+            raise ValueError(
+                f"decode config: ROWS must be in 1..BLOCK_N ({bn}), or 0 for all of them; "
+                f"got {cfg['ROWS']}"
+            )
         tiles, steps = triton_cdiv(n, own) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
         split = cfg.get("SPLIT_K")
         if split is None:
