@@ -6,12 +6,13 @@
   tile's ``BLOCK_N``; the grid gets ``cdiv(N, ROWS)`` columns). The entries' grids leave SMs
   idle or run a partial second wave: Llama-3.2-1B's 64-row tiles are 128 programs on 132
   SMs; Llama-3-8B's 128-row tiles 112; Llama-3-70B's 224 with one resident an SM (1.7
-  waves). For each model at 8 and 32 tokens, in each dtype of ``ROWS_DTYPES`` (environment,
-  default ``bfloat16,float16``), on ``COPIES`` copies of the benchmark's inputs in one set of
-  rotated rounds: ours (the benchmark's call), the table's entry launched directly, and the
-  entry with each ``ROWS`` that spreads N over whole waves of 132 SMs (``_rows_for``), plus
-  the extra tiles of ``EXTRA``. -> ``rows.json``; ``rows_table.json``: per case, the fastest
-  candidate whose slowest round beat ours's fastest on every copy.
+  waves). For each model at 8 and 32 tokens (``ROWS_TOKENS``, environment), in each dtype of
+  ``ROWS_DTYPES`` (environment, default ``bfloat16,float16``), on ``COPIES`` copies of the
+  benchmark's inputs in one set of rotated rounds: ours (the benchmark's call), the table's
+  entry launched directly, and the entry with each ``ROWS`` that spreads N over whole waves
+  of 132 SMs (``_rows_for``), plus the extra tiles of ``EXTRA``. -> ``rows.json``;
+  ``rows_table.json``: per case, the fastest candidate whose slowest round beat ours's
+  fastest on every copy.
 
 - ``rows2``: after ``rows`` (call 1) had Qwen2.5-7B at 8 tokens ahead with 48 rows on every
   copy and Llama-3-70B at 8 tokens ahead with 109 rows on five of six: those two cases on
@@ -53,7 +54,7 @@ say = S16.say
 COPIES = S25.COPIES
 SMS = 132
 MODELS = os.environ.get("ROWS_MODELS", "llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b")
-TOKENS = (8, 32)
+TOKENS = tuple(int(t) for t in os.environ.get("ROWS_TOKENS", "8,32").split(","))
 EXTRA = {  # (model, tokens) -> tiles beside the entry's: 8B's 64-row tile spread over 2 waves
     ("llama-3-8b", 8): [dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, K_ROTATE=5)],
     ("llama-3-8b", 32): [dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=3, K_ROTATE=5)],

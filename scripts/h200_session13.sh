@@ -12,7 +12,8 @@
 #                  without the device guard (expected to fail), then on src (session 25)
 #   rows           scripts/explore_session26.py rows -> $OUT/explore (session 26: decode tiles
 #                  owning fewer weight rows than BLOCK_N, so N spreads over whole waves of 132
-#                  SMs; the four models at 8 / 32 tokens, bf16 and fp16, three copies)
+#                  SMs; the four models at 8 / 32 tokens, bf16 and fp16, three copies;
+#                  ROWS_TOKENS=16: the m16 entries, 9-16 tokens, not run in session 26)
 #   rows2          scripts/explore_session26.py rows2 (session 26: Qwen and 70B at 8 tokens, the
 #                  row counts rows found with their neighbours and rotations, five copies)
 #   rows3          scripts/explore_session26.py rows3 (session 26: Qwen and 70B at 32 tokens,
