@@ -92,13 +92,13 @@ def _gemv_label(bn, bk, warps, unroll, cache) -> str:
     )
 
 
-def _ahead_every_copy(ms: dict, labels) -> list[str]:
-    """Those of ``labels`` whose slowest round beat ours's (``triton``) fastest on every copy
-    (``ms``: ``{"<label> #<copy>": [ms of each round]}``)."""
+def _ahead_every_copy(ms: dict, labels, copies: int = COPIES) -> list[str]:
+    """Those of ``labels`` whose slowest round beat ours's (``triton``) fastest on every one
+    of ``copies`` copies (``ms``: ``{"<label> #<copy>": [ms of each round]}``)."""
     return [
         lb
         for lb in labels
-        if all(max(ms[f"{lb} #{i}"]) < min(ms[f"triton #{i}"]) for i in range(COPIES))
+        if all(max(ms[f"{lb} #{i}"]) < min(ms[f"triton #{i}"]) for i in range(copies))
     ]
 
 

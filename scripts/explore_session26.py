@@ -146,11 +146,7 @@ def _time_case(model, m, dtype, cands, copies):
             assert S11._ok(f().reshape(ref.shape), ref), f"{label}: wrong result"
             calls[f"{label} #{i}"] = f
     ms, med = S15._rotated_rounds(calls, 100.0)
-    ahead = [
-        lb
-        for lb in cands
-        if all(max(ms[f"{lb} #{i}"]) < min(ms[f"triton #{i}"]) for i in range(copies))
-    ]
+    ahead = S25._ahead_every_copy(ms, cands, copies)
     mean = {lb: sum(med[f"{lb} #{i}"] for i in range(copies)) / copies
             for lb in ["triton", *cands]}  # fmt: skip
     return ms, mean, ahead
