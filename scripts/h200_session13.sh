@@ -150,6 +150,12 @@
 #   inproc70b      scripts/explore_session23.py inproc70b -> $OUT/explore (70B at 8 / 32 tokens,
 #                  ours and Liger on three copies: the harness's way, the benchmark's loop,
 #                  the harness's way again, in one process)
+#   split1b        (session 27) scripts/explore_session27.py split1b -> $OUT/explore: 1B decode
+#                  at 8 / 32 tokens, split-K 2-16 with 2-4 stages (more programs than places)
+#   rows16         (session 27) scripts/explore_session27.py rows16: 70B at 16 tokens, ROWS
+#                  109 / 110 on five copies
+#   tests-elementwise (session 27) tests/test_elementwise.py, every test, on the GPU (the
+#                  COL_64 tests of session 26 are not marked gpu: -m gpu deselects them)
 #   copies70b      (session 24) scripts/explore_session23.py copies70b -> $OUT/explore: 70B at 8 /
 #                  32 tokens, ours and Liger on 10 copies, both reading the same copy
 #   fp16one1b      (session 24, not run) scripts/explore_session23.py fp16one1b -> $OUT/explore:
@@ -389,6 +395,12 @@ PY
     explore23)
       timeout $(limit 420) python3 scripts/explore_session23.py harness70b allocs70b rot1b \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
+    split1b|rows16)  # session 27
+      timeout $(limit 300) python3 scripts/explore_session27.py $stage --out "$OUT/explore" \
+        2>&1 | tail -n 16 ;;
+    tests-elementwise)  # session 27: every test of test_elementwise.py on the GPU (COL_64)
+      timeout $(limit 300) $pytest tests/test_elementwise.py 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_elementwise_gpu.log" ;;
     swap70b|rotcopies|align70b|inproc70b|copies70b|fp16one1b)
       timeout $(limit 200) python3 scripts/explore_session23.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 16 ;;
