@@ -19,22 +19,42 @@
   by 0.03 us in the rule's terms, ahead in its median). Five copies, 109 and 110 rows (the
   row count the 8- and 32-token entries took in session 26). -> ``rows16.json``,
   ``rows16_table.json``.
+
+- ``probe1b``: where Llama-3.2-1B's decode time goes. The benchmark's time of a call is a
+  CUDA-graph replay of (L2 eviction, call) pairs less one of evictions alone, so it holds
+  the call's kernel and one kernel boundary. Two instrumented kernels record each program's
+  SM, its start and end on the global timer and its own SM clock cycles: ``_probe_decode``
+  (the decode kernel's swapped product with pointer loads, without rotation or split, at 8
+  and 32 tokens) and ``_probe_gemv`` (the matrix-vector kernel's one row of 2048 columns a
+  program over 4 warps, one token). Each runs ``PROBE_LAUNCHES`` times after an eviction;
+  beside them the library's own calls and the probes themselves are timed as the benchmark
+  times them. From the stamps: the span from the first program's start to the last one's
+  end, how late the last program starts, how the programs' ends spread (the tail) and each
+  SM's busy time. -> ``probe1b.json``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from pathlib import Path
 
 import torch
+import triton
+import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import explore_session12 as S12
 import explore_session15 as S15
+import explore_session16 as S16
+import explore_session21 as S21
+import explore_session23 as S23
 import explore_session26 as S26
 
+import flash_swiglu
+from flash_swiglu.bench import timing
 from flash_swiglu.ops import linear as L
 
 COPIES = 3
@@ -88,8 +108,170 @@ def rows16(out: Path) -> list[dict]:
     return S26._stage(out, "rows16", _cases(ROWS16), COPIES2)
 
 
+@triton.jit
+def _stamp():
+    """(global timer in ns, this SM's clock cycles, SM id) of the calling thread."""
+    t = tl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64,
+                                  is_pure=False, pack=1)  # fmt: skip
+    c = tl.inline_asm_elementwise("mov.u64 $0, %clock64;", "=l", [], dtype=tl.int64,
+                                  is_pure=False, pack=1)  # fmt: skip
+    sm = tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r", [], dtype=tl.int32,
+                                   is_pure=True, pack=1)  # fmt: skip
+    return t, c, sm
+
+
+@triton.jit
+def _record(stamps_ptr, t0, c0, sm):
+    t1, c1, _ = _stamp()
+    base = stamps_ptr + tl.program_id(0).to(tl.int64) * 5
+    tl.store(base, t0)
+    tl.store(base + 1, t1)
+    tl.store(base + 2, c0)
+    tl.store(base + 3, c1)
+    tl.store(base + 4, sm.to(tl.int64))
+
+
+@triton.jit
+def _probe_decode(x_ptr, wg_ptr, wu_ptr, out_ptr, stamps_ptr, M, N, K: tl.constexpr,
+                  BLOCK_N: tl.constexpr, BLOCK_T: tl.constexpr, BLOCK_K: tl.constexpr,
+                  STAGES: tl.constexpr):  # fmt: skip
+    """``silu(x Wg^T) * (x Wu^T)`` for ``M <= BLOCK_T`` tokens, ``BLOCK_N`` weight rows a
+    program as the MMA's M side (contiguous rows of K, unit column stride), stamped."""
+    t0, c0, sm = _stamp()
+    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    toks = tl.arange(0, BLOCK_T)
+    ks = tl.arange(0, BLOCK_K)
+    acc_g = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
+    acc_u = tl.zeros((BLOCK_N, BLOCK_T), dtype=tl.float32)
+    for k0 in tl.range(0, K, BLOCK_K, num_stages=STAGES):
+        w_off = rows[:, None] * K + (k0 + ks)[None, :]
+        wg = tl.load(wg_ptr + w_off, eviction_policy="evict_first")
+        wu = tl.load(wu_ptr + w_off, eviction_policy="evict_first")
+        xt = tl.load(x_ptr + toks[None, :] * K + (k0 + ks)[:, None], mask=toks[None, :] < M,
+                     other=0.0)  # fmt: skip
+        acc_g = tl.dot(wg, xt, acc_g)
+        acc_u = tl.dot(wu, xt, acc_u)
+    h = acc_g * tl.sigmoid(acc_g) * acc_u
+    tl.store(out_ptr + toks[None, :] * N + rows[:, None], h.to(out_ptr.dtype.element_ty),
+             mask=toks[None, :] < M)  # fmt: skip
+    _record(stamps_ptr, t0, c0, sm)
+
+
+@triton.jit
+def _probe_gemv(x_ptr, wg_ptr, wu_ptr, out_ptr, stamps_ptr, K: tl.constexpr):
+    """One token, one weight row of gate and of up a program, all K in one step, stamped."""
+    t0, c0, sm = _stamp()
+    row = tl.program_id(0)
+    ks = tl.arange(0, K)
+    x = tl.load(x_ptr + ks, eviction_policy="evict_last").to(tl.float32)
+    wg = tl.load(wg_ptr + row * K + ks, eviction_policy="evict_first").to(tl.float32)
+    wu = tl.load(wu_ptr + row * K + ks, eviction_policy="evict_first").to(tl.float32)
+    g = tl.sum(wg * x)
+    u = tl.sum(wu * x)
+    tl.store(out_ptr + row, (g * tl.sigmoid(g) * u).to(out_ptr.dtype.element_ty))
+    _record(stamps_ptr, t0, c0, sm)
+
+
+PROBE_LAUNCHES = 5
+_T4 = dict(BLOCK_N=64, BLOCK_K=128, STAGES=4, num_warps=4)
+PROBE_TILES = {  # tokens -> {label: tile}; one token runs _probe_gemv
+    1: {"gemv": {}},
+    8: {"bn64 s4": _T4, "bn64 s6": dict(_T4, STAGES=6), "bn32 s4": dict(_T4, BLOCK_N=32)},
+    32: {"bn64 s4": _T4},
+}
+
+
+def _probe_calls(m: int, tile: dict, x, wg, wu, out, stamps):
+    n, k = wg.shape
+    if m == 1:
+        return lambda: _probe_gemv[(n,)](x, wg, wu, out, stamps, K=k, num_warps=4)
+    bt = max(16, triton.next_power_of_2(m))
+    tile = dict(tile)
+    warps = tile.pop("num_warps")
+    grid = (triton.cdiv(n, tile["BLOCK_N"]),)
+    return lambda: _probe_decode[grid](x, wg, wu, out, stamps, m, n, K=k, BLOCK_T=bt,
+                                       **tile, num_warps=warps)  # fmt: skip
+
+
+def _stamp_summary(st: torch.Tensor, sm_hz: float) -> dict:
+    """What one launch's stamps say, in microseconds (``st``: ``[programs, 5]`` int64)."""
+    t0, t1, c0, c1, sm = (st[:, i].double() for i in range(5))
+    origin = t0.min()
+    busy = {}
+    for s, a, b in zip(sm.tolist(), t0.tolist(), t1.tolist(), strict=True):
+        lo, hi = busy.get(s, (a, b))
+        busy[s] = (min(lo, a), max(hi, b))
+    per_sm = torch.tensor([hi - lo for lo, hi in busy.values()], dtype=torch.float64)
+    cycles = (c1 - c0) / sm_hz * 1e6
+    q = lambda v: [round(float(v.quantile(p)) / 1e3, 3) for p in (0.0, 0.5, 1.0)]
+    return dict(
+        programs=int(st.shape[0]),
+        sms=len(busy),
+        span_us=round(float(t1.max() - origin) / 1e3, 3),
+        start_us_min_med_max=q(t0 - origin),
+        end_us_min_med_max=q(t1 - origin),
+        program_us_min_med_max=q(t1 - t0),
+        program_cycles_us_min_med_max=[round(float(cycles.quantile(p)), 3) for p in (0, .5, 1)],
+        sm_busy_us_min_med_max=q(per_sm),
+    )  # fmt: skip
+
+
+def probe1b(out: Path) -> list[dict]:
+    S21.need_read_eviction("probe1b")
+    S23._board()
+    device = torch.device("cuda")
+    k, n = S15.MODELS[SPLIT_MODEL]
+    gen = torch.Generator(device=device).manual_seed(27)
+    dt = torch.bfloat16
+    wg = torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5
+    wu = torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5
+    cache = torch.empty(timing._FLUSH_BYTES // 4, dtype=torch.int32, device=device)
+    # The SM clock the cycle counts are read at: the board's maximum (kHz), 1980 MHz if unknown.
+    sm_hz = getattr(torch.cuda.get_device_properties(device), "clock_rate", 1980000) * 1e3
+    found = []
+    for m, tiles in PROBE_TILES.items():
+        x = torch.randn(m, k, device=device, dtype=dt, generator=gen)
+        ref = flash_swiglu.swiglu_linear(x, wg, wu)
+        calls, probes = {"library": lambda x=x: flash_swiglu.swiglu_linear(x, wg, wu)}, {}
+        for label, tile in tiles.items():
+            out_p = torch.empty(m, n, device=device, dtype=dt)
+            programs = n if m == 1 else triton.cdiv(n, tile["BLOCK_N"])
+            stamps = torch.zeros(programs, 5, dtype=torch.int64, device=device)
+            probe = _probe_calls(m, tile, x, wg, wu, out_p, stamps)
+            probe()
+            torch.testing.assert_close(out_p.float(), ref.float(), rtol=2e-2, atol=2e-2)
+            launches = []
+            for _ in range(PROBE_LAUNCHES):
+                timing.evict_l2(cache)
+                probe()
+                torch.cuda.synchronize()
+                launches.append(_stamp_summary(stamps.cpu(), sm_hz))
+            calls[label], probes[label] = probe, launches
+        ms, med = S15._rotated_rounds(calls, 100.0)
+        gbps = lambda t: 2 * n * k * dt.itemsize / (t * 1e-3) / 1e9
+        found.append(dict(model=SPLIT_MODEL, m=m, n=n, k=k, dtype="bfloat16", sm_hz=sm_hz,
+                          tiles=tiles, timed_ms=ms, launches=probes))  # fmt: skip
+        (out / "probe1b.json").write_text(json.dumps(found, indent=1))
+        S16.say(f"probe1b M={m:2d}: timed library {med['library'] * 1e3:.2f} us "
+                f"({gbps(med['library']):.0f} GB/s)")  # fmt: skip
+        for label, launches in probes.items():
+            spans = sorted(la["span_us"] for la in launches)
+            tails = sorted(la["end_us_min_med_max"][2] - la["end_us_min_med_max"][0]
+                           for la in launches)  # fmt: skip
+            late = sorted(la["start_us_min_med_max"][2] for la in launches)
+            S16.say(
+                f"  {label}: timed {med[label] * 1e3:.2f} us; span {spans[0]:.2f}-{spans[-1]:.2f}"
+                f" us ({gbps(spans[len(spans) // 2] / 1e3):.0f} GB/s at the median), last "
+                f"start {late[0]:.2f}-{late[-1]:.2f}, ends spread {tails[0]:.2f}-{tails[-1]:.2f}"
+                f", {launches[0]['programs']} programs on {launches[0]['sms']} SMs, SM busy "
+                f"{launches[0]['sm_busy_us_min_med_max']}, program "
+                f"{launches[0]['program_us_min_med_max']}"
+            )
+    return found
+
+
 def main() -> None:
-    S12.run_stages({"split1b": split1b, "rows16": rows16}, ["split1b"])
+    S12.run_stages({"split1b": split1b, "rows16": rows16, "probe1b": probe1b}, ["split1b"])
 
 
 if __name__ == "__main__":

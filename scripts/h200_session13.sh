@@ -154,6 +154,8 @@
 #                  at 8 / 32 tokens, split-K 2-16 with 2-4 stages (more programs than places)
 #   rows16         (session 27) scripts/explore_session27.py rows16: 70B at 16 tokens, ROWS
 #                  109 / 110 on five copies
+#   probe1b        (session 27) scripts/explore_session27.py probe1b: 1B at 1 / 8 / 32 tokens,
+#                  instrumented kernels' start / end stamps per program (where the time goes)
 #   tests-elementwise (session 27) tests/test_elementwise.py, every test, on the GPU (the
 #                  COL_64 tests of session 26 are not marked gpu: -m gpu deselects them)
 #   copies70b      (session 24) scripts/explore_session23.py copies70b -> $OUT/explore: 70B at 8 /
@@ -395,7 +397,7 @@ PY
     explore23)
       timeout $(limit 420) python3 scripts/explore_session23.py harness70b allocs70b rot1b \
         --out "$OUT/explore" 2>&1 | tail -n 20 ;;
-    split1b|rows16)  # session 27
+    split1b|rows16|probe1b)  # session 27
       timeout $(limit 300) python3 scripts/explore_session27.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 16 ;;
     tests-elementwise)  # session 27: every test of test_elementwise.py on the GPU (COL_64)
