@@ -108,6 +108,40 @@ def test_views_with_three_row_groups(device):
     check_swiglu(gate, up, "gelu")
 
 
+def test_views_with_four_row_groups(device):
+    x = make((3, 3, 4, 5, 2 * 7), torch.float32, device)
+    gate, up = x[:, :2, 1:3, :4, :7], x[:, 1:, :2, 1:, 7:]
+    check_swiglu(gate, up, "silu")
+
+
+@pytest.mark.parametrize(
+    "shape, index, launches",
+    [
+        ((64, 3, 4, 18), (slice(None), slice(0, 2), slice(1, 3)), 2),  # groups 64, 2, 2
+        ((16, 3, 4, 5, 14), (slice(None), slice(0, 2), slice(1, 3), slice(0, 4)), 4),  # 16, 2, 2, 4
+        ((2, 3, 50, 18), (slice(None), slice(0, 2), slice(0, 40)), 2),  # 2, 2, 40
+    ],
+    ids=["3-groups", "4-groups", "small-outer"],
+)
+def test_views_walk_their_smallest_row_groups(shape, index, launches):
+    """A view of more than two row groups is walked along its smallest groups, one launch
+    per index of them, the two largest left to each launch; every row covered once."""
+    from flash_swiglu.ops import elementwise as E
+
+    x = torch.zeros(shape)
+    gate = x[(*index, slice(0, shape[-1] // 2))]
+    calls = []
+
+    class Kernel:  # records each launch's rows instead of running one
+        def __getitem__(self, grid):
+            return lambda *args, **kw: calls.append((args[0].data_ptr(), args[2]))  # rows
+
+    E._launch(Kernel(), [gate, gate], shape[-1] // 2, {})
+    assert len(calls) == launches
+    assert sum(n_rows for _, n_rows in calls) == gate.shape[:-1].numel()
+    assert len({ptr for ptr, _ in calls}) == launches  # each launch its own rows
+
+
 def test_strided_last_dimension(device):
     # Columns that are not contiguous (a transposed view) and a gradient with stride 0.
     gate = make((20, 6), torch.float32, device).t()

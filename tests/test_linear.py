@@ -917,6 +917,25 @@ def test_two_programs_per_sm_and_register_cap(device):
     assert cfg["PROGRAMS_PER_SM"] == entry["PROGRAMS_PER_SM"] == 2
 
 
+def test_decode_stages_for_slow_operands():
+    """Unaligned or fp32 decode launches: at most 3 stages, 8 warps for 128-row tiles, and 2
+    stages for a narrower tile at fewer than 8 warps that stores only ROWS of its rows (the
+    register budgets the sm_90 compile gate found); aligned 16-bit launches as the table says."""
+    tile = dict(BLOCK_N=64, BLOCK_K=128, num_warps=4, num_stages=4)
+    adjust = L.adjust_config
+    assert adjust("decode", tile, torch.bfloat16, True, "tf32")["num_stages"] == 4
+    assert adjust("decode", tile, torch.bfloat16, False, "tf32")["num_stages"] == 3
+    assert adjust("decode", tile, torch.float32, True, "ieee")["num_stages"] == 3
+    rows = dict(tile, ROWS=48)
+    assert adjust("decode", rows, torch.bfloat16, True, "tf32")["num_stages"] == 4
+    for dtype, aligned in ((torch.bfloat16, False), (torch.float32, True)):
+        assert adjust("decode", rows, dtype, aligned, "ieee")["num_stages"] == 2
+        assert adjust("decode", dict(rows, ROWS=64), dtype, aligned, "ieee")["num_stages"] == 3
+        assert adjust("decode", dict(rows, num_warps=8), dtype, aligned, "ieee")["num_stages"] == 3
+    wide = adjust("decode", dict(tile, BLOCK_N=128, ROWS=110), torch.float32, True, "ieee")
+    assert (wide["num_warps"], wide["num_stages"]) == (8, 3)
+
+
 # ----------------------------------------------------------------------------------------
 # GPU tier
 # ----------------------------------------------------------------------------------------

@@ -121,18 +121,23 @@ def use_triton(device: torch.device) -> bool:
 def row_groups(tensors: list[torch.Tensor]) -> list[tuple[int, list[int]]]:
     """Collapse the leading dimensions shared by ``tensors`` into as few strided groups as
     their strides allow: ``[(size, [stride of each tensor]), ...]``, outermost first."""
+    return [(size, strides) for size, strides, _ in row_group_dims(tensors)]
+
+
+def row_group_dims(tensors: list[torch.Tensor]) -> list[tuple[int, list[int], int]]:
+    """``row_groups`` with each group's first dimension: ``[(size, strides, dim), ...]``."""
     shape = tensors[0].shape[:-1]
-    groups: list[tuple[int, list[int]]] = []
+    groups: list[tuple[int, list[int], int]] = []
     for d, size in enumerate(shape):
         if size == 1:
             continue
         strides = [t.stride(d) for t in tensors]
         if groups:
-            prev_size, prev_strides = groups[-1]
+            prev_size, prev_strides, first = groups[-1]
             if all(ps == size * s for ps, s in zip(prev_strides, strides, strict=True)):
-                groups[-1] = (prev_size * size, strides)
+                groups[-1] = (prev_size * size, strides, first)
                 continue
-        groups.append((size, strides))
+        groups.append((size, strides, d))
     return groups
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 
 from flash_swiglu import reference
-from flash_swiglu.ops._common import on_tensor_device, row_groups, use_triton
+from flash_swiglu.ops._common import on_tensor_device, row_group_dims, use_triton
 
 # ----------------------------------------------------------------------------------------
 # Launch configuration
@@ -53,16 +53,18 @@ def launch_config(n_rows: int, n_cols: int, pass_: str = "fwd") -> tuple[int, in
 def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
     """Launch ``kernel`` over operands that share the leading shape of ``tensors[0]``.
 
-    Leading dimensions that collapse into at most two strided groups go in one launch; a view
-    with more groups (rare: several non-mergeable slices) is walked one launch per index of
-    its outermost dimension, still without a copy.
+    Leading dimensions that collapse into at most two strided groups go in one launch. A view
+    with more groups (rare: several non-mergeable slices) is walked along its smallest group,
+    one index at a time, until two are left: as many launches as the groups other than the
+    two largest hold rows together, still without a copy.
     """
-    groups = row_groups(tensors)
-    if len(groups) > 2:
-        d = next(i for i, s in enumerate(tensors[0].shape[:-1]) if s != 1)
+    dims = row_group_dims(tensors)
+    if len(dims) > 2:
+        _, _, d = min(dims, key=lambda g: g[0])  # the first dimension of the smallest group
         for i in range(tensors[0].shape[d]):
             _launch(kernel, [t.select(d, i) for t in tensors], n_cols, extra)
         return
+    groups = [(size, strides) for size, strides, _ in dims]
     two_groups = len(groups) == 2
     if not groups:
         groups = [(1, [0] * len(tensors))]

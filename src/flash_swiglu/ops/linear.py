@@ -235,8 +235,9 @@ def adjust_config(path: str, cfg: dict, dtype: torch.dtype, aligned: bool, preci
     """``cfg`` adapted to what the table cannot know: BLOCK_K capped for unaligned launches,
     8 warps for IEEE fp32 products in the pointer kernel (FMA, not MMA: two 64x64 fp32
     accumulators at 4 warps spilled in the compile gate once unaligned), at most 3 stages
-    (and 8 warps for 128-row tiles) for unaligned or fp32 decode launches, and half-width TMA
-    tiles for fp32's three-TF32 products."""
+    (and 8 warps for 128-row tiles; 2 stages for narrower tiles at fewer than 8 warps that
+    store only ``ROWS`` of their rows) for unaligned or fp32 decode launches, and half-width
+    TMA tiles for fp32's three-TF32 products."""
     cfg = dict(cfg)
     if not aligned:
         cfg["BLOCK_K"] = min(cfg["BLOCK_K"], max(16, UNALIGNED_K_BYTES[path] // dtype.itemsize))
@@ -249,6 +250,10 @@ def adjust_config(path: str, cfg: dict, dtype: torch.dtype, aligned: bool, preci
         cfg["num_stages"] = min(cfg["num_stages"], 3)
         if cfg["BLOCK_N"] >= 128:
             cfg["num_warps"] = max(cfg["num_warps"], 8)
+        elif 0 < cfg.get("ROWS", 0) < cfg["BLOCK_N"] and cfg["num_warps"] < 8:
+            # The row mask's registers: a 64-row fp32 IEEE tile with ROWS 48, 4 warps and 3
+            # stages spilled (unaligned, with biases; Triton 3.9); 2 stages did not.
+            cfg["num_stages"] = min(cfg["num_stages"], 2)
     if precision == "tf32x3" and path == "tma":
         # Three products per step: two 128x128 accumulators then spill (sm_90 compile gate).
         cfg["BLOCK_N"] = min(cfg["BLOCK_N"], 64)
