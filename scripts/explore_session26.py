@@ -192,18 +192,25 @@ def rows(out: Path) -> list[dict]:
     return _stage(out, "rows", cases, COPIES)
 
 
-def _overridden(name: str, spec: dict):
+def override_cases(spec: dict, label=_label):
+    """``_stage``'s cases from ``spec`` (``(model, tokens) -> [overrides]``): the table's
+    decode entry for each case and the entry with each override, named by ``label``."""
+
     def cases(dtype):
         for (model, m), overrides in spec.items():
             k, n = S15.MODELS[model]
             entry = L.launch_config("decode", m, n, k, dtype, torch.cuda.get_device_name())
-            cands = {f"entry {_label(entry)}": entry}
+            cands = {f"entry {label(entry)}": entry}
             for o in overrides:
                 cfg = dict(entry, **o)
-                cands[_label(cfg)] = cfg
+                cands[label(cfg)] = cfg
             yield model, m, cands
 
-    return lambda out: _stage(out, name, cases, COPIES2)
+    return cases
+
+
+def _overridden(name: str, spec: dict):
+    return lambda out: _stage(out, name, override_cases(spec), COPIES2)
 
 
 rows2 = _overridden("rows2", ROWS2)

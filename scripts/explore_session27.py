@@ -58,7 +58,6 @@ import explore_session26 as S26
 
 import flash_swiglu
 from flash_swiglu.bench import timing
-from flash_swiglu.ops import linear as L
 
 COPIES = 3
 COPIES2 = 5
@@ -88,27 +87,13 @@ def label(cfg: dict) -> str:
     return S26._label(cfg) + (f" split{cfg['SPLIT_K']}" if cfg.get("SPLIT_K") else "")
 
 
-def _cases(spec: dict):
-    def cases(dtype):
-        for (model, m), overrides in spec.items():
-            k, n = S15.MODELS[model]
-            entry = L.launch_config("decode", m, n, k, dtype, torch.cuda.get_device_name())
-            cands = {f"entry {label(entry)}": entry}
-            for o in overrides:
-                cfg = dict(entry, **o)
-                cands[label(cfg)] = cfg
-            yield model, m, cands
-
-    return cases
-
-
 def split1b(out: Path) -> list[dict]:
     spec = {(SPLIT_MODEL, m): SPLITS for m in SPLIT_TOKENS}
-    return S26._stage(out, "split1b", _cases(spec), COPIES)
+    return S26._stage(out, "split1b", S26.override_cases(spec, label), COPIES)
 
 
 def rows16(out: Path) -> list[dict]:
-    return S26._stage(out, "rows16", _cases(ROWS16), COPIES2)
+    return S26._stage(out, "rows16", S26.override_cases(ROWS16, label), COPIES2)
 
 
 @triton.jit
