@@ -102,6 +102,28 @@ def _ahead_every_copy(ms: dict, labels, copies: int = COPIES) -> list[str]:
     ]
 
 
+def time_on_copies(case, inputs, dout, ref, cands: dict, path: str, copies: int = COPIES):
+    """Ours (the benchmark's call, ``triton``) and each of ``cands`` (configurations of the
+    launcher's ``path``) on ``copies`` copies of ``inputs``, one set of rotated rounds, every
+    candidate's result checked against ``ref`` first: ``(ms, mean, ahead)``, the rounds of
+    each call, each label's mean over the copies of its median round, and the candidates
+    ahead on every copy (``_ahead_every_copy``)."""
+    calls = {}
+    for i in range(copies):
+        args = fresh_inputs(inputs, "fwd")
+        fn, prepare = case.function("triton"), preparer(case, "triton")
+        calls[f"triton #{i}"] = timed_call(fn, args, dout, "fwd", prepare)
+        for label, cfg in cands.items():
+            f = S11._triton_maker(path, cfg)(*args, None)
+            assert S11._ok(f().reshape(ref.shape), ref), f"{label}: wrong result"
+            calls[f"{label} #{i}"] = f
+    ms, med = S15._rotated_rounds(calls, 100.0)
+    ahead = _ahead_every_copy(ms, cands, copies)
+    mean = {lb: sum(med[f"{lb} #{i}"] for i in range(copies)) / copies
+            for lb in ["triton", *cands]}  # fmt: skip
+    return ms, mean, ahead
+
+
 def _kernel_params(code: str) -> list[str]:
     """The ``@triton_heuristics`` decorators, the lines naming ``XBLOCK`` and the kernel
     launches (``.run(``, ``grid=``) of Inductor's generated module, shortened: what kernel
@@ -181,19 +203,7 @@ def gemv1(out: Path) -> list[dict]:
             ref = reference.swiglu_linear_reference(*(t.double() for t in inputs))
             cands = {_gemv_label(bn, bk, w, u, c): _gemv_cfg(bn, bk, w, c, u)
                      for bn, bk, w, u, c in GEMV_ONE if bk * u <= k}  # fmt: skip
-            calls = {}
-            for i in range(COPIES):
-                args = fresh_inputs(inputs, "fwd")
-                fn, prepare = case.function("triton"), preparer(case, "triton")
-                calls[f"triton #{i}"] = timed_call(fn, args, dout, "fwd", prepare)
-                for label, cfg in cands.items():
-                    f = S11._triton_maker("gemv", cfg)(*args, None)
-                    assert S11._ok(f().reshape(ref.shape), ref), f"{label}: wrong result"
-                    calls[f"{label} #{i}"] = f
-            ms, med = S15._rotated_rounds(calls, 100.0)
-            ahead = _ahead_every_copy(ms, cands)
-            mean = {lb: sum(med[f"{lb} #{i}"] for i in range(COPIES)) / COPIES
-                    for lb in ["triton", *cands]}  # fmt: skip
+            ms, mean, ahead = time_on_copies(case, inputs, dout, ref, cands, "gemv")
             best = min(ahead, key=mean.get) if ahead else None
             rows.append(dict(model=model, m=1, n=n, k=k, dtype=dt, copies=COPIES, configs=cands,
                              ms=ms, ahead_every_copy=ahead, best=best))  # fmt: skip
@@ -207,7 +217,7 @@ def gemv1(out: Path) -> list[dict]:
             say(f"gemv1 {dt} {model:12s} ours {mean['triton'] * 1e3:.2f} us; fastest "
                 + ", ".join(f"{lb} {mean[lb] * 1e3:.2f}" for lb in order)
                 + f"; ahead on every copy: {len(ahead)}, best {best}")  # fmt: skip
-            del inputs, dout, calls, ref
+            del inputs, dout, ref
     return rows
 
 

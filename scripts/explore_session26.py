@@ -37,7 +37,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import explore_session11 as S11
 import explore_session12 as S12
 import explore_session15 as S15
 import explore_session16 as S16
@@ -47,7 +46,7 @@ import explore_session25 as S25
 
 from flash_swiglu import reference
 from flash_swiglu.bench.cases.linear import LinearCase
-from flash_swiglu.bench.harness import SEED, fresh_inputs, preparer, timed_call
+from flash_swiglu.bench.harness import SEED
 from flash_swiglu.ops import linear as L
 
 say = S16.say
@@ -136,20 +135,7 @@ def _time_case(model, m, dtype, cands, copies):
     case = LinearCase(model, k, n, m, dtype)
     inputs, dout = case.make_inputs(device, torch.Generator(device=device).manual_seed(SEED))
     ref = reference.swiglu_linear_reference(*(t.double() for t in inputs))
-    calls = {}
-    for i in range(copies):
-        args = fresh_inputs(inputs, "fwd")
-        fn, prepare = case.function("triton"), preparer(case, "triton")
-        calls[f"triton #{i}"] = timed_call(fn, args, dout, "fwd", prepare)
-        for label, cfg in cands.items():
-            f = S11._triton_maker("decode", cfg)(*args, None)
-            assert S11._ok(f().reshape(ref.shape), ref), f"{label}: wrong result"
-            calls[f"{label} #{i}"] = f
-    ms, med = S15._rotated_rounds(calls, 100.0)
-    ahead = S25._ahead_every_copy(ms, cands, copies)
-    mean = {lb: sum(med[f"{lb} #{i}"] for i in range(copies)) / copies
-            for lb in ["triton", *cands]}  # fmt: skip
-    return ms, mean, ahead
+    return S25.time_on_copies(case, inputs, dout, ref, cands, "decode", copies)
 
 
 def _stage(out, name, cases, copies):
