@@ -157,11 +157,16 @@ class _Configured:
 
 
 def _measured(
-    m: int, variants: dict, passes: tuple[str, ...], case: B.MLPCase | None = None
+    m: int,
+    variants: dict,
+    passes: tuple[str, ...],
+    case: B.MLPCase | None = None,
+    configured: type[_Configured] = _Configured,
 ) -> dict[str, dict]:
     """``{pass: {label: result}}`` for the 8B MLP at ``m`` tokens (or ``case``): each variant
     (those available) built, checked against the float64 step and timed (peak memory, rotated
-    rounds) by the benchmark's own functions; ``variants`` must hold eager as ``torch``."""
+    rounds) by the benchmark's own functions; ``variants`` must hold eager as ``torch``.
+    ``configured``: the wrapper that applies a variant's settings to its step's calls."""
     case = case or B.MLPCase(MODEL, HIDDEN, INTERMEDIATE, m, DTYPE)
     inputs, dout = case.make_inputs(DEVICE, torch.Generator(device=DEVICE).manual_seed(0))
     steps = {}
@@ -173,7 +178,7 @@ def _measured(
         except Skip as e:
             say(f"  {label}: skipped ({e})")
             continue
-        steps[label] = _Configured(B.Step(backend, module, inputs, dout), tuple(settings))
+        steps[label] = configured(B.Step(backend, module, inputs, dout), tuple(settings))
     checks = B._check(case, steps, inputs, dout, passes)
     results = {}
     for pass_ in passes:

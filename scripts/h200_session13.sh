@@ -64,6 +64,8 @@
 #                  step's sustained work; run h200-${RUN_TAG}-mlp-8b-long)
 #   mlp-small      the same step at 1024 and 2048 tokens (written in session 16: the README's
 #                  rows there are session 8's fixed-order run; run h200-${RUN_TAG}-mlp-8b-small)
+#   lean           (session 28) scripts/explore_session28.py lean -> $OUT/explore: the 8B step
+#                  at 1024-16384 tokens, recompute=True with and without its lean slices
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
 #   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
 #                  max-autotune (written in session 17: the unfused route at 65-120 tokens and the
@@ -400,6 +402,9 @@ PY
     split1b|rows16|probe1b)  # session 27
       timeout $(limit 300) python3 scripts/explore_session27.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 16 ;;
+    lean)  # session 28: recompute=True's slice buffers inside the gradients, on and off
+      timeout $(limit 400) python3 scripts/explore_session28.py $stage --out "$OUT/explore" \
+        2>&1 | tail -n 12 ;;
     tests-elementwise)  # session 27: every test of test_elementwise.py on the GPU (COL_64)
       timeout $(limit 300) $pytest tests/test_elementwise.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_elementwise_gpu.log" ;;
