@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -27,7 +28,9 @@ import explore_session16 as S16
 from flash_swiglu.ops import train as T
 
 say = S16.say
-LEAN_TOKENS = (1024, 2048, 4096, 8192, 16384)
+LEAN_TOKENS = tuple(
+    int(t) for t in os.environ.get("LEAN_TOKENS", "1024,2048,4096,8192,16384").split(",")
+)
 
 
 class _Lean(S16._Configured):

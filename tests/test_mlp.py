@@ -588,10 +588,11 @@ def test_lean_slices_keep_their_buffers_where_later_slices_write(m, n, k, with_h
     for arenas, window in ((2, m <= k), (1, m <= k), (0, m <= k), (2, False)):
         key = (m, n, k, arenas, window)
         T.lean_slices.cache_clear()
-        plan = T.lean_slices(n, 256, key, with_h)
+        plan = T.lean_slices(n, 256, key, with_h, 6)
         assert plan[0][0] == 0 and plan[-1][1] == n
         assert all(a[1] == b[0] and b[0] % 128 == 0 for a, b in itertools.pairwise(plan))
-        assert len(plan) <= len(T.chunks(n, 256)) + T.LEAN_EXTRA_SLICES
+        assert len(plan) <= len(T.chunks(n, 256)) + 6
+        assert len(T.lean_slices(n, 256, key, with_h, 1)) <= len(T.chunks(n, 256)) + 1
         for c0, c1 in plan:
             c = c1 - c0
             written_rows = {("g", i, e) for i in range(arenas) for e in range(c1 * k)}
@@ -616,11 +617,17 @@ def test_lean_slices_at_llama_3_8b():
     # (3 MiB in bf16, against three [4096, 2048] buffers, 48 MiB, for the plain slices).
     m, n, k = 4096, 14336, 4096
     T.lean_slices.cache_clear()
-    plan = T.lean_slices(n, T.chunk_width(m), (m, n, k, 2, True), True)
+    plan = T.lean_slices(n, T.chunk_width(m), (m, n, k, 2, True), True, T.LEAN_EXTRA_SLICES)
     widths = [b - a for a, b in plan]
     assert widths == [2048] * 6 + [1024, 512, 256, 128, 128]
     fresh = [T._unplaced((m, n, k, 2, True), b, b - a, True) * (b - a) for a, b in plan]
     assert max(fresh) == 3 * 128 and fresh[-1] == 3 * 128 and sum(fresh) == 3 * 128
+    # At 1024 tokens (bound by the host) one slice more than the plain single one: under 30%
+    # of the plain slice's 3 x 14336 columns of buffers allocated anew (22 MiB against 84).
+    key = (1024, n, k, 2, True)
+    plan = T.lean_slices(n, T.chunk_width(1024), key, True, T.LEAN_EXTRA_SLICES_FEW)
+    assert len(plan) == 2 == len(T.chunks(n, T.chunk_width(1024))) + 1
+    assert max(T._unplaced(key, b, b - a, True) * (b - a) for a, b in plan) < 0.3 * 3 * n
 
 
 @pytest.mark.parametrize("layout", [None, "concat", "interleaved"])
@@ -630,7 +637,11 @@ def test_recompute_buffers_inside_the_gradients(device, monkeypatch, launches, d
     # that later slices write: the gradients against float64 with most buffers there, dgate
     # or dup in dWd's columns among them (M <= K), and fewer slices' worth of new tensors.
     monkeypatch.setattr(T, "CHUNK_N", 256)
+    monkeypatch.setattr(T, "NARROW_FROM_M", 1)  # 40 tokens narrow as far as 4096 would
     T.lean_slices.cache_clear()
+    plans = []
+    real_plan = T.lean_slices
+    monkeypatch.setattr(T, "lean_slices", lambda *a: plans.append(a[-1]) or real_plan(*a))
     placed: list[bool] = []
     real = T.slice_buffers
 
@@ -662,9 +673,19 @@ def test_recompute_buffers_inside_the_gradients(device, monkeypatch, launches, d
         for i, (g, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
             assert_within_rule(f"{layout} grad {i}", g, e, r)
     slices = len(placed) // 3
-    assert slices > len(T.chunks(640, 256)) and launches
+    assert plans == [T.LEAN_EXTRA_SLICES] and slices > len(T.chunks(640, 256)) and launches
     # The interleaved packed gradient's halves are strided: only dWd's columns take buffers.
     assert sum(placed) >= (slices if layout == "interleaved" else 2 * slices)
+
+
+def test_recompute_few_tokens_take_one_slice_more(device, monkeypatch, launches):
+    # Below NARROW_FROM_M tokens the step is bound by the host: at most one slice more.
+    monkeypatch.setattr(T, "CHUNK_N", 256)
+    T.lean_slices.cache_clear()
+    inputs = make_inputs((40,), 640, 64, torch.float32, device)
+    check(lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=True), inputs, name="few")
+    slices = launches.count("mlp_backward_recompute")
+    assert slices == len(T.chunks(640, 256)) + T.LEAN_EXTRA_SLICES_FEW == 4
 
 
 def test_recompute_plain_slices_when_lean_is_off(device, monkeypatch, launches):
