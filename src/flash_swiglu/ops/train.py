@@ -652,8 +652,8 @@ def _slots(key: tuple, c1: int, c: int, with_h: bool) -> list[tuple[int, int] | 
             if tops[i] + m * c <= n * k:
                 slot, tops[i] = (i, tops[i]), _aligned(tops[i] + m * c)
                 break
-        # h is never a view of dWd: its own slice product ``dWd[:, c] = dy^T h`` reads it,
-        # and PyTorch refuses an out= tensor whose memory range overlaps an input's.
+        # h is never a view of dWd: its own slice product ``dWd[:, c] = dy^T h`` would then
+        # read a view interleaved with the one it writes (out= overlap checks, cuBLAS).
         if slot is None and window and not (with_h and buffer == 0) and column + c <= n:
             slot, column = (-1, column), column + _aligned(c)
         slots.append(slot)
