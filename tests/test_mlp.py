@@ -678,6 +678,37 @@ def test_recompute_buffers_inside_the_gradients(device, monkeypatch, launches, d
     assert sum(placed) >= (slices if layout == "interleaved" else 2 * slices)
 
 
+@pytest.mark.parametrize("recompute", [False, True])
+@pytest.mark.parametrize(
+    "frozen", [("wg", "wu"), ("wd",), ("x",), ("wg", "wu", "wd"), ("x", "wg")], ids=str
+)
+def test_frozen_operands(device, monkeypatch, launches, frozen, recompute):
+    # Gradients of the operands that need them only; with recompute=True the slice buffers
+    # then have fewer gradients to live in (no dWg / dWu rows with frozen gate and up, no h
+    # without dWd), still against float64.
+    monkeypatch.setattr(T, "CHUNK_N", 256)
+    monkeypatch.setattr(T, "NARROW_FROM_M", 1)
+    T.lean_slices.cache_clear()
+    names = ("x", "wg", "wu", "wd", "bg", "bu", "bd")
+    inputs = make_inputs((2, 20), 640, 64, torch.float32, device, bias=True)
+    leaves = [t.clone().requires_grad_(n not in frozen) for n, t in zip(names, inputs, strict=True)]
+    y = flash_swiglu.swiglu_mlp(*leaves, recompute=recompute)
+    dy = torch.randn_like(y)
+    wanted = [t for t in leaves if t.requires_grad]
+    grads = torch.autograd.grad(y, wanted, dy)
+    ref_leaves = [t.detach().double().requires_grad_(t.requires_grad) for t in leaves]
+    ref = torch_mlp(*ref_leaves)
+    ref_grads = torch.autograd.grad(ref, [t for t in ref_leaves if t.requires_grad], dy.double())
+    eager_leaves = [t.detach().clone().requires_grad_(t.requires_grad) for t in leaves]
+    eager = torch_mlp(*eager_leaves)
+    eager_grads = torch.autograd.grad(
+        eager, [t for t in eager_leaves if t.requires_grad], dy
+    )  # fmt: skip
+    for i, (g, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
+        assert_within_rule(f"frozen {frozen} grad {i}", g, e, r)
+    assert launches
+
+
 def test_recompute_few_tokens_take_one_slice_more(device, monkeypatch, launches):
     # Below NARROW_FROM_M tokens the step is bound by the host: at most one slice more.
     monkeypatch.setattr(T, "CHUNK_N", 256)
