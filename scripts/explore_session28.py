@@ -11,6 +11,11 @@
   the lean slices and with the plain ones (``ops.train.LEAN`` off), each checked against the
   float64 step and timed with its peak memory by the benchmark's own functions
   (explore_session16's ``_measured``: three rotated rounds). -> ``lean.json``.
+- ``compiled``: ``torch.compile(fullgraph=True)`` over our module runs the custom ops, whose
+  backward may not write over the saved pre-activation and so runs over column slices with
+  it kept: what that costs in peak memory and time at 4096 and 8192 tokens, against eager,
+  the compiled eager MLP (the benchmark's ``compile``) and ours uncompiled, both recompute
+  settings. -> ``compiled.json``.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import explore_session12 as S12
 import explore_session16 as S16
+import torch
 
+from flash_swiglu.bench.cases import mlp as B
 from flash_swiglu.ops import train as T
 
 say = S16.say
@@ -76,8 +83,47 @@ def lean(out: Path) -> list[dict]:
     return rows
 
 
+COMPILED_TOKENS = tuple(int(t) for t in os.environ.get("COMPILED_TOKENS", "4096,8192").split(","))
+COMPILED = {  # label -> (backend, compile ours)
+    "torch": ("torch", False),
+    "compile": ("compile", False),
+    "ours": ("triton", False),
+    "ours compiled": ("triton", True),
+    "recompute": ("triton-recompute", False),
+    "recompute compiled": ("triton-recompute", True),
+}
+
+
+def compiled(out: Path) -> list[dict]:
+    """The 8B step of ``torch.compile(fullgraph=True)`` over our module (the custom ops: the
+    backward may not write over the saved pre-activation, so it runs over column slices)
+    against eager, the compiled eager MLP and ours uncompiled: peak memory and time."""
+    rows = []
+    for m in COMPILED_TOKENS:
+        case = B.MLPCase(S16.MODEL, S16.HIDDEN, S16.INTERMEDIATE, m, S16.DTYPE)
+        inputs, dout = case.make_inputs(S16.DEVICE, torch.Generator(S16.DEVICE).manual_seed(0))
+        steps = {}
+        for label, (backend, compile_ours) in COMPILED.items():
+            step = B.Step(backend, case.module(backend, S16.DEVICE), inputs, dout)
+            if compile_ours:
+                step.module = B.compile_module(step.params)
+            steps[label] = step
+        checks = B._check(case, steps, inputs, dout, ("fwd+bwd",))
+        results = {lb: dict(checks[lb]["fwd+bwd"]) for lb in steps}
+        B._time(steps, "fwd+bwd", results, S16.DEVICE)
+        rows.append(dict(m=m, results=results))
+        (out / "compiled.json").write_text(json.dumps(rows, indent=1))
+        say(f"compiled M={m:5d}: " + ", ".join(
+            f"{lb} {r.get('median_ms') or float('nan'):.3f} ms "
+            f"{r.get('peak_mib') or float('nan'):.0f} MiB{S16._ok(r)}"
+            for lb, r in results.items()))  # fmt: skip
+        del steps
+        torch.cuda.empty_cache()
+    return rows
+
+
 def main() -> None:
-    S12.run_stages({"lean": lean}, ["lean"])
+    S12.run_stages({"lean": lean, "compiled": compiled}, ["lean"])
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@
 #                  rows there are session 8's fixed-order run; run h200-${RUN_TAG}-mlp-8b-small)
 #   lean           (session 28) scripts/explore_session28.py lean -> $OUT/explore: the 8B step
 #                  at 1024-16384 tokens, recompute=True with and without its lean slices
+#   compiled       (session 28) scripts/explore_session28.py compiled: torch.compile over our
+#                  module at 4096 / 8192 tokens ($COMPILED_TOKENS), peak memory and time
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
 #   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
 #                  max-autotune (written in session 17: the unfused route at 65-120 tokens and the
@@ -402,7 +404,7 @@ PY
     split1b|rows16|probe1b)  # session 27
       timeout $(limit 300) python3 scripts/explore_session27.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 16 ;;
-    lean)  # session 28: recompute=True's slice buffers inside the gradients, on and off
+    lean|compiled)  # session 28: recompute=True's lean slices on and off; torch.compile over ours
       timeout $(limit 400) python3 scripts/explore_session28.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 12 ;;
     tests-elementwise)  # session 27: every test of test_elementwise.py on the GPU (COL_64)
