@@ -66,6 +66,31 @@ def check(fn, inputs, activation="silu", name="", retain=False):
         assert_within_rule(f"{name} grad {i}", g, e, r)
 
 
+def check_packed(inputs, layout, recompute):
+    """The MLP with the gate and up weights packed in ``layout`` (``mlp_packed_forward``):
+    its gradients against float64 and eager; returns ``(w, b, fused)``."""
+    x, wg, wu, wd, bg, bu, bd = inputs
+    w = reference.merge_packed(wg.t(), wu.t(), layout).t().contiguous()  # [2N, K]
+    b = reference.merge_packed(bg, bu, layout)
+
+    def fused(x, w, wd, b, bd):
+        return mlp_packed_forward(x, w, wd, b, bd, activation="silu", recompute=recompute,
+                                  layout=layout)  # fmt: skip
+
+    def torch_fn(x, w, wd, b, bd):
+        g, u = reference.split_packed(w.t(), layout)
+        bg, bu = reference.split_packed(b, layout)
+        return torch_mlp(x, g.t(), u.t(), wd, bg, bu, bd)
+
+    packed = [x, w, wd, b, bd]
+    _, grads, dy = run(fused, packed)
+    _, ref_grads, _ = run(torch_fn, [t.double() for t in packed], dy.double())
+    _, eager_grads, _ = run(torch_fn, packed, dy)
+    for i, (g, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
+        assert_within_rule(f"{layout} grad {i}", g, e, r)
+    return w, b, fused
+
+
 @pytest.fixture
 def launches(monkeypatch):
     """The modes of every kernel launch (proves the fused path ran)."""
@@ -515,30 +540,11 @@ def test_gpu_compiled_step_memory_below_eager():
 @pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize("layout", ["concat", "interleaved"])
 def test_packed_gate_up_weight_gradient_comes_out_packed(device, launches, layout, recompute):
-    from flash_swiglu.modules import mlp_packed_forward
-
     x, wg, wu, wd, bg, bu, bd = make_inputs((2, 19), 96, 48, torch.float32, device, bias=True)
-    w = reference.merge_packed(wg.t(), wu.t(), layout).t().contiguous()  # [2N, K]
-    b = reference.merge_packed(bg, bu, layout)
-
-    def fused(x, w, wd, b, bd):
-        return mlp_packed_forward(x, w, wd, b, bd, activation="silu", recompute=recompute,
-                                  layout=layout)  # fmt: skip
-
-    def torch_fn(x, w, wd, b, bd):
-        g, u = reference.split_packed(w.t(), layout)
-        bg, bu = reference.split_packed(b, layout)
-        return torch_mlp(x, g.t(), u.t(), wd, bg, bu, bd)
-
-    inputs = [x, w, wd, b, bd]
-    leaves = [t.clone().requires_grad_() for t in inputs]
+    w, b, fused = check_packed([x, wg, wu, wd, bg, bu, bd], layout, recompute)
+    leaves = [t.clone().requires_grad_() for t in (x, w, wd, b, bd)]
     y = fused(*leaves)
     assert "MLPPacked" in type(y.grad_fn).__name__  # no views of w in the graph
-    y, grads, dy = run(fused, inputs)
-    _, ref_grads, _ = run(torch_fn, [t.double() for t in inputs], dy.double())
-    _, eager_grads, _ = run(torch_fn, inputs, dy)
-    for i, (g, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
-        assert_within_rule(f"{layout} grad {i}", g, e, r)
     assert launches  # the fused kernels ran
 
 
@@ -656,22 +662,7 @@ def test_recompute_buffers_inside_the_gradients(device, monkeypatch, launches, d
         fn = lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=True)
         check(fn, [x, wg, wu, wd, bg, bu, bd], name="lean")
     else:
-        w = reference.merge_packed(wg.t(), wu.t(), layout).t().contiguous()
-        b = reference.merge_packed(bg, bu, layout)
-        fused = lambda x, w, wd, b, bd: mlp_packed_forward(
-            x, w, wd, b, bd, activation="silu", recompute=True, layout=layout
-        )
-
-        def torch_fn(x, w, wd, b, bd):
-            g, u = reference.split_packed(w.t(), layout)
-            bg, bu = reference.split_packed(b, layout)
-            return torch_mlp(x, g.t(), u.t(), wd, bg, bu, bd)
-
-        _, grads, dy = run(fused, [x, w, wd, b, bd])
-        _, ref_grads, _ = run(torch_fn, [t.double() for t in (x, w, wd, b, bd)], dy.double())
-        _, eager_grads, _ = run(torch_fn, [x, w, wd, b, bd], dy)
-        for i, (g, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
-            assert_within_rule(f"{layout} grad {i}", g, e, r)
+        check_packed([x, wg, wu, wd, bg, bu, bd], layout, recompute=True)
     slices = len(placed) // 3
     assert plans == [T.LEAN_EXTRA_SLICES] and slices > len(T.chunks(640, 256)) and launches
     # The interleaved packed gradient's halves are strided: only dWd's columns take buffers.

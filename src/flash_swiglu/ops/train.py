@@ -710,15 +710,16 @@ def lean_slices(n: int, width: int, key: tuple, with_h: bool, extra: int) -> lis
         budget = (3 if with_h else 2) * lean
         plan, c0 = [], 0
         while c0 < n and len(plan) <= len(plain) + extra:
-            widest = min(width, n - c0)
-            if _unplaced(key, c0 + widest, widest, with_h) * widest <= budget:
-                c = widest
-            else:  # the widest multiple of 128 below it that fits (at least 128)
-                lo, hi = 1, (widest - 1) // 128
+
+            def fits(c: int, c0: int = c0, budget: int = budget) -> bool:
+                return _unplaced(key, c0 + c, c, with_h) * c <= budget
+
+            c = min(width, n - c0)
+            if not fits(c):  # the widest multiple of 128 below it that fits (at least 128)
+                lo, hi = 1, (c - 1) // 128
                 while lo < hi:
                     mid = (lo + hi + 1) // 2
-                    fits = _unplaced(key, c0 + mid * 128, mid * 128, with_h) * mid * 128
-                    lo, hi = (mid, hi) if fits <= budget else (lo, mid - 1)
+                    lo, hi = (mid, hi) if fits(mid * 128) else (lo, mid - 1)
                 c = lo * 128
             plan.append((c0, c0 + c))
             c0 += c
