@@ -68,6 +68,9 @@
 #                  at 1024-16384 tokens, recompute=True with and without its lean slices
 #   compiled       (session 28) scripts/explore_session28.py compiled: torch.compile over our
 #                  module at 4096 / 8192 tokens ($COMPILED_TOKENS), peak memory and time
+#   compiled2      (session 29) scripts/explore_session29.py compiled2: the compiled step with
+#                  the backward writing over the saved pre-activation (at run time where no
+#                  graph is kept; or through ops that declare the mutation), 4096 / 8192 tokens
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
 #   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
 #                  max-autotune (written in session 17: the unfused route at 65-120 tokens and the
@@ -406,6 +409,9 @@ PY
         2>&1 | tail -n 16 ;;
     lean|compiled)  # session 28: recompute=True's lean slices on and off; torch.compile over ours
       timeout $(limit 400) python3 scripts/explore_session28.py $stage --out "$OUT/explore" \
+        2>&1 | tail -n 12 ;;
+    compiled2)  # session 29: the compiled step writing over the saved pre-activation
+      timeout $(limit 400) python3 scripts/explore_session29.py $stage --out "$OUT/explore" \
         2>&1 | tail -n 12 ;;
     tests-elementwise)  # session 27: every test of test_elementwise.py on the GPU (COL_64)
       timeout $(limit 300) $pytest tests/test_elementwise.py 2>&1 | tail -n 15 \
