@@ -154,12 +154,11 @@ def _retained_check() -> dict:
 
     g = torch.Generator(S16.DEVICE).manual_seed(1)
     k, n, m = 256, 512, 192
+    shapes = ((m, k, 1.0), (n, k, k**-0.5), (n, k, k**-0.5), (k, n, n**-0.5))
     leaves = [
-        torch.randn(m, k, generator=g, device=S16.DEVICE) * s
-        for s in (1.0,)
-    ] + [torch.randn(*shape, generator=g, device=S16.DEVICE) * shape[1] ** -0.5
-         for shape in ((n, k), (n, k), (k, n))]  # fmt: skip
-    leaves = [t.requires_grad_() for t in leaves]
+        (torch.randn(r, c, generator=g, device=S16.DEVICE) * s).requires_grad_()
+        for r, c, s in shapes
+    ]
     dy = torch.randn(m, k, generator=g, device=S16.DEVICE)
     ref = torch.autograd.grad(flash_swiglu.swiglu_mlp(*leaves), leaves, dy)
     real = fconfig.donated_buffer
@@ -178,8 +177,8 @@ def _retained_check() -> dict:
     def err(got):
         return max(float((a - b).abs().max()) for a, b in zip(got, ref, strict=True))
 
-    return dict(first_err=err(first), second_err=err(second),
-                first_equals_second=all(torch.equal(a, b) for a, b in zip(first, second)))  # fmt: skip
+    same = all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    return dict(first_err=err(first), second_err=err(second), first_equals_second=same)
 
 
 def compiled2(out: Path) -> list[dict]:
