@@ -355,7 +355,6 @@ def test_opcheck(device):
     needs = [True] * 7
     cases = [
         (ops.mlp_fwd, (x, wg, wu, wd, bg, bu, bd, "silu", 1.702, 7.0)),
-        (ops.mlp_train_fwd, (xg, wg, wu, wd, bg, bu, bd, "gelu", False, 1.7, 7.0)),
         (ops.mlp_train_fwd, (xg, wg, wu, wd, None, None, None, "silu", True, 1.702, 7.0)),
         (ops.mlp_bwd, (x, wg, wu, wd, bg, bu, bd, gu, dy, "silu", 1.702, 7.0, needs)),
         (
@@ -394,6 +393,18 @@ def test_opcheck(device):
     ]
     for op, args in cases:
         torch.library.opcheck(op.default, args)
+    # The saved pre-activation, returned to a caller who keeps it: traced, the backward
+    # declares that it writes over it, which AOTAutograd refuses for a graph's output (an
+    # error, never a wrong result). The library never returns it (test_compile_fullgraph).
+    args = (xg, wg, wu, wd, bg, bu, bd, "gelu", False, 1.7, 7.0)
+    torch.library.opcheck(ops.mlp_train_fwd.default, args, test_utils=OPCHECK_BUT_AOT)
+    with pytest.raises(Exception, match="opcheck"):
+        torch.library.opcheck(
+            ops.mlp_train_fwd.default, args, test_utils="test_aot_dispatch_dynamic"
+        )
+
+
+OPCHECK_BUT_AOT = ("test_schema", "test_autograd_registration", "test_faketensor")
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
@@ -413,6 +424,57 @@ def test_compile_fullgraph(device, backend, recompute):
     torch.testing.assert_close(loss, ref)
     for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _compiled_grads(device, backend, retain, monkeypatch):
+    """Gradients of the compiled MLP step (``retain``: a first backward with
+    ``retain_graph=True``, then the graph's last), those of the uncompiled step, and how many
+    backwards wrote over the saved pre-activation (``ops.train._backward_over_saved``)."""
+    import torch._functorch.config as fconfig
+    import torch._inductor.config as inductor_config
+
+    inputs = make_inputs((3, 7), 64, 32, torch.float32, device, bias=True)
+    leaves = [t.clone().requires_grad_() for t in inputs]
+    dy = torch.randn(3, 7, 32, device=device)
+    ref = torch.autograd.grad(flash_swiglu.swiglu_mlp(*leaves), leaves, dy)
+    over = []
+    real = T._backward_over_saved
+    monkeypatch.setattr(T, "_backward_over_saved", lambda *a: over.append(1) or real(*a))
+    torch._dynamo.reset()
+    step = torch.compile(lambda *a: flash_swiglu.swiglu_mlp(*a), fullgraph=True, backend=backend)
+    # A retained compiled graph needs its saved activations kept (no donated buffers). Not
+    # from Inductor's graph cache: in torch 2.15 its key leaves donated buffers out, so the
+    # backward of an earlier compile with them (which reuses the saved gu's memory) would be
+    # served here.
+    with fconfig.patch(donated_buffer=not retain), inductor_config.patch(fx_graph_cache=False):
+        y = step(*leaves)
+        walks = [torch.autograd.grad(y, leaves, dy, retain_graph=True)] if retain else []
+        walks.append(torch.autograd.grad(y, leaves, dy))
+    torch._dynamo.reset()
+    return walks, ref, len(over)
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
+def test_compiled_backward_writes_over_the_saved_pre_activation(device, backend, monkeypatch):
+    # The backward op declares that it writes over the saved gu, and does when traced
+    # (aot_eager, inductor: functionalization hands it a copy of its own), in one pass over
+    # all columns. Run as it stands ("eager" backend) it leaves gu to its caller.
+    (grads,), ref, over = _compiled_grads(device, backend, False, monkeypatch)
+    for a, b in zip(grads, ref, strict=True):
+        torch.testing.assert_close(a, b)
+    assert over == (0 if backend == "eager" else 1)
+
+
+@pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
+def test_compiled_retained_graph_gives_the_same_gradients(device, backend, monkeypatch):
+    # retain_graph=True, then the last backward: the saved gu must outlive the first. Traced,
+    # each walk writes over a copy of its own (the same pass twice); run as it stands, the
+    # column-sliced loop in both walks.
+    (first, second), ref, over = _compiled_grads(device, backend, True, monkeypatch)
+    for a, b, r in zip(first, second, ref, strict=True):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, r)
+    assert over == (0 if backend == "eager" else 2)
 
 
 # ------------------------------------------------------------------------------ GPU tier
@@ -525,8 +587,9 @@ def test_gpu_training_step_memory_below_eager(m):
 @pytest.mark.gpu
 def test_gpu_compiled_step_memory_below_eager():
     # Under torch.compile the custom op saves one [M, 2N] pre-activation and its backward
-    # runs over column slices (it may not overwrite what it saved): its peak must stay under
-    # eager's. Added in session 4 after its last GPU run; first run in a later session.
+    # writes over a copy of it, which Inductor places in the saved tensor's own memory
+    # (donated buffers). Session 29 measured 624 MiB against eager's 816 at 4096 tokens
+    # (0.76x); the column-sliced backward before it, 672 (0.82x).
     m, k, n = 4096, 4096, 14336
     inputs = make_inputs((m,), n, k, torch.bfloat16, "cuda")
     dy = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -534,7 +597,8 @@ def test_gpu_compiled_step_memory_below_eager():
     compiled = torch.compile(lambda *a: flash_swiglu.swiglu_mlp(*a), fullgraph=True)
 
     eager = _step_peak(lambda *a: torch_mlp(*a, None, None, None), inputs[:4], dy, warm=True)
-    assert _step_peak(compiled, inputs[:4], dy, warm=True) < eager
+    peak = _step_peak(compiled, inputs[:4], dy, warm=True)
+    assert peak <= 0.8 * eager, (peak / 2**20, eager / 2**20)
 
 
 @pytest.mark.parametrize("recompute", [False, True])

@@ -8,18 +8,28 @@ Forward:
                            ``gu [M, 2N]`` (the custom op); ``F.linear`` for the down projection
     recompute=True         as without gradient; saves only x (and the weights)
 Backward: ``ops.train.backward`` (dh in no tensor; pre-activation read or recomputed inside
-the kernel that forms dh; the rest cuBLAS), see there. In the eager autograd functions, a
-backward that is its graph's last (no ``retain_graph=True``, and none before it) writes the
-gradient of the saved pre-activation over it in one pass; otherwise, and in the custom op
-under ``torch.compile`` (which declares no mutation), it takes the column-sliced loop and
-leaves the saved tensor intact.
+the kernel that forms dh; the rest cuBLAS), see there. A backward that is its graph's last
+(no ``retain_graph=True``, and none before it) writes the gradient of the saved
+pre-activation over it in one pass; otherwise it takes the column-sliced loop and leaves the
+saved tensor intact.
+
+Under ``torch.compile`` the backward op declares that it writes over ``gu``
+(``mutates_args``) and does so. Functionalization hands it a copy of the saved tensor
+(Inductor re-inplaces a graph input only where the program itself writes it back), and
+Inductor puts that copy in the saved tensor's own memory where the compiled backward may
+reuse it (donated buffers, its default): one more pass over ``[M, 2N]``, no more memory.
+Outside a trace the registered backward runs the column-sliced loop: the forward op's caller
+may hold ``gu``. On
+the H200 (torch 2.11, session 29) the compiled Llama-3-8B step at 4096 tokens peaked at 624
+MiB against 672 for the column-sliced loop it replaces.
 
 Custom ops (opaque to ``torch.compile``, fake implementations, registered autograd):
 
     flash_swiglu::mlp_fwd(x, w_gate, w_up, w_down, b_gate?, b_up?, b_down?) -> y
     flash_swiglu::mlp_train_fwd(...same, recompute) -> (y, gu)   gu: [M, 2N] or [0]
-    flash_swiglu::mlp_bwd(x, w_gate, w_up, w_down, b_gate?, b_up?, gu?, dy, needs)
-        -> (dx, dw_gate, dw_up, dw_down, db_gate, db_up, db_down), empty where not needed
+    flash_swiglu::mlp_bwd(x, w_gate, w_up, w_down, b_gate?, b_up?, gu(a!)?, dy, needs)
+        -> (dx, dw_gate, dw_up, dw_down, db_gate, db_up, db_down), empty where not needed;
+        the gradient of gu may be written over it
 """
 
 from __future__ import annotations
@@ -135,7 +145,7 @@ def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alph
     return x.new_empty(x.shape), gu
 
 
-@torch.library.custom_op("flash_swiglu::mlp_bwd", mutates_args=())
+@torch.library.custom_op("flash_swiglu::mlp_bwd", mutates_args=("gu",))
 @C.on_tensor_device
 def mlp_bwd(
     x: torch.Tensor,
@@ -155,8 +165,9 @@ def mlp_bwd(
     torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
 ]:
     grads = backward(
-        x, w_gate, w_up, w_down, b_gate, b_up, b_down, gu, dy, activation, alpha, limit, needs
-    )
+        x, w_gate, w_up, w_down, b_gate, b_up, b_down, gu, dy, activation, alpha, limit, needs,
+        overwrite_gu=True,
+    )  # fmt: skip
     return tuple(C.empty_if_none(g, x) for g in grads)
 
 
@@ -175,8 +186,22 @@ def _setup(ctx, inputs, output):
 def _backward(ctx, dy, _dgu):
     x, wg, wu, wd, bg, bu, bd, gu = ctx.saved_tensors
     needs = list(ctx.needs_input_grad[:7])
-    grads = mlp_bwd(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs)
-    return (*C.keep_needed(grads, needs), None, None, None, None)
+    if _traced():
+        # AOTAutograd's trace: the op writes over gu, a copy of its own (module doc).
+        grads = C.keep_needed(mlp_bwd(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs), needs)
+    else:
+        # Run as it stands (a direct call of the op, torch.compile's "eager" backend): gu may
+        # be the caller's (the forward op returns it), so it is left intact, and not handed
+        # to the op, whose declared mutation would bump its version counter.
+        grads = backward(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs)
+    return (*grads, None, None, None, None)
+
+
+def _traced() -> bool:
+    """Whether a tracer runs this code: Dynamo, or a dispatch mode on the stack (AOTAutograd
+    traces a backward under functionalization, fake tensors and proxies; torch 2.11 does not
+    report that as compiling, 2.15 does)."""
+    return torch.compiler.is_compiling() or torch._C._len_torch_dispatch_stack() > 0
 
 
 mlp_train_fwd.register_autograd(_backward, setup_context=_setup)
