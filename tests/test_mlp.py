@@ -9,6 +9,7 @@ bf16 on real shapes, determinism, CUDA graphs, the memory the backward allocates
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 
@@ -424,6 +425,33 @@ def test_compile_fullgraph(device, backend, recompute):
     torch.testing.assert_close(loss, ref)
     for a, b in zip(grads, ref_grads, strict=True):
         torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("flop_counter", [False, True])
+def test_train_op_outside_a_trace_leaves_the_saved_tensor_to_its_caller(
+    device, flop_counter, monkeypatch
+):
+    # The forward op returns gu; run as it stands (no trace; a user's dispatch mode such as
+    # FlopCounterMode is not one), its backward must not write over it, twice over.
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x, wg, wu, wd, *_ = make_inputs((9,), 64, 32, torch.float32, device)
+    leaves = [t.clone().requires_grad_() for t in (x, wg, wu, wd)]
+    dy = torch.randn(9, 32, device=device)
+    over = []
+    real = T._backward_over_saved
+    monkeypatch.setattr(T, "_backward_over_saved", lambda *a: over.append(1) or real(*a))
+    args = (*leaves, None, None, None, "silu", False, 1.702, 7.0)
+    with FlopCounterMode(display=False) if flop_counter else contextlib.nullcontext():
+        y, gu = torch.ops.flash_swiglu.mlp_train_fwd(*args)
+        kept = gu.clone()
+        first = torch.autograd.grad(y, leaves, dy, retain_graph=True)
+        second = torch.autograd.grad(y, leaves, dy)
+    assert torch.equal(gu, kept) and over == []
+    ref = torch.autograd.grad(flash_swiglu.swiglu_mlp(*leaves), leaves, dy)
+    for a, b, r in zip(first, second, ref, strict=True):
+        assert torch.equal(a, b)
+        torch.testing.assert_close(a, r)
 
 
 def _compiled_grads(device, backend, retain, monkeypatch):
