@@ -215,7 +215,7 @@ def host(out: Path, m: int = 8192, tag: str = "host") -> dict:
     def eager_f():
         return down(torch.nn.functional.silu(gate(x)) * up(x))
 
-    h, saved = T.forward_saving(x0, wg, wu, None, None, *ACT, separate=True)
+    h, saved = T.forward_saving(x0, wg, wu, None, None, *ACT)
     g, u = saved
     ws_fwd = T.ws_config(DT, dev, "silu", m, "forward_saving_ws")
     ws_bwd = T.ws_config(DT, dev, "silu", m)
@@ -245,8 +245,8 @@ def host(out: Path, m: int = 8192, tag: str = "host") -> dict:
         "eager MLP fwd (grad on)": eager_f,
         "SwiGLUMLP fwd (grad on)": ours_f,
         "M.forward_train (separate)": lambda: M.forward_train(
-            x0, wg, wu, wd, None, None, None, "silu", False, 1.702, 7.0, True),
-        "T.forward_saving": lambda: T.forward_saving(x0, wg, wu, None, None, *ACT, separate=True),
+            x0, wg, wu, wd, None, None, None, "silu", False, 1.702, 7.0),
+        "T.forward_saving": lambda: T.forward_saving(x0, wg, wu, None, None, *ACT),
         "W.glu_forward_ws": lambda: W.glu_forward_ws(x0, wg, wu, None, None, h, g, u,
                                                      activation="silu", alpha=1.702, limit=7.0,
                                                      config=ws_fwd),

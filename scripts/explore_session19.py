@@ -124,7 +124,7 @@ def _host_calls() -> dict:
     x = torch.randn(m, k, device=dev, dtype=dt, requires_grad=True)
     xd, dy = x.detach(), torch.randn(m, k, device=dev, dtype=dt)
     h, g, u = (torch.empty(m, n, device=dev, dtype=dt) for _ in "hgu")
-    _, (sg, su) = T.forward_saving(xd, wg, wu, None, None, "silu", 1.702, 7.0, separate=True)
+    _, (sg, su) = T.forward_saving(xd, wg, wu, None, None, "silu", 1.702, 7.0)
     fwd_ws = T.ws_config(dt, xd.device, "silu", m, "forward_saving_ws", (n, k))
     bwd_ws = T.ws_config(dt, xd.device, "silu", m)
     needs = (True, True, True, True, False, False, False)
@@ -137,9 +137,9 @@ def _host_calls() -> dict:
         "SwiGLUMLP forward (grad on)": lambda: mlp(x),
         "swiglu_mlp (grad on)": lambda: flash_swiglu.swiglu_mlp(x, wg, wu, wd),
         "ops.mlp.forward_train (no autograd)": lambda: OM.forward_train(
-            *args, "silu", False, 1.702, 7.0, separate=True),
+            *args, "silu", False, 1.702, 7.0),
         "ops.train.forward_saving": lambda: T.forward_saving(
-            xd, wg, wu, None, None, "silu", 1.702, 7.0, separate=True),
+            xd, wg, wu, None, None, "silu", 1.702, 7.0),
         "ops.train.launch (forward, outputs given)": lambda: T.launch(
             m, n, k, x=xd, wg=wg, wu=wu, g=g, u=u, h=h, store_gu=True, **ACT),
         "ws_mlp.glu_forward_ws (outputs given)": lambda: ws_mlp.glu_forward_ws(

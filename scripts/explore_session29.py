@@ -25,6 +25,11 @@
   rotated rounds). Then a small fp32 step of ``over`` compiled with donated buffers off,
   backpropagated twice with ``retain_graph=True`` first: both gradients against eager ours.
   -> ``compiled2.json``.
+
+Ran at commit ``e3a5f62`` (``h200-session29-explore/call1``), where ``ops.mlp.forward_train``
+returned one ``gu [M, 2N]``. Since ``0eab50e`` the library takes the ``mutating`` way, and
+since the session's later commit it saves g and u apart and returns them as a pair: run
+this stage from ``e3a5f62`` to repeat it.
 """
 
 from __future__ import annotations

@@ -272,9 +272,7 @@ def host2(out: Path) -> list[str]:
     pieces = {
         "SwiGLUMLP fwd+bwd": fwd_bwd,
         "SwiGLUMLP training fwd (graph kept)": fwd_only,
-        "T.forward_saving": lambda: T.forward_saving(
-            x2, wg, wu, None, None, "silu", 1.702, 7.0, True
-        ),
+        "T.forward_saving": lambda: T.forward_saving(x2, wg, wu, None, None, "silu", 1.702, 7.0),
         "glu_forward_ws (saving g, u)": lambda: glu_forward_ws(
             x2,
             wg,

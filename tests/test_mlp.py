@@ -349,7 +349,7 @@ def test_bad_inputs(device):
 def test_opcheck(device):
     x, wg, wu, wd, bg, bu, bd = make_inputs((6,), 64, 32, torch.float32, device, bias=True)
     dy = torch.randn(6, 32, device=device)
-    gu = torch.randn(6, 128, device=device)
+    g, u = torch.randn(6, 64, device=device), torch.randn(6, 64, device=device)
     d = torch.randn(6, 64, device=device)
     ops = torch.ops.flash_swiglu
     xg = x.clone().requires_grad_()
@@ -357,7 +357,7 @@ def test_opcheck(device):
     cases = [
         (ops.mlp_fwd, (x, wg, wu, wd, bg, bu, bd, "silu", 1.702, 7.0)),
         (ops.mlp_train_fwd, (xg, wg, wu, wd, None, None, None, "silu", True, 1.702, 7.0)),
-        (ops.mlp_bwd, (x, wg, wu, wd, bg, bu, bd, gu, dy, "silu", 1.702, 7.0, needs)),
+        (ops.mlp_bwd, (x, wg, wu, wd, bg, bu, bd, g, u, dy, "silu", 1.702, 7.0, needs)),
         (
             ops.mlp_bwd,
             (
@@ -365,6 +365,7 @@ def test_opcheck(device):
                 wg,
                 wu,
                 wd,
+                None,
                 None,
                 None,
                 None,
@@ -443,11 +444,11 @@ def test_train_op_outside_a_trace_leaves_the_saved_tensor_to_its_caller(
     monkeypatch.setattr(T, "_backward_over_saved", lambda *a: over.append(1) or real(*a))
     args = (*leaves, None, None, None, "silu", False, 1.702, 7.0)
     with FlopCounterMode(display=False) if flop_counter else contextlib.nullcontext():
-        y, gu = torch.ops.flash_swiglu.mlp_train_fwd(*args)
-        kept = gu.clone()
+        y, g, u = torch.ops.flash_swiglu.mlp_train_fwd(*args)
+        kept = torch.cat((g, u))
         first = torch.autograd.grad(y, leaves, dy, retain_graph=True)
         second = torch.autograd.grad(y, leaves, dy)
-    assert torch.equal(gu, kept) and over == []
+    assert torch.equal(torch.cat((g, u)), kept) and over == []
     ref = torch.autograd.grad(flash_swiglu.swiglu_mlp(*leaves), leaves, dy)
     for a, b, r in zip(first, second, ref, strict=True):
         assert torch.equal(a, b)

@@ -246,9 +246,9 @@ def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
     dt = torch.bfloat16
     x = torch.randn(512, 256, device="cuda", generator=g_).to(dt)
     wg, wu = (torch.randn(320, 256, device="cuda", generator=g_).div(16).to(dt) for _ in range(2))
-    h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", separate=True, **ARGS)
+    h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", **ARGS)
     assert calls == [1]
-    T.forward_saving(x[:128], wg, wu, None, None, "silu", separate=True, **ARGS)
+    T.forward_saving(x[:128], wg, wu, None, None, "silu", **ARGS)
     assert calls == [1]  # below MIN_M
     g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
     assert_within_rule("g", g, F.linear(x, wg), g64)
@@ -278,7 +278,7 @@ def test_gpu_forward_saving_per_shape_item(monkeypatch):
     x = torch.randn(512, 256, device="cuda", generator=g_).to(dt)
     for n in (320, 384):
         wg, wu = (torch.randn(n, 256, device="cuda", generator=g_).div(16).to(dt) for _ in "gu")
-        h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", separate=True, **ARGS)
+        h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", **ARGS)
         g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
         assert_within_rule("g", g, F.linear(x, wg), g64)
         assert_within_rule("u", u, F.linear(x, wu), u64)
@@ -317,7 +317,7 @@ def test_gpu_committed_forward_saving_shape_items(monkeypatch, key):
     dt = torch.bfloat16
     x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
     wg, wu = (torch.randn(n, k, device="cuda", generator=g_).div(k**0.5).to(dt) for _ in "gu")
-    h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", separate=True, **ARGS)
+    h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", **ARGS)
     assert configs == [T.ws_entry(entry, "forward_saving_ws", "silu", m, (n, k))]
     assert configs[0] != T.ws_entry(entry, "forward_saving_ws", "silu", m)  # the item's own
     g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())

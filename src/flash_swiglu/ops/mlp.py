@@ -4,8 +4,8 @@ Forward:
     no gradient needed     the fused gate/up kernel (``ops.linear``, decode path for few
                            tokens), then ``F.linear`` for the down projection
     recompute=False        ``_glu_gemm_kernel`` writes h and the gate/up pre-activation,
-                           saved as two ``[M, N]`` tensors (eager autograd) or one
-                           ``gu [M, 2N]`` (the custom op); ``F.linear`` for the down projection
+                           saved as two ``[M, N]`` tensors g and u, each with a storage of
+                           its own; ``F.linear`` for the down projection
     recompute=True         as without gradient; saves only x (and the weights)
 Backward: ``ops.train.backward`` (dh in no tensor; pre-activation read or recomputed inside
 the kernel that forms dh; the rest cuBLAS), see there. In the eager autograd functions, a
@@ -13,23 +13,25 @@ backward that is its graph's last (no ``retain_graph=True``, and none before it)
 gradient of the saved pre-activation over it in one pass; otherwise it takes the
 column-sliced loop and leaves the saved tensor intact.
 
-Under ``torch.compile`` the backward op declares that it writes over ``gu``
-(``mutates_args``) and does so. Functionalization hands it a copy of the saved tensor
+Under ``torch.compile`` the backward op declares that it writes over g and u
+(``mutates_args``) and does so. Functionalization hands it copies of the saved tensors
 (Inductor re-inplaces a graph input only where the program itself writes it back), and
-Inductor puts that copy in the saved tensor's own memory where the compiled backward may
-reuse it (donated buffers, its default): one more pass over ``[M, 2N]``, no more memory. On
-the H200 (torch 2.11, session 29) the compiled Llama-3-8B step at 4096 tokens peaked at 624
-MiB against 672 for the column-sliced loop it replaces. Outside a trace (the op called
-directly, or ``torch.compile``'s "eager" backend) the registered backward runs the
-column-sliced loop: the forward op's caller may hold ``gu``.
+Inductor puts each copy in its saved tensor's own memory where the compiled backward may
+reuse it (donated buffers, its default): one more pass over ``[M, 2N]``, no more memory. The
+op leaves dW_up and db_up to the registered backward, which forms them from dup (now in u)
+after the op returns, so that the compiled graph frees g before it allocates dW_up, as the
+eager backward does. Outside a trace (the op called directly, or ``torch.compile``'s "eager"
+backend) the registered backward runs the column-sliced loop: the forward op's caller may
+hold g and u.
 
 Custom ops (opaque to ``torch.compile``, fake implementations, registered autograd):
 
     flash_swiglu::mlp_fwd(x, w_gate, w_up, w_down, b_gate?, b_up?, b_down?) -> y
-    flash_swiglu::mlp_train_fwd(...same, recompute) -> (y, gu)   gu: [M, 2N] or [0]
-    flash_swiglu::mlp_bwd(x, w_gate, w_up, w_down, b_gate?, b_up?, gu(a!)?, dy, needs)
+    flash_swiglu::mlp_train_fwd(...same, recompute) -> (y, g, u)   g, u: [M, N] or [0]
+    flash_swiglu::mlp_bwd(x, w_gate, w_up, w_down, b_gate?, b_up?, b_down?, g(a!)?, u(b!)?,
+                          dy, needs)
         -> (dx, dw_gate, dw_up, dw_down, db_gate, db_up, db_down), empty where not needed;
-        the gradient of gu may be written over it
+        the gradients of g and u may be written over them
 """
 
 from __future__ import annotations
@@ -60,32 +62,33 @@ def forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit):
     return F.linear(L.forward(x, wg, wu, bg, bu, activation, alpha, limit), wd, bd)
 
 
-def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, separate=False):
-    """``(y, gu)``; ``gu`` is the saved pre-activation ``[M, 2N]`` (with ``separate`` a
-    pair ``(g, u)``, see ``T.forward_saving``), empty with recompute."""
+def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
+    """``(y, saved)``: ``saved`` the pre-activation as a pair ``(g, u)`` of ``[M, N]``
+    tensors, each with a storage of its own (``T.forward_saving``), None with recompute."""
     if recompute:
-        return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit), x.new_empty(0)
+        return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit), None
     x2 = T.rows(x)
-    h, gu = T.forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit, separate)
-    return F.linear(h, wd, bd).view(x.shape), gu
+    h, saved = T.forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit)
+    return F.linear(h, wd, bd).view(x.shape), saved
 
 
-def _saved(gu) -> tuple:
+def _saved(saved) -> tuple:
     """The saved pre-activation as two tensors for ``save_for_backward`` (None with recompute)."""
-    return tuple(gu) if isinstance(gu, tuple) else (None, None)
+    return tuple(saved) if saved is not None else (None, None)
 
 
 def backward(
-    x, wg, wu, wd, bg, bu, bd, gu, dy, activation, alpha, limit, needs, overwrite_gu=False
-):
+    x, wg, wu, wd, bg, bu, bd, gu, dy, activation, alpha, limit, needs, overwrite_gu=False,
+    free_gate=True,
+):  # fmt: skip
     """``(dx, dwg, dwu, dwd, dbg, dbu, dbd)``, None where ``needs`` (same order) is False.
-    ``overwrite_gu``: the saved pre-activation may be overwritten (``T.backward``)."""
+    ``gu``: the saved ``(g, u)``, or None to recompute. ``overwrite_gu``, ``free_gate``: the
+    saved pre-activation may be overwritten, and g freed once spent (``T.backward``)."""
     x2, dy2 = T.rows(x), T.rows(dy)
     dx, dwg, dwu, dbg, dbu, dwd = T.backward(
-        x2, wg, wu, bg, bu, activation, alpha, limit,
-        dy=dy2, wd=wd, gu=gu if isinstance(gu, tuple) or (gu is not None and gu.numel()) else None,
+        x2, wg, wu, bg, bu, activation, alpha, limit, dy=dy2, wd=wd, gu=gu,
         needs=(needs[0], needs[1], needs[2], needs[4], needs[5], needs[3]),
-        overwrite_gu=overwrite_gu,
+        overwrite_gu=overwrite_gu, free_gate=free_gate,
     )  # fmt: skip
     dbd = dy2.sum(0) if bd is not None and needs[6] else None
     return dx.view(x.shape) if dx is not None else None, dwg, dwu, dwd, dbg, dbu, dbd
@@ -132,20 +135,21 @@ def mlp_train_fwd(
     recompute: bool,
     alpha: float,
     limit: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    return forward_train(
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    y, saved = forward_train(
         x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alpha, limit
     )
+    g, u = saved if saved is not None else (x.new_empty(0), x.new_empty(0))
+    return y, g, u
 
 
 @mlp_train_fwd.register_fake
 def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alpha, limit):
-    m = x.shape[:-1].numel()
-    gu = x.new_empty(0) if recompute else x.new_empty((m, 2 * w_gate.shape[0]))
-    return x.new_empty(x.shape), gu
+    shape = (0,) if recompute else (x.shape[:-1].numel(), w_gate.shape[0])
+    return x.new_empty(x.shape), x.new_empty(shape), x.new_empty(shape)
 
 
-@torch.library.custom_op("flash_swiglu::mlp_bwd", mutates_args=("gu",))
+@torch.library.custom_op("flash_swiglu::mlp_bwd", mutates_args=("g", "u"))
 @C.on_tensor_device
 def mlp_bwd(
     x: torch.Tensor,
@@ -155,7 +159,8 @@ def mlp_bwd(
     b_gate: torch.Tensor | None,
     b_up: torch.Tensor | None,
     b_down: torch.Tensor | None,
-    gu: torch.Tensor | None,
+    g: torch.Tensor | None,
+    u: torch.Tensor | None,
     dy: torch.Tensor,
     activation: str,
     alpha: float,
@@ -164,37 +169,48 @@ def mlp_bwd(
 ) -> tuple[
     torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor
 ]:
+    saved = (g, u) if g is not None and u is not None and g.numel() and u.numel() else None
     grads = backward(
-        x, w_gate, w_up, w_down, b_gate, b_up, b_down, gu, dy, activation, alpha, limit, needs,
-        overwrite_gu=True,
+        x, w_gate, w_up, w_down, b_gate, b_up, b_down, saved, dy, activation, alpha, limit,
+        needs, overwrite_gu=True, free_gate=False,  # g's storage stays its caller's
     )  # fmt: skip
-    return tuple(C.empty_if_none(g, x) for g in grads)
+    return tuple(C.empty_if_none(t, x) for t in grads)
 
 
 @mlp_bwd.register_fake
-def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, gu, dy, activation, alpha, limit, needs):
+def _(x, w_gate, w_up, w_down, b_gate, b_up, b_down, g, u, dy, activation, alpha, limit, needs):
     return C.fake_grads((x, w_gate, w_up, w_down, b_gate, b_up, b_down), needs, x)
 
 
 def _setup(ctx, inputs, output):
     x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit = inputs
-    _, gu = output
-    ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, None if recompute else gu)
+    _, g, u = output
+    ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, *((None, None) if recompute else (g, u)))
     ctx.args = (activation, alpha, limit)
 
 
-def _backward(ctx, dy, _dgu):
-    x, wg, wu, wd, bg, bu, bd, gu = ctx.saved_tensors
+def _backward(ctx, dy, _dg, _du):
+    x, wg, wu, wd, bg, bu, bd, g, u = ctx.saved_tensors
     needs = list(ctx.needs_input_grad[:7])
-    if _traced():
-        # AOTAutograd's trace: the op writes over gu, a copy of its own (module doc).
-        grads = C.keep_needed(mlp_bwd(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs), needs)
-    else:
-        # Run as it stands (a direct call of the op, torch.compile's "eager" backend): gu may
-        # be the caller's (the forward op returns it), so it is left intact, and not handed
-        # to the op, whose declared mutation would bump its version counter.
-        grads = backward(x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs)
-    return (*grads, None, None, None, None)
+    saved = (g, u) if g is not None else None
+    if not _traced():
+        # Run as it stands (a direct call of the op, torch.compile's "eager" backend): g and
+        # u may be the caller's (the forward op returns them), so they are left intact, and
+        # not handed to the op, whose declared mutation would bump their version counters.
+        return (*backward(x, wg, wu, wd, bg, bu, bd, saved, dy, *ctx.args, needs), *[None] * 4)
+    if saved is None:  # recompute=True
+        grads = mlp_bwd(x, wg, wu, wd, bg, bu, bd, None, None, dy, *ctx.args, needs)
+        return (*C.keep_needed(grads, needs), *[None] * 4)
+    # AOTAutograd's trace: the op writes dgate and dup over g and u, copies of its own
+    # (module doc). dW_up and db_up are formed here, after it, from dup: the compiled graph
+    # frees g once the op returns, before dW_up is allocated.
+    first = [*needs[:2], False, *needs[3:5], False, needs[6]]
+    dx, dwg, _, dwd, dbg, _, dbd = C.keep_needed(
+        mlp_bwd(x, wg, wu, wd, bg, bu, bd, g, u, dy, *ctx.args, first), first
+    )
+    dwu = torch.mm(u.t(), x.reshape(x.shape[:-1].numel(), x.shape[-1])) if needs[2] else None
+    dbu = u.sum(0) if needs[5] and bu is not None else None
+    return dx, dwg, dwu, dwd, dbg, dbu, dbd, None, None, None, None
 
 
 _TRACING_MODES = tuple(
@@ -234,10 +250,8 @@ def _may_overwrite_saved(ctx) -> bool:
 class _MLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
-        y, gu = forward_train(
-            x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, separate=True
-        )
-        ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, *_saved(gu))
+        y, saved = forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
+        ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, *_saved(saved))
         ctx.args = (activation, alpha, limit)
         return y
 
@@ -261,10 +275,8 @@ class _MLPPackedFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w, wd, b, bd, activation, layout, recompute, alpha, limit):
         wg, wu, bg, bu = L.packed_views(w, b, layout)
-        y, gu = forward_train(
-            x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, separate=True
-        )
-        ctx.save_for_backward(x, w, wd, b, bd, *_saved(gu))
+        y, saved = forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
+        ctx.save_for_backward(x, w, wd, b, bd, *_saved(saved))
         ctx.args = (activation, layout, alpha, limit)
         return y
 
@@ -314,8 +326,7 @@ def mlp(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
             return mlp_fwd(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit)
         return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit)
     if torch.compiler.is_compiling():
-        y, _ = mlp_train_fwd(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
-        return y
+        return mlp_train_fwd(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)[0]
     return _MLPFunction.apply(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
 
 

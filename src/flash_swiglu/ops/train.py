@@ -404,24 +404,21 @@ def launch(
 # ----------------------------------------------------------------------------------------
 
 
-def forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit, separate: bool = False):
-    """``(h [M, N], saved)``: the GLU output and the gate/up pre-activations, each rounded
-    once to the input dtype. ``saved`` is one ``gu [M, 2N]`` (gate in ``gu[:, :N]``, up in
-    ``gu[:, N:]``), or with ``separate`` a pair ``(g, u)`` of ``[M, N]`` tensors, each with
-    a storage of its own (so that the backward can free one before the other)."""
+def forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit):
+    """``(h [M, N], (g, u))``: the GLU output and the gate/up pre-activations, each rounded
+    once to the input dtype, g and u each with a storage of its own (so that the backward can
+    free one before the other)."""
     m, k = x2.shape
     n = wg.shape[0]
-    h = x2.new_empty((m, n))
-    saved = (x2.new_empty((m, n)), x2.new_empty((m, n))) if separate else x2.new_empty((m, 2 * n))
-    g, u = gate_up(saved, n)
+    h, g, u = (x2.new_empty((m, n)) for _ in range(3))
     if m == 0 or n == 0:
-        return h, saved
+        return h, (g, u)
     if k > 0 and fused_ok(x2, wg, wu):
         launch(
             m, n, k, x=x2, wg=wg, wu=wu, bg=bg, bu=bu, g=g, u=u, h=h,
             store_gu=True, activation=activation, alpha=alpha, limit=limit,
         )  # fmt: skip
-        return h, saved
+        return h, (g, u)
     cd = reference._compute_dtype(x2.dtype)
     g32, u32 = (
         F.linear(x2.to(cd), wg.to(cd), _cast(bg, cd)),
@@ -430,14 +427,7 @@ def forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit, separate: bool 
     g.copy_(g32)
     u.copy_(u32)
     h.copy_(reference.act_glu(g32, u32, activation, alpha, limit))
-    return h, saved
-
-
-def gate_up(saved, n: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(g, u)`` of a saved pre-activation: a pair as it is, or the halves of ``[M, 2N]``."""
-    if isinstance(saved, torch.Tensor):
-        return saved[:, :n], saved[:, n:]
-    return saved
+    return h, (g, u)
 
 
 def _cast(t, dtype):
@@ -467,14 +457,16 @@ def backward(
     dwg=None,
     dwu=None,
     overwrite_gu: bool = False,
+    free_gate: bool = True,
 ):
     """Gradients of ``h = act(x Wg^T + bg) * (x Wu^T + bu)`` (``dout`` = dh given), or of the
-    MLP ``y = h Wd^T`` (``dy`` and ``wd`` given; ``gu`` the saved pre-activation or None to
-    recompute). ``needs``: (x, wg, wu, bg, bu, wd). ``dwg``/``dwu``: preallocated weight
-    gradients to fill (views of a packed gradient), else new tensors. ``overwrite_gu``: the
-    caller gives ``gu`` up; with the fused kernel the backward then writes dgate and dup
-    over it in one pass over all columns (``_backward_over_saved``), else it runs over
-    column slices and leaves ``gu`` intact.
+    MLP ``y = h Wd^T`` (``dy`` and ``wd`` given; ``gu`` the saved pre-activation ``(g, u)``
+    or None to recompute). ``needs``: (x, wg, wu, bg, bu, wd). ``dwg``/``dwu``: preallocated
+    weight gradients to fill (views of a packed gradient), else new tensors.
+    ``overwrite_gu``: the caller gives ``gu`` up; with the fused kernel the backward then
+    writes dgate and dup over it in one pass over all columns (``_backward_over_saved``; with
+    ``free_gate`` it also frees g's storage once spent), else it runs over column slices and
+    leaves ``gu`` intact.
 
     Returns ``(dx, dwg, dwu, dbg, dbu, dwd)``, None where not needed."""
     m, k = x2.shape
@@ -484,13 +476,11 @@ def backward(
     need_bg, need_bu = need_bg and bg is not None, need_bu and bu is not None
     need_wd = mlp and need_wd
     new = functools.partial(torch.empty, dtype=x2.dtype, device=x2.device)
-    if gu is not None:
-        gu = gate_up(gu, n)
     fused = m > 0 and k > 0 and fused_ok(x2, wg, wu, dy, wd, dout, *(gu or ()))
     if fused and mlp and gu is not None and overwrite_gu:
         return _backward_over_saved(
             x2, wg, wu, dy, wd, gu, (need_x, need_wg, need_wu, need_bg, need_bu, need_wd),
-            dwg, dwu, activation, alpha, limit,
+            dwg, dwu, activation, alpha, limit, free_gate,
         )  # fmt: skip
     dx = new((m, k)) if need_x else None
     if need_wg and dwg is None:
@@ -558,14 +548,16 @@ def backward(
     return dx, dwg, dwu, dbg, dbu, dwd
 
 
-def _backward_over_saved(x2, wg, wu, dy, wd, gu, needs, dwg, dwu, activation, alpha, limit):
+def _backward_over_saved(
+    x2, wg, wu, dy, wd, gu, needs, dwg, dwu, activation, alpha, limit, free_gate=True
+):
     """The MLP backward of a graph's last walk, from the saved pre-activation ``gu = (g, u)``,
     which it overwrites: one kernel launch over all columns reads (g, u) and writes (dg, du)
     over them (each program reads a tile before it writes the same tile), and h into an
     ``[M, N]`` buffer that lives only until ``dWd`` is formed; the gradient products then
-    run over all N columns at once, each gradient allocated as late as it can be. When g has
-    a storage of its own it is freed once dx and dWg are formed, before dWu is allocated.
-    Returns what ``backward`` does."""
+    run over all N columns at once, each gradient allocated as late as it can be. With
+    ``free_gate``, where g has a storage of its own, it is freed once dx and dWg are formed,
+    before dWu is allocated. Returns what ``backward`` does."""
     need_x, need_wg, need_wu, need_bg, need_bu, need_wd = needs
     m, k = x2.shape
     dg, du = gu
@@ -584,7 +576,7 @@ def _backward_over_saved(x2, wg, wu, dy, wd, gu, needs, dwg, dwu, activation, al
     if need_wg:
         dwg = torch.mm(dg.t(), x2) if dwg is None else torch.mm(dg.t(), x2, out=dwg)
     dbg = dg.sum(0) if need_bg else None
-    if _owns_storage(dg):
+    if free_gate and _owns_storage(dg):
         dg.untyped_storage().resize_(0)  # the saved g, spent: nothing reads it again
     dg = None
     if need_wu:
