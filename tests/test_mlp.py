@@ -615,10 +615,12 @@ def test_gpu_training_step_memory_below_eager(m):
 
 @pytest.mark.gpu
 def test_gpu_compiled_step_memory_below_eager():
-    # Under torch.compile the custom op saves one [M, 2N] pre-activation and its backward
-    # writes over a copy of it, which Inductor places in the saved tensor's own memory
-    # (donated buffers). Session 29 measured 624 MiB against eager's 816 at 4096 tokens
-    # (0.76x); the column-sliced backward before it, 672 (0.82x).
+    # Under torch.compile the custom op saves g and u and its backward writes over copies of
+    # them, which Inductor places in the saved tensors' own memory (donated buffers), and g
+    # is freed before dW_up is allocated: the same bar as uncompiled (issue 4: no higher than
+    # the lowest peer, 0.73x eager's here). Session 29: 512 MiB against eager's 816 (0.63x);
+    # one [M, 2N] buffer kept until the op returned, 624 (0.76x); the column-sliced
+    # backward before, 672 (0.82x).
     m, k, n = 4096, 4096, 14336
     inputs = make_inputs((m,), n, k, torch.bfloat16, "cuda")
     dy = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
@@ -627,7 +629,7 @@ def test_gpu_compiled_step_memory_below_eager():
 
     eager = _step_peak(lambda *a: torch_mlp(*a, None, None, None), inputs[:4], dy, warm=True)
     peak = _step_peak(compiled, inputs[:4], dy, warm=True)
-    assert peak <= 0.8 * eager, (peak / 2**20, eager / 2**20)
+    assert peak < 0.7 * eager, (peak / 2**20, eager / 2**20)
 
 
 @pytest.mark.parametrize("recompute", [False, True])
