@@ -455,16 +455,16 @@ def test_train_op_outside_a_trace_leaves_the_saved_tensor_to_its_caller(
         torch.testing.assert_close(a, r)
 
 
-def _compiled_grads(device, backend, retain, monkeypatch):
+def _compiled_grads(device, backend, retain, monkeypatch, n=64, k=32, dtype=torch.float32):
     """Gradients of the compiled MLP step (``retain``: a first backward with
     ``retain_graph=True``, then the graph's last), those of the uncompiled step, and how many
     backwards wrote over the saved pre-activation (``ops.train._backward_over_saved``)."""
     import torch._functorch.config as fconfig
     import torch._inductor.config as inductor_config
 
-    inputs = make_inputs((3, 7), 64, 32, torch.float32, device, bias=True)
+    inputs = make_inputs((3, 7), n, k, dtype, device, bias=True)
     leaves = [t.clone().requires_grad_() for t in inputs]
-    dy = torch.randn(3, 7, 32, device=device)
+    dy = torch.randn(3, 7, k, device=device).to(dtype)
     ref = torch.autograd.grad(flash_swiglu.swiglu_mlp(*leaves), leaves, dy)
     over = []
     real = T._backward_over_saved
@@ -492,6 +492,18 @@ def test_compiled_backward_writes_over_the_saved_pre_activation(device, backend,
     for a, b in zip(grads, ref, strict=True):
         torch.testing.assert_close(a, b)
     assert over == (0 if backend == "eager" else 1)
+
+
+@pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
+def test_compiled_backward_on_operands_the_kernel_cannot_take(device, backend, monkeypatch):
+    # K and N not multiples of 8 in fp16: no TMA, so no one-pass kernel. The op still leaves
+    # dup in u for the registered backward, which forms dW_up from it after the op.
+    (grads,), ref, over = _compiled_grads(
+        device, backend, False, monkeypatch, n=37, k=21, dtype=torch.float16
+    )
+    for a, b in zip(grads, ref, strict=True):
+        torch.testing.assert_close(a, b)
+    assert over == 0
 
 
 @pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])

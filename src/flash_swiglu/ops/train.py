@@ -463,10 +463,11 @@ def backward(
     MLP ``y = h Wd^T`` (``dy`` and ``wd`` given; ``gu`` the saved pre-activation ``(g, u)``
     or None to recompute). ``needs``: (x, wg, wu, bg, bu, wd). ``dwg``/``dwu``: preallocated
     weight gradients to fill (views of a packed gradient), else new tensors.
-    ``overwrite_gu``: the caller gives ``gu`` up; with the fused kernel the backward then
-    writes dgate and dup over it in one pass over all columns (``_backward_over_saved``; with
-    ``free_gate`` it also frees g's storage once spent), else it runs over column slices and
-    leaves ``gu`` intact.
+    ``overwrite_gu``: the caller gives ``gu`` up, and dgate and dup end in it. With the fused
+    kernel the backward writes them over it in one pass over all columns
+    (``_backward_over_saved``; with ``free_gate`` it also frees g's storage once spent);
+    without, each column slice writes its own over its columns. Else it runs over column
+    slices and leaves ``gu`` intact.
 
     Returns ``(dx, dwg, dwu, dbg, dbu, dwd)``, None where not needed."""
     m, k = x2.shape
@@ -502,9 +503,12 @@ def backward(
     for c0, c1 in plan:
         nc = c1 - c0
         sl = slice(c0, c1)
-        dg, du, h = slice_buffers(x2, m, nc, need_wd, scratch, c1)
         g = gu[0][:, sl] if gu is not None else None
         u = gu[1][:, sl] if gu is not None else None
+        if overwrite_gu and g is not None:  # not fused: the slice's dgate, dup over its g, u
+            dg, du, h = g, u, new((m, nc)) if need_wd else None
+        else:
+            dg, du, h = slice_buffers(x2, m, nc, need_wd, scratch, c1)
         bgc = bg[sl] if bg is not None else None
         buc = bu[sl] if bu is not None else None
         if fused:
@@ -730,10 +734,12 @@ def _unfused_chunk(x2, wg, wu, bg, bu, g, u, dout, dy, wd, dg, du, h, activation
         g, u = g.to(cd), u.to(cd)
     dh = dy.to(cd) @ wd.to(cd) if dy is not None else dout.to(cd)
     dgate, dup = reference.glu_backward(g, u, dh, activation, alpha, limit)
+    act = reference.act_glu(g, u, activation, alpha, limit) if h is not None else None
+    # Written after everything is read: dg and du may be g and u (``backward``'s overwrite).
     dg.copy_(dgate)
     du.copy_(dup)
     if h is not None:
-        h.copy_(reference.act_glu(g, u, activation, alpha, limit))
+        h.copy_(act)
 
 
 # ----------------------------------------------------------------------------------------
