@@ -18,9 +18,9 @@ Under ``torch.compile`` the backward op declares that it writes over g and u
 (Inductor re-inplaces a graph input only where the program itself writes it back), and
 Inductor puts each copy in its saved tensor's own memory where the compiled backward may
 reuse it (donated buffers, its default): one more pass over ``[M, 2N]``, no more memory. The
-op leaves dW_up and db_up to the registered backward, which forms them from dup (now in u)
-after the op returns, so that the compiled graph frees g before it allocates dW_up, as the
-eager backward does. Outside a trace (the op called directly, or ``torch.compile``'s "eager"
+op leaves dgate and dup in g and u on every path (``T.backward``'s ``overwrite_gu``) and
+dW_up and db_up to the registered backward, which forms them from dup after the op returns,
+so that the compiled graph frees g before it allocates dW_up, as the eager backward does. Outside a trace (the op called directly, or ``torch.compile``'s "eager"
 backend) the registered backward runs the column-sliced loop: the forward op's caller may
 hold g and u.
 
