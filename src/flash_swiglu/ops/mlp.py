@@ -20,9 +20,9 @@ Inductor puts each copy in its saved tensor's own memory where the compiled back
 reuse it (donated buffers, its default): one more pass over ``[M, 2N]``, no more memory. The
 op leaves dgate and dup in g and u on every path (``T.backward``'s ``overwrite_gu``) and
 dW_up and db_up to the registered backward, which forms them from dup after the op returns,
-so that the compiled graph frees g before it allocates dW_up, as the eager backward does. Outside a trace (the op called directly, or ``torch.compile``'s "eager"
-backend) the registered backward runs the column-sliced loop: the forward op's caller may
-hold g and u.
+so that the compiled graph frees g before it allocates dW_up, as the eager backward does.
+Outside a trace (the op called directly, or ``torch.compile``'s "eager" backend) the
+registered backward runs the column-sliced loop: the forward op's caller may hold g and u.
 
 Custom ops (opaque to ``torch.compile``, fake implementations, registered autograd):
 
