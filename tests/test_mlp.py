@@ -107,6 +107,16 @@ def launches(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def over_saved(monkeypatch):
+    """One entry for each backward that wrote over the saved pre-activation in one pass
+    (``ops.train._backward_over_saved``)."""
+    seen = []
+    real = T._backward_over_saved
+    monkeypatch.setattr(T, "_backward_over_saved", lambda *a: seen.append(1) or real(*a))
+    return seen
+
+
 @pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -430,7 +440,7 @@ def test_compile_fullgraph(device, backend, recompute):
 
 @pytest.mark.parametrize("flop_counter", [False, True])
 def test_train_op_outside_a_trace_leaves_the_saved_tensor_to_its_caller(
-    device, flop_counter, monkeypatch
+    device, flop_counter, over_saved
 ):
     # The forward op returns gu; run as it stands (no trace; a user's dispatch mode such as
     # FlopCounterMode is not one), its backward must not write over it, twice over.
@@ -439,26 +449,24 @@ def test_train_op_outside_a_trace_leaves_the_saved_tensor_to_its_caller(
     x, wg, wu, wd, *_ = make_inputs((9,), 64, 32, torch.float32, device)
     leaves = [t.clone().requires_grad_() for t in (x, wg, wu, wd)]
     dy = torch.randn(9, 32, device=device)
-    over = []
-    real = T._backward_over_saved
-    monkeypatch.setattr(T, "_backward_over_saved", lambda *a: over.append(1) or real(*a))
     args = (*leaves, None, None, None, "silu", False, 1.702, 7.0)
     with FlopCounterMode(display=False) if flop_counter else contextlib.nullcontext():
         y, g, u = torch.ops.flash_swiglu.mlp_train_fwd(*args)
         kept = torch.cat((g, u))
         first = torch.autograd.grad(y, leaves, dy, retain_graph=True)
         second = torch.autograd.grad(y, leaves, dy)
-    assert torch.equal(torch.cat((g, u)), kept) and over == []
+    assert torch.equal(torch.cat((g, u)), kept) and over_saved == []
     ref = torch.autograd.grad(flash_swiglu.swiglu_mlp(*leaves), leaves, dy)
     for a, b, r in zip(first, second, ref, strict=True):
         assert torch.equal(a, b)
         torch.testing.assert_close(a, r)
 
 
-def _compiled_grads(device, backend, retain, monkeypatch, n=64, k=32, dtype=torch.float32):
+def _compiled_grads(device, backend, retain, over, n=64, k=32, dtype=torch.float32):
     """Gradients of the compiled MLP step (``retain``: a first backward with
     ``retain_graph=True``, then the graph's last), those of the uncompiled step, and how many
-    backwards wrote over the saved pre-activation (``ops.train._backward_over_saved``)."""
+    compiled backwards wrote over the saved pre-activation (``over``: the ``over_saved``
+    fixture's list)."""
     import torch._functorch.config as fconfig
     import torch._inductor.config as inductor_config
 
@@ -466,9 +474,7 @@ def _compiled_grads(device, backend, retain, monkeypatch, n=64, k=32, dtype=torc
     leaves = [t.clone().requires_grad_() for t in inputs]
     dy = torch.randn(3, 7, k, device=device).to(dtype)
     ref = torch.autograd.grad(flash_swiglu.swiglu_mlp(*leaves), leaves, dy)
-    over = []
-    real = T._backward_over_saved
-    monkeypatch.setattr(T, "_backward_over_saved", lambda *a: over.append(1) or real(*a))
+    over.clear()  # the uncompiled step's own
     torch._dynamo.reset()
     step = torch.compile(lambda *a: flash_swiglu.swiglu_mlp(*a), fullgraph=True, backend=backend)
     # A retained compiled graph needs its saved activations kept (no donated buffers). Not
@@ -484,22 +490,22 @@ def _compiled_grads(device, backend, retain, monkeypatch, n=64, k=32, dtype=torc
 
 
 @pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
-def test_compiled_backward_writes_over_the_saved_pre_activation(device, backend, monkeypatch):
+def test_compiled_backward_writes_over_the_saved_pre_activation(device, backend, over_saved):
     # The backward op declares that it writes over the saved gu, and does when traced
     # (aot_eager, inductor: functionalization hands it a copy of its own), in one pass over
     # all columns. Run as it stands ("eager" backend) it leaves gu to its caller.
-    (grads,), ref, over = _compiled_grads(device, backend, False, monkeypatch)
+    (grads,), ref, over = _compiled_grads(device, backend, False, over_saved)
     for a, b in zip(grads, ref, strict=True):
         torch.testing.assert_close(a, b)
     assert over == (0 if backend == "eager" else 1)
 
 
 @pytest.mark.parametrize("backend", ["aot_eager", "inductor"])
-def test_compiled_backward_on_operands_the_kernel_cannot_take(device, backend, monkeypatch):
+def test_compiled_backward_on_operands_the_kernel_cannot_take(device, backend, over_saved):
     # K and N not multiples of 8 in fp16: no TMA, so no one-pass kernel. The op still leaves
     # dup in u for the registered backward, which forms dW_up from it after the op.
     (grads,), ref, over = _compiled_grads(
-        device, backend, False, monkeypatch, n=37, k=21, dtype=torch.float16
+        device, backend, False, over_saved, n=37, k=21, dtype=torch.float16
     )
     for a, b in zip(grads, ref, strict=True):
         torch.testing.assert_close(a, b)
@@ -507,11 +513,11 @@ def test_compiled_backward_on_operands_the_kernel_cannot_take(device, backend, m
 
 
 @pytest.mark.parametrize("backend", ["eager", "aot_eager", "inductor"])
-def test_compiled_retained_graph_gives_the_same_gradients(device, backend, monkeypatch):
+def test_compiled_retained_graph_gives_the_same_gradients(device, backend, over_saved):
     # retain_graph=True, then the last backward: the saved gu must outlive the first. Traced,
     # each walk writes over a copy of its own (the same pass twice); run as it stands, the
     # column-sliced loop in both walks.
-    (first, second), ref, over = _compiled_grads(device, backend, True, monkeypatch)
+    (first, second), ref, over = _compiled_grads(device, backend, True, over_saved)
     for a, b, r in zip(first, second, ref, strict=True):
         assert torch.equal(a, b)
         torch.testing.assert_close(a, r)
