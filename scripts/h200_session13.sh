@@ -72,6 +72,11 @@
 #                  the backward writing over the saved pre-activation (at run time where no
 #                  graph is kept; or through ops that declare the mutation), 4096 / 8192 tokens
 #   example        examples/train_tiny_llama.py, patched and not (h200-train-tiny-llama)
+#   example-compile (session 30) the same under torch.compile: --compile default
+#                  (h200-train-tiny-llama-compile) and --compile reduce-overhead, CUDA graphs
+#                  (h200-train-tiny-llama-graphs)
+#   tests-examples (session 30) tests/test_examples.py on the GPU (not marked gpu: -m gpu
+#                  deselects it), the example's bf16 smoke runs, compiled ones included
 #   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
 #                  max-autotune (written in session 17: the unfused route at 65-120 tokens and the
 #                  decode kernel's new 128-row tile at 121-128; run h200-${RUN_TAG}-linear-bf16-70b-65-128;
@@ -484,6 +489,16 @@ PY
     example)
       timeout $(limit 300) python3 examples/train_tiny_llama.py 2>&1 | tail -n 12 \
         | tee "$OUT/train_tiny_llama.log" ;;
+    example-compile)
+      for mode in default reduce-overhead; do
+        name=$([[ $mode == default ]] && echo compile || echo graphs)
+        timeout $(limit 300) python3 examples/train_tiny_llama.py --compile $mode \
+          --out benchmarks/results/h200-train-tiny-llama-$name 2>&1 | tail -n 12 \
+          | tee "$OUT/train_tiny_llama_$name.log"
+      done ;;
+    tests-examples)
+      timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_examples_gpu.log" ;;
     *)
       echo "unknown stage $stage" >&2; continue ;;
   esac

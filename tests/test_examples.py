@@ -20,12 +20,12 @@ def _load(name: str):
     return module
 
 
-def test_train_tiny_llama_smoke(tmp_path, device):
+def _smoke(tmp_path, device, *extra: str) -> dict:
     pytest.importorskip("transformers")
     pytest.importorskip("flash_swiglu.integrations.transformers")
     example = _load("train_tiny_llama")
     args = ["--device", device, "--steps", "3", "--hidden", "32", "--layers", "1"]
-    args += ["--seq", "16", "--batch", "2", "--out", str(tmp_path)]
+    args += ["--seq", "16", "--batch", "2", "--out", str(tmp_path), *extra]
     result = example.main(args)
     saved = json.loads((tmp_path / "loss_curves.json").read_text())
     assert saved["comparison"] == result["comparison"]
@@ -41,6 +41,31 @@ def test_train_tiny_llama_smoke(tmp_path, device):
     assert saved["comparison"]["max_abs_diff"] < tolerance
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "loss_curves.png").stat().st_size > 0
+    return saved
+
+
+def test_train_tiny_llama_smoke(tmp_path, device):
+    saved = _smoke(tmp_path, device)
+    assert saved["config"]["compile"] == "none"
+
+
+def test_train_tiny_llama_compiled(tmp_path, device):
+    """``--compile``: both models under ``torch.compile`` (the patched one through the custom
+    ops); on a GPU also with CUDA graphs (cudagraph trees), whose losses must be copied out
+    of the graph's memory before the next replay: three distinct finite losses say they
+    were."""
+    modes = ["default"] + (["reduce-overhead"] if device == "cuda" else [])
+    for mode in modes:
+        saved = _smoke(tmp_path / mode, device, "--compile", mode)
+        assert saved["config"]["compile"] == mode
+        for run in saved["runs"].values():
+            assert len(set(run["losses"])) == 3
+
+
+def test_reduce_overhead_needs_cuda():
+    example = _load("train_tiny_llama")
+    with pytest.raises(SystemExit):
+        example.parse_args(["--device", "cpu", "--compile", "reduce-overhead"])
 
 
 def test_synthetic_corpus_is_deterministic():
