@@ -75,6 +75,9 @@
 #   example-compile (session 30) the same under torch.compile: --compile default
 #                  (h200-train-tiny-llama-compile) and --compile reduce-overhead, CUDA graphs
 #                  (h200-train-tiny-llama-graphs)
+#   host30         (session 30) scripts/explore_session30.py host -> $OUT/explore: the example's
+#                  model and its MLP, unpatched and patched, uncompiled and compiled: host time
+#                  per step, cProfile and torch.profiler of the patched step
 #   tests-examples (session 30) tests/test_examples.py on the GPU (not marked gpu: -m gpu
 #                  deselects it), the example's bf16 smoke runs, compiled ones included
 #   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
@@ -496,6 +499,9 @@ PY
           --out benchmarks/results/h200-train-tiny-llama-$name 2>&1 | tail -n 12 \
           | tee "$OUT/train_tiny_llama_$name.log"
       done ;;
+    host30)
+      timeout $(limit 400) python3 scripts/explore_session30.py host --out "$OUT/explore" \
+        2>&1 | tail -n 20 | tee "$OUT/host30.log" ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;

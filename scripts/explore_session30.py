@@ -1,0 +1,196 @@
+"""Explorations of session 30.
+
+    PYTHONPATH=src python scripts/explore_session30.py host --out DIR
+
+- ``host``: session 30's first run of ``examples/train_tiny_llama.py --compile default``
+  (``h200-session30-explore/call1``) had the patched model at 0.54x the compiled unpatched
+  one in tokens per second (552,002 against 1,025,956), where with CUDA graphs
+  (``--compile reduce-overhead``) it was 0.97x: under ``torch.compile`` without graphs the
+  patched step waits on its host. Where its host time goes. At the example's default size
+  (4 layers, hidden 1024, MLP 2816, 16 x 512 tokens, bf16), for the model unpatched and
+  patched, uncompiled and compiled (mode default):
+
+  - per step, after 8 warm-up steps: the host's time to enqueue one step with the GPU idle
+    at its start (synchronised before), and the time of 20 steps back to back;
+  - for the patched model, ``cProfile`` over 10 steps (top functions by own and by
+    cumulative time) and ``torch.profiler`` (CPU) over 5 steps (ops by own CPU time);
+  - one MLP layer alone (the example's, 8192 rows): ``LlamaMLP`` and ``SwiGLUMLP``, each
+    uncompiled and compiled, forward + backward: host time with the GPU idle at the start,
+    and back to back.
+
+  -> ``host.json``, ``host_profile_<mode>.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import importlib.util
+import io
+import json
+import os
+import pstats
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+# EXPLORE_CPU=1: a smoke run of the stage's code on the CPU at tiny sizes (fp32, no timing
+# that means anything), to check the script before a device call.
+CPU = os.environ.get("EXPLORE_CPU") == "1"
+DEV = "cpu" if CPU else "cuda"
+DTYPE = torch.float32 if CPU else torch.bfloat16
+
+
+def say(*a) -> None:
+    print(*a, flush=True)
+
+
+def _example():
+    spec = importlib.util.spec_from_file_location(
+        "train_tiny_llama", ROOT / "examples" / "train_tiny_llama.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _sync() -> None:
+    if not CPU:
+        torch.cuda.synchronize()
+
+
+def _host_and_wall(step, reps: int = 20) -> dict:
+    """Host time to enqueue one ``step()`` with the GPU idle (median of ``reps``), and the
+    time per step of ``reps`` steps back to back."""
+    host = []
+    for _ in range(reps):
+        _sync()
+        t0 = time.perf_counter()
+        step()
+        host.append(time.perf_counter() - t0)
+    _sync()
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    _sync()
+    wall = (time.perf_counter() - t0) / reps
+    return {"host_ms": 1e3 * statistics.median(host), "host_min_ms": 1e3 * min(host),
+            "wall_ms": 1e3 * wall}  # fmt: skip
+
+
+def _profiles(step, n_cprofile: int = 10, n_torch: int = 5) -> str:
+    text = io.StringIO()
+    _sync()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(n_cprofile):
+        step()
+    prof.disable()
+    _sync()
+    for key in ("tottime", "cumulative"):
+        text.write(f"==== cProfile, {n_cprofile} steps, by {key}\n")
+        pstats.Stats(prof, stream=text).sort_stats(key).print_stats(45)
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as p:  # host only: CUPTI adds its own
+        for _ in range(n_torch):
+            step()
+        _sync()
+    text.write(f"==== torch.profiler (CPU), {n_torch} steps, by self CPU time\n")
+    text.write(p.key_averages().table(sort_by="self_cpu_time_total", row_limit=40))
+    text.write(f"\n==== torch.profiler (CPU), {n_torch} steps, by CPU time\n")
+    text.write(p.key_averages().table(sort_by="cpu_time_total", row_limit=40))
+    return text.getvalue()
+
+
+def host(out: Path) -> None:
+    ex = _example()
+    tiny = ["--hidden", "32", "--layers", "1", "--seq", "16", "--batch", "2"] if CPU else []
+    args = ex.parse_args(["--steps", "40", "--device", DEV, *tiny])
+    data = torch.frombuffer(bytearray(ex.synthetic_corpus(ex.CORPUS_BYTES)), dtype=torch.uint8)
+    tokens = ex.batches(data.long(), args).to(DEV)
+    from flash_swiglu.integrations.transformers import patch_hf_model
+
+    results = {"config": {k: str(v) for k, v in vars(args).items()}, "model": [], "mlp": []}
+    for mode in ("none", "default"):
+        for patched in (False, True):
+            torch.manual_seed(0)
+            model = ex.build_model(args).to(DEV).train()
+            for param in model.parameters():
+                param.data = param.data.to(DTYPE)
+            if patched:
+                patch_hf_model(model)
+            run = model if mode == "none" else torch.compile(model)
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+            i = [0]
+
+            def step():
+                ids = tokens[i[0] % len(tokens)]
+                i[0] += 1
+                loss = run(input_ids=ids, labels=ids).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+
+            for _ in range(8):
+                step()
+            row = {"compile": mode, "patched": patched, **_host_and_wall(step)}
+            results["model"].append(row)
+            say(f"model compile={mode} patched={patched}: {row}")
+            if patched:
+                (out / f"host_profile_{mode}.txt").write_text(_profiles(step))
+            torch.compiler.reset()
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from flash_swiglu import SwiGLUMLP
+
+    cfg = LlamaConfig(hidden_size=args.hidden, intermediate_size=args.intermediate)
+    x0 = torch.randn(args.batch * args.seq, args.hidden, device=DEV, dtype=DTYPE)
+    for mode in ("none", "default"):
+        for name in ("LlamaMLP", "SwiGLUMLP"):
+            torch.manual_seed(0)
+            mlp = LlamaMLP(cfg).to(DEV, DTYPE)
+            if name == "SwiGLUMLP":
+                mlp = SwiGLUMLP.from_module(mlp)
+            run = mlp if mode == "none" else torch.compile(mlp)
+            x = x0.clone().requires_grad_(True)
+            dy = torch.randn_like(x0)
+
+            def step():
+                run(x).backward(dy)
+
+            for _ in range(8):
+                step()
+            row = {"compile": mode, "module": name, **_host_and_wall(step, 50)}
+            results["mlp"].append(row)
+            say(f"mlp compile={mode} {name}: {row}")
+            if name == "SwiGLUMLP":
+                (out / f"mlp_profile_{mode}.txt").write_text(_profiles(step, 20, 10))
+            torch.compiler.reset()
+    (out / "host.json").write_text(json.dumps(results, indent=1) + "\n")
+    say("\nmodel: compile patched host_ms wall_ms")
+    for r in results["model"]:
+        say(f"  {r['compile']:8} {r['patched']!s:6} {r['host_ms']:8.3f} {r['wall_ms']:8.3f}")
+    say("mlp: compile module host_ms wall_ms")
+    for r in results["mlp"]:
+        say(f"  {r['compile']:8} {r['module']:10} {r['host_ms']:8.3f} {r['wall_ms']:8.3f}")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("stages", nargs="+", choices=("host",))
+    p.add_argument("--out", type=Path, default=Path("/tmp/out/explore"))
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    for stage in a.stages:
+        globals()[stage](a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
