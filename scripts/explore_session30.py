@@ -19,6 +19,14 @@
     and back to back.
 
   -> ``host.json``, ``host_profile_<mode>.txt``.
+- ``gpu-small``: the GPU side of the same question (``call1``'s CUDA-graph run had the
+  patched model at 0.97x the compiled unpatched one). One MLP layer's forward + backward,
+  bf16, at the example's MLP (hidden 1024, MLP 2816; 8192 and 32768 rows), Llama-3.2-1B's
+  (2048 / 8192; 2048 and 8192 rows) and Llama-3-8B's (4096 / 14336; 1024 and 4096 rows):
+  ``LlamaMLP`` eager and compiled, ``SwiGLUMLP`` uncompiled and compiled. Each variant's
+  kernels under ``torch.profiler`` (CUDA) over 10 iterations after warm-up: GPU time per
+  iteration (the sum of its kernels) and each kernel's share; and the host's time per
+  iteration back to back. -> ``gpu_small.json``, ``gpu_small_kernels.txt``.
 """
 
 from __future__ import annotations
@@ -182,14 +190,83 @@ def host(out: Path) -> None:
         say(f"  {r['compile']:8} {r['module']:10} {r['host_ms']:8.3f} {r['wall_ms']:8.3f}")
 
 
+def gpu_small(out: Path) -> None:
+    from torch.profiler import ProfilerActivity, profile
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from flash_swiglu import SwiGLUMLP
+
+    shapes = [("example", 1024, 2816, (8192, 32768)), ("llama-3.2-1b", 2048, 8192, (2048, 8192)),
+              ("llama-3-8b", 4096, 14336, (1024, 4096))]  # fmt: skip
+    if CPU:
+        shapes = [("tiny", 32, 96, (64,))]
+    rows_out, text = [], io.StringIO()
+    for name, hidden, inter, counts in shapes:
+        cfg = LlamaConfig(hidden_size=hidden, intermediate_size=inter)
+        torch.manual_seed(0)
+        base = LlamaMLP(cfg).to(DEV, DTYPE)
+        ours = SwiGLUMLP.from_module(base)
+        for m in counts:
+            x = torch.randn(m, hidden, device=DEV, dtype=DTYPE, requires_grad=True)
+            dy = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+            for variant, module, compiled in (("LlamaMLP", base, False),
+                                              ("LlamaMLP compiled", base, True),
+                                              ("SwiGLUMLP", ours, False),
+                                              ("SwiGLUMLP compiled", ours, True)):  # fmt: skip
+                torch.compiler.reset()
+                run = torch.compile(module) if compiled else module
+
+                def step():
+                    run(x).backward(dy)
+                    x.grad = None
+                    for p_ in module.parameters():
+                        p_.grad = None
+
+                for _ in range(5):
+                    step()
+                timing = _host_and_wall(step, 20)
+                _sync()
+                acts = [ProfilerActivity.CPU] + ([] if CPU else [ProfilerActivity.CUDA])
+                with profile(activities=acts) as prof:
+                    for _ in range(10):
+                        step()
+                    _sync()
+                events = prof.key_averages()
+                kernels = [e for e in events if getattr(e, "self_device_time_total", 0) > 0]
+                gpu_us = sum(e.self_device_time_total for e in kernels) / 10
+                row = {"shape": name, "hidden": hidden, "intermediate": inter, "rows": m,
+                       "variant": variant, "gpu_us": gpu_us, **timing}  # fmt: skip
+                rows_out.append(row)
+                say(f"{name} {m} {variant}: gpu {gpu_us:.1f} us, host {timing['host_ms']:.3f} ms, "
+                    f"wall {timing['wall_ms']:.3f} ms")  # fmt: skip
+                text.write(
+                    f"==== {name} rows {m} {variant}: {gpu_us:.1f} us of kernels per iteration\n"
+                )
+                for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
+                    text.write(
+                        f"  {e.self_device_time_total / 10:9.1f} us  x{e.count // 10:<3} "
+                        f"{e.key[:110]}\n"
+                    )
+    (out / "gpu_small.json").write_text(json.dumps(rows_out, indent=1) + "\n")
+    (out / "gpu_small_kernels.txt").write_text(text.getvalue())
+    say("\nshape rows variant gpu_us host_ms wall_ms")
+    for r in rows_out:
+        say(f"  {r['shape']:13} {r['rows']:6} {r['variant']:19} {r['gpu_us']:9.1f} "
+            f"{r['host_ms']:8.3f} {r['wall_ms']:8.3f}")  # fmt: skip
+
+
+STAGES = {"host": host, "gpu-small": gpu_small}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("stages", nargs="+", choices=("host",))
+    p.add_argument("stages", nargs="+", choices=tuple(STAGES))
     p.add_argument("--out", type=Path, default=Path("/tmp/out/explore"))
     a = p.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     for stage in a.stages:
-        globals()[stage](a.out)
+        STAGES[stage](a.out)
 
 
 if __name__ == "__main__":

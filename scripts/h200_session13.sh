@@ -78,6 +78,9 @@
 #   host30         (session 30) scripts/explore_session30.py host -> $OUT/explore: the example's
 #                  model and its MLP, unpatched and patched, uncompiled and compiled: host time
 #                  per step, cProfile and torch.profiler of the patched step
+#   gpu-small      (session 30) scripts/explore_session30.py gpu-small -> $OUT/explore: one MLP
+#                  layer's kernels at the example's, 1B's and 8B's shapes, LlamaMLP eager and
+#                  compiled, SwiGLUMLP uncompiled and compiled
 #   tests-examples (session 30) tests/test_examples.py on the GPU (not marked gpu: -m gpu
 #                  deselects it), the example's bf16 smoke runs, compiled ones included
 #   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
@@ -502,6 +505,9 @@ PY
     host30)
       timeout $(limit 400) python3 scripts/explore_session30.py host --out "$OUT/explore" \
         2>&1 | tail -n 20 | tee "$OUT/host30.log" ;;
+    gpu-small)
+      timeout $(limit 450) python3 scripts/explore_session30.py gpu-small --out "$OUT/explore" \
+        2>&1 | tail -n 30 | tee "$OUT/gpu_small.log" ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;
