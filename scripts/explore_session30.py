@@ -27,6 +27,15 @@
   kernels under ``torch.profiler`` (CUDA) over 10 iterations after warm-up: GPU time per
   iteration (the sum of its kernels) and each kernel's share; and the host's time per
   iteration back to back. -> ``gpu_small.json``, ``gpu_small_kernels.txt``.
+- ``split``: ``gpu-small`` found the fused backward kernel slower than cuBLAS's ``dy @ W_down``
+  plus Inductor's fused elementwise backward where the hidden size is small (171 against
+  about 116 us at hidden 1024, 8192 rows). The split route (``ops.train.SPLIT_DH``: cuBLAS
+  dh into h's buffer, then ``_glu_bwd_split_kernel``) against the fused kernel, in whole MLP
+  training steps (bf16, ``swiglu_mlp``, recompute off), beside ``LlamaMLP`` eager and
+  compiled: the example's MLP at 8192 / 32768 rows, Llama-3.2-1B's at 2048 / 8192,
+  Qwen2.5-7B's at 4096, Llama-3-8B's at 1024 / 4096 / 8192. ``triton.testing.do_bench``
+  (L2 flushed, median of 100 ms), three rotated rounds; the split route's gradients against
+  the fused route's (largest difference over the largest entry). -> ``split.json``.
 """
 
 from __future__ import annotations
@@ -256,7 +265,85 @@ def gpu_small(out: Path) -> None:
             f"{r['host_ms']:8.3f} {r['wall_ms']:8.3f}")  # fmt: skip
 
 
-STAGES = {"host": host, "gpu-small": gpu_small}
+def split(out: Path) -> None:
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    import flash_swiglu
+    from flash_swiglu.ops import train as T
+
+    if CPU:
+
+        def bench(f):
+            t0 = time.perf_counter()
+            f()
+            return 1e3 * (time.perf_counter() - t0)
+    else:
+        from triton.testing import do_bench
+
+        def bench(f):
+            return do_bench(f, warmup=25, rep=100, return_mode="median")
+
+    shapes = [("example", 1024, 2816, (8192, 32768)), ("llama-3.2-1b", 2048, 8192, (2048, 8192)),
+              ("qwen2.5-7b", 3584, 18944, (4096,)),
+              ("llama-3-8b", 4096, 14336, (1024, 4096, 8192))]  # fmt: skip
+    if CPU:
+        shapes = [("tiny", 32, 96, (64,))]
+    rows = []
+    for name, hidden, inter, counts in shapes:
+        cfg = LlamaConfig(hidden_size=hidden, intermediate_size=inter)
+        torch.manual_seed(0)
+        base = LlamaMLP(cfg).to(DEV, DTYPE)
+        ws = [base.gate_proj.weight, base.up_proj.weight, base.down_proj.weight]
+        compiled = torch.compile(base)
+        for m in counts:
+            x = torch.randn(m, hidden, device=DEV, dtype=DTYPE, requires_grad=True)
+            dy = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+
+            def ours(route):
+                def f():
+                    T.SPLIT_DH = route
+                    try:
+                        y = flash_swiglu.swiglu_mlp(x, *ws)
+                        return torch.autograd.grad(y, [x, *ws], dy)
+                    finally:
+                        T.SPLIT_DH = None
+
+                return f
+
+            def peer(module):
+                return lambda: torch.autograd.grad(module(x), [x, *ws], dy)
+
+            variants = {"fused": ours(False), "split": ours(True), "LlamaMLP": peer(base),
+                        "LlamaMLP compiled": peer(compiled)}  # fmt: skip
+            fused_g, split_g = variants["fused"](), variants["split"]()
+            diff = max(((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+                       for a, b in zip(split_g, fused_g, strict=True))  # fmt: skip
+            for f in variants.values():
+                f()
+            times = {k: [] for k in variants}
+            names = list(variants)
+            for r in range(3):
+                for k in names[r % len(names) :] + names[: r % len(names)]:
+                    times[k].append(bench(variants[k]))
+            row = {"shape": name, "hidden": hidden, "intermediate": inter, "rows": m,
+                   "split_vs_fused_max_rel_diff": diff,
+                   **{k: statistics.median(v) for k, v in times.items()},
+                   "rounds": times}  # fmt: skip
+            rows.append(row)
+            say(f"{name} {m}: " + ", ".join(f"{k} {row[k]:.3f}" for k in variants)
+                + f" ms; split/fused grads max rel diff {diff:.2e}")  # fmt: skip
+        torch.compiler.reset()
+    (out / "split.json").write_text(json.dumps(rows, indent=1) + "\n")
+    say("\nshape rows fused split LlamaMLP compiled | split/fused")
+    for r in rows:
+        say(
+            f"  {r['shape']:13} {r['rows']:6} {r['fused']:8.3f} {r['split']:8.3f} "
+            f"{r['LlamaMLP']:8.3f} {r['LlamaMLP compiled']:8.3f} | {r['split'] / r['fused']:.3f}"
+        )
+
+
+STAGES = {"host": host, "gpu-small": gpu_small, "split": split}
 
 
 def main(argv=None) -> None:

@@ -81,6 +81,10 @@
 #   gpu-small      (session 30) scripts/explore_session30.py gpu-small -> $OUT/explore: one MLP
 #                  layer's kernels at the example's, 1B's and 8B's shapes, LlamaMLP eager and
 #                  compiled, SwiGLUMLP uncompiled and compiled
+#   split          (session 30) scripts/explore_session30.py split -> $OUT/explore: the MLP
+#                  backward's split route (cuBLAS dh, then the epilogue as its own pass) against
+#                  the fused kernel in whole steps, four models' MLPs, LlamaMLP beside them
+#   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   tests-examples (session 30) tests/test_examples.py on the GPU (not marked gpu: -m gpu
 #                  deselects it), the example's bf16 smoke runs, compiled ones included
 #   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
@@ -508,6 +512,12 @@ PY
     gpu-small)
       timeout $(limit 450) python3 scripts/explore_session30.py gpu-small --out "$OUT/explore" \
         2>&1 | tail -n 30 | tee "$OUT/gpu_small.log" ;;
+    split)
+      timeout $(limit 400) python3 scripts/explore_session30.py split --out "$OUT/explore" \
+        2>&1 | tail -n 30 | tee "$OUT/split.log" ;;
+    tests-split)
+      timeout $(limit 200) $pytest tests/test_mlp.py -k "split or gpu_bf16" 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_split_gpu.log" ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;

@@ -14,7 +14,7 @@ import sys
 import torch
 
 from compile_gate_linear import compile_gemm
-from flash_swiglu.kernels.mlp import _glu_gemm_kernel
+from flash_swiglu.kernels.mlp import _glu_bwd_split_kernel, _glu_gemm_kernel
 from flash_swiglu.ops import train as T
 
 # mode -> (HAS_X, HAS_DY, BACKWARD, STORE_GU, STORE_H)
@@ -91,6 +91,19 @@ def compile_variant(mode, cfg, dtype, precision, act):
     return dict(result, **info)
 
 
+def compile_split(dtype, act, store_h):
+    """``_glu_bwd_split_kernel`` (``ops.train.split_epilogue``: the backward's epilogue after
+    a cuBLAS dh) as launched: no K loop, pointers only."""
+    bm, bn, warps = T.SPLIT_BLOCK
+    cfg = dict(num_warps=warps, num_stages=1)
+    constexprs = dict(STORE_H=store_h, ACTIVATION=act, ALPHA=1.702, LIMIT=7.0, BLOCK_M=bm,
+                      BLOCK_N=bn)  # fmt: skip
+    result = compile_gemm(_glu_bwd_split_kernel, dtype, {}, constexprs, cfg)
+    info = dict(mode=T.SPLIT_ENTRY, dtype=str(dtype), precision=None, activation=act,
+                config=dict(cfg, BLOCK_M=bm, BLOCK_N=bn, STORE_H=store_h))  # fmt: skip
+    return dict(result, **info)
+
+
 def main() -> int:
     only = sys.argv[1:]  # optional filter: mode names
     for source, mode, cfg, dtype, precision, act in variants():
@@ -98,6 +111,12 @@ def main() -> int:
             continue
         result = compile_variant(mode, cfg, dtype, precision, act)
         print(json.dumps(dict(result, source=source)), flush=True)
+    if not only or T.SPLIT_ENTRY in only:
+        for dtype in (torch.bfloat16, torch.float16, torch.float32):
+            for act in ACTIVATIONS if dtype == torch.bfloat16 else ("silu",):
+                for store_h in (True, False):
+                    result = compile_split(dtype, act, store_h)
+                    print(json.dumps(dict(result, source="builtin")), flush=True)
     return 0
 
 

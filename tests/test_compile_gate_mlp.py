@@ -12,8 +12,24 @@ from _gate import SMEM_LIMIT, run_gate
 
 
 @pytest.fixture(scope="module")
-def compiled():
+def gate():
     return run_gate("compile_gate_mlp.py")
+
+
+@pytest.fixture(scope="module")
+def compiled(gate):
+    """The GEMM kernel's variants."""
+    from flash_swiglu.ops import train as T
+
+    return [r for r in gate if r["mode"] != T.SPLIT_ENTRY]
+
+
+@pytest.fixture(scope="module")
+def split(gate):
+    """``_glu_bwd_split_kernel``'s variants (the epilogue after a cuBLAS dh)."""
+    from flash_swiglu.ops import train as T
+
+    return [r for r in gate if r["mode"] == T.SPLIT_ENTRY]
 
 
 def test_every_mode_and_activation_compiled(compiled):
@@ -63,3 +79,17 @@ def test_h200_backward_entry_fits_two_programs_per_sm(compiled):
     for r in rows:
         assert 2 * (r["shared"] + 1024) <= 233472, r
         assert r["regs"] is not None and 2 * r["regs"] * r["config"]["num_warps"] * 32 <= 65536, r
+
+
+def test_split_epilogue_compiled_without_spills(split):
+    """Every activation in bf16 (silu in fp16 and fp32), with and without h: 128-bit global
+    loads, no spills, no tensor-core or bulk-copy instructions (it has no product)."""
+    assert {(r["dtype"], r["activation"], r["config"]["STORE_H"]) for r in split} >= {
+        ("torch.bfloat16", act, store_h)
+        for act in ("silu", "gelu", "gelu_tanh", "relu", "swiglu_oai")
+        for store_h in (True, False)
+    }
+    for r in split:
+        assert r["sass_checked"] and not r["sass_spills"] and not r["ptx_local"], r
+        assert r["vector_loads"], r
+        assert not r["wgmma"] and not r["bulk_tensor"], r

@@ -117,6 +117,17 @@ def over_saved(monkeypatch):
     return seen
 
 
+@pytest.fixture
+def split_route(monkeypatch):
+    """The backward's split route forced (``ops.train.SPLIT_DH``: cuBLAS dh, then
+    ``split_epilogue``); one entry per ``split_epilogue`` call: whether it stored h."""
+    seen = []
+    real = T.split_epilogue
+    monkeypatch.setattr(T, "SPLIT_DH", True)
+    monkeypatch.setattr(T, "split_epilogue", lambda *a: seen.append(a[5] is not None) or real(*a))
+    return seen
+
+
 @pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=str)
@@ -128,6 +139,49 @@ def test_mlp_matches_float64(device, launches, dtype, activation, recompute):
         assert launches == ["mlp_backward_recompute"]
     else:
         assert launches == ["forward_saving", "mlp_backward"]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_split_dh_route_matches_float64(device, launches, split_route, dtype, activation):
+    """dh by a GEMM of its own and the epilogue as a pass of its own (small hidden sizes):
+    every gradient within the rule; no fused backward launch; h stored for dW_down."""
+    inputs = make_inputs((2, 21), 80, 48, dtype, device, activation, bias=activation == "gelu")
+    fn = lambda *a: flash_swiglu.swiglu_mlp(*a, activation=activation)
+    check(fn, inputs, activation, "split")
+    assert launches == ["forward_saving"] and split_route == [True]
+
+
+def test_split_dh_route_without_the_down_weight_gradient(device, split_route):
+    """A frozen w_down: the split route stores no h, and the other gradients hold."""
+    x, wg, wu, wd, *_ = make_inputs((37,), 80, 48, torch.float32, device)
+    dy = torch.randn(37, 48, device=device)
+
+    def grads(x, wg, wu, wd, dy, fn):
+        leaves = [t.detach().clone().requires_grad_(True) for t in (x, wg, wu)]
+        y = fn(*leaves, wd.detach())
+        return torch.autograd.grad(y, leaves, dy)
+
+    got = grads(x, wg, wu, wd, dy, lambda *a: flash_swiglu.swiglu_mlp(*a))
+    eager = grads(x, wg, wu, wd, dy, lambda *a: torch_mlp(*a, None, None, None))
+    ref = grads(*(t.double() for t in (x, wg, wu, wd, dy)),
+                lambda *a: torch_mlp(*a, None, None, None))  # fmt: skip
+    for i, (g, e, r) in enumerate(zip(got, eager, ref, strict=True)):
+        assert_within_rule(f"grad {i}", g, e, r)
+    assert split_route == [False]
+
+
+def test_split_dh_follows_the_table_entry(monkeypatch):
+    """``mlp_backward_split``'s ``MAX_K``: the route for 16-bit CUDA calls up to that hidden
+    size; never without the entry, in fp32 or off CUDA."""
+    monkeypatch.setattr(T, "load_table", lambda name: {T.SPLIT_ENTRY: {"MAX_K": 2048}})
+    monkeypatch.setattr(T.L, "_device_name", lambda index: "NVIDIA H200")
+    cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
+    assert T.split_dh(2048, torch.bfloat16, cuda) and T.split_dh(1024, torch.float16, cuda)
+    assert not T.split_dh(4096, torch.bfloat16, cuda)
+    assert not T.split_dh(1024, torch.float32, cuda) and not T.split_dh(1024, torch.bfloat16, cpu)
+    monkeypatch.setattr(T, "load_table", lambda name: {})
+    assert not T.split_dh(1024, torch.bfloat16, cuda)
 
 
 @pytest.mark.parametrize("retain", [False, True])

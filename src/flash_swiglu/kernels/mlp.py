@@ -277,3 +277,50 @@ def _epilogue_part(
         dgate, dup = glu_backward(gate, up, dh, ACTIVATION, ALPHA, LIMIT)
         _store_tile(dg_ptr, off_m, off_n, stride_dg, mask, dgate, BLOCK_M, BLOCK_N)
         _store_tile(du_ptr, off_m, off_n, stride_du, mask, dup, BLOCK_M, BLOCK_N)
+
+
+@triton.jit
+def _glu_bwd_split_kernel(
+    g_ptr,  # [M, N] saved gate pre-activation (dg may be the same memory)
+    u_ptr,  # [M, N] saved up pre-activation (du may be the same memory)
+    d_ptr,  # [M, N] dh = dy @ w_down, formed by a GEMM before this launch (h may be it)
+    dg_ptr,
+    du_ptr,
+    h_ptr,  # unused without STORE_H
+    stride_g,
+    stride_u,
+    stride_d,
+    stride_dg,
+    stride_du,
+    stride_h,
+    M,
+    N,
+    STORE_H: tl.constexpr,
+    ACTIVATION: tl.constexpr,
+    ALPHA: tl.constexpr,
+    LIMIT: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+):
+    """The MLP backward's epilogue as a pass of its own, for a ``dh`` that a GEMM wrote:
+    ``dgate, dup = glu'(gate, up, dh)`` and (``STORE_H``) ``h = act(gate) * up``, over
+    ``[BLOCK_M, BLOCK_N]`` tiles in row-major order. Every output may be the memory of an
+    input of the same element (dg over g, du over u, h over dh): each program reads its
+    whole tile before a barrier and writes it after."""
+    pid = tl.program_id(0)
+    tiles_n = tl.cdiv(N, BLOCK_N)
+    off_m = (pid // tiles_n) * BLOCK_M
+    off_n = (pid % tiles_n) * BLOCK_N
+    rows = off_m + tl.arange(0, BLOCK_M)
+    cols = off_n + tl.arange(0, BLOCK_N)
+    mask = (rows < M)[:, None] & (cols < N)[None, :]
+    gate = _load_tile(g_ptr, off_m, off_n, stride_g, mask, BLOCK_M, BLOCK_N)
+    up = _load_tile(u_ptr, off_m, off_n, stride_u, mask, BLOCK_M, BLOCK_N)
+    dh = _load_tile(d_ptr, off_m, off_n, stride_d, mask, BLOCK_M, BLOCK_N)
+    tl.debug_barrier()
+    dgate, dup = glu_backward(gate, up, dh, ACTIVATION, ALPHA, LIMIT)
+    _store_tile(dg_ptr, off_m, off_n, stride_dg, mask, dgate, BLOCK_M, BLOCK_N)
+    _store_tile(du_ptr, off_m, off_n, stride_du, mask, dup, BLOCK_M, BLOCK_N)
+    if STORE_H:
+        h = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)
+        _store_tile(h_ptr, off_m, off_n, stride_h, mask, h, BLOCK_M, BLOCK_N)

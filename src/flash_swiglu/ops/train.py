@@ -567,10 +567,15 @@ def _backward_over_saved(
     dg, du = gu
     n = dg.shape[1]
     h = torch.empty((m, n), dtype=x2.dtype, device=x2.device) if need_wd else None
-    launch(
-        m, n, k, g=dg, u=du, dg=dg, du=du, h=h, dy=dy, wd=wd,
-        activation=activation, alpha=alpha, limit=limit,
-    )  # fmt: skip
+    if split_dh(k, x2.dtype, x2.device):
+        d = torch.mm(dy, wd) if h is None else torch.mm(dy, wd, out=h)  # dh, in h's memory
+        split_epilogue(dg, du, d, dg, du, h, activation, alpha, limit)
+        d = None
+    else:
+        launch(
+            m, n, k, g=dg, u=du, dg=dg, du=du, h=h, dy=dy, wd=wd,
+            activation=activation, alpha=alpha, limit=limit,
+        )  # fmt: skip
     dwd = torch.mm(dy.t(), h) if need_wd else None
     h = None
     dx = None
@@ -587,6 +592,50 @@ def _backward_over_saved(
         dwu = torch.mm(du.t(), x2) if dwu is None else torch.mm(du.t(), x2, out=dwu)
     dbu = du.sum(0) if need_bu else None
     return dx, dwg, dwu, dbg, dbu, dwd
+
+
+# Small hidden sizes: dh out of the fused kernel. Where the reduction of ``dh = dy W_down``
+# (over the hidden size K) is short, the fused backward kernel's epilogue (read g, u; write
+# dg, du, h) outweighs its main loop, and it ran slower than cuBLAS's ``dy @ W_down`` plus a
+# pass over the epilogue (session 30, ``h200-session30-explore/call3``: 171 against about 116
+# us at hidden 1024 and 8192 rows). The training table's ``mlp_backward_split`` entry turns
+# that route on for hidden sizes up to its ``MAX_K`` (16-bit types on CUDA): cuBLAS writes dh
+# (rounded to the dtype, as eager's product is) into h's buffer, then
+# ``_glu_bwd_split_kernel`` writes dgate and dup over g and u and h over dh. No memory more
+# than the fused kernel's. SPLIT_DH (explorations, tests): True or False forces the route.
+SPLIT_ENTRY = "mlp_backward_split"
+SPLIT_DH: bool | None = None
+SPLIT_BLOCK = (8, 256, 4)  # BLOCK_M, BLOCK_N, num_warps of _glu_bwd_split_kernel
+
+
+def split_dh(k: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the MLP backward over the saved pre-activation forms dh with a GEMM of its
+    own (``mlp_backward_split`` entry, hidden size ``k`` up to its ``MAX_K``)."""
+    if SPLIT_DH is not None:
+        return SPLIT_DH
+    if device.type != "cuda" or dtype not in (torch.bfloat16, torch.float16):
+        return False
+    entry = load_table(L._device_name(device.index or 0)).get(SPLIT_ENTRY)
+    return entry is not None and k <= entry["MAX_K"]
+
+
+def split_epilogue(g, u, d, dg, du, h, activation: str, alpha: float, limit: float) -> None:
+    """``_glu_bwd_split_kernel`` over ``[M, N]`` operands with unit column strides (any
+    output may be its input's memory: dg over g, du over u, h over d); h None: not stored."""
+    from flash_swiglu.kernels.mlp import _glu_bwd_split_kernel
+
+    m, n = g.shape
+    if m == 0 or n == 0:
+        return
+    bm, bn, warps = SPLIT_BLOCK
+    grid = (L.triton_cdiv(m, bm) * L.triton_cdiv(n, bn),)
+    out_h = h if h is not None else d
+    _glu_bwd_split_kernel[grid](
+        g, u, d, dg, du, out_h,
+        g.stride(0), u.stride(0), d.stride(0), dg.stride(0), du.stride(0), out_h.stride(0),
+        m, n, STORE_H=h is not None, ACTIVATION=activation, ALPHA=alpha, LIMIT=limit,
+        BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, enable_fp_fusion=L.ENABLE_FP_FUSION,
+    )  # fmt: skip
 
 
 def _owns_storage(t: torch.Tensor) -> bool:
