@@ -117,6 +117,14 @@ def over_saved(monkeypatch):
     return seen
 
 
+@pytest.fixture(autouse=True)
+def _fused_backward(monkeypatch):
+    """The fused backward unless a test asks for the split route or the table: on a GPU the
+    committed ``mlp_backward_split`` entry sends 16-bit calls at the small hidden sizes used
+    here down the split route (``ops.train.split_dh``), which tests of its own cover."""
+    monkeypatch.setattr(T, "SPLIT_DH", False)
+
+
 @pytest.fixture
 def split_route(monkeypatch):
     """The backward's split route forced (``ops.train.SPLIT_DH``: cuBLAS dh, then
@@ -174,6 +182,7 @@ def test_split_dh_route_without_the_down_weight_gradient(device, split_route):
 def test_split_dh_follows_the_table_entry(monkeypatch):
     """``mlp_backward_split``'s ``MAX_K``: the route for 16-bit CUDA calls up to that hidden
     size; never without the entry, in fp32 or off CUDA."""
+    monkeypatch.setattr(T, "SPLIT_DH", None)
     monkeypatch.setattr(T, "load_table", lambda name: {T.SPLIT_ENTRY: {"MAX_K": 2048}})
     monkeypatch.setattr(T.L, "_device_name", lambda index: "NVIDIA H200")
     cuda, cpu = torch.device("cuda", 0), torch.device("cpu")
@@ -590,6 +599,29 @@ def test_gpu_bf16_real_shapes(model, recompute):
     k, n = SHAPES[model]
     inputs = make_inputs((2, 1024), n, k, torch.bfloat16, "cuda", bias=False)
     check(lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=recompute), inputs, name=model)
+
+
+def test_committed_split_entry_spares_the_shapes_it_was_not_measured_faster_on(monkeypatch):
+    """The committed ``mlp_backward_split`` entry (session 30): the route at hidden 1024, the
+    fused kernel from Llama-3.2-1B's hidden 2048 up."""
+    monkeypatch.setattr(T, "SPLIT_DH", None)
+    monkeypatch.setattr(T.L, "_device_name", lambda index: "NVIDIA H200")
+    cuda = torch.device("cuda", 0)
+    assert T.split_dh(1024, torch.bfloat16, cuda)
+    for k in (2048, 3584, 4096, 8192):
+        assert not T.split_dh(k, torch.bfloat16, cuda)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("route", [None, False])
+def test_gpu_bf16_small_hidden_size(launches, route, monkeypatch):
+    """The example's MLP (hidden 1024, MLP 2816) in bf16: the committed split route (None:
+    the table) and the fused kernel (False), both within the rule."""
+    monkeypatch.setattr(T, "SPLIT_DH", route)
+    inputs = make_inputs((4, 1024), 2816, 1024, torch.bfloat16, "cuda", bias=False)
+    check(lambda *a: flash_swiglu.swiglu_mlp(*a), inputs, name=f"split={route}")
+    assert launches == (["forward_saving"] if route is None else
+                        ["forward_saving", "mlp_backward"])  # fmt: skip
 
 
 @pytest.mark.gpu
