@@ -595,20 +595,21 @@ SHAPES = {"llama-3.2-1b": (2048, 8192), "llama-3-8b": (4096, 14336)}
 @pytest.mark.gpu
 @pytest.mark.parametrize("recompute", [False, True])
 @pytest.mark.parametrize("model", list(SHAPES))
-def test_gpu_bf16_real_shapes(model, recompute):
+def test_gpu_bf16_real_shapes(model, recompute, monkeypatch):
+    monkeypatch.setattr(T, "SPLIT_DH", None)  # as the table routes them (1B: the split route)
     k, n = SHAPES[model]
     inputs = make_inputs((2, 1024), n, k, torch.bfloat16, "cuda", bias=False)
     check(lambda *a: flash_swiglu.swiglu_mlp(*a, recompute=recompute), inputs, name=model)
 
 
 def test_committed_split_entry_spares_the_shapes_it_was_not_measured_faster_on(monkeypatch):
-    """The committed ``mlp_backward_split`` entry (session 30): the route at hidden 1024, the
-    fused kernel from Llama-3.2-1B's hidden 2048 up."""
+    """The committed ``mlp_backward_split`` entry (session 30): the route up to Llama-3.2-1B's
+    hidden 2048, the fused kernel from Qwen2.5-7B's 3584 up."""
     monkeypatch.setattr(T, "SPLIT_DH", None)
     monkeypatch.setattr(T.L, "_device_name", lambda index: "NVIDIA H200")
     cuda = torch.device("cuda", 0)
-    assert T.split_dh(1024, torch.bfloat16, cuda)
-    for k in (2048, 3584, 4096, 8192):
+    assert T.split_dh(1024, torch.bfloat16, cuda) and T.split_dh(2048, torch.bfloat16, cuda)
+    for k in (3584, 4096, 8192):
         assert not T.split_dh(k, torch.bfloat16, cuda)
 
 
