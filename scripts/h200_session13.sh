@@ -85,6 +85,10 @@
 #                  backward's split route (cuBLAS dh, then the epilogue as its own pass) against
 #                  the fused kernel in whole steps, four models' MLPs, LlamaMLP beside them
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
+#   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
+#                  tokens, every backend (the split route of mlp_backward_split; run
+#                  h200-${RUN_TAG}-mlp-1b)
+#   tests-mlp-gpu  (session 30) tests/test_mlp.py -m gpu
 #   tests-examples (session 30) tests/test_examples.py on the GPU (not marked gpu: -m gpu
 #                  deselects it), the example's bf16 smoke runs, compiled ones included
 #   route70b       Llama-3-70B at 65, 96, 112, 120, 121 and 128 tokens, bf16, every backend but
@@ -518,6 +522,13 @@ PY
     tests-split)
       timeout $(limit 200) $pytest tests/test_mlp.py -k "split or gpu_bf16" 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_split_gpu.log" ;;
+    mlp-1b)
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3.2-1b \
+        --tokens 2048,8192,16384 --run-id h200-${RUN_TAG}-mlp-1b 2>&1 | tee "$OUT/mlp_1b.log" \
+        | tail -n 4 ;;
+    tests-mlp-gpu)
+      timeout $(limit 200) $pytest -m gpu tests/test_mlp.py 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_mlp_gpu.log" ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;
