@@ -23,6 +23,9 @@ accesses and 64-bit offsets (they are column slices of wider buffers, with row s
 Non-persistent grid in grouped order: a one-accumulator configuration with its epilogue in
 four column parts (126-128 registers for SiLU and ReLU, 98 KB of shared memory at 3 stages)
 leaves room for two programs per SM, whose epilogues overlap each other's main loops.
+
+``_glu_bwd_split_kernel`` is the MLP backward's epilogue alone, for small hidden sizes where
+the K loop is too short to hide it: cuBLAS forms dh first (``ops.train.split_dh``).
 """
 
 import triton

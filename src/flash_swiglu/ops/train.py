@@ -558,7 +558,9 @@ def _backward_over_saved(
     """The MLP backward of a graph's last walk, from the saved pre-activation ``gu = (g, u)``,
     which it overwrites: one kernel launch over all columns reads (g, u) and writes (dg, du)
     over them (each program reads a tile before it writes the same tile), and h into an
-    ``[M, N]`` buffer that lives only until ``dWd`` is formed; the gradient products then
+    ``[M, N]`` buffer that lives only until ``dWd`` is formed (for small hidden sizes,
+    ``split_dh``: a cuBLAS dh in that buffer first, then the epilogue's own kernel); the
+    gradient products then
     run over all N columns at once, each gradient allocated as late as it can be. With
     ``free_gate``, where g has a storage of its own, it is freed once dx and dWg are formed,
     before dWu is allocated. Returns what ``backward`` does."""
