@@ -649,9 +649,15 @@ def test_gpu_bf16_linear_backward_and_activations():
 
 
 @pytest.mark.gpu
-def test_gpu_deterministic_bitwise():
-    inputs = make_inputs((4096,), 14336, 4096, torch.bfloat16, "cuda")
-    dy = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+@pytest.mark.parametrize("shape", [(14336, 4096, False), (8192, 2048, None)],
+                         ids=["8b-fused", "1b-split"])  # fmt: skip
+def test_gpu_deterministic_bitwise(shape, monkeypatch):
+    """Two runs bit-identical: Llama-3-8B's MLP (the fused backward) and Llama-3.2-1B's (the
+    table's split route)."""
+    n, k, route = shape
+    monkeypatch.setattr(T, "SPLIT_DH", route)
+    inputs = make_inputs((4096,), n, k, torch.bfloat16, "cuda")
+    dy = torch.randn(4096, k, device="cuda", dtype=torch.bfloat16)
     results = [run(lambda *a: flash_swiglu.swiglu_mlp(*a), inputs, dy)[1] for _ in range(2)]
     for a, b in zip(*results, strict=True):
         assert torch.equal(a, b)
