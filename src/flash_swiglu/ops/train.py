@@ -570,6 +570,9 @@ def _backward_over_saved(
     n = dg.shape[1]
     h = torch.empty((m, n), dtype=x2.dtype, device=x2.device) if need_wd else None
     if split_dh(k, x2.dtype, x2.device):
+        # cuBLAS may be this thread's first CUDA work (autograd's device thread): without a
+        # current context it warns and sets the primary one itself.
+        bind_cuda_context(x2.device)
         d = torch.mm(dy, wd) if h is None else torch.mm(dy, wd, out=h)  # dh, in h's memory
         split_epilogue(dg, du, d, dg, du, h, activation, alpha, limit)
         d = None
