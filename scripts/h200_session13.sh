@@ -84,6 +84,8 @@
 #   split          (session 30) scripts/explore_session30.py split -> $OUT/explore: the MLP
 #                  backward's split route (cuBLAS dh, then the epilogue as its own pass) against
 #                  the fused kernel in whole steps, four models' MLPs, LlamaMLP beside them
+#   launch31       (session 31) scripts/explore_session31.py launch -> $OUT/explore: host time
+#                  of each piece of one MLP layer's forward + backward, and inside one launch
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
 #                  tokens, every backend (the split route of mlp_backward_split; run
@@ -519,6 +521,9 @@ PY
     split)
       timeout $(limit 400) python3 scripts/explore_session30.py split --out "$OUT/explore" \
         2>&1 | tail -n 30 | tee "$OUT/split.log" ;;
+    launch31)
+      timeout $(limit 300) python3 scripts/explore_session31.py launch --out "$OUT/explore" \
+        2>&1 | tail -n 60 | tee "$OUT/launch31.log" ;;
     tests-split)
       timeout $(limit 200) $pytest tests/test_mlp.py -k "split or gpu_bf16" 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_split_gpu.log" ;;

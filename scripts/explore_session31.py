@@ -1,0 +1,281 @@
+"""Explorations of session 31.
+
+    PYTHONPATH=src python scripts/explore_session31.py launch --out DIR
+
+- ``launch``: session 30 measured the host time of one MLP layer's forward + backward at the
+  example's shape (hidden 1024, MLP 2816, 8192 rows, bf16): ``SwiGLUMLP`` 1.38 ms against
+  ``LlamaMLP``'s 0.84 (``h200-session30-explore/call2``). Where ours goes, piece by piece:
+  each item's host time with the GPU idle at its start (synchronised before each of 200
+  repetitions; median and minimum), for
+
+  - the whole layer, forward and forward + backward, ours and ``LlamaMLP``;
+  - each layer of our call path (``swiglu_mlp``'s checks, ``T.forward_saving``,
+    ``glu_forward_ws``, ``T._backward_over_saved``, ``mlp_backward_ws``, ``split_epilogue``);
+  - inside one Gluon launch (``glu_forward_ws_kernel``, ``mlp_backward_ws_kernel``): the
+    host descriptors, Triton's argument binder and cache key, the launcher called directly
+    with the compiled kernel, and ``fill_tma_descriptor`` alone;
+  - inside one plain Triton launch (``_glu_bwd_split_kernel``, pointer arguments): the
+    same;
+  - PyTorch's own pieces: ``torch.mm``, ``F.linear``, ``torch.empty``, and a trivial
+    ``autograd.Function`` (seven inputs) forward + backward.
+
+  -> ``launch.json``, and a table on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+DEV = "cuda"
+DTYPE = torch.bfloat16
+
+
+def say(*a) -> None:
+    print(*a, flush=True)
+
+
+def timed(fn, reps: int = 200, warm: int = 10) -> dict:
+    """Host time of ``fn()`` with the GPU idle at its start: median and minimum in us."""
+    for _ in range(warm):
+        fn()
+    times = []
+    for _ in range(reps):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    torch.cuda.synchronize()
+    return {"median_us": 1e6 * statistics.median(times), "min_us": 1e6 * min(times)}
+
+
+def launch(out: Path) -> None:
+    import triton
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from flash_swiglu import SwiGLUMLP
+    from flash_swiglu import functional as FS
+    from flash_swiglu.kernels import ws_mlp as W
+    from flash_swiglu.ops import _common as C
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import mlp as MLP
+    from flash_swiglu.ops import train as T
+
+    hidden, inter, m = 1024, 2816, 8192
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=inter)
+    ref = LlamaMLP(cfg).to(DEV, DTYPE)
+    ours = SwiGLUMLP.from_module(ref)
+    x = torch.randn(m, hidden, device=DEV, dtype=DTYPE, requires_grad=True)
+    dy = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+    wg, wu, wd = (p.weight.detach() for p in (ref.gate_proj, ref.up_proj, ref.down_proj))
+    xd = x.detach()
+    rows: dict[str, dict] = {}
+
+    def add(name, fn, **kw):
+        rows[name] = timed(fn, **kw)
+        say(f"  {name:58} {rows[name]['median_us']:9.1f} {rows[name]['min_us']:9.1f}")
+
+    say(f"{'item':60} {'median':>9} {'min':>9}  (us, host, GPU idle at start)")
+    for name, mod in (("LlamaMLP", ref), ("SwiGLUMLP", ours)):
+        add(f"{name} forward (grad on)", lambda mod=mod: mod(x))
+        add(f"{name} forward + backward", lambda mod=mod: mod(x).backward(dy))
+        with torch.no_grad():
+            add(f"{name} forward (no grad)", lambda mod=mod: mod(xd))
+
+    # Our call path, layer by layer.
+    def checks():
+        L.check_linear(xd, wg, wu, None, None)
+        MLP.check_down(xd, wg, wd, None)
+        C.check_activation("silu")
+        C.check_oai_params(FS.OAI_ALPHA, FS.OAI_LIMIT)
+
+    add("swiglu_mlp's checks", checks)
+    a, lim = FS.OAI_ALPHA, FS.OAI_LIMIT
+    add("T.forward_saving", lambda: T.forward_saving(xd, wg, wu, None, None, "silu", a, lim))
+    fcfg = T.ws_config(DTYPE, xd.device, "silu", m, "forward_saving_ws", (inter, hidden))
+    add(
+        "T.ws_config (forward_saving_ws)",
+        lambda: T.ws_config(DTYPE, xd.device, "silu", m, "forward_saving_ws", (inter, hidden)),
+    )
+    add("T.fused_ok (3 operands)", lambda: T.fused_ok(xd, wg, wu))
+    h, g, u = (torch.empty(m, inter, device=DEV, dtype=DTYPE) for _ in range(3))
+    add("W.glu_forward_ws", lambda: W.glu_forward_ws(xd, wg, wu, None, None, h, g, u,
+                                                     activation="silu", alpha=a, limit=lim,
+                                                     config=fcfg))  # fmt: skip
+    add("W._desc (one)", lambda: W._desc(xd, [128, 64]))
+    add("F.linear (down projection)", lambda: F.linear(h, wd))
+    add("torch.mm", lambda: torch.mm(h, wd.t()))
+    add("torch.empty [M, N]", lambda: torch.empty(m, inter, device=DEV, dtype=DTYPE))
+
+    def over_saved():
+        T._backward_over_saved(xd, wg, wu, dy, wd, (g, u), (True,) * 3 + (False,) * 2 + (True,),
+                               None, None, "silu", a, lim, free_gate=False)  # fmt: skip
+
+    add("T._backward_over_saved (split route as the table has it)", over_saved)
+    bcfg = T.ws_config(DTYPE, xd.device, "silu", m)
+    add(
+        "W.mlp_backward_ws",
+        lambda: W.mlp_backward_ws(
+            dy, wd, g, u, h, g, u, activation="silu", alpha=a, limit=lim, config=bcfg
+        ),
+    )
+    add("T.split_epilogue", lambda: T.split_epilogue(g, u, h, g, u, h, "silu", a, lim))
+
+    # Inside one Gluon launch: glu_forward_ws_kernel as glu_forward_ws launches it.
+    from triton.runtime.jit import compute_cache_key
+
+    fc = dict(W.WS_FORWARD_CONFIG, **fcfg)
+    bm, bh, bk = fc.pop("BLOCK_M"), fc.pop("BLOCK_H"), fc.pop("BLOCK_K")
+    grid = W._grid(xd.device, triton.cdiv(m, bm) * triton.cdiv(inter, bh), None)
+
+    def fwd_args():
+        return (W._desc(xd, [bm, bk]), W._desc(wg, [bh, bk]), W._desc(wu, [bh, bk]), h, h, 0, 0,
+                g, u, h, g.stride(0), u.stride(0), h.stride(0), m, inter, hidden)  # fmt: skip
+
+    fkw = dict(HAS_BG=False, HAS_BU=False, STORE_GU=True, ACTIVATION="silu", ALPHA=a, LIMIT=lim,
+               num_warps=4, enable_fp_fusion=W.ENABLE_FP_FUSION, **fc)  # fmt: skip
+    _inside(
+        add,
+        "glu_forward_ws_kernel",
+        W.glu_forward_ws_kernel,
+        grid,
+        fwd_args,
+        fkw,
+        compute_cache_key,
+    )
+
+    # Inside one plain Triton launch: _glu_bwd_split_kernel as split_epilogue launches it.
+    from flash_swiglu.kernels.mlp import _glu_bwd_split_kernel
+
+    sbm, sbn, warps = T.SPLIT_BLOCK
+    sgrid = (triton.cdiv(m, sbm) * triton.cdiv(inter, sbn),)
+
+    def split_args():
+        return (g, u, h, g, u, h, g.stride(0), u.stride(0), h.stride(0), g.stride(0),
+                u.stride(0), h.stride(0), m, inter)  # fmt: skip
+
+    skw = dict(STORE_H=True, ACTIVATION="silu", ALPHA=a, LIMIT=lim, BLOCK_M=sbm, BLOCK_N=sbn,
+               num_warps=warps, enable_fp_fusion=L.ENABLE_FP_FUSION)  # fmt: skip
+    _inside(
+        add,
+        "_glu_bwd_split_kernel",
+        _glu_bwd_split_kernel,
+        sgrid,
+        split_args,
+        skw,
+        compute_cache_key,
+    )
+
+    # PyTorch's pieces.
+    class Trivial(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, *ws):
+            ctx.save_for_backward(x, *ws)
+            return x.view(x.shape)
+
+        @staticmethod
+        def backward(ctx, dy):
+            return (dy,) + (None,) * 6
+
+    w7 = [wg, wu, wd, None, None, None]
+    add("trivial autograd.Function forward", lambda: Trivial.apply(x, *w7))
+    add("trivial autograd.Function forward + backward", lambda: Trivial.apply(x, *w7).backward(dy))
+    add(
+        "torch.cuda.current_stream + current_device",
+        lambda: (torch.cuda.current_stream(), torch.cuda.current_device()),
+    )
+
+    (out / "launch.json").write_text(json.dumps({
+        "shape": {"hidden": hidden, "intermediate": inter, "rows": m}, "dtype": str(DTYPE),
+        "torch": torch.__version__, "triton": triton.__version__,
+        "device": torch.cuda.get_device_name(), "rows": rows}, indent=1))  # fmt: skip
+
+
+def _inside(add, name, kernel, grid, make_args, kw, compute_cache_key) -> None:
+    """The parts of one launch of ``kernel`` (a JITFunction) through Triton's ``run``."""
+    from triton.runtime import driver
+
+    args = make_args()
+    compiled = kernel[grid](*args, **kw)  # compiled (and launched) once
+    device = driver.active.get_current_device()
+    stream = driver.active.get_current_stream(device)
+    _, key_cache, _, _, binder = kernel.device_caches[device]
+    add(f"{name}: kernel[grid](...) (all of it)", lambda: kernel[grid](*make_args(), **kw))
+    add(f"{name}: the arguments (host descriptors)", make_args)
+    kwd = {**kw, "debug": False}
+    add(f"{name}: binder", lambda: binder(*args, **kwd))
+    _, spec, opts = binder(*args, **kwd)
+    add(f"{name}: compute_cache_key", lambda: compute_cache_key(key_cache, spec, opts))
+    add(
+        f"{name}: driver device + stream",
+        lambda: driver.active.get_current_stream(driver.active.get_current_device()),
+    )
+    g0, g1, g2 = (*grid, 1, 1)[:3]
+
+    def direct():
+        bound = binder(*make_args(), **kwd)[0]
+        compiled.run(g0, g1, g2, stream, compiled.function, compiled.packed_metadata, None,
+                     None, None, *bound.values())  # fmt: skip
+
+    add(f"{name}: binder + compiled.run (no key, no hooks)", direct)
+
+    def run_only():
+        compiled.run(g0, g1, g2, stream, compiled.function, compiled.packed_metadata, None,
+                     None, None, *make_args(), *_constexpr_values(kernel, kw))  # fmt: skip
+
+    try:
+        run_only()
+        add(f"{name}: compiled.run (fresh arguments, nothing else)", run_only)
+    except Exception as e:  # the launcher's argument order is Triton's, not ours
+        say(f"  {name}: compiled.run alone failed: {type(e).__name__}: {e}")
+    descs = [t for t in args if type(t).__name__ == "TensorDescriptor"]
+    if descs:
+        utils = driver.active.utils
+        meta = getattr(compiled.metadata, "tensordesc_meta", None) or []
+
+        def fill():
+            for d, md in zip(descs, meta, strict=False):
+                utils.fill_tma_descriptor(d.base.data_ptr(), md["swizzle"], md["elem_size"],
+                                          _host_dtype(md["elem_type"]), md["block_size"],
+                                          d.shape, d.strides, 0)  # fmt: skip
+
+        if meta:
+            add(f"{name}: fill_tma_descriptor x{len(descs)}", fill)
+
+
+def _host_dtype(elem_type: int) -> int:
+    from triton.backends.nvidia.driver import TMA_DTYPE_DEVICE_TO_HOST
+
+    return TMA_DTYPE_DEVICE_TO_HOST[elem_type]
+
+
+def _constexpr_values(kernel, kw) -> list:
+    """The constexpr arguments in signature order, as the binder passes them on."""
+    names = [p.name for p in kernel.params]
+    return [kw[n] for n in names if n in kw and kernel.params[names.index(n)].is_constexpr]
+
+
+STAGES = {"launch": launch}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("stages", nargs="+", choices=tuple(STAGES))
+    p.add_argument("--out", type=Path, default=Path("/tmp/out/explore"))
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    for stage in a.stages:
+        STAGES[stage](a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
