@@ -20,12 +20,21 @@
     ``autograd.Function`` (seven inputs) forward + backward.
 
   -> ``launch.json``, and a table on stdout.
+- ``trace``: ``launch`` found the pieces, each timed alone, far short of the whole (the
+  layer's forward 375 us, ``T.forward_saving`` 205, the launch inside it 51). The real call
+  path, instrumented: each function of it wrapped to add its inclusive host time (and call
+  count) per step, inside whole forward + backward steps of ``SwiGLUMLP`` at the example's
+  MLP, with the GPU idle at each step's start (8192 rows) and back to back (256 rows, where
+  the host bounds the step); also the delay from ``.backward()`` to our backward's start on
+  autograd's device thread. ``LlamaMLP`` beside it, with ``F.linear``, ``torch.mm`` and
+  Triton's ``run`` wrapped the same way. -> ``trace.json``, and a table on stdout.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -34,8 +43,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-DEV = "cuda"
-DTYPE = torch.bfloat16
+# EXPLORE_CPU=1 (``trace`` only): a smoke run on the CPU at tiny sizes through the
+# interpreter, to check the script before a device call; its numbers mean nothing.
+CPU = os.environ.get("EXPLORE_CPU") == "1"
+DEV = "cpu" if CPU else "cuda"
+DTYPE = torch.float32 if CPU else torch.bfloat16
+
+
+def _sync() -> None:
+    if not CPU:
+        torch.cuda.synchronize()
 
 
 def say(*a) -> None:
@@ -264,7 +281,176 @@ def _constexpr_values(kernel, kw) -> list:
     return [kw[n] for n in names if n in kw and kernel.params[names.index(n)].is_constexpr]
 
 
-STAGES = {"launch": launch}
+class _Tracer:
+    """Wraps functions (module or class attributes) to add up their inclusive host time."""
+
+    def __init__(self) -> None:
+        self.acc: dict[str, list[float]] = {}
+        self.undo: list[tuple] = []
+        self.on = True
+
+    def wrap(self, owner, attr: str, label: str, static: bool = False) -> None:
+        import functools
+
+        own = not isinstance(owner, type) or attr in owner.__dict__
+        orig = owner.__dict__[attr] if isinstance(owner, type) and own else getattr(owner, attr)
+        fn = orig.__func__ if static else orig
+        acc = self.acc.setdefault(label, [0.0, 0])
+
+        @functools.wraps(fn)
+        def timed_fn(*args, **kwargs):
+            if not self.on:
+                return fn(*args, **kwargs)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                acc[0] += time.perf_counter() - t0
+                acc[1] += 1
+
+        setattr(owner, attr, staticmethod(timed_fn) if static else timed_fn)
+        self.undo.append((owner, attr, orig if own else None))
+
+    def reset(self) -> None:
+        for v in self.acc.values():
+            v[0], v[1] = 0.0, 0
+
+    def restore(self) -> None:
+        for owner, attr, orig in reversed(self.undo):
+            if orig is None:  # inherited (a method of torch's C base class): unshadow it
+                delattr(owner, attr)
+            else:
+                setattr(owner, attr, orig)
+        self.undo.clear()
+
+    def per_step(self, steps: int) -> dict:
+        return {
+            k: {"us": 1e6 * v[0] / steps, "calls": v[1] / steps}
+            for k, v in self.acc.items()
+            if v[1]
+        }
+
+
+def trace(out: Path) -> None:
+    import triton
+    import triton.runtime.jit as J
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from flash_swiglu import SwiGLUMLP
+    from flash_swiglu import modules as M
+    from flash_swiglu.kernels import ws_mlp as W
+    from flash_swiglu.ops import _common as C
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import mlp as MLP
+    from flash_swiglu.ops import train as T
+
+    hidden, inter = (32, 64) if CPU else (1024, 2816)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=inter)
+    ref = LlamaMLP(cfg).to(DEV, DTYPE)
+    ours = SwiGLUMLP.from_module(ref)
+    tr = _Tracer()
+    for owner, attr, label in (
+        (M.SwiGLUMLP, "forward", "SwiGLUMLP.forward"),
+        (M, "_under_autocast", "modules._under_autocast"),
+        (M, "swiglu_mlp", "functional.swiglu_mlp"),
+        (L, "check_linear", "L.check_linear"),
+        (MLP, "check_down", "MLP.check_down"),
+        (MLP, "mlp", "MLP.mlp (device guard)"),
+        (MLP, "forward_train", "MLP.forward_train"),
+        (MLP, "backward", "MLP.backward"),
+        (MLP, "_may_overwrite_saved", "MLP._may_overwrite_saved"),
+        (T, "rows", "T.rows"),
+        (T, "forward_saving", "T.forward_saving"),
+        (T, "fused_ok", "T.fused_ok"),
+        (T, "launch", "T.launch"),
+        (T, "ws_config", "T.ws_config"),
+        (T, "backward", "T.backward"),
+        (T, "_backward_over_saved", "T._backward_over_saved"),
+        (T, "split_dh", "T.split_dh"),
+        (T, "split_epilogue", "T.split_epilogue"),
+        (C, "bind_cuda_context", "C.bind_cuda_context"),
+        (W, "glu_forward_ws", "W.glu_forward_ws"),
+        (W, "mlp_backward_ws", "W.mlp_backward_ws"),
+        (W, "_desc", "W._desc"),
+        (W, "_grid", "W._grid"),
+        (J.JITFunction, "run", "triton JITFunction.run"),
+        (torch, "mm", "torch.mm"),
+        (torch, "empty", "torch.empty"),
+        (torch.nn.functional, "linear", "F.linear"),
+        (torch.Tensor, "addmm_", "Tensor.addmm_"),
+        (torch.Tensor, "sum", "Tensor.sum"),
+    ):
+        tr.wrap(owner, attr, label)
+    for cls in {type(W.glu_forward_ws_kernel), type(W.mlp_backward_ws_kernel)} - {J.JITFunction}:
+        if "run" in cls.__dict__:
+            tr.wrap(cls, "run", f"{cls.__name__}.run")
+    tr.wrap(MLP._MLPFunction, "forward", "_MLPFunction.forward", static=True)
+    tr.wrap(MLP._MLPFunction, "backward", "_MLPFunction.backward", static=True)
+    handoff = [0.0, 0]
+    started = [0.0]
+    inner_bwd = MLP._MLPFunction.__dict__["backward"].__func__
+
+    def bwd_mark(ctx, dy):
+        handoff[0] += time.perf_counter() - started[0]
+        handoff[1] += 1
+        return inner_bwd(ctx, dy)
+
+    MLP._MLPFunction.backward = staticmethod(bwd_mark)  # tr.restore() puts the original back
+    results: dict = {"shape": {"hidden": hidden, "intermediate": inter},
+                     "torch": torch.__version__, "triton": triton.__version__,
+                     "device": "cpu" if CPU else torch.cuda.get_device_name()}  # fmt: skip
+    say(f"trace: SwiGLUMLP / LlamaMLP at hidden {hidden}, MLP {inter}, bf16 (us per step)")
+    for m, idle in ((16, True), (8, False)) if CPU else ((8192, True), (256, False)):
+        x = torch.randn(m, hidden, device=DEV, dtype=DTYPE, requires_grad=True)
+        dy = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+        for name, mod in (("SwiGLUMLP", ours), ("LlamaMLP", ref)):
+            for phase in ("fwd", "fwd+bwd"):
+                steps = 3 if CPU else 100
+
+                def step(mod=mod, phase=phase):
+                    y = mod(x)
+                    if phase == "fwd+bwd":
+                        started[0] = time.perf_counter()
+                        y.backward(dy)
+
+                tr.on = False
+                for _ in range(1 if CPU else 10):
+                    step()
+                _sync()
+                walls = []
+                for traced in (False, True):
+                    tr.on = traced
+                    tr.reset()
+                    handoff[0], handoff[1] = 0.0, 0
+                    total = 0.0
+                    t_all = time.perf_counter()
+                    for _ in range(steps):
+                        if idle:
+                            _sync()
+                        t0 = time.perf_counter()
+                        step()
+                        total += time.perf_counter() - t0
+                    _sync()
+                    walls.append((1e6 * total / steps, 1e6 * (time.perf_counter() - t_all) / steps))
+                key = f"{name} {phase} m={m} {'idle' if idle else 'back-to-back'}"
+                row = {"host_us": walls[0][0], "wall_us": walls[0][1],
+                       "traced_host_us": walls[1][0], "parts": tr.per_step(steps)}  # fmt: skip
+                if handoff[1]:
+                    row["backward_start_delay_us"] = 1e6 * handoff[0] / handoff[1]
+                results[key] = row
+                say(f"== {key}: host {row['host_us']:.1f} (traced {row['traced_host_us']:.1f}), "
+                    f"wall {row['wall_us']:.1f}"
+                    + (f", backward starts {row['backward_start_delay_us']:.1f} after"
+                       if "backward_start_delay_us" in row else ""))  # fmt: skip
+                for label, v in sorted(row["parts"].items(), key=lambda kv: -kv[1]["us"]):
+                    say(f"   {label:40} {v['us']:8.1f} us  {v['calls']:5.1f} calls")
+    tr.restore()
+    (out / "trace.json").write_text(json.dumps(results, indent=1))
+
+
+STAGES = {"launch": launch, "trace": trace}
 
 
 def main(argv=None) -> None:

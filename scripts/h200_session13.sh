@@ -86,6 +86,8 @@
 #                  the fused kernel in whole steps, four models' MLPs, LlamaMLP beside them
 #   launch31       (session 31) scripts/explore_session31.py launch -> $OUT/explore: host time
 #                  of each piece of one MLP layer's forward + backward, and inside one launch
+#   trace31        (session 31) scripts/explore_session31.py trace -> $OUT/explore: inclusive host
+#                  time of each function of our MLP layer's real call path, per step
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
 #                  tokens, every backend (the split route of mlp_backward_split; run
@@ -524,6 +526,9 @@ PY
     launch31)
       timeout $(limit 300) python3 scripts/explore_session31.py launch --out "$OUT/explore" \
         2>&1 | tail -n 60 | tee "$OUT/launch31.log" ;;
+    trace31)
+      timeout $(limit 300) python3 scripts/explore_session31.py trace --out "$OUT/explore" \
+        2>&1 | tee "$OUT/trace31.log" | tail -n 5 ;;
     tests-split)
       timeout $(limit 200) $pytest tests/test_mlp.py -k "split or gpu_bf16" 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_split_gpu.log" ;;
