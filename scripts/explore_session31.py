@@ -331,13 +331,11 @@ class _Tracer:
         }
 
 
-def trace(out: Path) -> None:
-    import triton
+def _wrap_all() -> _Tracer:
+    """A tracer over every function of our call paths (training and inference) and the
+    PyTorch and Triton calls they make."""
     import triton.runtime.jit as J
-    from transformers import LlamaConfig
-    from transformers.models.llama.modeling_llama import LlamaMLP
 
-    from flash_swiglu import SwiGLUMLP
     from flash_swiglu import modules as M
     from flash_swiglu.kernels import ws_mlp as W
     from flash_swiglu.ops import _common as C
@@ -345,11 +343,6 @@ def trace(out: Path) -> None:
     from flash_swiglu.ops import mlp as MLP
     from flash_swiglu.ops import train as T
 
-    hidden, inter = (32, 64) if CPU else (1024, 2816)
-    torch.manual_seed(0)
-    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=inter)
-    ref = LlamaMLP(cfg).to(DEV, DTYPE)
-    ours = SwiGLUMLP.from_module(ref)
     tr = _Tracer()
     for owner, attr, label in (
         (M.SwiGLUMLP, "forward", "SwiGLUMLP.forward"),
@@ -381,11 +374,47 @@ def trace(out: Path) -> None:
         (torch.nn.functional, "linear", "F.linear"),
         (torch.Tensor, "addmm_", "Tensor.addmm_"),
         (torch.Tensor, "sum", "Tensor.sum"),
+        (MLP, "forward", "MLP.forward (no grad)"),
+        (L, "forward", "L.forward"),
+        (L, "_forward_triton", "L._forward_triton"),
+        (L, "choose_path", "L.choose_path"),
+        (L, "row_groups", "L.row_groups"),
+        (L, "unfused_route", "L.unfused_route"),
+        (L, "wide_decode_config", "L.wide_decode_config"),
+        (L, "_forward_ws", "L._forward_ws"),
+        (L, "launch_config", "L.launch_config"),
+        (L, "gemv_config", "L.gemv_config"),
+        (L, "adjust_config", "L.adjust_config"),
+        (L, "_host_descriptors", "L._host_descriptors"),
+        (L, "_x_rows", "L._x_rows"),
+        (L, "needs_int64", "L.needs_int64"),
+        (L, "decode_split_warps", "L.decode_split_warps"),
+        (L, "_padded_rows", "L._padded_rows"),
+        (L, "_decode_tma_ok", "L._decode_tma_ok"),
+        (C, "use_triton", "C.use_triton"),
+        (torch.nn.functional, "silu", "F.silu"),
     ):
         tr.wrap(owner, attr, label)
     for cls in {type(W.glu_forward_ws_kernel), type(W.mlp_backward_ws_kernel)} - {J.JITFunction}:
         if "run" in cls.__dict__:
             tr.wrap(cls, "run", f"{cls.__name__}.run")
+    return tr
+
+
+def trace(out: Path) -> None:
+    import triton
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from flash_swiglu import SwiGLUMLP
+    from flash_swiglu.ops import mlp as MLP
+
+    hidden, inter = (32, 64) if CPU else (1024, 2816)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(hidden_size=hidden, intermediate_size=inter)
+    ref = LlamaMLP(cfg).to(DEV, DTYPE)
+    ours = SwiGLUMLP.from_module(ref)
+    tr = _wrap_all()
     tr.wrap(MLP._MLPFunction, "forward", "_MLPFunction.forward", static=True)
     tr.wrap(MLP._MLPFunction, "backward", "_MLPFunction.backward", static=True)
     handoff = [0.0, 0]
@@ -450,7 +479,67 @@ def trace(out: Path) -> None:
     (out / "trace.json").write_text(json.dumps(results, indent=1))
 
 
-STAGES = {"launch": launch, "trace": trace}
+def trace_infer(out: Path) -> None:
+    """``trace`` for inference (no gradient): ``SwiGLUMLP`` against ``LlamaMLP`` at the
+    example's MLP and Llama-3.2-1B's, 1 to 8192 rows; back to back below 2048 rows (the host
+    bounds the step), with the GPU idle at each step's start from 2048."""
+    import triton
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from flash_swiglu import SwiGLUMLP
+
+    tr = _wrap_all()
+    results: dict = {"torch": torch.__version__, "triton": triton.__version__,
+                     "device": "cpu" if CPU else torch.cuda.get_device_name()}  # fmt: skip
+    shapes = (("tiny", 32, 64),) if CPU else (("example", 1024, 2816), ("1B", 2048, 8192))
+    counts = (1, 8) if CPU else (1, 8, 64, 256, 2048, 8192)
+    for shape, hidden, inter in shapes:
+        torch.manual_seed(0)
+        ref = LlamaMLP(LlamaConfig(hidden_size=hidden, intermediate_size=inter)).to(DEV, DTYPE)
+        ours = SwiGLUMLP.from_module(ref)
+        for m in counts:
+            x = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+            idle = m >= 2048
+            for name, mod in (("SwiGLUMLP", ours), ("LlamaMLP", ref)):
+                steps = 3 if CPU else 100
+
+                def step(mod=mod):
+                    with torch.no_grad():
+                        mod(x)
+
+                tr.on = False
+                for _ in range(1 if CPU else 10):
+                    step()
+                _sync()
+                walls = []
+                for traced in (False, True):
+                    tr.on = traced
+                    tr.reset()
+                    total = 0.0
+                    t_all = time.perf_counter()
+                    for _ in range(steps):
+                        if idle:
+                            _sync()
+                        t0 = time.perf_counter()
+                        step()
+                        total += time.perf_counter() - t0
+                    _sync()
+                    walls.append((1e6 * total / steps, 1e6 * (time.perf_counter() - t_all) / steps))
+                key = f"{shape} {name} no-grad m={m} {'idle' if idle else 'back-to-back'}"
+                row = {"host_us": walls[0][0], "wall_us": walls[0][1],
+                       "traced_host_us": walls[1][0], "parts": tr.per_step(steps)}  # fmt: skip
+                results[key] = row
+                say(f"== {key}: host {row['host_us']:.1f} (traced {row['traced_host_us']:.1f}), "
+                    f"wall {row['wall_us']:.1f}")  # fmt: skip
+                for label, v in sorted(row["parts"].items(), key=lambda kv: -kv[1]["us"]):
+                    if v["us"] >= 2.0:
+                        say(f"   {label:40} {v['us']:8.1f} us  {v['calls']:5.1f} calls")
+    tr.restore()
+    (out / "trace_infer.json").write_text(json.dumps(results, indent=1))
+
+
+STAGES = {"launch": launch, "trace": trace, "trace-infer": trace_infer}
 
 
 def main(argv=None) -> None:
