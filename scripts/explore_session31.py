@@ -395,6 +395,12 @@ def _wrap_all() -> _Tracer:
         (torch.nn.functional, "silu", "F.silu"),
     ):
         tr.wrap(owner, attr, label)
+    try:  # the compiled-kernel cache of session 31 (absent from earlier trees)
+        from flash_swiglu.ops import _launch
+
+        tr.wrap(_launch, "launch", "_launch.launch (all launches through it)")
+    except ImportError:
+        pass
     for cls in {type(W.glu_forward_ws_kernel), type(W.mlp_backward_ws_kernel)} - {J.JITFunction}:
         if "run" in cls.__dict__:
             tr.wrap(cls, "run", f"{cls.__name__}.run")

@@ -56,6 +56,7 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 
 from flash_swiglu.activations import glu_backward, glu_forward
 from flash_swiglu.kernels.linear import _grouped_tile, _tile_start  # plain Triton: scalar math
+from flash_swiglu.ops import _launch
 from flash_swiglu.ops._common import bind_cuda_context
 from flash_swiglu.ops.linear import ENABLE_FP_FUSION, _num_sms
 
@@ -676,7 +677,7 @@ def _launch_backward(kernel, cfg, dy, wd, g, u, h, dg, du, activation, alpha, li
     m, k = dy.shape
     n = wd.shape[1]
     grid = _grid(dy.device, triton.cdiv(m, bm) * triton.cdiv(n, bn), sms)
-    kernel[grid](
+    _launch.launch(kernel, grid,
         _desc(dy, [bm, bk]), _desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
         h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
         LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
@@ -728,7 +729,7 @@ def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, l
     grid = _grid(x.device, triton.cdiv(m, bm) * triton.cdiv(n, bh), sms)
     store_gu = g is not None
     gp, up_ = (g, u) if store_gu else (h, h)  # never written without STORE_GU
-    glu_forward_ws_kernel[grid](
+    _launch.launch(glu_forward_ws_kernel, grid,
         _desc(x, [bm, bk]), _desc(wg, [bh, bk]), _desc(wu, [bh, bk]),
         bg if bg is not None else h, bu if bu is not None else h,
         bg.stride(0) if bg is not None else 0, bu.stride(0) if bu is not None else 0,

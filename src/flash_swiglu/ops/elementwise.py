@@ -17,6 +17,7 @@ import torch
 
 from flash_swiglu import reference
 from flash_swiglu.ops._common import on_tensor_device, row_group_dims, use_triton
+from flash_swiglu.ops._launch import launch as fast_launch
 
 # ----------------------------------------------------------------------------------------
 # Launch configuration
@@ -79,7 +80,9 @@ def _launch(kernel, tensors: list[torch.Tensor], n_cols: int, extra: dict):
     block_m, block_n, num_warps = launch_config(n_rows, n_cols, pass_)
     col_64 = needs_col_64(tensors, n_cols, block_n)
     grid = (triton_cdiv(n_rows, block_m) * triton_cdiv(n_cols, block_n),)
-    kernel[grid](
+    fast_launch(
+        kernel,
+        grid,
         *tensors,
         n_rows,
         n_cols,

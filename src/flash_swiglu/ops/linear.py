@@ -43,6 +43,7 @@ import torch.nn.functional as F
 
 from flash_swiglu import reference
 from flash_swiglu.ops import _common as C
+from flash_swiglu.ops import _launch
 from flash_swiglu.ops import elementwise as E
 from flash_swiglu.ops._common import on_tensor_device, row_groups, use_triton
 
@@ -133,6 +134,7 @@ def token_bucket(m: int) -> int:
     return min(1 << max(m - 1, 0).bit_length(), MAX_TOKEN_BUCKET)
 
 
+@functools.lru_cache(maxsize=4096)
 def table_keys(m: int, n: int, k: int, dtype: torch.dtype | None = None) -> tuple[str, ...]:
     """The keys a table is searched for, most specific first. With ``dtype``, each key is
     preceded by the same key for that dtype alone (``m1:float16``): an entry measured for
@@ -419,9 +421,10 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         )
         num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * (programs_per_sm or 1)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
-        _linear_tma_kernel[grid](
-            *descs, *biases, *bias_strides, m, n, k, **consts, **cfg, NUM_SMS=grid[0]
-        )
+        _launch.launch(
+            _linear_tma_kernel, grid, *descs, *biases, *bias_strides, m, n, k, **consts, **cfg,
+            NUM_SMS=grid[0],
+        )  # fmt: skip
         return out
     xr, inner_rows, s_outer, s_inner = _x_rows(x)
     args = [xr, wg, wu, *biases, out, m, n, k, inner_rows, s_outer, s_inner]
@@ -433,7 +436,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
         persistent = programs_per_sm * sms if programs_per_sm else blocks  # if the config says
         grid = (min(blocks, persistent), m)  # one token per program
-        _linear_gemv_kernel[grid](
+        _launch.launch(_linear_gemv_kernel, grid,
             *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
             EVEN_K=k % (unroll * bk) == 0, EVEN_N=n % cfg["BLOCK_N"] == 0,
             INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), W_CACHE=cfg.get("W_CACHE", ""),
@@ -469,14 +472,14 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         if tma:
             xt = _padded_rows(x2, block_t) if PAD_TMA_ROWS else x2
             descs = _host_descriptors((xt, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
-            _linear_decode_tma_kernel[grid](
+            _launch.launch(_linear_decode_tma_kernel, grid,
                 *descs, *biases, out, parts, counts, m, n, k, *bias_strides, n, **consts,
                 BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split,
                 INDEX_64=needs_int64(out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0), ROWS=rows,
             )  # fmt: skip
             return out
         even_k = k % bk == 0 and steps % split == 0  # every program's K slice in range
-        _linear_decode_kernel[grid](
+        _launch.launch(_linear_decode_kernel, grid,
             *args[:6], parts, counts, *args[6:], **consts, BLOCK_N=bn, BLOCK_T=block_t,
             BLOCK_K=bk, SPLIT_K=split, EVEN_K=even_k,
             INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0),
@@ -484,7 +487,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         )  # fmt: skip
     else:
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
-        _linear_ptr_kernel[grid](*args, **consts, **cfg)
+        _launch.launch(_linear_ptr_kernel, grid, *args, **consts, **cfg)
     return out
 
 
@@ -938,6 +941,8 @@ def _check_like(x: torch.Tensor, named: dict[str, torch.Tensor | None]) -> None:
 
 def check_linear(x, w_gate, w_up, b_gate=None, b_up=None) -> None:
     """Shapes: ``x [..., K]``, ``w_gate, w_up [N, K]``, ``b_gate, b_up [N]``."""
+    if b_gate is None and b_up is None and _valid_weights(x, w_gate, w_up):
+        return  # the common case, checked in fewer steps (host time on every call)
     C.check_tensor("x", x)
     _check_like(x, {"w_gate": w_gate, "w_up": w_up, "b_gate": b_gate, "b_up": b_up})
     k = x.shape[-1]
@@ -958,6 +963,24 @@ def check_linear(x, w_gate, w_up, b_gate=None, b_up=None) -> None:
                 f"{name} must have shape [N] = ({w_gate.shape[0]},) for weights of shape "
                 f"{tuple(w_gate.shape)}, got {tuple(b.shape)}"
             )
+
+
+def _valid_weights(x, *weights) -> bool:
+    """Whether ``x [..., K]`` (a tensor, at least 1-D, of a supported dtype) and each of
+    ``weights`` (tensors ``[N, K]`` of one shape, x's dtype and device) pass every check of
+    ``check_linear``. False: let the full checks say what is wrong."""
+    if not isinstance(x, torch.Tensor) or x.dtype not in C.SUPPORTED_DTYPES or x.dim() == 0:
+        return False
+    first = weights[0]
+    if not isinstance(first, torch.Tensor) or first.dim() != 2 or first.shape[1] != x.shape[-1]:
+        return False
+    return all(
+        isinstance(w, torch.Tensor)
+        and w.shape == first.shape
+        and w.dtype == x.dtype
+        and w.device == x.device
+        for w in weights
+    )
 
 
 def check_linear_packed(x, w, b=None) -> None:

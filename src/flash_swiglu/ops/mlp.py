@@ -46,8 +46,16 @@ from flash_swiglu.ops import train as T
 
 def check_down(x, w_gate, w_down, b_down) -> None:
     """Shapes: ``w_down [K, N]`` for ``x [..., K]`` and ``w_gate [N, K]``; ``b_down [K]``."""
-    L._check_like(x, {"w_down": w_down, "b_down": b_down})
     n, k = w_gate.shape
+    if (
+        b_down is None
+        and isinstance(w_down, torch.Tensor)
+        and w_down.shape == (k, n)
+        and w_down.dtype == x.dtype
+        and w_down.device == x.device
+    ):
+        return  # the common case, checked in fewer steps (x and w_gate checked before)
+    L._check_like(x, {"w_down": w_down, "b_down": b_down})
     if w_down.dim() != 2 or tuple(w_down.shape) != (k, n):
         raise ValueError(
             f"w_down must have shape [K, N] = ({k}, {n}) for w_gate of shape "

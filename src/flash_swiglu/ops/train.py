@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from flash_swiglu import reference
+from flash_swiglu.ops import _launch
 from flash_swiglu.ops import linear as L
 from flash_swiglu.ops._common import bind_cuda_context, use_triton
 
@@ -267,7 +268,7 @@ def split_parts(value: bool | int) -> int:
 
 def rows(t: torch.Tensor) -> torch.Tensor:
     """``t`` as 2-D rows ``[M, K]`` that a TMA descriptor takes (copied only if it must)."""
-    t2 = t.reshape(t.shape[:-1].numel(), t.shape[-1])  # not -1: a dimension may be 0
+    t2 = t if t.dim() == 2 else t.reshape(t.shape[:-1].numel(), t.shape[-1])  # not -1: 0s
     return t2 if L._tma_aligned(t2) else t2.contiguous()
 
 
@@ -358,7 +359,9 @@ def launch(
     (dp, sd), (hp, sh) = ptr(d), ptr(h)
     (dgp, sdg), (dup, sdu) = ptr(dg), ptr(du)
     grid = (L.triton_cdiv(m, bm) * L.triton_cdiv(n, bn),)
-    _glu_gemm_kernel[grid](
+    _launch.launch(
+        _glu_gemm_kernel,
+        grid,
         xd,
         wgd,
         wud,
@@ -635,7 +638,7 @@ def split_epilogue(g, u, d, dg, du, h, activation: str, alpha: float, limit: flo
     bm, bn, warps = SPLIT_BLOCK
     grid = (L.triton_cdiv(m, bm) * L.triton_cdiv(n, bn),)
     out_h = h if h is not None else d
-    _glu_bwd_split_kernel[grid](
+    _launch.launch(_glu_bwd_split_kernel, grid,
         g, u, d, dg, du, out_h,
         g.stride(0), u.stride(0), d.stride(0), dg.stride(0), du.stride(0), out_h.stride(0),
         m, n, STORE_H=h is not None, ACTIVATION=activation, ALPHA=alpha, LIMIT=limit,
