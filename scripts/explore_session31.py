@@ -28,6 +28,15 @@
   the host bounds the step); also the delay from ``.backward()`` to our backward's start on
   autograd's device thread. ``LlamaMLP`` beside it, with ``F.linear``, ``torch.mm`` and
   Triton's ``run`` wrapped the same way. -> ``trace.json``, and a table on stdout.
+- ``trace-infer``: ``trace`` for inference (no gradient), two MLPs, 1 to 8192 rows.
+  -> ``trace_infer.json``.
+- ``ab``: whole-machine drift moved the host times of call 4's three runs (the same code)
+  by up to 30%, so ``ops._launch``'s compiled-kernel path against Triton's own launch is
+  measured in one process: blocks of 50 steps with ``FLASH_SWIGLU_FAST_LAUNCH`` on, off,
+  and ``LlamaMLP``, in rotated order, 10 rounds, for inference and training steps of the
+  example's MLP and Llama-3.2-1B's; and single launches (the Gluon forward, the split
+  epilogue, the decode kernel) on and off. Medians of the rounds and of the per-round
+  ratios. -> ``ab.json``.
 """
 
 from __future__ import annotations
@@ -545,7 +554,132 @@ def trace_infer(out: Path) -> None:
     (out / "trace_infer.json").write_text(json.dumps(results, indent=1))
 
 
-STAGES = {"launch": launch, "trace": trace, "trace-infer": trace_infer}
+def ab(out: Path) -> None:
+    import triton
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaMLP
+
+    from flash_swiglu import SwiGLUMLP, swiglu_linear
+    from flash_swiglu.kernels import ws_mlp as W
+    from flash_swiglu.ops import _launch
+    from flash_swiglu.ops import train as T
+
+    env = _launch.FAST_ENV
+    rounds, block = (2, 3) if CPU else (10, 50)
+    results: dict = {"torch": torch.__version__, "triton": triton.__version__, "items": {},
+                     "device": "cpu" if CPU else torch.cuda.get_device_name()}  # fmt: skip
+    mods = {}
+    for shape, hidden, inter in (("example", 1024, 2816), ("1B", 2048, 8192)):
+        if CPU:
+            hidden, inter = 32, 64
+        torch.manual_seed(0)
+        ref = LlamaMLP(LlamaConfig(hidden_size=hidden, intermediate_size=inter)).to(DEV, DTYPE)
+        mods[shape] = (ref, SwiGLUMLP.from_module(ref), hidden, inter)
+
+    def steps_of(shape, m, grad):
+        ref, ours, hidden, _ = mods[shape]
+        x = torch.randn(m, hidden, device=DEV, dtype=DTYPE, requires_grad=grad)
+        dy = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+
+        def make(mod):
+            if grad:
+                return lambda: mod(x).backward(dy)
+
+            def step():
+                with torch.no_grad():
+                    mod(x)
+
+            return step
+
+        return make(ours), make(ref)
+
+    items = [("1B no-grad m=8", "1B", 8, False, False), ("1B no-grad m=1", "1B", 1, False, False),
+             ("example no-grad m=8", "example", 8, False, False),
+             ("example fwd+bwd m=256", "example", 256, True, False),
+             ("1B fwd+bwd m=256", "1B", 256, True, False),
+             ("example fwd+bwd m=8192 (GPU idle at each start)", "example", 8192, True, True),
+             ("1B no-grad m=2048 (GPU idle at each start)", "1B", 2048, False, True)]  # fmt: skip
+    say(f"ab: host us per step, median of {rounds} rounds of {block}-step blocks")
+    say(f"{'item':50} {'fast':>8} {'triton':>8} {'Llama':>8} {'fast/triton':>12}")
+    for name, shape, m, grad, idle in items:
+        ours, ref = steps_of(shape, m, grad)
+        variants = {"fast": ("1", ours), "triton": ("0", ours), "Llama": ("1", ref)}
+        per = {v: [] for v in variants}
+        for _, (flag, fn) in variants.items():
+            os.environ[env] = flag
+            for _ in range(3):
+                fn()
+        _sync()
+        order = list(variants)
+        for r in range(rounds):
+            for v in order[r % 3 :] + order[: r % 3]:
+                flag, fn = variants[v]
+                os.environ[env] = flag
+                total = 0.0
+                for _ in range(block):
+                    if idle:
+                        _sync()
+                    t0 = time.perf_counter()
+                    fn()
+                    total += time.perf_counter() - t0
+                _sync()
+                per[v].append(1e6 * total / block)
+        os.environ[env] = "1"
+        ratios = [a / b for a, b in zip(per["fast"], per["triton"], strict=True)]
+        row = {v: statistics.median(t) for v, t in per.items()}
+        row["fast/triton (median of rounds)"] = statistics.median(ratios)
+        row["rounds"] = per
+        results["items"][name] = row
+        say(f"{name:50} {row['fast']:8.1f} {row['triton']:8.1f} {row['Llama']:8.1f} "
+            f"{row['fast/triton (median of rounds)']:12.3f}")  # fmt: skip
+
+    # Single launches, fast and Triton's, alternating.
+    ref, ours, hidden, inter = mods["example"]
+    m = 4 if CPU else 256
+    x = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+    wg, wu = ours.gate_proj.weight.detach(), ours.up_proj.weight.detach()
+    h, g, u = (torch.empty(m, inter, device=DEV, dtype=DTYPE) for _ in range(3))
+    a, lim = 1.702, 7.0
+    singles = {
+        "T.split_epilogue (elementwise kernel)": lambda: T.split_epilogue(
+            g, u, h, g, u, h, "silu", a, lim
+        ),
+        "swiglu_linear m=8 (decode kernel)": lambda: swiglu_linear(x[:8], wg, wu),
+    }
+    if not CPU:
+        cfg = T.ws_config(DTYPE, x.device, "silu", m, "forward_saving_ws", (inter, hidden))
+        if cfg is not None:
+            singles["W.glu_forward_ws (Gluon)"] = lambda: W.glu_forward_ws(
+                x, wg, wu, None, None, h, g, u, activation="silu", alpha=a, limit=lim, config=cfg
+            )
+    for name, fn in singles.items():
+        per = {"1": [], "0": []}
+        for flag in ("1", "0"):
+            os.environ[env] = flag
+            fn()
+        for r in range(rounds):
+            for flag in ("1", "0") if r % 2 == 0 else ("0", "1"):
+                os.environ[env] = flag
+                _sync()
+                total = 0.0
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    fn()
+                    total += time.perf_counter() - t0
+                _sync()
+                per[flag].append(1e6 * total / block)
+        os.environ[env] = "1"
+        ratios = [a / b for a, b in zip(per["1"], per["0"], strict=True)]
+        row = {"fast": statistics.median(per["1"]), "triton": statistics.median(per["0"]),
+               "fast/triton (median of rounds)": statistics.median(ratios),
+               "rounds": per}  # fmt: skip
+        results["items"][name] = row
+        say(f"{name:50} {row['fast']:8.1f} {row['triton']:8.1f} {'':8} "
+            f"{row['fast/triton (median of rounds)']:12.3f}")  # fmt: skip
+    (out / "ab.json").write_text(json.dumps(results, indent=1))
+
+
+STAGES = {"launch": launch, "trace": trace, "trace-infer": trace_infer, "ab": ab}
 
 
 def main(argv=None) -> None:

@@ -90,6 +90,9 @@
 #                  time of each function of our MLP layer's real call path, per step
 #   trace31i       (session 31) scripts/explore_session31.py trace-infer -> $OUT/explore: the same
 #                  for inference (no gradient), two MLPs, 1 to 8192 rows
+#   ab31           (session 31) scripts/explore_session31.py ab -> $OUT/explore: host time with
+#                  ops._launch's compiled-kernel path on and off, alternating in one process
+#   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
 #                  tokens, every backend (the split route of mlp_backward_split; run
@@ -534,6 +537,12 @@ PY
     trace31i)
       timeout $(limit 300) python3 scripts/explore_session31.py trace-infer --out "$OUT/explore" \
         2>&1 | tee "$OUT/trace31i.log" | tail -n 5 ;;
+    ab31)
+      timeout $(limit 300) python3 scripts/explore_session31.py ab --out "$OUT/explore" \
+        2>&1 | tee "$OUT/ab31.log" | tail -n 12 ;;
+    tests-launch)
+      timeout $(limit 150) $pytest tests/test_launch.py 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_launch.log" ;;
     tests-split)
       timeout $(limit 200) $pytest tests/test_mlp.py -k "split or gpu_bf16" 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_split_gpu.log" ;;

@@ -28,7 +28,7 @@ class _Compiled:
         return ("md", grid)
 
     def run(self, g0, g1, g2, stream, function, packed, md, enter, exit_, *values):
-        self.log.append(("fast", (g0, g1, g2), stream, values))
+        self.log.append(("fast", (g0, g1, g2), stream, values, md, enter, exit_))
 
 
 class _FakeJIT:
@@ -83,11 +83,12 @@ def test_second_launch_with_the_same_key_calls_the_compiled_launcher(fake):
     _launch.launch(fake, (3,), x, 32, 1.5, BLOCK=16, num_warps=4)
     _launch.launch(fake, (5, 2), x, 48, 2.5, BLOCK=16, num_warps=4)
     assert _kinds(fake) == ["slow", "fast"]
-    _, grid, stream, values = fake.log[1]
+    _, grid, stream, values, md, enter, exit_ = fake.log[1]
     assert grid == (5, 2, 1) and stream == 1234
     # every parameter in signature order: positional, then kwargs, then defaults
     assert values == (x, 48, 2.5, 16, False)
-    assert _launch.cached(fake) == 1
+    assert (md, enter, exit_) == (None, None, None)  # no hooks: no launch metadata
+    assert _launch.cached(fake) == 1 and _launch.hits(fake) == 1
 
 
 @pytest.mark.parametrize(
@@ -150,7 +151,35 @@ def test_unknown_argument_types_take_tritons_path_every_time(fake):
     for _ in range(2):
         _launch.launch(fake, (1,), x, 16, object(), BLOCK=16)
         _launch.launch(fake, (1,), x, 16, 1.0, BLOCK=[16])  # unhashable
-    assert _kinds(fake) == ["slow"] * 4
+        _launch.launch(fake, (1,), x, 16, 1.0, BLOCK=16, FLAG=x)  # a tensor by keyword
+    assert _kinds(fake) == ["slow"] * 6
+    assert _launch.cached(fake) == 0
+
+
+def test_launch_hooks_get_their_metadata(fake, monkeypatch):
+    """A hook set: the compiled launcher gets the hooks and the launch metadata, as through
+    Triton's own launch; empty hook chains count as none."""
+    from triton.knobs import HookChain
+
+    x = torch.zeros(64)
+    chain = HookChain()
+    monkeypatch.setattr(_Knobs.runtime, "launch_enter_hook", chain)
+    monkeypatch.setattr(_Knobs.runtime, "launch_exit_hook", HookChain(reversed=True))
+    for _ in range(2):
+        _launch.launch(fake, (2,), x, 16, 1.0, BLOCK=16)
+    assert fake.log[-1][4:] == (None, None, None)
+    chain.add(lambda metadata: None)
+    _launch.launch(fake, (2,), x, 16, 1.0, BLOCK=16)
+    md, enter, exit_ = fake.log[-1][4:]
+    assert md == ("md", (2,)) and enter is chain and exit_ is not None
+
+
+def test_the_cache_is_bounded(fake, monkeypatch):
+    monkeypatch.setattr(_launch, "MAX_ENTRIES", 2)
+    x = torch.zeros(64)
+    for block in (1, 2, 3, 3):
+        _launch.launch(fake, (1,), x, 16, 1.0, BLOCK=block)
+    assert _kinds(fake) == ["slow"] * 4 and _launch.cached(fake) == 2
 
 
 def test_switched_off_by_the_environment(fake, monkeypatch):
@@ -211,9 +240,17 @@ def test_fast_path_matches_tritons_own_launch_bit_for_bit(monkeypatch):
         out += [y, x.grad]
         return out
 
+    from flash_swiglu.kernels import ws_mlp as W
+    from flash_swiglu.kernels.elementwise import _glu_fwd_kernel
+    from flash_swiglu.kernels.linear import _linear_decode_kernel, _linear_decode_tma_kernel
+
     monkeypatch.setenv(_launch.FAST_ENV, "0")
     slow = [calls() for _ in range(2)][-1]
     monkeypatch.setenv(_launch.FAST_ENV, "1")
     fast = [calls() for _ in range(2)][-1]  # the first run fills the cache
     for a, b in zip(slow, fast, strict=True):
         assert torch.equal(a, b)
+    # the second run took the compiled launchers
+    assert _launch.hits(_glu_fwd_kernel) > 0
+    assert _launch.hits(_linear_decode_kernel) + _launch.hits(_linear_decode_tma_kernel) > 0
+    assert _launch.hits(W.glu_forward_ws_kernel) > 0

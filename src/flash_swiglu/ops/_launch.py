@@ -16,8 +16,12 @@ share it would have compiled to the same kernel. A miss, anything it does not kn
 key, an interpreted kernel, a stand-in with only ``__getitem__`` (tests' spies), or
 ``FLASH_SWIGLU_FAST_LAUNCH=0`` go through ``kernel[grid]`` as before.
 
-Only the arguments change between launches with one key: the kernel was compiled for their
-specialization by Triton itself, on the first launch that had the key.
+Only the positional arguments change between launches with one key: the keyword arguments
+(constexprs, options) are part of it, so the parameters after the positional ones are the
+same values every time and are kept with the compiled kernel. Launch hooks (Triton's
+``knobs.runtime.launch_enter_hook`` / ``launch_exit_hook``) are honoured as Triton's own
+launch does; only where both are empty hook chains are they, and the launch metadata made
+for them alone, left out.
 """
 
 from __future__ import annotations
@@ -36,15 +40,15 @@ class _Unkeyable(Exception):
 
 def _arg_key(v):
     """What Triton's specialization can see of one non-constexpr argument (or more)."""
-    if v is None or isinstance(v, bool):
-        return v
     t = type(v)
     if t is int:
         return (v == 1, v % 16 == 0, _I32[0] <= v <= _I32[1], v >= 0)
-    if t is float:
-        return "f"
     if isinstance(v, torch.Tensor):
         return (v.dtype, v.data_ptr() % 16 == 0)
+    if v is None or t is bool:
+        return v
+    if t is float:
+        return "f"
     if t.__name__ == "TensorDescriptor":
         base = v.base
         return (
@@ -62,18 +66,29 @@ def _arg_key(v):
 
 
 class _KernelInfo:
-    """Per kernel: its parameters' names and defaults, and the cache."""
+    """Per kernel: its parameters' names and defaults, the cache, and how often it hit."""
 
-    __slots__ = ("cache", "defaults", "names")
+    __slots__ = ("cache", "defaults", "hits", "names")
 
     def __init__(self, kernel) -> None:
         params = kernel.params
         self.names = [p.name for p in params]
         self.defaults = [p.default for p in params]
         self.cache: dict = {}
+        self.hits = 0
+
+    def tail(self, n_args: int, kwargs: dict) -> tuple:
+        """The values of the parameters after the first ``n_args``, in signature order."""
+        return tuple(
+            kwargs.get(name, default)
+            for name, default in zip(self.names[n_args:], self.defaults[n_args:], strict=True)
+        )
 
 
 _ATTR = "_flash_swiglu_launch"  # the _KernelInfo, kept on the kernel object itself
+# Keyword values the key holds as they are (a tensor passed by keyword would key by identity).
+_PLAIN = frozenset((int, float, str, bool, type(None)))
+MAX_ENTRIES = 4096  # per kernel; past it new keys take Triton's path (no unbounded growth)
 _TRITON: dict = {}
 
 
@@ -92,52 +107,65 @@ def enabled() -> bool:
     return os.environ.get(FAST_ENV, "1") != "0"
 
 
+def _idle(hook) -> bool:
+    """Whether a launch hook does nothing: None, or an empty hook chain (Triton 3.6 on)."""
+    return hook is None or (type(hook).__name__ == "HookChain" and not hook.calls)
+
+
 def launch(kernel, grid: tuple[int, ...], *args, **kwargs):
     """``kernel[grid](*args, **kwargs)``, through the compiled kernel's launcher when a
     launch with the same key has been seen (module doc). Positional ``args`` are the
     kernel's leading parameters; ``kwargs`` the rest and the launch options."""
-    tr = _triton()
-    if not isinstance(kernel, tr["jit"]) or not enabled() or kernel.pre_run_hooks:
+    tr = _TRITON or _triton()
+    if not isinstance(kernel, tr["jit"]) or kernel.pre_run_hooks or not enabled():
         return kernel[grid](*args, **kwargs)
     info = kernel.__dict__.get(_ATTR)
     if info is None:
         info = _KernelInfo(kernel)
         setattr(kernel, _ATTR, info)
-    knobs = tr["knobs"]
+    rt = tr["knobs"].runtime
     try:
-        key = (tuple(map(_arg_key, args)), tuple(kwargs.items()), knobs.runtime.debug)
-        hash(key)
-    except (_Unkeyable, TypeError):
+        key = (tuple(map(_arg_key, args)), tuple(kwargs.items()), rt.debug)
+    except _Unkeyable:
+        return kernel[grid](*args, **kwargs)
+    if not all(type(v) in _PLAIN for v in kwargs.values()):
         return kernel[grid](*args, **kwargs)
     driver = tr["driver"].active
     device = driver.get_current_device()
-    entry = info.cache.get((device, key))
-    if entry is None:
+    hit = info.cache.get((device, key))
+    if hit is None:
         compiled = kernel[grid](*args, **kwargs)
-        if compiled is not None and not hasattr(compiled, "result"):  # not an async compile
-            info.cache[(device, key)] = compiled
+        async_compile = hasattr(compiled, "result")
+        if compiled is not None and not async_compile and len(info.cache) < MAX_ENTRIES:
+            info.cache[(device, key)] = (compiled, info.tail(len(args), kwargs))
         return compiled
-    values = list(args)
-    for i in range(len(args), len(info.names)):
-        name = info.names[i]
-        values.append(kwargs[name] if name in kwargs else info.defaults[i])
+    compiled, tail = hit
+    info.hits += 1
     stream = driver.get_current_stream(device)
-    g0 = grid[0]
-    g1 = grid[1] if len(grid) > 1 else 1
-    g2 = grid[2] if len(grid) > 2 else 1
-    rt = knobs.runtime
-    entry.run(
-        g0, g1, g2, stream, entry.function, entry.packed_metadata,
-        entry.launch_metadata(grid, stream, *values),
-        rt.launch_enter_hook, rt.launch_exit_hook, *values,
-    )  # fmt: skip
-    return entry
+    n = len(grid)
+    g0, g1, g2 = grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1
+    enter, exit_ = rt.launch_enter_hook, rt.launch_exit_hook
+    if _idle(enter) and _idle(exit_):
+        compiled.run(g0, g1, g2, stream, compiled.function, compiled.packed_metadata, None,
+                     None, None, *args, *tail)  # fmt: skip
+    else:
+        values = (*args, *tail)
+        meta = compiled.launch_metadata(grid, stream, *values)
+        compiled.run(g0, g1, g2, stream, compiled.function, compiled.packed_metadata, meta,
+                     enter, exit_, *values)  # fmt: skip
+    return compiled
 
 
 def cached(kernel) -> int:
     """How many compiled kernels ``launch`` holds for ``kernel`` (tests)."""
     info = getattr(kernel, "__dict__", {}).get(_ATTR)
     return len(info.cache) if info is not None else 0
+
+
+def hits(kernel) -> int:
+    """How many launches of ``kernel`` took the compiled kernel's launcher (tests)."""
+    info = getattr(kernel, "__dict__", {}).get(_ATTR)
+    return info.hits if info is not None else 0
 
 
 def clear(kernel) -> None:
