@@ -92,14 +92,22 @@ MAX_ENTRIES = 4096  # per kernel; past it new keys take Triton's path (no unboun
 _TRITON: dict = {}
 
 
-def _triton():
-    """Triton's driver and knobs, imported once."""
-    if not _TRITON:
-        from triton import knobs
-        from triton.runtime import driver
-        from triton.runtime.jit import JITFunction
+class _NoJIT:
+    """Matches no kernel: the fast path is off where Triton lacks what it uses."""
 
-        _TRITON.update(driver=driver, knobs=knobs, jit=JITFunction)
+
+def _triton():
+    """Triton's driver, knobs and JIT class, imported once (``jit`` is ``_NoJIT`` where this
+    Triton has no ``knobs``: then every launch takes ``kernel[grid]``)."""
+    if not _TRITON:
+        try:
+            from triton import knobs
+            from triton.runtime import driver
+            from triton.runtime.jit import JITFunction
+        except ImportError:
+            _TRITON.update(driver=None, knobs=None, jit=_NoJIT)
+        else:
+            _TRITON.update(driver=driver, knobs=knobs, jit=JITFunction)
     return _TRITON
 
 
@@ -135,8 +143,10 @@ def launch(kernel, grid: tuple[int, ...], *args, **kwargs):
     hit = info.cache.get((device, key))
     if hit is None:
         compiled = kernel[grid](*args, **kwargs)
-        async_compile = hasattr(compiled, "result")
-        if compiled is not None and not async_compile and len(info.cache) < MAX_ENTRIES:
+        usable = compiled is not None and all(
+            hasattr(compiled, a) for a in ("run", "function", "packed_metadata", "launch_metadata")
+        )  # not an async compile's future, nor a launcher of another shape
+        if usable and len(info.cache) < MAX_ENTRIES:
             info.cache[(device, key)] = (compiled, info.tail(len(args), kwargs))
         return compiled
     compiled, tail = hit
