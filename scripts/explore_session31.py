@@ -37,6 +37,13 @@
   example's MLP and Llama-3.2-1B's; and single launches (the Gluon forward, the split
   epilogue, the decode kernel) on and off. Medians of the rounds and of the per-round
   ratios. -> ``ab.json``.
+- ``generate``: what a user of Hugging Face ``generate`` sees without CUDA graphs, where the
+  host bounds each decode step. A Llama-3.2-1B-shaped ``LlamaForCausalLM`` (16 layers,
+  hidden 2048, MLP 8192, random weights, bf16), batch 1, a 32-token prompt, 64 new tokens,
+  greedy: unpatched, patched with the launch cache, patched without it, in rotated order, 5
+  rounds; tokens per second (median), and whether the generated tokens agree (cache on and
+  off must be identical; patched against unpatched, the share of equal tokens).
+  -> ``generate.json``.
 """
 
 from __future__ import annotations
@@ -679,7 +686,71 @@ def ab(out: Path) -> None:
     (out / "ab.json").write_text(json.dumps(results, indent=1))
 
 
-STAGES = {"launch": launch, "trace": trace, "trace-infer": trace_infer, "ab": ab}
+def generate(out: Path) -> None:
+    import triton
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from flash_swiglu.integrations.transformers import patch_hf_model, unpatch_hf_model
+    from flash_swiglu.ops import _launch
+
+    env = _launch.FAST_ENV
+    size = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, vocab_size=512) if CPU else dict(
+                hidden_size=2048, intermediate_size=8192, num_hidden_layers=16,
+                num_attention_heads=32, num_key_value_heads=8, vocab_size=32000)  # fmt: skip
+    new_tokens, rounds = (4, 1) if CPU else (64, 5)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(**size)).to(DEV, DTYPE).eval()
+    prompt = torch.randint(0, size["vocab_size"], (1, 32), device=DEV)
+
+    def run() -> torch.Tensor:
+        with torch.no_grad():
+            return model.generate(prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                                  do_sample=False, pad_token_id=0)  # fmt: skip
+
+    def variant(name: str) -> torch.Tensor:
+        patched = name != "unpatched"
+        if patched:
+            patch_hf_model(model)
+        os.environ[env] = "0" if name == "patched, Triton's launch" else "1"
+        _sync()
+        t0 = time.perf_counter()
+        toks = run()
+        _sync()
+        dt = time.perf_counter() - t0
+        if patched:
+            unpatch_hf_model(model)
+        os.environ[env] = "1"
+        times[name].append(new_tokens / dt)
+        return toks[0, prompt.shape[1] :]
+
+    names = ["unpatched", "patched, launch cache", "patched, Triton's launch"]
+    times: dict[str, list[float]] = {n: [] for n in names}
+    outs = {n: variant(n) for n in names}  # warm-up, compiles
+    for n in names:
+        times[n].clear()
+    for r in range(rounds):
+        for n in names[r % 3 :] + names[: r % 3]:
+            outs[n] = variant(n)
+    same_cache = torch.equal(outs["patched, launch cache"], outs["patched, Triton's launch"])
+    agree = (outs["unpatched"] == outs["patched, launch cache"]).float().mean().item()
+    row = {n: statistics.median(t) for n, t in times.items()}
+    results = {"torch": torch.__version__, "triton": triton.__version__, "config": size,
+               "device": "cpu" if CPU else torch.cuda.get_device_name(),
+               "new_tokens": new_tokens, "rounds": times, "median_tokens_per_s": row,
+               "cache on and off identical": same_cache,
+               "patched tokens equal to unpatched": agree}  # fmt: skip
+    say(f"generate: 1B-shaped LlamaForCausalLM, batch 1, {new_tokens} new tokens, greedy, "
+        f"median of {rounds} rounds (tokens/s)")  # fmt: skip
+    for n in names:
+        say(f"  {n:28} {row[n]:8.1f}  ({row[n] / row['unpatched']:.3f}x unpatched)")
+    say(f"  cache on / off: {row[names[1]] / row[names[2]]:.3f}; tokens identical: {same_cache};"
+        f" patched tokens equal to unpatched: {agree:.3f}")  # fmt: skip
+    (out / "generate.json").write_text(json.dumps(results, indent=1))
+
+
+STAGES = {"launch": launch, "trace": trace, "trace-infer": trace_infer, "ab": ab,
+          "generate": generate}  # fmt: skip
 
 
 def main(argv=None) -> None:

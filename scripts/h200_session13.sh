@@ -92,6 +92,9 @@
 #                  for inference (no gradient), two MLPs, 1 to 8192 rows
 #   ab31           (session 31) scripts/explore_session31.py ab -> $OUT/explore: host time with
 #                  ops._launch's compiled-kernel path on and off, alternating in one process
+#   generate31     (session 31) scripts/explore_session31.py generate -> $OUT/explore: Hugging
+#                  Face generate on a 1B-shaped model, unpatched / patched with and without
+#                  the launch cache
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -540,6 +543,9 @@ PY
     ab31)
       timeout $(limit 300) python3 scripts/explore_session31.py ab --out "$OUT/explore" \
         2>&1 | tee "$OUT/ab31.log" | tail -n 12 ;;
+    generate31)
+      timeout $(limit 300) python3 scripts/explore_session31.py generate --out "$OUT/explore" \
+        2>&1 | tee "$OUT/generate31.log" | tail -n 6 ;;
     tests-launch)
       timeout $(limit 150) $pytest tests/test_launch.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_launch.log" ;;

@@ -98,6 +98,7 @@ def test_second_launch_with_the_same_key_calls_the_compiled_launcher(fake):
         ((2,), (1,)),  # the value 1
         ((32,), (2**31 + 16,)),  # 32 against 64 bits
         ((-16,), (16,)),  # sign
+        ((16,), (0,)),  # zero
     ],
 )
 def test_integer_specializations_get_their_own_entries(fake, first, second):

@@ -7,9 +7,10 @@ kernel (``benchmarks/results/h200-session31-explore/call1``). Where the host bou
 (small batches, decode without CUDA graphs) that is time the GPU waits.
 
 ``launch`` keeps its own cache of compiled kernels, keyed by what Triton specializes on
-(each tensor's dtype and 16-byte alignment; each integer's being 1, its divisibility by 16
-and its width; a host TMA descriptor's dtype, block, layout, padding and the divisibility of
-its base, shape and strides; the constexpr and option values), and on a hit calls the
+(each tensor's dtype and 16-byte alignment; each integer's being 1 (or 0), its divisibility
+by 16, its width and sign; a host TMA descriptor's dtype, block, layout, padding and the
+divisibility of its base, shape and strides; the constexpr and option values, with their
+names; Triton's debug flag), and on a hit calls the
 compiled kernel's launcher as ``JITFunction.run`` does (same stream, launch metadata and
 hooks). The key holds at least what Triton's specialization looks at, so two launches that
 share it would have compiled to the same kernel. A miss, anything it does not know how to
@@ -42,7 +43,7 @@ def _arg_key(v):
     """What Triton's specialization can see of one non-constexpr argument (or more)."""
     t = type(v)
     if t is int:
-        return (v == 1, v % 16 == 0, _I32[0] <= v <= _I32[1], v >= 0)
+        return (v == 1, v == 0, v % 16 == 0, _I32[0] <= v <= _I32[1], v >= 0)
     if isinstance(v, torch.Tensor):
         return (v.dtype, v.data_ptr() % 16 == 0)
     if v is None or t is bool:
