@@ -423,6 +423,28 @@ def _wrap_all() -> _Tracer:
     return tr
 
 
+def _untraced_then_traced(tr: _Tracer, step, steps: int, idle: bool) -> dict:
+    """``steps`` calls of ``step`` untraced, then as many traced (the GPU idle at each start
+    if ``idle``): host and wall time per step (us) and the traced functions' shares. (The
+    backward-start mark of ``trace``, reset by the caller, averages over both runs.)"""
+    walls = []
+    for traced in (False, True):
+        tr.on = traced
+        tr.reset()
+        total = 0.0
+        t_all = time.perf_counter()
+        for _ in range(steps):
+            if idle:
+                _sync()
+            t0 = time.perf_counter()
+            step()
+            total += time.perf_counter() - t0
+        _sync()
+        walls.append((1e6 * total / steps, 1e6 * (time.perf_counter() - t_all) / steps))
+    return {"host_us": walls[0][0], "wall_us": walls[0][1], "traced_host_us": walls[1][0],
+            "parts": tr.per_step(steps)}  # fmt: skip
+
+
 def trace(out: Path) -> None:
     import triton
     from transformers import LlamaConfig
@@ -470,24 +492,9 @@ def trace(out: Path) -> None:
                 for _ in range(1 if CPU else 10):
                     step()
                 _sync()
-                walls = []
-                for traced in (False, True):
-                    tr.on = traced
-                    tr.reset()
-                    handoff[0], handoff[1] = 0.0, 0
-                    total = 0.0
-                    t_all = time.perf_counter()
-                    for _ in range(steps):
-                        if idle:
-                            _sync()
-                        t0 = time.perf_counter()
-                        step()
-                        total += time.perf_counter() - t0
-                    _sync()
-                    walls.append((1e6 * total / steps, 1e6 * (time.perf_counter() - t_all) / steps))
+                handoff[0], handoff[1] = 0.0, 0
+                row = _untraced_then_traced(tr, step, steps, idle)
                 key = f"{name} {phase} m={m} {'idle' if idle else 'back-to-back'}"
-                row = {"host_us": walls[0][0], "wall_us": walls[0][1],
-                       "traced_host_us": walls[1][0], "parts": tr.per_step(steps)}  # fmt: skip
                 if handoff[1]:
                     row["backward_start_delay_us"] = 1e6 * handoff[0] / handoff[1]
                 results[key] = row
@@ -534,23 +541,8 @@ def trace_infer(out: Path) -> None:
                 for _ in range(1 if CPU else 10):
                     step()
                 _sync()
-                walls = []
-                for traced in (False, True):
-                    tr.on = traced
-                    tr.reset()
-                    total = 0.0
-                    t_all = time.perf_counter()
-                    for _ in range(steps):
-                        if idle:
-                            _sync()
-                        t0 = time.perf_counter()
-                        step()
-                        total += time.perf_counter() - t0
-                    _sync()
-                    walls.append((1e6 * total / steps, 1e6 * (time.perf_counter() - t_all) / steps))
+                row = _untraced_then_traced(tr, step, steps, idle)
                 key = f"{shape} {name} no-grad m={m} {'idle' if idle else 'back-to-back'}"
-                row = {"host_us": walls[0][0], "wall_us": walls[0][1],
-                       "traced_host_us": walls[1][0], "parts": tr.per_step(steps)}  # fmt: skip
                 results[key] = row
                 say(f"== {key}: host {row['host_us']:.1f} (traced {row['traced_host_us']:.1f}), "
                     f"wall {row['wall_us']:.1f}")  # fmt: skip
