@@ -22,7 +22,9 @@ Only the positional arguments change between launches with one key: the keyword 
 same values every time and are kept with the compiled kernel. Launch hooks (Triton's
 ``knobs.runtime.launch_enter_hook`` / ``launch_exit_hook``) are honoured as Triton's own
 launch does; only where both are empty hook chains are they, and the launch metadata made
-for them alone, left out.
+for them alone, left out. Triton's check that the Python globals a kernel read have not
+changed since it was compiled is not repeated on a hit: the library's kernels read no global
+that changes at run time.
 """
 
 from __future__ import annotations
