@@ -423,6 +423,21 @@ def _wrap_all() -> _Tracer:
     return tr
 
 
+def _host_and_wall_us(fn, calls: int, idle: bool) -> tuple[float, float]:
+    """``calls`` calls of ``fn`` (the GPU synchronised before each if ``idle``, and after the
+    last): the host's time per call inside ``fn`` and the wall time per call, in us."""
+    total = 0.0
+    t_all = time.perf_counter()
+    for _ in range(calls):
+        if idle:
+            _sync()
+        t0 = time.perf_counter()
+        fn()
+        total += time.perf_counter() - t0
+    _sync()
+    return 1e6 * total / calls, 1e6 * (time.perf_counter() - t_all) / calls
+
+
 def _untraced_then_traced(tr: _Tracer, step, steps: int, idle: bool) -> dict:
     """``steps`` calls of ``step`` untraced, then as many traced (the GPU idle at each start
     if ``idle``): host and wall time per step (us) and the traced functions' shares. (The
@@ -431,16 +446,7 @@ def _untraced_then_traced(tr: _Tracer, step, steps: int, idle: bool) -> dict:
     for traced in (False, True):
         tr.on = traced
         tr.reset()
-        total = 0.0
-        t_all = time.perf_counter()
-        for _ in range(steps):
-            if idle:
-                _sync()
-            t0 = time.perf_counter()
-            step()
-            total += time.perf_counter() - t0
-        _sync()
-        walls.append((1e6 * total / steps, 1e6 * (time.perf_counter() - t_all) / steps))
+        walls.append(_host_and_wall_us(step, steps, idle))
     return {"host_us": walls[0][0], "wall_us": walls[0][1], "traced_host_us": walls[1][0],
             "parts": tr.per_step(steps)}  # fmt: skip
 
@@ -614,15 +620,7 @@ def ab(out: Path) -> None:
             for v in order[r % 3 :] + order[: r % 3]:
                 flag, fn = variants[v]
                 os.environ[env] = flag
-                total = 0.0
-                for _ in range(block):
-                    if idle:
-                        _sync()
-                    t0 = time.perf_counter()
-                    fn()
-                    total += time.perf_counter() - t0
-                _sync()
-                per[v].append(1e6 * total / block)
+                per[v].append(_host_and_wall_us(fn, block, idle)[0])
         os.environ[env] = "1"
         ratios = [a / b for a, b in zip(per["fast"], per["triton"], strict=True)]
         row = {v: statistics.median(t) for v, t in per.items()}
@@ -660,13 +658,7 @@ def ab(out: Path) -> None:
             for flag in ("1", "0") if r % 2 == 0 else ("0", "1"):
                 os.environ[env] = flag
                 _sync()
-                total = 0.0
-                for _ in range(block):
-                    t0 = time.perf_counter()
-                    fn()
-                    total += time.perf_counter() - t0
-                _sync()
-                per[flag].append(1e6 * total / block)
+                per[flag].append(_host_and_wall_us(fn, block, idle=False)[0])
         os.environ[env] = "1"
         ratios = [a / b for a, b in zip(per["1"], per["0"], strict=True)]
         row = {"fast": statistics.median(per["1"]), "triton": statistics.median(per["0"]),
