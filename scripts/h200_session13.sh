@@ -95,6 +95,13 @@
 #   generate31     (session 31) scripts/explore_session31.py generate -> $OUT/explore: Hugging
 #                  Face generate on a 1B-shaped model, unpatched / patched with and without
 #                  the launch cache
+#   ab32           (session 32) scripts/explore_session32.py ab -> $OUT/explore: host time with
+#                  the projection launcher's plan cache on and off (FLASH_SWIGLU_PLAN_CACHE),
+#                  LlamaMLP beside them, alternating in one process; plan / noplan outputs equal
+#   generate32     (session 32) scripts/explore_session32.py generate -> $OUT/explore: Hugging
+#                  Face generate on a 1B-shaped model, unpatched / patched with both caches,
+#                  without the plan cache, without either
+#   tests-plans    (session 32) tests/test_plans.py and tests/test_launch.py (both tiers)
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -546,9 +553,18 @@ PY
     generate31)
       timeout $(limit 300) python3 scripts/explore_session31.py generate --out "$OUT/explore" \
         2>&1 | tee "$OUT/generate31.log" | tail -n 6 ;;
+    ab32)
+      timeout $(limit 300) python3 scripts/explore_session32.py ab --out "$OUT/explore" \
+        2>&1 | tee "$OUT/ab32.log" | tail -n 12 ;;
+    generate32)
+      timeout $(limit 300) python3 scripts/explore_session32.py generate --out "$OUT/explore" \
+        2>&1 | tee "$OUT/generate32.log" | tail -n 6 ;;
     tests-launch)
       timeout $(limit 150) $pytest tests/test_launch.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_launch.log" ;;
+    tests-plans)
+      timeout $(limit 150) $pytest tests/test_plans.py tests/test_launch.py 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_plans.log" ;;
     tests-split)
       timeout $(limit 200) $pytest tests/test_mlp.py -k "split or gpu_bf16" 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_split_gpu.log" ;;

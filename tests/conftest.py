@@ -43,3 +43,14 @@ def _seed(request):
     # Random inputs drawn from a seed of the test's own id: the same whether the test runs
     # alone or in the suite, in any order, so a failure is reproduced by re-running it.
     torch.manual_seed(zlib.crc32(request.node.nodeid.encode()) + SEED_OFFSET)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plans():
+    # The projection launcher's plans (ops.linear._PLANS) are keyed by what its choices read,
+    # but not by a test's monkeypatched helpers: every test starts without them.
+    from flash_swiglu.ops import linear
+
+    linear.clear_plans()
+    yield
+    linear.clear_plans()

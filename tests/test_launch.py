@@ -211,6 +211,61 @@ def test_debug_mode_is_in_the_key(fake, monkeypatch):
     assert _kinds(fake) == ["slow", "slow"]
 
 
+def test_bound_launches_through_the_cache_then_without_a_key(fake, monkeypatch):
+    """``Bound``: its first call goes through ``launch`` (which compiles and caches); later
+    calls take the compiled kernel with no key built, passing the tail in signature order."""
+    x = torch.zeros(64)
+    bound = _launch.Bound(fake, (3, 2), {"BLOCK": 16, "num_warps": 4})
+    bound(x, 32, 1.5)
+    keyed = []
+    real = _launch._arg_key
+    monkeypatch.setattr(_launch, "_arg_key", lambda v: keyed.append(v) or real(v))
+    bound(x, 48, 2.5)
+    bound(x, 64, 3.5)
+    assert _kinds(fake) == ["slow", "fast", "fast"] and keyed == []
+    _, grid, stream, values, md, _, _ = fake.log[-1]
+    assert grid == (3, 2, 1) and stream == 1234 and md is None
+    assert values == (x, 64, 3.5, 16, False)
+    assert _launch.hits(fake) == 2
+
+
+def test_bound_goes_back_to_launch_when_the_launch_would_differ(fake, monkeypatch):
+    """Switched off, Triton's debug flag changed, another current device, a pre-run hook:
+    each call goes through ``launch`` (and so through Triton where that does)."""
+    x = torch.zeros(64)
+    bound = _launch.Bound(fake, (1,), {"BLOCK": 16})
+    bound(x, 16, 1.0)
+    monkeypatch.setenv(_launch.FAST_ENV, "0")
+    bound(x, 16, 1.0)
+    monkeypatch.setenv(_launch.FAST_ENV, "1")
+    bound(x, 16, 1.0)  # through launch again: a hit there, then bound again
+    bound(x, 16, 1.0)
+    assert _kinds(fake) == ["slow", "slow", "fast", "fast"]
+    monkeypatch.setattr(_Knobs.runtime, "debug", True)
+    bound(x, 16, 1.0)  # a new key for launch: compiled again
+    assert _kinds(fake)[-1] == "slow"
+    monkeypatch.setattr(_Knobs.runtime, "debug", False)
+    bound(x, 16, 1.0)
+    bound(x, 16, 1.0)
+    assert _kinds(fake)[-2:] == ["fast", "fast"]
+    monkeypatch.setattr(_Driver, "get_current_device", lambda self: 1)
+    bound(x, 16, 1.0)  # another device: launch's cache has no entry for it
+    assert _kinds(fake)[-1] == "slow"
+    fake.pre_run_hooks.append(lambda *a, **k: None)
+    bound(x, 16, 1.0)
+    bound(x, 16, 1.0)
+    assert _kinds(fake)[-2:] == ["slow", "slow"]
+
+
+def test_bound_with_a_stand_in_kernel_calls_it_every_time(fake):
+    seen = []
+    spy = type("Spy", (), {"__getitem__": lambda _, grid: lambda *a, **k: seen.append(a)})()
+    bound = _launch.Bound(spy, (7,), {})
+    bound(1)
+    bound(2)
+    assert seen == [(1,), (2,)]
+
+
 @pytest.mark.gpu
 def test_fast_path_matches_tritons_own_launch_bit_for_bit(monkeypatch):
     """The library's kernels through the cache against ``kernel[grid]``: the elementwise GLU,

@@ -154,7 +154,12 @@ def launch(kernel, grid: tuple[int, ...], *args, **kwargs):
         return compiled
     compiled, tail = hit
     info.hits += 1
-    stream = driver.get_current_stream(device)
+    _run(compiled, tail, grid, args, rt, driver.get_current_stream(device))
+    return compiled
+
+
+def _run(compiled, tail: tuple, grid: tuple[int, ...], args: tuple, rt, stream) -> None:
+    """Call ``compiled``'s launcher as ``JITFunction.run`` does, on ``stream``."""
     n = len(grid)
     g0, g1, g2 = grid[0], grid[1] if n > 1 else 1, grid[2] if n > 2 else 1
     enter, exit_ = rt.launch_enter_hook, rt.launch_exit_hook
@@ -166,7 +171,59 @@ def launch(kernel, grid: tuple[int, ...], *args, **kwargs):
         meta = compiled.launch_metadata(grid, stream, *values)
         compiled.run(g0, g1, g2, stream, compiled.function, compiled.packed_metadata, meta,
                      enter, exit_, *values)  # fmt: skip
-    return compiled
+
+
+class Bound:
+    """``kernel`` with its grid and keyword arguments fixed: ``bound(*args)`` launches it as
+    ``launch(kernel, grid, *args, **kwargs)`` does. Once a launch has put the compiled kernel
+    in ``launch``'s cache, later calls take it from here without building the key.
+
+    For a caller whose own cache key already fixes everything ``launch``'s key holds (each
+    argument's type, dtype and 16-byte alignment, each integer's value): ``ops.linear``'s
+    launch plans. Triton's debug flag and ``FLASH_SWIGLU_FAST_LAUNCH`` are read on every
+    call; where either changed, or the kernel gained pre-run hooks, the call goes through
+    ``launch`` again."""
+
+    __slots__ = ("compiled", "debug", "device", "grid", "kernel", "kwargs", "tail")
+
+    def __init__(self, kernel, grid: tuple[int, ...], kwargs: dict) -> None:
+        self.kernel, self.grid, self.kwargs = kernel, grid, kwargs
+        self.compiled = self.tail = self.debug = self.device = None
+
+    def __call__(self, *args) -> None:
+        compiled = self.compiled
+        tr = _TRITON
+        if compiled is None or self.kernel.pre_run_hooks or not enabled():
+            self._first(args)
+            return
+        rt = tr["knobs"].runtime
+        driver = tr["driver"].active
+        device = driver.get_current_device()
+        if rt.debug != self.debug or device != self.device:
+            self._first(args)
+            return
+        _run(compiled, self.tail, self.grid, args, rt, driver.get_current_stream(device))
+        info = self.kernel.__dict__.get(_ATTR)
+        if info is not None:
+            info.hits += 1
+
+    def _first(self, args: tuple) -> None:
+        """Through ``launch``; keep the compiled kernel where ``launch`` cached it."""
+        self.compiled = None
+        kernel, kwargs = self.kernel, self.kwargs
+        compiled = launch(kernel, self.grid, *args, **kwargs)
+        info = getattr(kernel, "__dict__", {}).get(_ATTR)
+        if info is None or not enabled() or kernel.pre_run_hooks:
+            return
+        rt = _TRITON["knobs"].runtime
+        try:
+            key = (tuple(map(_arg_key, args)), tuple(kwargs.items()), rt.debug)
+        except _Unkeyable:
+            return
+        device = _TRITON["driver"].active.get_current_device()
+        hit = info.cache.get((device, key))
+        if hit is not None and hit[0] is compiled:
+            self.compiled, self.tail, self.debug, self.device = compiled, hit[1], rt.debug, device
 
 
 def cached(kernel) -> int:

@@ -151,9 +151,22 @@ def dtype_keys(keys: Iterable[str], dtype: torch.dtype | None) -> tuple[str, ...
     return tuple(k for key in keys for k in (f"{key}:{name}", key))
 
 
-@functools.cache
 def load_table(device_name: str) -> dict:
-    """The launch table for a device (``{}`` where none applies)."""
+    """The launch table for a device (``{}`` where none applies), read once.
+    ``load_table.cache_clear()`` forgets it, and the launch plans built from it."""
+    return _read_table(device_name)
+
+
+def _clear_tables() -> None:
+    _read_table.cache_clear()
+    clear_plans()
+
+
+load_table.cache_clear = _clear_tables  # as for the functools.cache it was
+
+
+@functools.cache
+def _read_table(device_name: str) -> dict:
     path = os.environ.get(CONFIG_ENV)
     if path is None:
         name = next((f for frag, f in TABLES.items() if frag in device_name), None)
@@ -343,8 +356,104 @@ def _x_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
     return x, n_inner, s_outer, s_inner
 
 
+# ----------------------------------------------------------------------------------------
+# Launch plans: the decode paths' host time
+# ----------------------------------------------------------------------------------------
+
+PLAN_ENV = "FLASH_SWIGLU_PLAN_CACHE"
+MAX_PLANS = 1024
+_PLANS: dict = {}
+
+
+def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
+    """What ``_forward_triton``'s choices for a call of at most ``WIDE_DECODE_MAX_TOKENS``
+    tokens depend on: each tensor's shape, strides, dtype, device and 16-byte alignment (the
+    launch keys' and the path choice's), the activation's parameters, the module settings
+    that tests and users change (the token limits, ``PAD_TMA_ROWS``) and fp32's matmul
+    precision. None for more tokens, or with ``FLASH_SWIGLU_PLAN_CACHE=0``. The launch
+    tables are read once (``load_table``), and ``load_table.cache_clear()`` drops the plans."""
+    k = x.shape[-1]
+    if not k or x.numel() > WIDE_DECODE_MAX_TOKENS * k or os.environ.get(PLAN_ENV) == "0":
+        return None
+    bias = tuple(
+        None if b is None else (b.shape, b.stride(), b.dtype, b.device, b.data_ptr() % 16 == 0)
+        for b in (bg, bu)
+    )
+    return (
+        x.shape, x.stride(), x.dtype, x.device, x.data_ptr() % 16 == 0,
+        wg.shape, wg.stride(), wg.dtype, wg.device, wg.data_ptr() % 16 == 0,
+        wu.shape, wu.stride(), wu.dtype, wu.device, wu.data_ptr() % 16 == 0,
+        bias, activation, alpha, limit,
+        DECODE_MAX_TOKENS, WIDE_DECODE_MAX_TOKENS, GEMV_MAX_TOKENS, MAX_TOKEN_BUCKET,
+        PAD_TMA_ROWS, INTERPRET_NUM_SMS, ENABLE_FP_FUSION,
+        torch.get_float32_matmul_precision() if x.dtype == torch.float32 else None,
+    )  # fmt: skip
+
+
+def clear_plans() -> None:
+    """Forget every launch plan (tests; ``load_table.cache_clear()`` does it too)."""
+    _PLANS.clear()
+
+
+class _Plan:
+    """One decode or matrix-vector launch with everything but its tensors decided: the
+    kernel, grid, constexprs and integer arguments. A call allocates the output (and a
+    split-K launch's partial sums and counters, a TMA launch's descriptors) and launches
+    through ``_launch.Bound``. ``_forward_triton`` builds it and runs its first call too, so a
+    call served by a plan runs what the full launcher would."""
+
+    __slots__ = ("acc", "bound", "device", "dtype", "ints", "kind", "mnk", "parts", "shape",
+                 "tiles", "tma_blocks")  # fmt: skip
+
+    def __init__(self, x, m, n, k, inner_rows, s_outer, s_inner, wg, wu, bg, bu) -> None:
+        self.shape, self.dtype, self.device = (*x.shape[:-1], n), x.dtype, x.device
+        self.mnk = (m, n, k)
+        bias_strides = [b.stride(0) if b is not None else 0 for b in (bg, bu)]
+        self.ints = (inner_rows, s_outer, s_inner, wg.stride(0), wu.stride(0), *bias_strides, n)
+        self.tiles = self.parts = 0
+        self.acc = self.tma_blocks = self.bound = self.kind = None
+
+    def split(self, tiles: int, parts: int, acc: torch.dtype) -> None:
+        """A split-K launch: ``tiles`` arrival counters and ``parts`` partial sums a call."""
+        self.tiles, self.parts, self.acc = tiles, parts, acc
+
+    def bind(self, kind: str, kernel, grid: tuple[int, ...], kwargs: dict) -> None:
+        """``kind``: ``"gemv"``, ``"decode"`` or ``"decode_tma"`` (the arguments' order)."""
+        self.kind, self.bound = kind, _launch.Bound(kernel, grid, kwargs)
+
+    def __call__(self, x, wg, wu, bg, bu, out=None) -> torch.Tensor:
+        if out is None:
+            out = torch.empty(self.shape, dtype=self.dtype, device=self.device)
+        b0 = bg if bg is not None else out  # without a bias any pointer will do: never read
+        b1 = bu if bu is not None else out
+        parts = counts = out  # never read unsplit
+        if self.tiles:
+            parts = torch.empty(self.parts, dtype=self.acc, device=self.device)
+            counts = split_k_counters(self.device, self.tiles)
+        m, n, k = self.mnk
+        if self.kind == "decode_tma":
+            rows, blocks = self.tma_blocks
+            x2 = x.view(m, k)
+            xt = _padded_rows(x2, rows[0]) if PAD_TMA_ROWS else x2
+            descs = _host_descriptors((xt, rows), (wg, blocks), (wu, blocks))
+            self.bound(*descs, b0, b1, out, parts, counts, m, n, k, *self.ints[5:])
+        elif self.kind == "gemv":
+            self.bound(x, wg, wu, b0, b1, out, m, n, k, *self.ints)
+        else:
+            self.bound(x, wg, wu, b0, b1, out, parts, counts, m, n, k, *self.ints)
+        return out
+
+
 def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, config=None):
-    """Launch one kernel; ``path`` and ``config`` override the choice (tests, ``retune``)."""
+    """Launch one kernel; ``path`` and ``config`` override the choice (tests, ``retune``).
+    Decode and matrix-vector launches leave a ``_Plan`` in ``_PLANS`` that later calls with
+    the same ``_plan_key`` run instead of this function's body."""
+    auto = path is None and config is None
+    plan_key = _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) if auto else None
+    if plan_key is not None:
+        plan = _PLANS.get(plan_key)
+        if plan is not None:
+            return plan(x, wg, wu, bg, bu)
     from flash_swiglu.kernels import interpreting
     from flash_swiglu.kernels.linear import (
         _linear_decode_kernel,
@@ -354,6 +463,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         _linear_tma_kernel,
     )
 
+    wg_in, wu_in = wg, wu
     k, n = x.shape[-1], wg.shape[0]
     out = torch.empty((*x.shape[:-1], n), dtype=x.dtype, device=x.device)
     if out.numel() == 0:
@@ -427,67 +537,66 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         )  # fmt: skip
         return out
     xr, inner_rows, s_outer, s_inner = _x_rows(x)
+    if path in ("gemv", "decode"):
+        plan = _Plan(x, m, n, k, inner_rows, s_outer, s_inner, wg, wu, bg, bu)
+        if path == "gemv":
+            bk, unroll = cfg["BLOCK_K"], cfg.get("UNROLL", 1)
+            del consts["INPUT_PRECISION"]  # fp32 FMA products: nothing to choose
+            blocks = triton_cdiv(n, cfg["BLOCK_N"])
+            sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
+            persistent = programs_per_sm * sms if programs_per_sm else blocks  # if the config says
+            grid = (min(blocks, persistent), m)  # one token per program
+            kw = dict(consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
+                EVEN_K=k % (unroll * bk) == 0, EVEN_N=n % cfg["BLOCK_N"] == 0,
+                INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), W_CACHE=cfg.get("W_CACHE", ""),
+                K_STATIC=k if cfg.get("STATIC_K") else 0,  # compiled in: one kernel per K
+            )  # fmt: skip
+            plan.bind("gemv", _linear_gemv_kernel, grid, kw)
+        else:
+            tma = bool(cfg.get("TMA")) and _decode_tma_ok(x2, wg, wu)
+            fast = aligned and x.dtype.itemsize == 2
+            block_t = decode_tile(m, cfg["BLOCK_N"], fast, tma, precision == "tf32x3")
+            bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
+            own = cfg.get("ROWS") or bn  # weight rows a program stores (ROWS: fewer than its tile)
+            if not 0 < own <= bn:
+                raise ValueError(
+                    f"decode config: ROWS must be in 1..BLOCK_N ({bn}), or 0 for all of them; "
+                    f"got {cfg['ROWS']}"
+                )
+            tiles, steps = triton_cdiv(n, own) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
+            split = cfg.get("SPLIT_K")
+            if split is None:
+                split = auto_split_k(tiles, steps, INTERPRET_NUM_SMS if interp else _num_sms(dev))
+            split, consts["num_warps"] = decode_split_warps(
+                block_t, bn, split, consts["num_warps"], fast, precision == "tf32x3"
+            )
+            split = max(1, min(split, steps))
+            # Every slice of K the same number of BLOCK_K steps (the kernel's), none empty.
+            split = triton_cdiv(steps, triton_cdiv(steps, split))
+            if split > 1:
+                acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # to_compute
+                plan.split(tiles, tiles * split * 2 * block_t * bn, acc)
+            grid = (triton_cdiv(n, own), triton_cdiv(m, block_t), split)
+            kw = dict(consts, BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split,
+                      K_ROTATE=cfg.get("K_ROTATE", 0), ROWS=own if own < bn else 0)  # fmt: skip
+            if tma:
+                plan.tma_blocks = ([block_t, bk], [bn, bk])
+                kw["INDEX_64"] = needs_int64(out, bg, bu)
+                plan.bind("decode_tma", _linear_decode_tma_kernel, grid, kw)
+            else:
+                even_k = k % bk == 0 and steps % split == 0  # every program's K slice in range
+                kw.update(EVEN_K=even_k, INDEX_64=needs_int64(xr, wg, wu, out, bg, bu))
+                plan.bind("decode", _linear_decode_kernel, grid, kw)
+        # A plan is kept where the call copied nothing (later calls must not copy either).
+        if plan_key is not None and xr is x and wg is wg_in and wu is wu_in:
+            if len(_PLANS) >= MAX_PLANS:  # bounded: a server's many shapes start over
+                _PLANS.clear()
+            _PLANS[plan_key] = plan
+        return plan(xr, wg, wu, bg, bu, out)
     args = [xr, wg, wu, *biases, out, m, n, k, inner_rows, s_outer, s_inner]
     args += [wg.stride(0), wu.stride(0), *bias_strides, n]
-    if path == "gemv":
-        bk, unroll = cfg["BLOCK_K"], cfg.get("UNROLL", 1)
-        del consts["INPUT_PRECISION"]  # fp32 FMA products: nothing to choose
-        blocks = triton_cdiv(n, cfg["BLOCK_N"])
-        sms = INTERPRET_NUM_SMS if interp else _num_sms(dev)
-        persistent = programs_per_sm * sms if programs_per_sm else blocks  # if the config says
-        grid = (min(blocks, persistent), m)  # one token per program
-        _launch.launch(_linear_gemv_kernel, grid,
-            *args, **consts, BLOCK_N=cfg["BLOCK_N"], BLOCK_K=bk, UNROLL=unroll,
-            EVEN_K=k % (unroll * bk) == 0, EVEN_N=n % cfg["BLOCK_N"] == 0,
-            INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), W_CACHE=cfg.get("W_CACHE", ""),
-            K_STATIC=k if cfg.get("STATIC_K") else 0,  # compiled in: one kernel per K
-        )  # fmt: skip
-    elif path == "decode":
-        tma = bool(cfg.get("TMA")) and _decode_tma_ok(x2, wg, wu)
-        fast = aligned and x.dtype.itemsize == 2
-        block_t = decode_tile(m, cfg["BLOCK_N"], fast, tma, precision == "tf32x3")
-        bn, bk = cfg["BLOCK_N"], cfg["BLOCK_K"]
-        own = cfg.get("ROWS") or bn  # weight rows a program stores (ROWS: fewer than its tile)
-        if not 0 < own <= bn:
-            raise ValueError(
-                f"decode config: ROWS must be in 1..BLOCK_N ({bn}), or 0 for all of them; "
-                f"got {cfg['ROWS']}"
-            )
-        tiles, steps = triton_cdiv(n, own) * triton_cdiv(m, block_t), triton_cdiv(k, bk)
-        split = cfg.get("SPLIT_K")
-        if split is None:
-            split = auto_split_k(tiles, steps, INTERPRET_NUM_SMS if interp else _num_sms(dev))
-        split, consts["num_warps"] = decode_split_warps(block_t, bn, split, consts["num_warps"],
-                                                        fast, precision == "tf32x3")  # fmt: skip
-        split = max(1, min(split, steps))
-        # Every slice of K the same number of BLOCK_K steps (the kernel's), none empty.
-        split = triton_cdiv(steps, triton_cdiv(steps, split))
-        parts, counts = out, out  # never read with SPLIT_K == 1
-        if split > 1:
-            acc = torch.float64 if x.dtype == torch.float64 else torch.float32  # as to_compute
-            parts = torch.empty(tiles * split * 2 * block_t * bn, dtype=acc, device=x.device)
-            counts = split_k_counters(x.device, tiles)
-        grid = (triton_cdiv(n, own), triton_cdiv(m, block_t), split)
-        rows = own if own < bn else 0
-        if tma:
-            xt = _padded_rows(x2, block_t) if PAD_TMA_ROWS else x2
-            descs = _host_descriptors((xt, [block_t, bk]), (wg, [bn, bk]), (wu, [bn, bk]))
-            _launch.launch(_linear_decode_tma_kernel, grid,
-                *descs, *biases, out, parts, counts, m, n, k, *bias_strides, n, **consts,
-                BLOCK_N=bn, BLOCK_T=block_t, BLOCK_K=bk, SPLIT_K=split,
-                INDEX_64=needs_int64(out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0), ROWS=rows,
-            )  # fmt: skip
-            return out
-        even_k = k % bk == 0 and steps % split == 0  # every program's K slice in range
-        _launch.launch(_linear_decode_kernel, grid,
-            *args[:6], parts, counts, *args[6:], **consts, BLOCK_N=bn, BLOCK_T=block_t,
-            BLOCK_K=bk, SPLIT_K=split, EVEN_K=even_k,
-            INDEX_64=needs_int64(xr, wg, wu, out, bg, bu), K_ROTATE=cfg.get("K_ROTATE", 0),
-            ROWS=rows,
-        )  # fmt: skip
-    else:
-        grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
-        _launch.launch(_linear_ptr_kernel, grid, *args, **consts, **cfg)
+    grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
+    _launch.launch(_linear_ptr_kernel, grid, *args, **consts, **cfg)
     return out
 
 
