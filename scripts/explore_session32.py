@@ -19,11 +19,13 @@ The projection launcher gains a second host-time switch, ``FLASH_SWIGLU_PLAN_CAC
 - ``generate``: session 31's Hugging Face ``generate`` (1B-shaped ``LlamaForCausalLM``, 16
   layers, random weights, bf16, batch 1, 32-token prompt, 64 new tokens, greedy, 5 rotated
   rounds): unpatched, patched (both switches on), patched without the plan cache, patched
-  with neither; tokens per second (median), the ratio to unpatched (also as the median of the
-  rounds' ratios), and whether patched and patched without the plan cache generate identical
-  tokens. -> ``generate.json``. Environment: ``GENERATE_ROUNDS`` (5), ``GENERATE_BATCH`` (1),
-  ``GENERATE_MODEL`` (``1B`` or ``8B``, Llama-3-8B's sizes) and ``GENERATE_VARIANTS`` (a comma
-  list starting ``unpatched,patched``; all four by default).
+  with neither, and "eager on the instance" (each ``LlamaMLP`` given an instance ``forward``
+  that computes what its class's does: the patch's mechanism without our ops); tokens per
+  second (median), the ratio to unpatched (also as the median of the rounds' ratios), and
+  whether the patched variants generate identical tokens. -> ``generate.json``. Environment:
+  ``GENERATE_ROUNDS`` (5), ``GENERATE_BATCH`` (1), ``GENERATE_MODEL`` (``1B`` or ``8B``,
+  Llama-3-8B's sizes) and ``GENERATE_VARIANTS`` (a comma list starting ``unpatched,patched``;
+  all but the last by default).
 
 EXPLORE_CPU=1 (with TRITON_INTERPRET=1): a smoke run on the CPU at tiny sizes, to check the
 script before a device call; its numbers mean nothing.
@@ -199,7 +201,22 @@ GENERATE_MODELS = {
 # Variant -> (patched, plan cache, launch cache).
 GENERATE_VARIANTS = {"unpatched": (False, True, True), "patched": (True, True, True),
                      "patched, no plan": (True, False, True),
-                     "patched, neither": (True, False, False)}  # fmt: skip
+                     "patched, neither": (True, False, False),
+                     "eager on the instance": (None, True, True)}  # fmt: skip
+
+
+def _eager_on_instances(model) -> list:
+    """Give each ``LlamaMLP`` an instance ``forward`` that computes what its class's does
+    (the patch's mechanism without our ops); returns the modules, to undo it."""
+    import types
+
+    def forward(self, x):
+        return self.down_proj(self.act_fn(self.gate_proj(x)) * self.up_proj(x))
+
+    mlps = [m for m in model.modules() if type(m).__name__ == "LlamaMLP"]
+    for m in mlps:
+        m.forward = types.MethodType(forward, m)
+    return mlps
 
 
 def generate(out: Path) -> None:
@@ -228,7 +245,7 @@ def generate(out: Path) -> None:
     model = LlamaForCausalLM(LlamaConfig(**size)).to(DEV, DTYPE).eval()
     prompt = torch.randint(0, size["vocab_size"], (batch, 32), device=DEV)
     wanted = os.environ.get("GENERATE_VARIANTS")
-    names = wanted.split(",") if wanted else list(GENERATE_VARIANTS)
+    names = wanted.split(",") if wanted else list(GENERATE_VARIANTS)[:4]
     if names[:2] != ["unpatched", "patched"] or not set(names) <= set(GENERATE_VARIANTS):
         raise ValueError(f"GENERATE_VARIANTS: unpatched,patched[,...] of {list(GENERATE_VARIANTS)}")
     times: dict[str, list[float]] = {n: [] for n in names}
@@ -242,6 +259,7 @@ def generate(out: Path) -> None:
         patched, plan, fast = GENERATE_VARIANTS[name]
         if patched:
             patch_hf_model(model)
+        instanced = _eager_on_instances(model) if patched is None else []
         _switches(plan, fast)
         try:
             _sync()
@@ -252,6 +270,8 @@ def generate(out: Path) -> None:
         finally:
             if patched:
                 unpatch_hf_model(model)
+            for m in instanced:
+                del m.__dict__["forward"]
             _restore_env(saved)
         times[name].append(new_tokens / dt)
         return toks[0, prompt.shape[1] :]
@@ -263,7 +283,7 @@ def generate(out: Path) -> None:
         for n in _rotated(names, r):
             outs[n] = variant(n)
     same_plan = torch.equal(outs["patched"], outs.get("patched, no plan", outs["patched"]))
-    same_all = all(torch.equal(outs["patched"], outs[n]) for n in names[2:])
+    same_all = all(torch.equal(outs["patched"], outs[n]) for n in names[2:] if "patch" in n)
     agree = (outs["unpatched"] == outs["patched"]).float().mean().item()
     row = {n: statistics.median(t) for n, t in times.items()}
     per_round = [p / u for p, u in zip(times["patched"], times["unpatched"], strict=True)]
