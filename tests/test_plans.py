@@ -190,3 +190,40 @@ def test_plans_on_model_shapes_bit_for_bit_and_under_graph_capture(monkeypatch):
         graph.replay()
         torch.cuda.synchronize()
         assert torch.equal(out, _without_plan(monkeypatch, lambda: run(static)))
+
+
+@pytest.mark.gpu
+def test_inference_through_a_plan_skips_the_layers_and_matches(monkeypatch):
+    """``SwiGLUMLP`` and a patched Hugging Face MLP without gradient: once a decode call has
+    left its plan, ``ops.mlp.infer`` serves the next ones (``swiglu_mlp`` is not entered), bit
+    for bit with the full path; with gradient, under autocast, with biases or the plan cache
+    off, the full path runs."""
+    from flash_swiglu import SwiGLUMLP
+    from flash_swiglu import functional as Fn
+    from flash_swiglu import modules as Mod
+
+    dev, dt = "cuda", torch.bfloat16
+    mlp = SwiGLUMLP(2048, 8192, device=dev, dtype=dt)
+    entered = []
+    real = Fn.swiglu_mlp
+    monkeypatch.setattr(Mod, "swiglu_mlp", lambda *a, **k: entered.append(1) or real(*a, **k))
+    x = torch.randn(1, 8, 2048, device=dev, dtype=dt)
+    with torch.no_grad():
+        first = mlp(x)  # the full path, which leaves the plan
+        assert len(entered) == 1
+        for _ in range(2):
+            x = torch.randn(1, 8, 2048, device=dev, dtype=dt)
+            y = mlp(x)
+            assert len(entered) == 1
+            assert torch.equal(y, _without_plan(monkeypatch, lambda: mlp(x)))  # noqa: B023
+        assert len(entered) == 3
+        with torch.autocast("cuda", dtype=dt):
+            mlp(x)
+        assert len(entered) == 4
+    mlp(x)  # gradient recorded
+    assert len(entered) == 5 and first.shape == x.shape
+    biased = SwiGLUMLP(2048, 8192, bias=True, device=dev, dtype=dt)
+    with torch.no_grad():
+        biased(x)
+        biased(x)
+    assert len(entered) == 7

@@ -19,6 +19,7 @@ from torch import nn
 from flash_swiglu import reference
 from flash_swiglu.functional import swiglu_mlp
 from flash_swiglu.ops._common import check_activation
+from flash_swiglu.ops.mlp import infer as _infer
 
 # Hugging Face ``hidden_act`` names that are exactly one of our activations. Only used when a
 # module has no activation function to evaluate; otherwise ``infer_activation`` evaluates it.
@@ -138,7 +139,12 @@ def mlp_forward(
     activation: str,
     recompute: bool,
 ) -> torch.Tensor:
-    """``swiglu_mlp``, autocast-aware (``_under_autocast``)."""
+    """``swiglu_mlp``, autocast-aware (``_under_autocast``). Without gradient, a call whose
+    launch plan exists takes ``ops.mlp.infer`` (the same kernels in fewer host steps)."""
+    if not torch.is_grad_enabled():
+        y = _infer(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation)
+        if y is not None:
+            return y
 
     def call(*args: torch.Tensor | None) -> torch.Tensor:
         return swiglu_mlp(*args, activation=activation, recompute=recompute)

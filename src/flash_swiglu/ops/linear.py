@@ -395,6 +395,12 @@ def clear_plans() -> None:
     _PLANS.clear()
 
 
+def planned(x, wg, wu, bg, bu, activation, alpha, limit) -> _Plan | None:
+    """The plan an earlier call with this ``_plan_key`` left, or None (``mlp.infer``)."""
+    key = _plan_key(x, wg, wu, bg, bu, activation, alpha, limit)
+    return _PLANS.get(key) if key is not None else None
+
+
 class _Plan:
     """One decode or matrix-vector launch with everything but its tensors decided: the
     kernel, grid, constexprs and integer arguments. A call allocates the output (and a

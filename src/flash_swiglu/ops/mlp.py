@@ -39,6 +39,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from flash_swiglu._names import ACTIVATIONS as _ACTIVATIONS
+from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
 from flash_swiglu.ops import _common as C
 from flash_swiglu.ops import linear as L
 from flash_swiglu.ops import train as T
@@ -68,6 +70,27 @@ def check_down(x, w_gate, w_down, b_down) -> None:
 def forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit):
     """Inference: nothing saved."""
     return F.linear(L.forward(x, wg, wu, bg, bu, activation, alpha, limit), wd, bd)
+
+
+def infer(x, wg, wu, wd, bg, bu, bd, activation):
+    """The MLP without gradient in the fewest host steps, or None where this does not apply:
+    autograd recording, autocast on, a trace, x on a device other than the current one, or no
+    launch plan yet for the gate/up call (``linear.planned``: decode shapes, after their first
+    call). Where it applies, ``forward`` would run the same plan and ``F.linear``, after the
+    checks done here too. A decode step's host time bounds it (Hugging Face ``generate``
+    without CUDA graphs); ``modules.mlp_forward`` calls it first."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return None
+    if not L._valid_weights(x, wg, wu) or bg is not None or bu is not None:
+        return None  # biases, or bad input: the full path (and its errors)
+    dev = x.device
+    if dev.type != "cuda" or dev.index != torch.cuda.current_device():
+        return None
+    if torch.is_autocast_enabled("cuda") or activation not in _ACTIVATIONS:
+        return None
+    check_down(x, wg, wd, bd)
+    plan = L.planned(x, wg, wu, None, None, activation, OAI_ALPHA, OAI_LIMIT)
+    return F.linear(plan(x, wg, wu, None, None), wd, bd) if plan is not None else None
 
 
 def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
@@ -343,6 +366,7 @@ __all__ = [
     "check_down",
     "forward",
     "forward_train",
+    "infer",
     "mlp",
     "mlp_bwd",
     "mlp_fwd",
