@@ -96,9 +96,20 @@ def _summary(per: dict[str, list[float]], a: str, b: str) -> dict:
     return row
 
 
-# Variant -> (plan cache, launch cache, ours or the reference).
+# Variant -> (plan cache, launch cache, ours or the reference). "noinfer": as "plan" with
+# ``modules.mlp_forward``'s shortcut ``ops.mlp.infer`` off (the MLP's full call path).
 AB_VARIANTS = {"plan": (True, True, "ours"), "noplan": (False, True, "ours"),
-               "Llama": (True, True, "ref")}  # fmt: skip
+               "Llama": (True, True, "ref"), "noinfer": (True, True, "ours")}  # fmt: skip
+NO_INFER = ("noinfer", "patched, no infer")
+
+
+def _set_infer(on: bool) -> None:
+    """``modules.mlp_forward``'s shortcut through ``ops.mlp.infer`` on or off (where it exists)."""
+    from flash_swiglu import modules
+    from flash_swiglu.ops import mlp
+
+    if hasattr(modules, "_infer"):
+        modules._infer = mlp.infer if on else (lambda *a: None)
 
 
 def ab(out: Path) -> None:
@@ -149,7 +160,8 @@ def ab(out: Path) -> None:
              "swiglu_linear 1B m=8": (None, 8)}  # fmt: skip
     names = list(AB_VARIANTS)
     say(f"ab: host us per call, median of {rounds} rounds of {block}-call blocks (back to back)")
-    head = f"{'item':24} {'plan':>8} {'noplan':>8} {'Llama':>8} {'plan/noplan':>12} {'wins':>5}"
+    head = (f"{'item':24} {'plan':>8} {'noplan':>8} {'Llama':>8} {'noinfer':>8} "
+            f"{'plan/noplan':>12} {'wins':>5} {'plan/noinfer':>12}")  # fmt: skip
     lines = [head]
     say(head + "  identical")
     for name, (shape, m) in items.items():
@@ -162,8 +174,9 @@ def ab(out: Path) -> None:
         same = all(torch.equal(g, want) for g in got)
         fns = {"ours": ours, "ref": ref}
         per: dict[str, list[float]] = {v: [] for v in names}
-        for plan, fast, which in AB_VARIANTS.values():
+        for v, (plan, fast, which) in AB_VARIANTS.items():
             _switches(plan, fast)
+            _set_infer(v not in NO_INFER)
             for _ in range(3):
                 fns[which]()
         _sync()
@@ -171,15 +184,22 @@ def ab(out: Path) -> None:
             for v in _rotated(names, r):
                 plan, fast, which = AB_VARIANTS[v]
                 _switches(plan, fast)
+                _set_infer(v not in NO_INFER)
                 per[v].append(_host_and_wall_us(fns[which], block, idle=False)[0])
+        _set_infer(True)
         _restore_env(saved)
+        row_infer = statistics.median(
+            a / b for a, b in zip(per["plan"], per["noinfer"], strict=True)
+        )
         row = _summary(per, "plan", "noplan")
+        row["plan/noinfer (median of rounds)"] = row_infer
         row["plan and noplan outputs identical"] = same
         row["tokens"] = m
         results["items"][name] = row
         wins = f"{row['rounds plan faster']}/{rounds}"
         lines.append(f"{name:24} {row['plan']:8.1f} {row['noplan']:8.1f} {row['Llama']:8.1f} "
-                     f"{row['plan/noplan (median of rounds)']:12.3f} {wins:>5}")  # fmt: skip
+                     f"{row['noinfer']:8.1f} {row['plan/noplan (median of rounds)']:12.3f} "
+                     f"{wins:>5} {row_infer:12.3f}")  # fmt: skip
         say(f"{lines[-1]}  {same}")
     (out / "ab.json").write_text(json.dumps(results, indent=1))
     say("")
@@ -202,7 +222,8 @@ GENERATE_MODELS = {
 GENERATE_VARIANTS = {"unpatched": (False, True, True), "patched": (True, True, True),
                      "patched, no plan": (True, False, True),
                      "patched, neither": (True, False, False),
-                     "eager on the instance": (None, True, True)}  # fmt: skip
+                     "eager on the instance": (None, True, True),
+                     "patched, no infer": (True, True, True)}  # fmt: skip
 
 
 def _eager_on_instances(model) -> list:
@@ -261,6 +282,7 @@ def generate(out: Path) -> None:
             patch_hf_model(model)
         instanced = _eager_on_instances(model) if patched is None else []
         _switches(plan, fast)
+        _set_infer(name not in NO_INFER)
         try:
             _sync()
             t0 = time.perf_counter()
@@ -272,6 +294,7 @@ def generate(out: Path) -> None:
                 unpatch_hf_model(model)
             for m in instanced:
                 del m.__dict__["forward"]
+            _set_infer(True)
             _restore_env(saved)
         times[name].append(new_tokens / dt)
         return toks[0, prompt.shape[1] :]

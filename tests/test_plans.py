@@ -211,11 +211,12 @@ def test_inference_through_a_plan_skips_the_layers_and_matches(monkeypatch):
     with torch.no_grad():
         first = mlp(x)  # the full path, which leaves the plan
         assert len(entered) == 1
-        for _ in range(2):
+        for i in range(2):
             x = torch.randn(1, 8, 2048, device=dev, dtype=dt)
             y = mlp(x)
-            assert len(entered) == 1
+            assert len(entered) == 1 + i  # through the plan: swiglu_mlp not entered
             assert torch.equal(y, _without_plan(monkeypatch, lambda: mlp(x)))  # noqa: B023
+            assert len(entered) == 2 + i  # the plan cache off: the full path
         assert len(entered) == 3
         with torch.autocast("cuda", dtype=dt):
             mlp(x)
