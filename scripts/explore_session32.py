@@ -24,8 +24,8 @@ The projection launcher gains a second host-time switch, ``FLASH_SWIGLU_PLAN_CAC
   second (median), the ratio to unpatched (also as the median of the rounds' ratios), and
   whether the patched variants generate identical tokens. -> ``generate.json``. Environment:
   ``GENERATE_ROUNDS`` (5), ``GENERATE_BATCH`` (1), ``GENERATE_MODEL`` (``1B`` or ``8B``,
-  Llama-3-8B's sizes) and ``GENERATE_VARIANTS`` (a comma list starting ``unpatched,patched``;
-  all but the last by default).
+  Llama-3-8B's sizes) and ``GENERATE_VARIANTS`` (names separated by ``;``, or by ``,`` where
+  none holds one, starting with ``unpatched`` and ``patched``; the first four by default).
 
 EXPLORE_CPU=1 (with TRITON_INTERPRET=1): a smoke run on the CPU at tiny sizes, to check the
 script before a device call; its numbers mean nothing.
@@ -266,7 +266,8 @@ def generate(out: Path) -> None:
     model = LlamaForCausalLM(LlamaConfig(**size)).to(DEV, DTYPE).eval()
     prompt = torch.randint(0, size["vocab_size"], (batch, 32), device=DEV)
     wanted = os.environ.get("GENERATE_VARIANTS")
-    names = wanted.split(",") if wanted else list(GENERATE_VARIANTS)[:4]
+    # ";" between names that hold commas ("patched, no plan"), else ","
+    names = wanted.split(";" if ";" in wanted else ",") if wanted else list(GENERATE_VARIANTS)[:4]
     if names[:2] != ["unpatched", "patched"] or not set(names) <= set(GENERATE_VARIANTS):
         raise ValueError(f"GENERATE_VARIANTS: unpatched,patched[,...] of {list(GENERATE_VARIANTS)}")
     times: dict[str, list[float]] = {n: [] for n in names}
