@@ -161,6 +161,23 @@ def test_switch_table_cache_and_bound(device, body, monkeypatch):
     assert 0 < len(L._PLANS) <= 2
 
 
+def test_plans_hold_no_tensor(device):
+    """A plan outlives the call that made it (module-level cache): it must not keep the
+    weights, input or output alive (a model deleted after decoding frees its memory)."""
+    import gc
+    import weakref
+
+    dtype = torch.float16
+    wg, wu, bg, bu = _weights(48, 64, dtype, device, bias=True)
+    x = torch.randn(4, 64, dtype=dtype, device=device)
+    y = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
+    assert len(L._PLANS) == 1
+    refs = [weakref.ref(t) for t in (wg, wu, bg, bu, x, y)]
+    del wg, wu, bg, bu, x, y
+    gc.collect()
+    assert all(r() is None for r in refs) and len(L._PLANS) == 1
+
+
 @pytest.mark.gpu
 def test_plans_on_model_shapes_bit_for_bit_and_under_graph_capture(monkeypatch):
     """Llama-3.2-1B's gate/up projection at 1, 8 and 32 tokens (the matrix-vector kernel, the
