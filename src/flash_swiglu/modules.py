@@ -141,10 +141,9 @@ def mlp_forward(
 ) -> torch.Tensor:
     """``swiglu_mlp``, autocast-aware (``_under_autocast``). Without gradient, a call whose
     launch plan exists takes ``ops.mlp.infer`` (the same kernels in fewer host steps)."""
-    if not torch.is_grad_enabled():
-        y = _infer(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation)
-        if y is not None:
-            return y
+    y = _infer(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation)
+    if y is not None:
+        return y
 
     def call(*args: torch.Tensor | None) -> torch.Tensor:
         return swiglu_mlp(*args, activation=activation, recompute=recompute)

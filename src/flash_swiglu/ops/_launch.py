@@ -123,6 +123,11 @@ def _idle(hook) -> bool:
     return hook is None or (type(hook).__name__ == "HookChain" and not hook.calls)
 
 
+def _key(args: tuple, kwargs: dict, rt) -> tuple:
+    """A launch's cache key (without the device); raises ``_Unkeyable``."""
+    return (tuple(map(_arg_key, args)), tuple(kwargs.items()), rt.debug)
+
+
 def launch(kernel, grid: tuple[int, ...], *args, **kwargs):
     """``kernel[grid](*args, **kwargs)``, through the compiled kernel's launcher when a
     launch with the same key has been seen (module doc). Positional ``args`` are the
@@ -136,7 +141,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **kwargs):
         setattr(kernel, _ATTR, info)
     rt = tr["knobs"].runtime
     try:
-        key = (tuple(map(_arg_key, args)), tuple(kwargs.items()), rt.debug)
+        key = _key(args, kwargs, rt)
     except _Unkeyable:
         return kernel[grid](*args, **kwargs)
     if not all(type(v) in _PLAIN for v in kwargs.values()):
@@ -217,7 +222,7 @@ class Bound:
             return
         rt = _TRITON["knobs"].runtime
         try:
-            key = (tuple(map(_arg_key, args)), tuple(kwargs.items()), rt.debug)
+            key = _key(args, kwargs, rt)
         except _Unkeyable:
             return
         device = _TRITON["driver"].active.get_current_device()

@@ -411,11 +411,12 @@ class _Plan:
     __slots__ = ("acc", "bound", "device", "dtype", "ints", "kind", "mnk", "parts", "shape",
                  "tiles", "tma_blocks")  # fmt: skip
 
-    def __init__(self, x, m, n, k, inner_rows, s_outer, s_inner, wg, wu, bg, bu) -> None:
+    def __init__(self, x, m: int, n: int, k: int, ints: tuple) -> None:
+        """``ints``: the pointer kernels' arguments after ``m, n, k`` (x's row groups, the
+        weights' and biases' row strides, the output's); the TMA variant takes its last
+        three."""
         self.shape, self.dtype, self.device = (*x.shape[:-1], n), x.dtype, x.device
-        self.mnk = (m, n, k)
-        bias_strides = [b.stride(0) if b is not None else 0 for b in (bg, bu)]
-        self.ints = (inner_rows, s_outer, s_inner, wg.stride(0), wu.stride(0), *bias_strides, n)
+        self.mnk, self.ints = (m, n, k), ints
         self.tiles = self.parts = 0
         self.acc = self.tma_blocks = self.bound = self.kind = None
 
@@ -543,8 +544,9 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         )  # fmt: skip
         return out
     xr, inner_rows, s_outer, s_inner = _x_rows(x)
+    ints = (inner_rows, s_outer, s_inner, wg.stride(0), wu.stride(0), *bias_strides, n)
     if path in ("gemv", "decode"):
-        plan = _Plan(x, m, n, k, inner_rows, s_outer, s_inner, wg, wu, bg, bu)
+        plan = _Plan(x, m, n, k, ints)
         if path == "gemv":
             bk, unroll = cfg["BLOCK_K"], cfg.get("UNROLL", 1)
             del consts["INPUT_PRECISION"]  # fp32 FMA products: nothing to choose
@@ -599,10 +601,9 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
                 _PLANS.clear()
             _PLANS[plan_key] = plan
         return plan(xr, wg, wu, bg, bu, out)
-    args = [xr, wg, wu, *biases, out, m, n, k, inner_rows, s_outer, s_inner]
-    args += [wg.stride(0), wu.stride(0), *bias_strides, n]
     grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
-    _launch.launch(_linear_ptr_kernel, grid, *args, **consts, **cfg)
+    _launch.launch(_linear_ptr_kernel, grid, xr, wg, wu, *biases, out, m, n, k, *ints, **consts,
+                   **cfg)  # fmt: skip
     return out
 
 
