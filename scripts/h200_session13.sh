@@ -102,6 +102,8 @@
 #                  Face generate on a 1B-shaped model, unpatched / patched with both caches,
 #                  without the plan cache, without either
 #   tests-plans    (session 32) tests/test_plans.py and tests/test_launch.py (both tiers)
+#   compiled33     (session 33) explore_session33.py compiled: host time of compiled MLP steps
+#   ab33           (session 33) explore_session33.py ab: the training plans on and off
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -559,6 +561,12 @@ PY
     generate32)
       timeout $(limit 300) python3 scripts/explore_session32.py generate --out "$OUT/explore" \
         2>&1 | tee "$OUT/generate32.log" | tail -n 6 ;;
+    compiled33)
+      timeout $(limit 300) python3 scripts/explore_session33.py compiled --out "$OUT/explore" \
+        2>&1 | tee "$OUT/compiled33.log" | tail -n 6 ;;
+    ab33)
+      timeout $(limit 300) python3 scripts/explore_session33.py ab --out "$OUT/explore" \
+        2>&1 | tee "$OUT/ab33.log" | tail -n 12 ;;
     tests-launch)
       timeout $(limit 150) $pytest tests/test_launch.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_launch.log" ;;
