@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 from pathlib import Path
@@ -103,8 +102,6 @@ def _summary(per: dict, a: str, b: str) -> dict:
 def compiled(out: Path) -> None:
     import triton
 
-    from flash_swiglu.ops import mlp as MLP
-
     results: dict = {"torch": torch.__version__, "triton": triton.__version__, "items": {},
                      "device": "cpu" if CPU else torch.cuda.get_device_name()}  # fmt: skip
     say(f"compiled: host us per fwd+bwd step, median of {ROUNDS} rounds of {BLOCK}")
@@ -121,10 +118,11 @@ def compiled(out: Path) -> None:
         c_ours, c_ref = compiled_mods[shape]
         x = torch.randn(m, hidden, device=DEV, dtype=DTYPE, requires_grad=True)
         dy = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
-        noop = lambda: None  # noqa: E731
+        noop = lambda: None
         variants = {"ours-compiled": (noop, _step(c_ours, x, dy)),
                     "Llama-compiled": (noop, _step(c_ref, x, dy)),
-                    "ours": (noop, _step(ours, x, dy)), "Llama": (noop, _step(ref, x, dy))}  # fmt: skip
+                    "ours": (noop, _step(ours, x, dy)),
+                    "Llama": (noop, _step(ref, x, dy))}  # fmt: skip
         per = _timed_variants(variants, idle)
         row = _summary(per, "ours-compiled", "Llama-compiled")
         results["items"][name] = row
