@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -187,7 +188,87 @@ def _runtime_tracer():
     return tr
 
 
-STAGES = {"compiled": compiled}
+def _grads_step(mod, x, dy):
+    """Output and every gradient (x's and the parameters') of one training step."""
+    for p in mod.parameters():
+        p.grad = None
+    xl = x.detach().clone().requires_grad_(True)
+    y = mod(xl)
+    y.backward(dy)
+    return [y.detach(), xl.grad, *(p.grad.clone() for p in mod.parameters())]
+
+
+def _plans(on: bool):
+    def setup():
+        os.environ[PLAN_ENV] = "1" if on else "0"
+
+    return setup
+
+
+def ab(out: Path) -> None:
+    import triton
+
+    from flash_swiglu.ops import train as T
+
+    results: dict = {"torch": torch.__version__, "triton": triton.__version__, "items": {},
+                     "device": "cpu" if CPU else torch.cuda.get_device_name()}  # fmt: skip
+    mods = {s: _modules(s) for s in SHAPES}
+    backend = "eager" if CPU else "inductor"
+    compiled_mods = {
+        shape: (torch.compile(ours, fullgraph=True, backend=backend),
+                torch.compile(ref, fullgraph=True, backend=backend))
+        for shape, (ref, ours, _) in mods.items()
+    }  # fmt: skip
+    cols = ("plan", "noplan", "Llama", "plan-c", "noplan-c", "Llama-c")
+    say(f"ab: host us per fwd+bwd step, median of {ROUNDS} rounds of {BLOCK} (-c: compiled)")
+    say(f"{'item':42} " + " ".join(f"{c:>9}" for c in cols) + "  plan/noplan  -c  vs Llama  -c")
+    items = _items()
+    if not CPU:
+        items.append(("1B m=2048 (GPU idle at each start)", "1B", 2048, True))
+    for name, shape, m, idle in items:
+        ref, ours, hidden = mods[shape]
+        c_ours, c_ref = compiled_mods[shape]
+        x = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+        dy = torch.randn(m, hidden, device=DEV, dtype=DTYPE)
+        same = {}
+        for label, mod in (("eager", ours), ("compiled", c_ours)):
+            os.environ[PLAN_ENV] = "1"
+            _grads_step(mod, x, dy)  # the plan's first step (the full path, which makes it)
+            with_plan = _grads_step(mod, x, dy)
+            os.environ[PLAN_ENV] = "0"
+            without = _grads_step(mod, x, dy)
+            os.environ[PLAN_ENV] = "1"
+            same[label] = all(torch.equal(a, b) for a, b in zip(with_plan, without, strict=True))
+        xg = x.clone().requires_grad_(True)
+        variants = {"plan": (_plans(True), _step(ours, xg, dy)),
+                    "noplan": (_plans(False), _step(ours, xg, dy)),
+                    "Llama": (_plans(True), _step(ref, xg, dy)),
+                    "plan-c": (_plans(True), _step(c_ours, xg, dy)),
+                    "noplan-c": (_plans(False), _step(c_ours, xg, dy)),
+                    "Llama-c": (_plans(True), _step(c_ref, xg, dy))}  # fmt: skip
+        per = _timed_variants(variants, idle)
+        os.environ[PLAN_ENV] = "1"
+        row = _summary(per, "plan", "noplan")
+        row.update({k: v for k, v in _summary(per, "plan-c", "noplan-c").items() if "/" in k
+                    or k.startswith("rounds ")})  # fmt: skip
+        row["plan/Llama (median of rounds)"] = _summary(per, "plan", "Llama")[
+            "plan/Llama (median of rounds)"
+        ]
+        row["plan-c/Llama-c (median of rounds)"] = _summary(per, "plan-c", "Llama-c")[
+            "plan-c/Llama-c (median of rounds)"
+        ]
+        row["bit_identical"] = same
+        row["plans"] = len(T._TRAIN_PLANS)
+        results["items"][name] = row
+        say(f"{name:42} " + " ".join(f"{row[c]:9.1f}" for c in cols)
+            + f"  {row['plan/noplan (median of rounds)']:.3f} "
+            f"{row['plan-c/noplan-c (median of rounds)']:.3f}  "
+            f"{row['plan/Llama (median of rounds)']:.3f} "
+            f"{row['plan-c/Llama-c (median of rounds)']:.3f}  same {same}")  # fmt: skip
+    (out / "ab.json").write_text(json.dumps(results, indent=1))
+
+
+STAGES = {"compiled": compiled, "ab": ab}
 
 
 def main(argv=None) -> None:

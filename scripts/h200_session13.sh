@@ -104,6 +104,7 @@
 #   tests-plans    (session 32) tests/test_plans.py and tests/test_launch.py (both tiers)
 #   compiled33     (session 33) explore_session33.py compiled: host time of compiled MLP steps
 #   ab33           (session 33) explore_session33.py ab: the training plans on and off
+#   tests-train-plans (session 33) tests/test_train_plans.py (both tiers), test_mlp.py's GPU tier
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -567,6 +568,11 @@ PY
     ab33)
       timeout $(limit 300) python3 scripts/explore_session33.py ab --out "$OUT/explore" \
         2>&1 | tee "$OUT/ab33.log" | tail -n 12 ;;
+    tests-train-plans)  # session 33: the training plans, and the MLP's GPU tier with them
+      timeout $(limit 240) $pytest tests/test_train_plans.py 2>&1 | tail -n 8 \
+        | tee "$OUT/pytest_train_plans.log"
+      timeout $(limit 200) $pytest -m gpu tests/test_mlp.py 2>&1 | tail -n 8 \
+        | tee -a "$OUT/pytest_train_plans.log" ;;
     tests-launch)
       timeout $(limit 150) $pytest tests/test_launch.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_launch.log" ;;

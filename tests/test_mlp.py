@@ -94,7 +94,9 @@ def check_packed(inputs, layout, recompute):
 
 @pytest.fixture
 def launches(monkeypatch):
-    """The modes of every kernel launch (proves the fused path ran)."""
+    """The modes of every kernel launch (proves the fused path ran). Training plans off:
+    a plan's launches skip ``T.launch`` (``tests/test_train_plans.py`` covers them)."""
+    monkeypatch.setenv(T.L.PLAN_ENV, "0")
     seen = []
     real = T.launch
 
@@ -110,7 +112,8 @@ def launches(monkeypatch):
 @pytest.fixture
 def over_saved(monkeypatch):
     """One entry for each backward that wrote over the saved pre-activation in one pass
-    (``ops.train._backward_over_saved``)."""
+    (``ops.train._backward_over_saved``), training plans off."""
+    monkeypatch.setenv(T.L.PLAN_ENV, "0")
     seen = []
     real = T._backward_over_saved
     monkeypatch.setattr(T, "_backward_over_saved", lambda *a: seen.append(1) or real(*a))
@@ -128,7 +131,9 @@ def _fused_backward(monkeypatch):
 @pytest.fixture
 def split_route(monkeypatch):
     """The backward's split route forced (``ops.train.SPLIT_DH``: cuBLAS dh, then
-    ``split_epilogue``); one entry per ``split_epilogue`` call: whether it stored h."""
+    ``split_epilogue``); one entry per ``split_epilogue`` call: whether it stored h.
+    Training plans off (their split launch skips ``split_epilogue``)."""
+    monkeypatch.setenv(T.L.PLAN_ENV, "0")
     seen = []
     real = T.split_epilogue
     monkeypatch.setattr(T, "SPLIT_DH", True)

@@ -661,27 +661,49 @@ def mlp_backward_ws(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, config
     unit column stride, 16-byte aligned rows), ``g, u, h, dg, du [M, N]`` (unit column
     stride; dg / du may be g / u). One persistent program per SM. A config with ``HANDOFF``
     launches ``mlp_backward_handoff`` with the rest of it."""
-    if config and config.get("HANDOFF"):
-        handoff = {key: v for key, v in config.items() if key != "HANDOFF"}
-        return mlp_backward_handoff(dy, wd, g, u, h, dg, du, activation=activation,
-                                    alpha=alpha, limit=limit, config=handoff, sms=sms)  # fmt: skip
-    cfg = dict(WS_CONFIG, **(config or {}))
-    _launch_backward(mlp_backward_ws_kernel, cfg, dy, wd, g, u, h, dg, du, activation, alpha,
-                     limit, sms)  # fmt: skip
-
-
-def _launch_backward(kernel, cfg, dy, wd, g, u, h, dg, du, activation, alpha, limit, sms):
-    """Launch one of the backward kernels (same arguments) with its full configuration."""
-    cfg = dict(cfg)
-    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
     m, k = dy.shape
-    n = wd.shape[1]
-    grid = _grid(dy.device, triton.cdiv(m, bm) * triton.cdiv(n, bn), sms)
-    _launch.launch(kernel, grid,
-        _desc(dy, [bm, bk]), _desc(wd, [bk, bn]), g, u, h, dg, du, g.stride(0), u.stride(0),
-        h.stride(0), dg.stride(0), du.stride(0), m, n, k, ACTIVATION=activation, ALPHA=alpha,
-        LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
-    )  # fmt: skip
+    prepared = prepare_backward(m, wd.shape[1], k, dy.device, activation=activation,
+                                alpha=alpha, limit=limit, config=config, sms=sms)  # fmt: skip
+    prepared(dy, wd, g, u, h, dg, du)
+
+
+class BackwardLaunch:
+    """One launch of a backward kernel of this module (``mlp_backward_ws_kernel`` or the
+    hand-off's) with everything but its tensors decided: ``(dy, wd, g, u, h, dg, du)``."""
+
+    __slots__ = ("dy_block", "k", "launch", "m", "n", "wd_block")
+
+    def __init__(self, launch: _launch.Launch, m: int, n: int, k: int, blocks: tuple) -> None:
+        self.launch, self.m, self.n, self.k = launch, m, n, k
+        bm, bn, bk = blocks
+        self.dy_block, self.wd_block = [bm, bk], [bk, bn]
+
+    def keep(self) -> "BackwardLaunch":
+        self.launch.keep()
+        return self
+
+    def __call__(self, dy, wd, g, u, h, dg, du) -> None:
+        bind_cuda_context(dy.device)  # a kept launch may run on another thread (autograd's)
+        self.launch.run(
+            _desc(dy, self.dy_block), _desc(wd, self.wd_block), g, u, h, dg, du, g.stride(0),
+            u.stride(0), h.stride(0), dg.stride(0), du.stride(0), self.m, self.n, self.k,
+        )  # fmt: skip
+
+
+def prepare_backward(m, n, k, device, *, activation, alpha, limit, config=None, sms=None):
+    """The ``BackwardLaunch`` of ``mlp_backward_ws`` for ``dy [m, k]`` and ``wd [k, n]`` on
+    ``device``: the ping-pong kernel, or with ``HANDOFF`` in ``config`` the hand-off's."""
+    if config and config.get("HANDOFF"):
+        kernel = mlp_backward_handoff_kernel
+        cfg = dict(HANDOFF_CONFIG, **{key: v for key, v in config.items() if key != "HANDOFF"})
+        cfg["EPILOGUE_SPLIT"] = handoff_parts(activation, cfg["EPILOGUE_SPLIT"])
+    else:
+        kernel, cfg = mlp_backward_ws_kernel, dict(WS_CONFIG, **(config or {}))
+    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
+    grid = _grid(device, triton.cdiv(m, bm) * triton.cdiv(n, bn), sms)
+    kwargs = dict(ACTIVATION=activation, ALPHA=alpha, LIMIT=limit, num_warps=4,
+                  enable_fp_fusion=ENABLE_FP_FUSION, **cfg)  # fmt: skip
+    return BackwardLaunch(_launch.Launch(kernel, grid, kwargs), m, n, k, (bm, bn, bk))
 
 
 # 128 x 128 tiles (each consumer 64 x 128: a 64-register accumulator): with 16 warps a
@@ -705,10 +727,8 @@ def mlp_backward_handoff(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, c
     warps per program, so the launch caps registers at ``maxnreg`` (128: 65536 / 512); the
     partitions' own budgets (CONSUMER_REGS twice, EPILOGUE_REGS, and the loader's rest) share
     that total."""
-    cfg = dict(HANDOFF_CONFIG, **(config or {}))
-    cfg["EPILOGUE_SPLIT"] = handoff_parts(activation, cfg["EPILOGUE_SPLIT"])
-    _launch_backward(mlp_backward_handoff_kernel, cfg, dy, wd, g, u, h, dg, du, activation,
-                     alpha, limit, sms)  # fmt: skip
+    mlp_backward_ws(dy, wd, g, u, h, dg, du, activation=activation, alpha=alpha, limit=limit,
+                    config={**(config or {}), "HANDOFF": True}, sms=sms)  # fmt: skip
 
 
 WS_FORWARD_CONFIG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=4,
@@ -722,19 +742,49 @@ def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, l
     read only where M is below one tile, never stored), ``wg, wu [N, K]`` (row-major views
     with unit column stride, 16-byte aligned rows), optional biases ``[N]``, ``h [M, N]``
     and, to save the pre-activation, ``g, u [M, N]``. One persistent program per SM."""
+    prepared = prepare_forward(
+        h.shape[0], wg.shape[0], x.shape[1], x.device, has_bg=bg is not None,
+        has_bu=bu is not None, store_gu=g is not None, activation=activation, alpha=alpha,
+        limit=limit, config=config, sms=sms,
+    )  # fmt: skip
+    prepared(x, wg, wu, bg, bu, h, g, u)
+
+
+class ForwardLaunch:
+    """One launch of ``glu_forward_ws_kernel`` with everything but its tensors decided:
+    ``(x, wg, wu, bg, bu, h, g, u)`` as ``glu_forward_ws`` takes them."""
+
+    __slots__ = ("k", "launch", "m", "n", "store_gu", "w_block", "x_block")
+
+    def __init__(self, launch: _launch.Launch, m, n, k, blocks: tuple, store_gu: bool) -> None:
+        self.launch, self.m, self.n, self.k, self.store_gu = launch, m, n, k, store_gu
+        bm, bh, bk = blocks
+        self.x_block, self.w_block = [bm, bk], [bh, bk]
+
+    def keep(self) -> "ForwardLaunch":
+        self.launch.keep()
+        return self
+
+    def __call__(self, x, wg, wu, bg, bu, h, g=None, u=None) -> None:
+        bind_cuda_context(h.device)  # a kept launch may run on another thread
+        gp, up_ = (g, u) if self.store_gu else (h, h)  # never written without STORE_GU
+        self.launch.run(
+            _desc(x, self.x_block), _desc(wg, self.w_block), _desc(wu, self.w_block),
+            bg if bg is not None else h, bu if bu is not None else h,
+            bg.stride(0) if bg is not None else 0, bu.stride(0) if bu is not None else 0,
+            gp, up_, h, gp.stride(0), up_.stride(0), h.stride(0), self.m, self.n, self.k,
+        )  # fmt: skip
+
+
+def prepare_forward(m, n, k, device, *, has_bg, has_bu, store_gu, activation, alpha, limit,
+                    config=None, sms=None) -> ForwardLaunch:  # fmt: skip
+    """The ``ForwardLaunch`` of ``glu_forward_ws`` for ``h [m, n]`` from ``x [., k]`` on
+    ``device``."""
     cfg = dict(WS_FORWARD_CONFIG, **(config or {}))
     bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
-    m, k = h.shape[0], x.shape[1]
-    n = wg.shape[0]
-    grid = _grid(x.device, triton.cdiv(m, bm) * triton.cdiv(n, bh), sms)
-    store_gu = g is not None
-    gp, up_ = (g, u) if store_gu else (h, h)  # never written without STORE_GU
-    _launch.launch(glu_forward_ws_kernel, grid,
-        _desc(x, [bm, bk]), _desc(wg, [bh, bk]), _desc(wu, [bh, bk]),
-        bg if bg is not None else h, bu if bu is not None else h,
-        bg.stride(0) if bg is not None else 0, bu.stride(0) if bu is not None else 0,
-        gp, up_, h, gp.stride(0), up_.stride(0), h.stride(0), m, n, k,
-        HAS_BG=bg is not None, HAS_BU=bu is not None, STORE_GU=store_gu,
-        ACTIVATION=activation, ALPHA=alpha, LIMIT=limit, num_warps=4,
-        enable_fp_fusion=ENABLE_FP_FUSION, **cfg,
-    )  # fmt: skip
+    grid = _grid(device, triton.cdiv(m, bm) * triton.cdiv(n, bh), sms)
+    kwargs = dict(HAS_BG=has_bg, HAS_BU=has_bu, STORE_GU=store_gu, ACTIVATION=activation,
+                  ALPHA=alpha, LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION,
+                  **cfg)  # fmt: skip
+    launch = _launch.Launch(glu_forward_ws_kernel, grid, kwargs)
+    return ForwardLaunch(launch, m, n, k, (bm, bh, bk), store_gu)

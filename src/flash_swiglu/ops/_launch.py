@@ -231,6 +231,26 @@ class Bound:
             self.compiled, self.tail, self.debug, self.device = compiled, hit[1], rt.debug, device
 
 
+class Launch:
+    """``kernel`` with its grid and keyword arguments fixed: ``run(*args)`` is
+    ``launch(kernel, grid, *args, **kwargs)``. ``keep()`` swaps in a ``Bound`` of the same
+    launch for a caller that keeps this object under a key of its own (the training plans of
+    ``ops.train``): later calls then skip ``launch``'s key."""
+
+    __slots__ = ("grid", "kernel", "kwargs", "run")
+
+    def __init__(self, kernel, grid: tuple[int, ...], kwargs: dict) -> None:
+        self.kernel, self.grid, self.kwargs = kernel, grid, kwargs
+        self.run = self._launch
+
+    def _launch(self, *args):
+        return launch(self.kernel, self.grid, *args, **self.kwargs)
+
+    def keep(self) -> Launch:
+        self.run = Bound(self.kernel, self.grid, self.kwargs)
+        return self
+
+
 def cached(kernel) -> int:
     """How many compiled kernels ``launch`` holds for ``kernel`` (tests)."""
     info = getattr(kernel, "__dict__", {}).get(_ATTR)

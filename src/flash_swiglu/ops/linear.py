@@ -363,6 +363,7 @@ def _x_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
 PLAN_ENV = "FLASH_SWIGLU_PLAN_CACHE"
 MAX_PLANS = 1024
 _PLANS: dict = {}
+PLAN_CACHES: list[dict] = [_PLANS]  # every plan cache of the library (``ops.train``'s too)
 
 
 def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
@@ -391,8 +392,10 @@ def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
 
 
 def clear_plans() -> None:
-    """Forget every launch plan (tests; ``load_table.cache_clear()`` does it too)."""
-    _PLANS.clear()
+    """Forget every launch plan, the training plans of ``ops.train`` too (tests;
+    ``load_table.cache_clear()`` does it too)."""
+    for plans in PLAN_CACHES:
+        plans.clear()
 
 
 def planned(x, wg, wu, bg, bu, activation, alpha, limit) -> _Plan | None:

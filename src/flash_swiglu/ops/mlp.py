@@ -98,8 +98,16 @@ def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit
     tensors, each with a storage of its own (``T.forward_saving``), None with recompute."""
     if recompute:
         return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit), None
-    x2 = T.rows(x)
-    h, saved = T.forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit)
+    key = None
+    if bg is None and bu is None:
+        key = T.train_key(x, wg, wu, wd, activation, alpha, limit)
+    plan = T.train_plan(key)
+    if plan is not None:  # the launches an earlier call with this key made (``T.TrainPlan``)
+        h, saved = plan.forward(x if x.dim() == 2 else x.reshape(plan.m, plan.k), wg, wu)
+    else:
+        x2 = T.rows(x)
+        h, saved = T.forward_saving(x2, wg, wu, bg, bu, activation, alpha, limit)
+        T.keep_train_plan(key, x, x2, wg, wu, wd, activation, alpha, limit)
     return F.linear(h, wd, bd).view(x.shape), saved
 
 
@@ -116,11 +124,22 @@ def backward(
     ``gu``: the saved ``(g, u)``, or None to recompute. ``overwrite_gu``, ``free_gate``: the
     saved pre-activation may be overwritten, and g freed once spent (``T.backward``)."""
     x2, dy2 = T.rows(x), T.rows(dy)
-    dx, dwg, dwu, dbg, dbu, dwd = T.backward(
-        x2, wg, wu, bg, bu, activation, alpha, limit, dy=dy2, wd=wd, gu=gu,
-        needs=(needs[0], needs[1], needs[2], needs[4], needs[5], needs[3]),
-        overwrite_gu=overwrite_gu, free_gate=free_gate,
-    )  # fmt: skip
+    t_needs = (needs[0], needs[1], needs[2], needs[4], needs[5], needs[3])
+    plan = None
+    if gu is not None and overwrite_gu and bg is None and bu is None:
+        plan = T.train_plan(T.train_key(x, wg, wu, wd, activation, alpha, limit))
+        if plan is not None and not plan.takes(dy2, *gu):
+            plan = None
+    if plan is not None:  # what T.backward runs for these operands, with the plan's launches
+        dx, dwg, dwu, dbg, dbu, dwd = T._backward_over_saved(
+            x2, wg, wu, dy2, wd, gu, t_needs, None, None, activation, alpha, limit, free_gate,
+            plan=plan,
+        )  # fmt: skip
+    else:
+        dx, dwg, dwu, dbg, dbu, dwd = T.backward(
+            x2, wg, wu, bg, bu, activation, alpha, limit, dy=dy2, wd=wd, gu=gu, needs=t_needs,
+            overwrite_gu=overwrite_gu, free_gate=free_gate,
+        )  # fmt: skip
     dbd = dy2.sum(0) if bd is not None and needs[6] else None
     return dx.view(x.shape) if dx is not None else None, dwg, dwu, dwd, dbg, dbu, dbd
 

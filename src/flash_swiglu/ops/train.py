@@ -123,9 +123,22 @@ _KEYS = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "num_warps", "num_stages", 
 OPTIONAL_KEYS = ("maxnreg",)
 
 
-@functools.cache
 def load_table(device_name: str) -> dict:
-    """``{mode: config}`` measured on this GPU (``retune``), or ``{}`` (then ``CONFIGS``)."""
+    """``{mode: config}`` measured on this GPU (``retune``), or ``{}`` (then ``CONFIGS``),
+    read once. ``load_table.cache_clear()`` forgets it, and the plans built from it."""
+    return _read_table(device_name)
+
+
+def _clear_table() -> None:
+    _read_table.cache_clear()
+    L.clear_plans()
+
+
+load_table.cache_clear = _clear_table  # as for the functools.cache it was
+
+
+@functools.cache
+def _read_table(device_name: str) -> dict:
     path = os.environ.get(TABLE_ENV)
     if path is None:
         name = next((f for frag, f in TABLES.items() if frag in device_name), None)
@@ -309,97 +322,130 @@ def launch(
     """One ``_glu_gemm_kernel`` launch over ``[m, n]``. 2-D operands; the mode follows from
     which are given (see ``kernels/mlp.py``): ``x, wg, wu`` -> gate/up in the K loop (else
     ``g, u`` are read); ``dy, wd`` -> dh in the K loop (else ``d`` is read, if backward);
-    ``dg, du`` -> backward; ``h`` -> store the GLU output; ``store_gu`` -> write ``g, u``."""
-    from triton.tools.tensor_descriptor import TensorDescriptor
+    ``dg, du`` -> backward; ``h`` -> store the GLU output; ``store_gu`` -> write ``g, u``.
+    The MLP backward storing h and the forward saving g and u take their warp-specialized
+    kernels where the table has them (``ws_config``)."""
+    ref = x if x is not None else dy if dy is not None else g
+    prepared = prepare(
+        m, n, k, ref.dtype, ref.device, has_x=x is not None, has_dy=dy is not None,
+        backward=dg is not None, store_gu=store_gu, store_h=h is not None,
+        has_bg=bg is not None, has_bu=bu is not None, activation=activation, alpha=alpha,
+        limit=limit, _override=_override,
+    )  # fmt: skip
+    prepared(x, wg, wu, bg, bu, dy, wd, g, u, d, h, dg, du)
 
+
+def prepare(
+    m, n, k, dtype, device, *, has_x, has_dy, backward, store_gu, store_h, has_bg, has_bu,
+    activation, alpha, limit, _override=None,
+):  # fmt: skip
+    """The launch ``launch`` makes for operands of these kinds, with everything but the
+    tensors decided: a callable taking ``(x, wg, wu, bg, bu, dy, wd, g, u, d, h, dg, du)``
+    (None for those not given), with ``keep()`` (``_launch.Launch``)."""
+    mode = mode_of(has_x, has_dy, backward)
+    if mode == "mlp_backward" and store_h and _override is None:
+        ws = ws_config(dtype, device, activation, m)
+        if ws is not None:
+            from flash_swiglu.kernels.ws_mlp import prepare_backward
+
+            return _WsBackward(prepare_backward(m, n, k, device, activation=activation,
+                                                alpha=alpha, limit=limit, config=ws))  # fmt: skip
+    if mode == "forward_saving" and store_gu and store_h and _override is None:
+        ws = ws_config(dtype, device, activation, m, "forward_saving_ws", (n, k))
+        if ws is not None:
+            from flash_swiglu.kernels.ws_mlp import prepare_forward
+
+            return _WsForward(prepare_forward(
+                m, n, k, device, has_bg=has_bg, has_bu=has_bu, store_gu=True,
+                activation=activation, alpha=alpha, limit=limit, config=ws,
+            ))  # fmt: skip
     from flash_swiglu.kernels.mlp import _glu_gemm_kernel
 
-    has_x, has_dy, backward = x is not None, dy is not None, dg is not None
-    ref = x if has_x else dy if has_dy else g
-    precision = L.input_precision(ref.dtype)
-    mode = mode_of(has_x, has_dy, backward)
-    if mode == "mlp_backward" and h is not None and _override is None:
-        ws = ws_config(ref.dtype, ref.device, activation, m)
-        if ws is not None:
-            from flash_swiglu.kernels.ws_mlp import mlp_backward_ws
-
-            mlp_backward_ws(dy, wd, g, u, h, dg, du, activation=activation, alpha=alpha,
-                            limit=limit, config=ws)  # fmt: skip
-            return
-    if mode == "forward_saving" and store_gu and h is not None and _override is None:
-        ws = ws_config(ref.dtype, ref.device, activation, m, "forward_saving_ws", (n, k))
-        if ws is not None:
-            from flash_swiglu.kernels.ws_mlp import glu_forward_ws
-
-            glu_forward_ws(x, wg, wu, bg, bu, h, g, u, activation=activation, alpha=alpha,
-                           limit=limit, config=ws)  # fmt: skip
-            return
-    cfg = dict(_override or config(mode, ref.dtype, precision, activation, ref.device.index or 0))
+    precision = L.input_precision(dtype)
+    cfg = dict(_override or config(mode, dtype, precision, activation, device.index or 0))
     cfg["EPILOGUE_SPLIT"] = split_parts(cfg["EPILOGUE_SPLIT"])
     bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
-
-    def desc(t, block):
-        return TensorDescriptor(t, list(t.shape), [t.stride(0), 1], block)
-
-    bind_cuda_context(ref.device)
-    if has_x:
-        xd, wgd, wud = desc(x, [bm, bk]), desc(wg, [bn, bk]), desc(wu, [bn, bk])
-    if has_dy:
-        dyd, wdd = desc(dy, [bm, bk]), desc(wd, [bk, bn])
-    if not has_x:
-        xd = wgd = wud = dyd  # unused placeholders
-    if not has_dy:
-        dyd, wdd = xd, xd
-    out = next(t for t in (h, dg, g) if t is not None)  # any pointer: placeholders below
-
-    def ptr(t):
-        return (t if t is not None else out), (t.stride(0) if t is not None else 0)
-
-    (gp, sg), (up, su) = ptr(g), ptr(u)
-    (dp, sd), (hp, sh) = ptr(d), ptr(h)
-    (dgp, sdg), (dup, sdu) = ptr(dg), ptr(du)
     grid = (L.triton_cdiv(m, bm) * L.triton_cdiv(n, bn),)
-    _launch.launch(
-        _glu_gemm_kernel,
-        grid,
-        xd,
-        wgd,
-        wud,
-        dyd,
-        wdd,
-        bg if bg is not None else out,
-        bu if bu is not None else out,
-        bg.stride(0) if bg is not None else 0,
-        bu.stride(0) if bu is not None else 0,
-        gp,
-        up,
-        sg,
-        su,
-        dp,
-        sd,
-        hp,
-        sh,
-        dgp,
-        dup,
-        sdg,
-        sdu,
-        m,
-        n,
-        k,
-        HAS_X=has_x,
-        HAS_DY=has_dy,
-        BACKWARD=backward,
-        STORE_GU=store_gu,
-        STORE_H=h is not None,
-        HAS_BG=has_x and bg is not None,
-        HAS_BU=has_x and bu is not None,
-        ACTIVATION=activation,
-        ALPHA=alpha,
-        LIMIT=limit,
-        INPUT_PRECISION=precision,
-        enable_fp_fusion=L.ENABLE_FP_FUSION,
-        **cfg,
-    )
+    kwargs = dict(
+        HAS_X=has_x, HAS_DY=has_dy, BACKWARD=backward, STORE_GU=store_gu, STORE_H=store_h,
+        HAS_BG=has_x and has_bg, HAS_BU=has_x and has_bu, ACTIVATION=activation, ALPHA=alpha,
+        LIMIT=limit, INPUT_PRECISION=precision, enable_fp_fusion=L.ENABLE_FP_FUSION, **cfg,
+    )  # fmt: skip
+    run = _launch.Launch(_glu_gemm_kernel, grid, kwargs)
+    return _GluLaunch(run, m, n, k, device, has_x, has_dy, (bm, bn, bk))
+
+
+class _WsForward:
+    """``prepare``'s callable over ``ws_mlp.ForwardLaunch``."""
+
+    __slots__ = ("ws",)
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+
+    def keep(self) -> _WsForward:
+        self.ws.keep()
+        return self
+
+    def __call__(self, x, wg, wu, bg, bu, dy, wd, g, u, d, h, dg, du) -> None:
+        self.ws(x, wg, wu, bg, bu, h, g, u)
+
+
+class _WsBackward(_WsForward):
+    """``prepare``'s callable over ``ws_mlp.BackwardLaunch``."""
+
+    __slots__ = ()
+
+    def __call__(self, x, wg, wu, bg, bu, dy, wd, g, u, d, h, dg, du) -> None:
+        self.ws(dy, wd, g, u, h, dg, du)
+
+
+class _GluLaunch:
+    """``prepare``'s callable over one ``_glu_gemm_kernel`` launch."""
+
+    __slots__ = ("device", "dy_block", "has_dy", "has_x", "k", "m", "n", "run", "w_block",
+                 "wd_block", "x_block")  # fmt: skip
+
+    def __init__(self, run, m, n, k, device, has_x, has_dy, blocks) -> None:
+        self.run, self.m, self.n, self.k, self.device = run, m, n, k, device
+        self.has_x, self.has_dy = has_x, has_dy
+        bm, bn, bk = blocks
+        self.x_block, self.w_block = [bm, bk], [bn, bk]
+        self.dy_block, self.wd_block = [bm, bk], [bk, bn]
+
+    def keep(self) -> _GluLaunch:
+        self.run.keep()
+        return self
+
+    def __call__(self, x, wg, wu, bg, bu, dy, wd, g, u, d, h, dg, du) -> None:
+        from triton.tools.tensor_descriptor import TensorDescriptor as Desc
+
+        bind_cuda_context(self.device)
+        if self.has_x:
+            xd = Desc(x, list(x.shape), [x.stride(0), 1], self.x_block)
+            wgd = Desc(wg, list(wg.shape), [wg.stride(0), 1], self.w_block)
+            wud = Desc(wu, list(wu.shape), [wu.stride(0), 1], self.w_block)
+        if self.has_dy:
+            dyd = Desc(dy, list(dy.shape), [dy.stride(0), 1], self.dy_block)
+            wdd = Desc(wd, list(wd.shape), [wd.stride(0), 1], self.wd_block)
+        if not self.has_x:
+            xd = wgd = wud = dyd  # unused placeholders
+        if not self.has_dy:
+            dyd, wdd = xd, xd
+        out = h if h is not None else dg if dg is not None else g  # any pointer: placeholders
+        (gp, sg), (up, su), (dp, sd) = _ptr(g, out), _ptr(u, out), _ptr(d, out)
+        (hp, sh), (dgp, sdg), (dup, sdu) = _ptr(h, out), _ptr(dg, out), _ptr(du, out)
+        self.run.run(
+            xd, wgd, wud, dyd, wdd,
+            bg if bg is not None else out, bu if bu is not None else out,
+            bg.stride(0) if bg is not None else 0, bu.stride(0) if bu is not None else 0,
+            gp, up, sg, su, dp, sd, hp, sh, dgp, dup, sdg, sdu, self.m, self.n, self.k,
+        )  # fmt: skip
+
+
+def _ptr(t, out) -> tuple:
+    """``(t, its row stride)``, or ``(out, 0)`` for an operand not given (never read)."""
+    return (t, t.stride(0)) if t is not None else (out, 0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -556,7 +602,7 @@ def backward(
 
 
 def _backward_over_saved(
-    x2, wg, wu, dy, wd, gu, needs, dwg, dwu, activation, alpha, limit, free_gate=True
+    x2, wg, wu, dy, wd, gu, needs, dwg, dwu, activation, alpha, limit, free_gate=True, plan=None
 ):
     """The MLP backward of a graph's last walk, from the saved pre-activation ``gu = (g, u)``,
     which it overwrites: one kernel launch over all columns reads (g, u) and writes (dg, du)
@@ -566,13 +612,16 @@ def _backward_over_saved(
     gradient products then
     run over all N columns at once, each gradient allocated as late as it can be. With
     ``free_gate``, where g has a storage of its own, it is freed once dx and dWg are formed,
-    before dWu is allocated. Returns what ``backward`` does."""
+    before dWu is allocated. ``plan``: a ``TrainPlan`` that ``takes`` these operands, whose
+    launches then form dh. Returns what ``backward`` does."""
     need_x, need_wg, need_wu, need_bg, need_bu, need_wd = needs
     m, k = x2.shape
     dg, du = gu
     n = dg.shape[1]
     h = torch.empty((m, n), dtype=x2.dtype, device=x2.device) if need_wd else None
-    if split_dh(k, x2.dtype, x2.device):
+    if plan is not None:  # the same launches, decided once (``TrainPlan``)
+        plan.dh(need_wd)(dg, du, dy, wd, h)
+    elif split_dh(k, x2.dtype, x2.device):
         # cuBLAS may be this thread's first CUDA work (autograd's device thread): without a
         # current context it warns and sets the primary one itself.
         bind_cuda_context(x2.device)
@@ -630,20 +679,166 @@ def split_dh(k: int, dtype: torch.dtype, device: torch.device) -> bool:
 def split_epilogue(g, u, d, dg, du, h, activation: str, alpha: float, limit: float) -> None:
     """``_glu_bwd_split_kernel`` over ``[M, N]`` operands with unit column strides (any
     output may be its input's memory: dg over g, du over u, h over d); h None: not stored."""
-    from flash_swiglu.kernels.mlp import _glu_bwd_split_kernel
-
     m, n = g.shape
     if m == 0 or n == 0:
         return
+    _split_run(_split_launch(m, n, h is not None, activation, alpha, limit), g, u, d, dg, du, h)
+
+
+def _split_launch(m, n, store_h, activation, alpha, limit) -> _launch.Launch:
+    from flash_swiglu.kernels.mlp import _glu_bwd_split_kernel
+
     bm, bn, warps = SPLIT_BLOCK
     grid = (L.triton_cdiv(m, bm) * L.triton_cdiv(n, bn),)
+    kwargs = dict(STORE_H=store_h, ACTIVATION=activation, ALPHA=alpha, LIMIT=limit, BLOCK_M=bm,
+                  BLOCK_N=bn, num_warps=warps, enable_fp_fusion=L.ENABLE_FP_FUSION)  # fmt: skip
+    return _launch.Launch(_glu_bwd_split_kernel, grid, kwargs)
+
+
+def _split_run(launch: _launch.Launch, g, u, d, dg, du, h) -> None:
     out_h = h if h is not None else d
-    _launch.launch(_glu_bwd_split_kernel, grid,
-        g, u, d, dg, du, out_h,
-        g.stride(0), u.stride(0), d.stride(0), dg.stride(0), du.stride(0), out_h.stride(0),
-        m, n, STORE_H=h is not None, ACTIVATION=activation, ALPHA=alpha, LIMIT=limit,
-        BLOCK_M=bm, BLOCK_N=bn, num_warps=warps, enable_fp_fusion=L.ENABLE_FP_FUSION,
+    m, n = g.shape
+    launch.run(g, u, d, dg, du, out_h, g.stride(0), u.stride(0), d.stride(0), dg.stride(0),
+               du.stride(0), out_h.stride(0), m, n)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------
+# Training plans: the host time of the saving forward and of the backward over its output
+# ----------------------------------------------------------------------------------------
+# Where the host bounds a training step (small models, a few hundred rows a step, the
+# example's tiny LLaMA), every layer of Python between the module and the kernels is time
+# the GPU waits. A training plan holds what the saving forward and the backward over the
+# saved pre-activation launch for one ``train_key``: the kernels with their grids,
+# constexprs and integer arguments (``prepare``, kept as ``_launch.Bound``), and the route of
+# dh (split or fused). The first call with a key runs the full path and leaves a plan
+# where it ran the fused kernels on x's own rows, without biases; later calls with the key
+# allocate, make the descriptors and launch. ``FLASH_SWIGLU_PLAN_CACHE=0`` turns them off
+# (with the projection's plans), ``L.clear_plans()`` and ``load_table.cache_clear()`` drop
+# them.
+MAX_TRAIN_PLANS = 256
+_TRAIN_PLANS: dict = {}
+L.PLAN_CACHES.append(_TRAIN_PLANS)
+
+
+def train_key(x, wg, wu, wd, activation: str, alpha: float, limit: float) -> tuple | None:
+    """What the saving forward's and the backward's choices read, for x and weights that
+    passed ``check_linear`` and ``check_down`` (so one dtype and device): each tensor's
+    shape, strides and 16-byte alignment, x's dtype and device, the activation, the module
+    settings tests and users change, the Gluon switch, the table's path, fp32's matmul
+    precision. None with ``FLASH_SWIGLU_PLAN_CACHE=0``."""
+    if os.environ.get(L.PLAN_ENV) == "0":
+        return None
+    return (
+        x.shape, x.stride(), x.dtype, x.device, x.data_ptr() % 16 == 0,
+        wg.shape, wg.stride(), wg.data_ptr() % 16 == 0, wu.stride(), wu.data_ptr() % 16 == 0,
+        wd.shape, wd.stride(), wd.data_ptr() % 16 == 0, activation, alpha, limit,
+        SPLIT_DH, SPLIT_BLOCK, L.ENABLE_FP_FUSION, os.environ.get(GLUON_ENV),
+        os.environ.get(TABLE_ENV),
+        torch.get_float32_matmul_precision() if x.dtype == torch.float32 else None,
     )  # fmt: skip
+
+
+def train_plan(key: tuple | None) -> TrainPlan | None:
+    return _TRAIN_PLANS.get(key) if key is not None else None
+
+
+def keep_train_plan(key, x, x2, wg, wu, wd, activation, alpha, limit) -> None:
+    """After the full saving forward: keep a plan for ``key`` where that forward ran the
+    fused kernels on x's own rows (``x2`` a view of x, no copy) and the backward can take
+    the fused route with these weights."""
+    m, k = x2.shape
+    n = wg.shape[0]
+    if key is None or not (m and n and k) or x2.data_ptr() != x.data_ptr():
+        return
+    if not fused_ok(x2, wg, wu, wd):
+        return
+    if len(_TRAIN_PLANS) >= MAX_TRAIN_PLANS:
+        _TRAIN_PLANS.clear()
+    _TRAIN_PLANS[key] = TrainPlan(m, n, k, x2.dtype, x2.device, activation, alpha, limit)
+
+
+class TrainPlan:
+    """One ``train_key``'s launches: the saving forward (``forward``) and, built at the first
+    backward that asks, the dh launch with or without h (``dh``)."""
+
+    __slots__ = ("_dh", "act", "device", "dtype", "fwd", "k", "m", "n")
+
+    def __init__(self, m, n, k, dtype, device, activation, alpha, limit) -> None:
+        self.m, self.n, self.k, self.dtype, self.device = m, n, k, dtype, device
+        self.act = (activation, alpha, limit)
+        self.fwd = prepare(
+            m, n, k, dtype, device, has_x=True, has_dy=False, backward=False, store_gu=True,
+            store_h=True, has_bg=False, has_bu=False, activation=activation, alpha=alpha,
+            limit=limit,
+        ).keep()  # fmt: skip
+        self._dh: dict = {}
+
+    def forward(self, x2, wg, wu):
+        """``forward_saving(x2, wg, wu, None, None, ...)``: ``(h, (g, u))``."""
+        shape, dtype, device = (self.m, self.n), self.dtype, self.device
+        h = torch.empty(shape, dtype=dtype, device=device)
+        g = torch.empty(shape, dtype=dtype, device=device)
+        u = torch.empty(shape, dtype=dtype, device=device)
+        self.fwd(x2, wg, wu, None, None, None, None, g, u, None, h, None, None)
+        return h, (g, u)
+
+    def takes(self, dy2, g, u) -> bool:
+        """Whether the backward's operands are those the plan's launches were made for: dy
+        ``[M, K]`` with unit strides, g and u ``[M, N]`` contiguous, all 16-byte aligned."""
+        row = (self.n, 1)
+        return (
+            dy2.dtype == self.dtype
+            and dy2.stride() == (self.k, 1)
+            and dy2.data_ptr() % 16 == 0
+            and g.stride() == row
+            and u.stride() == row
+            and g.data_ptr() % 16 == 0
+            and u.data_ptr() % 16 == 0
+        )
+
+    def dh(self, with_h: bool):
+        """A callable ``(g, u, dy, wd, h)`` that writes dgate and dup over g and u (and h, if
+        given), as ``_backward_over_saved`` does without a plan."""
+        run = self._dh.get(with_h)
+        if run is None:
+            m, n, k = self.m, self.n, self.k
+            activation, alpha, limit = self.act
+            if split_dh(k, self.dtype, self.device):
+                run = _SplitDh(_split_launch(m, n, with_h, *self.act).keep(), self.device)
+            else:
+                run = _FusedDh(prepare(
+                    m, n, k, self.dtype, self.device, has_x=False, has_dy=True, backward=True,
+                    store_gu=False, store_h=with_h, has_bg=False, has_bu=False,
+                    activation=activation, alpha=alpha, limit=limit,
+                ).keep())  # fmt: skip
+            self._dh[with_h] = run
+        return run
+
+
+class _SplitDh:
+    """dh from cuBLAS into h's memory (a new tensor without h), then the epilogue kernel."""
+
+    __slots__ = ("device", "launch")
+
+    def __init__(self, launch: _launch.Launch, device) -> None:
+        self.launch, self.device = launch, device
+
+    def __call__(self, g, u, dy, wd, h) -> None:
+        bind_cuda_context(self.device)  # cuBLAS may be this thread's first CUDA work
+        d = torch.mm(dy, wd) if h is None else torch.mm(dy, wd, out=h)
+        _split_run(self.launch, g, u, d, g, u, h)
+
+
+class _FusedDh:
+    """dh in the K loop of one kernel (``prepare``'s MLP backward)."""
+
+    __slots__ = ("launch",)
+
+    def __init__(self, launch) -> None:
+        self.launch = launch
+
+    def __call__(self, g, u, dy, wd, h) -> None:
+        self.launch(None, None, None, None, None, dy, wd, g, u, None, h, g, u)
 
 
 def _owns_storage(t: torch.Tensor) -> bool:
