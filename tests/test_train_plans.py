@@ -158,9 +158,7 @@ def test_compiled_steps_take_the_plan_bit_for_bit(device, monkeypatch, full_forw
     run as they are) through the plan, against the same compiled steps without plans."""
     dt = torch.float32
     x, wg, wu, wd, *_ = _inputs((2, 9), 64, 32, dt, device)
-    fn = torch.compile(
-        lambda *a: flash_swiglu.swiglu_mlp(*a), backend="aot_eager", fullgraph=True
-    )
+    fn = torch.compile(lambda *a: flash_swiglu.swiglu_mlp(*a), backend="aot_eager", fullgraph=True)
     weights = [wg, wu, wd, None, None, None]
     for _ in range(3):
         x = torch.randn(2, 9, 32, device=device)
