@@ -14,8 +14,10 @@
 - ``ab``: the training step's lean path (``ops.mlp``'s training plans, switched by
   ``FLASH_SWIGLU_PLAN_CACHE``) against the full path and ``LlamaMLP``, in one process:
   rotated blocks of 50 steps over 10 rounds, forward + backward at the example's MLP and
-  1B's (256 rows back to back; 8192 rows with the GPU idle at each start), uncompiled and
-  compiled; the gradients of both paths compared bit for bit first. -> ``ab.json``.
+  1B's (256 rows back to back; 8192 and 2048 rows with the GPU idle at each start),
+  uncompiled and compiled; "noshort": plans on, ``modules.mlp_forward``'s training shortcut
+  ``ops.mlp.train`` off. The outputs and gradients with and without plans are compared bit for
+  bit first. -> ``ab.json``.
 
 EXPLORE_CPU=1 (with TRITON_INTERPRET=1): a smoke run on the CPU at tiny sizes, to check the
 script before a device call; its numbers mean nothing.
@@ -198,9 +200,16 @@ def _grads_step(mod, x, dy):
     return [y.detach(), xl.grad, *(p.grad.clone() for p in mod.parameters())]
 
 
-def _plans(on: bool):
+def _plans(on: bool, shortcut: bool = True):
+    """Setup of a variant: the plans on or off, and ``modules.mlp_forward``'s training
+    shortcut ``ops.mlp.train`` on or off (where it exists)."""
+    from flash_swiglu import modules
+    from flash_swiglu.ops import mlp
+
     def setup():
         os.environ[PLAN_ENV] = "1" if on else "0"
+        if hasattr(modules, "_train"):
+            modules._train = mlp.train if shortcut else (lambda *a: None)
 
     return setup
 
@@ -219,7 +228,7 @@ def ab(out: Path) -> None:
                 torch.compile(ref, fullgraph=True, backend=backend))
         for shape, (ref, ours, _) in mods.items()
     }  # fmt: skip
-    cols = ("plan", "noplan", "Llama", "plan-c", "noplan-c", "Llama-c")
+    cols = ("plan", "noplan", "noshort", "Llama", "plan-c", "noplan-c", "Llama-c")
     say(f"ab: host us per fwd+bwd step, median of {ROUNDS} rounds of {BLOCK} (-c: compiled)")
     say(f"{'item':42} " + " ".join(f"{c:>9}" for c in cols) + "  plan/noplan  -c  vs Llama  -c")
     items = _items()
@@ -242,13 +251,17 @@ def ab(out: Path) -> None:
         xg = x.clone().requires_grad_(True)
         variants = {"plan": (_plans(True), _step(ours, xg, dy)),
                     "noplan": (_plans(False), _step(ours, xg, dy)),
+                    "noshort": (_plans(True, shortcut=False), _step(ours, xg, dy)),
                     "Llama": (_plans(True), _step(ref, xg, dy)),
                     "plan-c": (_plans(True), _step(c_ours, xg, dy)),
                     "noplan-c": (_plans(False), _step(c_ours, xg, dy)),
                     "Llama-c": (_plans(True), _step(c_ref, xg, dy))}  # fmt: skip
         per = _timed_variants(variants, idle)
-        os.environ[PLAN_ENV] = "1"
+        _plans(True)()
         row = _summary(per, "plan", "noplan")
+        row["plan/noshort (median of rounds)"] = _summary(per, "plan", "noshort")[
+            "plan/noshort (median of rounds)"
+        ]
         row.update({k: v for k, v in _summary(per, "plan-c", "noplan-c").items() if "/" in k
                     or k.startswith("rounds ")})  # fmt: skip
         row["plan/Llama (median of rounds)"] = _summary(per, "plan", "Llama")[

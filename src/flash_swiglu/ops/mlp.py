@@ -93,14 +93,49 @@ def infer(x, wg, wu, wd, bg, bu, bd, activation):
     return F.linear(plan(x, wg, wu, None, None), wd, bd) if plan is not None else None
 
 
-def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
+def plan_key(x, wg, wu, wd, bg, bu, activation, recompute, alpha, limit) -> tuple | None:
+    """The training plan's key of a step (``T.train_key``), None where no plan applies
+    (biases, ``recompute=True``)."""
+    if recompute or bg is not None or bu is not None:
+        return None
+    return T.train_key(x, wg, wu, wd, activation, alpha, limit)
+
+
+_KEY = object()  # "compute the plan key here"
+
+
+def train(x, wg, wu, wd, bg, bu, bd, activation, recompute):
+    """The MLP with gradient in fewer host steps, or None where this does not apply: no
+    gradient wanted, a trace, autocast on, biases on gate/up, x on a CUDA device other than
+    the current one, or input ``swiglu_mlp`` would refuse (then its checks say why). Where
+    it applies, ``swiglu_mlp`` would run ``_MLPFunction`` with these arguments after the same
+    checks; this skips the layers between (``modules.mlp_forward`` calls it, after
+    ``infer``)."""
+    if not torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return None
+    if bg is not None or bu is not None or not L._valid_weights(x, wg, wu):
+        return None
+    dev = x.device
+    if dev.type == "cuda" and dev.index != torch.cuda.current_device():
+        return None
+    if torch.is_autocast_enabled(dev.type) or activation not in _ACTIVATIONS:
+        return None
+    if type(recompute) is not bool or not _wants_grad(x, wg, wu, wd, bd):
+        return None
+    check_down(x, wg, wd, bd)
+    return _MLPFunction.apply(
+        x, wg, wu, wd, None, None, bd, activation, recompute, OAI_ALPHA, OAI_LIMIT
+    )
+
+
+def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, key=_KEY):
     """``(y, saved)``: ``saved`` the pre-activation as a pair ``(g, u)`` of ``[M, N]``
-    tensors, each with a storage of its own (``T.forward_saving``), None with recompute."""
+    tensors, each with a storage of its own (``T.forward_saving``), None with recompute.
+    ``key``: the step's ``plan_key`` where the caller has it."""
     if recompute:
         return forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit), None
-    key = None
-    if bg is None and bu is None:
-        key = T.train_key(x, wg, wu, wd, activation, alpha, limit)
+    if key is _KEY:
+        key = plan_key(x, wg, wu, wd, bg, bu, activation, recompute, alpha, limit)
     plan = T.train_plan(key)
     if plan is not None:  # the launches an earlier call with this key made (``T.TrainPlan``)
         h, saved = plan.forward(x if x.dim() == 2 else x.reshape(plan.m, plan.k), wg, wu)
@@ -118,16 +153,19 @@ def _saved(saved) -> tuple:
 
 def backward(
     x, wg, wu, wd, bg, bu, bd, gu, dy, activation, alpha, limit, needs, overwrite_gu=False,
-    free_gate=True,
+    free_gate=True, key=_KEY,
 ):  # fmt: skip
     """``(dx, dwg, dwu, dwd, dbg, dbu, dbd)``, None where ``needs`` (same order) is False.
     ``gu``: the saved ``(g, u)``, or None to recompute. ``overwrite_gu``, ``free_gate``: the
-    saved pre-activation may be overwritten, and g freed once spent (``T.backward``)."""
+    saved pre-activation may be overwritten, and g freed once spent (``T.backward``).
+    ``key``: the forward's ``plan_key`` where the caller kept it."""
     x2, dy2 = T.rows(x), T.rows(dy)
     t_needs = (needs[0], needs[1], needs[2], needs[4], needs[5], needs[3])
     plan = None
-    if gu is not None and overwrite_gu and bg is None and bu is None:
-        plan = T.train_plan(T.train_key(x, wg, wu, wd, activation, alpha, limit))
+    if gu is not None and overwrite_gu:
+        if key is _KEY:
+            key = plan_key(x, wg, wu, wd, bg, bu, activation, False, alpha, limit)
+        plan = T.train_plan(key)
         if plan is not None and not plan.takes(dy2, *gu):
             plan = None
     if plan is not None:  # what T.backward runs for these operands, with the plan's launches
@@ -300,9 +338,12 @@ def _may_overwrite_saved(ctx) -> bool:
 class _MLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit):
-        y, saved = forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit)
+        key = plan_key(x, wg, wu, wd, bg, bu, activation, recompute, alpha, limit)
+        y, saved = forward_train(
+            x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, key
+        )
         ctx.save_for_backward(x, wg, wu, wd, bg, bu, bd, *_saved(saved))
-        ctx.args = (activation, alpha, limit)
+        ctx.args, ctx.key = (activation, alpha, limit), key
         return y
 
     @staticmethod
@@ -312,7 +353,7 @@ class _MLPFunction(torch.autograd.Function):
         needs = ctx.needs_input_grad[:7]
         grads = backward(
             x, wg, wu, wd, bg, bu, bd, gu, dy, *ctx.args, needs,
-            overwrite_gu=_may_overwrite_saved(ctx),
+            overwrite_gu=_may_overwrite_saved(ctx), key=ctx.key,
         )  # fmt: skip
         return (*grads, None, None, None, None)
 
@@ -390,4 +431,6 @@ __all__ = [
     "mlp_bwd",
     "mlp_fwd",
     "mlp_packed",
+    "plan_key",
+    "train",
 ]
