@@ -104,6 +104,7 @@
 #   tests-plans    (session 32) tests/test_plans.py and tests/test_launch.py (both tiers)
 #   compiled33     (session 33) explore_session33.py compiled: host time of compiled MLP steps
 #   ab33           (session 33) explore_session33.py ab: the training plans on and off
+#   tests-ws-routes (session 33) test_ws_mlp.py's routing tests (the launches' prepare split)
 #   tests-train-plans (session 33) tests/test_train_plans.py (both tiers), test_mlp.py's GPU tier
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
@@ -573,6 +574,9 @@ PY
         | tee "$OUT/pytest_train_plans.log"
       timeout $(limit 200) $pytest -m gpu tests/test_mlp.py 2>&1 | tail -n 8 \
         | tee -a "$OUT/pytest_train_plans.log" ;;
+    tests-ws-routes)  # session 33: the Gluon tests that route through ops.train / ops.linear
+      timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k "rout or shape_item or committed" \
+        2>&1 | tail -n 8 | tee "$OUT/pytest_ws_routes.log" ;;
     tests-launch)
       timeout $(limit 150) $pytest tests/test_launch.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_launch.log" ;;

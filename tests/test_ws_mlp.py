@@ -72,7 +72,9 @@ def _run(dy, wd, g, u, act, aliased, sms=None, config=None):
 
 
 def _count_calls(monkeypatch, name: str) -> list:
-    """Count the calls of ``ws_mlp.<name>`` (they still run)."""
+    """Count the calls of ``ws_mlp.<name>`` (they still run). Every launch of a Gluon kernel
+    is made by ``prepare_forward`` or ``prepare_backward`` (``ops.train.prepare`` calls them,
+    and ``glu_forward_ws`` / ``mlp_backward_ws`` / ``mlp_backward_handoff`` through them)."""
     from flash_swiglu.kernels import ws_mlp
 
     calls, real = [], getattr(ws_mlp, name)
@@ -88,7 +90,7 @@ def _with_forward_entry(monkeypatch, kind: str) -> list:
     table = dict(T.load_table(torch.cuda.get_device_name()))
     table[kind] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)
     monkeypatch.setattr(T, "load_table", lambda name: table)
-    return _count_calls(monkeypatch, "glu_forward_ws")
+    return _count_calls(monkeypatch, "prepare_forward")
 
 
 # The cooperative schedule: both consumers on each 128 x 256 tile, 64 rows each.
@@ -147,7 +149,7 @@ def test_gpu_ws_reruns_are_bit_identical():
 def test_gpu_launch_routes_to_gluon_unless_disabled(monkeypatch):
     if T.ws_config(torch.bfloat16, torch.device("cuda"), "silu") is None:
         pytest.skip("no mlp_backward_ws entry for this GPU")
-    calls = _count_calls(monkeypatch, "mlp_backward_ws")
+    calls = _count_calls(monkeypatch, "prepare_backward")
     m = max(2048, T.load_table(torch.cuda.get_device_name()).get("mlp_backward_ws")["MIN_M"])
     dy, wd, g, u = _operands(m, 256, 128, torch.bfloat16)
     outs = dict(h=torch.empty_like(g), dg=torch.empty_like(g), du=torch.empty_like(g))
@@ -197,7 +199,11 @@ def test_gpu_handoff_entry_routes_and_reruns_bit_identical(monkeypatch):
     table = dict(T.load_table(torch.cuda.get_device_name()))
     table["mlp_backward_ws"] = dict(ws_mlp.HANDOFF_CONFIG, HANDOFF=True, MIN_M=1024)
     monkeypatch.setattr(T, "load_table", lambda name: table)
-    calls = _count_calls(monkeypatch, "mlp_backward_handoff")
+    calls, real = [], ws_mlp.prepare_backward
+    monkeypatch.setattr(
+        ws_mlp, "prepare_backward",
+        lambda *a, **kw: calls.append(int(kw["config"]["HANDOFF"])) or real(*a, **kw),
+    )  # fmt: skip
     dy, wd, g, u = _operands(1024, 640, 256, torch.bfloat16)
     runs = []
     for _ in range(2):
@@ -269,9 +275,9 @@ def test_gpu_forward_saving_per_shape_item(monkeypatch):
     shapes = {T.shape_key(320, 256): {"MIN_M": 1 << 30}, T.shape_key(384, 256): COOP_FORWARD}
     table["forward_saving_ws"] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256, shapes=shapes)
     monkeypatch.setattr(T, "load_table", lambda name: table)
-    configs, real = [], ws_mlp.glu_forward_ws
+    configs, real = [], ws_mlp.prepare_forward
     monkeypatch.setattr(
-        ws_mlp, "glu_forward_ws", lambda *a, **kw: configs.append(kw["config"]) or real(*a, **kw)
+        ws_mlp, "prepare_forward", lambda *a, **kw: configs.append(kw["config"]) or real(*a, **kw)
     )
     g_ = torch.Generator(device="cuda").manual_seed(3)
     dt = torch.bfloat16
@@ -309,9 +315,9 @@ def test_gpu_committed_forward_saving_shape_items(monkeypatch, key):
     n, k = (int(part[1:]) for part in key.split("_"))
     entry = T.load_table(torch.cuda.get_device_name())["forward_saving_ws"]
     m = {**entry, **entry["shapes"][key]}.get("MIN_M", 0) + 3
-    configs, real = [], ws_mlp.glu_forward_ws
+    configs, real = [], ws_mlp.prepare_forward
     monkeypatch.setattr(
-        ws_mlp, "glu_forward_ws", lambda *a, **kw: configs.append(kw["config"]) or real(*a, **kw)
+        ws_mlp, "prepare_forward", lambda *a, **kw: configs.append(kw["config"]) or real(*a, **kw)
     )
     g_ = torch.Generator(device="cuda").manual_seed(4)
     dt = torch.bfloat16
