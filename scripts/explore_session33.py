@@ -11,13 +11,14 @@
   host and wall time per step in rotated blocks of 50 steps, 10 rounds, and the uncompiled
   modules beside them. Then one traced run of each compiled ``SwiGLUMLP`` (session 31's
   tracer over our functions) for the parts. -> ``compiled.json``, a table on stdout.
-- ``ab``: the training step's lean path (``ops.mlp``'s training plans, switched by
+- ``ab``: the training step's lean path (``ops.train``'s training plans, switched by
   ``FLASH_SWIGLU_PLAN_CACHE``) against the full path and ``LlamaMLP``, in one process:
   rotated blocks of 50 steps over 10 rounds, forward + backward at the example's MLP and
   1B's (256 rows back to back; 8192 and 2048 rows with the GPU idle at each start),
   uncompiled and compiled; "noshort": plans on, ``modules.mlp_forward``'s training shortcut
-  ``ops.mlp.train`` off. The outputs and gradients with and without plans are compared bit for
-  bit first. -> ``ab.json``.
+  ``ops.mlp.train`` off (call 4, at ``06b5991``; the shortcut measured within the noise and
+  was taken out after it, so on later trees "noshort" runs what "plan" does). The outputs
+  and gradients with and without plans are compared bit for bit first. -> ``ab.json``.
 
 EXPLORE_CPU=1 (with TRITON_INTERPRET=1): a smoke run on the CPU at tiny sizes, to check the
 script before a device call; its numbers mean nothing.

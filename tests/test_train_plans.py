@@ -221,32 +221,3 @@ def test_plans_on_model_shapes_bit_for_bit(monkeypatch, rows, hidden, inter):
     fwd = plan.fwd.ws.launch if hasattr(plan.fwd, "ws") else plan.fwd.run
     assert isinstance(fwd.run, _launch.Bound) and fwd.run.compiled is not None
     assert MLP is not None
-
-
-def test_the_module_shortcut_matches_swiglu_mlp(device, monkeypatch):
-    """``SwiGLUMLP`` with gradient takes ``ops.mlp.train`` (``swiglu_mlp`` not entered) and
-    gives its output and every gradient bit for bit; without gradient, under autocast or
-    with biases it does not apply."""
-    from flash_swiglu import SwiGLUMLP
-    from flash_swiglu import functional as Fn
-    from flash_swiglu import modules as Mod
-
-    entered = []
-    real = Fn.swiglu_mlp
-    monkeypatch.setattr(Mod, "swiglu_mlp", lambda *a, **k: entered.append(1) or real(*a, **k))
-    mlp = SwiGLUMLP(48, 80, device=device, dtype=torch.float32)
-    params = [mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight]
-    for _ in range(2):
-        x = torch.randn(2, 7, 48, device=device, requires_grad=True)
-        dy = torch.randn(2, 7, 48, device=device)
-        y = mlp(x)
-        got = [y, *torch.autograd.grad(y, [x, *params], dy)]
-        assert not entered
-        y = real(x, *params)
-        _same(got, [y, *torch.autograd.grad(y, [x, *params], dy)])
-    with torch.no_grad():
-        mlp(x)
-    with torch.autocast(device, dtype=torch.bfloat16):
-        mlp(x)
-    SwiGLUMLP(48, 80, bias=True, device=device)(x)
-    assert len(entered) == 3

@@ -20,7 +20,6 @@ from flash_swiglu import reference
 from flash_swiglu.functional import swiglu_mlp
 from flash_swiglu.ops._common import check_activation
 from flash_swiglu.ops.mlp import infer as _infer
-from flash_swiglu.ops.mlp import train as _train
 
 # Hugging Face ``hidden_act`` names that are exactly one of our activations. Only used when a
 # module has no activation function to evaluate; otherwise ``infer_activation`` evaluates it.
@@ -141,11 +140,8 @@ def mlp_forward(
     recompute: bool,
 ) -> torch.Tensor:
     """``swiglu_mlp``, autocast-aware (``_under_autocast``). Without gradient, a call whose
-    launch plan exists takes ``ops.mlp.infer``; with gradient, outside autocast and traces
-    and without gate/up biases, ``ops.mlp.train`` (the same kernels in fewer host steps)."""
+    launch plan exists takes ``ops.mlp.infer`` (the same kernels in fewer host steps)."""
     y = _infer(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation)
-    if y is None:
-        y = _train(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute)
     if y is not None:
         return y
 

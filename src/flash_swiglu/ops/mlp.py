@@ -104,30 +104,6 @@ def plan_key(x, wg, wu, wd, bg, bu, activation, recompute, alpha, limit) -> tupl
 _KEY = object()  # "compute the plan key here"
 
 
-def train(x, wg, wu, wd, bg, bu, bd, activation, recompute):
-    """The MLP with gradient in fewer host steps, or None where this does not apply: no
-    gradient wanted, a trace, autocast on, biases on gate/up, x on a CUDA device other than
-    the current one, or input ``swiglu_mlp`` would refuse (then its checks say why). Where
-    it applies, ``swiglu_mlp`` would run ``_MLPFunction`` with these arguments after the same
-    checks; this skips the layers between (``modules.mlp_forward`` calls it, after
-    ``infer``)."""
-    if not torch.is_grad_enabled() or torch.compiler.is_compiling():
-        return None
-    if bg is not None or bu is not None or not L._valid_weights(x, wg, wu):
-        return None
-    dev = x.device
-    if dev.type == "cuda" and dev.index != torch.cuda.current_device():
-        return None
-    if torch.is_autocast_enabled(dev.type) or activation not in _ACTIVATIONS:
-        return None
-    if type(recompute) is not bool or not _wants_grad(x, wg, wu, wd, bd):
-        return None
-    check_down(x, wg, wd, bd)
-    return _MLPFunction.apply(
-        x, wg, wu, wd, None, None, bd, activation, recompute, OAI_ALPHA, OAI_LIMIT
-    )
-
-
 def forward_train(x, wg, wu, wd, bg, bu, bd, activation, recompute, alpha, limit, key=_KEY):
     """``(y, saved)``: ``saved`` the pre-activation as a pair ``(g, u)`` of ``[M, N]``
     tensors, each with a storage of its own (``T.forward_saving``), None with recompute.
@@ -432,5 +408,4 @@ __all__ = [
     "mlp_fwd",
     "mlp_packed",
     "plan_key",
-    "train",
 ]
