@@ -371,8 +371,8 @@ def prepare(
         HAS_BG=has_x and has_bg, HAS_BU=has_x and has_bu, ACTIVATION=activation, ALPHA=alpha,
         LIMIT=limit, INPUT_PRECISION=precision, enable_fp_fusion=L.ENABLE_FP_FUSION, **cfg,
     )  # fmt: skip
-    run = _launch.Launch(_glu_gemm_kernel, grid, kwargs)
-    return _GluLaunch(run, m, n, k, device, has_x, has_dy, (bm, bn, bk))
+    launch = _launch.Launch(_glu_gemm_kernel, grid, kwargs)
+    return _GluLaunch(launch, m, n, k, device, has_x, has_dy, (bm, bn, bk))
 
 
 class _WsForward:
@@ -403,18 +403,18 @@ class _WsBackward(_WsForward):
 class _GluLaunch:
     """``prepare``'s callable over one ``_glu_gemm_kernel`` launch."""
 
-    __slots__ = ("device", "dy_block", "has_dy", "has_x", "k", "m", "n", "run", "w_block",
+    __slots__ = ("device", "dy_block", "has_dy", "has_x", "k", "launch", "m", "n", "w_block",
                  "wd_block", "x_block")  # fmt: skip
 
-    def __init__(self, run, m, n, k, device, has_x, has_dy, blocks) -> None:
-        self.run, self.m, self.n, self.k, self.device = run, m, n, k, device
+    def __init__(self, launch, m, n, k, device, has_x, has_dy, blocks) -> None:
+        self.launch, self.m, self.n, self.k, self.device = launch, m, n, k, device
         self.has_x, self.has_dy = has_x, has_dy
         bm, bn, bk = blocks
         self.x_block, self.w_block = [bm, bk], [bn, bk]
         self.dy_block, self.wd_block = [bm, bk], [bk, bn]
 
     def keep(self) -> _GluLaunch:
-        self.run.keep()
+        self.launch.keep()
         return self
 
     def __call__(self, x, wg, wu, bg, bu, dy, wd, g, u, d, h, dg, du) -> None:
@@ -435,7 +435,7 @@ class _GluLaunch:
         out = h if h is not None else dg if dg is not None else g  # any pointer: placeholders
         (gp, sg), (up, su), (dp, sd) = _ptr(g, out), _ptr(u, out), _ptr(d, out)
         (hp, sh), (dgp, sdg), (dup, sdu) = _ptr(h, out), _ptr(dg, out), _ptr(du, out)
-        self.run.run(
+        self.launch.run(
             xd, wgd, wud, dyd, wdd,
             bg if bg is not None else out, bu if bu is not None else out,
             bg.stride(0) if bg is not None else 0, bu.stride(0) if bu is not None else 0,
