@@ -106,6 +106,9 @@
 #   ab33           (session 33) explore_session33.py ab: the training plans on and off
 #   tests-ws-routes (session 33) test_ws_mlp.py's routing tests (the launches' prepare split)
 #   tests-train-plans (session 33) tests/test_train_plans.py (both tiers), test_mlp.py's GPU tier
+#   handoff256     (session 34, not yet run) explore_session34.py handoff256 -> $OUT/explore: the
+#                  MLP backward's hand-off kernel on 256-row tiles, checked, timed alone and in
+#                  8B steps against the committed ping-pong entry
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -563,6 +566,9 @@ PY
     generate32)
       timeout $(limit 300) python3 scripts/explore_session32.py generate --out "$OUT/explore" \
         2>&1 | tee "$OUT/generate32.log" | tail -n 6 ;;
+    handoff256)
+      timeout $(limit 450) python3 scripts/explore_session34.py handoff256 --out "$OUT/explore" \
+        2>&1 | tee "$OUT/handoff256.log" | tail -n 40 ;;
     compiled33)
       timeout $(limit 300) python3 scripts/explore_session33.py compiled --out "$OUT/explore" \
         2>&1 | tee "$OUT/compiled33.log" | tail -n 6 ;;

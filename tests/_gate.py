@@ -17,11 +17,16 @@ HERE = Path(__file__).parent
 SMEM_LIMIT = 232448  # shared memory of one Hopper block, bytes
 
 
-def run_gate(script: str) -> list[dict]:
+def run_gate(script: str, *args: str) -> list[dict]:
+    """Run ``script`` (relative to ``tests/``) with ``args``; its JSON lines."""
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent / "src"), env.get("PYTHONPATH", "")])
     proc = subprocess.run(
-        [sys.executable, str(HERE / script)], env=env, capture_output=True, text=True, timeout=900
+        [sys.executable, str(HERE / script), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
