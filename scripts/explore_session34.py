@@ -9,7 +9,7 @@ Liger's by 1.4%: the kernel that forms dh (``kernels/ws_mlp.py``, ping-pong, 128
 runs at 0.85 of cuBLAS's ``dy @ W_down`` rate alone, and at 0.90 with its stores switched
 off (session 7). A 128 x 128 tile loads 32 KB of operands (dy and W_down) per 2.1 MFLOP of
 K step, 15.6 bytes per kFLOP; at its 633 TFLOP/s that is about 9.9 TB/s from L2 into the
-SMs. A 256 x 128 tile loads 48 KB per 4.2 MFLOP, 11.4 bytes per kFLOP, 27% less.
+SMs. A 256 x 128 tile loads 48 KB per 4.2 MFLOP, 11.7 bytes per kFLOP, 25% less.
 
 The ping-pong kernel cannot take a 256-row tile (each consumer would hold a 256 x 128 fp32
 accumulator), nor can the cooperative schedule keep its heavy epilogue off the tensor cores
@@ -143,9 +143,10 @@ def handoff256(out: Path) -> list[str]:
     real_table = T.load_table
 
     def use(entries: dict) -> None:
-        """The training table with ``entries`` over it. The training plans are dropped: their
-        key holds the table's path, not its entries, so a plan made under one table would
-        launch its kernels under the other."""
+        """The training table with ``entries`` over it, and the training plans dropped. (The
+        plans' key holds the table reader in place since session 34, so a plan made under
+        one table is not taken under another; before that it held only the table's path,
+        and a table swapped in this way ran the plan of the table before it.)"""
         T.load_table = lambda gpu: {**real_table(gpu), **entries}
         T.L.clear_plans()
 

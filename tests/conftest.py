@@ -10,6 +10,7 @@
 import os
 import zlib
 
+import numpy as np
 import pytest
 import torch
 
@@ -54,3 +55,28 @@ def _fresh_plans():
     linear.clear_plans()
     yield
     linear.clear_plans()
+
+
+@pytest.fixture
+def row_invariant_dot(monkeypatch):
+    """Under Triton's interpreter ``tl.dot`` is NumPy's ``matmul``, a BLAS call. On some CPUs
+    (OpenBLAS's Haswell and Zen kernels, which an AMD EPYC machine takes) it rounds a row of
+    the product differently by where the row sits in the tile. On the GPU a row's product
+    does not depend on its place, and tests that compare the bits of a tile moved along M
+    with an unmoved one's rely on that. This fixture gives the interpreter's dot the same
+    property (``einsum``'s own loops, the accumulator's dtype as before; 8-bit floats keep
+    Triton's path). Nothing changes on a GPU."""
+    if DEVICE != "cpu":
+        return
+    from triton.runtime import interpreter as interp
+
+    real = interp.InterpreterBuilder.create_dot
+
+    def create_dot(self, a, b, d, input_precision, max_num_imprecise_acc):
+        if a.dtype.primitive_bitwidth == 8 or b.dtype.primitive_bitwidth == 8:
+            return real(self, a, b, d, input_precision, max_num_imprecise_acc)
+        acc = d.data.dtype
+        prod = np.einsum("...ik,...kj->...ij", a.data.astype(acc), b.data.astype(acc))
+        return interp.TensorHandle(prod + d.data, d.dtype.scalar)
+
+    monkeypatch.setattr(interp.InterpreterBuilder, "create_dot", create_dot)

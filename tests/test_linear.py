@@ -330,7 +330,7 @@ def _spy_x_boxes(monkeypatch, rows_of_box: int) -> list[bool] | None:
     [("tma", 80, 1), ("tma", 40, 1), ("tma", 128, 1), ("decode", 40, 1), ("decode", 150, 1),
      ("decode", 150, 2)],
 )  # fmt: skip
-def test_token_tiles_stay_within_x(device, monkeypatch, path, m, split):
+def test_token_tiles_stay_within_x(device, monkeypatch, row_invariant_dot, path, m, split):
     """No TMA box of x runs past its last row: from one tile of rows the last token tile
     ends at row M (``kernels.linear._tile_start``), storing the bits a launch on x padded to
     a whole number of tiles stores; fewer rows than a tile are read from a zero-padded copy
@@ -899,7 +899,7 @@ def test_auto_split_k():
     assert L.auto_split_k(2, 3, 132) == 1
 
 
-def test_two_programs_per_sm_and_register_cap(device):
+def test_two_programs_per_sm_and_register_cap(device, row_invariant_dot):
     # PROGRAMS_PER_SM multiplies the persistent grid (each program strides over the tiles by
     # the grid size); maxnreg is a compile option. Same result as the plain launch; both keys
     # are dropped for fp32, whose stages take twice the shared memory.

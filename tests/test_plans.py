@@ -122,6 +122,24 @@ def test_what_the_key_holds_gets_a_plan_of_its_own(device, body, monkeypatch):
     assert len(body) == 2 * len(calls) + 4
 
 
+def test_a_table_reader_put_in_place_gets_plans_of_its_own(device, body, monkeypatch):
+    """A test or an exploration that swaps ``load_table`` must not run a plan that the real
+    table's entries made."""
+    dtype = torch.float16
+    wg, wu, _, _ = _weights(48, 64, dtype, device)
+    x = torch.randn(4, 64, dtype=dtype, device=device)
+    want = flash_swiglu.swiglu_linear(x, wg, wu)
+    assert len(L._PLANS) == 1 and len(body) == 1
+    real = L.load_table
+    monkeypatch.setattr(L, "load_table", lambda name: real(name))
+    for _ in range(2):
+        assert torch.equal(flash_swiglu.swiglu_linear(x, wg, wu), want)
+    assert len(L._PLANS) == 2 and len(body) == 2  # the body once more, then its own plan
+    monkeypatch.setattr(L, "load_table", real)
+    assert torch.equal(flash_swiglu.swiglu_linear(x, wg, wu), want)
+    assert len(L._PLANS) == 2 and len(body) == 2
+
+
 def test_calls_that_copy_or_have_more_tokens_keep_no_plan(device, body):
     dtype = torch.float16
     wg, wu, _, _ = _weights(48, 64, dtype, device)

@@ -113,6 +113,26 @@ def test_each_part_of_the_key_gets_a_plan_of_its_own(device, monkeypatch):
     assert not T._TRAIN_PLANS
 
 
+def test_a_table_reader_put_in_place_gets_plans_of_its_own(device, monkeypatch, full_forwards):
+    """A test or an exploration that swaps ``load_table`` (to try another entry) must not run
+    a plan the real table's entries made."""
+    dt = torch.float32
+    x, wg, wu, wd, *_ = _inputs((16,), 64, 32, dt, device)
+    dy = torch.randn(16, 32, device=device)
+    inputs = [x, wg, wu, wd, None, None, None]
+    want = _step(inputs, dy)
+    assert len(T._TRAIN_PLANS) == 1 and len(full_forwards) == 1
+    for module in (T, L):
+        real = module.load_table
+        monkeypatch.setattr(module, "load_table", lambda name, real=real: real(name))
+        _same(_step(inputs, dy), want)  # the full path again: a plan of its own
+        _same(_step(inputs, dy), want)  # through that plan
+        monkeypatch.setattr(module, "load_table", real)
+    assert len(T._TRAIN_PLANS) == 3 and len(full_forwards) == 3
+    _same(_step(inputs, dy), want)  # the real readers back: the first plan
+    assert len(T._TRAIN_PLANS) == 3 and len(full_forwards) == 3
+
+
 def test_no_plan_where_the_full_path_must_run(device, monkeypatch):
     dt = torch.float16
     inputs = _inputs((12,), 64, 48, dt, device, bias=True)

@@ -370,9 +370,11 @@ def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
     """What ``_forward_triton``'s choices for a call of at most ``WIDE_DECODE_MAX_TOKENS``
     tokens depend on: each tensor's shape, strides, dtype, device and 16-byte alignment (the
     launch keys' and the path choice's), the activation's parameters, the module settings
-    that tests and users change (the token limits, ``PAD_TMA_ROWS``) and fp32's matmul
-    precision. None for more tokens, or with ``FLASH_SWIGLU_PLAN_CACHE=0``. The launch
-    tables are read once (``load_table``), and ``load_table.cache_clear()`` drops the plans."""
+    that tests and users change (the token limits, ``PAD_TMA_ROWS``), the table reader in
+    place (``load_table``: a test or an exploration that puts in its own gets plans of its
+    own) and fp32's matmul precision. None for more tokens, or with
+    ``FLASH_SWIGLU_PLAN_CACHE=0``. The launch tables are read once (``load_table``), and
+    ``load_table.cache_clear()`` drops the plans."""
     k = x.shape[-1]
     if not k or x.numel() > WIDE_DECODE_MAX_TOKENS * k or os.environ.get(PLAN_ENV) == "0":
         return None
@@ -386,7 +388,7 @@ def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
         wu.shape, wu.stride(), wu.dtype, wu.device, wu.data_ptr() % 16 == 0,
         bias, activation, alpha, limit,
         DECODE_MAX_TOKENS, WIDE_DECODE_MAX_TOKENS, GEMV_MAX_TOKENS, MAX_TOKEN_BUCKET,
-        PAD_TMA_ROWS, INTERPRET_NUM_SMS, ENABLE_FP_FUSION,
+        PAD_TMA_ROWS, INTERPRET_NUM_SMS, ENABLE_FP_FUSION, load_table,
         torch.get_float32_matmul_precision() if x.dtype == torch.float32 else None,
     )  # fmt: skip
 

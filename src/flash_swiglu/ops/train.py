@@ -724,8 +724,10 @@ def train_key(x, wg, wu, wd, activation: str, alpha: float, limit: float) -> tup
     """What the saving forward's and the backward's choices read, for x and weights that
     passed ``check_linear`` and ``check_down`` (so one dtype and device): each tensor's
     shape, strides and 16-byte alignment, x's dtype and device, the activation, the module
-    settings tests and users change, the Gluon switch, the table's path, fp32's matmul
-    precision. None with ``FLASH_SWIGLU_PLAN_CACHE=0``."""
+    settings tests and users change, the Gluon switch, the table's path, the table readers
+    in place (``load_table`` here and in ``ops.linear``: a test or an exploration that puts
+    in its own, to try another entry, gets plans of its own), fp32's matmul precision. None
+    with ``FLASH_SWIGLU_PLAN_CACHE=0``."""
     if os.environ.get(L.PLAN_ENV) == "0":
         return None
     return (
@@ -733,7 +735,7 @@ def train_key(x, wg, wu, wd, activation: str, alpha: float, limit: float) -> tup
         wg.shape, wg.stride(), wg.data_ptr() % 16 == 0, wu.stride(), wu.data_ptr() % 16 == 0,
         wd.shape, wd.stride(), wd.data_ptr() % 16 == 0, activation, alpha, limit,
         SPLIT_DH, SPLIT_BLOCK, L.ENABLE_FP_FUSION, os.environ.get(GLUON_ENV),
-        os.environ.get(TABLE_ENV),
+        os.environ.get(TABLE_ENV), load_table, L.load_table,
         torch.get_float32_matmul_precision() if x.dtype == torch.float32 else None,
     )  # fmt: skip
 
