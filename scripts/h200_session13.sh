@@ -108,7 +108,7 @@
 #   tests-train-plans (session 33) tests/test_train_plans.py (both tiers), test_mlp.py's GPU tier
 #   handoff256     (session 34, not yet run) explore_session34.py handoff256 -> $OUT/explore: the
 #                  MLP backward's hand-off kernel on 256-row tiles, checked, timed alone and in
-#                  8B steps against the committed ping-pong entry
+#                  8B steps against the committed ping-pong entry; about 200-300 s by estimate
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
