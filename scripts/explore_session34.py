@@ -110,6 +110,9 @@ def gate(out: Path | None = None) -> list[dict]:
     return rows
 
 
+CHECK = True  # --no-check: skip the accuracy checks (session 35's call 1 ran them, all passed)
+
+
 def handoff256(out: Path) -> list[str]:
     import explore_session5 as S5
     import torch
@@ -118,7 +121,7 @@ def handoff256(out: Path) -> list[str]:
 
     lines = []
     for name in CANDIDATES:
-        if not name.startswith("ho256"):
+        if not name.startswith("ho256") or not CHECK:
             continue
         S5.CHECK_CONFIG.clear()
         S5.CHECK_CONFIG.update(entry(name))
@@ -132,7 +135,10 @@ def handoff256(out: Path) -> list[str]:
         cand = entry(name)
         cand.pop("MIN_M")
         S5.KERNEL_CANDS[name] = cand
-    lines += S5.kernel(out)
+    # measure_graph captures on the caller's stream, which must not be the default one
+    # (session 35's call 1 stopped here without this).
+    with torch.cuda.stream(torch.cuda.Stream()):
+        lines += S5.kernel(out)
     best = fastest_passed(json.loads((out / "kernel.json").read_text()))
     if best is None:
         lines.append("handoff256: no 256-row candidate passed; no step stage")
@@ -191,7 +197,10 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("stages", nargs="+", choices=tuple(STAGES))
     p.add_argument("--out", type=Path, default=None)
+    p.add_argument("--no-check", action="store_true")
     a = p.parse_args(argv)
+    global CHECK
+    CHECK = not a.no_check
     if a.out is not None:
         a.out.mkdir(parents=True, exist_ok=True)
     for stage in a.stages:

@@ -109,6 +109,8 @@
 #   handoff256     (session 34, not yet run) explore_session34.py handoff256 -> $OUT/explore: the
 #                  MLP backward's hand-off kernel on 256-row tiles, checked, timed alone and in
 #                  8B steps against the committed ping-pong entry; about 200-300 s by estimate
+#   handoff256k    (session 35) handoff256 without its accuracy checks (session 35's call 1
+#                  ran them, all passed); the kernel timings and the 8B steps
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -569,6 +571,9 @@ PY
     handoff256)
       timeout $(limit 450) python3 scripts/explore_session34.py handoff256 --out "$OUT/explore" \
         2>&1 | tee "$OUT/handoff256.log" | tail -n 40 ;;
+    handoff256k)  # session 35: handoff256 without its checks (call 1 ran them: all passed)
+      timeout $(limit 450) python3 scripts/explore_session34.py handoff256 --no-check \
+        --out "$OUT/explore" 2>&1 | tee "$OUT/handoff256.log" | tail -n 40 ;;
     compiled33)
       timeout $(limit 300) python3 scripts/explore_session33.py compiled --out "$OUT/explore" \
         2>&1 | tee "$OUT/compiled33.log" | tail -n 6 ;;
