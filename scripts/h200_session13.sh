@@ -111,6 +111,8 @@
 #                  8B steps against the committed ping-pong entry; about 200-300 s by estimate
 #   handoff256k    (session 35) handoff256 without its accuracy checks (session 35's call 1
 #                  ran them, all passed); the kernel timings and the 8B steps
+#   handoff256s8   (session 35) handoff256 with ho128_p8, ho128_p16 and ho256_s8_c160_e152
+#                  (checked): is the 8-column piece what made the 256-row tiles slow?
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -574,6 +576,10 @@ PY
     handoff256k)  # session 35: handoff256 without its checks (call 1 ran them: all passed)
       timeout $(limit 450) python3 scripts/explore_session34.py handoff256 --no-check \
         --out "$OUT/explore" 2>&1 | tee "$OUT/handoff256.log" | tail -n 40 ;;
+    handoff256s8)  # session 35: 8 epilogue parts on 256-row tiles, 16 on 128-row ones
+      timeout $(limit 450) python3 scripts/explore_session34.py handoff256 --candidates \
+        ho128_p8 ho128_p16 ho256_s8_c160_e152 --out "$OUT/explore" 2>&1 \
+        | tee "$OUT/handoff256s8.log" | tail -n 40 ;;
     compiled33)
       timeout $(limit 300) python3 scripts/explore_session33.py compiled --out "$OUT/explore" \
         2>&1 | tee "$OUT/compiled33.log" | tail -n 6 ;;
