@@ -113,6 +113,9 @@
 #                  ran them, all passed); the kernel timings and the 8B steps
 #   handoff256s8   (session 35) handoff256 with ho128_p8, ho128_p16 and ho256_s8_c160_e152
 #                  (checked): is the 8-column piece what made the 256-row tiles slow?
+#   acts35         (session 35) explore_session35.py acts steps: each activation's backward
+#                  kernel (Triton, ping-pong as launched / with 8 parts, hand-off with 8 / 4),
+#                  then gelu_tanh and gpt-oss steps on three backward routes; about 300-400 s
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -580,6 +583,9 @@ PY
       timeout $(limit 450) python3 scripts/explore_session34.py handoff256 --candidates \
         ho128_p8 ho128_p16 ho256_s8_c160_e152 --out "$OUT/explore" 2>&1 \
         | tee "$OUT/handoff256s8.log" | tail -n 40 ;;
+    acts35)  # session 35: the MLP backward's kernel for each activation, then steps
+      timeout $(limit 520) python3 scripts/explore_session35.py acts steps --out "$OUT/explore" \
+        2>&1 | tee "$OUT/acts35.log" | tail -n 40 ;;
     compiled33)
       timeout $(limit 300) python3 scripts/explore_session33.py compiled --out "$OUT/explore" \
         2>&1 | tee "$OUT/compiled33.log" | tail -n 6 ;;

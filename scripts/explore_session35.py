@@ -1,0 +1,199 @@
+"""Session-35 exploration on the H200: the MLP backward's kernel for each activation.
+
+    PYTHONPATH=src python scripts/explore_session35.py acts [steps] --out DIR
+
+Why: session 35's call 3 (``h200-session35-explore/call3``) timed the hand-off backward with
+16 epilogue parts (8-column pieces, 16-byte accesses per row) at 2.19 ms against 1.54 with 8,
+and session 5's kernel runs had the ping-pong kernel with 16 parts at 2.32 / 2.43 ms against
+1.70 / 1.76 for the Triton kernel (``h200-session5-explore/call4``, ``call6``). The table's
+ping-pong entry is launched with 16 parts for gelu_tanh and gpt-oss's GLU
+(``ops.train.ws_entry``: 8 spilled in the sm_90 gate under Triton 3.9). So those two may run
+a backward slower than the Triton kernel the Gluon one replaced. Gemma's MLP is gelu_tanh.
+
+- ``acts``: Llama-3-8B shape (M=8192, N=14336, K=4096), bf16, each activation: the Triton
+  kernel's entry, the table's ping-pong entry as launched, the same with 8 parts, the hand-off
+  with 8 parts (session 7's ``ho128_p8``) and with 4 (SiLU, GELU and ReLU: the other two take
+  at least 8, ``ws_mlp.handoff_parts``); cuBLAS's ``dy @ W_down`` once. Each checked against
+  an fp32 reference (``explore_session5.kernel``'s rule). -> ``acts.json``
+- ``steps``: whole MLP steps (``swiglu_mlp``, forward + backward, do_bench medians, two rounds)
+  for gelu_tanh and gpt-oss's GLU at 8192 and 16384 tokens: eager (the reference's GLU), the
+  committed table, the backward on the Triton kernel (the ``mlp_backward_ws`` entry's
+  ``MIN_M`` out of reach) and on the 8-part hand-off. -> ``steps.json``
+
+GPU times of kernels are CUDA-graph replays with a cold L2 (``bench.timing``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+M, N, K = 8192, 14336, 4096
+ALPHA, LIMIT = 1.702, 7.0
+HANDOFF_P8 = dict(EPILOGUE_SPLIT=8, HANDOFF=True)
+HANDOFF_P4 = dict(EPILOGUE_SPLIT=4, HANDOFF=True)
+
+
+def variants(committed: dict, activation: str) -> dict[str, dict]:
+    """Name -> ``ws_mlp.mlp_backward_ws`` config, for ``activation``."""
+    from flash_swiglu.ops import train as T
+
+    launched = T.ws_entry(committed, "mlp_backward_ws", activation, None)
+    out = {"pp_launched": launched}
+    if launched["EPILOGUE_SPLIT"] != 8:
+        out["pp_p8"] = dict(launched, EPILOGUE_SPLIT=8)
+    out["ho_p8"] = HANDOFF_P8
+    if activation in ("silu", "gelu", "relu"):
+        out["ho_p4"] = HANDOFF_P4
+    return out
+
+
+def acts(out: Path) -> list[str]:
+    import explore_session5 as S5
+    import torch
+
+    from flash_swiglu import reference
+    from flash_swiglu.bench.timing import measure_graph
+    from flash_swiglu.kernels import ws_mlp
+    from flash_swiglu.ops import train as T
+
+    dt = torch.bfloat16
+    committed = T.load_table(torch.cuda.get_device_name())["mlp_backward_ws"]
+    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
+    dy, wd = r(M, K), r(K, N, sc=N**-0.5)
+    g, u = r(M, N), r(M, N)
+    h, dg, du = (torch.empty(M, N, device="cuda", dtype=dt) for _ in range(3))
+    flops = 2 * M * N * K
+    lines, rows = [], []
+
+    def timed(act, name, fn, ref=None, config=None):
+        dg.zero_()
+        du.zero_()
+        fn()
+        torch.cuda.synchronize()
+        ok = None
+        if ref is not None:
+            ok = S5._rel_err(dg, ref[0]) < 0.02 and S5._rel_err(du, ref[1]) < 0.02
+        ms = measure_graph(fn).median_ms
+        rows.append(dict(activation=act, name=name, ms=ms, tflops=flops / ms / 1e9, ok=ok,
+                         config=config))  # fmt: skip
+        lines.append(f"acts {act:10s} {name:12s} {ms:6.3f} ms {flops / ms / 1e9:4.0f} TF ok={ok}")
+        print(lines[-1], flush=True)
+
+    with torch.cuda.stream(torch.cuda.Stream()):
+        timed("-", "cublas", lambda: dy @ wd)
+        for act in S5.ACTS:
+            gf, uf = g.float(), u.float()
+            ref = reference.glu_backward(gf, uf, dy.float() @ wd.float(), act, ALPHA, LIMIT)
+            del gf, uf
+            common = dict(activation=act, alpha=ALPHA, limit=LIMIT)
+            tri = T.config("mlp_backward", dt, "tf32", act)
+            timed(act, "triton", lambda: T.launch(M, N, K, dy=dy, wd=wd, g=g, u=u, h=h, dg=dg,
+                                                  du=du, **common, _override=tri),
+                  ref, tri)  # fmt: skip
+            for name, cfg in variants(committed, act).items():
+                try:
+                    timed(act, name, lambda c=cfg: ws_mlp.mlp_backward_ws(
+                        dy, wd, g, u, h, dg, du, **common, config=c), ref, cfg)  # fmt: skip
+                except Exception as e:
+                    lines.append(f"acts {act} {name}: {type(e).__name__}: {e}"[:400])
+                    print(lines[-1], flush=True)
+            ref = None
+            torch.cuda.empty_cache()
+    (out / "acts.json").write_text(json.dumps(rows, indent=1, default=str))
+    return lines
+
+
+def steps(out: Path) -> list[str]:
+    import explore_session5 as S5
+    import torch
+
+    import flash_swiglu
+    from flash_swiglu import reference
+    from flash_swiglu.ops import train as T
+
+    dt = torch.bfloat16
+    real_table = T.load_table
+    committed = real_table(torch.cuda.get_device_name())["mlp_backward_ws"]
+    routes = {
+        "committed": {},
+        "triton_bwd": {"mlp_backward_ws": dict(committed, MIN_M=1 << 40)},
+        "handoff_p8": {"mlp_backward_ws": dict(committed, **HANDOFF_P8)},
+    }
+
+    def use(entries: dict) -> None:
+        T.load_table = lambda gpu: {**real_table(gpu), **entries}
+        T.L.clear_plans()
+
+    lines, rows = [], []
+    try:
+        for act in ("gelu_tanh", "swiglu_oai"):
+            for mm in (8192, 16384):
+                rr = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
+                dy = rr(mm, K)
+                shapes = ((mm, K, 1.0), (N, K, K**-0.5), (N, K, K**-0.5), (K, N, N**-0.5))
+                params = [rr(a, b, sc=c).requires_grad_() for a, b, c in shapes]
+
+                def eager_step(act=act):
+                    for t in params:
+                        t.grad = None
+                    xx, a_, b_, c_ = params
+                    hh = reference.act_glu(xx @ a_.t(), xx @ b_.t(), act, ALPHA, LIMIT)
+                    (hh @ c_.t()).backward(dy)
+
+                def fused_step(act=act):
+                    for t in params:
+                        t.grad = None
+                    flash_swiglu.swiglu_mlp(*params, activation=act).backward(dy)
+
+                grads = {}
+                for name, entries in routes.items():
+                    use(entries)
+                    fused_step()
+                    grads[name] = [t.grad.clone() for t in params]
+                for name in routes:
+                    errs = [S5._rel_err(a, b) for a, b in zip(grads[name], grads["triton_bwd"],
+                                                              strict=True)]  # fmt: skip
+                    lines.append(f"steps {act} M={mm} grads {name} vs triton_bwd: {S5._fmt(errs)}")
+                    print(lines[-1], flush=True)
+                grads = None
+                for again in ("", " again"):
+                    for name in ("eager", *routes):
+                        if name != "eager":
+                            use(routes[name])
+                        ms, peak = S5.measure_step(eager_step if name == "eager" else fused_step)
+                        rows.append(dict(activation=act, m=mm, name=name + again, ms=ms,
+                                         peak_mib=peak))  # fmt: skip
+                        lines.append(f"steps {act:10s} M={mm:5d} {name + again:18s} {ms:7.3f} ms "
+                                     f"peak {peak:6.0f} MiB")  # fmt: skip
+                        print(lines[-1], flush=True)
+                params = dy = None
+                torch.cuda.empty_cache()
+    finally:
+        T.load_table = real_table
+        T.L.clear_plans()
+    (out / "steps.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
+
+STAGES = {"acts": acts, "steps": steps}
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("stages", nargs="+", choices=tuple(STAGES))
+    p.add_argument("--out", type=Path, required=True)
+    a = p.parse_args(argv)
+    a.out.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for stage in a.stages:
+        lines += STAGES[stage](a.out)
+    print("\n".join(lines[-40:]))
+
+
+if __name__ == "__main__":
+    main()
