@@ -16,7 +16,7 @@ a backward slower than the Triton kernel the Gluon one replaced. Gemma's MLP is 
   at least 8, ``ws_mlp.handoff_parts``); cuBLAS's ``dy @ W_down`` once. Each checked against
   an fp32 reference (``explore_session5.kernel``'s rule). -> ``acts.json``
 - ``steps``: whole MLP steps (``swiglu_mlp``, forward + backward, do_bench medians, two rounds)
-  for gelu_tanh and gpt-oss's GLU at 8192 and 16384 tokens: eager (the reference's GLU), the
+  for gelu_tanh, gpt-oss's GLU and GELU at 8192 and 16384 tokens: eager (the reference's GLU), the
   committed table, the backward on the Triton kernel (the ``mlp_backward_ws`` entry's
   ``MIN_M`` out of reach) and on the 8-part hand-off. -> ``steps.json``
 
@@ -114,15 +114,17 @@ def steps(out: Path) -> list[str]:
 
     import flash_swiglu
     from flash_swiglu import reference
+    from flash_swiglu.kernels import ws_mlp
     from flash_swiglu.ops import train as T
 
     dt = torch.bfloat16
     real_table = T.load_table
     committed = real_table(torch.cuda.get_device_name())["mlp_backward_ws"]
+    handoff = dict(ws_mlp.HANDOFF_CONFIG, **HANDOFF_P8, MIN_M=committed["MIN_M"])
     routes = {
         "committed": {},
         "triton_bwd": {"mlp_backward_ws": dict(committed, MIN_M=1 << 40)},
-        "handoff_p8": {"mlp_backward_ws": dict(committed, **HANDOFF_P8)},
+        "handoff_p8": {"mlp_backward_ws": handoff},
     }
 
     def use(entries: dict) -> None:
@@ -131,7 +133,7 @@ def steps(out: Path) -> list[str]:
 
     lines, rows = [], []
     try:
-        for act in ("gelu_tanh", "swiglu_oai"):
+        for act in ("gelu_tanh", "swiglu_oai", "gelu"):
             for mm in (8192, 16384):
                 rr = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
                 dy = rr(mm, K)

@@ -586,6 +586,9 @@ PY
     acts35)  # session 35: the MLP backward's kernel for each activation, then steps
       timeout $(limit 520) python3 scripts/explore_session35.py acts steps --out "$OUT/explore" \
         2>&1 | tee "$OUT/acts35.log" | tail -n 40 ;;
+    steps35)  # session 35: explore_session35.py steps alone
+      timeout $(limit 520) python3 scripts/explore_session35.py steps --out "$OUT/explore" \
+        2>&1 | tee "$OUT/steps35.log" | tail -n 40 ;;
     compiled33)
       timeout $(limit 300) python3 scripts/explore_session33.py compiled --out "$OUT/explore" \
         2>&1 | tee "$OUT/compiled33.log" | tail -n 6 ;;
