@@ -116,6 +116,8 @@
 #   acts35         (session 35) explore_session35.py acts steps: each activation's backward
 #                  kernel (Triton, ping-pong as launched / with 8 parts, hand-off with 8 / 4),
 #                  then gelu_tanh and gpt-oss steps on three backward routes; about 300-400 s
+#   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
+#                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
 #   tests-split    (session 30) tests/test_mlp.py -k "split or gpu_bf16" on the GPU
 #   mlp-1b         (session 30) the MLP training step of Llama-3.2-1B at 2048, 8192 and 16384
@@ -359,6 +361,11 @@ PY
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 4096,8192,16384 --run-id h200-${RUN_TAG}-mlp-8b 2>&1 | tee "$OUT/mlp.log" \
         | tail -n 4 ;;
+    mlp-acts)  # session 35: the 8B step for the four other activations (their backward routes)
+      timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
+        --tokens ${MLP_ACTS_TOKENS:-8192,16384} --activation gelu_tanh,gelu,relu,swiglu_oai \
+        --pass fwd+bwd --run-id h200-${RUN_TAG}-mlp-8b-acts 2>&1 | tee "$OUT/mlp_acts.log" \
+        | tail -n 12 ;;
     mlp-long)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens ${MLP_LONG_TOKENS:-4096,8192,16384} --pass fwd+bwd --step-ms 2000 \

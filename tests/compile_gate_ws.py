@@ -1,10 +1,10 @@
 """Compile the warp-specialized (Gluon) kernels of ``kernels/ws_mlp.py`` for sm_90 on the CPU:
 the MLP backward with every committed ``mlp_backward_ws`` table entry as
-``ops.train.ws_config`` adjusts it, the hand-off backward with its built-in configuration
-(``HANDOFF_CONFIG``), and the forward (saving the pre-activation or not, with and without
-biases) with its built-in configuration, every committed ``forward_saving_ws`` entry (and
-each of its per-shape items) and every entry of the launch tables' ``ws`` sections; every
-activation in bf16, SiLU in fp16.
+``ops.train.ws_config`` launches it for each activation (its ``activations`` items), the
+hand-off backward with its built-in configuration (``HANDOFF_CONFIG``), and the forward
+(saving the pre-activation or not, with and without biases) with its built-in configuration,
+every committed ``forward_saving_ws`` entry (and each of its per-shape items) and every entry
+of the launch tables' ``ws`` sections; every activation in bf16, SiLU in fp16.
 
 Run as a script where ``TRITON_INTERPRET`` is unset; prints one JSON object per variant
 (``test_compile_gate_ws.py`` checks them). Signatures mirror an aligned launch: Gluon host
@@ -52,9 +52,10 @@ def _desc_type(block: list[int], dtype: torch.dtype) -> str:
     return mangle_type(TensorDescriptor.from_tensor(t, block, layout))
 
 
-def entries(kind: str = "mlp_backward_ws"):
-    """``(source, config)`` of every committed table entry ``kind``: the training tables'
-    entries, or for ``projection_ws`` every entry of the launch tables' ``ws`` section."""
+def entries(kind: str = "mlp_backward_ws", activation: str = "silu"):
+    """``(source, config)`` of every committed table entry ``kind`` as ``activation`` launches
+    it: the training tables' entries (none where its ``activations`` item is null), or for
+    ``projection_ws`` every entry of the launch tables' ``ws`` section."""
     if kind == "projection_ws":
         for path in sorted(T.L.CONFIG_DIR.glob("*_linear.json")):
             for key, entry in json.loads(path.read_text()).get("ws", {}).items():
@@ -63,13 +64,17 @@ def entries(kind: str = "mlp_backward_ws"):
     for path in sorted(T.L.CONFIG_DIR.glob("*_train.json")):
         entry = json.loads(path.read_text()).get(kind)
         if entry is not None:
-            # ``ws_entry`` as a launch takes it (a HANDOFF entry: the hand-off kernel's keys),
-            # without the backward's 16 parts for two activations (``compile_variant``); each
-            # of its per-shape items merged over it as well.
-            yield path.name, T.ws_entry(entry, kind, "silu", None)
-            for key in entry.get("shapes", {}):
-                n, k = (int(part[1:]) for part in key.split("_"))
-                yield f"{path.name}:{key}", T.ws_entry(entry, kind, "silu", None, (n, k))
+            # ``ws_entry`` as a launch takes it (a HANDOFF entry: the hand-off kernel's keys;
+            # its ``activations`` item for ``activation`` merged over it), each of its
+            # per-shape items merged over it as well.
+            sources = [(path.name, None)] + [
+                (f"{path.name}:{key}", tuple(int(part[1:]) for part in key.split("_")))
+                for key in entry.get("shapes", {})
+            ]
+            for source, shape in sources:
+                cfg = T.ws_entry(entry, kind, activation, None, shape)
+                if cfg is not None:
+                    yield source, cfg
 
 
 def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype, maxnreg=None) -> dict:
@@ -150,7 +155,8 @@ def main() -> int:
     for dtype in (torch.bfloat16, torch.float16):
         for act in ACTIVATIONS if dtype == torch.bfloat16 else ("silu",):
             info = dict(dtype=str(dtype), activation=act)
-            backward = [*entries(), ("builtin handoff", dict(HANDOFF_CONFIG, HANDOFF=True))]
+            backward = [*entries("mlp_backward_ws", act),
+                        ("builtin handoff", dict(HANDOFF_CONFIG, HANDOFF=True))]  # fmt: skip
             for source, cfg in backward:
                 row = compile_variant(cfg, dtype, act)
                 print(json.dumps(dict(row, source=source, **info)), flush=True)

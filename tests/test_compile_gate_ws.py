@@ -31,9 +31,23 @@ def test_every_entry_and_activation_compiled(compiled):
     handoff = [r for r in compiled if r["kernel"] == "mlp_backward_handoff"]
     forward = [r for r in compiled if r["kernel"] == "forward"]
     assert {r["source"] for r in backward + handoff} == tables | {"builtin handoff"}
-    for rows in (backward, handoff, forward):
+    for rows in (handoff, forward):
         assert {r["activation"] for r in rows} == set(ACTIVATIONS)
         assert {r["dtype"] for r in rows} == {"torch.bfloat16", "torch.float16"}
+    # Each table's backward entry for every activation it launches a Gluon kernel for (its
+    # ``activations`` items: the hand-off kernel for some, none for others), in bf16, and for
+    # SiLU in fp16; the kernel the row compiled is the one the entry launches.
+    for name in tables:
+        entry = json.loads((T.L.CONFIG_DIR / name).read_text())["mlp_backward_ws"]
+        launched = {a: T.ws_entry(entry, "mlp_backward_ws", a, None) for a in ACTIVATIONS}
+        expected = {(a, "torch.bfloat16") for a, cfg in launched.items() if cfg is not None}
+        if launched["silu"] is not None:
+            expected.add(("silu", "torch.float16"))
+        rows = [r for r in backward + handoff if r["source"] == name]
+        assert {(r["activation"], r["dtype"]) for r in rows} == expected
+        for r in rows:
+            assert (r["kernel"] == "mlp_backward_handoff") == bool(
+                launched[r["activation"]].get("HANDOFF")), r  # fmt: skip
     assert {(r["store_gu"], r["bias"]) for r in forward} == {(True, False), (False, True)}
     # Every committed forward entry: the training tables' (each per-shape item too) and the
     # launch tables' ws sections.

@@ -299,8 +299,44 @@ def test_warp_specialized_table_entries():
     assert T.ws_entry(shaped, "forward_saving_ws", "silu", 2048, (14336, 4096))["STAGES"] == 6
     assert T.ws_entry(shaped, "forward_saving_ws", "silu", 2048)["STAGES"] == 6
     assert "shapes" not in T.ws_entry(shaped, "forward_saving_ws", "silu", 4096, (28672, 8192))
+    # An entry's per-activation items: merged over it for that activation only (a hand-off
+    # entry for one, MIN_M too), null: the Triton kernel for that activation.
+    per_act = dict(entry, activations=dict(
+        gelu={k: v for k, v in handoff.items() if k != "source"} | dict(MIN_M=4096),
+        gelu_tanh=None,
+    ))  # fmt: skip
+    assert T.ws_entry(per_act, "mlp_backward_ws", "silu", 2048) == T.ws_entry(
+        entry, "mlp_backward_ws", "silu", 2048)  # fmt: skip
+    assert T.ws_entry(per_act, "mlp_backward_ws", "gelu", 4096) == T.ws_entry(
+        handoff, "mlp_backward_ws", "gelu", 4096)  # fmt: skip
+    assert T.ws_entry(per_act, "mlp_backward_ws", "gelu", 4095) is None
+    assert T.ws_entry(per_act, "mlp_backward_ws", "gelu_tanh", None) is None
+    assert T.ws_entry(per_act, "mlp_backward_ws", "swiglu_oai", None)["EPILOGUE_SPLIT"] == 16
+    # after a per-shape item: the activation's item wins
+    both = dict(shaped, activations=dict(relu=dict(STAGES=4)))
+    assert T.ws_entry(both, "forward_saving_ws", "relu", 4096, (28672, 8192))["STAGES"] == 4
+    assert T.ws_entry(both, "forward_saving_ws", "silu", 4096, (28672, 8192))["STAGES"] == 3
     # Off the GPU (and under the interpreter) the Gluon kernels never run.
     assert not T.ws_enabled(torch.bfloat16, torch.device("cpu"))
+
+
+def test_committed_activation_items_name_activations_and_launch_whole_entries():
+    # A typo in a table's ``activations`` would silently leave that activation on the entry.
+    import json
+
+    from flash_swiglu._names import ACTIVATIONS
+
+    for path in T.L.CONFIG_DIR.glob("*_train.json"):
+        for kind, entry in json.loads(path.read_text()).items():
+            if not isinstance(entry, dict) or "activations" not in entry:
+                continue
+            assert set(entry["activations"]) <= set(ACTIVATIONS), (path.name, kind)
+            for act in ACTIVATIONS:
+                cfg = T.ws_entry(entry, kind, act, None)  # every key the kernel takes
+                item = entry["activations"].get(act, {})
+                assert (cfg is None) == (act in entry["activations"] and item is None)
+                if cfg is not None and item.get("HANDOFF"):
+                    assert set(cfg) == {*T.WS_KEYS["mlp_backward_handoff"], "HANDOFF"}
 
 
 @pytest.mark.parametrize("parts", [1, 2, 4])

@@ -106,8 +106,8 @@ COOP_FORWARD = dict(BLOCK_H=128, STAGES=4, COOP=True)
 def test_gpu_ws_backward_within_rule(act, m, n, k, sms, coop):
     dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
     config = T.ws_config(g.dtype, g.device, act)
-    if coop:
-        config = dict(config or {}, **COOP_BACKWARD)
+    if coop:  # the ping-pong kernel's entry (the table's, unless it is a hand-off one)
+        config = dict(config if config and not config.get("HANDOFF") else {}, **COOP_BACKWARD)
         if act in ("gelu_tanh", "swiglu_oai"):
             config["EPILOGUE_SPLIT"] = 16
     h, dg, du = _run(dy, wd, g, u, act, aliased=True, sms=sms, config=config)

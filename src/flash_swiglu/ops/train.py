@@ -157,6 +157,9 @@ def _read_table(device_name: str) -> dict:
 # ``FLASH_SWIGLU_GLUON=0`` turns them all off. An entry's optional ``MIN_M``: fewer rows run the
 # Triton kernel. A ``forward_saving_ws`` entry's optional ``shapes``: ``{"n<N>_k<K>": {key:
 # value}}`` for the weights ``[N, K]`` of one model, merged over the entry (``MIN_M`` too).
+# An entry's optional ``activations``: ``{"<activation>": {key: value} or null}``, merged over
+# it for that activation (after ``shapes``); null: the Triton kernel runs for it (session 35:
+# the best backward kernel depends on the activation's epilogue, ``docs/mlp.md``).
 WS_KEYS = {
     "mlp_backward_ws": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES", "EPILOGUE_SPLIT",
                         "PREFETCH", "COALESCE", "CONSUMER_REGS", "COOP"),
@@ -209,11 +212,16 @@ def ws_entry(
     shape: tuple[int, int] | None = None,
 ) -> dict | None:
     """A table ``entry`` of ``kind`` as launched, or None where it does not apply: ``m`` rows
-    (None: any) below its ``MIN_M``. With ``shape`` ``(N, K)``, the entry's ``shapes`` item
-    for it, if any, merged over it first. In the backward, gelu_tanh and gpt-oss's GLU take 16
-    epilogue parts (8 spilled in the sm_90 gate under Triton 3.9)."""
+    (None: any) below its ``MIN_M``, or an ``activations`` item of None for ``activation``.
+    With ``shape`` ``(N, K)``, the entry's ``shapes`` item for it, if any, merged over it
+    first; then its ``activations`` item for ``activation``, if any. In the ping-pong
+    backward, gelu_tanh and gpt-oss's GLU take 16 epilogue parts (8 spilled in the sm_90 gate
+    under Triton 3.9)."""
     if entry is not None and shape is not None:
         entry = {**entry, **entry.get("shapes", {}).get(shape_key(*shape), {})}
+    if entry is not None and activation in entry.get("activations", {}):
+        item = entry["activations"][activation]
+        entry = None if item is None else {**entry, **item}
     if entry is None or (m is not None and m < entry.get("MIN_M", 0)):
         return None
     if kind == "mlp_backward_ws" and entry.get("HANDOFF"):
