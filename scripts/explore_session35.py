@@ -20,6 +20,9 @@ a backward slower than the Triton kernel the Gluon one replaced. Gemma's MLP is 
   committed table, the backward on the Triton kernel (the ``mlp_backward_ws`` entry's
   ``MIN_M`` out of reach) and on the 8-part hand-off. -> ``steps.json``
 
+``--acts A [B ...]``: those activations only (call 7 re-ran gelu_tanh after its backward
+helper went from two sigmoids to one exponential and one division, ``activations.py``).
+
 GPU times of kernels are CUDA-graph replays with a cold L2 (``bench.timing``).
 """
 
@@ -36,6 +39,7 @@ M, N, K = 8192, 14336, 4096
 ALPHA, LIMIT = 1.702, 7.0
 HANDOFF_P8 = dict(EPILOGUE_SPLIT=8, HANDOFF=True)
 HANDOFF_P4 = dict(EPILOGUE_SPLIT=4, HANDOFF=True)
+ACTS: tuple[str, ...] = ()  # --acts: these activations only (call 7: gelu_tanh, new helper)
 
 
 def variants(committed: dict, activation: str) -> dict[str, dict]:
@@ -86,7 +90,7 @@ def acts(out: Path) -> list[str]:
 
     with torch.cuda.stream(torch.cuda.Stream()):
         timed("-", "cublas", lambda: dy @ wd)
-        for act in S5.ACTS:
+        for act in ACTS or S5.ACTS:
             gf, uf = g.float(), u.float()
             ref = reference.glu_backward(gf, uf, dy.float() @ wd.float(), act, ALPHA, LIMIT)
             del gf, uf
@@ -133,7 +137,7 @@ def steps(out: Path) -> list[str]:
 
     lines, rows = [], []
     try:
-        for act in ("gelu_tanh", "swiglu_oai", "gelu"):
+        for act in ACTS or ("gelu_tanh", "swiglu_oai", "gelu"):
             for mm in (8192, 16384):
                 rr = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
                 dy = rr(mm, K)
@@ -189,7 +193,10 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser()
     p.add_argument("stages", nargs="+", choices=tuple(STAGES))
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--acts", nargs="+", default=())
     a = p.parse_args(argv)
+    global ACTS
+    ACTS = tuple(a.acts)
     a.out.mkdir(parents=True, exist_ok=True)
     lines = []
     for stage in a.stages:

@@ -116,6 +116,7 @@
 #   acts35         (session 35) explore_session35.py acts steps: each activation's backward
 #                  kernel (Triton, ping-pong as launched / with 8 parts, hand-off with 8 / 4),
 #                  then gelu_tanh and gpt-oss steps on three backward routes; about 300-400 s
+#   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
 #   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
 #                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
 #   tests-launch   (session 31) tests/test_launch.py on the GPU
@@ -593,6 +594,9 @@ PY
     acts35)  # session 35: the MLP backward's kernel for each activation, then steps
       timeout $(limit 520) python3 scripts/explore_session35.py acts steps --out "$OUT/explore" \
         2>&1 | tee "$OUT/acts35.log" | tail -n 40 ;;
+    gt35)  # session 35: explore_session35.py acts steps for gelu_tanh alone (its new helper)
+      timeout $(limit 300) python3 scripts/explore_session35.py acts steps --acts gelu_tanh \
+        --out "$OUT/explore" 2>&1 | tee "$OUT/gt35.log" | tail -n 30 ;;
     steps35)  # session 35: explore_session35.py steps alone
       timeout $(limit 520) python3 scripts/explore_session35.py steps --out "$OUT/explore" \
         2>&1 | tee "$OUT/steps35.log" | tail -n 40 ;;
