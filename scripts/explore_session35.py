@@ -46,7 +46,9 @@ def variants(committed: dict, activation: str) -> dict[str, dict]:
     """Name -> ``ws_mlp.mlp_backward_ws`` config, for ``activation``."""
     from flash_swiglu.ops import train as T
 
-    launched = T.ws_entry(committed, "mlp_backward_ws", activation, None)
+    # the ping-pong entry itself, without the per-activation items it carries since call 6
+    pingpong = {key: v for key, v in committed.items() if key != "activations"}
+    launched = T.ws_entry(pingpong, "mlp_backward_ws", activation, None)
     out = {"pp_launched": launched}
     if launched["EPILOGUE_SPLIT"] != 8:
         out["pp_p8"] = dict(launched, EPILOGUE_SPLIT=8)
