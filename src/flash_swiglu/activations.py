@@ -15,8 +15,8 @@ The activations (``ACTIVATION`` is a compile-time string):
     gelu_tanh   act(g) = g * (1 + t) / 2,             t = tanh(z), z = c * (g + 0.044715 g^3),
                                                       c = sqrt(2 / pi)
                 act'(g) = (1 + t) / 2 + g * (1 - t^2) * c * (1 + 3 * 0.044715 g^2) / 2
-                (evaluated as sigmoids of +-2z: tl.sigmoid exists everywhere, including the
-                interpreter, and (1 - t^2) stays accurate where t is near +-1)
+                (evaluated as sigmoids of +-2z, which keep (1 - t^2) accurate where t is near
+                +-1; the backward takes both from one exponential, see ``glu_backward``)
     relu        act(g) = max(g, 0),                   act'(g) = [not g <= 0] (1 at NaN: PyTorch's)
     swiglu_oai  (gpt-oss) gc = min(g, limit), uc = clamp(up, -limit, limit),
                 out = gc * sigmoid(alpha * gc) * (uc + 1)
@@ -88,17 +88,20 @@ def glu_backward(
         dup = dout * gate * cdf
     elif ACTIVATION == "gelu_tanh":
         # With s = sigmoid(2 z): (1 + t) / 2 = s and (1 - t^2) / 2 = 2 s sigmoid(-2 z), which
-        # stays accurate where t is near +-1 (1 - s would cancel). Both sigmoids from one
-        # exponential and one division: with e = exp(-|2 z|) and r = 1 / (1 + e),
-        # sigmoid(|2 z|) = r and sigmoid(-|2 z|) = e r, so s sigmoid(-2 z) = e r^2 on either
-        # side (session 35: two sigmoids made this epilogue the slowest of the five).
+        # stays accurate where t is near +-1 (1 - s would cancel). Both from one exponential
+        # and one division: with e = exp(-2 z), s = 1 / (1 + e) and sigmoid(-2 z) = e s, so
+        # s sigmoid(-2 z) = (e s) s (in that order: s s underflows). The exponent is capped
+        # at 80 (e < 5.6e34, finite in fp32): below 2 z = -80, s and e s^2 are off by less
+        # than e^-80 absolute, and at gate = -inf the gradients are infinite where
+        # PyTorch's are NaN. A NaN gate gives NaN. Session 35: two sigmoids made this
+        # epilogue the slowest of the five; forms with a select (on exp(-|2 z|), or for the
+        # overflow) spilled in the recompute backward's sm_90 build.
         g2 = gate * gate
         z2 = 2.0 * 0.7978845608028654 * (gate + 0.044715 * g2 * gate)
-        e = tl.exp(-tl.abs(z2))
-        r = 1.0 / (1.0 + e)
-        s = tl.where(z2 >= 0.0, r, e * r)  # NaN stays NaN (both branches are)
+        e = tl.exp(tl.minimum(-z2, 80.0))
+        s = 1.0 / (1.0 + e)
         dz = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * g2)
-        dgate = dout * up * (s + 2.0 * gate * (e * r * r) * dz)
+        dgate = dout * up * (s + 2.0 * gate * (e * s * s) * dz)
         dup = dout * gate * s
     elif ACTIVATION == "relu":
         dgate = tl.where(gate <= 0.0, 0.0, dout * up)  # NaN passes, as in torch.relu
