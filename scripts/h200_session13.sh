@@ -116,6 +116,7 @@
 #   acts35         (session 35) explore_session35.py acts steps: each activation's backward
 #                  kernel (Triton, ping-pong as launched / with 8 parts, hand-off with 8 / 4),
 #                  then gelu_tanh and gpt-oss steps on three backward routes; about 300-400 s
+#   mlp-gt         (session 35) mlp-acts for gelu_tanh alone (run h200-${RUN_TAG}-mlp-8b-gelu-tanh)
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
 #   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
 #                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
@@ -367,6 +368,10 @@ PY
         --tokens ${MLP_ACTS_TOKENS:-8192,16384} --activation gelu_tanh,gelu,relu,swiglu_oai \
         --pass fwd+bwd --run-id h200-${RUN_TAG}-mlp-8b-acts 2>&1 | tee "$OUT/mlp_acts.log" \
         | tail -n 12 ;;
+    mlp-gt)  # session 35: mlp-acts for gelu_tanh alone (after its backward helper changed)
+      timeout $(limit 200) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
+        --tokens 8192,16384 --activation gelu_tanh --pass fwd+bwd \
+        --run-id h200-${RUN_TAG}-mlp-8b-gelu-tanh 2>&1 | tee "$OUT/mlp_gt.log" | tail -n 10 ;;
     mlp-long)
       timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens ${MLP_LONG_TOKENS:-4096,8192,16384} --pass fwd+bwd --step-ms 2000 \
