@@ -1,6 +1,6 @@
 """Session-35 exploration on the H200: the MLP backward's kernel for each activation.
 
-    PYTHONPATH=src python scripts/explore_session35.py acts [steps] --out DIR
+    PYTHONPATH=src python scripts/explore_session35.py acts [steps] [fwd] --out DIR
 
 Why: session 35's call 3 (``h200-session35-explore/call3``) timed the hand-off backward with
 16 epilogue parts (8-column pieces, 16-byte accesses per row) at 2.19 ms against 1.54 with 8,
@@ -19,6 +19,17 @@ a backward slower than the Triton kernel the Gluon one replaced. Gemma's MLP is 
   for gelu_tanh, gpt-oss's GLU and GELU at 8192 and 16384 tokens: eager (the reference's GLU), the
   committed table, the backward on the Triton kernel (the ``mlp_backward_ws`` entry's
   ``MIN_M`` out of reach) and on the 8-part hand-off. -> ``steps.json``
+
+- ``fwd`` (written after session 35's last device call; not yet run): the forward kernels per
+  activation. The Gluon forward's entries (``projection_ws``, ``forward_saving_ws``) were
+  also chosen on SiLU, and its epilogue also runs on the warps that issue the other tile's
+  wgmma. For Llama-3.2-1B's and Llama-3-8B's shapes at 2048 and 8192 tokens, bf16:
+  ``swiglu_linear`` (the projection) and ``swiglu_mlp``'s training forward (which saves
+  the pre-activation; the down projection is the same cuBLAS product in both) with the
+  Gluon kernels on and off (``FLASH_SWIGLU_GLUON``), beside cuBLAS's ``x @ [Wg; Wu]^T``.
+  ``do_bench`` medians (the L2 flushed before each call); outputs checked against an fp32
+  reference. -> ``fwd.json``. A per-activation item in those entries (``null``: the Triton
+  kernel) is the remedy where the Gluon kernel loses.
 
 ``--acts A [B ...]``: those activations only (call 7 re-ran gelu_tanh after its backward
 helper went from two sigmoids to one exponential and one division, ``activations.py``).
@@ -188,7 +199,78 @@ def steps(out: Path) -> list[str]:
     return lines
 
 
-STAGES = {"acts": acts, "steps": steps}
+FWD_SHAPES = {"1b": (2048, 8192), "8b": (4096, 14336)}  # (K, N)
+
+
+def fwd(out: Path) -> list[str]:
+    import os
+
+    import explore_session5 as S5
+    import torch
+    from triton.testing import do_bench
+
+    import flash_swiglu
+    from flash_swiglu import reference
+    from flash_swiglu.ops import train as T
+
+    dt = torch.bfloat16
+    lines, rows = [], []
+    env_before = os.environ.get(T.GLUON_ENV)
+
+    def gluon(on: bool) -> None:
+        os.environ[T.GLUON_ENV] = "1" if on else "0"
+        T.L.clear_plans()
+
+    try:
+        for model, (k, n) in FWD_SHAPES.items():
+            r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt) * sc
+            wg, wu, wd = r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5), r(k, n, sc=n**-0.5)
+            wcat = torch.cat((wg, wu))
+            leaves = [t.clone().requires_grad_() for t in (wg, wu, wd)]  # as in training
+            for mm in (2048, 8192):
+                x = r(mm, k)
+                xg = x.clone().requires_grad_()
+                gu = (x.float() @ wcat.float().t()).split(n, dim=1)
+                ms = do_bench(lambda: x @ wcat.t(), warmup=25, rep=200, return_mode="median")
+                rows.append(dict(model=model, m=mm, activation="-", name="cublas", ms=ms))
+                lines.append(f"fwd {model} M={mm:5d} {'-':10s} cublas       {ms:7.3f} ms")
+                print(lines[-1], flush=True)
+                for act in ACTS or S5.ACTS:
+                    ref = reference.act_glu(gu[0], gu[1], act, ALPHA, LIMIT)
+                    for on in (True, False):
+                        gluon(on)
+                        tag = "gluon" if on else "triton"
+                        proj = lambda a=act: flash_swiglu.swiglu_linear(x, wg, wu, activation=a)
+                        h = proj()
+                        ok = S5._rel_err(h, ref) < 0.02
+                        ms = do_bench(proj, warmup=25, rep=200, return_mode="median")
+                        rows.append(dict(model=model, m=mm, activation=act, name="proj_" + tag,
+                                         ms=ms, ok=ok))  # fmt: skip
+                        lines.append(f"fwd {model} M={mm:5d} {act:10s} proj_{tag:7s} {ms:7.3f} ms "
+                                     f"ok={ok}")  # fmt: skip
+                        print(lines[-1], flush=True)
+                        train = lambda a=act: flash_swiglu.swiglu_mlp(xg, *leaves, activation=a)
+                        ms = do_bench(train, warmup=25, rep=200, return_mode="median")
+                        rows.append(dict(model=model, m=mm, activation=act,
+                                         name="mlp_fwd_" + tag, ms=ms))  # fmt: skip
+                        lines.append(
+                            f"fwd {model} M={mm:5d} {act:10s} mlpfwd_{tag:6s} {ms:7.3f} ms"
+                        )
+                        print(lines[-1], flush=True)
+                    ref = None
+                x = xg = gu = None
+                torch.cuda.empty_cache()
+    finally:
+        if env_before is None:
+            os.environ.pop(T.GLUON_ENV, None)
+        else:
+            os.environ[T.GLUON_ENV] = env_before
+        T.L.clear_plans()
+    (out / "fwd.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
+
+STAGES = {"acts": acts, "steps": steps, "fwd": fwd}
 
 
 def main(argv=None) -> None:

@@ -117,6 +117,9 @@
 #                  kernel (Triton, ping-pong as launched / with 8 parts, hand-off with 8 / 4),
 #                  then gelu_tanh and gpt-oss steps on three backward routes; about 300-400 s
 #   mlp-gt         (session 35) mlp-acts for gelu_tanh alone (run h200-${RUN_TAG}-mlp-8b-gelu-tanh)
+#   fwd35          (session 35, not yet run) explore_session35.py fwd: swiglu_linear and the
+#                  training forward per activation with the Gluon kernels on and off, 1B and 8B
+#                  at 2048 and 8192 tokens, beside cuBLAS; about 150-250 s by estimate
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
 #   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
 #                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
@@ -602,6 +605,9 @@ PY
     gt35)  # session 35: explore_session35.py acts steps for gelu_tanh alone (its new helper)
       timeout $(limit 300) python3 scripts/explore_session35.py acts steps --acts gelu_tanh \
         --out "$OUT/explore" 2>&1 | tee "$OUT/gt35.log" | tail -n 30 ;;
+    fwd35)  # session 35 (not yet run): the forward kernels per activation, Gluon on and off
+      timeout $(limit 400) python3 scripts/explore_session35.py fwd --out "$OUT/explore" \
+        2>&1 | tee "$OUT/fwd35.log" | tail -n 50 ;;
     steps35)  # session 35: explore_session35.py steps alone
       timeout $(limit 520) python3 scripts/explore_session35.py steps --out "$OUT/explore" \
         2>&1 | tee "$OUT/steps35.log" | tail -n 40 ;;

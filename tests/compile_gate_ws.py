@@ -59,7 +59,9 @@ def entries(kind: str = "mlp_backward_ws", activation: str = "silu"):
     if kind == "projection_ws":
         for path in sorted(T.L.CONFIG_DIR.glob("*_linear.json")):
             for key, entry in json.loads(path.read_text()).get("ws", {}).items():
-                yield f"{path.name}:{key}", {k: entry[k] for k in T.WS_KEYS[kind]}
+                cfg = T.ws_entry(entry, kind, activation, None)
+                if cfg is not None:
+                    yield f"{path.name}:{key}", cfg
         return
     for path in sorted(T.L.CONFIG_DIR.glob("*_train.json")):
         entry = json.loads(path.read_text()).get(kind)
@@ -160,8 +162,8 @@ def main() -> int:
             for source, cfg in backward:
                 row = compile_variant(cfg, dtype, act)
                 print(json.dumps(dict(row, source=source, **info)), flush=True)
-            forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws"),
-                       *entries("projection_ws")]  # fmt: skip
+            forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws", act),
+                       *entries("projection_ws", act)]  # fmt: skip
             compiled = {}  # entries of one configuration (several shapes' buckets) compile once
             for source, cfg in forward:
                 for store_gu, bias in ((True, False), (False, True)):
