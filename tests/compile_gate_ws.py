@@ -4,7 +4,8 @@ the MLP backward with every committed ``mlp_backward_ws`` table entry as
 hand-off backward with its built-in configuration (``HANDOFF_CONFIG``), and the forward
 (saving the pre-activation or not, with and without biases) with its built-in configuration,
 every committed ``forward_saving_ws`` entry (and each of its per-shape items) and every entry
-of the launch tables' ``ws`` sections; every activation in bf16, SiLU in fp16.
+of the launch tables' ``ws`` sections; every activation in bf16, SiLU in fp16 (and in fp16
+every activation whose backward entry launches a configuration of its own).
 
 Run as a script where ``TRITON_INTERPRET`` is unset; prints one JSON object per variant
 (``test_compile_gate_ws.py`` checks them). Signatures mirror an aligned launch: Gluon host
@@ -155,13 +156,24 @@ def compile_forward(
 
 def main() -> int:
     for dtype in (torch.bfloat16, torch.float16):
-        for act in ACTIVATIONS if dtype == torch.bfloat16 else ("silu",):
+        for act in ACTIVATIONS:
             info = dict(dtype=str(dtype), activation=act)
-            backward = [*entries("mlp_backward_ws", act),
-                        ("builtin handoff", dict(HANDOFF_CONFIG, HANDOFF=True))]  # fmt: skip
+            backward = list(entries("mlp_backward_ws", act))
+            if dtype == torch.float16 and act != "silu":
+                # fp16: every activation whose entry launches a kernel of its own (a
+                # per-activation item), SiLU for the rest
+                base = {json.dumps(cfg, sort_keys=True) for _, cfg in entries()}
+                backward = [
+                    (src, cfg) for src, cfg in backward
+                    if json.dumps(cfg, sort_keys=True) not in base
+                ]  # fmt: skip
+            elif dtype == torch.bfloat16 or act == "silu":
+                backward.append(("builtin handoff", dict(HANDOFF_CONFIG, HANDOFF=True)))
             for source, cfg in backward:
                 row = compile_variant(cfg, dtype, act)
                 print(json.dumps(dict(row, source=source, **info)), flush=True)
+            if dtype == torch.float16 and act != "silu":
+                continue
             forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws", act),
                        *entries("projection_ws", act)]  # fmt: skip
             compiled = {}  # entries of one configuration (several shapes' buckets) compile once

@@ -41,8 +41,11 @@ def test_every_entry_and_activation_compiled(compiled):
         entry = json.loads((T.L.CONFIG_DIR / name).read_text())["mlp_backward_ws"]
         launched = {a: T.ws_entry(entry, "mlp_backward_ws", a, None) for a in ACTIVATIONS}
         expected = {(a, "torch.bfloat16") for a, cfg in launched.items() if cfg is not None}
-        if launched["silu"] is not None:
-            expected.add(("silu", "torch.float16"))
+        # fp16: SiLU, and each activation launching a configuration other than SiLU's
+        expected |= {
+            (a, "torch.float16") for a, cfg in launched.items()
+            if cfg is not None and (a == "silu" or cfg != launched["silu"])
+        }  # fmt: skip
         rows = [r for r in backward + handoff if r["source"] == name]
         assert {(r["activation"], r["dtype"]) for r in rows} == expected
         for r in rows:
