@@ -115,12 +115,11 @@ def _compile(kernel, descs: dict, consts: dict, dtype: torch.dtype, maxnreg=None
 
 
 def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
-    """The MLP backward with a table entry, as ``ops.train.ws_config`` launches it."""
+    """The MLP backward with ``cfg``, a table entry as ``ops.train.ws_entry`` gives it for
+    ``activation`` (its parts for that activation already decided there)."""
     cfg = dict(cfg)
     if cfg.pop("HANDOFF", False):
         return compile_handoff(cfg, dtype, activation)
-    if activation in ("gelu_tanh", "swiglu_oai"):
-        cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
     bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
     descs = {"dy_desc": [bm, bk], "wd_desc": [bk, bn]}
     consts = dict(cfg, ACTIVATION=activation, ALPHA=1.702, LIMIT=7.0)
@@ -155,24 +154,23 @@ def compile_forward(
 
 
 def main() -> int:
+    silu = {json.dumps(cfg, sort_keys=True) for _, cfg in entries()}  # SiLU's launched entries
     for dtype in (torch.bfloat16, torch.float16):
         for act in ACTIVATIONS:
             info = dict(dtype=str(dtype), activation=act)
-            backward = list(entries("mlp_backward_ws", act))
-            if dtype == torch.float16 and act != "silu":
-                # fp16: every activation whose entry launches a kernel of its own (a
-                # per-activation item), SiLU for the rest
-                base = {json.dumps(cfg, sort_keys=True) for _, cfg in entries()}
-                backward = [
-                    (src, cfg) for src, cfg in backward
-                    if json.dumps(cfg, sort_keys=True) not in base
-                ]  # fmt: skip
-            elif dtype == torch.bfloat16 or act == "silu":
+            # fp16: SiLU, and every other activation only where its entry launches a
+            # configuration of its own (a per-activation item)
+            every = dtype == torch.bfloat16 or act == "silu"
+            backward = [
+                (source, cfg) for source, cfg in entries("mlp_backward_ws", act)
+                if every or json.dumps(cfg, sort_keys=True) not in silu
+            ]  # fmt: skip
+            if every:
                 backward.append(("builtin handoff", dict(HANDOFF_CONFIG, HANDOFF=True)))
             for source, cfg in backward:
                 row = compile_variant(cfg, dtype, act)
                 print(json.dumps(dict(row, source=source, **info)), flush=True)
-            if dtype == torch.float16 and act != "silu":
+            if not every:
                 continue
             forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws", act),
                        *entries("projection_ws", act)]  # fmt: skip
