@@ -120,6 +120,8 @@
 #   fwd35          (session 35, not yet run) explore_session35.py fwd: swiglu_linear and the
 #                  training forward per activation with the Gluon kernels on and off, 1B and 8B
 #                  at 2048 and 8192 tokens, beside cuBLAS; about 150-250 s by estimate
+#   fwd36          (session 36) explore_session36.py fwd: the same forward cases as fwd35, settled
+#                  CUDA-graph timings in three rotated rounds (the benchmark's timing)
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
 #   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
 #                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
@@ -608,6 +610,9 @@ PY
     fwd35)  # session 35 (not yet run): the forward kernels per activation, Gluon on and off
       timeout $(limit 400) python3 scripts/explore_session35.py fwd --out "$OUT/explore" \
         2>&1 | tee "$OUT/fwd35.log" | tail -n 50 ;;
+    fwd36)  # session 36: fwd35's cases, settled and rotated
+      timeout $(limit 400) python3 scripts/explore_session36.py fwd --out "$OUT/explore" \
+        2>&1 | tee "$OUT/fwd36.log" | tail -n 40 ;;
     steps35)  # session 35: explore_session35.py steps alone
       timeout $(limit 520) python3 scripts/explore_session35.py steps --out "$OUT/explore" \
         2>&1 | tee "$OUT/steps35.log" | tail -n 40 ;;
