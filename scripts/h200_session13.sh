@@ -122,6 +122,9 @@
 #                  at 2048 and 8192 tokens, beside cuBLAS; about 150-250 s by estimate
 #   fwd36          (session 36) explore_session36.py fwd: the same forward cases as fwd35, settled
 #                  CUDA-graph timings in three rotated rounds (the benchmark's timing)
+#   linear-acts    (session 36) swiglu_linear for gelu_tanh, gelu, relu and gpt-oss's GLU: 1B and 8B
+#                  at 2048 / 8192 tokens, eager, torch.compile, cuBLAS's product, ours (Liger's
+#                  kernels compute SiLU only) (run h200-${RUN_TAG}-linear-bf16-acts)
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
 #   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
 #                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
@@ -373,6 +376,11 @@ PY
         --tokens ${MLP_ACTS_TOKENS:-8192,16384} --activation gelu_tanh,gelu,relu,swiglu_oai \
         --pass fwd+bwd --run-id h200-${RUN_TAG}-mlp-8b-acts 2>&1 | tee "$OUT/mlp_acts.log" \
         | tail -n 12 ;;
+    linear-acts)  # session 36: the projection for the four other activations
+      timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3.2-1b,llama-3-8b --dtype bfloat16 --tokens 2048,8192 \
+        --activation gelu_tanh,gelu,relu,swiglu_oai --backend torch,compile,cublas,triton \
+        --run-id h200-${RUN_TAG}-linear-bf16-acts 2>&1 | tee "$OUT/linear_acts.log" | tail -n 24 ;;
     mlp-gt)  # session 35: mlp-acts for gelu_tanh alone (after its backward helper changed)
       timeout $(limit 200) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 8192,16384 --activation gelu_tanh --pass fwd+bwd \
