@@ -125,6 +125,9 @@
 #   linear-acts    (session 36) swiglu_linear for gelu_tanh, gelu, relu and gpt-oss's GLU: 1B and 8B
 #                  at 2048 / 8192 tokens, eager, torch.compile, cuBLAS's product, ours (Liger's
 #                  kernels compute SiLU only) (run h200-${RUN_TAG}-linear-bf16-acts)
+#   host36         (session 36) explore_session36.py host: swiglu_linear's host time above the
+#                  decode paths, launch plans on and off, and a cProfile of each
+#   tests-plans-linear (session 36) tests/test_plans.py and tests/test_linear.py on the GPU
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
 #   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
 #                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
@@ -621,6 +624,12 @@ PY
     fwd36)  # session 36: fwd35's cases, settled and rotated
       timeout $(limit 400) python3 scripts/explore_session36.py fwd --out "$OUT/explore" \
         2>&1 | tee "$OUT/fwd36.log" | tail -n 40 ;;
+    host36)  # session 36: host time of the projection above the decode paths, plans on / off
+      timeout $(limit 200) python3 scripts/explore_session36.py host --out "$OUT/explore" \
+        2>&1 | tee "$OUT/host36.log" | tail -n 12 ;;
+    tests-plans-linear)  # session 36: test_plans.py and test_linear.py on the GPU
+      timeout $(limit 300) $pytest -m gpu tests/test_plans.py tests/test_linear.py 2>&1 \
+        | tail -n 15 | tee "$OUT/pytest_plans_linear_gpu.log" ;;
     steps35)  # session 35: explore_session35.py steps alone
       timeout $(limit 520) python3 scripts/explore_session35.py steps --out "$OUT/explore" \
         2>&1 | tee "$OUT/steps35.log" | tail -n 40 ;;

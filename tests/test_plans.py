@@ -1,12 +1,13 @@
-"""``ops.linear``'s launch plans (``_PLANS``): a decode or matrix-vector call leaves what the
-launcher decided (kernel, grid, constexprs, integer arguments), and a later call with the same
-``_plan_key`` runs it without the launcher's body.
+"""``ops.linear``'s launch plans (``_PLANS``): a call leaves what the launcher decided (kernel,
+grid, constexprs, integer arguments; the Gluon forward's kept launch; the unfused route), and a
+later call with the same ``_plan_key`` runs it without the launcher's body.
 
 Kernel tier (interpreter on the CPU): a plan's output is the body's, bit for bit, on fresh
-inputs; what the key holds gets a plan of its own; calls that copy an operand, or have more
-tokens than the decode paths take, keep none; the switch, the table's cache and the bound.
-GPU tier: the library's decode kernels on model shapes, through plans and without, bit for bit,
-under CUDA graph capture too.
+inputs, for the decode paths and above them (the TMA and pointer kernels); what the key holds
+gets a plan of its own; calls that copy an operand keep none; the switch, the table's cache
+and the bound. GPU tier: the library's kernels on model shapes (the decode paths, the Gluon
+forward, the unfused route), through plans and without, bit for bit, under CUDA graph capture
+too.
 """
 
 from __future__ import annotations
@@ -49,6 +50,8 @@ def _without_plan(monkeypatch, fn):
         ((2, 1, 72), 48, 72, True),  # two tokens, 3-D, biases
         ((5, 72), 48, 72, True),  # the decode kernel, a ragged token tile
         ((3, 128), 32, 128, False),  # one weight tile over 3 programs: split-K
+        ((130, 72), 48, 72, True),  # above the decode paths: TMA kernel (fp16), pointer (fp32)
+        ((2, 67, 36), 40, 36, False),  # K * 2 bytes not a multiple of 16: the pointer kernel
     ],
 )
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=str)
@@ -66,6 +69,10 @@ def test_a_plan_serves_later_calls_bit_for_bit(device, body, monkeypatch, shape,
         assert torch.equal(y, _without_plan(monkeypatch, lambda: run(x)))  # noqa: B023
         assert len(body) == 2 + i  # switched off: the body
     assert torch.equal(y_first, run(first)) and len(body) == 3
+    tokens = first.numel() // k
+    want = "gemv" if tokens == 1 else "decode" if tokens <= L.DECODE_MAX_TOKENS else None
+    tma = dtype == torch.float16 and k * 2 % 16 == 0
+    assert [p.kind for p in L._PLANS.values()] == [want or ("tma" if tma else "ptr")]
 
 
 def test_a_plan_serves_strided_rows_and_the_decode_kernels_tma_variant(device, body,
@@ -140,24 +147,27 @@ def test_a_table_reader_put_in_place_gets_plans_of_its_own(device, body, monkeyp
     assert len(L._PLANS) == 2 and len(body) == 2
 
 
-def test_calls_that_copy_or_have_more_tokens_keep_no_plan(device, body):
+def test_calls_that_copy_keep_no_plan(device, body, monkeypatch):
     dtype = torch.float16
     wg, wu, _, _ = _weights(48, 64, dtype, device)
     x = torch.randn(4, 64, dtype=dtype, device=device)
     cols = torch.randn(64, 4, dtype=dtype, device=device).t()  # last dimension strided
     rows3 = torch.randn(2, 3, 4, 64, dtype=dtype, device=device)[:, ::2, :3]  # three groups
     w_cols = torch.randn(64, 48, dtype=dtype, device=device)
-    many = torch.randn(L.WIDE_DECODE_MAX_TOKENS + 1, 64, dtype=dtype, device=device)
+    # 280 tokens in three row groups: the TMA kernel's path, on a copy of x
+    many3 = torch.randn(2, 3, 70, 64, dtype=dtype, device=device)[:, ::2]
     calls = [
         lambda: flash_swiglu.swiglu_linear(cols, wg, wu),
         lambda: flash_swiglu.swiglu_linear(rows3, wg, wu),
         lambda: flash_swiglu.swiglu_linear(x, w_cols.t(), wu),  # a weight copied
-        lambda: flash_swiglu.swiglu_linear(many, wg, wu),
+        lambda: flash_swiglu.swiglu_linear(many3, wg, wu),
+        lambda: flash_swiglu.swiglu_linear(many3[:1, :1, :66], w_cols.t(), wu),  # TMA, a weight
     ]
     for call in calls:
         for _ in range(2):
-            call()
-    assert len(L._PLANS) == 0 and len(body) == 2 * len(calls)
+            y = call()
+        assert torch.equal(y, _without_plan(monkeypatch, call))
+    assert len(L._PLANS) == 0 and len(body) == 3 * len(calls)
 
 
 def test_switch_table_cache_and_bound(device, body, monkeypatch):
@@ -225,6 +235,42 @@ def test_plans_on_model_shapes_bit_for_bit_and_under_graph_capture(monkeypatch):
         graph.replay()
         torch.cuda.synchronize()
         assert torch.equal(out, _without_plan(monkeypatch, lambda: run(static)))
+
+
+@pytest.mark.gpu
+def test_plans_above_the_decode_paths_on_model_shapes(monkeypatch):
+    """Llama-3.2-1B's projection at 2048 tokens (the Gluon forward), and with
+    ``FLASH_SWIGLU_GLUON=0`` (the TMA kernel: a plan of its own), Llama-3-8B's at 200 tokens
+    (the table's unfused route): through plans against the launcher's body, bit for bit, and
+    the Gluon forward's plan captured in a CUDA graph and replayed on new inputs."""
+    from flash_swiglu.ops import train as T
+
+    dev, dt = "cuda", torch.bfloat16
+    cases = ((8192, 2048, 2048, "1"), (8192, 2048, 2048, "0"), (14336, 4096, 200, "1"))
+    for n, k, m, gluon in cases:
+        monkeypatch.setenv(T.GLUON_ENV, gluon)
+        wg, wu, _, _ = _weights(n, k, dt, dev)
+        run = lambda x: flash_swiglu.swiglu_linear(x, wg, wu)  # noqa: B023
+        for _ in range(3):
+            x = torch.randn(1, m, k, dtype=dt, device=dev)
+            assert torch.equal(run(x), _without_plan(monkeypatch, lambda: run(x)))  # noqa: B023
+    kinds = [p.kind for p in L._PLANS.values()]
+    gluon = T.gluon_available()
+    assert kinds == ["ws" if gluon else "tma", "tma", "unfused"]
+    monkeypatch.setenv(T.GLUON_ENV, "1")
+    wg, wu, _, _ = _weights(8192, 2048, dt, dev)
+    static = torch.randn(2048, 2048, dtype=dt, device=dev)
+    flash_swiglu.swiglu_linear(static, wg, wu)  # a plan, then its warm launch
+    flash_swiglu.swiglu_linear(static, wg, wu)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = flash_swiglu.swiglu_linear(static, wg, wu)
+    for _ in range(2):
+        static.copy_(torch.randn_like(static))
+        graph.replay()
+        torch.cuda.synchronize()
+        want = _without_plan(monkeypatch, lambda: flash_swiglu.swiglu_linear(static, wg, wu))
+        assert torch.equal(out, want)
 
 
 @pytest.mark.gpu

@@ -357,7 +357,7 @@ def _x_rows(x: torch.Tensor) -> tuple[torch.Tensor, int, int, int]:
 
 
 # ----------------------------------------------------------------------------------------
-# Launch plans: the decode paths' host time
+# Launch plans: the host time of a call the launcher has seen
 # ----------------------------------------------------------------------------------------
 
 PLAN_ENV = "FLASH_SWIGLU_PLAN_CACHE"
@@ -367,16 +367,19 @@ PLAN_CACHES: list[dict] = [_PLANS]  # every plan cache of the library (``ops.tra
 
 
 def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
-    """What ``_forward_triton``'s choices for a call of at most ``WIDE_DECODE_MAX_TOKENS``
-    tokens depend on: each tensor's shape, strides, dtype, device and 16-byte alignment (the
-    launch keys' and the path choice's), the activation's parameters, the module settings
-    that tests and users change (the token limits, ``PAD_TMA_ROWS``), the table reader in
-    place (``load_table``: a test or an exploration that puts in its own gets plans of its
-    own) and fp32's matmul precision. None for more tokens, or with
-    ``FLASH_SWIGLU_PLAN_CACHE=0``. The launch tables are read once (``load_table``), and
-    ``load_table.cache_clear()`` drops the plans."""
+    """What ``_forward_triton``'s choices for a call depend on: each tensor's shape, strides,
+    dtype, device and 16-byte alignment (the launch keys' and the path choice's), the
+    activation's parameters, the module settings that tests and users change (the token
+    limits, ``PAD_TMA_ROWS``), the table readers in place (``load_table`` here and in
+    ``ops.train``, whose reader the Gluon forward's entries come from: a test or an
+    exploration that puts in its own gets plans of its own), ``FLASH_SWIGLU_GLUON`` and
+    fp32's matmul precision. None without K, or with ``FLASH_SWIGLU_PLAN_CACHE=0``. The
+    launch tables are read once (``load_table``), and ``load_table.cache_clear()`` drops the
+    plans."""
+    from flash_swiglu.ops import train as T
+
     k = x.shape[-1]
-    if not k or x.numel() > WIDE_DECODE_MAX_TOKENS * k or os.environ.get(PLAN_ENV) == "0":
+    if not k or os.environ.get(PLAN_ENV) == "0":
         return None
     bias = tuple(
         None if b is None else (b.shape, b.stride(), b.dtype, b.device, b.data_ptr() % 16 == 0)
@@ -388,7 +391,8 @@ def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
         wu.shape, wu.stride(), wu.dtype, wu.device, wu.data_ptr() % 16 == 0,
         bias, activation, alpha, limit,
         DECODE_MAX_TOKENS, WIDE_DECODE_MAX_TOKENS, GEMV_MAX_TOKENS, MAX_TOKEN_BUCKET,
-        PAD_TMA_ROWS, INTERPRET_NUM_SMS, ENABLE_FP_FUSION, load_table,
+        PAD_TMA_ROWS, INTERPRET_NUM_SMS, ENABLE_FP_FUSION, load_table, T.load_table,
+        os.environ.get(T.GLUON_ENV),
         torch.get_float32_matmul_precision() if x.dtype == torch.float32 else None,
     )  # fmt: skip
 
@@ -407,59 +411,99 @@ def planned(x, wg, wu, bg, bu, activation, alpha, limit) -> _Plan | None:
 
 
 class _Plan:
-    """One decode or matrix-vector launch with everything but its tensors decided: the
-    kernel, grid, constexprs and integer arguments. A call allocates the output (and a
-    split-K launch's partial sums and counters, a TMA launch's descriptors) and launches
-    through ``_launch.Bound``. ``_forward_triton`` builds it and runs its first call too, so a
-    call served by a plan runs what the full launcher would."""
+    """One launch with everything but its tensors decided: the kernel, grid, constexprs and
+    integer arguments (or, for the unfused route, that route). A call allocates the output
+    (and a split-K launch's partial sums and counters, a TMA launch's descriptors) and
+    launches through ``_launch.Bound`` (the Gluon forward through its kept
+    ``ForwardLaunch``). ``_forward_triton`` builds it and runs its first call too, so a call
+    served by a plan runs what the full launcher would.
 
-    __slots__ = ("acc", "bound", "device", "dtype", "ints", "kind", "mnk", "parts", "shape",
-                 "tiles", "tma_blocks")  # fmt: skip
+    Kinds, by the arguments' order: ``"gemv"`` and ``"ptr"`` (the matrix-vector and the
+    masked pointer kernel), ``"decode"``, ``"decode_tma"``, ``"tma"`` (the persistent TMA
+    kernel), ``"ws"`` (the Gluon forward) and ``"unfused"`` (two cuBLAS products and the
+    fused elementwise kernel)."""
+
+    __slots__ = ("acc", "act", "bound", "device", "dtype", "ints", "kind", "mnk", "parts",
+                 "shape", "tiles", "tma_blocks")  # fmt: skip
 
     def __init__(self, x, m: int, n: int, k: int, ints: tuple) -> None:
         """``ints``: the pointer kernels' arguments after ``m, n, k`` (x's row groups, the
-        weights' and biases' row strides, the output's); the TMA variant takes its last
-        three."""
+        weights' and biases' row strides, the output's); the decode kernel's TMA variant
+        takes its last three, the TMA kernel the biases' strides."""
         self.shape, self.dtype, self.device = (*x.shape[:-1], n), x.dtype, x.device
         self.mnk, self.ints = (m, n, k), ints
         self.tiles = self.parts = 0
-        self.acc = self.tma_blocks = self.bound = self.kind = None
+        self.acc = self.act = self.tma_blocks = self.bound = self.kind = None
 
     def split(self, tiles: int, parts: int, acc: torch.dtype) -> None:
         """A split-K launch: ``tiles`` arrival counters and ``parts`` partial sums a call."""
         self.tiles, self.parts, self.acc = tiles, parts, acc
 
     def bind(self, kind: str, kernel, grid: tuple[int, ...], kwargs: dict) -> None:
-        """``kind``: ``"gemv"``, ``"decode"`` or ``"decode_tma"`` (the arguments' order)."""
+        """A Triton kernel's launch of ``kind`` (the class doc)."""
         self.kind, self.bound = kind, _launch.Bound(kernel, grid, kwargs)
 
+    def bind_ws(self, launch, rows: int) -> None:
+        """The Gluon forward's ``ForwardLaunch``, kept; x's TMA boxes have ``rows`` rows."""
+        self.kind, self.bound, self.tma_blocks = "ws", launch.keep(), rows
+
+    def bind_unfused(self, activation: str, alpha: float, limit: float) -> None:
+        self.kind, self.act = "unfused", (activation, alpha, limit)
+
     def __call__(self, x, wg, wu, bg, bu, out=None) -> torch.Tensor:
+        kind = self.kind
+        if kind == "unfused":
+            return E.forward(F.linear(x, wg, bg), F.linear(x, wu, bu), *self.act)
         if out is None:
             out = torch.empty(self.shape, dtype=self.dtype, device=self.device)
         b0 = bg if bg is not None else out  # without a bias any pointer will do: never read
         b1 = bu if bu is not None else out
+        m, n, k = self.mnk
+        if kind == "ws":
+            x2 = x.view(m, k)
+            x2 = _padded_rows(x2, self.tma_blocks) if PAD_TMA_ROWS else x2
+            self.bound(x2, wg, wu, bg, bu, out.view(m, n))
+            return out
+        if kind == "tma":
+            x2 = x.view(m, k)
+            (bm, bk), (bn, _) = self.tma_blocks
+            x2 = _padded_rows(x2, bm) if PAD_TMA_ROWS else x2
+            descs = _host_descriptors(
+                (x2, [bm, bk]), (wg, [bn, bk]), (wu, [bn, bk]), (out.view(m, n), [bm, bn])
+            )
+            self.bound(*descs, b0, b1, *self.ints, m, n, k)
+            return out
+        if kind in ("gemv", "ptr"):
+            self.bound(x, wg, wu, b0, b1, out, m, n, k, *self.ints)
+            return out
         parts = counts = out  # never read unsplit
         if self.tiles:
             parts = torch.empty(self.parts, dtype=self.acc, device=self.device)
             counts = split_k_counters(self.device, self.tiles)
-        m, n, k = self.mnk
-        if self.kind == "decode_tma":
+        if kind == "decode_tma":
             rows, blocks = self.tma_blocks
             x2 = x.view(m, k)
             xt = _padded_rows(x2, rows[0]) if PAD_TMA_ROWS else x2
             descs = _host_descriptors((xt, rows), (wg, blocks), (wu, blocks))
             self.bound(*descs, b0, b1, out, parts, counts, m, n, k, *self.ints[5:])
-        elif self.kind == "gemv":
-            self.bound(x, wg, wu, b0, b1, out, m, n, k, *self.ints)
         else:
             self.bound(x, wg, wu, b0, b1, out, parts, counts, m, n, k, *self.ints)
         return out
 
 
+def _keep(plan_key: tuple | None, plan: _Plan) -> None:
+    """Keep ``plan`` under ``plan_key`` (None: not kept). Bounded: a server's many shapes
+    start over."""
+    if plan_key is not None:
+        if len(_PLANS) >= MAX_PLANS:
+            _PLANS.clear()
+        _PLANS[plan_key] = plan
+
+
 def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, config=None):
     """Launch one kernel; ``path`` and ``config`` override the choice (tests, ``retune``).
-    Decode and matrix-vector launches leave a ``_Plan`` in ``_PLANS`` that later calls with
-    the same ``_plan_key`` run instead of this function's body."""
+    A call that copied no operand leaves a ``_Plan`` in ``_PLANS`` that later calls with the
+    same ``_plan_key`` run instead of this function's body."""
     auto = path is None and config is None
     plan_key = _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) if auto else None
     if plan_key is not None:
@@ -490,18 +534,30 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     path = path or choose_path(x2, wg, wu, m)
     interp = interpreting()
     dev = x.device.index or 0
+    # A plan is kept where the call copied nothing (later calls must not copy either).
+    if wg is not wg_in or wu is not wu_in:
+        plan_key = None
     unfused = path == "tma" and config is None and not interp
     if unfused and unfused_route(m, n, k, x.dtype, _device_name(dev)):
         del out
-        g, u = F.linear(x, wg, bg), F.linear(x, wu, bu)
-        return E.forward(g, u, activation, alpha, limit)
+        plan = _Plan(x, m, n, k, ())
+        plan.bind_unfused(activation, alpha, limit)
+        _keep(plan_key, plan)
+        return plan(x, wg, wu, bg, bu)
     if path == "tma" and config is None and m <= WIDE_DECODE_MAX_TOKENS and not interp:
         wide = wide_decode_config(token_bucket(m), n, k, x.dtype, _device_name(dev))
         if wide is not None and _decode_tma_ok(x2, wg, wu):
             path, config = "decode", wide
-    if path == "tma" and config is None and _forward_ws(x, x2, wg, wu, bg, bu, out, m,
-                                                        activation, alpha, limit):  # fmt: skip
-        return out
+    ws = None
+    if path == "tma" and config is None:
+        ws = _ws_launch(x, wg, bg, bu, m, activation, alpha, limit)
+    if ws is not None:
+        plan = _Plan(x, m, n, k, ())
+        plan.bind_ws(*ws)
+        if x2 is None:  # rows in several groups: copied once, and no plan
+            return plan(x.reshape(m, k).contiguous(), wg, wu, bg, bu, out)
+        _keep(plan_key, plan)
+        return plan(x, wg, wu, bg, bu, out)
     if config is None:
         name = "interpreter" if interp else _device_name(dev)
         if path == "decode":
@@ -530,24 +586,18 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     maxnreg = cfg.pop("maxnreg", None)
     if maxnreg and not interp:
         consts["maxnreg"] = maxnreg
-    # Without a bias any pointer will do: the kernel never reads it.
-    biases = [bg if bg is not None else out, bu if bu is not None else out]
     bias_strides = [b.stride(0) if b is not None else 0 for b in (bg, bu)]
     if path == "tma":
-        if x2 is None:
-            x2 = x.reshape(m, k).contiguous()  # rows in several groups: copied once
         bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
-        x2 = _padded_rows(x2, bm) if PAD_TMA_ROWS else x2
-        descs = _host_descriptors(
-            (x2, [bm, bk]), (wg, [bn, bk]), (wu, [bn, bk]), (out.view(m, n), [bm, bn])
-        )
         num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * (programs_per_sm or 1)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
-        _launch.launch(
-            _linear_tma_kernel, grid, *descs, *biases, *bias_strides, m, n, k, **consts, **cfg,
-            NUM_SMS=grid[0],
-        )  # fmt: skip
-        return out
+        plan = _Plan(x, m, n, k, tuple(bias_strides))
+        plan.bind("tma", _linear_tma_kernel, grid, dict(consts, **cfg, NUM_SMS=grid[0]))
+        plan.tma_blocks = ([bm, bk], [bn, bk])
+        if x2 is None:  # rows in several groups: copied once, and no plan
+            return plan(x.reshape(m, k).contiguous(), wg, wu, bg, bu, out)
+        _keep(plan_key, plan)
+        return plan(x, wg, wu, bg, bu, out)
     xr, inner_rows, s_outer, s_inner = _x_rows(x)
     ints = (inner_rows, s_outer, s_inner, wg.stride(0), wu.stride(0), *bias_strides, n)
     if path in ("gemv", "decode"):
@@ -600,16 +650,12 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
                 even_k = k % bk == 0 and steps % split == 0  # every program's K slice in range
                 kw.update(EVEN_K=even_k, INDEX_64=needs_int64(xr, wg, wu, out, bg, bu))
                 plan.bind("decode", _linear_decode_kernel, grid, kw)
-        # A plan is kept where the call copied nothing (later calls must not copy either).
-        if plan_key is not None and xr is x and wg is wg_in and wu is wu_in:
-            if len(_PLANS) >= MAX_PLANS:  # bounded: a server's many shapes start over
-                _PLANS.clear()
-            _PLANS[plan_key] = plan
-        return plan(xr, wg, wu, bg, bu, out)
-    grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
-    _launch.launch(_linear_ptr_kernel, grid, xr, wg, wu, *biases, out, m, n, k, *ints, **consts,
-                   **cfg)  # fmt: skip
-    return out
+    else:
+        grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
+        plan = _Plan(x, m, n, k, ints)
+        plan.bind("ptr", _linear_ptr_kernel, grid, dict(consts, **cfg))
+    _keep(plan_key if xr is x else None, plan)
+    return plan(xr, wg, wu, bg, bu, out)
 
 
 def decode_tile(m: int, block_n: int, fast: bool, tma: bool, tf32x3: bool = False) -> int:
@@ -776,28 +822,27 @@ def split_k_counters(device: torch.device, tiles: int) -> torch.Tensor:
     return fresh
 
 
-def _forward_ws(x, x2, wg, wu, bg, bu, out, m, activation, alpha, limit) -> bool:
-    """Run the warp-specialized (Gluon) forward into ``out`` where the GPU's launch table has
-    a ``ws`` entry for this call (keyed like the Triton paths' entries, from ``MIN_M`` rows;
-    ``ops.train.ws_enabled``); return whether it ran."""
+def _ws_launch(x, wg, bg, bu, m, activation, alpha, limit) -> tuple | None:
+    """``(ForwardLaunch, rows of x's TMA boxes)`` of the warp-specialized (Gluon) forward
+    where the GPU's launch table has a ``ws`` entry for this call (keyed like the Triton
+    paths' entries, from ``MIN_M`` rows; ``ops.train.ws_enabled``), else None."""
     from flash_swiglu.ops import train as T
 
     if not T.ws_enabled(x.dtype, x.device):
-        return False
+        return None
     n, k = wg.shape
     entries = load_table(_device_name(x.device.index or 0)).get("ws", {})
     entry = next((entries[key] for key in table_keys(m, n, k, x.dtype) if key in entries), None)
     ws = T.ws_entry(entry, "projection_ws", activation, m)
     if ws is None:
-        return False
-    from flash_swiglu.kernels.ws_mlp import WS_FORWARD_CONFIG, glu_forward_ws
+        return None
+    from flash_swiglu.kernels.ws_mlp import WS_FORWARD_CONFIG, prepare_forward
 
-    x2 = x2 if x2 is not None else x.reshape(m, x.shape[-1]).contiguous()
-    if PAD_TMA_ROWS:
-        x2 = _padded_rows(x2, ws.get("BLOCK_M", WS_FORWARD_CONFIG["BLOCK_M"]))
-    glu_forward_ws(x2, wg, wu, bg, bu, out.view(m, wg.shape[0]), activation=activation,
-                   alpha=alpha, limit=limit, config=ws)  # fmt: skip
-    return True
+    prepared = prepare_forward(
+        m, n, k, x.device, has_bg=bg is not None, has_bu=bu is not None, store_gu=False,
+        activation=activation, alpha=alpha, limit=limit, config=ws,
+    )  # fmt: skip
+    return prepared, ws.get("BLOCK_M", WS_FORWARD_CONFIG["BLOCK_M"])
 
 
 def triton_cdiv(a: int, b: int) -> int:
