@@ -423,15 +423,17 @@ class _Plan:
     kernel), ``"ws"`` (the Gluon forward) and ``"unfused"`` (two cuBLAS products and the
     fused elementwise kernel)."""
 
-    __slots__ = ("acc", "act", "bound", "device", "dtype", "ints", "kind", "mnk", "parts",
-                 "shape", "tiles", "tma_blocks")  # fmt: skip
+    __slots__ = ("acc", "act", "bound", "device", "dtype", "ints", "kept", "kind", "mnk",
+                 "parts", "shape", "tiles", "tma_blocks")  # fmt: skip
 
-    def __init__(self, x, m: int, n: int, k: int, ints: tuple) -> None:
+    def __init__(self, x, m: int, n: int, k: int, ints: tuple, kept: bool) -> None:
         """``ints``: the pointer kernels' arguments after ``m, n, k`` (x's row groups, the
         weights' and biases' row strides, the output's); the decode kernel's TMA variant
-        takes its last three, the TMA kernel the biases' strides."""
+        takes its last three, the TMA kernel the biases' strides. ``kept``: the plan will
+        be kept (``_keep``), so its launch binds the compiled kernel for later calls; a plan
+        for this call alone launches as ``_launch.launch`` does."""
         self.shape, self.dtype, self.device = (*x.shape[:-1], n), x.dtype, x.device
-        self.mnk, self.ints = (m, n, k), ints
+        self.mnk, self.ints, self.kept = (m, n, k), ints, kept
         self.tiles = self.parts = 0
         self.acc = self.act = self.tma_blocks = self.bound = self.kind = None
 
@@ -441,11 +443,14 @@ class _Plan:
 
     def bind(self, kind: str, kernel, grid: tuple[int, ...], kwargs: dict) -> None:
         """A Triton kernel's launch of ``kind`` (the class doc)."""
-        self.kind, self.bound = kind, _launch.Bound(kernel, grid, kwargs)
+        if self.kept:
+            self.kind, self.bound = kind, _launch.Bound(kernel, grid, kwargs)
+        else:
+            self.kind, self.bound = kind, _launch.Launch(kernel, grid, kwargs).run
 
     def bind_ws(self, launch, rows: int) -> None:
-        """The Gluon forward's ``ForwardLaunch``, kept; x's TMA boxes have ``rows`` rows."""
-        self.kind, self.bound, self.tma_blocks = "ws", launch.keep(), rows
+        """The Gluon forward's ``ForwardLaunch``; x's TMA boxes have ``rows`` rows."""
+        self.kind, self.bound, self.tma_blocks = "ws", launch.keep() if self.kept else launch, rows
 
     def bind_unfused(self, activation: str, alpha: float, limit: float) -> None:
         self.kind, self.act = "unfused", (activation, alpha, limit)
@@ -492,9 +497,9 @@ class _Plan:
 
 
 def _keep(plan_key: tuple | None, plan: _Plan) -> None:
-    """Keep ``plan`` under ``plan_key`` (None: not kept). Bounded: a server's many shapes
-    start over."""
-    if plan_key is not None:
+    """Keep ``plan`` under ``plan_key`` where it was made to be kept. Bounded: a server's many
+    shapes start over."""
+    if plan.kept and plan_key is not None:
         if len(_PLANS) >= MAX_PLANS:
             _PLANS.clear()
         _PLANS[plan_key] = plan
@@ -540,7 +545,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     unfused = path == "tma" and config is None and not interp
     if unfused and unfused_route(m, n, k, x.dtype, _device_name(dev)):
         del out
-        plan = _Plan(x, m, n, k, ())
+        plan = _Plan(x, m, n, k, (), plan_key is not None)
         plan.bind_unfused(activation, alpha, limit)
         _keep(plan_key, plan)
         return plan(x, wg, wu, bg, bu)
@@ -552,7 +557,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     if path == "tma" and config is None:
         ws = _ws_launch(x, wg, bg, bu, m, activation, alpha, limit)
     if ws is not None:
-        plan = _Plan(x, m, n, k, ())
+        plan = _Plan(x, m, n, k, (), plan_key is not None and x2 is not None)
         plan.bind_ws(*ws)
         if x2 is None:  # rows in several groups: copied once, and no plan
             return plan(x.reshape(m, k).contiguous(), wg, wu, bg, bu, out)
@@ -591,7 +596,7 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         bm, bn, bk = cfg["BLOCK_M"], cfg["BLOCK_N"], cfg["BLOCK_K"]
         num_sms = (INTERPRET_NUM_SMS if interp else _num_sms(dev)) * (programs_per_sm or 1)
         grid = (min(num_sms, triton_cdiv(m, bm) * triton_cdiv(n, bn)),)
-        plan = _Plan(x, m, n, k, tuple(bias_strides))
+        plan = _Plan(x, m, n, k, tuple(bias_strides), plan_key is not None and x2 is not None)
         plan.bind("tma", _linear_tma_kernel, grid, dict(consts, **cfg, NUM_SMS=grid[0]))
         plan.tma_blocks = ([bm, bk], [bn, bk])
         if x2 is None:  # rows in several groups: copied once, and no plan
@@ -600,8 +605,8 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         return plan(x, wg, wu, bg, bu, out)
     xr, inner_rows, s_outer, s_inner = _x_rows(x)
     ints = (inner_rows, s_outer, s_inner, wg.stride(0), wu.stride(0), *bias_strides, n)
+    plan = _Plan(x, m, n, k, ints, plan_key is not None and xr is x)
     if path in ("gemv", "decode"):
-        plan = _Plan(x, m, n, k, ints)
         if path == "gemv":
             bk, unroll = cfg["BLOCK_K"], cfg.get("UNROLL", 1)
             del consts["INPUT_PRECISION"]  # fp32 FMA products: nothing to choose
@@ -652,9 +657,8 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
                 plan.bind("decode", _linear_decode_kernel, grid, kw)
     else:
         grid = (triton_cdiv(m, cfg["BLOCK_M"]) * triton_cdiv(n, cfg["BLOCK_N"]),)
-        plan = _Plan(x, m, n, k, ints)
         plan.bind("ptr", _linear_ptr_kernel, grid, dict(consts, **cfg))
-    _keep(plan_key if xr is x else None, plan)
+    _keep(plan_key, plan)
     return plan(xr, wg, wu, bg, bu, out)
 
 

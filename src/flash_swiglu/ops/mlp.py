@@ -75,10 +75,10 @@ def forward(x, wg, wu, wd, bg, bu, bd, activation, alpha, limit):
 def infer(x, wg, wu, wd, bg, bu, bd, activation):
     """The MLP without gradient in the fewest host steps, or None where this does not apply:
     autograd recording, autocast on, a trace, x on a device other than the current one, or no
-    launch plan yet for the gate/up call (``linear.planned``: any call that copied no operand,
-    after its first). Where it applies, ``forward`` would run the same plan and ``F.linear``, after the
-    checks done here too. A decode step's host time bounds it (Hugging Face ``generate``
-    without CUDA graphs); ``modules.mlp_forward`` calls it first."""
+    launch plan yet for the gate/up call (``linear.planned``: any call that copied no
+    operand, after its first). Where it applies, ``forward`` would run the same plan and
+    ``F.linear``, after the checks done here too. A decode step's host time bounds it
+    (Hugging Face ``generate`` without CUDA graphs); ``modules.mlp_forward`` calls it first."""
     if torch.is_grad_enabled() or torch.compiler.is_compiling():
         return None
     if not L._valid_weights(x, wg, wu) or bg is not None or bu is not None:
