@@ -443,10 +443,9 @@ class _Plan:
 
     def bind(self, kind: str, kernel, grid: tuple[int, ...], kwargs: dict) -> None:
         """A Triton kernel's launch of ``kind`` (the class doc)."""
-        if self.kept:
-            self.kind, self.bound = kind, _launch.Bound(kernel, grid, kwargs)
-        else:
-            self.kind, self.bound = kind, _launch.Launch(kernel, grid, kwargs).run
+        self.kind = kind
+        self.bound = (_launch.Bound(kernel, grid, kwargs) if self.kept
+                      else _launch.Launch(kernel, grid, kwargs).run)  # fmt: skip
 
     def bind_ws(self, launch, rows: int) -> None:
         """The Gluon forward's ``ForwardLaunch``; x's TMA boxes have ``rows`` rows."""
@@ -465,14 +464,11 @@ class _Plan:
         b1 = bu if bu is not None else out
         m, n, k = self.mnk
         if kind == "ws":
-            x2 = x.view(m, k)
-            x2 = _padded_rows(x2, self.tma_blocks) if PAD_TMA_ROWS else x2
-            self.bound(x2, wg, wu, bg, bu, out.view(m, n))
+            self.bound(_tma_rows(x, m, k, self.tma_blocks), wg, wu, bg, bu, out.view(m, n))
             return out
         if kind == "tma":
-            x2 = x.view(m, k)
             (bm, bk), (bn, _) = self.tma_blocks
-            x2 = _padded_rows(x2, bm) if PAD_TMA_ROWS else x2
+            x2 = _tma_rows(x, m, k, bm)
             descs = _host_descriptors(
                 (x2, [bm, bk]), (wg, [bn, bk]), (wu, [bn, bk]), (out.view(m, n), [bm, bn])
             )
@@ -487,8 +483,7 @@ class _Plan:
             counts = split_k_counters(self.device, self.tiles)
         if kind == "decode_tma":
             rows, blocks = self.tma_blocks
-            x2 = x.view(m, k)
-            xt = _padded_rows(x2, rows[0]) if PAD_TMA_ROWS else x2
+            xt = _tma_rows(x, m, k, rows[0])
             descs = _host_descriptors((xt, rows), (wg, blocks), (wu, blocks))
             self.bound(*descs, b0, b1, out, parts, counts, m, n, k, *self.ints[5:])
         else:
@@ -496,10 +491,23 @@ class _Plan:
         return out
 
 
+def _tma_rows(x: torch.Tensor, m: int, k: int, rows: int) -> torch.Tensor:
+    """x as the ``[m, k]`` operand of a TMA launch whose boxes of x have ``rows`` rows
+    (``_padded_rows`` where ``PAD_TMA_ROWS``)."""
+    x2 = x.view(m, k)
+    return _padded_rows(x2, rows) if PAD_TMA_ROWS else x2
+
+
+def _one_view(x: torch.Tensor, x2: torch.Tensor | None, m: int, k: int) -> torch.Tensor:
+    """x for a TMA launch: itself where its rows form one strided group (``x2``, its 2-D
+    view, not None), else a contiguous copy (made once; such a call keeps no plan)."""
+    return x if x2 is not None else x.reshape(m, k).contiguous()
+
+
 def _keep(plan_key: tuple | None, plan: _Plan) -> None:
-    """Keep ``plan`` under ``plan_key`` where it was made to be kept. Bounded: a server's many
-    shapes start over."""
-    if plan.kept and plan_key is not None:
+    """Keep ``plan`` under ``plan_key`` where it was made to be kept (``_Plan.kept``, which a
+    call without a key never is). Bounded: a server's many shapes start over."""
+    if plan.kept:
         if len(_PLANS) >= MAX_PLANS:
             _PLANS.clear()
         _PLANS[plan_key] = plan
@@ -559,10 +567,8 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     if ws is not None:
         plan = _Plan(x, m, n, k, (), plan_key is not None and x2 is not None)
         plan.bind_ws(*ws)
-        if x2 is None:  # rows in several groups: copied once, and no plan
-            return plan(x.reshape(m, k).contiguous(), wg, wu, bg, bu, out)
         _keep(plan_key, plan)
-        return plan(x, wg, wu, bg, bu, out)
+        return plan(_one_view(x, x2, m, k), wg, wu, bg, bu, out)
     if config is None:
         name = "interpreter" if interp else _device_name(dev)
         if path == "decode":
@@ -599,10 +605,8 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
         plan = _Plan(x, m, n, k, tuple(bias_strides), plan_key is not None and x2 is not None)
         plan.bind("tma", _linear_tma_kernel, grid, dict(consts, **cfg, NUM_SMS=grid[0]))
         plan.tma_blocks = ([bm, bk], [bn, bk])
-        if x2 is None:  # rows in several groups: copied once, and no plan
-            return plan(x.reshape(m, k).contiguous(), wg, wu, bg, bu, out)
         _keep(plan_key, plan)
-        return plan(x, wg, wu, bg, bu, out)
+        return plan(_one_view(x, x2, m, k), wg, wu, bg, bu, out)
     xr, inner_rows, s_outer, s_inner = _x_rows(x)
     ints = (inner_rows, s_outer, s_inner, wg.stride(0), wu.stride(0), *bias_strides, n)
     plan = _Plan(x, m, n, k, ints, plan_key is not None and xr is x)
