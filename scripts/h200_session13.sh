@@ -128,6 +128,8 @@
 #   host36         (session 36) explore_session36.py host: swiglu_linear's host time above the
 #                  decode paths, launch plans on and off, and a cProfile of each
 #   tests-plans-linear (session 36) tests/test_plans.py and tests/test_linear.py on the GPU
+#   gelu37         (session 37) explore_session37.py gelu: GELU's CDF as a sigmoid against
+#                  libdevice's erf (projection, training forward, 8B training step)
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
 #   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
 #                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
@@ -621,6 +623,9 @@ PY
     fwd35)  # session 35 (not yet run): the forward kernels per activation, Gluon on and off
       timeout $(limit 400) python3 scripts/explore_session35.py fwd --out "$OUT/explore" \
         2>&1 | tee "$OUT/fwd35.log" | tail -n 50 ;;
+    gelu37)  # session 37: GELU's CDF, sigmoid form against the erf form
+      timeout $(limit 400) python3 scripts/explore_session37.py gelu --out "$OUT/explore" \
+        2>&1 | tee "$OUT/gelu37.log" | tail -n 20 ;;
     fwd36)  # session 36: fwd35's cases, settled and rotated
       timeout $(limit 400) python3 scripts/explore_session36.py fwd --out "$OUT/explore" \
         2>&1 | tee "$OUT/fwd36.log" | tail -n 40 ;;

@@ -1,0 +1,172 @@
+"""Session-37 exploration on the H200: GELU's CDF as a sigmoid against libdevice's erf.
+
+    PYTHONPATH=src python scripts/explore_session37.py gelu --out DIR
+
+Why: run ``h200-s36-linear-bf16-acts`` measured ``swiglu_linear`` with GELU at 0.909-0.949 of
+the cuBLAS product's rate, against 0.968-1.007 for SiLU (session 19) and 0.963-1.004 for
+gelu_tanh. The Gluon forward's epilogue at M >= 1024 runs with both consumer warp groups on
+one tile (``COOP``), so its instructions are not hidden behind the other tile's products, and
+libdevice's ``erff`` cost it about 20 instructions an element more than SiLU's sigmoid in the
+sm_90 SASS (5784 against 3240 instructions in the kernel). ``activations.gelu_cdf`` now
+computes ``Phi`` as ``sigmoid(x R(x^2))`` (``scripts/fit_gelu_cdf.py``): 4520.
+
+- ``gelu``: two child processes, the erf form first (``activations.gelu_cdf`` replaced by the
+  erf form before any kernel compiles) and then the sigmoid form (as committed). Each times,
+  on Llama-3.2-1B and Llama-3-8B at 2048 and 8192 tokens (bf16): cuBLAS's ``x @ [Wg; Wu]^T``,
+  ``swiglu_linear`` with SiLU and with GELU, and ``ops.train.forward_saving`` (the training
+  forward, which also writes g and u) with GELU; and on Llama-3-8B at 8192 tokens one
+  ``swiglu_mlp`` training step (forward and backward, weights with gradients) with SiLU and
+  with GELU. ``measure_graph`` after ``SETTLE_MS`` of each call's own replays, cold L2, three
+  rounds in rotated order; outputs checked against an fp32 reference first. The ratios within
+  a process (GELU over cuBLAS, GELU over SiLU) are what compare across the two.
+  -> ``gelu_erf.json``, ``gelu_sigmoid.json``, ``smi.csv``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import triton
+import triton.language as tl
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SETTLE_MS = 300.0
+SHAPES = {"1b": (2048, 8192), "8b": (4096, 14336)}  # (K, N)
+TOKENS = (2048, 8192)
+STEP = ("8b", 8192)
+FORMS = ("erf", "sigmoid")
+
+
+@triton.jit
+def erf_cdf(x):
+    """GELU's CDF as the kernels computed it before session 37 (libdevice's ``erff``)."""
+    return 0.5 * (1.0 + tl.erf(x * 0.7071067811865476))
+
+
+def _use_erf_form() -> None:
+    """Replace ``gelu_cdf`` by the erf form it replaced (before any kernel compiles: the
+    kernels look the helper up in ``activations``' globals when they compile)."""
+    from flash_swiglu import activations
+
+    activations.gelu_cdf = erf_cdf
+
+
+def _rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((a.float() - ref).norm() / ref.norm().clamp_min(1e-30)).item()
+
+
+def _median(values: list[float]) -> float | None:
+    return sorted(values)[len(values) // 2] if values else None
+
+
+def one(form: str, out: Path) -> None:
+    """Time this process's form (see the module doc); writes ``gelu_<form>.json``."""
+    if form == "erf":
+        _use_erf_form()
+    import flash_swiglu
+    from flash_swiglu import reference
+    from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
+    from flash_swiglu.ops import train as T
+
+    dt = torch.bfloat16
+    rows = []
+    for model, (k, n) in SHAPES.items():
+        gen = torch.Generator(device="cuda").manual_seed(37)
+        r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
+        wg, wu, wd = r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5), r(k, n, sc=n**-0.5)
+        wcat = torch.cat((wg, wu))
+        for m in TOKENS:
+            x = r(m, k)
+            gu = (x.float() @ wcat.float().t()).split(n, dim=1)
+            calls = {"cublas": lambda: x @ wcat.t()}
+            errors = {}
+            for act in ("silu", "gelu"):
+                ref = reference.act_glu(gu[0], gu[1], act, 1.702, 7.0)
+                calls[f"{act}/proj"] = lambda a=act: flash_swiglu.swiglu_linear(
+                    x, wg, wu, activation=a
+                )
+                errors[f"{act}/proj"] = _rel_err(calls[f"{act}/proj"](), ref)
+                if act == "gelu":
+                    calls["gelu/save"] = lambda: T.forward_saving(
+                        x, wg, wu, None, None, "gelu", 1.702, 7.0
+                    )
+                    errors["gelu/save"] = _rel_err(calls["gelu/save"]()[0], ref)
+            ref = gu = None
+            if (model, m) == STEP:
+                xg = x.detach().clone().requires_grad_(True)
+                ws = [w.detach().clone().requires_grad_(True) for w in (wg, wu, wd)]
+                dy = r(m, k)
+                for act in ("silu", "gelu"):
+                    calls[f"{act}/step"] = lambda a=act: flash_swiglu.swiglu_mlp(
+                        xg, *ws, activation=a
+                    ).backward(dy)
+            bad = {lb: e for lb, e in errors.items() if e > 0.02}
+            torch.cuda.synchronize()
+            with torch.cuda.stream(torch.cuda.Stream()):
+                rounds = interleaved_rounds(
+                    list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS)
+                )
+            ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
+                  for lb, ts in rounds.items()}  # fmt: skip
+            failed = {lb: repr(t) for lb, ts in rounds.items() for t in ts
+                      if isinstance(t, Exception)}  # fmt: skip
+            rows.append(dict(form=form, model=model, m=m, n=n, k=k, ms=ms, rel_err=errors,
+                             wrong=bad, failed=failed))  # fmt: skip
+            (out / f"gelu_{form}.json").write_text(json.dumps(rows, indent=1))
+            med = {lb: _median(v) for lb, v in ms.items()}
+            print(f"{form:7s} {model} M={m:5d} " + " ".join(
+                f"{lb} {v:.4f}" for lb, v in med.items() if v is not None
+            ) + (f" WRONG {bad}" if bad else "") + (f" FAILED {failed}" if failed else ""),
+                flush=True)  # fmt: skip
+            x = calls = None
+            torch.cuda.empty_cache()
+
+
+def gelu(out: Path) -> list[str]:
+    import explore_session14 as S14
+
+    with S14.clock_samples(out / "smi.csv"):
+        for form in FORMS:
+            subprocess.run([sys.executable, __file__, "gelu-one", "--form", form, "--out",
+                            str(out)], check=True)  # fmt: skip
+    rows = {form: json.loads((out / f"gelu_{form}.json").read_text()) for form in FORMS}
+    lines = ["case               form     GELU/cuBLAS rate  GELU save  SiLU/cuBLAS  "
+             "GELU step / SiLU step"]  # fmt: skip
+    for i, base in enumerate(rows["erf"]):
+        for form in FORMS:
+            row = rows[form][i]
+            med = {lb: _median(v) for lb, v in row["ms"].items()}
+            cub = med["cublas"]
+            step = (f"{med['gelu/step'] / med['silu/step']:.3f} ({med['gelu/step']:.3f} ms)"
+                    if med.get("gelu/step") else "")  # fmt: skip
+            lines.append(
+                f"{base['model']} M={base['m']:5d}  {form:8s} {cub / med['gelu/proj']:16.3f} "
+                f"{cub / med['gelu/save']:10.3f} {cub / med['silu/proj']:12.3f}  {step}"
+            )
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=("gelu", "gelu-one"))
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--form", choices=FORMS)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    if args.mode == "gelu-one":
+        one(args.form, args.out)
+        return 0
+    lines = gelu(args.out)
+    (args.out / "gelu.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
