@@ -20,6 +20,13 @@ computes ``Phi`` as ``sigmoid(x R(x^2))`` (``scripts/fit_gelu_cdf.py``): 4520.
   rounds in rotated order; outputs checked against an fp32 reference first. The ratios within
   a process (GELU over cuBLAS, GELU over SiLU) are what compare across the two.
   -> ``gelu_erf.json``, ``gelu_sigmoid.json``, ``smi.csv``
+
+- ``tiles``: does GELU (or gelu_tanh) want another Gluon forward entry than the one SiLU's
+  settled sweep chose (session 15: cooperative 128 x (128 + 128) tiles from 1024 tokens, whose
+  epilogue no other tile's products hide)? On the same four cases, ``ws_mlp.glu_forward_ws``
+  with the launched entry, with it at 2 and 8 epilogue parts, and with the ping-pong 128 x
+  (64 + 64) tiles (6 slots; 4 and 2 parts), beside cuBLAS's product and SiLU's launched
+  entry; timed as ``gelu``, outputs checked first. -> ``tiles.json``, ``smi_tiles.csv``
 """
 
 from __future__ import annotations
@@ -152,9 +159,96 @@ def gelu(out: Path) -> list[str]:
     return lines
 
 
+PING_PONG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=6, EPILOGUE_SPLIT=4,
+                 COALESCE=True, CONSUMER_REGS=232, COOP=False)  # fmt: skip
+
+
+def _launched(m: int, n: int, k: int, activation: str) -> dict:
+    """The Gluon forward entry ``swiglu_linear`` launches for this call (``_ws_launch``)."""
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import train as T
+
+    entries = L.load_table(L._device_name(0)).get("ws", {})
+    keys = L.table_keys(m, n, k, torch.bfloat16)
+    entry = next((entries[key] for key in keys if key in entries), None)
+    return T.ws_entry(entry, "projection_ws", activation, m)
+
+
+def tiles(out: Path) -> list[str]:
+    import explore_session14 as S14
+
+    with S14.clock_samples(out / "smi_tiles.csv"):
+        return _tiles(out)
+
+
+def _tiles(out: Path) -> list[str]:
+    from flash_swiglu import reference
+    from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    dt = torch.bfloat16
+    rows, lines = [], []
+    for model, (k, n) in SHAPES.items():
+        gen = torch.Generator(device="cuda").manual_seed(37)
+        r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
+        wg, wu = r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5)
+        wcat = torch.cat((wg, wu))
+        for m in TOKENS:
+            x = r(m, k)
+            gu = (x.float() @ wcat.float().t()).split(n, dim=1)
+            h = torch.empty(m, n, device="cuda", dtype=dt)
+            calls, configs, errors = {"cublas": lambda: x @ wcat.t()}, {}, {}
+            for act in ("silu", "gelu", "gelu_tanh"):
+                table = _launched(m, n, k, act)
+                cands = {"table": table}
+                if act != "silu":
+                    cands.update(
+                        e2=dict(table, EPILOGUE_SPLIT=2), e8=dict(table, EPILOGUE_SPLIT=8),
+                        pp=PING_PONG, pp_e2=dict(PING_PONG, EPILOGUE_SPLIT=2),
+                    )  # fmt: skip
+                ref = reference.act_glu(gu[0], gu[1], act, 1.702, 7.0)
+                for name, cfg in cands.items():
+                    label = f"{act}/{name}"
+                    call = lambda a=act, c=cfg: glu_forward_ws(
+                        x, wg, wu, None, None, h, activation=a, alpha=1.702, limit=7.0,
+                        config=c,
+                    )  # fmt: skip
+                    try:
+                        call()
+                        errors[label] = _rel_err(h, ref)
+                    except Exception as e:  # a candidate that does not compile or launch
+                        errors[label] = repr(e)
+                        continue
+                    if errors[label] > 0.02:
+                        continue
+                    calls[label], configs[label] = call, cfg
+            ref = gu = None
+            torch.cuda.synchronize()
+            with torch.cuda.stream(torch.cuda.Stream()):
+                rounds = interleaved_rounds(
+                    list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS)
+                )
+            ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
+                  for lb, ts in rounds.items()}  # fmt: skip
+            rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, rel_err=errors,
+                             configs=configs))  # fmt: skip
+            (out / "tiles.json").write_text(json.dumps(rows, indent=1))
+            med = {lb: _median(v) for lb, v in ms.items()}
+            cub = med["cublas"]
+            line = f"{model} M={m:5d} " + " ".join(
+                f"{lb} {cub / v:.3f}" for lb, v in med.items() if v and lb != "cublas"
+            )
+            bad = {lb: e for lb, e in errors.items() if not isinstance(e, float) or e > 0.02}
+            lines.append(line + (f" BAD {bad}" if bad else ""))
+            print(lines[-1], flush=True)
+            x = h = calls = None
+            torch.cuda.empty_cache()
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("gelu", "gelu-one"))
+    parser.add_argument("mode", choices=("gelu", "gelu-one", "tiles"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--form", choices=FORMS)
     args = parser.parse_args()
@@ -162,8 +256,8 @@ def main() -> int:
     if args.mode == "gelu-one":
         one(args.form, args.out)
         return 0
-    lines = gelu(args.out)
-    (args.out / "gelu.txt").write_text("\n".join(lines) + "\n")
+    lines = gelu(args.out) if args.mode == "gelu" else tiles(args.out)
+    (args.out / f"{args.mode}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

@@ -130,6 +130,8 @@
 #   tests-plans-linear (session 36) tests/test_plans.py and tests/test_linear.py on the GPU
 #   gelu37         (session 37) explore_session37.py gelu: GELU's CDF as a sigmoid against
 #                  libdevice's erf (projection, training forward, 8B training step)
+#   tiles37        (session 37) explore_session37.py tiles: Gluon forward entries for GELU and
+#                  gelu_tanh (the launched one, its epilogue parts, ping-pong tiles)
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
 #   mlp-acts       (session 35) the 8B MLP step (fwd+bwd) at 8192 and 16384 tokens for gelu_tanh,
 #                  gelu, relu and gpt-oss's GLU, every backend (run h200-${RUN_TAG}-mlp-8b-acts)
@@ -626,6 +628,9 @@ PY
     gelu37)  # session 37: GELU's CDF, sigmoid form against the erf form
       timeout $(limit 400) python3 scripts/explore_session37.py gelu --out "$OUT/explore" \
         2>&1 | tee "$OUT/gelu37.log" | tail -n 20 ;;
+    tiles37)  # session 37: Gluon forward entries for GELU and gelu_tanh
+      timeout $(limit 400) python3 scripts/explore_session37.py tiles --out "$OUT/explore" \
+        2>&1 | tee "$OUT/tiles37.log" | tail -n 8 ;;
     fwd36)  # session 36: fwd35's cases, settled and rotated
       timeout $(limit 400) python3 scripts/explore_session36.py fwd --out "$OUT/explore" \
         2>&1 | tee "$OUT/fwd36.log" | tail -n 40 ;;
