@@ -345,7 +345,7 @@ def test_gpu_projection_routing_with_an_entry(monkeypatch):
     table = dict(L.load_table(torch.cuda.get_device_name()))
     table["ws"] = {"default": dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)}
     monkeypatch.setattr(L, "load_table", lambda name: table)
-    calls = _count_calls(monkeypatch, "glu_forward_ws")
+    calls = _count_calls(monkeypatch, "prepare_forward")
     g_ = torch.Generator(device="cuda").manual_seed(3)
     dt = torch.bfloat16
     x = torch.randn(2, 300, 256, device="cuda", generator=g_).to(dt)  # 600 rows
@@ -390,7 +390,7 @@ def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
     m = int(parts[0][1:]) - 3 if len(parts) == 3 else max(entry.get("MIN_M", 0), 2048)
     if L.unfused_route(m, n, k, torch.bfloat16, torch.cuda.get_device_name()):
         m += 3  # the bucket's top: the unfused route takes the ragged counts below it
-    calls = _count_calls(monkeypatch, "glu_forward_ws")
+    calls = _count_calls(monkeypatch, "prepare_forward")
     g_ = torch.Generator(device="cuda").manual_seed(4)
     dt = torch.bfloat16
     x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
