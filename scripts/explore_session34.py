@@ -68,7 +68,8 @@ CANDIDATES = {
     # session 35, after call 2 had the three above at 2.32-2.36 ms against 1.56 for ho128_p8:
     # 16 parts are 8 columns, 16-byte accesses per row in the epilogue. With 160 / 152
     # registers 8 parts compile without spills for SiLU, GELU and ReLU (the two others take
-    # 16 parts whatever the entry says, ``T.ws_entry``).
+    # 16 parts whatever the entry says, ``T.ws_entry``). Since session 37's ``gelu_cdf``,
+    # GELU spills too (2 spill instructions in the sm_90 SASS).
     "ho256_s8_c160_e152": dict(BLOCK_M=256, STAGES=3, EPILOGUE_SPLIT=8, CONSUMER_REGS=160,
                                EPILOGUE_REGS=152),
     # the 128-row hand-off with 16 parts: what 8-column pieces cost at the committed tile

@@ -130,6 +130,8 @@
 #   tests-plans-linear (session 36) tests/test_plans.py and tests/test_linear.py on the GPU
 #   gelu37         (session 37) explore_session37.py gelu: GELU's CDF as a sigmoid against
 #                  libdevice's erf (projection, training forward, 8B training step)
+#   mlp-gelu       (session 37) the 8B MLP step at 8192 and 16384 tokens for GELU alone, every
+#                  backend, after gelu_cdf (run h200-${RUN_TAG}-mlp-8b-gelu)
 #   tiles37        (session 37) explore_session37.py tiles: Gluon forward entries for GELU and
 #                  gelu_tanh (the launched one, its epilogue parts, ping-pong tiles)
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
@@ -388,6 +390,10 @@ PY
         --model llama-3.2-1b,llama-3-8b --dtype bfloat16 --tokens 2048,8192 \
         --activation gelu_tanh,gelu,relu,swiglu_oai --backend torch,compile,cublas,triton \
         --run-id h200-${RUN_TAG}-linear-bf16-acts 2>&1 | tee "$OUT/linear_acts.log" | tail -n 24 ;;
+    mlp-gelu)  # session 37: mlp-acts for GELU alone (after its CDF became gelu_cdf)
+      timeout $(limit 260) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
+        --tokens 8192,16384 --activation gelu --pass fwd+bwd \
+        --run-id h200-${RUN_TAG}-mlp-8b-gelu 2>&1 | tee "$OUT/mlp_gelu.log" | tail -n 10 ;;
     mlp-gt)  # session 35: mlp-acts for gelu_tanh alone (after its backward helper changed)
       timeout $(limit 200) python3 -m flash_swiglu.bench.cli --op mlp --model llama-3-8b \
         --tokens 8192,16384 --activation gelu_tanh --pass fwd+bwd \
