@@ -27,6 +27,12 @@ computes ``Phi`` as ``sigmoid(x R(x^2))`` (``scripts/fit_gelu_cdf.py``): 4520.
   with the launched entry, with it at 2 and 8 epilogue parts, and with the ping-pong 128 x
   (64 + 64) tiles (6 slots; 4 and 2 parts), beside cuBLAS's product and SiLU's launched
   entry; timed as ``gelu``, outputs checked first. -> ``tiles.json``, ``smi_tiles.csv``
+
+- ``ulps``: the precision of GELU on the GPU over -12..12 (100001 points, ``up = 1``), the
+  output and both gradients of ``flash_swiglu.swiglu`` in fp32, fp16 and bf16, as the largest
+  ``|error| / max(|value|, 1)`` against float64 in ulps of the dtype, beside PyTorch's
+  ``F.gelu``. The CUDA build's sigmoid uses approximate ``ex2`` and division, the
+  interpreter's numpy does not (1.55 ulps in fp32 there). -> ``ulps.json``
 """
 
 from __future__ import annotations
@@ -246,9 +252,35 @@ def _tiles(out: Path) -> list[str]:
     return lines
 
 
+def ulps(out: Path) -> list[str]:
+    import flash_swiglu
+    from flash_swiglu import reference
+
+    rows, lines = [], []
+    for dt in (torch.float32, torch.float16, torch.bfloat16):
+        x = torch.linspace(-12, 12, 100_001, device="cuda").to(dt).requires_grad_(True)
+        u = torch.ones_like(x).requires_grad_(True)
+        h = flash_swiglu.swiglu(x, u, activation="gelu")
+        grads = torch.autograd.grad(h, (x, u), torch.ones_like(h))
+        x64, u64 = (t.detach().double().requires_grad_(True) for t in (x, u))
+        ref = reference.act_glu(x64, u64, "gelu")
+        refs = (ref, *torch.autograd.grad(ref, (x64, u64), torch.ones_like(ref)))
+        got = (h, *grads, torch.nn.functional.gelu(x.detach()))
+        eps = torch.finfo(dt).eps
+        row = {"dtype": str(dt)}
+        for name, a, b in zip(("out", "dgate", "dup", "F.gelu"), got, (*refs, ref), strict=True):
+            row[name] = ((a.double() - b).abs() / b.abs().clamp_min(1)).max().item() / eps
+        rows.append(row)
+        lines.append(
+            " ".join(f"{k} {v:.3f}" if isinstance(v, float) else v for k, v in row.items())
+        )
+    (out / "ulps.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("gelu", "gelu-one", "tiles"))
+    parser.add_argument("mode", choices=("gelu", "gelu-one", "tiles", "ulps"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--form", choices=FORMS)
     args = parser.parse_args()
@@ -256,7 +288,7 @@ def main() -> int:
     if args.mode == "gelu-one":
         one(args.form, args.out)
         return 0
-    lines = gelu(args.out) if args.mode == "gelu" else tiles(args.out)
+    lines = {"gelu": gelu, "tiles": tiles, "ulps": ulps}[args.mode](args.out)
     (args.out / f"{args.mode}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -11,7 +11,8 @@ gives ``Phi`` to fp32 accuracy on ``|x| <= C``; beyond ``C = 6``, ``Phi`` is wit
 0.91-0.95 of cuBLAS's product against 0.97-1.0 for SiLU, and ``libdevice``'s ``erff`` is the
 difference: in the SASS of the Gluon forward its two branches (coefficients chosen by a
 select, each moved into a register first) cost about 20 more instructions an element than
-SiLU's sigmoid. This form costs SiLU's sigmoid plus eight FMAs, a multiply and a min.
+SiLU's sigmoid. This form costs SiLU's sigmoid plus seven FMAs, two multiplies and a min
+(about 10 instructions an element).
 
 Fit: least squares in Chebyshev form on 20000 Chebyshev nodes of ``[0, C^2]``, weighted by
 ``x (1 - Phi(x))`` (the relative error of ``Phi`` that an error in ``R`` makes), ``y`` from
