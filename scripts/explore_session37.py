@@ -33,12 +33,20 @@ computes ``Phi`` as ``sigmoid(x R(x^2))`` (``scripts/fit_gelu_cdf.py``): 4520.
   ``|error| / max(|value|, 1)`` against float64 in ulps of the dtype, beside PyTorch's
   ``F.gelu``. The CUDA build's sigmoid uses approximate ``ex2`` and division, the
   interpreter's numpy does not (1.55 ulps in fp32 there). -> ``ulps.json``
+
+- ``sass`` (on the CPU, no GPU needed): the instruction counts the docs cite. The Gluon
+  forward with the launch table's ``n8192_k2048`` entry (bf16, no bias, g and u not stored)
+  compiled for sm_90 as ``tests/compile_gate_ws.py`` compiles it, for SiLU and GELU with
+  the committed CDF, then GELU with the erf form in a process of its own (a compile looks
+  the helper up when it runs, but Triton's cache key of a function is computed once). Total
+  SASS instructions and the opcodes whose counts differ. -> ``sass.json``
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -278,17 +286,87 @@ def ulps(out: Path) -> list[str]:
     return lines
 
 
+SASS_OP = re.compile(r"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z][A-Z0-9_]*)")
+
+
+def sass_counts(form: str, out: Path) -> None:
+    """Opcode counts of the forward per activation in this process's form, as JSON lines."""
+    if form == "erf":
+        _use_erf_form()
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import compile_gate_ws as G
+    from flash_swiglu.ops import linear as L
+
+    from compile_gate import _sass
+
+    entry = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["ws"]["n8192_k2048"]
+    cfg = {key: entry[key] for key in G.T.WS_KEYS["projection_ws"]}
+    bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
+    descs = {"x_desc": [bm, bk], "wg_desc": [bh, bk], "wu_desc": [bh, bk]}
+    acts = ("silu", "gelu") if form == "sigmoid" else ("gelu",)
+    rows = []
+    for act in acts:
+        consts = dict(cfg, HAS_BG=False, HAS_BU=False, STORE_GU=False, ACTIVATION=act,
+                      ALPHA=1.702, LIMIT=7.0)  # fmt: skip
+        sass = _sass(_compiled_cubin(G, descs, consts))
+        ops: dict[str, int] = {}
+        for op in SASS_OP.findall(sass):
+            ops[op] = ops.get(op, 0) + 1
+        rows.append(dict(form=form, activation=act, total=sum(ops.values()), ops=ops))
+    with open(out / "sass.json", "a") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+
+
+def _compiled_cubin(G, descs: dict, consts: dict) -> bytes:
+    """The cubin of the Gluon forward as ``compile_gate_ws._compile`` builds it."""
+    from triton.backends.compiler import GPUTarget
+    from triton.experimental.gluon._runtime import GluonASTSource
+
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws_kernel as kernel
+
+    signature, constexprs, attrs = {}, {}, {}
+    for i, name in enumerate(kernel.arg_names):
+        if name in consts:
+            signature[name], constexprs[(i,)] = "constexpr", consts[name]
+        elif name in descs:
+            signature[name] = G._desc_type(descs[name], torch.bfloat16)
+        else:
+            signature[name] = "*bf16" if name.endswith("_ptr") else "i32"
+            attrs[(i,)] = [["tt.divisibility", 16]]
+    src = GluonASTSource(kernel, signature, constexprs=constexprs, attrs=attrs)
+    options = {"num_warps": 4, "enable_fp_fusion": G.T.L.ENABLE_FP_FUSION}
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=options).asm["cubin"]
+
+
+def sass(out: Path) -> list[str]:
+    (out / "sass.json").unlink(missing_ok=True)
+    for form in FORMS[::-1]:
+        subprocess.run([sys.executable, __file__, "sass-one", "--form", form, "--out",
+                        str(out)], check=True)  # fmt: skip
+    rows = [json.loads(line) for line in (out / "sass.json").read_text().splitlines()]
+    silu = next(r for r in rows if r["activation"] == "silu")
+    lines = []
+    for r in rows:
+        diff = {op: r["ops"].get(op, 0) - silu["ops"].get(op, 0)
+                for op in sorted(set(r["ops"]) | set(silu["ops"]))}  # fmt: skip
+        diff = {op: d for op, d in diff.items() if d}
+        lines.append(f"{r['activation']:5s} {r['form']:8s} {r['total']} instructions; "
+                     f"against SiLU: {diff or 'none'}")  # fmt: skip
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("gelu", "gelu-one", "tiles", "ulps"))
+    parser.add_argument("mode", choices=("gelu", "gelu-one", "tiles", "ulps", "sass", "sass-one"))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--form", choices=FORMS)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.mode == "gelu-one":
-        one(args.form, args.out)
+    if args.mode in ("gelu-one", "sass-one"):
+        (one if args.mode == "gelu-one" else sass_counts)(args.form, args.out)
         return 0
-    lines = {"gelu": gelu, "tiles": tiles, "ulps": ulps}[args.mode](args.out)
+    lines = {"gelu": gelu, "tiles": tiles, "ulps": ulps, "sass": sass}[args.mode](args.out)
     (args.out / f"{args.mode}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
