@@ -40,6 +40,21 @@ computes ``Phi`` as ``sigmoid(x R(x^2))`` (``scripts/fit_gelu_cdf.py``): 4520.
   the committed CDF, then GELU with the erf form in a process of its own (a compile looks
   the helper up when it runs, but Triton's cache key of a function is computed once). Total
   SASS instructions and the opcodes whose counts differ. -> ``sass.json``
+
+- ``late`` (prepared in session 37 after its device time was spent; not yet run): the Gluon
+  forward with ``COALESCE_OUT``. With ``COALESCE`` each epilogue part moves gate and up
+  (fp32) through shared memory to the store layout before the math; ``COALESCE_OUT`` moves
+  only the rounded outputs after it. In the sm_90 SASS of the cooperative ``n8192_k2048``
+  entry without g and u stored: 2880 instructions against 3240 for SiLU, 16 ``STS.128`` and
+  16 ``LDSM`` against 64 and 64, 23 barriers against 47 (GELU: 4160 against 4520). With g
+  and u stored the flag does nothing (three bf16 moves took 4456 instructions against 4280,
+  and GELU's spilled), so the training forward is not in it. From 1024 tokens the
+  committed entries are cooperative, and their epilogue runs while no wgmma does. Cases:
+  Llama-3.2-1B, Llama-3-8B and Qwen2.5-7B at 2048 and 8192 tokens, Llama-3-70B at 2048;
+  bf16. Each case times cuBLAS's product and ``ws_mlp.glu_forward_ws`` with the entry
+  ``swiglu_linear`` launches, with and without ``COALESCE_OUT``, for SiLU, GELU and
+  gelu_tanh. Every pair is checked bit for bit first. Timing as ``gelu``.
+  -> ``late.json``, ``smi_late.csv``
 """
 
 from __future__ import annotations
@@ -59,6 +74,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SETTLE_MS = 300.0
 SHAPES = {"1b": (2048, 8192), "8b": (4096, 14336)}  # (K, N)
+LATE_CASES = (("1b", 2048, 8192, (2048, 8192)), ("8b", 4096, 14336, (2048, 8192)),
+              ("qwen", 3584, 18944, (2048, 8192)), ("70b", 8192, 28672, (2048,)))  # fmt: skip
 TOKENS = (2048, 8192)
 STEP = ("8b", 8192)
 FORMS = ("erf", "sigmoid")
@@ -300,7 +317,7 @@ def sass_counts(form: str, out: Path) -> None:
     from compile_gate import _sass
 
     entry = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["ws"]["n8192_k2048"]
-    cfg = {key: entry[key] for key in G.T.WS_KEYS["projection_ws"]}
+    cfg = G.T.ws_entry(entry, "projection_ws", "silu", None)
     bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
     descs = {"x_desc": [bm, bk], "wg_desc": [bh, bk], "wu_desc": [bh, bk]}
     acts = ("silu", "gelu") if form == "sigmoid" else ("gelu",)
@@ -356,9 +373,68 @@ def sass(out: Path) -> list[str]:
     return lines
 
 
+def late(out: Path) -> list[str]:
+    import explore_session14 as S14
+
+    with S14.clock_samples(out / "smi_late.csv"):
+        return _late(out)
+
+
+def _late(out: Path) -> list[str]:
+    from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    dt = torch.bfloat16
+    rows, lines = [], []
+    for model, k, n, tokens in LATE_CASES:
+        gen = torch.Generator(device="cuda").manual_seed(37)
+        r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
+        wg, wu = r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5)
+        wcat = torch.cat((wg, wu))
+        for m in tokens:
+            x = r(m, k)
+            h = torch.empty(m, n, device="cuda", dtype=dt)
+            calls, configs, same = {"cublas": lambda: x @ wcat.t()}, {}, {}
+            for act in ("silu", "gelu", "gelu_tanh"):
+                entry = _launched(m, n, k, act)
+                results = []
+                for tag, cfg in (("table", entry), ("out", dict(entry, COALESCE_OUT=True))):
+                    label = f"{act}/{tag}"
+                    calls[label] = lambda a=act, c=cfg: glu_forward_ws(
+                        x, wg, wu, None, None, h, activation=a, alpha=1.702, limit=7.0,
+                        config=c,
+                    )  # fmt: skip
+                    configs[label] = cfg
+                    calls[label]()
+                    results.append(h.clone())
+                same[act] = torch.equal(*results)
+            torch.cuda.synchronize()
+            with torch.cuda.stream(torch.cuda.Stream()):
+                rounds = interleaved_rounds(
+                    list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS)
+                )
+            ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
+                  for lb, ts in rounds.items()}  # fmt: skip
+            rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, bitwise=same, configs=configs))
+            (out / "late.json").write_text(json.dumps(rows, indent=1))
+            med = {lb: _median(v) for lb, v in ms.items()}
+            cub = med["cublas"]
+            parts = [f"{name} {cub / med[f'{name}/table']:.3f} -> {cub / med[f'{name}/out']:.3f}"
+                     f"{'' if same[name] else ' NOT BITWISE'}" for name in same]  # fmt: skip
+            lines.append(f"{model:4s} M={m:5d} (of cuBLAS, table -> COALESCE_OUT) "
+                         + "; ".join(parts))  # fmt: skip
+            print(lines[-1], flush=True)
+            x = h = calls = None
+            torch.cuda.empty_cache()
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("gelu", "gelu-one", "tiles", "ulps", "sass", "sass-one"))
+    parser.add_argument(
+        "mode",
+        choices=("gelu", "gelu-one", "tiles", "ulps", "sass", "sass-one", "late"),
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--form", choices=FORMS)
     args = parser.parse_args()
@@ -366,7 +442,8 @@ def main() -> int:
     if args.mode in ("gelu-one", "sass-one"):
         (one if args.mode == "gelu-one" else sass_counts)(args.form, args.out)
         return 0
-    lines = {"gelu": gelu, "tiles": tiles, "ulps": ulps, "sass": sass}[args.mode](args.out)
+    modes = {"gelu": gelu, "tiles": tiles, "ulps": ulps, "sass": sass, "late": late}
+    lines = modes[args.mode](args.out)
     (args.out / f"{args.mode}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -132,6 +132,9 @@
 #                  libdevice's erf (projection, training forward, 8B training step)
 #   mlp-gelu       (session 37) the 8B MLP step at 8192 and 16384 tokens for GELU alone, every
 #                  backend, after gelu_cdf (run h200-${RUN_TAG}-mlp-8b-gelu)
+#   late37         (session 37, prepared, not yet run) explore_session37.py late: the Gluon
+#                  forward with COALESCE_OUT (outputs moved to the store layout after the
+#                  activation) against the committed entries; about 250-400 s by estimate
 #   tiles37        (session 37) explore_session37.py tiles: Gluon forward entries for GELU and
 #                  gelu_tanh (the launched one, its epilogue parts, ping-pong tiles)
 #   gt35           (session 35) explore_session35.py acts steps --acts gelu_tanh
@@ -634,6 +637,9 @@ PY
     gelu37)  # session 37: GELU's CDF, sigmoid form against the erf form
       timeout $(limit 400) python3 scripts/explore_session37.py gelu --out "$OUT/explore" \
         2>&1 | tee "$OUT/gelu37.log" | tail -n 20 ;;
+    late37)  # session 37 (prepared): the Gluon forward with COALESCE_OUT
+      timeout $(limit 540) python3 scripts/explore_session37.py late --out "$OUT/explore" \
+        2>&1 | tee "$OUT/late37.log" | tail -n 10 ;;
     tiles37)  # session 37: Gluon forward entries for GELU and gelu_tanh
       timeout $(limit 400) python3 scripts/explore_session37.py tiles --out "$OUT/explore" \
         2>&1 | tee "$OUT/tiles37.log" | tail -n 8 ;;

@@ -4,8 +4,10 @@ the MLP backward with every committed ``mlp_backward_ws`` table entry as
 hand-off backward with its built-in configuration (``HANDOFF_CONFIG``), and the forward
 (saving the pre-activation or not, with and without biases) with its built-in configuration,
 every committed ``forward_saving_ws`` entry (and each of its per-shape items) and every entry
-of the launch tables' ``ws`` sections; every activation in bf16, SiLU in fp16 (and in fp16
-every activation whose backward entry launches a configuration of its own).
+of the launch tables' ``ws`` sections, and in bf16 with ``COALESCE_OUT`` on the built-in and
+a cooperative configuration (without g and u, where it applies); every activation in bf16,
+SiLU in fp16 (and in fp16 every activation whose backward entry launches a configuration of
+its own).
 
 Run as a script where ``TRITON_INTERPRET`` is unset; prints one JSON object per variant
 (``test_compile_gate_ws.py`` checks them). Signatures mirror an aligned launch: Gluon host
@@ -153,6 +155,14 @@ def compile_forward(
     return dict(row, **info, config=dict(cfg, BLOCK_M=bm, BLOCK_H=bh, BLOCK_K=bk))
 
 
+# ``COALESCE_OUT`` (session 37, prepared for the next session's timing): the built-in
+# ping-pong configuration and the cooperative one of the launch table's shape-wide entries.
+COALESCE_OUT_SOURCES = {
+    "builtin": WS_FORWARD_CONFIG,
+    "cooperative": dict(WS_FORWARD_CONFIG, BLOCK_H=128, GROUP_M=16, STAGES=4, COOP=True),
+}
+
+
 def main() -> int:
     silu = {json.dumps(cfg, sort_keys=True) for _, cfg in entries()}  # SiLU's launched entries
     for dtype in (torch.bfloat16, torch.float16):
@@ -174,9 +184,14 @@ def main() -> int:
                 continue
             forward = [("builtin", WS_FORWARD_CONFIG), *entries("forward_saving_ws", act),
                        *entries("projection_ws", act)]  # fmt: skip
+            if dtype == torch.bfloat16:  # the outputs-only conversion, not in a table yet
+                forward += [(f"{name} coalesce_out", dict(cfg, COALESCE_OUT=True))
+                            for name, cfg in COALESCE_OUT_SOURCES.items()]  # fmt: skip
             compiled = {}  # entries of one configuration (several shapes' buckets) compile once
             for source, cfg in forward:
                 for store_gu, bias in ((True, False), (False, True)):
+                    if store_gu and cfg.get("COALESCE_OUT"):
+                        continue  # with g and u stored the flag changes nothing
                     key = (json.dumps(cfg, sort_keys=True), store_gu, bias)
                     if key not in compiled:
                         compiled[key] = compile_forward(cfg, dtype, act, store_gu, bias)

@@ -63,7 +63,14 @@ def test_every_entry_and_activation_compiled(compiled):
         for key in json.loads(p.read_text()).get("ws", {})
     }  # fmt: skip
     assert len(committed) >= 2, committed
-    assert committed | {"builtin"} == {r["source"] for r in forward}
+    late = {"builtin coalesce_out", "cooperative coalesce_out"}
+    assert committed | {"builtin"} | late == {r["source"] for r in forward}
+    for r in forward:  # h alone moved after the activation: bf16, every activation
+        assert r["config"].get("COALESCE_OUT", False) == (r["source"] in late), r
+    rows = [r for r in forward if r["source"] in late]
+    assert {(r["source"], r["activation"], r["store_gu"]) for r in rows} == {
+        (s, a, False) for s in late for a in ACTIVATIONS
+    }
 
 
 def test_wgmma_bulk_copies_and_register_split(compiled):

@@ -243,6 +243,32 @@ def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms, config):
         assert_within_rule("u", u, u_t, u64)
 
 
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("config", [{}, COOP_FORWARD])
+def test_gpu_ws_forward_coalesce_out_stores_the_same_bits(act, config):
+    """``COALESCE_OUT`` (session 37; no table entry sets it yet) moves only the outputs to
+    the store layout, after the activation, instead of gate and up before it: the math runs
+    in another layout, on the same values. h, g and u bit for bit with the default, with
+    biases and ragged edges, saving the pre-activation and not."""
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    g_ = torch.Generator(device="cuda").manual_seed(37)
+    r = lambda *s: torch.randn(*s, device="cuda", generator=g_)
+    dt = torch.bfloat16
+    m, n, k = 777, 520, 320
+    x, wg, wu = r(m, k).to(dt), (2 * r(n, k) / k**0.5).to(dt), (2 * r(n, k) / k**0.5).to(dt)
+    bg, bu = r(n).to(dt), r(n).to(dt)
+    runs = []
+    for late in (False, True):
+        cfg = dict(config, COALESCE_OUT=late)
+        h, g, u, h_nb = (torch.empty(m, n, device="cuda", dtype=dt) for _ in range(4))
+        glu_forward_ws(x, wg, wu, bg, bu, h, g, u, activation=act, sms=7, config=cfg, **ARGS)
+        glu_forward_ws(x, wg, wu, None, None, h_nb, activation=act, sms=7, config=cfg, **ARGS)
+        runs.append((h, g, u, h_nb))
+    for name, a, b in zip(("h", "g", "u", "h without biases"), *runs, strict=True):
+        assert torch.equal(a, b), name
+
+
 def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
     # The committed entry starts at 1024 rows: give the table one from 256 for this test.
     import torch.nn.functional as F

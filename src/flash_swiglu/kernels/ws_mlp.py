@@ -23,7 +23,9 @@ consumer owns a whole ``[BLOCK_M, BLOCK_N]`` fp32 accumulator (128 registers per
 128x128) and runs its epilogue on EPILOGUE_SPLIT column parts; with COALESCE each part moves
 through shared memory to a layout of 16-byte vectors before its loads and stores (on the
 wgmma layout they are 4-byte accesses, and the epilogue was slower than the Triton kernel's);
-PREFETCH parts of g and u can be loaded before the main loop.
+PREFETCH parts of g and u can be loaded before the main loop. The forward's COALESCE_OUT
+(session 37, in no table yet) moves h alone, in its storage dtype, after the activation,
+where g and u are not stored.
 
 COOP (the cooperative schedule, both kernels): no turns; both consumers run every tile of
 the program, each on its own BLOCK_M / 2 rows of the ring's A tile, and a slot is free once
@@ -525,34 +527,50 @@ def _fwd_epilogue(acc, off_m, off_n, bg_ptr, bu_ptr, stride_bg, stride_bu, g_ptr
                   h_ptr, stride_g, stride_u, stride_h, M, N, HAS_BG: gl.constexpr,
                   HAS_BU: gl.constexpr, STORE_GU: gl.constexpr, ACTIVATION: gl.constexpr,
                   ALPHA: gl.constexpr, LIMIT: gl.constexpr, PARTS: gl.constexpr,
-                  COALESCE: gl.constexpr, layout: gl.constexpr):  # fmt: skip
+                  COALESCE: gl.constexpr, COALESCE_OUT: gl.constexpr,
+                  layout: gl.constexpr):  # fmt: skip
     """Part i of the accumulator's left half (gate) with part i of its right half (up):
-    biases added in fp32, g and u stored rounded once (STORE_GU), h from the fp32 values."""
+    biases added in fp32, g and u stored rounded once (STORE_GU), h from the fp32 values.
+    ``layout`` is where the stores run. With COALESCE alone, gate and up (fp32) move there
+    before the math; with COALESCE_OUT too, where g and u are not stored, the math runs on
+    the accumulator's own layout and only h, rounded to its storage dtype, moves (a quarter
+    of the shared memory traffic). The values stored are the same either way. With g and u
+    stored, COALESCE_OUT changes nothing: three 16-bit moves took more instructions than two
+    fp32 ones in the sm_90 SASS (4456 against 4280), and GELU's spilled."""
     BLOCK_M: gl.constexpr = acc.shape[0]
     HALF: gl.constexpr = PARTS // 2
     WIDTH: gl.constexpr = acc.shape[1] // PARTS
+    LATE: gl.constexpr = COALESCE and COALESCE_OUT and not STORE_GU
     parts = _split_columns(acc, PARTS)
+    # where the bias is added and the activation computed
+    math_layout: gl.constexpr = parts[0].type.layout if LATE else layout
     for i in gl.static_range(HALF):
         gate = parts[i]
         up = parts[i + HALF]
-        if COALESCE:
+        if COALESCE and not LATE:
             gate = gl.convert_layout(gate, layout)
             up = gl.convert_layout(up, layout)
         rows = off_m + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, layout))
         cols = off_n + i * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, layout))
         in_n = cols < N
         mask = (rows < M)[:, None] & in_n[None, :]
+        bcols, b_in = cols, in_n
+        if LATE:  # the biases in the accumulator's layout
+            bcols = off_n + i * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, math_layout))
+            b_in = bcols < N
         if HAS_BG:
-            gate += gl.load(bg_ptr + cols * stride_bg, mask=in_n).to(gl.float32)[None, :]
+            gate += gl.load(bg_ptr + bcols * stride_bg, mask=b_in).to(gl.float32)[None, :]
         if HAS_BU:
-            up += gl.load(bu_ptr + cols * stride_bu, mask=in_n).to(gl.float32)[None, :]
+            up += gl.load(bu_ptr + bcols * stride_bu, mask=b_in).to(gl.float32)[None, :]
         r64 = rows.to(gl.int64)[:, None]
         c2 = cols[None, :]
         if STORE_GU:
             gl.store(g_ptr + (r64 * stride_g + c2), gate.to(g_ptr.dtype.element_ty), mask=mask)
             gl.store(u_ptr + (r64 * stride_u + c2), up.to(u_ptr.dtype.element_ty), mask=mask)
-        h = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT)
-        gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
+        h = glu_forward(gate, up, ACTIVATION, ALPHA, LIMIT).to(h_ptr.dtype.element_ty)
+        if LATE:
+            h = gl.convert_layout(h, layout)
+        gl.store(h_ptr + (r64 * stride_h + c2), h, mask=mask)
 
 
 @gluon.jit
@@ -561,7 +579,8 @@ def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, b
                   N, K, HAS_BG: gl.constexpr, HAS_BU: gl.constexpr, STORE_GU: gl.constexpr,
                   ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
                   GROUP_M: gl.constexpr, STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
-                  COALESCE: gl.constexpr, ROLE: gl.constexpr, COOP: gl.constexpr):  # fmt: skip
+                  COALESCE: gl.constexpr, COALESCE_OUT: gl.constexpr, ROLE: gl.constexpr,
+                  COOP: gl.constexpr):  # fmt: skip
     BLOCK_M: gl.constexpr = x_desc.block_type.shape[0]
     BLOCK_K: gl.constexpr = x_desc.block_type.shape[1]
     BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
@@ -580,7 +599,7 @@ def _fwd_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr, b
         _fwd_epilogue(acc, _tile_start(pid_m, M, BLOCK_M) + row0, pid_n * BLOCK_H, bg_ptr,
                       bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g, stride_u,
                       stride_h, M, N, HAS_BG, HAS_BU, STORE_GU, ACTIVATION, ALPHA, LIMIT,
-                      EPILOGUE_SPLIT, COALESCE, part_layout)  # fmt: skip
+                      EPILOGUE_SPLIT, COALESCE, COALESCE_OUT, part_layout)  # fmt: skip
 
 
 @gluon.jit
@@ -590,7 +609,8 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
                           ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
                           GROUP_M: gl.constexpr, STAGES: gl.constexpr,
                           EPILOGUE_SPLIT: gl.constexpr, COALESCE: gl.constexpr,
-                          CONSUMER_REGS: gl.constexpr, COOP: gl.constexpr):  # fmt: skip
+                          CONSUMER_REGS: gl.constexpr, COOP: gl.constexpr,
+                          COALESCE_OUT: gl.constexpr):  # fmt: skip
     dtype: gl.constexpr = x_desc.dtype
     BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
     BLOCK_K: gl.constexpr = wg_desc.block_type.shape[1]
@@ -615,12 +635,12 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
                              bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g,
                              stride_u, stride_h, M, N, K, HAS_BG, HAS_BU, STORE_GU,
                              ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES, EPILOGUE_SPLIT,
-                             COALESCE, 0, COOP)),
+                             COALESCE, COALESCE_OUT, 0, COOP)),
             (_fwd_consumer, (x_desc, wg_desc, a_ring, b_ring, ready, empty, turn, bg_ptr,
                              bu_ptr, stride_bg, stride_bu, g_ptr, u_ptr, h_ptr, stride_g,
                              stride_u, stride_h, M, N, K, HAS_BG, HAS_BU, STORE_GU,
                              ACTIVATION, ALPHA, LIMIT, GROUP_M, STAGES, EPILOGUE_SPLIT,
-                             COALESCE, 1, COOP)),
+                             COALESCE, COALESCE_OUT, 1, COOP)),
         ],
         [4, 4],
         [CONSUMER_REGS, CONSUMER_REGS],
@@ -733,7 +753,7 @@ def mlp_backward_handoff(dy, wd, g, u, h, dg, du, *, activation, alpha, limit, c
 
 WS_FORWARD_CONFIG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=4,
                          EPILOGUE_SPLIT=4, COALESCE=True, CONSUMER_REGS=232,
-                         COOP=False)  # fmt: skip
+                         COOP=False, COALESCE_OUT=False)  # fmt: skip
 
 
 def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, limit,

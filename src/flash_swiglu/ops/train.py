@@ -164,7 +164,8 @@ WS_KEYS = {
     "mlp_backward_ws": ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES", "EPILOGUE_SPLIT",
                         "PREFETCH", "COALESCE", "CONSUMER_REGS", "COOP"),
     "forward_saving_ws": ("BLOCK_M", "BLOCK_H", "BLOCK_K", "GROUP_M", "STAGES",
-                          "EPILOGUE_SPLIT", "COALESCE", "CONSUMER_REGS", "COOP"),
+                          "EPILOGUE_SPLIT", "COALESCE", "CONSUMER_REGS", "COOP",
+                          "COALESCE_OUT"),
 }  # fmt: skip
 WS_KEYS["projection_ws"] = WS_KEYS["forward_saving_ws"]  # the same kernel, nothing saved
 # An ``mlp_backward_ws`` entry with ``"HANDOFF": true`` runs ``ws_mlp.mlp_backward_handoff``
@@ -226,8 +227,11 @@ def ws_entry(
         return None
     if kind == "mlp_backward_ws" and entry.get("HANDOFF"):
         return {**{key: entry[key] for key in WS_KEYS["mlp_backward_handoff"]}, "HANDOFF": True}
-    # COOP came in session 6: a table written before it means the ping-pong schedule.
-    cfg = {key: entry[key] if key != "COOP" else entry.get(key, False) for key in WS_KEYS[kind]}
+    # COOP came in session 6 (a table written before it means the ping-pong schedule), and
+    # the forward's COALESCE_OUT in session 37 (without it: gate and up move, not the outputs).
+    optional = ("COOP", "COALESCE_OUT")
+    cfg = {key: entry.get(key, False) if key in optional else entry[key]
+           for key in WS_KEYS[kind]}  # fmt: skip
     if kind == "mlp_backward_ws" and activation in ("gelu_tanh", "swiglu_oai"):
         cfg["EPILOGUE_SPLIT"] = max(16, cfg["EPILOGUE_SPLIT"])
     return cfg
