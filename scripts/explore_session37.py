@@ -22,7 +22,7 @@ computes ``Phi`` as ``sigmoid(x R(x^2))`` (``scripts/fit_gelu_cdf.py``): 4520.
   -> ``gelu_erf.json``, ``gelu_sigmoid.json``, ``smi.csv``
 
 - ``tiles``: does GELU (or gelu_tanh) want another Gluon forward entry than the one SiLU's
-  settled sweep chose (session 15: cooperative 128 x (128 + 128) tiles from 1024 tokens, whose
+  settled sweep chose (session 15: cooperative 128 x (128 + 128) tiles above 1024 tokens, whose
   epilogue no other tile's products hide)? On the same four cases, ``ws_mlp.glu_forward_ws``
   with the launched entry, with it at 2 and 8 epilogue parts, and with the ping-pong 128 x
   (64 + 64) tiles (6 slots; 4 and 2 parts), beside cuBLAS's product and SiLU's launched
@@ -48,12 +48,14 @@ computes ``Phi`` as ``sigmoid(x R(x^2))`` (``scripts/fit_gelu_cdf.py``): 4520.
   entry without g and u stored: 2880 instructions against 3240 for SiLU, 16 ``STS.128`` and
   16 ``LDSM`` against 64 and 64, 23 barriers against 47 (GELU: 4160 against 4520). With g
   and u stored the flag does nothing (three bf16 moves took 4456 instructions against 4280,
-  and GELU's spilled), so the training forward is not in it. From 1024 tokens the
-  committed entries are cooperative, and their epilogue runs while no wgmma does. Cases:
-  Llama-3.2-1B, Llama-3-8B and Qwen2.5-7B at 2048 and 8192 tokens, Llama-3-70B at 2048;
-  bf16. Each case times cuBLAS's product and ``ws_mlp.glu_forward_ws`` with the entry
-  ``swiglu_linear`` launches, with and without ``COALESCE_OUT``, for SiLU, GELU and
-  gelu_tanh. Every pair is checked bit for bit first. Timing as ``gelu``.
+  and GELU's spilled), so the training forward is not in it. Above 1024 tokens
+  the committed entries are cooperative, and their epilogue runs while no wgmma does. Cases:
+  Llama-3.2-1B and Llama-3-8B at 512 and 1024 tokens (their bucket entries are ping-pong,
+  whose epilogue shares shared-memory bandwidth with the other consumer's wgmma), 2048 and
+  8192; Qwen2.5-7B at 2048 and 8192; Llama-3-70B at 2048; bf16. Each case times cuBLAS's
+  product and ``ws_mlp.glu_forward_ws`` with the entry ``swiglu_linear`` launches, with and
+  without ``COALESCE_OUT``, for SiLU, GELU and gelu_tanh. Every pair is checked bit for bit
+  first. Timing as ``gelu``.
   -> ``late.json``, ``smi_late.csv``
 """
 
@@ -74,7 +76,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 SETTLE_MS = 300.0
 SHAPES = {"1b": (2048, 8192), "8b": (4096, 14336)}  # (K, N)
-LATE_CASES = (("1b", 2048, 8192, (2048, 8192)), ("8b", 4096, 14336, (2048, 8192)),
+LATE_CASES = (("1b", 2048, 8192, (512, 1024, 2048, 8192)),
+              ("8b", 4096, 14336, (512, 1024, 2048, 8192)),
               ("qwen", 3584, 18944, (2048, 8192)), ("70b", 8192, 28672, (2048,)))  # fmt: skip
 TOKENS = (2048, 8192)
 STEP = ("8b", 8192)
