@@ -106,13 +106,27 @@ def _median(values: list[float]) -> float | None:
     return sorted(values)[len(values) // 2] if values else None
 
 
+def _rounds(calls: dict) -> tuple[dict, dict]:
+    """``({label: [median ms of each round]}, {label: error})``: every call timed by
+    ``measure_graph`` after ``SETTLE_MS`` of its own replays, three rounds in rotated order
+    (``timing.interleaved_rounds``), on a side stream."""
+    from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
+
+    torch.cuda.synchronize()
+    with torch.cuda.stream(torch.cuda.Stream()):
+        rounds = interleaved_rounds(list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS))
+    ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
+          for lb, ts in rounds.items()}  # fmt: skip
+    failed = {lb: repr(t) for lb, ts in rounds.items() for t in ts if isinstance(t, Exception)}
+    return ms, failed
+
+
 def one(form: str, out: Path) -> None:
     """Time this process's form (see the module doc); writes ``gelu_<form>.json``."""
     if form == "erf":
         _use_erf_form()
     import flash_swiglu
     from flash_swiglu import reference
-    from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
     from flash_swiglu.ops import train as T
 
     dt = torch.bfloat16
@@ -148,15 +162,7 @@ def one(form: str, out: Path) -> None:
                         xg, *ws, activation=a
                     ).backward(dy)
             bad = {lb: e for lb, e in errors.items() if e > 0.02}
-            torch.cuda.synchronize()
-            with torch.cuda.stream(torch.cuda.Stream()):
-                rounds = interleaved_rounds(
-                    list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS)
-                )
-            ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
-                  for lb, ts in rounds.items()}  # fmt: skip
-            failed = {lb: repr(t) for lb, ts in rounds.items() for t in ts
-                      if isinstance(t, Exception)}  # fmt: skip
+            ms, failed = _rounds(calls)
             rows.append(dict(form=form, model=model, m=m, n=n, k=k, ms=ms, rel_err=errors,
                              wrong=bad, failed=failed))  # fmt: skip
             (out / f"gelu_{form}.json").write_text(json.dumps(rows, indent=1))
@@ -217,7 +223,6 @@ def tiles(out: Path) -> list[str]:
 
 def _tiles(out: Path) -> list[str]:
     from flash_swiglu import reference
-    from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
     from flash_swiglu.kernels.ws_mlp import glu_forward_ws
 
     dt = torch.bfloat16
@@ -257,13 +262,7 @@ def _tiles(out: Path) -> list[str]:
                         continue
                     calls[label], configs[label] = call, cfg
             ref = gu = None
-            torch.cuda.synchronize()
-            with torch.cuda.stream(torch.cuda.Stream()):
-                rounds = interleaved_rounds(
-                    list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS)
-                )
-            ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
-                  for lb, ts in rounds.items()}  # fmt: skip
+            ms, _ = _rounds(calls)
             rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, rel_err=errors,
                              configs=configs))  # fmt: skip
             (out / "tiles.json").write_text(json.dumps(rows, indent=1))
@@ -384,7 +383,6 @@ def late(out: Path) -> list[str]:
 
 
 def _late(out: Path) -> list[str]:
-    from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
     from flash_swiglu.kernels.ws_mlp import glu_forward_ws
 
     dt = torch.bfloat16
@@ -411,13 +409,7 @@ def _late(out: Path) -> list[str]:
                     calls[label]()
                     results.append(h.clone())
                 same[act] = torch.equal(*results)
-            torch.cuda.synchronize()
-            with torch.cuda.stream(torch.cuda.Stream()):
-                rounds = interleaved_rounds(
-                    list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS)
-                )
-            ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
-                  for lb, ts in rounds.items()}  # fmt: skip
+            ms, _ = _rounds(calls)
             rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, bitwise=same, configs=configs))
             (out / "late.json").write_text(json.dumps(rows, indent=1))
             med = {lb: _median(v) for lb, v in ms.items()}
