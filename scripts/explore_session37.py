@@ -121,6 +121,15 @@ def _rounds(calls: dict) -> tuple[dict, dict]:
     return ms, failed
 
 
+def _draws(k: int, n: int):
+    """One shape's seeded bf16 draws: ``(randn, wg, wu, [wg; wu])``, with ``randn(*shape,
+    sc=1.0)`` drawing further tensors from the same generator."""
+    gen = torch.Generator(device="cuda").manual_seed(37)
+    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=torch.bfloat16, generator=gen) * sc
+    wg, wu = r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5)
+    return r, wg, wu, torch.cat((wg, wu))
+
+
 def one(form: str, out: Path) -> None:
     """Time this process's form (see the module doc); writes ``gelu_<form>.json``."""
     if form == "erf":
@@ -129,13 +138,10 @@ def one(form: str, out: Path) -> None:
     from flash_swiglu import reference
     from flash_swiglu.ops import train as T
 
-    dt = torch.bfloat16
     rows = []
     for model, (k, n) in SHAPES.items():
-        gen = torch.Generator(device="cuda").manual_seed(37)
-        r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
-        wg, wu, wd = r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5), r(k, n, sc=n**-0.5)
-        wcat = torch.cat((wg, wu))
+        r, wg, wu, wcat = _draws(k, n)
+        wd = r(k, n, sc=n**-0.5)
         for m in TOKENS:
             x = r(m, k)
             gu = (x.float() @ wcat.float().t()).split(n, dim=1)
@@ -228,10 +234,7 @@ def _tiles(out: Path) -> list[str]:
     dt = torch.bfloat16
     rows, lines = [], []
     for model, (k, n) in SHAPES.items():
-        gen = torch.Generator(device="cuda").manual_seed(37)
-        r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
-        wg, wu = r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5)
-        wcat = torch.cat((wg, wu))
+        r, wg, wu, wcat = _draws(k, n)
         for m in TOKENS:
             x = r(m, k)
             gu = (x.float() @ wcat.float().t()).split(n, dim=1)
@@ -388,10 +391,7 @@ def _late(out: Path) -> list[str]:
     dt = torch.bfloat16
     rows, lines = [], []
     for model, k, n, tokens in LATE_CASES:
-        gen = torch.Generator(device="cuda").manual_seed(37)
-        r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
-        wg, wu = r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5)
-        wcat = torch.cat((wg, wu))
+        r, wg, wu, wcat = _draws(k, n)
         for m in tokens:
             x = r(m, k)
             h = torch.empty(m, n, device="cuda", dtype=dt)

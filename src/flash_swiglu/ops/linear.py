@@ -844,13 +844,13 @@ def _ws_launch(x, wg, bg, bu, m, activation, alpha, limit) -> tuple | None:
     ws = T.ws_entry(entry, "projection_ws", activation, m)
     if ws is None:
         return None
-    from flash_swiglu.kernels.ws_mlp import WS_FORWARD_CONFIG, prepare_forward
+    from flash_swiglu.kernels.ws_mlp import prepare_forward
 
     prepared = prepare_forward(
         m, n, k, x.device, has_bg=bg is not None, has_bu=bu is not None, store_gu=False,
         activation=activation, alpha=alpha, limit=limit, config=ws,
     )  # fmt: skip
-    return prepared, ws.get("BLOCK_M", WS_FORWARD_CONFIG["BLOCK_M"])
+    return prepared, ws["BLOCK_M"]  # ws_entry gives every key of the kind
 
 
 def triton_cdiv(a: int, b: int) -> int:
