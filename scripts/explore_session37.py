@@ -41,7 +41,8 @@ computes ``Phi`` as ``sigmoid(x R(x^2))`` (``scripts/fit_gelu_cdf.py``): 4520.
   the helper up when it runs, but Triton's cache key of a function is computed once). Total
   SASS instructions and the opcodes whose counts differ. -> ``sass.json``
 
-- ``late`` (prepared in session 37 after its device time was spent; not yet run): the Gluon
+- ``late`` (written in session 37 after its device time was spent; run in session 38's call 1,
+  ``benchmarks/results/h200-session38-explore/call1``: no gain, no entry sets the key): the Gluon
   forward with ``COALESCE_OUT``. With ``COALESCE`` each epilogue part moves gate and up
   (fp32) through shared memory to the store layout before the math; ``COALESCE_OUT`` moves
   only the rounded outputs after it. In the sm_90 SASS of the cooperative ``n8192_k2048``
@@ -106,15 +107,17 @@ def _median(values: list[float]) -> float | None:
     return sorted(values)[len(values) // 2] if values else None
 
 
-def _rounds(calls: dict) -> tuple[dict, dict]:
+def _rounds(calls: dict, rounds: int = 3) -> tuple[dict, dict]:
     """``({label: [median ms of each round]}, {label: error})``: every call timed by
-    ``measure_graph`` after ``SETTLE_MS`` of its own replays, three rounds in rotated order
-    (``timing.interleaved_rounds``), on a side stream."""
+    ``measure_graph`` after ``SETTLE_MS`` of its own replays, ``rounds`` rounds in rotated
+    order (``timing.interleaved_rounds``), on a side stream."""
     from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
 
     torch.cuda.synchronize()
     with torch.cuda.stream(torch.cuda.Stream()):
-        rounds = interleaved_rounds(list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS))
+        rounds = interleaved_rounds(
+            list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS), rounds
+        )
     ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
           for lb, ts in rounds.items()}  # fmt: skip
     failed = {lb: repr(t) for lb, ts in rounds.items() for t in ts if isinstance(t, Exception)}

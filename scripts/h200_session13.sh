@@ -132,7 +132,7 @@
 #                  libdevice's erf (projection, training forward, 8B training step)
 #   mlp-gelu       (session 37) the 8B MLP step at 8192 and 16384 tokens for GELU alone, every
 #                  backend, after gelu_cdf (run h200-${RUN_TAG}-mlp-8b-gelu)
-#   late37         (session 37, prepared, not yet run) explore_session37.py late: the Gluon
+#   late37         (session 37; run in session 38, 156 s) explore_session37.py late: the Gluon
 #                  forward with COALESCE_OUT (outputs moved to the store layout after the
 #                  activation) against the committed entries; about 250-400 s by estimate
 #   tiles37        (session 37) explore_session37.py tiles: Gluon forward entries for GELU and

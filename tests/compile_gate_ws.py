@@ -155,7 +155,7 @@ def compile_forward(
     return dict(row, **info, config=dict(cfg, BLOCK_M=bm, BLOCK_H=bh, BLOCK_K=bk))
 
 
-# ``COALESCE_OUT`` (session 37, prepared for the next session's timing): the built-in
+# ``COALESCE_OUT`` (session 37; timed in session 38, no gain, in no table): the built-in
 # ping-pong configuration and the cooperative one of the launch table's shape-wide entries.
 COALESCE_OUT_SOURCES = {
     "builtin": WS_FORWARD_CONFIG,

@@ -246,7 +246,7 @@ def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms, config):
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("config", [{}, COOP_FORWARD])
 def test_gpu_ws_forward_coalesce_out_stores_the_same_bits(act, config):
-    """``COALESCE_OUT`` (session 37; no table entry sets it yet) moves only the outputs to
+    """``COALESCE_OUT`` (session 37; no table entry sets it) moves only the outputs to
     the store layout, after the activation, instead of gate and up before it: the math runs
     in another layout, on the same values. h, g and u bit for bit with the default, with
     biases and ragged edges, saving the pre-activation and not."""

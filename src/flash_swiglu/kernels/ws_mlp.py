@@ -24,8 +24,8 @@ consumer owns a whole ``[BLOCK_M, BLOCK_N]`` fp32 accumulator (128 registers per
 through shared memory to a layout of 16-byte vectors before its loads and stores (on the
 wgmma layout they are 4-byte accesses, and the epilogue was slower than the Triton kernel's);
 PREFETCH parts of g and u can be loaded before the main loop. The forward's COALESCE_OUT
-(session 37, in no table yet) moves h alone, in its storage dtype, after the activation,
-where g and u are not stored.
+(session 37) moves h alone, in its storage dtype, after the activation, where g and u are
+not stored; timed in session 38, it was no faster (docs/projection.md), so no table sets it.
 
 COOP (the cooperative schedule, both kernels): no turns; both consumers run every tile of
 the program, each on its own BLOCK_M / 2 rows of the ring's A tile, and a slot is free once
