@@ -274,6 +274,8 @@ export PYTHONPATH=src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 [[ -n ${FLASH_SWIGLU_COMMIT:-} ]] || echo "warning: FLASH_SWIGLU_COMMIT is not set" >&2
 OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
+# The board every call ran on (session 38: two calls' logs could not name theirs).
+nvidia-smi --query-gpu=index,name,uuid,pci.bus_id --format=csv,noheader > "$OUT/gpu.txt" 2>&1
 # DEADLINE (seconds from the start of this script, default 570): no stage runs past it, so a
 # call's later stages are cut rather than the whole call.
 DEADLINE=${DEADLINE:-570}
