@@ -14,9 +14,10 @@
   - ``out``: the same with ``COALESCE_OUT``;
   - ``g8``: the same with ``GROUP_M`` 8;
   - ``pp``: the ping-pong 128 x (64 + 64) entry with 6 slots (the 1024-token buckets').
-  Each candidate's h is checked bit for bit against ``table``'s (the tiles and the order of
-  the K loop are the same in all of them). Timing as ``explore_session37.py``: CUDA-graph
-  replays after 300 ms of settling, cold L2, on a side stream.
+  Each candidate's h is checked bit for bit against ``table``'s, and ``library``'s too (all
+  have 64-column K steps taken in the same order; in call 5 all were bit-identical). Timing
+  as ``explore_session37.py``: CUDA-graph replays after 300 ms of settling, cold L2, on a
+  side stream.
   -> ``m2048.json``, ``smi_m2048.csv``
 """
 
