@@ -32,10 +32,13 @@ from triton.runtime.jit import mangle_type
 from compile_gate_linear import _registers
 from flash_swiglu.kernels.ws_mlp import (
     HANDOFF_CONFIG,
+    MERGED_CONFIG,
     WS_FORWARD_CONFIG,
     glu_forward_ws_kernel,
     handoff_parts,
+    merged_parts,
     mlp_backward_handoff_kernel,
+    mlp_backward_merged_kernel,
     mlp_backward_ws_kernel,
 )
 from flash_swiglu.ops import train as T
@@ -120,6 +123,8 @@ def compile_variant(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
     """The MLP backward with ``cfg``, a table entry as ``ops.train.ws_entry`` gives it for
     ``activation`` (its parts for that activation already decided there)."""
     cfg = dict(cfg)
+    if cfg.pop("MERGED", False):
+        return compile_merged(cfg, dtype, activation)
     if cfg.pop("HANDOFF", False):
         return compile_handoff(cfg, dtype, activation)
     bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
@@ -140,6 +145,19 @@ def compile_handoff(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
     row = _compile(mlp_backward_handoff_kernel, descs, consts, dtype, maxnreg)
     config = dict(cfg, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, maxnreg=maxnreg)
     return dict(row, kernel="mlp_backward_handoff", config=config)
+
+
+def compile_merged(cfg: dict, dtype: torch.dtype, activation: str) -> dict:
+    """The backward with the epilogue in the loader's partition
+    (``ws_mlp.mlp_backward_merged_kernel``, session 39) with ``cfg``, as it launches."""
+    cfg = dict(cfg)
+    cfg["EPILOGUE_SPLIT"] = merged_parts(activation, cfg["EPILOGUE_SPLIT"])
+    bm, bn, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_N"), cfg.pop("BLOCK_K")
+    descs = {"dy_desc": [bm, bk], "wd_desc": [bk, bn]}
+    consts = dict(cfg, ACTIVATION=activation, ALPHA=1.702, LIMIT=7.0)
+    row = _compile(mlp_backward_merged_kernel, descs, consts, dtype)
+    config = dict(cfg, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk)
+    return dict(row, kernel="mlp_backward_merged", config=config)
 
 
 def compile_forward(
@@ -177,6 +195,7 @@ def main() -> int:
             ]  # fmt: skip
             if every:
                 backward.append(("builtin handoff", dict(HANDOFF_CONFIG, HANDOFF=True)))
+                backward.append(("builtin merged", dict(MERGED_CONFIG, MERGED=True)))
             for source, cfg in backward:
                 row = compile_variant(cfg, dtype, act)
                 print(json.dumps(dict(row, source=source, **info)), flush=True)

@@ -484,6 +484,165 @@ def mlp_backward_handoff_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, d
 
 
 # ----------------------------------------------------------------------------------------
+# Backward with a hand-off to the loader: 128 x 256 tiles in twelve warps (session 39)
+# ----------------------------------------------------------------------------------------
+# The hand-off kernel above needs sixteen warps (loader, two consumers, epilogue), so a thread
+# holds at most 128 registers at launch and its tile stays at 128 x 128 (a consumer's 64 x 256
+# accumulator needs 154 in ptxas; ``HANDOFF_CONFIG``). Here the loader's partition also runs the
+# epilogue: twelve warps, 168 registers at launch, and the cooperative main loop on 128 x 256
+# tiles (the forward's tile; 11.7 bytes of operands per kFLOP from L2 against 15.6 at 128 x 128).
+#
+#     loader      the default partition: while it issues tile t's TMA loads, one K step at a
+#                 time, it runs tile t - 1's epilogue in 2 x PARTS pieces of [64, BLOCK_N /
+#                 PARTS], one piece every EVERY steps from step LAG on (the rest after the
+#                 loads, where K is short): g and u of the next piece loaded ahead, dh from
+#                 ``dh_smem``, h, dg and du stored; then it arrives on ``dh_empty``
+#     consumer r  as in the hand-off kernel (``_handoff_consumer``)
+#
+# A piece costs the loader time between two of its loads; the ring (STAGES slots) covers that
+# while the pieces stay shorter than a K step of the consumers. Shared memory at 128 x 256 x 64
+# tiles: STAGES x 48 KB of ring plus 64 KB of dh.
+
+
+@gluon.jit
+def _merged_gu(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, q, valid,
+               PARTS: gl.constexpr, LAYOUT: gl.constexpr, SUB_M: gl.constexpr,
+               WIDTH: gl.constexpr):  # fmt: skip
+    """g and u of piece ``q`` of the tile at (off_m, off_n): rows of half q % 2, column part
+    q // 2 (the halves alternate, so that no store goes to a line whose load is in flight
+    when dg / du are g / u); nothing loaded unless ``valid``."""
+    rows = off_m + (q % 2) * SUB_M + gl.arange(0, SUB_M, layout=gl.SliceLayout(1, LAYOUT))
+    cols = off_n + (q // 2) * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, LAYOUT))
+    mask = ((rows < M) & valid)[:, None] & (cols < N)[None, :]
+    r64 = rows.to(gl.int64)[:, None]
+    g = gl.load(g_ptr + (r64 * stride_g + cols[None, :]), mask=mask)
+    u = gl.load(u_ptr + (r64 * stride_u + cols[None, :]), mask=mask)
+    return g, u
+
+
+@gluon.jit
+def _merged_piece(dh_smem, dh_full, g, u, q, tile, off_m, off_n, g_ptr, u_ptr, h_ptr, dg_ptr,
+                  du_ptr, stride_g, stride_u, stride_h, stride_dg, stride_du, M, N,
+                  ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
+                  PARTS: gl.constexpr, LAYOUT: gl.constexpr, SUB_M: gl.constexpr,
+                  WIDTH: gl.constexpr):  # fmt: skip
+    """Piece ``q`` of the loader's ``tile``-th tile (at off_m, off_n) from its g and u; returns
+    the next piece's g and u, loaded before this piece's work."""
+    if q == 0:
+        mbarrier.wait(dh_full, tile & 1)
+    gn, un = _merged_gu(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, q + 1,
+                        q + 1 < 2 * PARTS, PARTS, LAYOUT, SUB_M, WIDTH)  # fmt: skip
+    dh = dh_smem.index((q % 2) * PARTS + q // 2).load(LAYOUT).to(gl.float32)
+    _derivative_part((g, u), dh, off_m + (q % 2) * SUB_M, off_n + (q // 2) * WIDTH, h_ptr,
+                     dg_ptr, du_ptr, stride_h, stride_dg, stride_du, M, N, ACTIVATION, ALPHA,
+                     LIMIT, LAYOUT)  # fmt: skip
+    return gn, un
+
+
+@gluon.jit
+def _merged_loader(dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem, dh_full, dh_empty,
+                   g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h,
+                   stride_dg, stride_du, M, N, K, ACTIVATION: gl.constexpr,
+                   ALPHA: gl.constexpr, LIMIT: gl.constexpr, GROUP_M: gl.constexpr,
+                   STAGES: gl.constexpr, PARTS: gl.constexpr, LAG: gl.constexpr,
+                   EVERY: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = dy_desc.block_type.shape[1]
+    BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
+    SUB_M: gl.constexpr = BLOCK_M // 2
+    WIDTH: gl.constexpr = BLOCK_N // PARTS
+    PIECES: gl.constexpr = 2 * PARTS
+    layout: gl.constexpr = _coalesced_layout(SUB_M, WIDTH)
+    nbytes: gl.constexpr = dy_desc.block_type.nbytes + wd_desc.block_type.nbytes
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_N)
+    num_tiles = num_pid_m * num_pid_n
+    k_steps = gl.cdiv(K, BLOCK_K)
+    first = gl.program_id(0)
+    step = gl.num_programs(0)
+    mine = gl.cdiv(num_tiles - first, step)  # the grid has at most one program per tile
+    count = 0
+    prev_m = 0
+    prev_n = 0
+    # Iteration i issues the loads of the program's tile i (none in the last, i == mine) and
+    # runs the epilogue of tile i - 1 (none in the first).
+    for i in range(mine + 1):
+        pid_m, pid_n = _grouped_tile(first + i * step, num_pid_m, num_pid_n, GROUP_M)
+        off_m = pid_m * BLOCK_M
+        off_n = pid_n * BLOCK_N
+        has_prev = i > 0
+        g, u = _merged_gu(g_ptr, u_ptr, stride_g, stride_u, prev_m, prev_n, M, N, 0, has_prev,
+                          PARTS, layout, SUB_M, WIDTH)  # fmt: skip
+        done = 0
+        for ks in range(k_steps * (i < mine).to(gl.int32)):
+            slot, bar = _claim_slot(ready, empty, count, STAGES, nbytes)
+            _tma_load(dy_desc, [off_m, ks * BLOCK_K], bar, a_ring.index(slot))
+            _tma_load(wd_desc, [ks * BLOCK_K, off_n], bar, b_ring.index(slot))
+            count += 1
+            if has_prev and ks >= LAG and (ks - LAG) % EVERY == 0 and done < PIECES:
+                g, u = _merged_piece(dh_smem, dh_full, g, u, done, i - 1, prev_m, prev_n, g_ptr,
+                                     u_ptr, h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h,
+                                     stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
+                                     PARTS, layout, SUB_M, WIDTH)  # fmt: skip
+                done += 1
+        if has_prev:
+            for q in range(done, PIECES):  # what the K steps left (short K, the last tile)
+                g, u = _merged_piece(dh_smem, dh_full, g, u, q, i - 1, prev_m, prev_n, g_ptr,
+                                     u_ptr, h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h,
+                                     stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
+                                     PARTS, layout, SUB_M, WIDTH)  # fmt: skip
+            mbarrier.arrive(dh_empty)
+        prev_m = off_m
+        prev_n = off_n
+
+
+@gluon.jit
+def mlp_backward_merged_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr,
+                               stride_g, stride_u, stride_h, stride_dg, stride_du, M, N, K,
+                               ACTIVATION: gl.constexpr, ALPHA: gl.constexpr,
+                               LIMIT: gl.constexpr, GROUP_M: gl.constexpr,
+                               STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
+                               LAG: gl.constexpr, EVERY: gl.constexpr,
+                               CONSUMER_REGS: gl.constexpr):  # fmt: skip
+    dtype: gl.constexpr = dy_desc.dtype
+    BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
+    BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
+    WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
+    a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
+    b_shape: gl.constexpr = [STAGES] + wd_desc.block_type.shape  # noqa: RUF005
+    a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
+    b_ring = gl.allocate_shared_memory(dtype, b_shape, wd_desc.layout)
+    dh_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M // 2, WIDTH], dtype)
+    dh_smem = gl.allocate_shared_memory(dtype, [2 * EPILOGUE_SPLIT, BLOCK_M // 2, WIDTH],
+                                        dh_layout)  # fmt: skip
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    dh_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    dh_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(ready.index(i), count=1)
+        mbarrier.init(empty.index(i), count=2)
+    mbarrier.init(dh_full, count=2)
+    mbarrier.init(dh_empty, count=1)
+    # fmt: off
+    gl.warp_specialize(
+        [
+            (_merged_loader, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem, dh_full,
+                              dh_empty, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g,
+                              stride_u, stride_h, stride_dg, stride_du, M, N, K, ACTIVATION,
+                              ALPHA, LIMIT, GROUP_M, STAGES, EPILOGUE_SPLIT, LAG, EVERY)),
+            (_handoff_consumer, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem,
+                                 dh_full, dh_empty, M, N, K, EPILOGUE_SPLIT, STAGES, 0)),
+            (_handoff_consumer, (dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem,
+                                 dh_full, dh_empty, M, N, K, EPILOGUE_SPLIT, STAGES, 1)),
+        ],
+        [4, 4],
+        [CONSUMER_REGS, CONSUMER_REGS],
+    )
+    # fmt: on
+
+
+# ----------------------------------------------------------------------------------------
 # Forward: h = act(x Wg^T + bg) * (x Wu^T + bu), optionally saving the pre-activation
 # ----------------------------------------------------------------------------------------
 # The same three roles. A ring slot holds an x tile [BLOCK_M, BLOCK_K] and one B tile of
@@ -713,7 +872,11 @@ class BackwardLaunch:
 def prepare_backward(m, n, k, device, *, activation, alpha, limit, config=None, sms=None):
     """The ``BackwardLaunch`` of ``mlp_backward_ws`` for ``dy [m, k]`` and ``wd [k, n]`` on
     ``device``: the ping-pong kernel, or with ``HANDOFF`` in ``config`` the hand-off's."""
-    if config and config.get("HANDOFF"):
+    if config and config.get("MERGED"):
+        kernel = mlp_backward_merged_kernel
+        cfg = dict(MERGED_CONFIG, **{key: v for key, v in config.items() if key != "MERGED"})
+        cfg["EPILOGUE_SPLIT"] = merged_parts(activation, cfg["EPILOGUE_SPLIT"])
+    elif config and config.get("HANDOFF"):
         kernel = mlp_backward_handoff_kernel
         cfg = dict(HANDOFF_CONFIG, **{key: v for key, v in config.items() if key != "HANDOFF"})
         cfg["EPILOGUE_SPLIT"] = handoff_parts(activation, cfg["EPILOGUE_SPLIT"])
@@ -732,6 +895,19 @@ def prepare_backward(m, n, k, device, *, activation, alpha, limit, config=None, 
 HANDOFF_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=5,
                       EPILOGUE_SPLIT=4, CONSUMER_REGS=152, EPILOGUE_REGS=152,
                       EPILOGUE_WARPS=4, maxnreg=128)  # fmt: skip
+
+
+# 128 x 256 tiles in twelve warps: 168 registers a thread at launch, CONSUMER_REGS for each
+# consumer's 64 x 256 accumulator, the rest to the loader and its epilogue pieces. Shared memory:
+# 3 x 48 KB of ring and 64 KB of dh.
+MERGED_CONFIG = dict(BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, STAGES=3,
+                     EPILOGUE_SPLIT=8, LAG=2, EVERY=2, CONSUMER_REGS=192)  # fmt: skip
+
+
+def merged_parts(activation: str, parts: int) -> int:
+    """Column parts of the merged kernel's epilogue as launched: at least 16 for gpt-oss's GLU
+    (8 spilled in the loader's 120 registers in the sm_90 gate, Triton 3.9)."""
+    return max(16, parts) if activation == "swiglu_oai" else parts
 
 
 def handoff_parts(activation: str, parts: int) -> int:

@@ -173,6 +173,10 @@ WS_KEYS["projection_ws"] = WS_KEYS["forward_saving_ws"]  # the same kernel, noth
 WS_KEYS["mlp_backward_handoff"] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES",
                                    "EPILOGUE_SPLIT", "CONSUMER_REGS", "EPILOGUE_REGS",
                                    "EPILOGUE_WARPS", "maxnreg")  # fmt: skip
+# An ``mlp_backward_ws`` entry with ``"MERGED": true`` runs ``ws_mlp.mlp_backward_merged_kernel``
+# (128 x 256 tiles, the epilogue in the loader's partition; session 39) with these keys.
+WS_KEYS["mlp_backward_merged"] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES",
+                                  "EPILOGUE_SPLIT", "LAG", "EVERY", "CONSUMER_REGS")  # fmt: skip
 GLUON_ENV = "FLASH_SWIGLU_GLUON"
 
 
@@ -225,6 +229,8 @@ def ws_entry(
         entry = None if item is None else {**entry, **item}
     if entry is None or (m is not None and m < entry.get("MIN_M", 0)):
         return None
+    if kind == "mlp_backward_ws" and entry.get("MERGED"):
+        return {**{key: entry[key] for key in WS_KEYS["mlp_backward_merged"]}, "MERGED": True}
     if kind == "mlp_backward_ws" and entry.get("HANDOFF"):
         return {**{key: entry[key] for key in WS_KEYS["mlp_backward_handoff"]}, "HANDOFF": True}
     # COOP came in session 6 (a table written before it means the ping-pong schedule), and

@@ -1,0 +1,356 @@
+"""Session 39's explorations: the MLP backward's dh kernel on 128 x 256 tiles with its epilogue
+in the loader's partition, and the cooperative forward's program count at 2048 tokens.
+
+    PYTHONPATH=src python scripts/explore_session39.py gate [--out DIR]      (CPU or GPU)
+    PYTHONPATH=src python scripts/explore_session39.py merged --out DIR      (H200)
+    PYTHONPATH=src python scripts/explore_session39.py sms --out DIR         (H200)
+
+Why ``merged``. The 8B step's backward trails the fastest peer's by up to 1.4% (session 34),
+and the kernel that forms dh runs at 0.85 of cuBLAS's ``dy @ W_down`` rate (``docs/mlp.md``).
+Its tiles are 128 x 128: the ping-pong kernel's consumers each own a whole tile, and the
+hand-off kernel's sixteen warps leave 128 registers a thread at launch, below the 154 that
+ptxas needs for a consumer's 64 x 256 wgmma (checked again in this session: the build fails
+with "Insufficient registers (128)", with or without ``maxnreg``). A 128 x 256 tile loads 25%
+fewer operand bytes per FLOP, and the cooperative forward reaches cuBLAS's rate on it.
+``ws_mlp.mlp_backward_merged_kernel`` gives the hand-off's epilogue to the loader's partition
+(twelve warps, 168 registers at launch): between two of its TMA loads the loader runs one
+piece of the previous tile's epilogue. The sm_90 gate (Triton 3.9, this session's CPU
+machine) builds the candidates below without spills.
+
+- ``gate``: each candidate compiled for sm_90 as launched, every activation in bf16 and SiLU
+  in fp16 (``tests/compile_gate_ws.py``): shared memory, ``setmaxnreg`` values, spills.
+  ``tests/test_explore_session39.py`` asserts them on the CPU.
+- ``merged``: (1) ``explore_session5.check`` with each candidate (tails, few SMs, dg / du
+  over g / u, fp16; every activation for the first candidate, SiLU for the others; against
+  an fp32 reference and the Triton kernel);
+  (2) each candidate's h, dg, du against the 128-row hand-off's (both round dh once to the
+  storage dtype and take the same 64-column K steps); (3) the dh kernel alone at the 8B shape,
+  M = 8192, SiLU, five rotated rounds of CUDA-graph replays with a cold L2 (``explore_session37
+  ._rounds``): the committed ping-pong entry, the 128-row hand-off with 8 parts, the
+  candidates, cuBLAS's ``dy @ W_down``; then the fastest candidate and the committed entry with
+  dg / du written over g / u, as the step runs them; (4) whole 8B MLP steps at 4096, 8192
+  and 16384 tokens with the fastest candidate as the training table's ``mlp_backward_ws``
+  entry against the committed table and eager (two passes, ``do_bench`` medians; gradients
+  against the committed table's). -> ``check_<name>.json``, ``kernel.json``, ``step.json``.
+- ``sms``: the cooperative forward that ``swiglu_linear`` launches at 2048 tokens (1B, 8B,
+  Qwen; SiLU) with 132 programs (one an SM, the default) against 128 and 124: 1B's 1024 tiles
+  are 7.8 waves of 132, so with 128 programs each takes 8 tiles, the same 8 waves with four
+  SMs idle (less power drawn at the cap). Five rotated rounds, each checked bit for bit
+  against the default. -> ``sms.json``, ``smi_sms.csv``.
+
+A candidate that wins here is a table entry to confirm with ``benchmark-swiglu --op mlp``
+before it is committed: the step runs at the H200's power limit (``docs/mlp.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+# ``mlp_backward_ws`` table entries: ``ws_mlp.MERGED_CONFIG`` with these keys (``entry``).
+CANDIDATES = {
+    "m_p8": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=2, EVERY=2),
+    "m_p8_e1": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=2, EVERY=1),
+    "m_p8_l4e3": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=4, EVERY=3),
+    "m_p16_e1": dict(EPILOGUE_SPLIT=16, CONSUMER_REGS=192, LAG=2, EVERY=1),
+    "m_p8_k32": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=4, EVERY=4, BLOCK_K=32,
+                     STAGES=6),
+    "m_p8_g16": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=2, EVERY=2, GROUP_M=16),
+}  # fmt: skip
+MIN_M = 2048  # as the committed entry's: below it the step takes the Triton kernel
+ROUNDS = 5
+
+
+def entry(name: str) -> dict:
+    """The ``mlp_backward_ws`` table entry of candidate ``name``."""
+    from flash_swiglu.kernels import ws_mlp
+
+    return dict(ws_mlp.MERGED_CONFIG, **CANDIDATES[name], MERGED=True, MIN_M=MIN_M)
+
+
+def gate(out: Path | None) -> list[str]:
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+    import torch
+
+    from compile_gate_ws import ACTIVATIONS, compile_variant
+    from flash_swiglu.ops import train as T
+
+    rows, lines = [], []
+    for dtype in (torch.bfloat16, torch.float16):
+        for act in ACTIVATIONS if dtype == torch.bfloat16 else ("silu",):
+            for name in CANDIDATES:
+                cfg = T.ws_entry(entry(name), "mlp_backward_ws", act, None)
+                row = dict(compile_variant(cfg, dtype, act), candidate=name,
+                           dtype=str(dtype), activation=act)  # fmt: skip
+                rows.append(row)
+                lines.append(json.dumps(row))
+                print(lines[-1], flush=True)
+    if out is not None:
+        (out / "gate.json").write_text(json.dumps(rows, indent=1))
+    return lines
+
+
+def _against_handoff(lines: list[str]) -> None:
+    """Each candidate's outputs against the 128-row hand-off's (``HANDOFF_CONFIG`` with 8
+    parts), bit for bit where they agree, else the largest difference relative to the largest
+    entry."""
+    import explore_session5 as S5
+    import torch
+
+    from flash_swiglu.kernels import ws_mlp
+
+    m, n, k = 1000, 1000, 512
+    gen = torch.Generator(device="cuda").manual_seed(39)
+    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", generator=gen) * sc
+    dt = torch.bfloat16
+    dy, wd = r(m, k).to(dt), (r(k, n) * n**-0.5).to(dt)
+    g, u = r(m, n).to(dt), r(m, n).to(dt)
+
+    def run(cfg):
+        outs = [torch.empty_like(g) for _ in range(3)]
+        ws_mlp.mlp_backward_ws(dy, wd, g, u, *outs, activation="silu", alpha=1.702,
+                               limit=7.0, config=cfg)  # fmt: skip
+        return outs
+
+    ref = run(dict(HANDOFF=True, EPILOGUE_SPLIT=8))
+    for name in CANDIDATES:
+        got = run(dict(CANDIDATES[name], MERGED=True))
+        same = all(torch.equal(a, b) for a, b in zip(got, ref, strict=True))
+        errs = [S5._rel_err(a, b) for a, b in zip(got, ref, strict=True)]
+        lines.append(f"{name} against the 128-row hand-off: "
+                     f"{'bit-identical' if same else 'h, dg, du ' + S5._fmt(errs)}")  # fmt: skip
+        print(lines[-1], flush=True)
+
+
+def _kernel(out: Path, lines: list[str], passed: list[str]) -> str | None:
+    """The dh kernel alone at 8B, M = 8192 (see the module doc); returns the fastest passed
+    candidate's name."""
+    import explore_session5 as S5
+    import explore_session37 as S37
+    import torch
+
+    from flash_swiglu import reference
+    from flash_swiglu.kernels import ws_mlp
+    from flash_swiglu.ops import train as T
+
+    m, n, k = 8192, 14336, 4096
+    dt = torch.bfloat16
+    gen = torch.Generator(device="cuda").manual_seed(5)
+    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
+    dy, wd = r(m, k), r(k, n, sc=n**-0.5)
+    g, u = r(m, n), r(m, n)
+    h, dg, du = (torch.empty(m, n, device="cuda", dtype=dt) for _ in range(3))
+    dgr, dur = reference.glu_backward(g.float(), u.float(), dy.float() @ wd.float(), "silu",
+                                      1.702, 7.0)  # fmt: skip
+    committed = T.ws_config(dt, dy.device, "silu")
+    configs = {"committed": committed, "ho128_p8": dict(HANDOFF=True, EPILOGUE_SPLIT=8)}
+    configs.update({name: dict(CANDIDATES[name], MERGED=True) for name in passed})
+    common = dict(activation="silu", alpha=1.702, limit=7.0)
+    calls, ok = {"cublas": lambda: dy @ wd}, {}
+    for name, cfg in configs.items():
+        calls[name] = lambda c=cfg: ws_mlp.mlp_backward_ws(dy, wd, g, u, h, dg, du, **common,
+                                                           config=c)  # fmt: skip
+        dg.zero_()
+        calls[name]()
+        torch.cuda.synchronize()
+        ok[name] = bool(S5._rel_err(dg, dgr) < 0.02 and S5._rel_err(du, dur) < 0.02)
+    del dgr, dur
+    ms, failed = S37._rounds(calls, rounds=ROUNDS)
+    flops = 2 * m * n * k
+    med = {lb: S37._median(v) for lb, v in ms.items() if v}
+    rows = [dict(name=lb, ms=v, rounds=ms[lb], tflops=flops / v / 1e9, ok=ok.get(lb),
+                 config=configs.get(lb), aliased=False) for lb, v in med.items()]  # fmt: skip
+    best = min((lb for lb in passed if lb in med and ok[lb]), key=med.get, default=None)
+    # dg / du over g / u, as the step runs the kernel (values drift from replay to replay;
+    # the kernel's work does not depend on them)
+    if best is not None:
+        gg, uu = g.clone(), u.clone()
+        aliased = {
+            f"{lb} aliased": lambda c=configs[lb]: ws_mlp.mlp_backward_ws(
+                dy, wd, gg, uu, h, gg, uu, **common, config=c)
+            for lb in ("committed", best)
+        }  # fmt: skip
+        aliased["cublas"] = calls["cublas"]
+        ms2, failed2 = S37._rounds(aliased, rounds=3)
+        failed.update(failed2)
+        for lb, v in ms2.items():
+            if v and lb != "cublas":
+                rows.append(dict(name=lb, ms=S37._median(v), rounds=v,
+                                 tflops=flops / S37._median(v) / 1e9, aliased=True))  # fmt: skip
+        med.update({lb: S37._median(v) for lb, v in ms2.items() if v and lb != "cublas"})
+        med["cublas (aliased rounds)"] = S37._median(ms2["cublas"])
+    (out / "kernel.json").write_text(json.dumps(dict(rows=rows, failed=failed), indent=1))
+    cub = med["cublas"]
+    for lb, v in med.items():
+        lines.append(f"kernel {lb:28s} {v:6.3f} ms {flops / v / 1e9:4.0f} TF "
+                     f"{cub / v:.3f} of cuBLAS ok={ok.get(lb.split(' ')[0])}")  # fmt: skip
+        print(lines[-1], flush=True)
+    for lb, err in failed.items():
+        lines.append(f"kernel {lb} FAILED: {err}"[:400])
+        print(lines[-1], flush=True)
+    return best
+
+
+def _steps(out: Path, lines: list[str], best: str) -> None:
+    import explore_session5 as S5
+    import torch
+
+    from flash_swiglu.ops import train as T
+
+    real_table = T.load_table
+
+    def use(entries: dict) -> None:
+        T.load_table = lambda gpu: {**real_table(gpu), **entries}
+        T.L.clear_plans()
+
+    variants = {"committed": {}, best: {"mlp_backward_ws": entry(best)}}
+    os.environ[T.GLUON_ENV] = "1"
+    rows = []
+    try:
+        for mm in (4096, 8192, 16384):
+            params, eager_step, fused_step = S5.mlp_steps(mm, 14336, 4096, torch.bfloat16)
+            grads = {}
+            for name, entries in variants.items():
+                use(entries)
+                fused_step()
+                grads[name] = [t.grad.clone() for t in params]
+            errs = [S5._rel_err(a, b) for a, b in zip(grads[best], grads["committed"],
+                                                      strict=True)]  # fmt: skip
+            lines.append(f"step M={mm:5d} grads {best} vs committed: {S5._fmt(errs)}")
+            print(lines[-1], flush=True)
+            grads = None
+            for again in ("", " again"):
+                for name in ("eager", *variants):
+                    if name != "eager":
+                        use(variants[name])
+                    ms, peak = S5.measure_step(eager_step if name == "eager" else fused_step)
+                    rows.append(dict(name=name + again, m=mm, ms=ms, peak_mib=peak))
+                    lines.append(f"step M={mm:5d} {name + again:20s} {ms:7.3f} ms "
+                                 f"peak {peak:6.0f} MiB")  # fmt: skip
+                    print(lines[-1], flush=True)
+            params = eager_step = fused_step = None
+            torch.cuda.empty_cache()
+    finally:
+        T.load_table = real_table
+        T.L.clear_plans()
+    (out / "step.json").write_text(json.dumps(rows, indent=1))
+
+
+def merged(out: Path) -> list[str]:
+    import explore_session5 as S5
+    import torch
+
+    lines, passed = [], []
+    every_act = S5.ACTS
+    for j, name in enumerate(SELECTED):
+        # every activation for the first candidate; SiLU alone for the others (the epilogue's
+        # code is the same, and each activation is one more build on the device)
+        S5.ACTS = every_act if j == 0 else ("silu",)
+        S5.CHECK_CONFIG.clear()
+        S5.CHECK_CONFIG.update(dict(CANDIDATES[name], MERGED=True))
+        try:
+            got = S5.check(out)
+        except Exception as e:  # a candidate that fails to build or launch: say so, go on
+            lines.append(f"{name}: check FAILED {type(e).__name__}: {e}"[:600])
+            print(lines[-1], flush=True)
+            continue
+        lines += [f"{name}: {line}" for line in got]
+        (out / "check.json").rename(out / f"check_{name}.json")
+        rows = json.loads((out / f"check_{name}.json").read_text())
+        if all(row["ok"] for row in rows):
+            passed.append(name)
+    S5.ACTS = every_act
+    lines.append(f"passed every check: {passed}")
+    print(lines[-1], flush=True)
+    if not passed:
+        return lines
+    _against_handoff(lines)
+    best = _kernel(out, lines, passed)
+    torch.cuda.empty_cache()
+    if best is None or not STEPS:
+        return lines
+    lines.append(f"fastest candidate alone: {best} {entry(best)}")
+    print(lines[-1], flush=True)
+    _steps(out, lines, best)
+    return lines
+
+
+def sms(out: Path) -> list[str]:
+    import explore_session14 as S14
+
+    with S14.clock_samples(out / "smi_sms.csv"):
+        return _sms(out)
+
+
+def _sms(out: Path) -> list[str]:
+    import explore_session37 as S37
+    import torch
+
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    m, dt = 2048, torch.bfloat16
+    rows, lines = [], []
+    for model, k, n in (("1b", 2048, 8192), ("8b", 4096, 14336), ("qwen", 3584, 18944)):
+        r, wg, wu, wcat = S37._draws(k, n)
+        x = r(m, k)
+        h = torch.empty(m, n, device="cuda", dtype=dt)
+        table = S37._launched(m, n, k, "silu")
+        fwd = lambda s: glu_forward_ws(x, wg, wu, None, None, h, activation="silu",
+                                       alpha=1.702, limit=7.0, config=table, sms=s)  # fmt: skip
+        calls = {"cublas": lambda: x @ wcat.t()}
+        fwd(None)
+        first = h.clone()
+        same = {}
+        for s in (None, 128, 124):
+            label = "sms default" if s is None else f"sms {s}"
+            calls[label] = lambda s=s: fwd(s)
+            calls[label]()
+            same[label] = torch.equal(h, first)
+        ms, failed = S37._rounds(calls, rounds=ROUNDS)
+        rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed, bitwise=same,
+                         config=table))  # fmt: skip
+        (out / "sms.json").write_text(json.dumps(rows, indent=1))
+        med = {lb: S37._median(v) for lb, v in ms.items() if v}
+        cub = med["cublas"]
+        lines.append(f"{model:4s} M={m} of cuBLAS ({cub * 1e3:.1f} us): " + "; ".join(
+            f"{lb} {cub / v:.3f} [{cub / max(ms[lb]):.3f}-{cub / min(ms[lb]):.3f}]"
+            f"{'' if same.get(lb, True) else ' NOT BITWISE'}"
+            for lb, v in med.items() if lb != "cublas"))  # fmt: skip
+        print(lines[-1], flush=True)
+        x = h = calls = None
+        torch.cuda.empty_cache()
+    return lines
+
+
+SELECTED: tuple[str, ...] = tuple(CANDIDATES)  # --candidates
+STEPS = True  # --no-steps: the checks and the kernel alone only
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("mode", choices=("gate", "merged", "sms"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--candidates", nargs="+", choices=tuple(CANDIDATES), default=None)
+    parser.add_argument("--no-steps", action="store_true")
+    args = parser.parse_args()
+    global SELECTED, STEPS
+    SELECTED = tuple(args.candidates or CANDIDATES)
+    STEPS = not args.no_steps
+    if args.out is None and args.mode != "gate":
+        parser.error(f"{args.mode} needs --out")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    lines = {"gate": gate, "merged": merged, "sms": sms}[args.mode](args.out)
+    if args.out is not None:
+        (args.out / f"{args.mode}.txt").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
