@@ -61,6 +61,12 @@ CANDIDATES = {
     "m_p8_k32": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=4, EVERY=4, BLOCK_K=32,
                      STAGES=6),
     "m_p8_g16": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=2, EVERY=2, GROUP_M=16),
+    # call 2, after call 1 (m_p8_e1 fastest at 1.671 ms, the committed entry 1.645): the
+    # first piece waits on dh_full; from step LAG = 2 of 3 slots the loader may wait there
+    # for the consumers' last K steps and dh store, with the ring still to refill
+    "m_p8_l4e1": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=4, EVERY=1),
+    "m_p8_l5e2": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=5, EVERY=2),
+    "m_p8_l8e1": dict(EPILOGUE_SPLIT=8, CONSUMER_REGS=192, LAG=8, EVERY=1),
 }  # fmt: skip
 MIN_M = 2048  # as the committed entry's: below it the step takes the Triton kernel
 ROUNDS = 5
@@ -95,10 +101,10 @@ def gate(out: Path | None) -> list[str]:
     return lines
 
 
-def _against_handoff(lines: list[str]) -> None:
+def _against_handoff(lines: list[str]) -> list[str]:
     """Each candidate's outputs against the 128-row hand-off's (``HANDOFF_CONFIG`` with 8
     parts), bit for bit where they agree, else the largest difference relative to the largest
-    entry."""
+    entry. Returns the names of the bit-identical ones."""
     import explore_session5 as S5
     import torch
 
@@ -118,13 +124,17 @@ def _against_handoff(lines: list[str]) -> None:
         return outs
 
     ref = run(dict(HANDOFF=True, EPILOGUE_SPLIT=8))
-    for name in CANDIDATES:
+    identical = []
+    for name in SELECTED:
         got = run(dict(CANDIDATES[name], MERGED=True))
         same = all(torch.equal(a, b) for a, b in zip(got, ref, strict=True))
         errs = [S5._rel_err(a, b) for a, b in zip(got, ref, strict=True)]
         lines.append(f"{name} against the 128-row hand-off: "
                      f"{'bit-identical' if same else 'h, dg, du ' + S5._fmt(errs)}")  # fmt: skip
         print(lines[-1], flush=True)
+        if same:
+            identical.append(name)
+    return identical
 
 
 def _kernel(out: Path, lines: list[str], passed: list[str]) -> str | None:
@@ -267,9 +277,16 @@ def merged(out: Path) -> list[str]:
     S5.ACTS = every_act
     lines.append(f"passed every check: {passed}")
     print(lines[-1], flush=True)
+    # explore_session5's rule (at most twice the Triton kernel's error, plus 2e-3) is for
+    # kernels that keep dh in fp32; these round it once, as the 128-row hand-off does, and in
+    # call 1 m_p8 and m_p8_g16 missed it on one case (dg 5.6e-3 against 5.4e-3). A candidate
+    # bit-identical to the hand-off (which test_ws_mlp.py holds to the tolerance rule) passes.
+    passed += [name for name in _against_handoff(lines) if name not in passed]
+    passed = [name for name in SELECTED if name in passed]
+    lines.append(f"passed: {passed}")
+    print(lines[-1], flush=True)
     if not passed:
         return lines
-    _against_handoff(lines)
     best = _kernel(out, lines, passed)
     torch.cuda.empty_cache()
     if best is None or not STEPS:
