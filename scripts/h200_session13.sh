@@ -101,6 +101,10 @@
 #   generate32     (session 32) scripts/explore_session32.py generate -> $OUT/explore: Hugging
 #                  Face generate on a 1B-shaped model, unpatched / patched with both caches,
 #                  without the plan cache, without either
+#   tests-merged   (session 39) test_ws_mlp.py -k merged: the merged backward's GPU tests
+#   large-fp16     (session 39) the four models at 2048, 8192 and 16384 tokens in fp16, every
+#                  backend of the large stage (runs h200-${RUN_TAG}-linear-fp16-large-a: 1B and
+#                  8B, -b: Qwen and 70B)
 #   tests-plans    (session 32) tests/test_plans.py and tests/test_launch.py (both tiers)
 #   compiled33     (session 33) explore_session33.py compiled: host time of compiled MLP steps
 #   ab33           (session 33) explore_session33.py ab: the training plans on and off
@@ -671,6 +675,18 @@ PY
     tests-ws-routes)  # session 33: the Gluon tests that route through ops.train / ops.linear
       timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k "rout or shape_item or committed" \
         2>&1 | tail -n 8 | tee "$OUT/pytest_ws_routes.log" ;;
+    tests-merged)  # session 39: the merged backward's GPU tests (test_ws_mlp.py -k merged)
+      timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k merged 2>&1 | tail -n 15 \
+        | tee "$OUT/pytest_merged.log" ;;
+    large-fp16)  # session 39: the large stage in fp16 (the latest fp16 run at M >= 2048 was
+      # session 18's, on 8B alone); one run per model pair, as large-max-a / -b
+      for run in llama-3.2-1b,llama-3-8b:a qwen2.5-7b,llama-3-70b:b; do
+        timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --model ${run%%:*} \
+          --dtype float16 --tokens 2048,8192,16384 \
+          --backend torch,torch-packed,compile,cublas,liger,triton \
+          --run-id h200-${RUN_TAG}-linear-fp16-large-${run##*:} 2>&1 \
+          | tee "$OUT/linear_fp16_large_${run##*:}.log" | tail -n 4
+      done ;;
     tests-launch)
       timeout $(limit 150) $pytest tests/test_launch.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_launch.log" ;;

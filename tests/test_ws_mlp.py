@@ -3,8 +3,9 @@
 The MLP backward against float64 references with the tolerance rule of DESIGN.md: tiles with
 row and column tails, few programs (many tiles each, odd counts per consumer), dg/du written
 over g/u, a column slice of a wider ``w_down`` (the sliced backward's operand), every
-activation, bf16 and fp16, the ping-pong and the cooperative schedule, and the hand-off kernel
-(its epilogue in a partition of its own); bit-identical reruns;
+activation, bf16 and fp16, the ping-pong and the cooperative schedule, the hand-off kernel
+(its epilogue in a partition of its own) and the merged one (its epilogue in the loader's
+partition; bit for bit the hand-off's outputs); bit-identical reruns;
 the routing of ``ops.train.launch`` (the table's ``mlp_backward_ws`` entry,
 ``FLASH_SWIGLU_GLUON=0``). The forward likewise (saving g and u or not, biases, both
 schedules), its routing from the training table (``forward_saving_ws``) and from the launch
@@ -203,6 +204,65 @@ def test_gpu_handoff_entry_routes_and_reruns_bit_identical(monkeypatch):
     monkeypatch.setattr(
         ws_mlp, "prepare_backward",
         lambda *a, **kw: calls.append(int(kw["config"]["HANDOFF"])) or real(*a, **kw),
+    )  # fmt: skip
+    dy, wd, g, u = _operands(1024, 640, 256, torch.bfloat16)
+    runs = []
+    for _ in range(2):
+        outs = dict(h=torch.empty_like(g), dg=torch.empty_like(g), du=torch.empty_like(g))
+        T.launch(1024, 640, 256, dy=dy, wd=wd, g=g, u=u, activation="silu", **ARGS, **outs)
+        runs.append(outs)
+    assert calls == [1, 1]
+    for name in ("h", "dg", "du"):
+        assert torch.equal(runs[0][name], runs[1][name]), name
+    _check(dy, wd, g, u, runs[0]["h"], runs[0]["dg"], runs[0]["du"], "silu")
+
+
+# The merged backward (``ws_mlp.mlp_backward_merged_kernel``, session 39): 128 x 256 tiles, the
+# hand-off's epilogue run by the loader's partition between its loads; routed by an
+# ``mlp_backward_ws`` entry with MERGED. It rounds dh as the hand-off does and takes the same
+# K steps, so its outputs are the hand-off's, bit for bit.
+MERGED = dict(MERGED=True)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize(
+    "m,n,k,sms", [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
+)
+@pytest.mark.parametrize("aliased", [False, True])
+def test_gpu_merged_backward_within_rule_and_equal_to_the_hand_off(act, m, n, k, sms, aliased):
+    dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
+    got = _run(dy, wd, g, u, act, aliased=aliased, sms=sms, config=MERGED)
+    _check(dy, wd, g, u, *got, act)
+    ref = _run(dy, wd, g, u, act, aliased=aliased, sms=sms, config=HANDOFF)
+    for name, a, b in zip(("h", "dg", "du"), got, ref, strict=True):
+        assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize(
+    "config",
+    [MERGED, dict(MERGED, EVERY=1, LAG=5), dict(MERGED, EPILOGUE_SPLIT=16, GROUP_M=1),
+     dict(MERGED, BLOCK_K=32, STAGES=6, EVERY=4, LAG=4)],
+)  # fmt: skip
+def test_gpu_merged_fp16_short_k_and_column_slice(config):
+    # K = 64: one K step a tile, so every piece of the epilogue runs after the loads
+    dy, wd, g, u = _operands(129, 136, 64, torch.float16)
+    _check(dy, wd, g, u, *_run(dy, wd, g, u, "silu", aliased=False, sms=2, config=config),
+           "silu")  # fmt: skip
+    dy, wd, g, u = _operands(640, 384, 512, torch.bfloat16, n_total=1024)
+    _check(dy, wd, g, u, *_run(dy, wd, g, u, "silu", aliased=True, sms=5, config=config),
+           "silu")  # fmt: skip
+
+
+def test_gpu_merged_entry_routes_and_reruns_bit_identical(monkeypatch):
+    from flash_swiglu.kernels import ws_mlp
+
+    table = dict(T.load_table(torch.cuda.get_device_name()))
+    table["mlp_backward_ws"] = dict(ws_mlp.MERGED_CONFIG, MERGED=True, MIN_M=1024)
+    monkeypatch.setattr(T, "load_table", lambda name: table)
+    calls, real = [], ws_mlp.prepare_backward
+    monkeypatch.setattr(
+        ws_mlp, "prepare_backward",
+        lambda *a, **kw: calls.append(int(kw["config"]["MERGED"])) or real(*a, **kw),
     )  # fmt: skip
     dy, wd, g, u = _operands(1024, 640, 256, torch.bfloat16)
     runs = []
