@@ -31,7 +31,9 @@ def test_every_entry_and_activation_compiled(compiled):
     handoff = [r for r in compiled if r["kernel"] == "mlp_backward_handoff"]
     forward = [r for r in compiled if r["kernel"] == "forward"]
     assert {r["source"] for r in backward + handoff} == tables | {"builtin handoff"}
-    for rows in (handoff, forward):
+    merged = [r for r in compiled if r["kernel"] == "mlp_backward_merged"]
+    assert {r["source"] for r in merged} == {"builtin merged"}
+    for rows in (handoff, merged, forward):
         assert {r["activation"] for r in rows} == set(ACTIVATIONS)
         assert {r["dtype"] for r in rows} == {"torch.bfloat16", "torch.float16"}
     # Each table's backward entry for every activation it launches a Gluon kernel for (its
@@ -77,7 +79,8 @@ def test_wgmma_bulk_copies_and_register_split(compiled):
     for r in compiled:
         assert r["wgmma"] and r["bulk_tensor"], r
         # Three warp groups: the loader's gives registers up, each consumer's takes them; the
-        # hand-off kernel has a fourth, its epilogue's, and launches capped at maxnreg.
+        # hand-off kernel has a fourth, its epilogue's, and launches capped at maxnreg. (The
+        # merged kernel, three groups, runs the epilogue in the loader's.)
         if r["kernel"] == "mlp_backward_handoff":
             assert r["warps"] == 16 and r["regs"] <= r["config"]["maxnreg"], r
             assert r["config"]["EPILOGUE_REGS"] in r["setmaxnreg"], r
