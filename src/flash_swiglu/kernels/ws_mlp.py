@@ -35,6 +35,13 @@ but the epilogues no longer overlap a main loop: the forward's light epilogue ga
 (``configs/h200_linear.json``, ``ws``), the backward's heavy one loses (1.67-1.80 ms against
 1.61 for ping-pong at the 8B shape, session 6).
 
+Two more backward kernels share the consumers' cooperative main loop and hand dh, rounded to
+the storage dtype, through shared memory: the hand-off kernel (``mlp_backward_handoff``, a
+fourth partition runs the epilogue; 128 x 128 tiles, sixteen warps) and the merged one
+(``mlp_backward_merged_kernel``, session 39: the loader's partition runs the epilogue between
+its loads; 128 x 256 tiles, twelve warps). Both are options of ``mlp_backward_ws`` entries
+(``HANDOFF`` / ``MERGED``); their sections below say why and what they measured.
+
 Semantics match ``_glu_gemm_kernel`` in the mode HAS_DY, BACKWARD, STORE_H (not HAS_X): read
 g and u ``[M, N]``, write h = act(g) * u, dg and du (dg / du may alias g / u: each element
 is read and written by the same thread, read first). The K loop accumulates in the same
