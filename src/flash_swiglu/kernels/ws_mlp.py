@@ -443,24 +443,22 @@ def _handoff_epilogue(dy_desc, wd_desc, dh_smem, dh_full, dh_empty, g_ptr, u_ptr
 
 
 @gluon.jit
-def mlp_backward_handoff_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr,
-                                stride_g, stride_u, stride_h, stride_dg, stride_du, M, N, K,
-                                ACTIVATION: gl.constexpr, ALPHA: gl.constexpr,
-                                LIMIT: gl.constexpr, GROUP_M: gl.constexpr,
-                                STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
-                                CONSUMER_REGS: gl.constexpr, EPILOGUE_REGS: gl.constexpr,
-                                EPILOGUE_WARPS: gl.constexpr):  # fmt: skip
+def _handoff_buffers(dy_desc, wd_desc, STAGES: gl.constexpr, PARTS: gl.constexpr):
+    """Shared memory of the kernels that hand dh over (hand-off, merged): the ring of STAGES
+    dy / w_down tiles, dh as 2 x PARTS pieces of [BLOCK_M / 2, BLOCK_N / PARTS] (consumer r's
+    rows in pieces r * PARTS ...), and the barriers: ``ready`` / ``empty`` per slot (a slot is
+    free once both consumers released it), ``dh_full`` (both consumers stored their rows) and
+    ``dh_empty`` (the epilogue read them), initialized."""
     dtype: gl.constexpr = dy_desc.dtype
     BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
     BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
-    WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
+    WIDTH: gl.constexpr = BLOCK_N // PARTS
     a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
     b_shape: gl.constexpr = [STAGES] + wd_desc.block_type.shape  # noqa: RUF005
     a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
     b_ring = gl.allocate_shared_memory(dtype, b_shape, wd_desc.layout)
     dh_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M // 2, WIDTH], dtype)
-    dh_smem = gl.allocate_shared_memory(dtype, [2 * EPILOGUE_SPLIT, BLOCK_M // 2, WIDTH],
-                                        dh_layout)  # fmt: skip
+    dh_smem = gl.allocate_shared_memory(dtype, [2 * PARTS, BLOCK_M // 2, WIDTH], dh_layout)
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     dh_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
@@ -470,6 +468,19 @@ def mlp_backward_handoff_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, d
         mbarrier.init(empty.index(i), count=2)
     mbarrier.init(dh_full, count=2)
     mbarrier.init(dh_empty, count=1)
+    return a_ring, b_ring, dh_smem, ready, empty, dh_full, dh_empty
+
+
+@gluon.jit
+def mlp_backward_handoff_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr,
+                                stride_g, stride_u, stride_h, stride_dg, stride_du, M, N, K,
+                                ACTIVATION: gl.constexpr, ALPHA: gl.constexpr,
+                                LIMIT: gl.constexpr, GROUP_M: gl.constexpr,
+                                STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
+                                CONSUMER_REGS: gl.constexpr, EPILOGUE_REGS: gl.constexpr,
+                                EPILOGUE_WARPS: gl.constexpr):  # fmt: skip
+    a_ring, b_ring, dh_smem, ready, empty, dh_full, dh_empty = _handoff_buffers(
+        dy_desc, wd_desc, STAGES, EPILOGUE_SPLIT)  # fmt: skip
     # fmt: off
     gl.warp_specialize(
         [
@@ -611,26 +622,8 @@ def mlp_backward_merged_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du
                                STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
                                LAG: gl.constexpr, EVERY: gl.constexpr,
                                CONSUMER_REGS: gl.constexpr):  # fmt: skip
-    dtype: gl.constexpr = dy_desc.dtype
-    BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
-    BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
-    WIDTH: gl.constexpr = BLOCK_N // EPILOGUE_SPLIT
-    a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
-    b_shape: gl.constexpr = [STAGES] + wd_desc.block_type.shape  # noqa: RUF005
-    a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
-    b_ring = gl.allocate_shared_memory(dtype, b_shape, wd_desc.layout)
-    dh_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M // 2, WIDTH], dtype)
-    dh_smem = gl.allocate_shared_memory(dtype, [2 * EPILOGUE_SPLIT, BLOCK_M // 2, WIDTH],
-                                        dh_layout)  # fmt: skip
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    dh_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    dh_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=2)
-    mbarrier.init(dh_full, count=2)
-    mbarrier.init(dh_empty, count=1)
+    a_ring, b_ring, dh_smem, ready, empty, dh_full, dh_empty = _handoff_buffers(
+        dy_desc, wd_desc, STAGES, EPILOGUE_SPLIT)  # fmt: skip
     # fmt: off
     gl.warp_specialize(
         [
