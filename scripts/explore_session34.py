@@ -156,6 +156,20 @@ def handoff256(out: Path) -> list[str]:
         return lines
     lines.append(f"handoff256: fastest candidate {best}: {entry(best)}")
     print(lines[-1], flush=True)
+    lines += compare_steps(best, entry(best), out / "handoff256_step.json")
+    return lines
+
+
+def compare_steps(name: str, ws_entry: dict, path: Path) -> list[str]:
+    """Whole 8B MLP steps at 4096, 8192 and 16384 tokens with ``ws_entry`` as the training
+    table's ``mlp_backward_ws`` entry (label ``name``) against the committed table and eager:
+    the gradients against the committed table's, then two passes of the three, ``do_bench``
+    medians and peak memory (``explore_session5.measure_step``). Rows to ``path``."""
+    import explore_session5 as S5
+    import torch
+
+    from flash_swiglu.ops import train as T
+
     real_table = T.load_table
 
     def use(entries: dict) -> None:
@@ -166,29 +180,29 @@ def handoff256(out: Path) -> list[str]:
         T.load_table = lambda gpu: {**real_table(gpu), **entries}
         T.L.clear_plans()
 
-    variants = {"committed": {}, best: {"mlp_backward_ws": entry(best)}}
+    variants = {"committed": {}, name: {"mlp_backward_ws": ws_entry}}
     os.environ[T.GLUON_ENV] = "1"
-    step_rows = []
+    lines, step_rows = [], []
     try:
         for mm in (4096, 8192, 16384):
             params, eager_step, fused_step = S5.mlp_steps(mm, 14336, 4096, torch.bfloat16)
             grads = {}
-            for name, entries in variants.items():
+            for label, entries in variants.items():
                 use(entries)
                 fused_step()
-                grads[name] = [t.grad.clone() for t in params]
-            errs = [S5._rel_err(a, b) for a, b in zip(grads[best], grads["committed"],
+                grads[label] = [t.grad.clone() for t in params]
+            errs = [S5._rel_err(a, b) for a, b in zip(grads[name], grads["committed"],
                                                       strict=True)]  # fmt: skip
-            lines.append(f"step M={mm:5d} grads {best} vs committed: {S5._fmt(errs)}")
+            lines.append(f"step M={mm:5d} grads {name} vs committed: {S5._fmt(errs)}")
             print(lines[-1], flush=True)
             grads = None
             for again in ("", " again"):
-                for name in ("eager", *variants):
-                    if name != "eager":
-                        use(variants[name])
-                    ms, peak = S5.measure_step(eager_step if name == "eager" else fused_step)
-                    step_rows.append(dict(name=name + again, m=mm, ms=ms, peak_mib=peak))
-                    lines.append(f"step M={mm:5d} {name + again:26s} {ms:7.3f} ms "
+                for label in ("eager", *variants):
+                    if label != "eager":
+                        use(variants[label])
+                    ms, peak = S5.measure_step(eager_step if label == "eager" else fused_step)
+                    step_rows.append(dict(name=label + again, m=mm, ms=ms, peak_mib=peak))
+                    lines.append(f"step M={mm:5d} {label + again:26s} {ms:7.3f} ms "
                                  f"peak {peak:6.0f} MiB")  # fmt: skip
                     print(lines[-1], flush=True)
             params = eager_step = fused_step = None
@@ -196,7 +210,7 @@ def handoff256(out: Path) -> list[str]:
     finally:
         T.load_table = real_table
         T.L.clear_plans()
-    (out / "handoff256_step.json").write_text(json.dumps(step_rows, indent=1))
+    path.write_text(json.dumps(step_rows, indent=1))
     return lines
 
 

@@ -30,8 +30,9 @@ machine) builds the candidates below without spills.
   candidates, cuBLAS's ``dy @ W_down``; then the fastest candidate and the committed entry with
   dg / du written over g / u, as the step runs them; (4) whole 8B MLP steps at 4096, 8192
   and 16384 tokens with the fastest candidate as the training table's ``mlp_backward_ws``
-  entry against the committed table and eager (two passes, ``do_bench`` medians; gradients
-  against the committed table's). -> ``check_<name>.json``, ``kernel.json``, ``step.json``.
+  entry against the committed table and eager (``explore_session34.compare_steps``: two
+  passes, ``do_bench`` medians; gradients against the committed table's).
+  -> ``check_<name>.json``, ``kernel.json``, ``step.json``.
 - ``sms``: the cooperative forward that ``swiglu_linear`` launches at 2048 tokens (1B, 8B,
   Qwen; SiLU) with 132 programs (one an SM, the default) against 128 and 124: 1B's 1024 tiles
   are 7.8 waves of 132, so with 128 programs each takes 8 tiles, the same 8 waves with four
@@ -46,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -206,51 +206,6 @@ def _kernel(out: Path, lines: list[str], passed: list[str]) -> str | None:
     return best
 
 
-def _steps(out: Path, lines: list[str], best: str) -> None:
-    import explore_session5 as S5
-    import torch
-
-    from flash_swiglu.ops import train as T
-
-    real_table = T.load_table
-
-    def use(entries: dict) -> None:
-        T.load_table = lambda gpu: {**real_table(gpu), **entries}
-        T.L.clear_plans()
-
-    variants = {"committed": {}, best: {"mlp_backward_ws": entry(best)}}
-    os.environ[T.GLUON_ENV] = "1"
-    rows = []
-    try:
-        for mm in (4096, 8192, 16384):
-            params, eager_step, fused_step = S5.mlp_steps(mm, 14336, 4096, torch.bfloat16)
-            grads = {}
-            for name, entries in variants.items():
-                use(entries)
-                fused_step()
-                grads[name] = [t.grad.clone() for t in params]
-            errs = [S5._rel_err(a, b) for a, b in zip(grads[best], grads["committed"],
-                                                      strict=True)]  # fmt: skip
-            lines.append(f"step M={mm:5d} grads {best} vs committed: {S5._fmt(errs)}")
-            print(lines[-1], flush=True)
-            grads = None
-            for again in ("", " again"):
-                for name in ("eager", *variants):
-                    if name != "eager":
-                        use(variants[name])
-                    ms, peak = S5.measure_step(eager_step if name == "eager" else fused_step)
-                    rows.append(dict(name=name + again, m=mm, ms=ms, peak_mib=peak))
-                    lines.append(f"step M={mm:5d} {name + again:20s} {ms:7.3f} ms "
-                                 f"peak {peak:6.0f} MiB")  # fmt: skip
-                    print(lines[-1], flush=True)
-            params = eager_step = fused_step = None
-            torch.cuda.empty_cache()
-    finally:
-        T.load_table = real_table
-        T.L.clear_plans()
-    (out / "step.json").write_text(json.dumps(rows, indent=1))
-
-
 def merged(out: Path) -> list[str]:
     import explore_session5 as S5
     import torch
@@ -293,7 +248,9 @@ def merged(out: Path) -> list[str]:
         return lines
     lines.append(f"fastest candidate alone: {best} {entry(best)}")
     print(lines[-1], flush=True)
-    _steps(out, lines, best)
+    import explore_session34 as S34
+
+    lines += S34.compare_steps(best, entry(best), out / "step.json")
     return lines
 
 

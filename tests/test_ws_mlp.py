@@ -194,16 +194,18 @@ def test_gpu_handoff_fp16_and_column_slice(config):
            "silu")  # fmt: skip
 
 
-def test_gpu_handoff_entry_routes_and_reruns_bit_identical(monkeypatch):
+@pytest.mark.parametrize("key", ["HANDOFF", "MERGED"])
+def test_gpu_handoff_entry_routes_and_reruns_bit_identical(monkeypatch, key):
+    # an mlp_backward_ws entry with HANDOFF (the hand-off kernel) or MERGED (the merged one)
     from flash_swiglu.kernels import ws_mlp
 
     table = dict(T.load_table(torch.cuda.get_device_name()))
-    table["mlp_backward_ws"] = dict(ws_mlp.HANDOFF_CONFIG, HANDOFF=True, MIN_M=1024)
+    table["mlp_backward_ws"] = dict(getattr(ws_mlp, f"{key}_CONFIG"), MIN_M=1024, **{key: True})
     monkeypatch.setattr(T, "load_table", lambda name: table)
     calls, real = [], ws_mlp.prepare_backward
     monkeypatch.setattr(
         ws_mlp, "prepare_backward",
-        lambda *a, **kw: calls.append(int(kw["config"]["HANDOFF"])) or real(*a, **kw),
+        lambda *a, **kw: calls.append(int(kw["config"][key])) or real(*a, **kw),
     )  # fmt: skip
     dy, wd, g, u = _operands(1024, 640, 256, torch.bfloat16)
     runs = []
@@ -251,29 +253,6 @@ def test_gpu_merged_fp16_short_k_and_column_slice(config):
     dy, wd, g, u = _operands(640, 384, 512, torch.bfloat16, n_total=1024)
     _check(dy, wd, g, u, *_run(dy, wd, g, u, "silu", aliased=True, sms=5, config=config),
            "silu")  # fmt: skip
-
-
-def test_gpu_merged_entry_routes_and_reruns_bit_identical(monkeypatch):
-    from flash_swiglu.kernels import ws_mlp
-
-    table = dict(T.load_table(torch.cuda.get_device_name()))
-    table["mlp_backward_ws"] = dict(ws_mlp.MERGED_CONFIG, MERGED=True, MIN_M=1024)
-    monkeypatch.setattr(T, "load_table", lambda name: table)
-    calls, real = [], ws_mlp.prepare_backward
-    monkeypatch.setattr(
-        ws_mlp, "prepare_backward",
-        lambda *a, **kw: calls.append(int(kw["config"]["MERGED"])) or real(*a, **kw),
-    )  # fmt: skip
-    dy, wd, g, u = _operands(1024, 640, 256, torch.bfloat16)
-    runs = []
-    for _ in range(2):
-        outs = dict(h=torch.empty_like(g), dg=torch.empty_like(g), du=torch.empty_like(g))
-        T.launch(1024, 640, 256, dy=dy, wd=wd, g=g, u=u, activation="silu", **ARGS, **outs)
-        runs.append(outs)
-    assert calls == [1, 1]
-    for name in ("h", "dg", "du"):
-        assert torch.equal(runs[0][name], runs[1][name]), name
-    _check(dy, wd, g, u, runs[0]["h"], runs[0]["dg"], runs[0]["du"], "silu")
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
