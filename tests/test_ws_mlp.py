@@ -94,15 +94,16 @@ def _with_forward_entry(monkeypatch, kind: str) -> list:
     return _count_calls(monkeypatch, "prepare_forward")
 
 
+# The backward kernels' shapes: row and column tails with few programs (many tiles each, odd
+# counts per consumer), and a grid of whole tiles on every SM.
+BACKWARD_SHAPES = [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
 # The cooperative schedule: both consumers on each 128 x 256 tile, 64 rows each.
 COOP_BACKWARD = dict(BLOCK_N=256, STAGES=4, EPILOGUE_SPLIT=8, COOP=True)
 COOP_FORWARD = dict(BLOCK_H=128, STAGES=4, COOP=True)
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
-@pytest.mark.parametrize(
-    "m,n,k,sms", [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
-)
+@pytest.mark.parametrize("m,n,k,sms", BACKWARD_SHAPES)
 @pytest.mark.parametrize("coop", [False, True])
 def test_gpu_ws_backward_within_rule(act, m, n, k, sms, coop):
     dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
@@ -172,9 +173,7 @@ HANDOFF = dict(HANDOFF=True)
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
-@pytest.mark.parametrize(
-    "m,n,k,sms", [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
-)
+@pytest.mark.parametrize("m,n,k,sms", BACKWARD_SHAPES)
 @pytest.mark.parametrize("aliased", [False, True])
 def test_gpu_handoff_backward_within_rule(act, m, n, k, sms, aliased):
     dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
@@ -227,9 +226,7 @@ MERGED = dict(MERGED=True)
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
-@pytest.mark.parametrize(
-    "m,n,k,sms", [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, None)]
-)
+@pytest.mark.parametrize("m,n,k,sms", BACKWARD_SHAPES)
 @pytest.mark.parametrize("aliased", [False, True])
 def test_gpu_merged_backward_within_rule_and_equal_to_the_hand_off(act, m, n, k, sms, aliased):
     dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
