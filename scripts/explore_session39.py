@@ -4,6 +4,7 @@ in the loader's partition, and the cooperative forward's program count at 2048 t
     PYTHONPATH=src python scripts/explore_session39.py gate [--out DIR]      (CPU or GPU)
     PYTHONPATH=src python scripts/explore_session39.py merged --out DIR      (H200)
     PYTHONPATH=src python scripts/explore_session39.py sms --out DIR         (H200)
+    PYTHONPATH=src python scripts/explore_session39.py fp32dh --out DIR      (H200, not yet run)
 
 Why ``merged``. The 8B step's backward trails the fastest peer's by up to 1.4% (session 34),
 and the kernel that forms dh runs at 0.85 of cuBLAS's ``dy @ W_down`` rate (``docs/mlp.md``).
@@ -38,6 +39,15 @@ machine) builds the candidates below without spills.
   are 7.8 waves of 132, so with 128 programs each takes 8 tiles, the same 8 waves with four
   SMs idle (less power drawn at the cap). Five rotated rounds, each checked bit for bit
   against the default. -> ``sms.json``, ``smi_sms.csv``.
+
+- ``fp32dh`` (written after the session's device time was spent): the 128-row hand-off
+  with dh handed over in fp32 (``DH_FP32``, 64 KB of dh beside 5 ring slots: 229704 bytes of
+  shared memory). Alone, the bf16 hand-off was 3.5% faster than the committed SiLU entry in
+  call 2 (1.571 against 1.629 ms), but the table keeps the ping-pong kernel, whose dh is
+  never rounded (its gradients are the Triton kernel's bit for bit). In fp32 the hand-off
+  should give the ping-pong kernel's bits: the mode checks that for every activation, times
+  the candidates alone (``_kernel``), and runs whole steps with the fastest bit-identical one
+  (``explore_session34.compare_steps``). -> ``fp32dh.txt``, ``kernel.json``, ``step.json``.
 
 A candidate that wins here is a table entry to confirm with ``benchmark-swiglu --op mlp``
 before it is committed: the step runs at the H200's power limit (``docs/mlp.md``).
@@ -137,9 +147,11 @@ def _against_handoff(lines: list[str]) -> list[str]:
     return identical
 
 
-def _kernel(out: Path, lines: list[str], passed: list[str]) -> str | None:
-    """The dh kernel alone at 8B, M = 8192 (see the module doc); returns the fastest passed
-    candidate's name."""
+def _kernel(out: Path, lines: list[str], candidates: dict) -> str | None:
+    """The dh kernel alone at 8B, M = 8192 (see the module doc), with ``candidates``
+    (``{name: mlp_backward_ws config}``) beside the committed entry, the bf16 hand-off and
+    cuBLAS; returns the name of the fastest candidate whose gradients were within 2% of the
+    fp32 reference's largest entry."""
     import explore_session5 as S5
     import explore_session37 as S37
     import torch
@@ -159,7 +171,8 @@ def _kernel(out: Path, lines: list[str], passed: list[str]) -> str | None:
                                       1.702, 7.0)  # fmt: skip
     committed = T.ws_config(dt, dy.device, "silu")
     configs = {"committed": committed, "ho128_p8": dict(HANDOFF=True, EPILOGUE_SPLIT=8)}
-    configs.update({name: dict(CANDIDATES[name], MERGED=True) for name in passed})
+    configs.update(candidates)
+    passed = list(candidates)
     common = dict(activation="silu", alpha=1.702, limit=7.0)
     calls, ok = {"cublas": lambda: dy @ wd}, {}
     for name, cfg in configs.items():
@@ -242,7 +255,7 @@ def merged(out: Path) -> list[str]:
     print(lines[-1], flush=True)
     if not passed:
         return lines
-    best = _kernel(out, lines, passed)
+    best = _kernel(out, lines, {name: dict(CANDIDATES[name], MERGED=True) for name in passed})
     torch.cuda.empty_cache()
     if best is None or not STEPS:
         return lines
@@ -251,6 +264,70 @@ def merged(out: Path) -> list[str]:
     import explore_session34 as S34
 
     lines += S34.compare_steps(best, entry(best), out / "step.json")
+    return lines
+
+
+# ``fp32dh`` (written after session 39's device time was spent; not yet run): the 128-row
+# hand-off with dh handed over in fp32 (``DH_FP32``), entries ``ws_mlp.HANDOFF_CONFIG`` with
+# these keys.
+FP32_CANDIDATES = {
+    "ho_fp32_p8": dict(EPILOGUE_SPLIT=8, DH_FP32=True),
+    "ho_fp32_p4": dict(EPILOGUE_SPLIT=4, DH_FP32=True),
+    "ho_fp32_p8_s4": dict(EPILOGUE_SPLIT=8, DH_FP32=True, STAGES=4),
+}
+
+
+def fp32dh(out: Path) -> list[str]:
+    """(1) Each candidate's h, dg, du against the committed ping-pong entry's, bit for bit,
+    every activation (777 x 520 x 320 on 7 programs, dg / du over g / u), and against the
+    fp32 reference within ``explore_session5``'s rule; (2) the dh kernel alone at 8B, M =
+    8192 (``_kernel``: committed, the bf16 hand-off, the candidates, cuBLAS; then the fastest
+    and the committed entry with dg / du over g / u); (3) whole steps with the fastest that
+    was bit-identical everywhere (``explore_session34.compare_steps``)."""
+    import explore_session5 as S5
+    import explore_session34 as S34
+    import torch
+
+    from flash_swiglu.kernels import ws_mlp
+    from flash_swiglu.ops import train as T
+
+    lines, identical = [], []
+    gen = torch.Generator(device="cuda").manual_seed(39)
+    m, n, k = 777, 520, 320
+    for name, keys in FP32_CANDIDATES.items():
+        same_all = True
+        for act in S5.ACTS:
+            r = lambda *s, sc=1.0: (torch.randn(*s, device="cuda", generator=gen) * sc).to(
+                torch.bfloat16)  # fmt: skip
+            dy, wd, g, u = r(m, k), r(k, n, sc=n**-0.5), r(m, n), r(m, n)
+
+            def run(cfg, g=g, u=u, dy=dy, wd=wd, act=act):
+                gg, uu, h = g.clone(), u.clone(), torch.empty_like(g)
+                ws_mlp.mlp_backward_ws(dy, wd, gg, uu, h, gg, uu, activation=act, alpha=1.702,
+                                       limit=7.0, sms=7, config=cfg)  # fmt: skip
+                return h, gg, uu
+
+            committed = T.ws_config(torch.bfloat16, dy.device, act)
+            if committed is None or committed.get("HANDOFF") or committed.get("MERGED"):
+                committed = {"EPILOGUE_SPLIT": 16} if act in ("gelu_tanh", "swiglu_oai") else {}
+            got, ref = run(dict(keys, HANDOFF=True)), run(committed)
+            same = all(torch.equal(a, b) for a, b in zip(got, ref, strict=True))
+            errs = [S5._rel_err(a, b) for a, b in zip(got, ref, strict=True)]
+            same_all &= same
+            verdict = "bit-identical" if same else "h, dg, du " + S5._fmt(errs)
+            lines.append(f"{name} {act:10s} against the ping-pong kernel: {verdict}")
+            print(lines[-1], flush=True)
+        if same_all:
+            identical.append(name)
+    lines.append(f"bit-identical for every activation: {identical}")
+    print(lines[-1], flush=True)
+    cands = {name: dict(keys, HANDOFF=True) for name, keys in FP32_CANDIDATES.items()}
+    best = _kernel(out, lines, cands)
+    if best is None or best not in identical or not STEPS:
+        return lines
+    torch.cuda.empty_cache()
+    entry_ = dict(ws_mlp.HANDOFF_CONFIG, **FP32_CANDIDATES[best], HANDOFF=True, MIN_M=MIN_M)
+    lines += S34.compare_steps(best, entry_, out / "step.json")
     return lines
 
 
@@ -307,7 +384,7 @@ STEPS = True  # --no-steps: the checks and the kernel alone only
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("gate", "merged", "sms"))
+    parser.add_argument("mode", choices=("gate", "merged", "sms", "fp32dh"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--candidates", nargs="+", choices=tuple(CANDIDATES), default=None)
     parser.add_argument("--no-steps", action="store_true")
@@ -319,7 +396,7 @@ def main() -> int:
         parser.error(f"{args.mode} needs --out")
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
-    lines = {"gate": gate, "merged": merged, "sms": sms}[args.mode](args.out)
+    lines = {"gate": gate, "merged": merged, "sms": sms, "fp32dh": fp32dh}[args.mode](args.out)
     if args.out is not None:
         (args.out / f"{args.mode}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -102,6 +102,9 @@
 #                  Face generate on a 1B-shaped model, unpatched / patched with both caches,
 #                  without the plan cache, without either
 #   tests-merged   (session 39) test_ws_mlp.py -k merged: the merged backward's GPU tests
+#   fp32dh         (session 39, written after its device time was spent) explore_session39.py
+#                  fp32dh -> $OUT/fp32dh, then test_ws_mlp.py -k fp32_dh (about 250 s by
+#                  estimate)
 #   large-fp16     (session 39) the four models at 2048, 8192 and 16384 tokens in fp16, every
 #                  backend of the large stage (runs h200-${RUN_TAG}-linear-fp16-large-a: 1B and
 #                  8B, -b: Qwen and 70B)
@@ -675,6 +678,12 @@ PY
     tests-ws-routes)  # session 33: the Gluon tests that route through ops.train / ops.linear
       timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k "rout or shape_item or committed" \
         2>&1 | tail -n 8 | tee "$OUT/pytest_ws_routes.log" ;;
+    fp32dh)  # session 39, not yet run: the hand-off with dh in fp32, against the ping-pong
+      # kernel bit for bit, alone and in whole steps; then its GPU tests
+      timeout $(limit 360) python3 scripts/explore_session39.py fp32dh --out "$OUT/fp32dh" \
+        2>&1 | tail -n 40
+      timeout $(limit 150) $pytest -m gpu tests/test_ws_mlp.py -k fp32_dh 2>&1 | tail -n 8 \
+        | tee "$OUT/pytest_fp32dh.log" ;;
     tests-merged)  # session 39: the merged backward's GPU tests (test_ws_mlp.py -k merged)
       timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k merged 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_merged.log" ;;

@@ -195,6 +195,8 @@ def main() -> int:
             ]  # fmt: skip
             if every:
                 backward.append(("builtin handoff", dict(HANDOFF_CONFIG, HANDOFF=True)))
+                backward.append(("builtin handoff fp32 dh",
+                                 dict(HANDOFF_CONFIG, HANDOFF=True, DH_FP32=True)))  # fmt: skip
                 backward.append(("builtin merged", dict(MERGED_CONFIG, MERGED=True)))
             for source, cfg in backward:
                 row = compile_variant(cfg, dtype, act)

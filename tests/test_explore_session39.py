@@ -35,3 +35,17 @@ def test_merged_parts_per_activation():
     assert ws_mlp.merged_parts("swiglu_oai", 32) == 32
     for act in ("silu", "gelu", "gelu_tanh", "relu"):
         assert ws_mlp.merged_parts(act, 8) == 8
+
+
+def test_fp32_candidates_launch_as_hand_off_entries_with_fp32_dh():
+    S = load_script("explore_session39")
+    from flash_swiglu.kernels import ws_mlp
+    from flash_swiglu.ops import train as T
+
+    for name, keys in S.FP32_CANDIDATES.items():
+        e = dict(ws_mlp.HANDOFF_CONFIG, **keys, HANDOFF=True)
+        cfg = T.ws_entry(e, "mlp_backward_ws", "silu", None)
+        assert cfg["HANDOFF"] is True and cfg["DH_FP32"] is True, name
+    # an entry written before DH_FP32 existed hands dh over in the storage dtype
+    old = {k: v for k, v in ws_mlp.HANDOFF_CONFIG.items() if k != "DH_FP32"}
+    assert T.ws_entry(dict(old, HANDOFF=True), "mlp_backward_ws", "silu", None)["DH_FP32"] is False

@@ -193,6 +193,20 @@ def test_gpu_handoff_fp16_and_column_slice(config):
            "silu")  # fmt: skip
 
 
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("m,n,k,sms", BACKWARD_SHAPES[:2])
+def test_gpu_handoff_with_fp32_dh_equals_the_ping_pong_kernel(act, m, n, k, sms):
+    # DH_FP32 (session 39; written after its device time was spent): dh handed over in fp32,
+    # so the hand-off's outputs are the ping-pong kernel's (dh never rounded), bit for bit
+    dy, wd, g, u = _operands(m, n, k, torch.bfloat16)
+    got = _run(dy, wd, g, u, act, aliased=True, sms=sms, config=dict(HANDOFF, DH_FP32=True))
+    _check(dy, wd, g, u, *got, act)
+    ping_pong = {"EPILOGUE_SPLIT": 16} if act in ("gelu_tanh", "swiglu_oai") else {}
+    ref = _run(dy, wd, g, u, act, aliased=True, sms=sms, config=ping_pong)
+    for name, a, b in zip(("h", "dg", "du"), got, ref, strict=True):
+        assert torch.equal(a, b), name
+
+
 @pytest.mark.parametrize("key", ["HANDOFF", "MERGED"])
 def test_gpu_handoff_entry_routes_and_reruns_bit_identical(monkeypatch, key):
     # an mlp_backward_ws entry with HANDOFF (the hand-off kernel) or MERGED (the merged one)

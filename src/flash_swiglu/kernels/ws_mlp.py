@@ -443,13 +443,16 @@ def _handoff_epilogue(dy_desc, wd_desc, dh_smem, dh_full, dh_empty, g_ptr, u_ptr
 
 
 @gluon.jit
-def _handoff_buffers(dy_desc, wd_desc, STAGES: gl.constexpr, PARTS: gl.constexpr):
+def _handoff_buffers(dy_desc, wd_desc, STAGES: gl.constexpr, PARTS: gl.constexpr,
+                     DH_FP32: gl.constexpr):  # fmt: skip
     """Shared memory of the kernels that hand dh over (hand-off, merged): the ring of STAGES
     dy / w_down tiles, dh as 2 x PARTS pieces of [BLOCK_M / 2, BLOCK_N / PARTS] (consumer r's
-    rows in pieces r * PARTS ...), and the barriers: ``ready`` / ``empty`` per slot (a slot is
-    free once both consumers released it), ``dh_full`` (both consumers stored their rows) and
-    ``dh_empty`` (the epilogue read them), initialized."""
+    rows in pieces r * PARTS ...; fp32 with DH_FP32, else the storage dtype), and the
+    barriers: ``ready`` / ``empty`` per slot (a slot is free once both consumers released
+    it), ``dh_full`` (both consumers stored their rows) and ``dh_empty`` (the epilogue read
+    them), initialized."""
     dtype: gl.constexpr = dy_desc.dtype
+    dh_dtype: gl.constexpr = gl.float32 if DH_FP32 else dtype
     BLOCK_M: gl.constexpr = dy_desc.block_type.shape[0]
     BLOCK_N: gl.constexpr = wd_desc.block_type.shape[1]
     WIDTH: gl.constexpr = BLOCK_N // PARTS
@@ -457,8 +460,9 @@ def _handoff_buffers(dy_desc, wd_desc, STAGES: gl.constexpr, PARTS: gl.constexpr
     b_shape: gl.constexpr = [STAGES] + wd_desc.block_type.shape  # noqa: RUF005
     a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
     b_ring = gl.allocate_shared_memory(dtype, b_shape, wd_desc.layout)
-    dh_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M // 2, WIDTH], dtype)
-    dh_smem = gl.allocate_shared_memory(dtype, [2 * PARTS, BLOCK_M // 2, WIDTH], dh_layout)
+    dh_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M // 2, WIDTH],
+                                                                   dh_dtype)  # fmt: skip
+    dh_smem = gl.allocate_shared_memory(dh_dtype, [2 * PARTS, BLOCK_M // 2, WIDTH], dh_layout)
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     dh_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
@@ -478,9 +482,10 @@ def mlp_backward_handoff_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, d
                                 LIMIT: gl.constexpr, GROUP_M: gl.constexpr,
                                 STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
                                 CONSUMER_REGS: gl.constexpr, EPILOGUE_REGS: gl.constexpr,
-                                EPILOGUE_WARPS: gl.constexpr):  # fmt: skip
+                                EPILOGUE_WARPS: gl.constexpr,
+                                DH_FP32: gl.constexpr):  # fmt: skip
     a_ring, b_ring, dh_smem, ready, empty, dh_full, dh_empty = _handoff_buffers(
-        dy_desc, wd_desc, STAGES, EPILOGUE_SPLIT)  # fmt: skip
+        dy_desc, wd_desc, STAGES, EPILOGUE_SPLIT, DH_FP32)  # fmt: skip
     # fmt: off
     gl.warp_specialize(
         [
@@ -623,7 +628,7 @@ def mlp_backward_merged_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du
                                LAG: gl.constexpr, EVERY: gl.constexpr,
                                CONSUMER_REGS: gl.constexpr):  # fmt: skip
     a_ring, b_ring, dh_smem, ready, empty, dh_full, dh_empty = _handoff_buffers(
-        dy_desc, wd_desc, STAGES, EPILOGUE_SPLIT)  # fmt: skip
+        dy_desc, wd_desc, STAGES, EPILOGUE_SPLIT, False)  # fmt: skip
     # fmt: off
     gl.warp_specialize(
         [
@@ -894,7 +899,9 @@ def prepare_backward(m, n, k, device, *, activation, alpha, limit, config=None, 
 # 64 x 256 wgmma, so the 128 x 256 tile of the cooperative forward does not fit here.
 HANDOFF_CONFIG = dict(BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=5,
                       EPILOGUE_SPLIT=4, CONSUMER_REGS=152, EPILOGUE_REGS=152,
-                      EPILOGUE_WARPS=4, maxnreg=128)  # fmt: skip
+                      EPILOGUE_WARPS=4, maxnreg=128, DH_FP32=False)  # fmt: skip
+# DH_FP32 (session 39, prepared): dh handed over in fp32, as the ping-pong kernel keeps it, so
+# that the hand-off's gradients are the Triton kernel's; 64 KB of dh at 128 x 128 tiles.
 
 
 # 128 x 256 tiles in twelve warps: 168 registers a thread at launch, CONSUMER_REGS for each

@@ -172,7 +172,7 @@ WS_KEYS["projection_ws"] = WS_KEYS["forward_saving_ws"]  # the same kernel, noth
 # (the epilogue in a partition of its own) with these keys.
 WS_KEYS["mlp_backward_handoff"] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES",
                                    "EPILOGUE_SPLIT", "CONSUMER_REGS", "EPILOGUE_REGS",
-                                   "EPILOGUE_WARPS", "maxnreg")  # fmt: skip
+                                   "EPILOGUE_WARPS", "maxnreg", "DH_FP32")  # fmt: skip
 # An ``mlp_backward_ws`` entry with ``"MERGED": true`` runs ``ws_mlp.mlp_backward_merged_kernel``
 # (128 x 256 tiles, the epilogue in the loader's partition; session 39) with these keys.
 WS_KEYS["mlp_backward_merged"] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES",
@@ -232,7 +232,10 @@ def ws_entry(
     if kind == "mlp_backward_ws" and entry.get("MERGED"):
         return {**{key: entry[key] for key in WS_KEYS["mlp_backward_merged"]}, "MERGED": True}
     if kind == "mlp_backward_ws" and entry.get("HANDOFF"):
-        return {**{key: entry[key] for key in WS_KEYS["mlp_backward_handoff"]}, "HANDOFF": True}
+        # DH_FP32 came in session 39 (without it: dh handed over in the storage dtype)
+        cfg = {key: entry.get(key, False) if key == "DH_FP32" else entry[key]
+               for key in WS_KEYS["mlp_backward_handoff"]}  # fmt: skip
+        return {**cfg, "HANDOFF": True}
     # COOP came in session 6 (a table written before it means the ping-pong schedule), and
     # the forward's COALESCE_OUT in session 37 (without it: gate and up move, not the outputs).
     optional = ("COOP", "COALESCE_OUT")
