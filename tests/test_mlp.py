@@ -283,15 +283,25 @@ def test_warp_specialized_table_entries():
     forward = dict(entry, BLOCK_H=64, COOP=True)
     assert T.ws_entry(forward, "forward_saving_ws", "gelu_tanh", 4096)["COOP"] is True
     # A HANDOFF entry: the hand-off kernel's keys (its launcher picks its own parts per
-    # activation), none of the ping-pong kernel's.
+    # activation), none of the ping-pong kernel's; written before session 39's DH_FP32, it
+    # hands dh over in the storage dtype.
     handoff = dict(
         BLOCK_M=128, BLOCK_N=128, BLOCK_K=64, GROUP_M=8, STAGES=5, EPILOGUE_SPLIT=4,
         CONSUMER_REGS=152, EPILOGUE_REGS=152, EPILOGUE_WARPS=4, maxnreg=128, HANDOFF=True,
         MIN_M=2048, source="test",
     )  # fmt: skip
     cfg = T.ws_entry(handoff, "mlp_backward_ws", "gelu_tanh", 2048)
-    assert cfg == {k: v for k, v in handoff.items() if k not in ("MIN_M", "source")}
+    assert cfg == {**{k: v for k, v in handoff.items() if k not in ("MIN_M", "source")},
+                   "DH_FP32": False}  # fmt: skip
     assert T.ws_entry(handoff, "mlp_backward_ws", "silu", 2047) is None
+    assert T.ws_entry(dict(handoff, DH_FP32=True), "mlp_backward_ws", "silu", None)["DH_FP32"]
+    # A MERGED entry (session 39): the merged kernel's keys.
+    merged = dict(
+        BLOCK_M=128, BLOCK_N=256, BLOCK_K=64, GROUP_M=8, STAGES=3, EPILOGUE_SPLIT=8, LAG=2,
+        EVERY=2, CONSUMER_REGS=192, MERGED=True, MIN_M=2048, source="test",
+    )  # fmt: skip
+    cfg = T.ws_entry(merged, "mlp_backward_ws", "silu", 2048)
+    assert cfg == {k: v for k, v in merged.items() if k not in ("MIN_M", "source")}
     # A forward entry's per-shape item, merged over it for those weights only (MIN_M too).
     shaped = dict(forward, shapes={T.shape_key(28672, 8192): dict(STAGES=3, MIN_M=4096)})
     assert T.ws_entry(shaped, "forward_saving_ws", "silu", 4096, (28672, 8192))["STAGES"] == 3
