@@ -73,16 +73,25 @@ def _m2048(out: Path) -> list[str]:
         rows.append(dict(model=model, m=M, n=n, k=k, ms=ms, failed=failed, bitwise=same,
                          configs=cands))  # fmt: skip
         (out / "m2048.json").write_text(json.dumps(rows, indent=1))
-        med = {lb: S37._median(v) for lb, v in ms.items()}
-        cub = med["cublas"]
-        lines.append(f"{model:4s} M={M} of cuBLAS ({cub * 1e3:.1f} us): " + "; ".join(
-            f"{lb} {cub / v:.3f} [{cub / max(ms[lb]):.3f}-{cub / min(ms[lb]):.3f}]"
-            f"{'' if same.get(lb, True) else ' NOT BITWISE'}"
-            for lb, v in med.items() if v and lb != "cublas"))  # fmt: skip
+        lines.append(against_cublas(model, M, ms, same))
         print(lines[-1], flush=True)
         x = h = calls = None
         torch.cuda.empty_cache()
     return lines
+
+
+def against_cublas(model: str, m: int, ms: dict, same: dict) -> str:
+    """One line of rounds ``ms`` (``{label: [ms of each round]}``, with a ``cublas`` label):
+    each other label's median as a fraction of cuBLAS's rate, its rounds' range in brackets,
+    and NOT BITWISE where ``same`` says its output differed."""
+    import explore_session37 as S37
+
+    med = {lb: S37._median(v) for lb, v in ms.items() if v}
+    cub = med["cublas"]
+    return f"{model:4s} M={m} of cuBLAS ({cub * 1e3:.1f} us): " + "; ".join(
+        f"{lb} {cub / v:.3f} [{cub / max(ms[lb]):.3f}-{cub / min(ms[lb]):.3f}]"
+        f"{'' if same.get(lb, True) else ' NOT BITWISE'}"
+        for lb, v in med.items() if lb != "cublas")  # fmt: skip
 
 
 def main() -> int:

@@ -340,6 +340,7 @@ def sms(out: Path) -> list[str]:
 
 def _sms(out: Path) -> list[str]:
     import explore_session37 as S37
+    import explore_session38 as S38
     import torch
 
     from flash_swiglu.kernels.ws_mlp import glu_forward_ws
@@ -366,12 +367,7 @@ def _sms(out: Path) -> list[str]:
         rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed, bitwise=same,
                          config=table))  # fmt: skip
         (out / "sms.json").write_text(json.dumps(rows, indent=1))
-        med = {lb: S37._median(v) for lb, v in ms.items() if v}
-        cub = med["cublas"]
-        lines.append(f"{model:4s} M={m} of cuBLAS ({cub * 1e3:.1f} us): " + "; ".join(
-            f"{lb} {cub / v:.3f} [{cub / max(ms[lb]):.3f}-{cub / min(ms[lb]):.3f}]"
-            f"{'' if same.get(lb, True) else ' NOT BITWISE'}"
-            for lb, v in med.items() if lb != "cublas"))  # fmt: skip
+        lines.append(S38.against_cublas(model, m, ms, same))
         print(lines[-1], flush=True)
         x = h = calls = None
         torch.cuda.empty_cache()
