@@ -194,6 +194,9 @@
 #                  -b (session 19: issue 3's M >= 2048 target against both compile modes in one
 #                  run per pair, -b one per model; runs h200-${RUN_TAG}-linear-bf16-large-max-a,
 #                  -b-qwen and -b-70b)
+#   large-max-fp16-a, large-max-fp16-b  (session 40) the same in fp16 (runs
+#                  h200-${RUN_TAG}-linear-fp16-large-max-a, -b-qwen, -b-70b): fp16 at M >= 2048
+#                  had not been timed against max-autotune
 #   explore20      scripts/explore_session20.py direct example -> $OUT/explore (written in session
 #                  19, not run: the two Gluon kernels launched through their CompiledKernel in the
 #                  MLP step, bit for bit against the library and host time per step; the example
@@ -460,16 +463,18 @@ PY
           --run-id h200-${RUN_TAG}-linear-bf16-max-$3 2>&1 | tee "$OUT/linear_max_$3.log" \
           | tail -n 6
       done ;;
-    large-max-a|large-max-b)
+    large-max-a|large-max-b|large-max-fp16-a|large-max-fp16-b)
       # -b: one run per model, so that Qwen's is kept where 70B's runs past the deadline
-      [[ $stage == large-max-a ]] && runs="llama-3.2-1b,llama-3-8b:a" \
+      dtype=bfloat16 short=bf16
+      [[ $stage == *fp16* ]] && dtype=float16 short=fp16
+      [[ $stage == *-a ]] && runs="llama-3.2-1b,llama-3-8b:a" \
         || runs="qwen2.5-7b:b-qwen llama-3-70b:b-70b"
       for run in $runs; do
         timeout $(limit 540) python3 -m flash_swiglu.bench.cli --op linear --model ${run%%:*} \
-          --dtype bfloat16 --tokens 2048,8192,16384 \
+          --dtype $dtype --tokens 2048,8192,16384 \
           --backend torch,torch-packed,compile,compile-max,cublas,liger,triton \
-          --run-id h200-${RUN_TAG}-linear-bf16-large-max-${run##*:} 2>&1 \
-          | tee "$OUT/linear_large-max-${run##*:}.log" | tail -n 4
+          --run-id h200-${RUN_TAG}-linear-${short}-large-max-${run##*:} 2>&1 \
+          | tee "$OUT/linear_${short}_large-max-${run##*:}.log" | tail -n 4
       done ;;
     explore20)
       timeout $(limit 400) python3 scripts/explore_session20.py direct example \
