@@ -34,6 +34,7 @@ from flash_swiglu.kernels.ws_mlp import (
     HANDOFF_CONFIG,
     MERGED_CONFIG,
     WS_FORWARD_CONFIG,
+    glu_forward_merged_kernel,
     glu_forward_ws_kernel,
     handoff_parts,
     merged_parts,
@@ -164,12 +165,14 @@ def compile_forward(
     cfg: dict, dtype: torch.dtype, activation: str, store_gu: bool, bias: bool
 ) -> dict:
     cfg = dict(cfg)
+    merged = cfg.pop("MERGED", False)
     bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
     descs = {"x_desc": [bm, bk], "wg_desc": [bh, bk], "wu_desc": [bh, bk]}
     consts = dict(cfg, HAS_BG=bias, HAS_BU=bias, STORE_GU=store_gu, ACTIVATION=activation,
                   ALPHA=1.702, LIMIT=7.0)  # fmt: skip
-    row = _compile(glu_forward_ws_kernel, descs, consts, dtype)
-    info = dict(kernel="forward", store_gu=store_gu, bias=bias)
+    kernel = glu_forward_merged_kernel if merged else glu_forward_ws_kernel
+    row = _compile(kernel, descs, consts, dtype)
+    info = dict(kernel="forward_merged" if merged else "forward", store_gu=store_gu, bias=bias)
     return dict(row, **info, config=dict(cfg, BLOCK_M=bm, BLOCK_H=bh, BLOCK_K=bk))
 
 

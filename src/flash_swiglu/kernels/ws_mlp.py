@@ -812,6 +812,202 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
     # fmt: on
 
 
+# ----------------------------------------------------------------------------------------
+# Forward with the activation in the loader's partition (session 40)
+# ----------------------------------------------------------------------------------------
+# The cooperative forward stops its tensor cores while both consumers apply the activation
+# to their tile and store it: about 2 x 16384 MUFU operations (ex2 and rcp for SiLU) a
+# 128 x 128 tile of h, some 2000 cycles at 16 a cycle an SM, against about 33000 cycles of
+# wgmma at K = 2048 (1B), 17000 per 1024 of K. Here the consumers hand gate and up over,
+# rounded to the storage dtype (as eager's two ``F.linear`` round them), through shared
+# memory, and go on to their next tile; the loader's partition applies the activation and
+# stores h (and g, u with STORE_GU) in pieces between its TMA loads, as the merged backward
+# runs its epilogue:
+#
+#     loader      the default partition: while it issues tile t's loads it runs tile t - 1's
+#                 activation in 2 x PARTS pieces of [BLOCK_M / 2, BLOCK_H / PARTS], one every
+#                 EVERY K steps from step LAG on (the rest after the loads, where K is short);
+#                 then it arrives on ``gu_empty``
+#     consumer r  the cooperative main loop on its BLOCK_M / 2 rows; biases added in fp32;
+#                 wait on ``gu_empty``, store gate and up in 2 x PARTS pieces, arrive on
+#                 ``gu_full`` (two arrivals)
+#
+# h = act(g) * u from the rounded g and u, so h differs from the cooperative kernel's (which
+# uses the fp32 accumulator) by that rounding; g and u, where stored, are the same bits.
+# Shared memory at 128 x (128 + 128) x 64 tiles: STAGES x 48 KB of ring plus 64 KB of g, u.
+
+
+@gluon.jit
+def _fwd_merged_consumer(x_desc, wg_desc, a_ring, b_ring, ready, empty, gu_smem, gu_full,
+                         gu_empty, bg_ptr, bu_ptr, stride_bg, stride_bu, M, N, K,
+                         HAS_BG: gl.constexpr, HAS_BU: gl.constexpr, GROUP_M: gl.constexpr,
+                         STAGES: gl.constexpr, PARTS: gl.constexpr,
+                         ROLE: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = x_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = x_desc.block_type.shape[1]
+    BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
+    BLOCK_N: gl.constexpr = 2 * BLOCK_H
+    SUB_M: gl.constexpr = BLOCK_M // 2
+    WIDTH: gl.constexpr = BLOCK_H // PARTS
+    layout: gl.constexpr = _acc_layout(SUB_M, BLOCK_N)
+    num_pid_m, num_pid_n, num_tiles, k_steps, first, step, count, _ = _consumer_tiles(
+        M, N, K, BLOCK_M, BLOCK_H, BLOCK_K, ROLE, True)  # fmt: skip
+    for t in range(first, num_tiles, step):
+        i = (t - first) // step
+        # COOP: no turns (the ``turn`` argument is not read).
+        acc, count = _main_loop(a_ring, b_ring, ready, empty, ready, count, i, k_steps, layout,
+                                SUB_M, BLOCK_N, STAGES, ROLE, True, True)  # fmt: skip
+        _, pid_n = _grouped_tile(t, num_pid_m, num_pid_n, GROUP_M)
+        parts = _split_columns(acc, 2 * PARTS)  # PARTS pieces of gate, then PARTS of up
+        mbarrier.wait(gu_empty, (i & 1) ^ 1)  # the first tile finds the buffer free
+        for p in gl.static_range(2 * PARTS):
+            part = parts[p]
+            if (HAS_BG and p < PARTS) or (HAS_BU and p >= PARTS):  # added in fp32, per piece
+                cols = pid_n * BLOCK_H + (p % PARTS) * WIDTH + gl.arange(
+                    0, WIDTH, layout=gl.SliceLayout(0, part.type.layout))  # fmt: skip
+                if p < PARTS:
+                    bias = gl.load(bg_ptr + cols * stride_bg, mask=cols < N)
+                else:
+                    bias = gl.load(bu_ptr + cols * stride_bu, mask=cols < N)
+                part = part + bias.to(gl.float32)[None, :]
+            gu_smem.index(ROLE * 2 * PARTS + p).store(part.to(gu_smem.dtype))
+        fence_async_shared()
+        mbarrier.arrive(gu_full)
+
+
+@gluon.jit
+def _fwd_merged_piece(gu_smem, gu_full, q, tile, off_m, off_n, g_ptr, u_ptr, h_ptr, stride_g,
+                      stride_u, stride_h, M, N, STORE_GU: gl.constexpr,
+                      ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
+                      PARTS: gl.constexpr, LAYOUT: gl.constexpr, SUB_M: gl.constexpr,
+                      WIDTH: gl.constexpr):  # fmt: skip
+    """Piece ``q`` of the loader's ``tile``-th tile (at off_m, off_n): the rows of consumer
+    q % 2, column part q // 2."""
+    if q == 0:
+        mbarrier.wait(gu_full, tile & 1)
+    base = (q % 2) * 2 * PARTS + q // 2
+    g = gu_smem.index(base).load(LAYOUT)
+    u = gu_smem.index(base + PARTS).load(LAYOUT)
+    rows = off_m + (q % 2) * SUB_M + gl.arange(0, SUB_M, layout=gl.SliceLayout(1, LAYOUT))
+    cols = off_n + (q // 2) * WIDTH + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, LAYOUT))
+    mask = (rows < M)[:, None] & (cols < N)[None, :]
+    r64 = rows.to(gl.int64)[:, None]
+    c2 = cols[None, :]
+    if STORE_GU:
+        gl.store(g_ptr + (r64 * stride_g + c2), g.to(g_ptr.dtype.element_ty), mask=mask)
+        gl.store(u_ptr + (r64 * stride_u + c2), u.to(u_ptr.dtype.element_ty), mask=mask)
+    h = glu_forward(g.to(gl.float32), u.to(gl.float32), ACTIVATION, ALPHA, LIMIT)
+    gl.store(h_ptr + (r64 * stride_h + c2), h.to(h_ptr.dtype.element_ty), mask=mask)
+
+
+@gluon.jit
+def _fwd_merged_loader(x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty, gu_smem,
+                       gu_full, gu_empty, g_ptr, u_ptr, h_ptr, stride_g, stride_u, stride_h,
+                       M, N, K, STORE_GU: gl.constexpr, ACTIVATION: gl.constexpr,
+                       ALPHA: gl.constexpr, LIMIT: gl.constexpr, GROUP_M: gl.constexpr,
+                       STAGES: gl.constexpr, PARTS: gl.constexpr, LAG: gl.constexpr,
+                       EVERY: gl.constexpr):  # fmt: skip
+    BLOCK_M: gl.constexpr = x_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = x_desc.block_type.shape[1]
+    BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
+    SUB_M: gl.constexpr = BLOCK_M // 2
+    WIDTH: gl.constexpr = BLOCK_H // PARTS
+    PIECES: gl.constexpr = 2 * PARTS
+    layout: gl.constexpr = _coalesced_layout(SUB_M, WIDTH)
+    nbytes: gl.constexpr = x_desc.block_type.nbytes + 2 * wg_desc.block_type.nbytes
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_H)
+    num_tiles = num_pid_m * num_pid_n
+    k_steps = gl.cdiv(K, BLOCK_K)
+    first = gl.program_id(0)
+    step = gl.num_programs(0)
+    mine = gl.cdiv(num_tiles - first, step)  # the grid has at most one program per tile
+    count = 0
+    prev_m = 0
+    prev_n = 0
+    # Iteration i issues the loads of the program's tile i (none in the last, i == mine) and
+    # runs the activation of tile i - 1 (none in the first).
+    for i in range(mine + 1):
+        pid_m, pid_n = _grouped_tile(first + i * step, num_pid_m, num_pid_n, GROUP_M)
+        off_m = _tile_start(pid_m, M, BLOCK_M)
+        off_n = pid_n * BLOCK_H
+        has_prev = i > 0
+        done = 0
+        for ks in range(k_steps * (i < mine).to(gl.int32)):
+            slot, bar = _claim_slot(ready, empty, count, STAGES, nbytes)
+            b = b_ring.index(slot)
+            _tma_load(x_desc, [off_m, ks * BLOCK_K], bar, a_ring.index(slot))
+            _tma_load(wg_desc, [off_n, ks * BLOCK_K], bar, b.slice(0, BLOCK_H))
+            _tma_load(wu_desc, [off_n, ks * BLOCK_K], bar, b.slice(BLOCK_H, BLOCK_H))
+            count += 1
+            if has_prev and ks >= LAG and (ks - LAG) % EVERY == 0 and done < PIECES:
+                _fwd_merged_piece(gu_smem, gu_full, done, i - 1, prev_m, prev_n, g_ptr, u_ptr,
+                                  h_ptr, stride_g, stride_u, stride_h, M, N, STORE_GU,
+                                  ACTIVATION, ALPHA, LIMIT, PARTS, layout, SUB_M,
+                                  WIDTH)  # fmt: skip
+                done += 1
+        if has_prev:
+            for q in range(done, PIECES):  # what the K steps left (short K, the last tile)
+                _fwd_merged_piece(gu_smem, gu_full, q, i - 1, prev_m, prev_n, g_ptr, u_ptr,
+                                  h_ptr, stride_g, stride_u, stride_h, M, N, STORE_GU,
+                                  ACTIVATION, ALPHA, LIMIT, PARTS, layout, SUB_M,
+                                  WIDTH)  # fmt: skip
+            mbarrier.arrive(gu_empty)
+        prev_m = off_m
+        prev_n = off_n
+
+
+@gluon.jit
+def glu_forward_merged_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, stride_bu,
+                              g_ptr, u_ptr, h_ptr, stride_g, stride_u, stride_h, M, N, K,
+                              HAS_BG: gl.constexpr, HAS_BU: gl.constexpr,
+                              STORE_GU: gl.constexpr, ACTIVATION: gl.constexpr,
+                              ALPHA: gl.constexpr, LIMIT: gl.constexpr, GROUP_M: gl.constexpr,
+                              STAGES: gl.constexpr, EPILOGUE_SPLIT: gl.constexpr,
+                              LAG: gl.constexpr, EVERY: gl.constexpr,
+                              CONSUMER_REGS: gl.constexpr):  # fmt: skip
+    dtype: gl.constexpr = x_desc.dtype
+    BLOCK_M: gl.constexpr = x_desc.block_type.shape[0]
+    BLOCK_H: gl.constexpr = wg_desc.block_type.shape[0]
+    BLOCK_K: gl.constexpr = wg_desc.block_type.shape[1]
+    WIDTH: gl.constexpr = BLOCK_H // EPILOGUE_SPLIT
+    a_shape: gl.constexpr = [STAGES] + x_desc.block_type.shape  # noqa: RUF005
+    b_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([2 * BLOCK_H, BLOCK_K], dtype)
+    a_ring = gl.allocate_shared_memory(dtype, a_shape, x_desc.layout)
+    b_ring = gl.allocate_shared_memory(dtype, [STAGES, 2 * BLOCK_H, BLOCK_K], b_layout)
+    gu_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M // 2, WIDTH], dtype)
+    # consumer r's pieces from r * 2 * PARTS: PARTS of gate, then PARTS of up
+    gu_smem = gl.allocate_shared_memory(dtype, [4 * EPILOGUE_SPLIT, BLOCK_M // 2, WIDTH],
+                                        gu_layout)  # fmt: skip
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    gu_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    gu_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(ready.index(i), count=1)
+        mbarrier.init(empty.index(i), count=2)
+    mbarrier.init(gu_full, count=2)
+    mbarrier.init(gu_empty, count=1)
+    # fmt: off
+    gl.warp_specialize(
+        [
+            (_fwd_merged_loader, (x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty,
+                                  gu_smem, gu_full, gu_empty, g_ptr, u_ptr, h_ptr, stride_g,
+                                  stride_u, stride_h, M, N, K, STORE_GU, ACTIVATION, ALPHA,
+                                  LIMIT, GROUP_M, STAGES, EPILOGUE_SPLIT, LAG, EVERY)),
+            (_fwd_merged_consumer, (x_desc, wg_desc, a_ring, b_ring, ready, empty, gu_smem,
+                                    gu_full, gu_empty, bg_ptr, bu_ptr, stride_bg, stride_bu, M,
+                                    N, K, HAS_BG, HAS_BU, GROUP_M, STAGES, EPILOGUE_SPLIT, 0)),
+            (_fwd_merged_consumer, (x_desc, wg_desc, a_ring, b_ring, ready, empty, gu_smem,
+                                    gu_full, gu_empty, bg_ptr, bu_ptr, stride_bg, stride_bu, M,
+                                    N, K, HAS_BG, HAS_BU, GROUP_M, STAGES, EPILOGUE_SPLIT, 1)),
+        ],
+        [4, 4],
+        [CONSUMER_REGS, CONSUMER_REGS],
+    )
+    # fmt: on
+
+
 @functools.cache
 def _shared_layout(block: tuple[int, int], dtype):
     """The NVMMA shared layout of a ``block`` tile (128-byte swizzle where the row allows),
@@ -939,6 +1135,13 @@ WS_FORWARD_CONFIG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=
                          COOP=False, COALESCE_OUT=False)  # fmt: skip
 
 
+# The forward with the activation in the loader's partition (``glu_forward_merged_kernel``;
+# an entry with ``MERGED``): 128 x (128 + 128) tiles in twelve warps, 3 x 48 KB of ring and
+# 64 KB of g and u.
+FORWARD_MERGED_CONFIG = dict(BLOCK_M=128, BLOCK_H=128, BLOCK_K=64, GROUP_M=16, STAGES=3,
+                             EPILOGUE_SPLIT=4, LAG=3, EVERY=2, CONSUMER_REGS=192)  # fmt: skip
+
+
 def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, limit,
                    config=None, sms=None):  # fmt: skip
     """Launch ``glu_forward_ws_kernel``: ``x [M', K]`` (M' >= M rows; rows past h's M are
@@ -983,11 +1186,16 @@ def prepare_forward(m, n, k, device, *, has_bg, has_bu, store_gu, activation, al
                     config=None, sms=None) -> ForwardLaunch:  # fmt: skip
     """The ``ForwardLaunch`` of ``glu_forward_ws`` for ``h [m, n]`` from ``x [., k]`` on
     ``device``."""
-    cfg = dict(WS_FORWARD_CONFIG, **(config or {}))
+    if config and config.get("MERGED"):
+        kernel = glu_forward_merged_kernel
+        cfg = dict(FORWARD_MERGED_CONFIG,
+                   **{key: v for key, v in config.items() if key != "MERGED"})  # fmt: skip
+    else:
+        kernel, cfg = glu_forward_ws_kernel, dict(WS_FORWARD_CONFIG, **(config or {}))
     bm, bh, bk = cfg.pop("BLOCK_M"), cfg.pop("BLOCK_H"), cfg.pop("BLOCK_K")
     grid = _grid(device, triton.cdiv(m, bm) * triton.cdiv(n, bh), sms)
     kwargs = dict(HAS_BG=has_bg, HAS_BU=has_bu, STORE_GU=store_gu, ACTIVATION=activation,
                   ALPHA=alpha, LIMIT=limit, num_warps=4, enable_fp_fusion=ENABLE_FP_FUSION,
                   **cfg)  # fmt: skip
-    launch = _launch.Launch(glu_forward_ws_kernel, grid, kwargs)
+    launch = _launch.Launch(kernel, grid, kwargs)
     return ForwardLaunch(launch, m, n, k, (bm, bh, bk), store_gu)
