@@ -15,11 +15,12 @@ TMA loads, while the consumers run the next tile's main loop. The price: 3 ring 
 KB) where the committed entries of 1B and 8B take 4.
 
 ``fwd``:
-  (1) correctness, every activation: 777 x 520 x 320 on 7 programs (tiles that wrap, a last
-      tile of partial rows and columns), 50 x 384 x 256 (M below one tile), with and without
-      biases, with and without g and u stored. h against the fp32 reference (the largest
-      error over the largest entry, ``explore_session5._rel_err``) and against the committed
-      cooperative kernel's; g and u bit for bit against the cooperative kernel's.
+  (1) correctness of ``m_p4``: every activation at 777 x 520 x 320 on 7 programs (tiles
+      that wrap, a last tile of partial rows and columns), SiLU at 50 x 384 x 256 (M below
+      one tile); biases for SiLU and gpt-oss's GLU; with and without g and u stored. h
+      against the float64 reference under DESIGN.md's rule (``bench.checks``: twice eager's
+      error plus two ulps), beside the cooperative kernel's error; g and u bit for bit the
+      cooperative kernel's; h the same with and without g and u stored.
   (2) timing: ``swiglu_linear``'s launched entry (``explore_session37._launched``), the
       merged candidates below and cuBLAS's ``x @ [Wg; Wu]^T``, settled CUDA-graph replays in
       five rotated rounds (``explore_session37._rounds``), at 1B, 8B, Qwen and 70B shapes,
@@ -39,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 CANDIDATES = {
     "m_p4": dict(EPILOGUE_SPLIT=4, LAG=3, EVERY=2),
     "m_p8": dict(EPILOGUE_SPLIT=8, LAG=3, EVERY=1),
-    "m_p2": dict(EPILOGUE_SPLIT=2, LAG=3, EVERY=3),
     "m_p4_l5e3": dict(EPILOGUE_SPLIT=4, LAG=5, EVERY=3),
 }
 ROUNDS = 5
@@ -79,8 +79,8 @@ def check(lines: list[str]) -> bool:
             torch.bfloat16)  # fmt: skip
         x, wg, wu = r(m, k), r(n, k, sc=k**-0.5), r(n, k, sc=k**-0.5)
         bg, bu = r(n, sc=0.5), r(n, sc=0.5)
-        for act in S5.ACTS:
-            for bias in (False, True):
+        for act in S5.ACTS if sms else ("silu",):  # (fewer builds: each takes seconds)
+            for bias in (False, True) if act in ("silu", "swiglu_oai") else (False,):
                 b = (bg, bu) if bias else (None, None)
                 gate = x.double() @ wg.double().t() + (bg.double() if bias else 0)
                 up = x.double() @ wu.double().t() + (bu.double() if bias else 0)
@@ -89,7 +89,7 @@ def check(lines: list[str]) -> bool:
                                           1.702, 7.0)  # fmt: skip
                 tol = C.tolerance(C.max_abs_err(eager, ref), ref, torch.bfloat16)
                 outs = {}
-                for label, cfg in (("coop", COOP), *((nm, entry(nm)) for nm in ("m_p4", "m_p8"))):
+                for label, cfg in (("coop", COOP), ("m_p4", entry("m_p4"))):
                     h = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
                     g, u = torch.full_like(h, float("nan")), torch.full_like(h, float("nan"))
                     glu_forward_ws(x, wg, wu, *b, h, g, u, activation=act, alpha=1.702,
@@ -99,7 +99,7 @@ def check(lines: list[str]) -> bool:
                                    config=cfg, sms=sms)  # fmt: skip
                     outs[label] = (h, g, u, h2)
                 ch, cg, cu, _ = outs["coop"]
-                for label in ("m_p4", "m_p8"):
+                for label in ("m_p4",):
                     h, g, u, h2 = outs[label]
                     err, err_c = C.max_abs_err(h, ref), C.max_abs_err(ch, ref)
                     same_gu = torch.equal(g, cg) and torch.equal(u, cu)
