@@ -24,7 +24,9 @@ KB) where the committed entries of 1B and 8B take 4.
   (2) timing: ``swiglu_linear``'s launched entry (``explore_session37._launched``), the
       merged candidates below and cuBLAS's ``x @ [Wg; Wu]^T``, settled CUDA-graph replays in
       five rotated rounds (``explore_session37._rounds``), at 1B, 8B, Qwen and 70B shapes,
-      SiLU and (1B, 8B) GELU. -> ``fwd.json``, ``fwd.txt``, ``smi_fwd.csv``.
+      SiLU and (1B, 8B) GELU; at 8192 tokens on 1B and 8B also the training forward that
+      saves g and u (``save/``: the training table's ``forward_saving_ws`` entry against the
+      candidates). -> ``fwd.json``, ``fwd.txt``, ``smi_fwd.csv``.
 """
 
 from __future__ import annotations
@@ -155,6 +157,16 @@ def _fwd(out: Path) -> list[str]:
                         config=c)  # fmt: skip
                     configs[label] = cfg
                 calls[f"{act}/library"] = lambda a=act, x=x: swiglu_linear(x, wg, wu, activation=a)
+            if m == 8192 and model in ("1b", "8b"):  # the training forward: g and u saved too
+                from flash_swiglu.ops import train as T
+
+                g, u = torch.empty_like(h), torch.empty_like(h)
+                saving = T.ws_config(dt, x.device, "silu", m, "forward_saving_ws", (n, k))
+                for name, cfg in {"table": saving, **{nm: entry(nm) for nm in CANDIDATES}}.items():
+                    calls[f"save/{name}"] = lambda c=cfg, x=x, h=h, g=g, u=u: glu_forward_ws(
+                        x, wg, wu, None, None, h, g, u, activation="silu", alpha=1.702,
+                        limit=7.0, config=c)  # fmt: skip
+                    configs[f"save/{name}"] = cfg
                 calls[f"{act}/table"]()
                 first = h.clone()
                 for name in CANDIDATES:
@@ -171,7 +183,7 @@ def _fwd(out: Path) -> list[str]:
             for lb, err in failed.items():
                 lines.append(f"  {lb} FAILED: {err}"[:300])
                 print(lines[-1], flush=True)
-            x = h = calls = None
+            x = h = calls = g = u = None
             torch.cuda.empty_cache()
     return lines
 

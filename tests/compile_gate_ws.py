@@ -5,7 +5,9 @@ hand-off backward with its built-in configuration (``HANDOFF_CONFIG``), and the 
 (saving the pre-activation or not, with and without biases) with its built-in configuration,
 every committed ``forward_saving_ws`` entry (and each of its per-shape items) and every entry
 of the launch tables' ``ws`` sections, and in bf16 with ``COALESCE_OUT`` on the built-in and
-a cooperative configuration (without g and u, where it applies); every activation in bf16,
+a cooperative configuration (without g and u, where it applies), and the forward with the
+activation in the loader's partition (``glu_forward_merged_kernel``, built-in configuration);
+every activation in bf16,
 SiLU in fp16 (and in fp16 every activation whose backward entry launches a configuration of
 its own).
 
@@ -31,6 +33,7 @@ from triton.runtime.jit import mangle_type
 
 from compile_gate_linear import _registers
 from flash_swiglu.kernels.ws_mlp import (
+    FORWARD_MERGED_CONFIG,
     HANDOFF_CONFIG,
     MERGED_CONFIG,
     WS_FORWARD_CONFIG,
@@ -211,6 +214,8 @@ def main() -> int:
             if dtype == torch.bfloat16:  # the outputs-only conversion, not in a table yet
                 forward += [(f"{name} coalesce_out", dict(cfg, COALESCE_OUT=True))
                             for name, cfg in COALESCE_OUT_SOURCES.items()]  # fmt: skip
+            # the activation in the loader's partition (session 40; no table entry)
+            forward.append(("builtin merged", dict(FORWARD_MERGED_CONFIG, MERGED=True)))
             compiled = {}  # entries of one configuration (several shapes' buckets) compile once
             for source, cfg in forward:
                 for store_gu, bias in ((True, False), (False, True)):

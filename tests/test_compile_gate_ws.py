@@ -30,13 +30,16 @@ def test_every_entry_and_activation_compiled(compiled):
     backward = [r for r in compiled if r["kernel"] == "mlp_backward"]
     handoff = [r for r in compiled if r["kernel"] == "mlp_backward_handoff"]
     forward = [r for r in compiled if r["kernel"] == "forward"]
+    forward_merged = [r for r in compiled if r["kernel"] == "forward_merged"]
     builtin = {"builtin handoff", "builtin handoff fp32 dh"}
     assert {r["source"] for r in backward + handoff} == tables | builtin
     for r in handoff:  # dh handed over in fp32 (session 39) only where the source says so
         assert r["config"]["DH_FP32"] == (r["source"] == "builtin handoff fp32 dh"), r
     merged = [r for r in compiled if r["kernel"] == "mlp_backward_merged"]
     assert {r["source"] for r in merged} == {"builtin merged"}
-    for rows in (handoff, merged, forward):
+    assert {r["source"] for r in forward_merged} == {"builtin merged"}
+    assert {(r["store_gu"], r["bias"]) for r in forward_merged} == {(True, False), (False, True)}
+    for rows in (handoff, merged, forward, forward_merged):
         assert {r["activation"] for r in rows} == set(ACTIVATIONS)
         assert {r["dtype"] for r in rows} == {"torch.bfloat16", "torch.float16"}
     # Each table's backward entry for every activation it launches a Gluon kernel for (its

@@ -100,6 +100,7 @@ BACKWARD_SHAPES = [(300, 200, 192, 3), (777, 520, 320, 7), (2048, 1536, 4096, No
 # The cooperative schedule: both consumers on each 128 x 256 tile, 64 rows each.
 COOP_BACKWARD = dict(BLOCK_N=256, STAGES=4, EPILOGUE_SPLIT=8, COOP=True)
 COOP_FORWARD = dict(BLOCK_H=128, STAGES=4, COOP=True)
+MERGED_FORWARD = dict(MERGED=True)  # the activation in the loader's partition (session 40)
 
 
 @pytest.mark.parametrize("act", ACTIVATIONS)
@@ -269,7 +270,7 @@ def test_gpu_merged_fp16_short_k_and_column_slice(config):
 @pytest.mark.parametrize("act", ACTIVATIONS)
 @pytest.mark.parametrize("store_gu,bias", [(True, False), (False, True)])
 @pytest.mark.parametrize("m,n,k,sms", [(300, 200, 192, 3), (1000, 520, 4096, None)])
-@pytest.mark.parametrize("config", [None, COOP_FORWARD])
+@pytest.mark.parametrize("config", [None, COOP_FORWARD, MERGED_FORWARD])
 def test_gpu_ws_forward_within_rule(act, store_gu, bias, m, n, k, sms, config):
     import torch.nn.functional as F
 
@@ -317,6 +318,37 @@ def test_gpu_ws_forward_coalesce_out_stores_the_same_bits(act, config):
         runs.append((h, g, u, h_nb))
     for name, a, b in zip(("h", "g", "u", "h without biases"), *runs, strict=True):
         assert torch.equal(a, b), name
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+@pytest.mark.parametrize("m,n,k,sms", [(777, 520, 320, 7), (50, 384, 64, None)])
+def test_gpu_merged_forward_rounds_gate_and_up_first(act, m, n, k, sms):
+    """The merged forward hands gate and up over rounded to the storage dtype: its g and u
+    are the cooperative kernel's bit for bit, its h is ``act(g) * u`` of those g and u
+    (computed in fp32, rounded once), and h is the same whether g and u are stored or not.
+    With biases and ragged edges; K of one step in the second case."""
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    g_ = torch.Generator(device="cuda").manual_seed(40)
+    r = lambda *s: torch.randn(*s, device="cuda", generator=g_)
+    dt = torch.bfloat16
+    x, wg, wu = r(m, k).to(dt), (2 * r(n, k) / k**0.5).to(dt), (2 * r(n, k) / k**0.5).to(dt)
+    bg, bu = r(n).to(dt), r(n).to(dt)
+    outs = {}
+    for name, cfg in (("coop", COOP_FORWARD), ("merged", MERGED_FORWARD)):
+        h, g, u, h_only = (torch.full((m, n), float("nan"), device="cuda", dtype=dt)
+                           for _ in range(4))  # fmt: skip
+        glu_forward_ws(x, wg, wu, bg, bu, h, g, u, activation=act, sms=sms, config=cfg, **ARGS)
+        glu_forward_ws(x, wg, wu, bg, bu, h_only, activation=act, sms=sms, config=cfg, **ARGS)
+        outs[name] = (h, g, u, h_only)
+    h, g, u, h_only = outs["merged"]
+    assert torch.equal(g, outs["coop"][1]) and torch.equal(u, outs["coop"][2])
+    assert torch.equal(h, h_only)
+    want = reference.act_glu(g.float(), u.float(), act, **ARGS).to(dt)
+    # the kernel's activation (approximate ex2 and division) against PyTorch's, both in fp32
+    # and rounded once: at most one bf16 ulp apart
+    ulp = torch.finfo(dt).eps * want.float().abs().clamp_min(torch.finfo(dt).tiny)
+    assert ((h.float() - want.float()).abs() <= ulp).all()
 
 
 def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
@@ -484,7 +516,7 @@ def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
         assert calls == [1]
 
 
-@pytest.mark.parametrize("config", [None, COOP_FORWARD])
+@pytest.mark.parametrize("config", [None, COOP_FORWARD, MERGED_FORWARD])
 @pytest.mark.parametrize("store_gu", [False, True])
 def test_gpu_ws_forward_fp16(config, store_gu):
     import torch.nn.functional as F
