@@ -194,6 +194,8 @@
 #                  -b (session 19: issue 3's M >= 2048 target against both compile modes in one
 #                  run per pair, -b one per model; runs h200-${RUN_TAG}-linear-bf16-large-max-a,
 #                  -b-qwen and -b-70b)
+#   tests-fwd-merged (session 40) test_ws_mlp.py's tests of the merged forward and of the
+#                  committed ws entries (which set MERGED since session 40)
 #   large-max-fp16-a, large-max-fp16-b  (session 40) the same in fp16 (runs
 #                  h200-${RUN_TAG}-linear-fp16-large-max-a, -b-qwen, -b-70b): fp16 at M >= 2048
 #                  had not been timed against max-autotune
@@ -689,6 +691,10 @@ PY
         2>&1 | tail -n 40
       timeout $(limit 150) $pytest -m gpu tests/test_ws_mlp.py -k fp32_dh 2>&1 | tail -n 8 \
         | tee "$OUT/pytest_fp32dh.log" ;;
+    tests-fwd-merged)  # session 40: the merged forward's GPU tests and the committed ws entries
+      timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k "merged_forward or \
+        (forward_within_rule and config2) or (forward_fp16 and config2) or committed_projection" \
+        2>&1 | tail -n 15 | tee "$OUT/pytest_fwd_merged.log" ;;
     tests-merged)  # session 39: the merged backward's GPU tests (test_ws_mlp.py -k merged)
       timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k merged 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_merged.log" ;;

@@ -177,6 +177,11 @@ WS_KEYS["mlp_backward_handoff"] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "
 # (128 x 256 tiles, the epilogue in the loader's partition; session 39) with these keys.
 WS_KEYS["mlp_backward_merged"] = ("BLOCK_M", "BLOCK_N", "BLOCK_K", "GROUP_M", "STAGES",
                                   "EPILOGUE_SPLIT", "LAG", "EVERY", "CONSUMER_REGS")  # fmt: skip
+# A ``forward_saving_ws`` or ``projection_ws`` entry with ``"MERGED": true`` runs
+# ``ws_mlp.glu_forward_merged_kernel`` (the activation in the loader's partition; session 40)
+# with these keys.
+WS_KEYS["forward_merged"] = ("BLOCK_M", "BLOCK_H", "BLOCK_K", "GROUP_M", "STAGES",
+                             "EPILOGUE_SPLIT", "LAG", "EVERY", "CONSUMER_REGS")  # fmt: skip
 GLUON_ENV = "FLASH_SWIGLU_GLUON"
 
 
@@ -231,6 +236,8 @@ def ws_entry(
         return None
     if kind == "mlp_backward_ws" and entry.get("MERGED"):
         return {**{key: entry[key] for key in WS_KEYS["mlp_backward_merged"]}, "MERGED": True}
+    if kind in ("forward_saving_ws", "projection_ws") and entry.get("MERGED"):
+        return {**{key: entry[key] for key in WS_KEYS["forward_merged"]}, "MERGED": True}
     if kind == "mlp_backward_ws" and entry.get("HANDOFF"):
         # DH_FP32 came in session 39 (without it: dh handed over in the storage dtype)
         cfg = {key: entry.get(key, False) if key == "DH_FP32" else entry[key]
