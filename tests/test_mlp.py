@@ -302,6 +302,16 @@ def test_warp_specialized_table_entries():
     )  # fmt: skip
     cfg = T.ws_entry(merged, "mlp_backward_ws", "silu", 2048)
     assert cfg == {k: v for k, v in merged.items() if k not in ("MIN_M", "source")}
+    # A MERGED forward entry (session 40; the launch table's shape-wide ws entries): the
+    # merged forward's keys, for the projection and the saving forward alike.
+    merged_fwd = dict(
+        BLOCK_M=128, BLOCK_H=128, BLOCK_K=64, GROUP_M=16, STAGES=3, EPILOGUE_SPLIT=4, LAG=3,
+        EVERY=2, CONSUMER_REGS=192, MERGED=True, MIN_M=1024, source="test",
+    )  # fmt: skip
+    for kind in ("projection_ws", "forward_saving_ws"):
+        cfg = T.ws_entry(merged_fwd, kind, "gelu", 1024)
+        assert cfg == {k: v for k, v in merged_fwd.items() if k not in ("MIN_M", "source")}
+        assert T.ws_entry(merged_fwd, kind, "silu", 1023) is None
     # A forward entry's per-shape item, merged over it for those weights only (MIN_M too).
     shaped = dict(forward, shapes={T.shape_key(28672, 8192): dict(STAGES=3, MIN_M=4096)})
     assert T.ws_entry(shaped, "forward_saving_ws", "silu", 4096, (28672, 8192))["STAGES"] == 3

@@ -344,11 +344,17 @@ def test_gpu_merged_forward_rounds_gate_and_up_first(act, m, n, k, sms):
     h, g, u, h_only = outs["merged"]
     assert torch.equal(g, outs["coop"][1]) and torch.equal(u, outs["coop"][2])
     assert torch.equal(h, h_only)
-    want = reference.act_glu(g.float(), u.float(), act, **ARGS).to(dt)
-    # the kernel's activation (approximate ex2 and division) against PyTorch's, both in fp32
-    # and rounded once: at most one bf16 ulp apart
-    ulp = torch.finfo(dt).eps * want.float().abs().clamp_min(torch.finfo(dt).tiny)
-    assert ((h.float() - want.float()).abs() <= ulp).all()
+    # h against act(g) * u of those g and u in float64: one rounding to bf16 (at most half an
+    # ulp, bounded by eps * |want|) plus the kernel's fp32 activation, which holds 2 fp32 ulps
+    # of max(|act(g)|, 1) (approximate ex2 and division; test_activations.py's bound), times
+    # |u|. (PyTorch's fp32 GELU is no reference in the tails: 1 + erf(x) cancels there, and
+    # a one-ulp bound against it failed on the H200 for gelu and gelu_tanh in session 40.)
+    g64, u64 = g.double(), u.double()
+    want = reference.act_glu(g64, u64, act, **ARGS)
+    act_g = reference.act_glu(g64, torch.ones_like(u64), act, **ARGS).abs().clamp_min(1.0)
+    fp32_ulp = torch.finfo(torch.float32).eps
+    bound = torch.finfo(dt).eps * want.abs() + 4 * fp32_ulp * act_g * (u64.abs() + 1)
+    assert ((h.double() - want).abs() <= bound).all()
 
 
 def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):

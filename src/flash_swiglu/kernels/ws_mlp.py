@@ -40,7 +40,10 @@ the storage dtype, through shared memory: the hand-off kernel (``mlp_backward_ha
 fourth partition runs the epilogue; 128 x 128 tiles, sixteen warps) and the merged one
 (``mlp_backward_merged_kernel``, session 39: the loader's partition runs the epilogue between
 its loads; 128 x 256 tiles, twelve warps). Both are options of ``mlp_backward_ws`` entries
-(``HANDOFF`` / ``MERGED``); their sections below say why and what they measured.
+(``HANDOFF`` / ``MERGED``); their sections below say why and what they measured. The forward
+has a merged kernel too (``glu_forward_merged_kernel``, session 40: the consumers hand gate and
+up, rounded to the storage dtype, to the loader's partition, which applies the activation and
+stores h between its loads); the launch table's shape-wide ``ws`` entries run it (``MERGED``).
 
 Semantics match ``_glu_gemm_kernel`` in the mode HAS_DY, BACKWARD, STORE_H (not HAS_X): read
 g and u ``[M, N]``, write h = act(g) * u, dg and du (dg / du may alias g / u: each element

@@ -1236,14 +1236,21 @@ CANDIDATES = {
 }
 
 
-# The warp-specialized (Gluon) forward's candidates for ``retune`` (section ``ws``): the
-# ping-pong and cooperative schedules that won a shape in session 6's exploration
+# The warp-specialized (Gluon) forward's candidates for ``retune`` (section ``ws``): the merged
+# forward of the shape-wide entries (the activation in the loader's partition, session 40),
+# then the ping-pong and cooperative schedules that won a shape in session 6's exploration
 # (benchmarks/results/h200-session6-explore/call2; configs/h200_linear.json, ``ws``).
 _WS_COMMON = dict(BLOCK_M=128, BLOCK_K=64, EPILOGUE_SPLIT=4, COALESCE=True, CONSUMER_REGS=232)
-WS_CANDIDATES = [dict(_WS_COMMON, BLOCK_H=64, GROUP_M=8, STAGES=s, COOP=False) for s in (5, 6)] + [
-    dict(_WS_COMMON, BLOCK_H=128, GROUP_M=g, STAGES=s, COOP=True)
-    for s, g in ((3, 8), (4, 8), (4, 16))
-]
+_WS_MERGED = dict(BLOCK_M=128, BLOCK_H=128, BLOCK_K=64, GROUP_M=16, STAGES=3, EPILOGUE_SPLIT=4,
+                  LAG=3, EVERY=2, CONSUMER_REGS=192, MERGED=True)  # fmt: skip
+WS_CANDIDATES = (
+    [_WS_MERGED]
+    + [dict(_WS_COMMON, BLOCK_H=64, GROUP_M=8, STAGES=s, COOP=False) for s in (5, 6)]
+    + [
+        dict(_WS_COMMON, BLOCK_H=128, GROUP_M=g, STAGES=s, COOP=True)
+        for s, g in ((3, 8), (4, 8), (4, 16))
+    ]
+)
 
 
 def retune(
