@@ -531,6 +531,27 @@ def mlp_backward_handoff_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, d
 
 
 @gluon.jit
+def _loader_tiles(M, N, K, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr,
+                  BLOCK_K: gl.constexpr):  # fmt: skip
+    """The tile grid as a merged kernel's loader walks it: ``(num_pid_m, num_pid_n, k_steps,
+    first, step, mine)``, the program's tiles being ``first + i * step`` for ``i < mine``."""
+    num_pid_m = gl.cdiv(M, BLOCK_M)
+    num_pid_n = gl.cdiv(N, BLOCK_N)
+    first = gl.program_id(0)
+    step = gl.num_programs(0)
+    mine = gl.cdiv(num_pid_m * num_pid_n - first, step)  # at most one program per tile
+    return num_pid_m, num_pid_n, gl.cdiv(K, BLOCK_K), first, step, mine
+
+
+@gluon.jit
+def _piece_due(has_prev, ks, done, LAG: gl.constexpr, EVERY: gl.constexpr,
+               PIECES: gl.constexpr):  # fmt: skip
+    """Whether the loader runs the previous tile's next piece after its K step ``ks``: one
+    every EVERY steps from step LAG on, ``done`` of PIECES run so far."""
+    return has_prev and ks >= LAG and (ks - LAG) % EVERY == 0 and done < PIECES
+
+
+@gluon.jit
 def _merged_gu(g_ptr, u_ptr, stride_g, stride_u, off_m, off_n, M, N, q, valid,
                PARTS: gl.constexpr, LAYOUT: gl.constexpr, SUB_M: gl.constexpr,
                WIDTH: gl.constexpr):  # fmt: skip
@@ -580,13 +601,8 @@ def _merged_loader(dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem, dh_f
     PIECES: gl.constexpr = 2 * PARTS
     layout: gl.constexpr = _coalesced_layout(SUB_M, WIDTH)
     nbytes: gl.constexpr = dy_desc.block_type.nbytes + wd_desc.block_type.nbytes
-    num_pid_m = gl.cdiv(M, BLOCK_M)
-    num_pid_n = gl.cdiv(N, BLOCK_N)
-    num_tiles = num_pid_m * num_pid_n
-    k_steps = gl.cdiv(K, BLOCK_K)
-    first = gl.program_id(0)
-    step = gl.num_programs(0)
-    mine = gl.cdiv(num_tiles - first, step)  # the grid has at most one program per tile
+    num_pid_m, num_pid_n, k_steps, first, step, mine = _loader_tiles(M, N, K, BLOCK_M, BLOCK_N,
+                                                                     BLOCK_K)  # fmt: skip
     count = 0
     prev_m = 0
     prev_n = 0
@@ -605,7 +621,7 @@ def _merged_loader(dy_desc, wd_desc, a_ring, b_ring, ready, empty, dh_smem, dh_f
             _tma_load(dy_desc, [off_m, ks * BLOCK_K], bar, a_ring.index(slot))
             _tma_load(wd_desc, [ks * BLOCK_K, off_n], bar, b_ring.index(slot))
             count += 1
-            if has_prev and ks >= LAG and (ks - LAG) % EVERY == 0 and done < PIECES:
+            if _piece_due(has_prev, ks, done, LAG, EVERY, PIECES):
                 g, u = _merged_piece(dh_smem, dh_full, g, u, done, i - 1, prev_m, prev_n, g_ptr,
                                      u_ptr, h_ptr, dg_ptr, du_ptr, stride_g, stride_u, stride_h,
                                      stride_dg, stride_du, M, N, ACTIVATION, ALPHA, LIMIT,
@@ -921,13 +937,8 @@ def _fwd_merged_loader(x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty, g
     PIECES: gl.constexpr = 2 * PARTS
     layout: gl.constexpr = _coalesced_layout(SUB_M, WIDTH)
     nbytes: gl.constexpr = x_desc.block_type.nbytes + 2 * wg_desc.block_type.nbytes
-    num_pid_m = gl.cdiv(M, BLOCK_M)
-    num_pid_n = gl.cdiv(N, BLOCK_H)
-    num_tiles = num_pid_m * num_pid_n
-    k_steps = gl.cdiv(K, BLOCK_K)
-    first = gl.program_id(0)
-    step = gl.num_programs(0)
-    mine = gl.cdiv(num_tiles - first, step)  # the grid has at most one program per tile
+    num_pid_m, num_pid_n, k_steps, first, step, mine = _loader_tiles(M, N, K, BLOCK_M, BLOCK_H,
+                                                                     BLOCK_K)  # fmt: skip
     count = 0
     prev_m = 0
     prev_n = 0
@@ -946,7 +957,7 @@ def _fwd_merged_loader(x_desc, wg_desc, wu_desc, a_ring, b_ring, ready, empty, g
             _tma_load(wg_desc, [off_n, ks * BLOCK_K], bar, b.slice(0, BLOCK_H))
             _tma_load(wu_desc, [off_n, ks * BLOCK_K], bar, b.slice(BLOCK_H, BLOCK_H))
             count += 1
-            if has_prev and ks >= LAG and (ks - LAG) % EVERY == 0 and done < PIECES:
+            if _piece_due(has_prev, ks, done, LAG, EVERY, PIECES):
                 _fwd_merged_piece(gu_smem, gu_full, done, i - 1, prev_m, prev_n, g_ptr, u_ptr,
                                   h_ptr, stride_g, stride_u, stride_h, M, N, STORE_GU,
                                   ACTIVATION, ALPHA, LIMIT, PARTS, layout, SUB_M,
