@@ -4,7 +4,7 @@ in the loader's partition, and the cooperative forward's program count at 2048 t
     PYTHONPATH=src python scripts/explore_session39.py gate [--out DIR]      (CPU or GPU)
     PYTHONPATH=src python scripts/explore_session39.py merged --out DIR      (H200)
     PYTHONPATH=src python scripts/explore_session39.py sms --out DIR         (H200)
-    PYTHONPATH=src python scripts/explore_session39.py fp32dh --out DIR      (H200, not yet run)
+    PYTHONPATH=src python scripts/explore_session39.py fp32dh --out DIR      (H200; session 40)
 
 Why ``merged``. The 8B step's backward trails the fastest peer's by up to 1.4% (session 34),
 and the kernel that forms dh runs at 0.85 of cuBLAS's ``dy @ W_down`` rate (``docs/mlp.md``).
@@ -267,7 +267,7 @@ def merged(out: Path) -> list[str]:
     return lines
 
 
-# ``fp32dh`` (written after session 39's device time was spent; not yet run): the 128-row
+# ``fp32dh`` (written after session 39's device time was spent; run in session 40): the 128-row
 # hand-off with dh handed over in fp32 (``DH_FP32``), entries ``ws_mlp.HANDOFF_CONFIG`` with
 # these keys.
 FP32_CANDIDATES = {

@@ -103,8 +103,8 @@
 #                  without the plan cache, without either
 #   tests-merged   (session 39) test_ws_mlp.py -k merged: the merged backward's GPU tests
 #   fp32dh         (session 39, written after its device time was spent) explore_session39.py
-#                  fp32dh -> $OUT/fp32dh, then test_ws_mlp.py -k fp32_dh (about 250 s by
-#                  estimate)
+#                  fp32dh -> $OUT/fp32dh, then test_ws_mlp.py -k fp32_dh (160 s in
+#                  session 40)
 #   large-fp16     (session 39) the four models at 2048, 8192 and 16384 tokens in fp16, every
 #                  backend of the large stage (runs h200-${RUN_TAG}-linear-fp16-large-a: 1B and
 #                  8B, -b: Qwen and 70B)
@@ -685,7 +685,7 @@ PY
     tests-ws-routes)  # session 33: the Gluon tests that route through ops.train / ops.linear
       timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k "rout or shape_item or committed" \
         2>&1 | tail -n 8 | tee "$OUT/pytest_ws_routes.log" ;;
-    fp32dh)  # session 39, not yet run: the hand-off with dh in fp32, against the ping-pong
+    fp32dh)  # session 39 (run in session 40): the hand-off with dh in fp32, against the ping-pong
       # kernel bit for bit, alone and in whole steps; then its GPU tests
       timeout $(limit 360) python3 scripts/explore_session39.py fp32dh --out "$OUT/fp32dh" \
         2>&1 | tail -n 40
