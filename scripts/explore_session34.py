@@ -160,9 +160,11 @@ def handoff256(out: Path) -> list[str]:
     return lines
 
 
-def compare_steps(name: str, ws_entry: dict, path: Path) -> list[str]:
+def compare_steps(
+    name: str, ws_entry: dict, path: Path, kind: str = "mlp_backward_ws"
+) -> list[str]:
     """Whole 8B MLP steps at 4096, 8192 and 16384 tokens with ``ws_entry`` as the training
-    table's ``mlp_backward_ws`` entry (label ``name``) against the committed table and eager:
+    table's ``kind`` entry (label ``name``) against the committed table and eager:
     the gradients against the committed table's, then two passes of the three, ``do_bench``
     medians and peak memory (``explore_session5.measure_step``). Rows to ``path``."""
     import explore_session5 as S5
@@ -180,7 +182,7 @@ def compare_steps(name: str, ws_entry: dict, path: Path) -> list[str]:
         T.load_table = lambda gpu: {**real_table(gpu), **entries}
         T.L.clear_plans()
 
-    variants = {"committed": {}, name: {"mlp_backward_ws": ws_entry}}
+    variants = {"committed": {}, name: {kind: ws_entry}}
     os.environ[T.GLUON_ENV] = "1"
     lines, step_rows = [], []
     try:

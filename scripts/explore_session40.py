@@ -1,6 +1,8 @@
 """Session 40's exploration: the gate/up forward with the activation in the loader's partition.
 
     PYTHONPATH=src python scripts/explore_session40.py fwd --out DIR      (H200)
+    PYTHONPATH=src python scripts/explore_session40.py steps --out DIR    (H200, not yet run)
+    PYTHONPATH=src python scripts/explore_session40.py mid --out DIR      (H200, not yet run)
 
 Why. Above 1024 tokens ``swiglu_linear`` runs the cooperative Gluon forward: both consumer
 warp groups share one 128 x (128 + 128) tile, so while they apply the activation and store h
@@ -27,6 +29,24 @@ KB) where the committed entries of 1B and 8B take 4.
       SiLU and (1B, 8B) GELU; at 8192 tokens on 1B and 8B also the training forward that
       saves g and u (``save/``: the training table's ``forward_saving_ws`` entry against the
       candidates). -> ``fwd.json``, ``fwd.txt``, ``smi_fwd.csv``.
+
+Written after the session's device time was spent (stage ``fwd40-next``, about 350 s by
+estimate):
+
+``steps``: whole 8B MLP steps at 4096, 8192 and 16384 tokens with ``m_p4`` as the training
+  table's ``forward_saving_ws`` entry (``MIN_M`` 1024) against the committed table (the
+  ping-pong forward) and eager (``explore_session34.compare_steps``). Alone the merged
+  forward saving g and u ran at 0.994 of cuBLAS against 0.966 (8B, 8192 tokens, ``fwd``);
+  the step runs at the power limit, so only whole steps decide. The gradients differ from
+  the committed table's where h enters (``dW_down``: h from the rounded g and u). ->
+  ``steps.txt``, ``step.json``.
+``mid``: the tokens between the buckets the benchmark runs. At 1024 tokens 1B, 8B and Qwen
+  have ping-pong entries of their own (``m1024_...``) and 70B runs the shape-wide entry,
+  now merged; 1025-2047 tokens run the shape-wide entries, now merged, and no run timed
+  them. Per model at 1024 and 1536 tokens: the launched entry, ``m_p4``, the cooperative
+  entry the shape-wide ones replaced (``COOP``, GROUP_M 16 and 4 slots for 1B / 8B, GROUP_M 8
+  and 3 slots for Qwen / 70B), the 1024 bucket's entry where there is one, and cuBLAS; five
+  rotated rounds. -> ``mid.txt``, ``mid.json``.
 """
 
 from __future__ import annotations
@@ -188,13 +208,72 @@ def _fwd(out: Path) -> list[str]:
     return lines
 
 
+def steps(out: Path) -> list[str]:
+    import explore_session34 as S34
+
+    cfg = dict(entry("m_p4"), MIN_M=1024)
+    return S34.compare_steps("fwd_merged", cfg, out / "step.json", kind="forward_saving_ws")
+
+
+MID_TOKENS = (1024, 1536)
+
+
+def mid(out: Path) -> list[str]:
+    import explore_session14 as S14
+
+    with S14.clock_samples(out / "smi_mid.csv"):
+        return _mid(out)
+
+
+def _mid(out: Path) -> list[str]:
+    import explore_session37 as S37
+    import explore_session38 as S38
+    import torch
+
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import train as T
+
+    dt = torch.bfloat16
+    table = L.load_table(L._device_name(0)).get("ws", {})
+    rows, lines = [], []
+    for model, k, n, _, _ in CASES:
+        coop = dict(COOP, GROUP_M=16, STAGES=4) if model in ("1b", "8b") else dict(
+            COOP, GROUP_M=8, STAGES=3)  # fmt: skip
+        r, wg, wu, wcat = S37._draws(k, n)
+        for m in MID_TOKENS:
+            x = r(m, k)
+            h = torch.empty(m, n, device="cuda", dtype=dt)
+            cands = {"launched": S37._launched(m, n, k, "silu"), "m_p4": entry("m_p4"),
+                     "coop": coop}  # fmt: skip
+            bucket = table.get(f"m1024_n{n}_k{k}")
+            if bucket is not None:
+                cands["m1024_entry"] = T.ws_entry(bucket, "projection_ws", "silu", None)
+            calls = {"cublas": lambda x=x: x @ wcat.t()}
+            for name, cfg in cands.items():
+                if cfg is None:  # no Gluon entry launched at this count
+                    continue
+                calls[name] = lambda c=cfg, x=x, h=h: glu_forward_ws(
+                    x, wg, wu, None, None, h, activation="silu", alpha=1.702, limit=7.0,
+                    config=c)  # fmt: skip
+            ms, failed = S37._rounds(calls, rounds=ROUNDS)
+            rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed,
+                             configs=cands))  # fmt: skip
+            (out / "mid.json").write_text(json.dumps(rows, indent=1))
+            lines.append(S38.against_cublas(model, m, ms, {}))
+            print(lines[-1], flush=True)
+            x = h = calls = None
+            torch.cuda.empty_cache()
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=("fwd",))
+    parser.add_argument("mode", choices=("fwd", "steps", "mid"))
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = {"fwd": fwd}[args.mode](args.out)
+    lines = {"fwd": fwd, "steps": steps, "mid": mid}[args.mode](args.out)
     (args.out / f"{args.mode}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

@@ -194,6 +194,8 @@
 #                  -b (session 19: issue 3's M >= 2048 target against both compile modes in one
 #                  run per pair, -b one per model; runs h200-${RUN_TAG}-linear-bf16-large-max-a,
 #                  -b-qwen and -b-70b)
+#   fwd40-next     (session 40, written after its device time was spent) explore_session40.py
+#                  steps -> $OUT/steps, then mid -> $OUT/mid (about 350 s by estimate)
 #   tests-fwd-merged (session 40) test_ws_mlp.py's tests of the merged forward and of the
 #                  committed ws entries (which set MERGED since session 40)
 #   large-max-fp16-a, large-max-fp16-b  (session 40) the same in fp16 (runs
@@ -691,6 +693,12 @@ PY
         2>&1 | tail -n 40
       timeout $(limit 150) $pytest -m gpu tests/test_ws_mlp.py -k fp32_dh 2>&1 | tail -n 8 \
         | tee "$OUT/pytest_fp32dh.log" ;;
+    fwd40-next)  # session 40, not yet run: the merged forward in whole 8B steps as the
+      # training table's forward_saving_ws entry, then 1024 / 1536 tokens on the four models
+      timeout $(limit 330) python3 scripts/explore_session40.py steps --out "$OUT/steps" \
+        2>&1 | tail -n 25
+      timeout $(limit 200) python3 scripts/explore_session40.py mid --out "$OUT/mid" \
+        2>&1 | tail -n 10 ;;
     tests-fwd-merged)  # session 40: the merged forward's GPU tests and the committed ws entries
       timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k "merged_forward or \
         (forward_within_rule and config2) or (forward_fp16 and config2) or committed_projection" \

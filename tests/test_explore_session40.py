@@ -41,3 +41,17 @@ def test_shape_wide_ws_entries_are_the_chosen_candidate():
         assert "explore_session40.py fwd" in entry["source"], key
     # the retune's candidates include it
     assert any(T.ws_entry(c, "projection_ws", "silu", None) == chosen for c in L.WS_CANDIDATES)
+
+
+def test_steps_entry_routes_as_a_saving_forward_and_the_mid_configs_are_entries():
+    # ``steps`` gives the training table a merged forward_saving_ws entry from 1024 rows;
+    # ``mid``'s cooperative configurations carry every key the launch takes.
+    S = load_script("explore_session40")
+    from flash_swiglu.ops import train as T
+
+    cfg = T.ws_entry(dict(S.entry("m_p4"), MIN_M=1024), "forward_saving_ws", "silu", 1024)
+    assert cfg is not None and cfg["MERGED"]
+    for keys in (dict(GROUP_M=16, STAGES=4), dict(GROUP_M=8, STAGES=3)):
+        coop = T.ws_entry(dict(S.COOP, **keys), "projection_ws", "silu", None)
+        assert coop["COOP"] and "MERGED" not in coop
+        assert all(key in coop for key in T.WS_KEYS["projection_ws"])

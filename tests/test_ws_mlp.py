@@ -83,13 +83,17 @@ def _count_calls(monkeypatch, name: str) -> list:
     return calls
 
 
-def _with_forward_entry(monkeypatch, kind: str) -> list:
+def _with_forward_entry(monkeypatch, kind: str, merged: bool = False) -> list:
     """Give this GPU's training table a ``kind`` entry of the Gluon forward's built-in
-    configuration, from 256 rows; count that kernel's calls."""
+    configuration (with ``merged``, the merged forward's), from 256 rows; count that
+    kernel's calls."""
     from flash_swiglu.kernels import ws_mlp
 
     table = dict(T.load_table(torch.cuda.get_device_name()))
-    table[kind] = dict(ws_mlp.WS_FORWARD_CONFIG, MIN_M=256)
+    built_in = (
+        dict(ws_mlp.FORWARD_MERGED_CONFIG, MERGED=True) if merged else ws_mlp.WS_FORWARD_CONFIG
+    )
+    table[kind] = dict(built_in, MIN_M=256)
     monkeypatch.setattr(T, "load_table", lambda name: table)
     return _count_calls(monkeypatch, "prepare_forward")
 
@@ -357,17 +361,27 @@ def test_gpu_merged_forward_rounds_gate_and_up_first(act, m, n, k, sms):
     assert ((h.double() - want).abs() <= bound).all()
 
 
-def test_gpu_forward_saving_routing_with_an_entry(monkeypatch):
-    # The committed entry starts at 1024 rows: give the table one from 256 for this test.
+@pytest.mark.parametrize("merged", [False, True])
+def test_gpu_forward_saving_routing_with_an_entry(monkeypatch, merged):
+    # The committed entry starts at 1024 rows: give the table one from 256 for this test
+    # (the merged forward's too: a candidate for the training table since session 40).
     import torch.nn.functional as F
 
-    calls = _with_forward_entry(monkeypatch, "forward_saving_ws")
+    from flash_swiglu.kernels import ws_mlp
+
+    calls = _with_forward_entry(monkeypatch, "forward_saving_ws", merged)
+    configs = []
+    real_prepare = ws_mlp.prepare_forward  # (already counting: _count_calls wraps it)
+    monkeypatch.setattr(ws_mlp, "prepare_forward",
+                        lambda *a, **kw: configs.append(kw.get("config")) or real_prepare(
+                            *a, **kw))  # fmt: skip
     g_ = torch.Generator(device="cuda").manual_seed(2)
     dt = torch.bfloat16
     x = torch.randn(512, 256, device="cuda", generator=g_).to(dt)
     wg, wu = (torch.randn(320, 256, device="cuda", generator=g_).div(16).to(dt) for _ in range(2))
     h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", **ARGS)
     assert calls == [1]
+    assert [bool(c.get("MERGED")) for c in configs] == [merged]
     T.forward_saving(x[:128], wg, wu, None, None, "silu", **ARGS)
     assert calls == [1]  # below MIN_M
     g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
