@@ -466,16 +466,26 @@ def _handoff_buffers(dy_desc, wd_desc, STAGES: gl.constexpr, PARTS: gl.constexpr
     dh_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([BLOCK_M // 2, WIDTH],
                                                                    dh_dtype)  # fmt: skip
     dh_smem = gl.allocate_shared_memory(dh_dtype, [2 * PARTS, BLOCK_M // 2, WIDTH], dh_layout)
+    ready, empty, dh_full, dh_empty = _handoff_barriers(STAGES)
+    return a_ring, b_ring, dh_smem, ready, empty, dh_full, dh_empty
+
+
+@gluon.jit
+def _handoff_barriers(STAGES: gl.constexpr):
+    """The barriers of a kernel whose two cooperative consumers hand a tile over through
+    shared memory (the hand-off and merged kernels), initialized: ``ready`` / ``empty`` per
+    ring slot (a slot is free once both consumers released it), ``full`` (both consumers
+    stored their rows) and ``empty`` of the hand-over buffer (its reader is done)."""
     ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
     empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    dh_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    dh_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
+    released = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
     for i in gl.static_range(STAGES):
         mbarrier.init(ready.index(i), count=1)
         mbarrier.init(empty.index(i), count=2)
-    mbarrier.init(dh_full, count=2)
-    mbarrier.init(dh_empty, count=1)
-    return a_ring, b_ring, dh_smem, ready, empty, dh_full, dh_empty
+    mbarrier.init(full, count=2)
+    mbarrier.init(released, count=1)
+    return ready, empty, full, released
 
 
 @gluon.jit
@@ -996,15 +1006,7 @@ def glu_forward_merged_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_b
     # consumer r's pieces from r * 2 * PARTS: PARTS of gate, then PARTS of up
     gu_smem = gl.allocate_shared_memory(dtype, [4 * EPILOGUE_SPLIT, BLOCK_M // 2, WIDTH],
                                         gu_layout)  # fmt: skip
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    gu_full = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    gu_empty = gl.allocate_shared_memory(gl.int64, [1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=2)
-    mbarrier.init(gu_full, count=2)
-    mbarrier.init(gu_empty, count=1)
+    ready, empty, gu_full, gu_empty = _handoff_barriers(STAGES)
     # fmt: off
     gl.warp_specialize(
         [

@@ -234,10 +234,9 @@ def ws_entry(
         entry = None if item is None else {**entry, **item}
     if entry is None or (m is not None and m < entry.get("MIN_M", 0)):
         return None
-    if kind == "mlp_backward_ws" and entry.get("MERGED"):
-        return {**{key: entry[key] for key in WS_KEYS["mlp_backward_merged"]}, "MERGED": True}
-    if kind in ("forward_saving_ws", "projection_ws") and entry.get("MERGED"):
-        return {**{key: entry[key] for key in WS_KEYS["forward_merged"]}, "MERGED": True}
+    if entry.get("MERGED"):  # the backward's merged kernel or the forward's
+        keys = WS_KEYS["mlp_backward_merged" if kind == "mlp_backward_ws" else "forward_merged"]
+        return {**{key: entry[key] for key in keys}, "MERGED": True}
     if kind == "mlp_backward_ws" and entry.get("HANDOFF"):
         # DH_FP32 came in session 39 (without it: dh handed over in the storage dtype)
         cfg = {key: entry.get(key, False) if key == "DH_FP32" else entry[key]
