@@ -177,6 +177,13 @@ def _fwd(out: Path) -> list[str]:
                         config=c)  # fmt: skip
                     configs[label] = cfg
                 calls[f"{act}/library"] = lambda a=act, x=x: swiglu_linear(x, wg, wu, activation=a)
+                calls[f"{act}/table"]()
+                first = h.clone()
+                for name in CANDIDATES:
+                    calls[f"{act}/{name}"]()
+                    # not bit-identical by design (g, u rounded first): how far, over the max
+                    same[f"{act}/{name}"] = (h.float() - first.float()).abs().max().item() / (
+                        first.float().abs().max().item())  # fmt: skip
             if m == 8192 and model in ("1b", "8b"):  # the training forward: g and u saved too
                 from flash_swiglu.ops import train as T
 
@@ -187,13 +194,6 @@ def _fwd(out: Path) -> list[str]:
                         x, wg, wu, None, None, h, g, u, activation="silu", alpha=1.702,
                         limit=7.0, config=c)  # fmt: skip
                     configs[f"save/{name}"] = cfg
-                calls[f"{act}/table"]()
-                first = h.clone()
-                for name in CANDIDATES:
-                    calls[f"{act}/{name}"]()
-                    # not bit-identical by design (g, u rounded first): how far, over the max
-                    same[f"{act}/{name}"] = (h.float() - first.float()).abs().max().item() / (
-                        first.float().abs().max().item())  # fmt: skip
             ms, failed = S37._rounds(calls, rounds=ROUNDS)
             rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed,
                              diff_vs_table=same, configs=configs))  # fmt: skip
