@@ -84,6 +84,15 @@ COOP = dict(BLOCK_M=128, BLOCK_H=128, BLOCK_K=64, GROUP_M=16, STAGES=4, EPILOGUE
             COALESCE=True, CONSUMER_REGS=232, COOP=True)  # fmt: skip
 
 
+def _forward(x, wg, wu, h, act: str, cfg: dict, g=None, u=None):
+    """A call of ``ws_mlp.glu_forward_ws`` with ``cfg`` (no biases; g and u saved where
+    given), for ``explore_session37._rounds``."""
+    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
+
+    return lambda: glu_forward_ws(x, wg, wu, None, None, h, g, u, activation=act, alpha=1.702,
+                                  limit=7.0, config=cfg)  # fmt: skip
+
+
 def check(lines: list[str]) -> bool:
     """(1) of the module doc; True when every case passed."""
     import explore_session5 as S5
@@ -152,7 +161,6 @@ def _fwd(out: Path) -> list[str]:
     import torch
 
     from flash_swiglu import swiglu_linear
-    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
 
     lines: list[str] = []
     ok = check(lines)
@@ -172,9 +180,7 @@ def _fwd(out: Path) -> list[str]:
                 cands = {"table": table, **{nm: entry(nm) for nm in CANDIDATES}}
                 for name, cfg in cands.items():
                     label = f"{act}/{name}"
-                    calls[label] = lambda c=cfg, a=act, x=x, h=h: glu_forward_ws(
-                        x, wg, wu, None, None, h, activation=a, alpha=1.702, limit=7.0,
-                        config=c)  # fmt: skip
+                    calls[label] = _forward(x, wg, wu, h, act, cfg)
                     configs[label] = cfg
                 calls[f"{act}/library"] = lambda a=act, x=x: swiglu_linear(x, wg, wu, activation=a)
                 calls[f"{act}/table"]()
@@ -190,9 +196,7 @@ def _fwd(out: Path) -> list[str]:
                 g, u = torch.empty_like(h), torch.empty_like(h)
                 saving = T.ws_config(dt, x.device, "silu", m, "forward_saving_ws", (n, k))
                 for name, cfg in {"table": saving, **{nm: entry(nm) for nm in CANDIDATES}}.items():
-                    calls[f"save/{name}"] = lambda c=cfg, x=x, h=h, g=g, u=u: glu_forward_ws(
-                        x, wg, wu, None, None, h, g, u, activation="silu", alpha=1.702,
-                        limit=7.0, config=c)  # fmt: skip
+                    calls[f"save/{name}"] = _forward(x, wg, wu, h, "silu", cfg, g, u)
                     configs[f"save/{name}"] = cfg
             ms, failed = S37._rounds(calls, rounds=ROUNDS)
             rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed,
@@ -230,7 +234,6 @@ def _mid(out: Path) -> list[str]:
     import explore_session38 as S38
     import torch
 
-    from flash_swiglu.kernels.ws_mlp import glu_forward_ws
     from flash_swiglu.ops import linear as L
     from flash_swiglu.ops import train as T
 
@@ -253,9 +256,7 @@ def _mid(out: Path) -> list[str]:
             for name, cfg in cands.items():
                 if cfg is None:  # no Gluon entry launched at this count
                     continue
-                calls[name] = lambda c=cfg, x=x, h=h: glu_forward_ws(
-                    x, wg, wu, None, None, h, activation="silu", alpha=1.702, limit=7.0,
-                    config=c)  # fmt: skip
+                calls[name] = _forward(x, wg, wu, h, "silu", cfg)
             ms, failed = S37._rounds(calls, rounds=ROUNDS)
             rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed,
                              configs=cands))  # fmt: skip
