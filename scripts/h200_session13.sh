@@ -198,6 +198,11 @@
 #                  steps -> $OUT/steps, then mid -> $OUT/mid (about 350 s by estimate)
 #   tests-fwd-merged (session 40) test_ws_mlp.py's tests of the merged forward and of the
 #                  committed ws entries (which set MERGED since session 40)
+#   low41          (session 41) explore_session41.py low -> $OUT/low: the merged forward at 512,
+#                  640 and 768 tokens against the launched and the 1024 bucket's old entries
+#   tests-s41      (session 41) the GPU tests of the committed ws entries (the 1024 bucket's and
+#                  the training table's 8B item are merged since session 41) and the MLP's
+#                  routing tests
 #   large-max-fp16-a, large-max-fp16-b  (session 40) the same in fp16 (runs
 #                  h200-${RUN_TAG}-linear-fp16-large-max-a, -b-qwen, -b-70b): fp16 at M >= 2048
 #                  had not been timed against max-autotune
@@ -703,6 +708,12 @@ PY
       timeout $(limit 200) $pytest -m gpu tests/test_ws_mlp.py -k "merged_forward or \
         (forward_within_rule and config2) or (forward_fp16 and config2) or committed_projection" \
         2>&1 | tail -n 15 | tee "$OUT/pytest_fwd_merged.log" ;;
+    low41)  # session 41: the merged forward below 1025 tokens
+      timeout $(limit 150) python3 scripts/explore_session41.py low --out "$OUT/low" \
+        2>&1 | tail -n 14 ;;
+    tests-s41)  # session 41: the committed ws entries (launch and training tables) on the GPU
+      timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k "committed or routing" \
+        2>&1 | tail -n 15 | tee "$OUT/pytest_s41.log" ;;
     tests-merged)  # session 39: the merged backward's GPU tests (test_ws_mlp.py -k merged)
       timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k merged 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_merged.log" ;;
