@@ -1,8 +1,8 @@
 """Session 40's exploration: the gate/up forward with the activation in the loader's partition.
 
     PYTHONPATH=src python scripts/explore_session40.py fwd --out DIR      (H200)
-    PYTHONPATH=src python scripts/explore_session40.py steps --out DIR    (H200, not yet run)
-    PYTHONPATH=src python scripts/explore_session40.py mid --out DIR      (H200, not yet run)
+    PYTHONPATH=src python scripts/explore_session40.py steps --out DIR    (H200)
+    PYTHONPATH=src python scripts/explore_session40.py mid --out DIR      (H200)
 
 Why. Above 1024 tokens ``swiglu_linear`` runs the cooperative Gluon forward: both consumer
 warp groups share one 128 x (128 + 128) tile, so while they apply the activation and store h
@@ -30,8 +30,8 @@ KB) where the committed entries of 1B and 8B take 4.
       saves g and u (``save/``: the training table's ``forward_saving_ws`` entry against the
       candidates). -> ``fwd.json``, ``fwd.txt``, ``smi_fwd.csv``.
 
-Written after the session's device time was spent (stage ``fwd40-next``, about 350 s by
-estimate):
+Written after the session's device time was spent (stage ``fwd40-next``; run in session 41's
+call 1, 121 s, ``benchmarks/results/h200-session41-explore/call1``):
 
 ``steps``: whole 8B MLP steps at 4096, 8192 and 16384 tokens with ``m_p4`` as the training
   table's ``forward_saving_ws`` entry (``MIN_M`` 1024) against the committed table (the

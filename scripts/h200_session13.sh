@@ -194,8 +194,8 @@
 #                  -b (session 19: issue 3's M >= 2048 target against both compile modes in one
 #                  run per pair, -b one per model; runs h200-${RUN_TAG}-linear-bf16-large-max-a,
 #                  -b-qwen and -b-70b)
-#   fwd40-next     (session 40, written after its device time was spent) explore_session40.py
-#                  steps -> $OUT/steps, then mid -> $OUT/mid (about 350 s by estimate)
+#   fwd40-next     (session 40, written after its device time was spent; run in session 41,
+#                  121 s) explore_session40.py steps -> $OUT/steps, then mid -> $OUT/mid
 #   tests-fwd-merged (session 40) test_ws_mlp.py's tests of the merged forward and of the
 #                  committed ws entries (which set MERGED since session 40)
 #   low41          (session 41) explore_session41.py low -> $OUT/low: the merged forward at 512,
@@ -698,7 +698,7 @@ PY
         2>&1 | tail -n 40
       timeout $(limit 150) $pytest -m gpu tests/test_ws_mlp.py -k fp32_dh 2>&1 | tail -n 8 \
         | tee "$OUT/pytest_fp32dh.log" ;;
-    fwd40-next)  # session 40, not yet run: the merged forward in whole 8B steps as the
+    fwd40-next)  # session 40 (run in session 41): the merged forward in whole 8B steps as the
       # training table's forward_saving_ws entry, then 1024 / 1536 tokens on the four models
       timeout $(limit 330) python3 scripts/explore_session40.py steps --out "$OUT/steps" \
         2>&1 | tail -n 25
