@@ -93,6 +93,25 @@ def _forward(x, wg, wu, h, act: str, cfg: dict, g=None, u=None):
                                   limit=7.0, config=cfg)  # fmt: skip
 
 
+def _time_and_record(calls: dict, out_json: Path, rows: list, lines: list, model: str, m: int,
+                     n: int, k: int, **fields) -> None:  # fmt: skip
+    """Times ``calls`` (with a ``cublas`` label) in ``ROUNDS`` rotated rounds; appends their row
+    (``fields`` after the rounds and failures) to ``rows`` and rewrites ``out_json`` with all
+    rows; appends the line against cuBLAS, and one per failed label, to ``lines`` and prints
+    them."""
+    import explore_session37 as S37
+    import explore_session38 as S38
+
+    ms, failed = S37._rounds(calls, rounds=ROUNDS)
+    rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed, **fields))
+    out_json.write_text(json.dumps(rows, indent=1))
+    lines.append(S38.against_cublas(model, m, ms, {}))
+    print(lines[-1], flush=True)
+    for lb, err in failed.items():
+        lines.append(f"  {lb} FAILED: {err}"[:300])
+        print(lines[-1], flush=True)
+
+
 def check(lines: list[str]) -> bool:
     """(1) of the module doc; True when every case passed."""
     import explore_session5 as S5
@@ -157,7 +176,6 @@ def fwd(out: Path) -> list[str]:
 
 def _fwd(out: Path) -> list[str]:
     import explore_session37 as S37
-    import explore_session38 as S38
     import torch
 
     from flash_swiglu import swiglu_linear
@@ -198,15 +216,8 @@ def _fwd(out: Path) -> list[str]:
                 for name, cfg in {"table": saving, **{nm: entry(nm) for nm in CANDIDATES}}.items():
                     calls[f"save/{name}"] = _forward(x, wg, wu, h, "silu", cfg, g, u)
                     configs[f"save/{name}"] = cfg
-            ms, failed = S37._rounds(calls, rounds=ROUNDS)
-            rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed,
-                             diff_vs_table=same, configs=configs))  # fmt: skip
-            (out / "fwd.json").write_text(json.dumps(rows, indent=1))
-            lines.append(S38.against_cublas(model, m, ms, {}))
-            print(lines[-1], flush=True)
-            for lb, err in failed.items():
-                lines.append(f"  {lb} FAILED: {err}"[:300])
-                print(lines[-1], flush=True)
+            _time_and_record(calls, out / "fwd.json", rows, lines, model, m, n, k,
+                             diff_vs_table=same, configs=configs)  # fmt: skip
             x = h = calls = g = u = None
             torch.cuda.empty_cache()
     return lines
@@ -231,7 +242,6 @@ def mid(out: Path) -> list[str]:
 
 def _mid(out: Path) -> list[str]:
     import explore_session37 as S37
-    import explore_session38 as S38
     import torch
 
     from flash_swiglu.ops import linear as L
@@ -257,12 +267,7 @@ def _mid(out: Path) -> list[str]:
                 if cfg is None:  # no Gluon entry launched at this count
                     continue
                 calls[name] = _forward(x, wg, wu, h, "silu", cfg)
-            ms, failed = S37._rounds(calls, rounds=ROUNDS)
-            rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed,
-                             configs=cands))  # fmt: skip
-            (out / "mid.json").write_text(json.dumps(rows, indent=1))
-            lines.append(S38.against_cublas(model, m, ms, {}))
-            print(lines[-1], flush=True)
+            _time_and_record(calls, out / "mid.json", rows, lines, model, m, n, k, configs=cands)
             x = h = calls = None
             torch.cuda.empty_cache()
     return lines

@@ -11,7 +11,7 @@ serves 513-1024 tokens; 512 tokens run ping-pong entries (``m512_...``; 70B's co
 ``low``: per model at 512, 640 and 768 tokens: the launched entry (``explore_session37.
 _launched``), ``m_p4`` (the merged forward as committed), the 1024 bucket's entry before
 session 41 (1B, 8B, Qwen) and cuBLAS's ``x @ [Wg; Wu]^T``, SiLU, settled CUDA-graph replays
-in five rotated rounds (``explore_session37._rounds``); h of each candidate against the
+in five rotated rounds (``explore_session40._time_and_record``); h of each candidate against the
 launched entry's (max difference over the largest entry). -> ``low.json``, ``low.txt``,
 ``smi_low.csv``.
 """
@@ -19,14 +19,12 @@ launched entry's (max difference over the largest entry). -> ``low.json``, ``low
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 TOKENS = (512, 640, 768)
-ROUNDS = 5
 # The 1024 bucket's ping-pong entries before session 41 (session 8's explore_session8.py mid).
 PING_PONG = dict(BLOCK_M=128, BLOCK_K=64, EPILOGUE_SPLIT=4, COALESCE=True, CONSUMER_REGS=232,
                  BLOCK_H=64, GROUP_M=8, COOP=False)  # fmt: skip
@@ -43,7 +41,6 @@ def low(out: Path) -> list[str]:
 
 def _low(out: Path) -> list[str]:
     import explore_session37 as S37
-    import explore_session38 as S38
     import explore_session40 as S40
     import torch
 
@@ -70,15 +67,8 @@ def _low(out: Path) -> list[str]:
                 scale = ref.abs().max().item()
                 diff = {name: (hs[name].float() - ref).abs().max().item() / scale
                         for name in calls if name not in ("cublas", "launched")}  # fmt: skip
-            ms, failed = S37._rounds(calls, rounds=ROUNDS)
-            rows.append(dict(model=model, m=m, n=n, k=k, ms=ms, failed=failed,
-                             diff_vs_launched=diff, configs=cands))  # fmt: skip
-            (out / "low.json").write_text(json.dumps(rows, indent=1))
-            lines.append(S38.against_cublas(model, m, ms, {}))
-            print(lines[-1], flush=True)
-            for lb, err in failed.items():
-                lines.append(f"  {lb} FAILED: {err}"[:300])
-                print(lines[-1], flush=True)
+            S40._time_and_record(calls, out / "low.json", rows, lines, model, m, n, k,
+                                 diff_vs_launched=diff, configs=cands)  # fmt: skip
             x = hs = calls = None
             torch.cuda.empty_cache()
     return lines

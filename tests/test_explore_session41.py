@@ -47,3 +47,26 @@ def test_old_bucket_entries_launch_and_match_the_replaced_ones():
         source = table[key]["source"]
         at = source.index("replaced: ") + len("replaced: ")
         assert json.JSONDecoder().raw_decode(source, at)[0] == cfg, model
+
+
+def test_time_and_record_writes_every_row_and_reports_failures(tmp_path, monkeypatch, capsys):
+    # explore_session40._time_and_record, shared by fwd, mid and explore_session41's low:
+    # each call appends one row, rewrites the JSON with all rows so far, and adds the line
+    # against cuBLAS and one per failed label.
+    import sys
+    import types
+
+    S40 = load_script("explore_session40")
+    rounds = {"cublas": [2.0, 2.0], "a": [1.0, 4.0]}
+    fake37 = types.SimpleNamespace(_rounds=lambda calls, **kw: (dict(rounds), {"b": "boom"}))
+    fake38 = types.SimpleNamespace(against_cublas=lambda model, m, ms, same: f"{model} {m} {ms}")
+    monkeypatch.setitem(sys.modules, "explore_session37", fake37)
+    monkeypatch.setitem(sys.modules, "explore_session38", fake38)
+    rows, lines, out = [], [], tmp_path / "x.json"
+    for m in (1, 2):
+        S40._time_and_record({}, out, rows, lines, "1b", m, 8, 4, configs={"a": {}})
+    assert [r["m"] for r in json.loads(out.read_text())] == [1, 2]
+    assert rows[1] == dict(model="1b", m=2, n=8, k=4, ms=rounds, failed={"b": "boom"},
+                           configs={"a": {}})  # fmt: skip
+    assert lines == [f"1b 1 {rounds}", "  b FAILED: boom", f"1b 2 {rounds}", "  b FAILED: boom"]
+    assert capsys.readouterr().out.splitlines() == lines
