@@ -1,6 +1,7 @@
 """Session 41's exploration: the merged forward below 1025 tokens.
 
-    PYTHONPATH=src python scripts/explore_session41.py low --out DIR      (H200)
+    PYTHONPATH=src python scripts/explore_session41.py low --out DIR [--tokens 512,640,768]
+        [--models 1b,8b,qwen,70b]                                        (H200)
 
 Why. Session 41's call 1 (``explore_session40.py mid``) timed 1024 tokens, where 1B, 8B and
 Qwen had ping-pong entries of their own (``m1024_...``, session 8): the merged forward of the
@@ -8,7 +9,8 @@ shape-wide entries ran 1.020 / 1.008 / 1.024 of the cuBLAS product's rate agains
 0.974 / 0.993 for them, and the 1024 bucket's entries became the merged forward. The bucket
 serves 513-1024 tokens; 512 tokens run ping-pong entries (``m512_...``; 70B's cooperative).
 
-``low``: per model at 512, 640 and 768 tokens: the launched entry (``explore_session37.
+``low``: per model (``--models``, of ``explore_session40.CASES``) at each of ``--tokens``
+(512, 640 and 768 in session 41's call 3): the launched entry (``explore_session37.
 _launched``), ``m_p4`` (the merged forward as committed), the 1024 bucket's entry before
 session 41 (1B, 8B, Qwen) and cuBLAS's ``x @ [Wg; Wu]^T``, SiLU, settled CUDA-graph replays
 in five rotated rounds (``explore_session40._time_and_record``); h of each candidate against the
@@ -32,14 +34,14 @@ OLD_M1024 = {"1b": dict(PING_PONG, STAGES=6), "8b": dict(PING_PONG, STAGES=5),
              "qwen": dict(PING_PONG, STAGES=5)}  # fmt: skip
 
 
-def low(out: Path) -> list[str]:
+def low(out: Path, tokens=TOKENS, models=None) -> list[str]:
     import explore_session14 as S14
 
     with S14.clock_samples(out / "smi_low.csv"):
-        return _low(out)
+        return _low(out, tokens, models)
 
 
-def _low(out: Path) -> list[str]:
+def _low(out: Path, tokens, models) -> list[str]:
     import explore_session37 as S37
     import explore_session40 as S40
     import torch
@@ -47,8 +49,10 @@ def _low(out: Path) -> list[str]:
     dt = torch.bfloat16
     rows, lines = [], []
     for model, k, n, _, _ in S40.CASES:
+        if models is not None and model not in models:
+            continue
         r, wg, wu, wcat = S37._draws(k, n)
-        for m in TOKENS:
+        for m in tokens:
             x = r(m, k)
             cands = {"launched": S37._launched(m, n, k, "silu"), "m_p4": S40.entry("m_p4"),
                      "old_m1024": OLD_M1024.get(model)}  # fmt: skip
@@ -78,9 +82,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("mode", choices=("low",))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tokens", default=",".join(map(str, TOKENS)))
+    parser.add_argument("--models", default=None, help="comma-separated (default: all four)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    lines = {"low": low}[args.mode](args.out)
+    tokens = tuple(int(t) for t in args.tokens.split(","))
+    models = None if args.models is None else set(args.models.split(","))
+    lines = low(args.out, tokens, models)
     (args.out / f"{args.mode}.txt").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0

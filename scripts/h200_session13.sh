@@ -200,6 +200,11 @@
 #                  committed ws entries (which set MERGED since session 40)
 #   low41          (session 41) explore_session41.py low -> $OUT/low: the merged forward at 512,
 #                  640 and 768 tokens against the launched and the 1024 bucket's old entries
+#   low41-next     (session 41, prepared, not run) explore_session41.py low on 8B and Qwen at
+#                  the 1024 bucket's other counts (520, 576, 896, 960; the merged entry since
+#                  session 41) -> $OUT/low-b, then on 70B at 385-512 (its 512 bucket's
+#                  cooperative entry against the merged forward: 0.943 against 0.984 at 512 in
+#                  session 41's call 3, wide rounds) -> $OUT/low-70b; about 100 s by estimate
 #   tests-s41      (session 41) the GPU tests of the committed ws entries (the 1024 bucket's and
 #                  the training table's 8B item are merged since session 41) and the MLP's
 #                  routing tests
@@ -711,6 +716,11 @@ PY
     low41)  # session 41: the merged forward below 1025 tokens
       timeout $(limit 150) python3 scripts/explore_session41.py low --out "$OUT/low" \
         2>&1 | tail -n 14 ;;
+    low41-next)  # session 41, prepared: the rest of 8B's and Qwen's 1024 bucket, 70B's 512
+      timeout $(limit 150) python3 scripts/explore_session41.py low --models 8b,qwen \
+        --tokens 520,576,896,960 --out "$OUT/low-b" 2>&1 | tail -n 8
+      timeout $(limit 100) python3 scripts/explore_session41.py low --models 70b \
+        --tokens 385,448,512 --out "$OUT/low-70b" 2>&1 | tail -n 3 ;;
     tests-s41)  # session 41: the committed ws entries (launch and training tables) on the GPU
       timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k "committed or routing" \
         2>&1 | tail -n 15 | tee "$OUT/pytest_s41.log" ;;
