@@ -10,12 +10,13 @@ shape-wide entries ran 1.020 / 1.008 / 1.024 of the cuBLAS product's rate agains
 serves 513-1024 tokens; 512 tokens run ping-pong entries (``m512_...``; 70B's cooperative).
 
 ``low``: per model (``--models``, of ``explore_session40.CASES``) at each of ``--tokens``
-(512, 640 and 768 in session 41's call 3): the launched entry (``explore_session37.
-_launched``), ``m_p4`` (the merged forward as committed), the 1024 bucket's entry before
-session 41 (1B, 8B, Qwen) and cuBLAS's ``x @ [Wg; Wu]^T``, SiLU, settled CUDA-graph replays
-in five rotated rounds (``explore_session40._time_and_record``); h of each candidate against the
-launched entry's (max difference over the largest entry). -> ``low.json``, ``low.txt``,
-``smi_low.csv``.
+(512, 640 and 768 in session 41's call 3): the launched Gluon entry
+(``explore_session37._launched``; none where the launch table's unfused route takes the
+count, and the row says ``unfused``), ``m_p4`` (the merged forward as committed), the 1024
+bucket's entry before session 41 (1B, 8B, Qwen) and cuBLAS's ``x @ [Wg; Wu]^T``, SiLU,
+settled CUDA-graph replays in five rotated rounds (``explore_session40._time_and_record``);
+h of each candidate against the launched entry's (max difference over the largest entry).
+-> ``low.json``, ``low.txt``, ``smi_low.csv``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def _low(out: Path, tokens, models) -> list[str]:
     import explore_session40 as S40
     import torch
 
+    from flash_swiglu.ops import linear as L
+
     dt = torch.bfloat16
     rows, lines = [], []
     for model, k, n, _, _ in S40.CASES:
@@ -54,7 +57,10 @@ def _low(out: Path, tokens, models) -> list[str]:
         r, wg, wu, wcat = S37._draws(k, n)
         for m in tokens:
             x = r(m, k)
-            cands = {"launched": S37._launched(m, n, k, "silu"), "m_p4": S40.entry("m_p4"),
+            # where the unfused route takes the count, no Gluon entry is what the library runs
+            unfused = L.unfused_route(m, n, k, dt, L._device_name(0))
+            launched = None if unfused else S37._launched(m, n, k, "silu")
+            cands = {"launched": launched, "m_p4": S40.entry("m_p4"),
                      "old_m1024": OLD_M1024.get(model)}  # fmt: skip
             hs = {name: torch.empty(m, n, device="cuda", dtype=dt) for name in cands}
             calls = {"cublas": lambda x=x: x @ wcat.t()}
@@ -72,7 +78,7 @@ def _low(out: Path, tokens, models) -> list[str]:
                 diff = {name: (hs[name].float() - ref).abs().max().item() / scale
                         for name in calls if name not in ("cublas", "launched")}  # fmt: skip
             S40._time_and_record(calls, out / "low.json", rows, lines, model, m, n, k,
-                                 diff_vs_launched=diff, configs=cands)  # fmt: skip
+                                 diff_vs_launched=diff, unfused=unfused, configs=cands)  # fmt: skip
             x = hs = calls = None
             torch.cuda.empty_cache()
     return lines
