@@ -35,16 +35,16 @@ def test_old_bucket_entries_launch_and_match_the_replaced_ones():
     from flash_swiglu.ops import train as T
 
     table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["ws"]
-    keys = {"8b": "m1024_n14336_k4096", "qwen": "m1024_n18944_k3584"}
-    assert {k: v for k, v in table["m1024_n8192_k2048"].items() if k != "source"} == S.OLD_M1024[
-        "1b"
-    ]
-    for model, key in keys.items():
+    kept = dict(table["m1024_n8192_k2048"])
+    kept.pop("source")
+    assert kept == S.OLD_M1024["1b"]
+    entries = {"8b": "m1024_n14336_k4096", "qwen": "m1024_n18944_k3584"}
+    for model, entry in entries.items():
         cfg = S.OLD_M1024[model]
         launched = T.ws_entry(cfg, "projection_ws", "silu", None)
         assert all(key in launched for key in T.WS_KEYS["projection_ws"])
         assert "MERGED" not in launched and launched["COOP"] is False
-        source = table[key]["source"]
+        source = table[entry]["source"]
         at = source.index("replaced: ") + len("replaced: ")
         assert json.JSONDecoder().raw_decode(source, at)[0] == cfg, model
 
