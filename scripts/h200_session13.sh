@@ -205,6 +205,8 @@
 #                  session 41) -> $OUT/low-b, then on 70B at 385-512 (its 512 bucket's
 #                  cooperative entry against the merged forward: 0.943 against 0.984 at 512 in
 #                  session 41's call 3, wide rounds) -> $OUT/low-70b; about 100 s by estimate
+#   mid-eager      (session 42) 8B, Qwen and 70B at 520-1024 tokens against eager, torch.compile
+#                  and cuBLAS (run h200-${RUN_TAG}-linear-bf16-mid)
 #   tests-s41      (session 41) the GPU tests of the committed ws entries (the 1024 bucket's and
 #                  the training table's 8B item are merged since session 41) and the MLP's
 #                  routing tests
@@ -721,6 +723,13 @@ PY
         --tokens 520,576,896,960 --out "$OUT/low-b" 2>&1 | tail -n 8
       timeout $(limit 100) python3 scripts/explore_session41.py low --models 70b \
         --tokens 385,448,512 --out "$OUT/low-70b" 2>&1 | tail -n 3 ;;
+    mid-eager)  # session 42: between the buckets against eager and torch.compile (issue 3's
+      # "never slower than eager"), the 1024 bucket's counts on 8B and Qwen (merged since
+      # session 41) and 70B's at 520-1024
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 --tokens 520,640,768,896,1024 \
+        --backend torch,compile,cublas,triton --run-id h200-${RUN_TAG}-linear-bf16-mid \
+        2>&1 | tee "$OUT/linear_mid.log" | grep "^| triton" | cut -c1-140 ;;
     tests-s41)  # session 41: the committed ws entries (launch and training tables) on the GPU
       timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k "committed or routing" \
         2>&1 | tail -n 15 | tee "$OUT/pytest_s41.log" ;;
