@@ -207,6 +207,9 @@
 #                  session 41's call 3, wide rounds) -> $OUT/low-70b; about 100 s by estimate
 #   mid-eager      (session 42) 8B, Qwen and 70B at 520-1024 tokens against eager, torch.compile
 #                  and cuBLAS (run h200-${RUN_TAG}-linear-bf16-mid)
+#   between42      (session 42) the four models at 385-768 tokens, eager, cuBLAS and ours, on the
+#                  committed table and with the unfused route widened to 385-768 (runs
+#                  h200-${RUN_TAG}-linear-bf16-between-committed, -unfused)
 #   tests-s41      (session 41) the GPU tests of the committed ws entries (the 1024 bucket's and
 #                  the training table's 8B item are merged since session 41) and the MLP's
 #                  routing tests
@@ -730,6 +733,18 @@ PY
         --model llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 --tokens 520,640,768,896,1024 \
         --backend torch,compile,cublas,triton --run-id h200-${RUN_TAG}-linear-bf16-mid \
         2>&1 | tee "$OUT/linear_mid.log" | grep "^| triton" | cut -c1-140 ;;
+    between42)  # session 42: 385-768 tokens on the committed table, then with the unfused
+      # route widened to 385-768 on the four shapes (scripts/widen_unfused.py)
+      python3 scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
+      for variant in committed unfused; do
+        [[ $variant == unfused ]] && export FLASH_SWIGLU_LINEAR_CONFIGS=/tmp/widened.json
+        timeout $(limit 260) python3 -m flash_swiglu.bench.cli \
+          --op linear --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
+          --tokens 385,448,520,576,640,768 --backend torch,cublas,triton \
+          --run-id h200-${RUN_TAG}-linear-bf16-between-$variant 2>&1 \
+          | tee "$OUT/linear_between_$variant.log" | grep "^| triton" | cut -c1-120
+      done
+      unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
     tests-s41)  # session 41: the committed ws entries (launch and training tables) on the GPU
       timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k "committed or routing" \
         2>&1 | tail -n 15 | tee "$OUT/pytest_s41.log" ;;

@@ -167,7 +167,7 @@ load_table.cache_clear = _clear_tables  # as for the functools.cache it was
 
 @functools.cache
 def _read_table(device_name: str) -> dict:
-    path = os.environ.get(CONFIG_ENV)
+    path = os.environ.get(CONFIG_ENV) or None  # set but empty: the committed table
     if path is None:
         name = next((f for frag, f in TABLES.items() if frag in device_name), None)
         if name is None:
