@@ -210,6 +210,8 @@
 #   between42      (session 42) the four models at 385-768 tokens, eager, cuBLAS and ours, on the
 #                  committed table and with the unfused route widened to 385-768 (runs
 #                  h200-${RUN_TAG}-linear-bf16-between-committed, -unfused)
+#   between42b     (session 42) the same for 8B, Qwen and 70B at 400, 416, 432, 513, 544, 608 and
+#                  704 tokens (runs h200-${RUN_TAG}-linear-bf16-between-b-committed, -b-unfused)
 #   tests-s41      (session 41) the GPU tests of the committed ws entries (the 1024 bucket's and
 #                  the training table's 8B item are merged since session 41) and the MLP's
 #                  routing tests
@@ -733,16 +735,19 @@ PY
         --model llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 --tokens 520,640,768,896,1024 \
         --backend torch,compile,cublas,triton --run-id h200-${RUN_TAG}-linear-bf16-mid \
         2>&1 | tee "$OUT/linear_mid.log" | grep "^| triton" | cut -c1-140 ;;
-    between42)  # session 42: 385-768 tokens on the committed table, then with the unfused
-      # route widened to 385-768 on the four shapes (scripts/widen_unfused.py)
+    between42|between42b)  # session 42: counts at 385-768 on the committed table, then with
+      # the unfused route widened to 385-768 on the four shapes (scripts/widen_unfused.py);
+      # -b: the counts between (8B, Qwen, 70B)
       python3 scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
+      models=llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b tokens=385,448,520,576,640,768 tag=""
+      [[ $stage == *b ]] && models=llama-3-8b,qwen2.5-7b,llama-3-70b \
+        tokens=400,416,432,513,544,608,704 tag=b-
       for variant in committed unfused; do
         [[ $variant == unfused ]] && export FLASH_SWIGLU_LINEAR_CONFIGS=/tmp/widened.json
         timeout $(limit 260) python3 -m flash_swiglu.bench.cli \
-          --op linear --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
-          --tokens 385,448,520,576,640,768 --backend torch,cublas,triton \
-          --run-id h200-${RUN_TAG}-linear-bf16-between-$variant 2>&1 \
-          | tee "$OUT/linear_between_$variant.log" | grep "^| triton" | cut -c1-120
+          --op linear --model $models --dtype bfloat16 --tokens $tokens \
+          --backend torch,cublas,triton --run-id h200-${RUN_TAG}-linear-bf16-between-$tag$variant \
+          2>&1 | tee "$OUT/linear_between_$tag$variant.log" | grep "^| triton" | cut -c1-120
       done
       unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
     tests-s41)  # session 41: the committed ws entries (launch and training tables) on the GPU
