@@ -7,7 +7,8 @@ Why. Session 41's call 1 (``explore_session40.py mid``) timed 1024 tokens, where
 Qwen had ping-pong entries of their own (``m1024_...``, session 8): the merged forward of the
 shape-wide entries ran 1.020 / 1.008 / 1.024 of the cuBLAS product's rate against 0.972 /
 0.974 / 0.993 for them, and the 1024 bucket's entries became the merged forward. The bucket
-serves 513-1024 tokens; 512 tokens run ping-pong entries (``m512_...``; 70B's cooperative).
+serves 513-1024 tokens; 512 tokens run ping-pong entries (``m512_...``; 70B's cooperative
+until session 42, the merged forward since).
 
 ``low``: per model (``--models``, of ``explore_session40.CASES``) at each of ``--tokens``
 (512, 640 and 768 in session 41's call 3): the launched Gluon entry

@@ -200,7 +200,7 @@
 #                  committed ws entries (which set MERGED since session 40)
 #   low41          (session 41) explore_session41.py low -> $OUT/low: the merged forward at 512,
 #                  640 and 768 tokens against the launched and the 1024 bucket's old entries
-#   low41-next     (session 41, prepared, not run) explore_session41.py low on 8B and Qwen at
+#   low41-next     (session 41, run in session 42: 102 s) explore_session41.py low on 8B and Qwen at
 #                  the 1024 bucket's other counts (520, 576, 896, 960; the merged entry since
 #                  session 41) -> $OUT/low-b, then on 70B at 385-512 (its 512 bucket's
 #                  cooperative entry against the merged forward: 0.943 against 0.984 at 512 in

@@ -463,8 +463,9 @@ def test_unfused_route(monkeypatch, tmp_path):
     """``unfused_route``: the inclusive token ranges of the table's ``unfused`` entry for the
     shape (its dtype's key first); other shapes, dtypes (fp32 always) and counts keep the
     kernels. The committed entries route 8B's 160 tokens and keep its bucket top, 256,
-    route Qwen2.5-7B to 300 tokens in bf16 and 256 in fp16, and Llama-3-70B's 65-120
-    tokens in both 16-bit dtypes."""
+    route Qwen2.5-7B to 300 tokens in bf16 and 256 in fp16, Llama-3-70B's 65-120 tokens in
+    both 16-bit dtypes, and (bf16 alone) the counts past 384 and 512 that session 42 measured
+    on the route's side."""
     table = {"unfused": {"n64_k96:bfloat16": {"TOKENS": [[129, 200], [257, 300]]},
                          "n64_k128": {"TOKENS": [[65, 70]]}}}  # fmt: skip
     with _launch_table(monkeypatch, tmp_path, table, L.unfused_route):
@@ -484,10 +485,22 @@ def test_unfused_route(monkeypatch, tmp_path):
     assert [qwen(m, torch.float16) for m in (65, 256, 257, 300)] == [True, True, False, False]
     # Llama-3-70B: both 16-bit dtypes take the route at 65-120 tokens too (session 17).
     big = lambda m, dt: L.unfused_route(m, 28672, 8192, dt, "NVIDIA H200")
-    assert [big(m, torch.bfloat16) for m in (64, 65, 120, 121, 128, 129, 256, 257, 384, 385)] == [
-        False, True, True, False, False, True, False, True, True, False]  # fmt: skip
-    assert [big(m, torch.float16) for m in (64, 65, 120, 121, 129)] == [
-        False, True, True, False, True]  # fmt: skip
+    assert [big(m, torch.bfloat16) for m in (64, 65, 120, 121, 128, 129, 256, 257, 384)] == [
+        False, True, True, False, False, True, False, True, True]  # fmt: skip
+    assert [big(m, torch.float16) for m in (64, 65, 120, 121, 129, 384, 385)] == [
+        False, True, True, False, True, True, False]  # fmt: skip
+    # bf16 past 384 tokens (session 42): 8B to 432 and 513-576, Qwen at 385, 432 and 513-544,
+    # 70B to 432 and 513-768; the bucket tops 512 and 1024 keep the fused projection, and so
+    # do the counts where cuBLAS's products were slow (448) or the fused projection faster.
+    eight = lambda m, dt: L.unfused_route(m, 14336, 4096, dt, "NVIDIA H200")
+    assert [eight(m, torch.bfloat16) for m in (385, 432, 433, 448, 512, 513, 576, 577, 640)] == [
+        True, True, False, False, False, True, True, False, False]  # fmt: skip
+    assert [eight(m, torch.float16) for m in (384, 385, 520)] == [True, False, False]
+    assert [qwen(m, torch.bfloat16) for m in (385, 386, 431, 432, 448, 513, 544, 545)] == [
+        True, False, False, True, False, True, True, False]  # fmt: skip
+    assert [big(m, torch.bfloat16) for m in (385, 432, 433, 448, 512, 513, 768, 769, 1024)] == [
+        True, True, False, False, False, True, True, False, False]  # fmt: skip
+    assert not big(520, torch.float16)
 
 
 def test_decode_tma_falls_back(device, monkeypatch):
@@ -1113,13 +1126,16 @@ def test_gpu_token_tiles_stay_within_x(monkeypatch, m, model):
     ("n", "k", "m", "unfused"),
     [(14336, 4096, 200, True), (14336, 4096, 256, False), (14336, 4096, 300, True),
      (18944, 3584, 300, True), (18944, 3584, 301, False), (28672, 8192, 120, True),
-     (28672, 8192, 121, False)],
+     (28672, 8192, 121, False), (14336, 4096, 520, True), (14336, 4096, 608, False),
+     (18944, 3584, 432, True), (18944, 3584, 448, False), (28672, 8192, 768, True),
+     (28672, 8192, 1024, False)],
 )  # fmt: skip
 def test_gpu_unfused_route(monkeypatch, n, k, m, unfused):
-    """The committed ``unfused`` entries: on Llama-3-8B 200 and 300 tokens run two cuBLAS
-    products and the fused elementwise kernel, 256 (a bucket's top) the fused projection; on
-    Qwen2.5-7B in bf16 300 tokens the route, 301 the fused projection; on Llama-3-70B
-    120 tokens the route, 121 the decode kernel's wide tile; all within the rule."""
+    """The committed ``unfused`` entries: on Llama-3-8B 200, 300 and 520 tokens run two
+    cuBLAS products and the fused elementwise kernel, 256 (a bucket's top) and 608 the fused
+    projection; on Qwen2.5-7B in bf16 300 and 432 tokens the route, 301 and 448 the fused
+    projection; on Llama-3-70B 120 and 768 tokens the route, 121 the decode kernel's wide
+    tile and 1024 the fused projection; all within the rule."""
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed unfused entries are the H200's")
     calls = []

@@ -1,0 +1,76 @@
+"""Session 42's table changes and ``scripts/widen_unfused.py``: 70B's 512 bucket runs the
+merged forward; the widened table the benchmark ran beside the committed one sends every
+count of its range on every model shape to the unfused route (so the ``-unfused`` runs timed
+the route wherever the committed table now takes it) and leaves the other counts as they were."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from _scripts import load_script
+
+SHAPES = {"1b": (8192, 2048), "8b": (14336, 4096), "qwen": (18944, 3584), "70b": (28672, 8192)}
+
+
+def test_70b_512_bucket_is_the_merged_forward():
+    S40 = load_script("explore_session40")
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import train as T
+
+    table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["ws"]
+    chosen = T.ws_entry(S40.entry("m_p4"), "projection_ws", "silu", None)
+    assert T.ws_entry(table["m512_n28672_k8192"], "projection_ws", "silu", 433) == chosen
+    assert '"COOP": true' in table["m512_n28672_k8192"]["source"]  # the replaced entry named
+
+
+def _route_under(table: dict, monkeypatch, tmp_path, m: int, shape, dt) -> bool:
+    from flash_swiglu.ops import linear as L
+
+    path = tmp_path / f"t{len(list(tmp_path.iterdir()))}.json"
+    path.write_text(json.dumps(table))
+    monkeypatch.setenv(L.CONFIG_ENV, str(path))
+    L.load_table.cache_clear()
+    L.unfused_route.cache_clear()
+    try:
+        return L.unfused_route(m, *shape, dt, "NVIDIA H200")
+    finally:
+        monkeypatch.delenv(L.CONFIG_ENV)
+        L.load_table.cache_clear()
+        L.unfused_route.cache_clear()
+
+
+@pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
+def test_widened_table_routes_its_range_and_keeps_the_rest(monkeypatch, tmp_path, dt):
+    W = load_script("widen_unfused")
+    from flash_swiglu.ops import linear as L
+
+    committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    before = json.dumps(committed)
+    wide = W.widened(committed, 385, 768)
+    assert json.dumps(committed) == before  # the input is not changed
+    for name, shape in SHAPES.items():
+        for m in (385, 448, 512, 700, 768):
+            assert _route_under(wide, monkeypatch, tmp_path, m, shape, dt), (name, m)
+        for m in (769, 1024, 2048):
+            was = L.unfused_route(m, *shape, dt, "NVIDIA H200")
+            assert _route_under(wide, monkeypatch, tmp_path, m, shape, dt) == was, (name, m)
+    # every committed range of the route is still in the widened table
+    for key, entry in committed["unfused"].items():
+        assert all(r in wide["unfused"][key]["TOKENS"] for r in entry["TOKENS"]), key
+
+
+def test_committed_bf16_ranges_lie_inside_the_widened_runs():
+    # The session 42 bf16 ranges past 384 are inside 385-768, the range the -unfused runs
+    # widened, and fp16 keeps the generic entries (no range past 384).
+    from flash_swiglu.ops import linear as L
+
+    table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["unfused"]
+    for key, entry in table.items():
+        late = [r for r in entry["TOKENS"] if r[1] > 384]
+        if key.endswith(":bfloat16"):
+            assert late and all(hi <= 768 for _, hi in late), key
+        else:
+            assert not late, key
