@@ -74,3 +74,39 @@ def test_committed_bf16_ranges_lie_inside_the_widened_runs():
             assert late and all(hi <= 768 for _, hi in late), key
         else:
             assert not late, key
+
+
+def test_an_empty_table_variable_is_the_committed_table(monkeypatch):
+    # FLASH_SWIGLU_LINEAR_CONFIGS / FLASH_SWIGLU_TRAIN_CONFIGS set but empty (a shell's
+    # `VAR= command`) load the committed tables, as bench.env.library_env reports them.
+    from flash_swiglu.bench.env import library_env
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import train as T
+
+    committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    for name in (L.CONFIG_ENV, T.TABLE_ENV):
+        monkeypatch.setenv(name, "")
+    L.load_table.cache_clear()
+    T.load_table.cache_clear()
+    try:
+        assert L.load_table("NVIDIA H200") == committed
+        assert T.load_table("NVIDIA H200")  # the committed training table, not an error
+        assert library_env() == {}
+    finally:
+        monkeypatch.delenv(L.CONFIG_ENV)
+        monkeypatch.delenv(T.TABLE_ENV)
+        L.load_table.cache_clear()
+        T.load_table.cache_clear()
+
+
+def test_a_training_table_variable_naming_no_file_is_an_error(monkeypatch, tmp_path):
+    from flash_swiglu.ops import train as T
+
+    monkeypatch.setenv(T.TABLE_ENV, str(tmp_path / "missing.json"))
+    T.load_table.cache_clear()
+    try:
+        with pytest.raises(FileNotFoundError, match="FLASH_SWIGLU_TRAIN_CONFIGS"):
+            T.load_table("NVIDIA H200")
+    finally:
+        monkeypatch.delenv(T.TABLE_ENV)
+        T.load_table.cache_clear()

@@ -140,6 +140,10 @@ load_table.cache_clear = _clear_table  # as for the functools.cache it was
 @functools.cache
 def _read_table(device_name: str) -> dict:
     path = os.environ.get(TABLE_ENV) or None  # set but empty: the committed table
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(
+            f"{TABLE_ENV}={path}: no such file (unset it for the committed table)"
+        )
     if path is None:
         name = next((f for frag, f in TABLES.items() if frag in device_name), None)
         path = L.CONFIG_DIR / name if name else None
