@@ -3,7 +3,7 @@
 and the fused elementwise kernel), for a benchmark run under ``FLASH_SWIGLU_LINEAR_CONFIGS``
 beside one on the committed table (session 42: the counts just past 384 and 512 tokens).
 
-    python scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
+    PYTHONPATH=src python scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ import argparse
 import json
 from pathlib import Path
 
+from flash_swiglu.bench.cases.linear import MODELS
+
 TABLE = Path(__file__).resolve().parents[1] / "src/flash_swiglu/configs/h200_linear.json"
-SHAPES = ("n8192_k2048", "n14336_k4096", "n18944_k3584", "n28672_k8192")  # 1B, 8B, Qwen, 70B
+SHAPES = tuple(f"n{n}_k{k}" for k, n in MODELS.values())  # the benchmark's models
 
 
 def widened(table: dict, lo: int, hi: int) -> dict:

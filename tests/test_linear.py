@@ -6,7 +6,6 @@ the GPU when present. GPU tier (``gpu``): bf16 on real model shapes, CUDA graphs
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 
@@ -17,6 +16,7 @@ import triton
 import triton.language as tl
 
 import flash_swiglu
+from _tables import launch_table
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
 from flash_swiglu.kernels.linear import _tile_start
@@ -365,23 +365,6 @@ def test_token_tiles_stay_within_x(device, monkeypatch, row_invariant_dot, path,
     assert (real(x, tile) is x) == (m >= tile)
 
 
-@contextlib.contextmanager
-def _launch_table(monkeypatch, tmp_path, table: dict, *lookups):
-    """``table`` as the launch table (through ``CONFIG_ENV``); the table's cache and the
-    cached ``lookups`` cleared on entry and on exit."""
-    path = tmp_path / "table.json"
-    path.write_text(json.dumps(table))
-    monkeypatch.setenv(L.CONFIG_ENV, str(path))
-    for cached in (L.load_table, *lookups):
-        cached.cache_clear()
-    try:
-        yield
-    finally:
-        monkeypatch.delenv(L.CONFIG_ENV)
-        for cached in (L.load_table, *lookups):
-            cached.cache_clear()
-
-
 def test_wide_decode_routing(monkeypatch, tmp_path):
     """A ``decode`` entry with ``TMA`` for exactly a token bucket of 65-128 tokens and a
     shape takes those calls from the TMA path (``wide_decode_config``); other buckets,
@@ -391,7 +374,7 @@ def test_wide_decode_routing(monkeypatch, tmp_path):
                         "m128_n64_k128": dict(entry, TMA=False, source="t"),
                         "m64_n64_k96": dict(entry, source="t"),
                         "m128": dict(entry, source="t")}}  # fmt: skip
-    with _launch_table(monkeypatch, tmp_path, table, L.wide_decode_config):
+    with launch_table(monkeypatch, tmp_path, table, L.wide_decode_config):
         assert L.wide_decode_config(128, 64, 96, torch.bfloat16, "NVIDIA H200") == entry
         assert L.wide_decode_config(128, 64, 96, torch.float16, "NVIDIA H200") == entry
         for m, n, k, dtype in ((128, 64, 96, torch.float32), (128, 64, 128, torch.bfloat16),
@@ -468,7 +451,7 @@ def test_unfused_route(monkeypatch, tmp_path):
     on the route's side."""
     table = {"unfused": {"n64_k96:bfloat16": {"TOKENS": [[129, 200], [257, 300]]},
                          "n64_k128": {"TOKENS": [[65, 70]]}}}  # fmt: skip
-    with _launch_table(monkeypatch, tmp_path, table, L.unfused_route):
+    with launch_table(monkeypatch, tmp_path, table, L.unfused_route):
         route = lambda m, n=64, k=96, dt=torch.bfloat16: L.unfused_route(m, n, k, dt, "H200")
         assert [route(m) for m in (128, 129, 200, 201, 256, 257, 300, 301)] == [
             False, True, True, False, False, True, True, False]  # fmt: skip
@@ -1212,7 +1195,7 @@ def test_retune_one_token_and_the_decode_marker(tmp_path, monkeypatch):
         if gemv.get("KERNEL") != "decode":
             assert {k: v for k, v in gemv.items() if k != "source"} == cands["gemv"][0]
     marked = {"gemv": {"m1_n40_k64": {"KERNEL": "decode", "source": "test"}}}
-    with _launch_table(monkeypatch, tmp_path, marked, L.gemv_config):
+    with launch_table(monkeypatch, tmp_path, marked, L.gemv_config):
         assert L.gemv_config(1, 40, 64, torch.bfloat16, "Some GPU") is None
         assert L.gemv_config(1, 48, 64, torch.bfloat16, "Some GPU") == L.BUILTIN["gemv"]
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from _scripts import load_script
+from _tables import launch_table
 
 SHAPES = {"1b": (8192, 2048), "8b": (14336, 4096), "qwen": (18944, 3584), "70b": (28672, 8192)}
 
@@ -26,22 +27,6 @@ def test_70b_512_bucket_is_the_merged_forward():
     assert '"COOP": true' in table["m512_n28672_k8192"]["source"]  # the replaced entry named
 
 
-def _route_under(table: dict, monkeypatch, tmp_path, m: int, shape, dt) -> bool:
-    from flash_swiglu.ops import linear as L
-
-    path = tmp_path / f"t{len(list(tmp_path.iterdir()))}.json"
-    path.write_text(json.dumps(table))
-    monkeypatch.setenv(L.CONFIG_ENV, str(path))
-    L.load_table.cache_clear()
-    L.unfused_route.cache_clear()
-    try:
-        return L.unfused_route(m, *shape, dt, "NVIDIA H200")
-    finally:
-        monkeypatch.delenv(L.CONFIG_ENV)
-        L.load_table.cache_clear()
-        L.unfused_route.cache_clear()
-
-
 @pytest.mark.parametrize("dt", [torch.bfloat16, torch.float16])
 def test_widened_table_routes_its_range_and_keeps_the_rest(monkeypatch, tmp_path, dt):
     W = load_script("widen_unfused")
@@ -51,12 +36,16 @@ def test_widened_table_routes_its_range_and_keeps_the_rest(monkeypatch, tmp_path
     before = json.dumps(committed)
     wide = W.widened(committed, 385, 768)
     assert json.dumps(committed) == before  # the input is not changed
-    for name, shape in SHAPES.items():
-        for m in (385, 448, 512, 700, 768):
-            assert _route_under(wide, monkeypatch, tmp_path, m, shape, dt), (name, m)
-        for m in (769, 1024, 2048):
-            was = L.unfused_route(m, *shape, dt, "NVIDIA H200")
-            assert _route_under(wide, monkeypatch, tmp_path, m, shape, dt) == was, (name, m)
+    outside = (769, 1024, 2048)
+    was = {(name, m): L.unfused_route(m, *shape, dt, "NVIDIA H200")
+           for name, shape in SHAPES.items() for m in outside}  # fmt: skip
+    with launch_table(monkeypatch, tmp_path, wide, L.unfused_route):
+        for name, shape in SHAPES.items():
+            for m in (385, 448, 512, 700, 768):
+                assert L.unfused_route(m, *shape, dt, "NVIDIA H200"), (name, m)
+            for m in outside:
+                now = L.unfused_route(m, *shape, dt, "NVIDIA H200")
+                assert now == was[name, m], (name, m)
     # every committed range of the route is still in the widened table
     for key, entry in committed["unfused"].items():
         assert all(r in wide["unfused"][key]["TOKENS"] for r in entry["TOKENS"]), key

@@ -70,7 +70,7 @@ from flash_swiglu.activations import glu_backward, glu_forward
 from flash_swiglu.kernels.linear import _grouped_tile, _tile_start  # plain Triton: scalar math
 from flash_swiglu.ops import _launch
 from flash_swiglu.ops._common import bind_cuda_context
-from flash_swiglu.ops.linear import ENABLE_FP_FUSION, _num_sms
+from flash_swiglu.ops.linear import ENABLE_FP_FUSION, WS_MERGED, _num_sms
 
 # The TMA load is ``async_copy_global_to_shared`` in Triton 3.6 and ``async_load`` from 3.7 on
 # (where the old name raises).
@@ -1156,9 +1156,9 @@ WS_FORWARD_CONFIG = dict(BLOCK_M=128, BLOCK_H=64, BLOCK_K=64, GROUP_M=8, STAGES=
 
 # The forward with the activation in the loader's partition (``glu_forward_merged_kernel``;
 # an entry with ``MERGED``): 128 x (128 + 128) tiles in twelve warps, 3 x 48 KB of ring and
-# 64 KB of g and u.
-FORWARD_MERGED_CONFIG = dict(BLOCK_M=128, BLOCK_H=128, BLOCK_K=64, GROUP_M=16, STAGES=3,
-                             EPILOGUE_SPLIT=4, LAG=3, EVERY=2, CONSUMER_REGS=192)  # fmt: skip
+# 64 KB of g and u (``ops.linear.WS_MERGED``, the shape-wide entries' and ``retune``'s first
+# candidate, without its MERGED flag).
+FORWARD_MERGED_CONFIG = {key: v for key, v in WS_MERGED.items() if key != "MERGED"}
 
 
 def glu_forward_ws(x, wg, wu, bg, bu, h, g=None, u=None, *, activation, alpha, limit,

@@ -1241,10 +1241,12 @@ CANDIDATES = {
 # then the ping-pong and cooperative schedules that won a shape in session 6's exploration
 # (benchmarks/results/h200-session6-explore/call2; configs/h200_linear.json, ``ws``).
 _WS_COMMON = dict(BLOCK_M=128, BLOCK_K=64, EPILOGUE_SPLIT=4, COALESCE=True, CONSUMER_REGS=232)
-_WS_MERGED = dict(BLOCK_M=128, BLOCK_H=128, BLOCK_K=64, GROUP_M=16, STAGES=3, EPILOGUE_SPLIT=4,
-                  LAG=3, EVERY=2, CONSUMER_REGS=192, MERGED=True)  # fmt: skip
+# The merged forward's configuration, defined here (kernels/ws_mlp.py imports this module, so
+# its FORWARD_MERGED_CONFIG, the kernel's built-in, is this without MERGED).
+WS_MERGED = dict(BLOCK_M=128, BLOCK_H=128, BLOCK_K=64, GROUP_M=16, STAGES=3, EPILOGUE_SPLIT=4,
+                 LAG=3, EVERY=2, CONSUMER_REGS=192, MERGED=True)  # fmt: skip
 WS_CANDIDATES = (
-    [_WS_MERGED]
+    [WS_MERGED]
     + [dict(_WS_COMMON, BLOCK_H=64, GROUP_M=8, STAGES=s, COOP=False) for s in (5, 6)]
     + [
         dict(_WS_COMMON, BLOCK_H=128, GROUP_M=g, STAGES=s, COOP=True)
