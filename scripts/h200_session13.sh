@@ -212,12 +212,16 @@
 #                  h200-${RUN_TAG}-linear-bf16-between-committed, -unfused)
 #   between42b     (session 42) the same for 8B, Qwen and 70B at 400, 416, 432, 513, 544, 608 and
 #                  704 tokens (runs h200-${RUN_TAG}-linear-bf16-between-b-committed, -b-unfused)
-#   between42-fp16 (session 42, prepared, not run) the pair in fp16 for 8B, Qwen and 70B at 385,
+#   between42-fp16 (session 42, run in session 43) the pair in fp16 for 8B, Qwen and 70B at 385,
 #                  432, 520, 576, 640 and 768 (runs h200-${RUN_TAG}-linear-fp16-between-committed,
 #                  -unfused; fp16 keeps the fused projection above 384); about 200 s by estimate
-#   check42        (session 42, prepared, not run) test_linear.py -k unfused on the GPU, then the
+#   check42        (session 42, run in session 43) test_linear.py -k unfused on the GPU, then the
 #                  committed table in bf16 at 400-768 tokens on 8B, Qwen and 70B (run
 #                  h200-${RUN_TAG}-linear-bf16-between-check); about 150 s by estimate
+#   check43        (session 43) the committed table in fp16 at 13 counts from 385 to 768 on 8B,
+#                  Qwen and 70B (run h200-${RUN_TAG}-linear-fp16-between-check); 1B in fp16 on
+#                  the committed and the widened table (-between-1b-committed, -unfused); about
+#                  250 s by estimate
 #   tests-s41      (session 41) the GPU tests of the committed ws entries (the 1024 bucket's and
 #                  the training table's 8B item are merged since session 41) and the MLP's
 #                  routing tests
@@ -744,7 +748,7 @@ PY
     between42|between42b|between42-fp16)  # session 42: counts at 385-768 on the committed
       # table, then with the unfused route widened to 385-768 on the four shapes
       # (scripts/widen_unfused.py); -b: the counts between (8B, Qwen, 70B); -fp16 (prepared in
-      # session 42, not run): fp16, whose ranges stop at 384
+      # session 42, run in session 43): fp16, whose ranges then stopped at 384
       python3 scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
       models=llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b tokens=385,448,520,576,640,768 tag=""
       dtype=bfloat16 short=bf16
@@ -760,7 +764,7 @@ PY
           | tee "$OUT/linear_${short}_between_$tag$variant.log" | grep "^| triton" | cut -c1-120
       done
       unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
-    check42)  # session 42, prepared: the committed table's new unfused ranges (bf16) on the GPU:
+    check42)  # session 42, run in session 43: the committed table's new unfused ranges (bf16) on the GPU:
       # test_linear.py's unfused-route tests, then a benchmark run of the table itself at counts
       # on both sides of the ranges, every backend but max-autotune and Liger
       timeout $(limit 120) $pytest -m gpu tests/test_linear.py -k unfused 2>&1 | tail -n 8 \
@@ -770,6 +774,23 @@ PY
         --tokens 400,432,448,520,576,608,704,768 --backend torch,compile,cublas,triton \
         --run-id h200-${RUN_TAG}-linear-bf16-between-check 2>&1 \
         | tee "$OUT/linear_between_check.log" | grep "^| triton" | cut -c1-120 ;;
+    check43)  # session 43: the committed table in fp16 at 385-768 tokens (the :float16 keys
+      # of the unfused section) on 8B, Qwen and 70B; then 1B, which has no key, in fp16 on
+      # the committed table and with the route widened to 385-768
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3-8b,qwen2.5-7b,llama-3-70b --dtype float16 \
+        --tokens 385,400,416,432,448,513,520,544,576,608,640,704,768 \
+        --backend torch,cublas,triton --run-id h200-${RUN_TAG}-linear-fp16-between-check 2>&1 \
+        | tee "$OUT/linear_fp16_between_check.log" | grep "^| triton" | cut -c1-120
+      python3 scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
+      for variant in committed unfused; do
+        [[ $variant == unfused ]] && export FLASH_SWIGLU_LINEAR_CONFIGS=/tmp/widened.json
+        timeout $(limit 120) python3 -m flash_swiglu.bench.cli --op linear \
+          --model llama-3.2-1b --dtype float16 --tokens 385,448,520,576,640,768 \
+          --backend torch,cublas,triton --run-id h200-${RUN_TAG}-linear-fp16-between-1b-$variant \
+          2>&1 | tee "$OUT/linear_fp16_between_1b_$variant.log" | grep "^| triton" | cut -c1-120
+      done
+      unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
     tests-s41)  # session 41: the committed ws entries (launch and training tables) on the GPU
       timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k "committed or routing" \
         2>&1 | tail -n 15 | tee "$OUT/pytest_s41.log" ;;

@@ -447,8 +447,8 @@ def test_unfused_route(monkeypatch, tmp_path):
     shape (its dtype's key first); other shapes, dtypes (fp32 always) and counts keep the
     kernels. The committed entries route 8B's 160 tokens and keep its bucket top, 256,
     route Qwen2.5-7B to 300 tokens in bf16 and 256 in fp16, Llama-3-70B's 65-120 tokens in
-    both 16-bit dtypes, and (bf16 alone) the counts past 384 and 512 that session 42 measured
-    on the route's side."""
+    both 16-bit dtypes, and the counts past 384 and 512 that sessions 42 (bf16) and 43 (fp16)
+    measured on the route's side."""
     table = {"unfused": {"n64_k96:bfloat16": {"TOKENS": [[129, 200], [257, 300]]},
                          "n64_k128": {"TOKENS": [[65, 70]]}}}  # fmt: skip
     with launch_table(monkeypatch, tmp_path, table, L.unfused_route):
@@ -470,20 +470,26 @@ def test_unfused_route(monkeypatch, tmp_path):
     big = lambda m, dt: L.unfused_route(m, 28672, 8192, dt, "NVIDIA H200")
     assert [big(m, torch.bfloat16) for m in (64, 65, 120, 121, 128, 129, 256, 257, 384)] == [
         False, True, True, False, False, True, False, True, True]  # fmt: skip
-    assert [big(m, torch.float16) for m in (64, 65, 120, 121, 129, 384, 385)] == [
-        False, True, True, False, True, True, False]  # fmt: skip
+    assert [big(m, torch.float16) for m in (64, 65, 120, 121, 129, 384)] == [
+        False, True, True, False, True, True]  # fmt: skip
     # bf16 past 384 tokens (session 42): 8B to 432 and 513-576, Qwen at 385, 432 and 513-544,
     # 70B to 432 and 513-768; the bucket tops 512 and 1024 keep the fused projection, and so
     # do the counts where cuBLAS's products were slow (448) or the fused projection faster.
     eight = lambda m, dt: L.unfused_route(m, 14336, 4096, dt, "NVIDIA H200")
     assert [eight(m, torch.bfloat16) for m in (385, 432, 433, 448, 512, 513, 576, 577, 640)] == [
         True, True, False, False, False, True, True, False, False]  # fmt: skip
-    assert [eight(m, torch.float16) for m in (384, 385, 520)] == [True, False, False]
+    # fp16 past 384 (session 43): 8B to 432 and 513-576, Qwen at 385, 432 and 513-520, 70B
+    # to 432 and 513-768, the counts bf16 takes, Qwen's 521-544 aside.
+    assert [eight(m, torch.float16) for m in (384, 385, 432, 433, 512, 513, 576, 577, 640)] == [
+        True, True, True, False, False, True, True, False, False]  # fmt: skip
     assert [qwen(m, torch.bfloat16) for m in (385, 386, 431, 432, 448, 513, 544, 545)] == [
         True, False, False, True, False, True, True, False]  # fmt: skip
     assert [big(m, torch.bfloat16) for m in (385, 432, 433, 448, 512, 513, 768, 769, 1024)] == [
         True, True, False, False, False, True, True, False, False]  # fmt: skip
-    assert not big(520, torch.float16)
+    assert [qwen(m, torch.float16) for m in (385, 386, 431, 432, 448, 513, 520, 521, 544)] == [
+        True, False, False, True, False, True, True, False, False]  # fmt: skip
+    assert [big(m, torch.float16) for m in (385, 432, 433, 448, 512, 513, 768, 769, 1024)] == [
+        True, True, False, False, False, True, True, False, False]  # fmt: skip
 
 
 def test_decode_tma_falls_back(device, monkeypatch):
@@ -1104,27 +1110,37 @@ def test_gpu_token_tiles_stay_within_x(monkeypatch, m, model):
                 assert torch.equal(a, b[:m]), f"{name}, coop={coop}"
 
 
+bf16, fp16 = torch.bfloat16, torch.float16
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize(
-    ("n", "k", "m", "unfused"),
-    [(14336, 4096, 200, True), (14336, 4096, 256, False), (14336, 4096, 300, True),
-     (18944, 3584, 300, True), (18944, 3584, 301, False), (28672, 8192, 120, True),
-     (28672, 8192, 121, False), (14336, 4096, 520, True), (14336, 4096, 608, False),
-     (18944, 3584, 432, True), (18944, 3584, 448, False), (28672, 8192, 768, True),
-     (28672, 8192, 1024, False)],
+    ("n", "k", "m", "unfused", "dtype"),
+    [(14336, 4096, 200, True, bf16), (14336, 4096, 256, False, bf16),
+     (14336, 4096, 300, True, bf16), (18944, 3584, 300, True, bf16),
+     (18944, 3584, 301, False, bf16), (28672, 8192, 120, True, bf16),
+     (28672, 8192, 121, False, bf16), (14336, 4096, 520, True, bf16),
+     (14336, 4096, 608, False, bf16), (18944, 3584, 432, True, bf16),
+     (18944, 3584, 448, False, bf16), (28672, 8192, 768, True, bf16),
+     (28672, 8192, 1024, False, bf16), (14336, 4096, 520, True, fp16),
+     (14336, 4096, 640, False, fp16), (18944, 3584, 520, True, fp16),
+     (18944, 3584, 576, False, fp16), (28672, 8192, 385, True, fp16),
+     (28672, 8192, 448, False, fp16)],
 )  # fmt: skip
-def test_gpu_unfused_route(monkeypatch, n, k, m, unfused):
+def test_gpu_unfused_route(monkeypatch, n, k, m, unfused, dtype):
     """The committed ``unfused`` entries: on Llama-3-8B 200, 300 and 520 tokens run two
     cuBLAS products and the fused elementwise kernel, 256 (a bucket's top) and 608 the fused
     projection; on Qwen2.5-7B in bf16 300 and 432 tokens the route, 301 and 448 the fused
     projection; on Llama-3-70B 120 and 768 tokens the route, 121 the decode kernel's wide
-    tile and 1024 the fused projection; all within the rule."""
+    tile and 1024 the fused projection. fp16 past 384 (session 43): 8B's 520, Qwen's 520 and
+    70B's 385 the route, 8B's 640, Qwen's 576 and 70B's 448 the fused projection. All within
+    the rule."""
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed unfused entries are the H200's")
     calls = []
     real = L.E.forward
     monkeypatch.setattr(L.E, "forward", lambda *a: calls.append(1) or real(*a))
-    x, wg, wu, bg, bu = make_inputs((m,), n, k, torch.bfloat16, "cuda")
+    x, wg, wu, bg, bu = make_inputs((m,), n, k, dtype, "cuda")
     out = flash_swiglu.swiglu_linear(x, wg, wu, bg, bu)
     assert calls == ([1] if unfused else [])
     ref = reference.swiglu_linear_reference(*(t.double() for t in (x, wg, wu, bg, bu)))

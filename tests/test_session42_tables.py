@@ -51,18 +51,27 @@ def test_widened_table_routes_its_range_and_keeps_the_rest(monkeypatch, tmp_path
         assert all(r in wide["unfused"][key]["TOKENS"] for r in entry["TOKENS"]), key
 
 
-def test_committed_bf16_ranges_lie_inside_the_widened_runs():
-    # The session 42 bf16 ranges past 384 are inside 385-768, the range the -unfused runs
-    # widened, and fp16 keeps the generic entries (no range past 384).
+def test_committed_ranges_past_384_lie_inside_the_widened_runs():
+    # The ranges past 384 (bf16 in session 42, fp16 in session 43) are inside 385-768, the
+    # range the -unfused runs widened, and keyed per dtype: the generic entries stop at 384.
     from flash_swiglu.ops import linear as L
 
     table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["unfused"]
     for key, entry in table.items():
         late = [r for r in entry["TOKENS"] if r[1] > 384]
-        if key.endswith(":bfloat16"):
+        if key.endswith((":bfloat16", ":float16")):
             assert late and all(hi <= 768 for _, hi in late), key
         else:
             assert not late, key
+
+    # each shape with a bf16 key has an fp16 key too, which routes the generic key's counts
+    # up to 384 and no others there
+    def early(key):
+        return {m for lo, hi in table[key]["TOKENS"] for m in range(lo, min(hi, 384) + 1)}
+
+    for key in [k for k in table if k.endswith(":bfloat16")]:
+        base = key.split(":")[0]
+        assert early(f"{base}:float16") == early(base), base
 
 
 def test_an_empty_table_variable_is_the_committed_table(monkeypatch):
