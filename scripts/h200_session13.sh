@@ -218,6 +218,11 @@
 #   check42        (session 42, run in session 43) test_linear.py -k unfused on the GPU, then the
 #                  committed table in bf16 at 400-768 tokens on 8B, Qwen and 70B (run
 #                  h200-${RUN_TAG}-linear-bf16-between-check); about 150 s by estimate
+#   between43-bf16-a, -b, between43-fp16-a, -b  (session 43, prepared, not run) the committed
+#                  table and the route widened to 769-2047 (scripts/widen_unfused.py) at 800,
+#                  960, 1025, 1088, 1152, 1280, 1536, 1664, 1792 and 2047 tokens; -a 1B and
+#                  8B, -b Qwen and 70B (runs h200-${RUN_TAG}-linear-{bf16,fp16}-late-{a,b}-
+#                  {committed,unfused}); about 200 s each by estimate, two a call
 #   check43        (session 43) the committed table in fp16 at 13 counts from 385 to 768 on 8B,
 #                  Qwen and 70B (run h200-${RUN_TAG}-linear-fp16-between-check); 1B in fp16 on
 #                  the committed and the widened table (-between-1b-committed, -unfused); about
@@ -774,6 +779,24 @@ PY
         --tokens 400,432,448,520,576,608,704,768 --backend torch,compile,cublas,triton \
         --run-id h200-${RUN_TAG}-linear-bf16-between-check 2>&1 \
         | tee "$OUT/linear_between_check.log" | grep "^| triton" | cut -c1-120 ;;
+    between43-bf16-a|between43-bf16-b|between43-fp16-a|between43-fp16-b)  # session 43,
+      # prepared: the counts between 769 and 2047 tokens (only 896 and 1024 measured), where
+      # the fused projection's 128-row token tiles step at 1025 as they did at 385 and 513;
+      # the committed table, then the route widened to 769-2047; -a: 1B and 8B, -b: Qwen and
+      # 70B; both runs' printed tables in one log (the device returns eight files)
+      python3 scripts/widen_unfused.py --tokens 769-2047 --out /tmp/widened.json
+      dtype=bfloat16 short=bf16 models=llama-3.2-1b,llama-3-8b
+      [[ $stage == *fp16* ]] && dtype=float16 short=fp16
+      [[ $stage == *-b ]] && models=qwen2.5-7b,llama-3-70b
+      for variant in committed unfused; do
+        [[ $variant == unfused ]] && export FLASH_SWIGLU_LINEAR_CONFIGS=/tmp/widened.json
+        timeout $(limit 270) python3 -m flash_swiglu.bench.cli --op linear --model $models \
+          --dtype $dtype --tokens 800,960,1025,1088,1152,1280,1536,1664,1792,2047 \
+          --backend torch,cublas,triton \
+          --run-id h200-${RUN_TAG}-linear-$short-late-${stage##*-}-$variant 2>&1 \
+          | tee -a "$OUT/${stage}.log" | grep "^| triton" | cut -c1-120
+      done
+      unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
     check43)  # session 43: the committed table in fp16 at 385-768 tokens (the :float16 keys
       # of the unfused section) on 8B, Qwen and 70B; then 1B, which has no key, in fp16 on
       # the committed table and with the route widened to 385-768
