@@ -20,12 +20,13 @@ SHAPES = tuple(f"n{n}_k{k}" for k, n in MODELS.values())  # the benchmark's mode
 
 def widened(table: dict, lo: int, hi: int) -> dict:
     """``table`` with ``[lo, hi]`` added to every ``unfused`` entry of the four model shapes
-    (dtype-keyed ones included), and an entry made where a shape has none."""
+    (dtype-keyed ones included), and the shape's generic entry made where it has none, so a
+    dtype without a key of its own is widened too."""
     out = json.loads(json.dumps(table))
     unfused = out.setdefault("unfused", {})
     for shape in SHAPES:
-        keys = [k for k in unfused if k.split(":")[0] == shape] or [shape]
-        for key in keys:
+        keys = {shape, *(k for k in unfused if k.split(":")[0] == shape)}
+        for key in sorted(keys):
             entry = unfused.setdefault(key, {"TOKENS": []})
             entry["TOKENS"] = [*entry["TOKENS"], [lo, hi]]
             entry["source"] = f"widened by scripts/widen_unfused.py ({lo}-{hi})"

@@ -490,6 +490,11 @@ def test_unfused_route(monkeypatch, tmp_path):
         True, False, False, True, False, True, True, False, False]  # fmt: skip
     assert [big(m, torch.float16) for m in (385, 432, 433, 448, 512, 513, 768, 769, 1024)] == [
         True, True, False, False, False, True, True, False, False]  # fmt: skip
+    # Llama-3.2-1B: fp16 alone at 385 and 513-520 (session 43); bf16 keeps the kernels.
+    small = lambda m, dt: L.unfused_route(m, 8192, 2048, dt, "NVIDIA H200")
+    assert [small(m, torch.float16) for m in (384, 385, 386, 448, 512, 513, 520, 521)] == [
+        False, True, False, False, False, True, True, False]  # fmt: skip
+    assert not any(small(m, torch.bfloat16) for m in (385, 513, 520))
 
 
 def test_decode_tma_falls_back(device, monkeypatch):
@@ -1125,7 +1130,8 @@ bf16, fp16 = torch.bfloat16, torch.float16
      (28672, 8192, 1024, False, bf16), (14336, 4096, 520, True, fp16),
      (14336, 4096, 640, False, fp16), (18944, 3584, 520, True, fp16),
      (18944, 3584, 576, False, fp16), (28672, 8192, 385, True, fp16),
-     (28672, 8192, 448, False, fp16)],
+     (28672, 8192, 448, False, fp16), (8192, 2048, 385, True, fp16),
+     (8192, 2048, 448, False, fp16)],
 )  # fmt: skip
 def test_gpu_unfused_route(monkeypatch, n, k, m, unfused, dtype):
     """The committed ``unfused`` entries: on Llama-3-8B 200, 300 and 520 tokens run two
@@ -1133,8 +1139,8 @@ def test_gpu_unfused_route(monkeypatch, n, k, m, unfused, dtype):
     projection; on Qwen2.5-7B in bf16 300 and 432 tokens the route, 301 and 448 the fused
     projection; on Llama-3-70B 120 and 768 tokens the route, 121 the decode kernel's wide
     tile and 1024 the fused projection. fp16 past 384 (session 43): 8B's 520, Qwen's 520 and
-    70B's 385 the route, 8B's 640, Qwen's 576 and 70B's 448 the fused projection. All within
-    the rule."""
+    70B's 385 the route, 8B's 640, Qwen's 576 and 70B's 448 the fused projection; 1B's 385
+    the route, its 448 the fused projection. All within the rule."""
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed unfused entries are the H200's")
     calls = []
