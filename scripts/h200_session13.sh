@@ -2,7 +2,8 @@
 # GPU runs written in session 13, which had no device time left: for the next session, from
 # the repo root on the H200 (device tool), with Liger-Kernel on PYTHONPATH (the script installs
 # its wheel from .whl/ where it does not import, see below). Stages (each with its own time
-# limit; logs under $OUT and a tarball of benchmarks/results after each):
+# limit; a tarball of benchmarks/results after each, $OUT/results.tgz; at the end the stages'
+# logs go into $OUT/stage_logs.tgz, since session 43):
 #   tests          GPU tier but the Gluon file: the test seeds changed in session 13 (each
 #                  test's own id), and the moved last token tile (test_linear.py)
 #   tests-linear   tests/test_linear.py alone (the moved tile: Triton and Gluon forwards)
@@ -855,3 +856,13 @@ PY
   tar czf "$OUT/results.tgz" benchmarks/results/h200-train-tiny-llama* \
     benchmarks/results/h200-${RUN_TAG}-* 2>/dev/null
 done
+# The device returns at most eight files of $OUT; session 43's call 2 left nine there and lost
+# its results.tgz. So the stages' own logs (each stage tees its full output to one; stdout has
+# a filtered part) travel in one tarball, stage_logs.tgz. stages.log stays: the calls append it
+# to their log.txt.
+shopt -s nullglob
+logs=()
+for f in "$OUT"/*.log; do [[ ${f##*/} != stages.log ]] && logs+=("${f##*/}"); done
+if (( ${#logs[@]} )); then
+  tar czf "$OUT/stage_logs.tgz" -C "$OUT" "${logs[@]}" && (cd "$OUT" && rm -f "${logs[@]}")
+fi
