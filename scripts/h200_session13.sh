@@ -223,7 +223,8 @@
 #                  table and the route widened to 769-2047 (scripts/widen_unfused.py) at 800,
 #                  960, 1025, 1088, 1152, 1280, 1536, 1664, 1792 and 2047 tokens; -a 1B and
 #                  8B, -b Qwen and 70B (runs h200-${RUN_TAG}-linear-{bf16,fp16}-late-{a,b}-
-#                  {committed,unfused}); about 200 s each by estimate, two a call
+#                  {committed,unfused}); about 200 s each by estimate, two a call; read the
+#                  pairs with scripts/compare_routes.py
 #   check43        (session 43) the committed table in fp16 at 13 counts from 385 to 768 on 8B,
 #                  Qwen and 70B (run h200-${RUN_TAG}-linear-fp16-between-check); 1B in fp16 on
 #                  the committed and the widened table (-between-1b-committed, -unfused); about
