@@ -225,6 +225,8 @@
 #                  8B, -b Qwen and 70B (runs h200-${RUN_TAG}-linear-{bf16,fp16}-late-{a,b}-
 #                  {committed,unfused}); about 200 s each by estimate, two a call; read the
 #                  pairs with scripts/compare_routes.py
+#   tests-unfused  (session 43) test_linear.py -m gpu -k unfused: the route's GPU cases (the two
+#                  1B fp16 cases added after session 43's device time have not run); ~20 s
 #   check43        (session 43) the committed table in fp16 at 13 counts from 385 to 768 on 8B,
 #                  Qwen and 70B (run h200-${RUN_TAG}-linear-fp16-between-check); 1B in fp16 on
 #                  the committed and the widened table (-between-1b-committed, -unfused); about
@@ -799,6 +801,9 @@ PY
           | tee -a "$OUT/${stage}.log" | grep "^| triton" | cut -c1-120
       done
       unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
+    tests-unfused)  # session 43: the unfused route's GPU tests alone (test_linear.py -k unfused)
+      timeout $(limit 120) $pytest -m gpu tests/test_linear.py -k unfused 2>&1 | tail -n 8 \
+        | tee "$OUT/pytest_unfused.log" ;;
     check43)  # session 43: the committed table in fp16 at 385-768 tokens (the :float16 keys
       # of the unfused section) on 8B, Qwen and 70B; then 1B, which has no key, in fp16 on
       # the committed table and with the route widened to 385-768
