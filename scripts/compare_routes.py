@@ -45,16 +45,17 @@ def _from_log(path: Path) -> dict[tuple[str, str, int, str], float]:
     out = {}
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) < 4 or cells[1].count("/") != 4 or not cells[1].split("/")[-1][1:].isdigit():
+        # the last cell is the check: "pass", "pass (vs ...)", "FAIL ...", "ERROR: ...", ...
+        if len(cells) < 4 or not cells[-1].startswith("pass"):
             continue
-        backend, case, median = cells[0], cells[1], cells[3].split()
-        if not median or line.rstrip().endswith("FAIL"):
+        parts = cells[1].split("/")  # activation/layout/dtype/model/M<tokens>
+        if len(parts) != 5 or not parts[4][1:].isdigit():
             continue
-        _, _, dtype, model, m = case.split("/")
         try:
-            out[model, dtype, int(m[1:]), backend] = float(median[0].rstrip("*"))
-        except ValueError:
+            ms = float(cells[3].split()[0].rstrip("*"))
+        except (IndexError, ValueError):
             continue
+        out[parts[3], parts[2], int(parts[4][1:]), cells[0]] = ms
     return out
 
 

@@ -36,8 +36,12 @@ def test_ranges_from_a_run_directory_and_a_log(tmp_path, monkeypatch):
         rows += [_row(model, dt, m, "torch", 1.0), _row(model, dt, m, "triton", 1 / fused[m])]
         lines += [_log_line(model, dt, m, "torch", 1.0),
                   _log_line(model, dt, m, "triton", round(1 / route[m], 6))]  # fmt: skip
-    rows.append(_row("llama-3-8b", "float16", 900, "triton", 1.0))  # no eager: left out
-    lines.append(_log_line("llama-3-8b", "float16", 900, "torch", 1.0, verdict="FAIL"))
+    # 900: ours failed its check in the widened run, 960: no eager in the committed one
+    rows += [_row(model, dt, 900, "torch", 1.0), _row(model, dt, 900, "triton", 1.0)]
+    lines += [_log_line(model, dt, 900, "torch", 1.0),
+              _log_line(model, dt, 900, "triton", 0.5, verdict="FAIL (vs eager)")]  # fmt: skip
+    rows.append(_row(model, dt, 960, "triton", 1.0))
+    lines += [_log_line(model, dt, 960, "torch", 1.0), _log_line(model, dt, 960, "triton", 1.0)]
     (committed / "rows.json").write_text(json.dumps(rows))
     widened.write_text("\n".join(lines) + "\n")
 
