@@ -336,6 +336,26 @@ limit() {  # limit STAGE_MAX -> the seconds left for this stage
   (( left < $1 )) && echo $(( left > 1 ? left : 1 )) || echo "$1"
 }
 pytest="python3 -m pytest -q -p no:cacheprovider -rfE"
+route_pair() {  # route_pair LO-HI STAGE_MAX RUN_ID LOG_STEM BENCH_ARGS...: the linear benchmark
+  # (eager, cuBLAS, ours) on the committed table, then on a copy whose unfused route also takes
+  # LO-HI tokens on the four shapes (scripts/widen_unfused.py); runs RUN_ID-committed and
+  # RUN_ID-unfused, logs $OUT/LOG_STEM_committed.log and _unfused.log (scripts/compare_routes.py
+  # reads the pair)
+  local range=$1 most=$2 run=$3 stem=$4 variant
+  shift 4
+  python3 scripts/widen_unfused.py --tokens "$range" --out /tmp/widened.json
+  for variant in committed unfused; do
+    local table=""  # empty: the committed table (ops.linear reads it so)
+    [[ $variant == unfused ]] && table=/tmp/widened.json
+    FLASH_SWIGLU_LINEAR_CONFIGS=$table timeout $(limit "$most") python3 -m flash_swiglu.bench.cli \
+      --op linear "$@" --backend torch,cublas,triton --run-id "$run-$variant" 2>&1 \
+      | tee "$OUT/${stem}_$variant.log" | grep "^| triton" | cut -c1-120
+  done
+}
+unfused_tests() {  # the unfused route's GPU cases (test_linear.py -k unfused)
+  timeout $(limit 120) $pytest -m gpu tests/test_linear.py -k unfused 2>&1 | tail -n 8 \
+    | tee "$OUT/pytest_unfused.log"
+}
 for stage in "$@"; do
   SECONDS=0
   case $stage in
@@ -758,26 +778,18 @@ PY
       # table, then with the unfused route widened to 385-768 on the four shapes
       # (scripts/widen_unfused.py); -b: the counts between (8B, Qwen, 70B); -fp16 (prepared in
       # session 42, run in session 43): fp16, whose ranges then stopped at 384
-      python3 scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
       models=llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b tokens=385,448,520,576,640,768 tag=""
       dtype=bfloat16 short=bf16
       [[ $stage == *b ]] && models=llama-3-8b,qwen2.5-7b,llama-3-70b \
-        tokens=400,416,432,513,544,608,704 tag=b-
+        tokens=400,416,432,513,544,608,704 tag=-b
       [[ $stage == *fp16 ]] && models=llama-3-8b,qwen2.5-7b,llama-3-70b \
         tokens=385,432,520,576,640,768 dtype=float16 short=fp16
-      for variant in committed unfused; do
-        [[ $variant == unfused ]] && export FLASH_SWIGLU_LINEAR_CONFIGS=/tmp/widened.json
-        timeout $(limit 260) python3 -m flash_swiglu.bench.cli \
-          --op linear --model $models --dtype $dtype --tokens $tokens --backend torch,cublas,triton \
-          --run-id h200-${RUN_TAG}-linear-$short-between-$tag$variant 2>&1 \
-          | tee "$OUT/linear_${short}_between_$tag$variant.log" | grep "^| triton" | cut -c1-120
-      done
-      unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
+      route_pair 385-768 260 h200-${RUN_TAG}-linear-$short-between$tag \
+        linear_${short}_between$tag --model $models --dtype $dtype --tokens $tokens ;;
     check42)  # session 42, run in session 43: the committed table's new unfused ranges (bf16) on the GPU:
       # test_linear.py's unfused-route tests, then a benchmark run of the table itself at counts
       # on both sides of the ranges, every backend but max-autotune and Liger
-      timeout $(limit 120) $pytest -m gpu tests/test_linear.py -k unfused 2>&1 | tail -n 8 \
-        | tee "$OUT/pytest_unfused.log"
+      unfused_tests
       timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3-8b,qwen2.5-7b,llama-3-70b --dtype bfloat16 \
         --tokens 400,432,448,520,576,608,704,768 --backend torch,compile,cublas,triton \
@@ -787,23 +799,14 @@ PY
       # prepared: the counts between 769 and 2047 tokens (only 896 and 1024 measured), where
       # the fused projection's 128-row token tiles step at 1025 as they did at 385 and 513;
       # the committed table, then the route widened to 769-2047; -a: 1B and 8B, -b: Qwen and
-      # 70B; both runs' printed tables in one log (the device returns eight files)
-      python3 scripts/widen_unfused.py --tokens 769-2047 --out /tmp/widened.json
+      # 70B
       dtype=bfloat16 short=bf16 models=llama-3.2-1b,llama-3-8b
       [[ $stage == *fp16* ]] && dtype=float16 short=fp16
       [[ $stage == *-b ]] && models=qwen2.5-7b,llama-3-70b
-      for variant in committed unfused; do
-        [[ $variant == unfused ]] && export FLASH_SWIGLU_LINEAR_CONFIGS=/tmp/widened.json
-        timeout $(limit 270) python3 -m flash_swiglu.bench.cli --op linear --model $models \
-          --dtype $dtype --tokens 800,960,1025,1088,1152,1280,1536,1664,1792,2047 \
-          --backend torch,cublas,triton \
-          --run-id h200-${RUN_TAG}-linear-$short-late-${stage##*-}-$variant 2>&1 \
-          | tee -a "$OUT/${stage}.log" | grep "^| triton" | cut -c1-120
-      done
-      unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
+      route_pair 769-2047 270 h200-${RUN_TAG}-linear-$short-late-${stage##*-} $stage \
+        --model $models --dtype $dtype --tokens 800,960,1025,1088,1152,1280,1536,1664,1792,2047 ;;
     tests-unfused)  # session 43: the unfused route's GPU tests alone (test_linear.py -k unfused)
-      timeout $(limit 120) $pytest -m gpu tests/test_linear.py -k unfused 2>&1 | tail -n 8 \
-        | tee "$OUT/pytest_unfused.log" ;;
+      unfused_tests ;;
     check43)  # session 43: the committed table in fp16 at 385-768 tokens (the :float16 keys
       # of the unfused section) on 8B, Qwen and 70B; then 1B, which has no key, in fp16 on
       # the committed table and with the route widened to 385-768
@@ -812,15 +815,8 @@ PY
         --tokens 385,400,416,432,448,513,520,544,576,608,640,704,768 \
         --backend torch,cublas,triton --run-id h200-${RUN_TAG}-linear-fp16-between-check 2>&1 \
         | tee "$OUT/linear_fp16_between_check.log" | grep "^| triton" | cut -c1-120
-      python3 scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
-      for variant in committed unfused; do
-        [[ $variant == unfused ]] && export FLASH_SWIGLU_LINEAR_CONFIGS=/tmp/widened.json
-        timeout $(limit 120) python3 -m flash_swiglu.bench.cli --op linear \
-          --model llama-3.2-1b --dtype float16 --tokens 385,448,520,576,640,768 \
-          --backend torch,cublas,triton --run-id h200-${RUN_TAG}-linear-fp16-between-1b-$variant \
-          2>&1 | tee "$OUT/linear_fp16_between_1b_$variant.log" | grep "^| triton" | cut -c1-120
-      done
-      unset FLASH_SWIGLU_LINEAR_CONFIGS ;;
+      route_pair 385-768 120 h200-${RUN_TAG}-linear-fp16-between-1b linear_fp16_between_1b \
+        --model llama-3.2-1b --dtype float16 --tokens 385,448,520,576,640,768 ;;
     tests-s41)  # session 41: the committed ws entries (launch and training tables) on the GPU
       timeout $(limit 300) $pytest -m gpu tests/test_ws_mlp.py -k "committed or routing" \
         2>&1 | tail -n 15 | tee "$OUT/pytest_s41.log" ;;
