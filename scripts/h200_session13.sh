@@ -225,6 +225,13 @@
 #                  8B, -b Qwen and 70B (runs h200-${RUN_TAG}-linear-{bf16,fp16}-late-{a,b}-
 #                  {committed,unfused}); about 200 s each by estimate, two a call; read the
 #                  pairs with scripts/compare_routes.py
+#   late44-70b     (session 44) 70B at 769-1088 tokens, bf16, eager and ours: the committed
+#                  table, the merged Gluon forward given the 1024 bucket (769-992), the route
+#                  widened to 769-1088 (runs h200-${RUN_TAG}-linear-bf16-late70-{committed,
+#                  merged,unfused}); about 200 s by estimate
+#   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
+#                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
+#                  {committed,unfused}); about 80 s by estimate
 #   tests-unfused  (session 43) test_linear.py -m gpu -k unfused: the route's GPU cases (the two
 #                  1B fp16 cases added after session 43's device time have not run); ~20 s
 #   check43        (session 43) the committed table in fp16 at 13 counts from 385 to 768 on 8B,
@@ -807,6 +814,27 @@ PY
         --model $models --dtype $dtype --tokens 800,960,1025,1088,1152,1280,1536,1664,1792,2047 ;;
     tests-unfused)  # session 43: the unfused route's GPU tests alone (test_linear.py -k unfused)
       unfused_tests ;;
+    late44-70b)  # session 44: 70B between 769 and 1088 tokens, where the committed table's
+      # Triton kernel (no ws entry below 1024) ran 0.93-0.96x eager at 800 / 960 / 1025 in
+      # both dtypes: the committed table, then the merged Gluon forward given the 1024 bucket
+      # (widen_unfused.py --ws-bucket; 769-992 only: from 1024 it is the committed path), then
+      # the unfused route widened to 769-1088; eager and ours (runs
+      # h200-${RUN_TAG}-linear-bf16-late70-{committed,merged,unfused})
+      python3 scripts/widen_unfused.py --ws-bucket n28672_k8192:1024 --out /tmp/merged.json
+      python3 scripts/widen_unfused.py --tokens 769-1088 --out /tmp/widened.json
+      for variant in committed merged unfused; do
+        table="" tokens=769,800,832,864,896,928,960,992,1025,1088
+        [[ $variant == merged ]] && table=/tmp/merged.json tokens=769,800,832,864,896,928,960,992
+        [[ $variant == unfused ]] && table=/tmp/widened.json
+        FLASH_SWIGLU_LINEAR_CONFIGS=$table timeout $(limit 120) python3 -m flash_swiglu.bench.cli \
+          --op linear --model llama-3-70b --dtype bfloat16 --tokens $tokens \
+          --backend torch,triton --run-id h200-${RUN_TAG}-linear-bf16-late70-$variant 2>&1 \
+          | tee "$OUT/late44_70b_$variant.log" | grep "^| triton" | cut -c1-110
+      done ;;
+    late44-mid)  # session 44: 8B and Qwen at 1025-1120 tokens (a ninth row of 128-row tiles in
+      # the merged forward), the committed table and the route widened to 1025-1151
+      route_pair 1025-1151 120 h200-${RUN_TAG}-linear-bf16-late44 late44_mid \
+        --model llama-3-8b,qwen2.5-7b --dtype bfloat16 --tokens 1025,1040,1064,1088,1120 ;;
     check43)  # session 43: the committed table in fp16 at 385-768 tokens (the :float16 keys
       # of the unfused section) on 8B, Qwen and 70B; then 1B, which has no key, in fp16 on
       # the committed table and with the route widened to 385-768

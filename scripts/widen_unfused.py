@@ -4,6 +4,10 @@ and the fused elementwise kernel), for a benchmark run under ``FLASH_SWIGLU_LINE
 beside one on the committed table (session 42: the counts just past 384 and 512 tokens).
 
     PYTHONPATH=src python scripts/widen_unfused.py --tokens 385-768 --out /tmp/widened.json
+
+``--ws-bucket n28672_k8192:1024`` (session 44) instead gives a token bucket of a shape the
+shape's ``ws`` entry (which applies from its ``MIN_M`` rows) without the ``MIN_M``: the merged
+Gluon forward beside the Triton kernel that the bucket runs on the committed table.
 """
 
 from __future__ import annotations
@@ -33,15 +37,39 @@ def widened(table: dict, lo: int, hi: int) -> dict:
     return out
 
 
+def ws_bucket(table: dict, shape: str, bucket: int) -> dict:
+    """``table`` with ``ws``'s ``m{bucket}_{shape}`` set to the shape's ``ws`` entry less its
+    ``MIN_M`` (the bucket's counts then run that entry; ``ops.linear.table_keys``)."""
+    out = json.loads(json.dumps(table))
+    ws = out["ws"]
+    if shape not in ws:
+        raise SystemExit(f"--ws-bucket: the table has no ws entry {shape!r}")
+    entry = {key: value for key, value in ws[shape].items() if key != "MIN_M"}
+    entry["source"] = f"ws[{shape!r}] without MIN_M, by scripts/widen_unfused.py"
+    ws[f"m{bucket}_{shape}"] = entry
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tokens", required=True, help="LO-HI, inclusive")
+    ap.add_argument("--tokens", help="LO-HI, inclusive")
+    ap.add_argument("--ws-bucket", help="SHAPE:BUCKET, e.g. n28672_k8192:1024")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    lo, hi = (int(v) for v in args.tokens.split("-"))
-    if not 0 < lo <= hi:
-        raise SystemExit(f"--tokens {args.tokens}: need 0 < LO <= HI")
-    Path(args.out).write_text(json.dumps(widened(json.loads(TABLE.read_text()), lo, hi), indent=2))
+    if not (args.tokens or args.ws_bucket):
+        raise SystemExit("give --tokens, --ws-bucket or both")
+    table = json.loads(TABLE.read_text())
+    if args.tokens:
+        lo, hi = (int(v) for v in args.tokens.split("-"))
+        if not 0 < lo <= hi:
+            raise SystemExit(f"--tokens {args.tokens}: need 0 < LO <= HI")
+        table = widened(table, lo, hi)
+    if args.ws_bucket:
+        shape, bucket = args.ws_bucket.rsplit(":", 1)
+        if int(bucket) & (int(bucket) - 1) or int(bucket) <= 0:
+            raise SystemExit(f"--ws-bucket {args.ws_bucket}: the bucket is a power of two")
+        table = ws_bucket(table, shape, int(bucket))
+    Path(args.out).write_text(json.dumps(table, indent=2))
 
 
 if __name__ == "__main__":
