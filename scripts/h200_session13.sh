@@ -822,7 +822,7 @@ PY
       # h200-${RUN_TAG}-linear-bf16-late70-{committed,merged,unfused})
       python3 scripts/widen_unfused.py --ws-bucket n28672_k8192:1024 --out /tmp/merged.json
       python3 scripts/widen_unfused.py --tokens 769-1088 --out /tmp/widened.json
-      for variant in committed merged unfused; do
+      for variant in ${LATE70_VARIANTS:-committed merged unfused}; do  # a subset: fewer runs
         table="" tokens=769,800,832,864,896,928,960,992,1025,1088
         [[ $variant == merged ]] && table=/tmp/merged.json tokens=769,800,832,864,896,928,960,992
         [[ $variant == unfused ]] && table=/tmp/widened.json

@@ -51,6 +51,33 @@ def test_widened_table_routes_its_range_and_keeps_the_rest(monkeypatch, tmp_path
         assert all(r in wide["unfused"][key]["TOKENS"] for r in entry["TOKENS"]), key
 
 
+def test_ws_bucket_gives_the_bucket_the_shape_wide_entry(monkeypatch, tmp_path):
+    # session 44's late44-70b: 70B's 1024 bucket (769-1024 tokens) on the shape-wide merged
+    # entry, which the committed table applies from 1024 rows only
+    W = load_script("widen_unfused")
+    from flash_swiglu.ops import linear as L
+    from flash_swiglu.ops import train as T
+
+    committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    before = json.dumps(committed)
+    table = W.ws_bucket(committed, "n28672_k8192", 1024)
+    assert json.dumps(committed) == before  # the input is not changed
+    shape_wide = T.ws_entry(committed["ws"]["n28672_k8192"], "projection_ws", "silu", 1024)
+
+    def launched(ws, m):
+        key = next((k for k in L.table_keys(m, 28672, 8192, torch.bfloat16) if k in ws), None)
+        return key and T.ws_entry(ws[key], "projection_ws", "silu", m)
+
+    for m in (769, 800, 1023):
+        assert launched(committed["ws"], m) is None  # the Triton kernel, committed
+        assert launched(table["ws"], m) == shape_wide and shape_wide["MERGED"]
+    for m in (300, 512, 1024, 1025, 4096):  # the other buckets as committed
+        assert launched(table["ws"], m) == launched(committed["ws"], m)
+    assert {k for k in table["ws"]} - {k for k in committed["ws"]} == {"m1024_n28672_k8192"}
+    with pytest.raises(SystemExit):
+        W.ws_bucket(committed, "n1_k1", 1024)
+
+
 def test_committed_ranges_past_384_lie_inside_the_widened_runs():
     # The ranges past 384 (bf16 in session 42, fp16 in session 43) are inside 385-768, the
     # range the -unfused runs widened, and keyed per dtype: the generic entries stop at 384.
