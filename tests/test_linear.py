@@ -433,13 +433,16 @@ def test_no_entry_is_shadowed_by_the_unfused_route():
     assert table["unfused"]
     for section in ("tma", "ws"):
         for key in table[section]:
-            found = re.fullmatch(r"m(\d+)_n(\d+)_k(\d+)", key)
+            found = re.fullmatch(r"m(\d+)_n(\d+)_k(\d+)(?::(\w+))?", key)
             if not found:
                 continue
-            top, n, k = (int(v) for v in found.groups())
-            served = [m for m in range(top // 2 + 1, top + 1)
-                      if not L.unfused_route(m, n, k, torch.bfloat16, "NVIDIA H200")]  # fmt: skip
-            assert served, (section, key)
+            top, n, k = (int(v) for v in found.groups()[:3])
+            # an entry for one dtype (``:bfloat16``), or for both 16-bit ones
+            dtypes = [getattr(torch, found[4])] if found[4] else [torch.bfloat16, torch.float16]
+            for dt in dtypes:
+                served = [m for m in range(top // 2 + 1, top + 1)
+                          if not L.unfused_route(m, n, k, dt, "NVIDIA H200")]  # fmt: skip
+                assert served, (section, key, dt)
 
 
 def test_unfused_route(monkeypatch, tmp_path):
@@ -484,17 +487,33 @@ def test_unfused_route(monkeypatch, tmp_path):
         True, True, True, False, False, True, True, False, False]  # fmt: skip
     assert [qwen(m, torch.bfloat16) for m in (385, 386, 431, 432, 448, 513, 544, 545)] == [
         True, False, False, True, False, True, True, False]  # fmt: skip
-    assert [big(m, torch.bfloat16) for m in (385, 432, 433, 448, 512, 513, 768, 769, 1024)] == [
-        True, True, False, False, False, True, True, False, False]  # fmt: skip
+    assert [big(m, torch.bfloat16) for m in (385, 432, 433, 448, 512, 513, 768, 1024)] == [
+        True, True, False, False, False, True, True, False]  # fmt: skip
     assert [qwen(m, torch.float16) for m in (385, 386, 431, 432, 448, 513, 520, 521, 544)] == [
         True, False, False, True, False, True, True, False, False]  # fmt: skip
-    assert [big(m, torch.float16) for m in (385, 432, 433, 448, 512, 513, 768, 769, 1024)] == [
-        True, True, False, False, False, True, True, False, False]  # fmt: skip
+    assert [big(m, torch.float16) for m in (385, 432, 433, 448, 512, 513, 768, 1024)] == [
+        True, True, False, False, False, True, True, False]  # fmt: skip
     # Llama-3.2-1B: fp16 alone at 385 and 513-520 (session 43); bf16 keeps the kernels.
     small = lambda m, dt: L.unfused_route(m, 8192, 2048, dt, "NVIDIA H200")
     assert [small(m, torch.float16) for m in (384, 385, 386, 448, 512, 513, 520, 521)] == [
         False, True, False, False, False, True, True, False]  # fmt: skip
     assert not any(small(m, torch.bfloat16) for m in (385, 513, 520))
+    # past 768 (session 44): the seventh and ninth rows of 128-row tiles, from 769 and 1025
+    assert [eight(m, torch.bfloat16) for m in (768, 769, 800, 801, 1024, 1025, 1087, 1088)] == [
+        False, True, True, False, False, True, True, False]  # fmt: skip
+    assert [eight(m, torch.float16) for m in (769, 800, 801, 1024, 1025, 1088, 1089)] == [
+        True, True, False, False, True, True, False]  # fmt: skip
+    assert [qwen(m, torch.bfloat16) for m in (769, 800, 801, 1024, 1025, 1087, 1088)] == [
+        True, True, False, False, True, True, False]  # fmt: skip
+    assert [qwen(m, torch.float16) for m in (769, 800, 1024, 1025, 1088, 1089)] == [
+        False, False, False, True, True, False]  # fmt: skip
+    assert [big(m, torch.bfloat16) for m in (769, 831, 832, 1023, 1024, 1025, 1087, 1088)] == [
+        True, True, False, False, False, True, True, False]  # fmt: skip
+    assert [big(m, torch.float16) for m in (769, 900, 1023, 1024, 1025, 1088, 1089)] == [
+        True, True, True, False, True, True, False]  # fmt: skip
+    for dt in (torch.bfloat16, torch.float16):
+        assert [small(m, dt) for m in (800, 1024, 1025, 1026, 1088)] == [
+            False, False, True, False, False]  # fmt: skip
 
 
 def test_decode_tma_falls_back(device, monkeypatch):
@@ -1131,7 +1150,10 @@ bf16, fp16 = torch.bfloat16, torch.float16
      (14336, 4096, 640, False, fp16), (18944, 3584, 520, True, fp16),
      (18944, 3584, 576, False, fp16), (28672, 8192, 385, True, fp16),
      (28672, 8192, 448, False, fp16), (8192, 2048, 385, True, fp16),
-     (8192, 2048, 448, False, fp16)],
+     (8192, 2048, 448, False, fp16), (14336, 4096, 1025, True, bf16),
+     (14336, 4096, 1088, False, bf16), (28672, 8192, 800, True, bf16),
+     (28672, 8192, 900, False, bf16), (28672, 8192, 900, True, fp16),
+     (8192, 2048, 1025, True, bf16)],
 )  # fmt: skip
 def test_gpu_unfused_route(monkeypatch, n, k, m, unfused, dtype):
     """The committed ``unfused`` entries: on Llama-3-8B 200, 300 and 520 tokens run two
@@ -1140,7 +1162,9 @@ def test_gpu_unfused_route(monkeypatch, n, k, m, unfused, dtype):
     projection; on Llama-3-70B 120 and 768 tokens the route, 121 the decode kernel's wide
     tile and 1024 the fused projection. fp16 past 384 (session 43): 8B's 520, Qwen's 520 and
     70B's 385 the route, 8B's 640, Qwen's 576 and 70B's 448 the fused projection; 1B's 385
-    the route, its 448 the fused projection. All within the rule."""
+    the route, its 448 the fused projection. Past 768 (session 44): 8B's 1025 (bf16) the
+    route and 1088 the fused projection, 70B's 800 the route and 900 the merged forward of the
+    bf16 bucket entry (fp16: the route), 1B's 1025 (bf16) the route. All within the rule."""
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed unfused entries are the H200's")
     calls = []

@@ -51,50 +51,77 @@ def test_widened_table_routes_its_range_and_keeps_the_rest(monkeypatch, tmp_path
         assert all(r in wide["unfused"][key]["TOKENS"] for r in entry["TOKENS"]), key
 
 
-def test_ws_bucket_gives_the_bucket_the_shape_wide_entry(monkeypatch, tmp_path):
-    # session 44's late44-70b: 70B's 1024 bucket (769-1024 tokens) on the shape-wide merged
-    # entry, which the committed table applies from 1024 rows only
-    W = load_script("widen_unfused")
+def _launched_ws(ws, m, dtype):
+    """The forward's ws configuration for 70B at ``m`` tokens from the ``ws`` section, or
+    None (the Triton kernel)."""
     from flash_swiglu.ops import linear as L
     from flash_swiglu.ops import train as T
+
+    key = next((k for k in L.table_keys(m, 28672, 8192, dtype) if k in ws), None)
+    return key and T.ws_entry(ws[key], "projection_ws", "silu", m)
+
+
+def test_ws_bucket_gives_the_bucket_the_shape_wide_entry():
+    # session 44's late44-70b: 70B's 1024 bucket (769-1024 tokens) on the shape-wide merged
+    # entry, which the committed table applies from 1024 rows only (fp16 here: bf16 has had
+    # its own bucket entry since session 44)
+    W = load_script("widen_unfused")
+    from flash_swiglu.ops import linear as L
 
     committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
     before = json.dumps(committed)
     table = W.ws_bucket(committed, "n28672_k8192", 1024)
     assert json.dumps(committed) == before  # the input is not changed
-    shape_wide = T.ws_entry(committed["ws"]["n28672_k8192"], "projection_ws", "silu", 1024)
-
-    def launched(ws, m):
-        key = next((k for k in L.table_keys(m, 28672, 8192, torch.bfloat16) if k in ws), None)
-        return key and T.ws_entry(ws[key], "projection_ws", "silu", m)
-
+    shape_wide = _launched_ws(committed["ws"], 1024, torch.float16)
+    assert shape_wide["MERGED"]
     for m in (769, 800, 1023):
-        assert launched(committed["ws"], m) is None  # the Triton kernel, committed
-        assert launched(table["ws"], m) == shape_wide and shape_wide["MERGED"]
+        assert _launched_ws(committed["ws"], m, torch.float16) is None  # the Triton kernel
+        assert _launched_ws(table["ws"], m, torch.float16) == shape_wide
     for m in (300, 512, 1024, 1025, 4096):  # the other buckets as committed
-        assert launched(table["ws"], m) == launched(committed["ws"], m)
-    assert {k for k in table["ws"]} - {k for k in committed["ws"]} == {"m1024_n28672_k8192"}
+        assert _launched_ws(table["ws"], m, torch.float16) == _launched_ws(
+            committed["ws"], m, torch.float16)  # fmt: skip
+    assert set(table["ws"]) - set(committed["ws"]) == {"m1024_n28672_k8192"}
     with pytest.raises(SystemExit):
         W.ws_bucket(committed, "n1_k1", 1024)
 
 
+def test_70b_1024_bucket_is_the_merged_forward_in_bf16():
+    # session 44: bf16's 1024 bucket on 70B runs the shape-wide entry's merged forward where
+    # the unfused section does not route (832-1023); fp16 has no such entry (and routes)
+    from flash_swiglu.ops import linear as L
+
+    ws = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["ws"]
+    shape_wide = _launched_ws(ws, 1024, torch.bfloat16)
+    for m in (769, 832, 900, 1023):
+        assert _launched_ws(ws, m, torch.bfloat16) == shape_wide, m
+        assert _launched_ws(ws, m, torch.float16) is None, m
+    # the bucket is 513-1024 tokens: the route takes 513-831 first (bf16), 513-1023 (fp16)
+    route = lambda m, dt: L.unfused_route(m, 28672, 8192, dt, "NVIDIA H200")
+    assert all(route(m, torch.bfloat16) for m in (513, 768, 769, 831))
+    assert not any(route(m, torch.bfloat16) for m in (832, 900, 1023, 1024))
+    assert all(route(m, torch.float16) for m in (513, 768, 769, 1023))
+
+
 def test_committed_ranges_past_384_lie_inside_the_widened_runs():
     # The ranges past 384 (bf16 in session 42, fp16 in session 43) are inside 385-768, the
-    # range the -unfused runs widened, and keyed per dtype: the generic entries stop at 384.
+    # range the -unfused runs widened then, and those past 768 (session 44) inside 769-2047,
+    # session 44's; all keyed per dtype: the generic entries stop at 384.
     from flash_swiglu.ops import linear as L
 
     table = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["unfused"]
     for key, entry in table.items():
         late = [r for r in entry["TOKENS"] if r[1] > 384]
         if key.endswith((":bfloat16", ":float16")):
-            assert late and all(hi <= 768 for _, hi in late), key
+            assert late, key
+            assert all(hi <= 768 or (lo >= 769 and hi <= 2047) for lo, hi in late), key
         else:
             assert not late, key
 
     # each shape with a bf16 key has an fp16 key too, which routes the generic key's counts
     # up to 384 and no others there
-    def early(key):
-        return {m for lo, hi in table[key]["TOKENS"] for m in range(lo, min(hi, 384) + 1)}
+    def early(key):  # a shape without a generic key (1B) routes none
+        ranges = table[key]["TOKENS"] if key in table else []
+        return {m for lo, hi in ranges for m in range(lo, min(hi, 384) + 1)}
 
     for key in [k for k in table if k.endswith(":bfloat16")]:
         base = key.split(":")[0]

@@ -448,7 +448,6 @@ def test_gpu_committed_forward_saving_shape_items(monkeypatch, key):
         ws_mlp, "prepare_forward", lambda *a, **kw: configs.append(kw["config"]) or real(*a, **kw)
     )
     g_ = torch.Generator(device="cuda").manual_seed(4)
-    dt = torch.bfloat16
     x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
     wg, wu = (torch.randn(n, k, device="cuda", generator=g_).div(k**0.5).to(dt) for _ in "gu")
     h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", **ARGS)
@@ -513,14 +512,15 @@ def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
     if "H200" not in torch.cuda.get_device_name():
         pytest.skip("the committed ws entries are the H200's")
     table = _committed_ws_entries()
-    entry, parts = table[key], key.split("_")
+    base, _, dtype_name = key.partition(":")  # ``:bfloat16``: an entry for that dtype alone
+    dt = getattr(torch, dtype_name) if dtype_name else torch.bfloat16
+    entry, parts = table[key], base.split("_")
     n, k = int(parts[-2][1:]), int(parts[-1][1:])
     m = int(parts[0][1:]) - 3 if len(parts) == 3 else max(entry.get("MIN_M", 0), 2048)
-    if L.unfused_route(m, n, k, torch.bfloat16, torch.cuda.get_device_name()):
+    if L.unfused_route(m, n, k, dt, torch.cuda.get_device_name()):
         m += 3  # the bucket's top: the unfused route takes the ragged counts below it
     calls = _count_calls(monkeypatch, "prepare_forward")
     g_ = torch.Generator(device="cuda").manual_seed(4)
-    dt = torch.bfloat16
     x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
     wg, wu = ((torch.randn(n, k, device="cuda", generator=g_) / k**0.5).to(dt) for _ in range(2))
     h = flash_swiglu.swiglu_linear(x, wg, wu)
