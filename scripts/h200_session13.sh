@@ -225,6 +225,11 @@
 #                  8B, -b Qwen and 70B (runs h200-${RUN_TAG}-linear-{bf16,fp16}-late-{a,b}-
 #                  {committed,unfused}); about 200 s each by estimate, two a call; read the
 #                  pairs with scripts/compare_routes.py
+#   check44-bf16, check44-fp16  (session 44, prepared, not run) the committed table of session
+#                  44 at 769, 800, 832, 896, 960, 1025, 1064 and 1088 tokens on the four models,
+#                  eager, torch.compile, cuBLAS and ours (runs h200-${RUN_TAG}-linear-{bf16,fp16}-
+#                  late-check); -bf16 first runs tests-unfused's cases and test_ws_mlp.py's
+#                  committed-entry case of 70B (the new m1024 bf16 key); about 300 s each
 #   late44-70b     (session 44) 70B at 769-1088 tokens, bf16, eager and ours: the committed
 #                  table, the merged Gluon forward given the 1024 bucket (769-992), the route
 #                  widened to 769-1088 (runs h200-${RUN_TAG}-linear-bf16-late70-{committed,
@@ -814,6 +819,22 @@ PY
         --model $models --dtype $dtype --tokens 800,960,1025,1088,1152,1280,1536,1664,1792,2047 ;;
     tests-unfused)  # session 43: the unfused route's GPU tests alone (test_linear.py -k unfused)
       unfused_tests ;;
+    check44-bf16|check44-fp16)  # session 44, prepared: the table of session 44 itself at the
+      # counts around its new ranges (769 and 1025 steps), the four models, eager,
+      # torch.compile, cuBLAS and ours; -bf16 first runs the route's GPU tests and the 70B
+      # bf16 bucket entry's (test_ws_mlp.py)
+      dtype=bfloat16 short=bf16
+      [[ $stage == *fp16 ]] && dtype=float16 short=fp16
+      if [[ $short == bf16 ]]; then
+        unfused_tests
+        timeout $(limit 120) $pytest -m gpu tests/test_ws_mlp.py -k \
+          "committed_projection_entries and n28672" 2>&1 | tail -n 4 | tee "$OUT/pytest_ws70b.log"
+      fi
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype $dtype \
+        --tokens 769,800,832,896,960,1025,1064,1088 --backend torch,compile,cublas,triton \
+        --run-id h200-${RUN_TAG}-linear-$short-late-check 2>&1 \
+        | tee "$OUT/linear_${short}_late_check.log" | grep "^| triton" | cut -c1-120 ;;
     late44-70b)  # session 44: 70B between 769 and 1088 tokens, where the committed table's
       # Triton kernel (no ws entry below 1024) ran 0.93-0.96x eager at 800 / 960 / 1025 in
       # both dtypes: the committed table, then the merged Gluon forward given the 1024 bucket
