@@ -448,6 +448,7 @@ def test_gpu_committed_forward_saving_shape_items(monkeypatch, key):
         ws_mlp, "prepare_forward", lambda *a, **kw: configs.append(kw["config"]) or real(*a, **kw)
     )
     g_ = torch.Generator(device="cuda").manual_seed(4)
+    dt = torch.bfloat16
     x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
     wg, wu = (torch.randn(n, k, device="cuda", generator=g_).div(k**0.5).to(dt) for _ in "gu")
     h, (g, u) = T.forward_saving(x, wg, wu, None, None, "silu", **ARGS)
