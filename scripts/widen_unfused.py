@@ -66,9 +66,10 @@ def main() -> None:
         table = widened(table, lo, hi)
     if args.ws_bucket:
         shape, bucket = args.ws_bucket.rsplit(":", 1)
-        if int(bucket) & (int(bucket) - 1) or int(bucket) <= 0:
+        b = int(bucket)
+        if b <= 0 or b & (b - 1):
             raise SystemExit(f"--ws-bucket {args.ws_bucket}: the bucket is a power of two")
-        table = ws_bucket(table, shape, int(bucket))
+        table = ws_bucket(table, shape, b)
     Path(args.out).write_text(json.dumps(table, indent=2))
 
 

@@ -55,10 +55,8 @@ def _launched_ws(ws, m, dtype):
     """The forward's ws configuration for 70B at ``m`` tokens from the ``ws`` section, or
     None (the Triton kernel)."""
     from flash_swiglu.ops import linear as L
-    from flash_swiglu.ops import train as T
 
-    key = next((k for k in L.table_keys(m, 28672, 8192, dtype) if k in ws), None)
-    return key and T.ws_entry(ws[key], "projection_ws", "silu", m)
+    return L.ws_projection_config(ws, m, 28672, 8192, dtype, "silu")
 
 
 def test_ws_bucket_gives_the_bucket_the_shape_wide_entry():

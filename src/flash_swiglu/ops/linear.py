@@ -840,8 +840,7 @@ def _ws_launch(x, wg, bg, bu, m, activation, alpha, limit) -> tuple | None:
         return None
     n, k = wg.shape
     entries = load_table(_device_name(x.device.index or 0)).get("ws", {})
-    entry = next((entries[key] for key in table_keys(m, n, k, x.dtype) if key in entries), None)
-    ws = T.ws_entry(entry, "projection_ws", activation, m)
+    ws = ws_projection_config(entries, m, n, k, x.dtype, activation)
     if ws is None:
         return None
     from flash_swiglu.kernels.ws_mlp import prepare_forward
@@ -851,6 +850,18 @@ def _ws_launch(x, wg, bg, bu, m, activation, alpha, limit) -> tuple | None:
         activation=activation, alpha=alpha, limit=limit, config=ws,
     )  # fmt: skip
     return prepared, ws["BLOCK_M"]  # ws_entry gives every key of the kind
+
+
+def ws_projection_config(
+    entries: dict, m: int, n: int, k: int, dtype: torch.dtype, activation: str
+) -> dict | None:
+    """The Gluon forward's configuration for ``m`` rows and weights ``[n, k]`` from a launch
+    table's ``ws`` section ``entries`` (keyed like the Triton paths', from ``MIN_M`` rows;
+    ``ops.train.ws_entry``), or None where no entry applies."""
+    from flash_swiglu.ops import train as T
+
+    entry = next((entries[key] for key in table_keys(m, n, k, dtype) if key in entries), None)
+    return T.ws_entry(entry, "projection_ws", activation, m)
 
 
 def triton_cdiv(a: int, b: int) -> int:
