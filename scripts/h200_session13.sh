@@ -234,6 +234,10 @@
 #                  table, the merged Gluon forward given the 1024 bucket (769-992), the route
 #                  widened to 769-1088 (runs h200-${RUN_TAG}-linear-bf16-late70-{committed,
 #                  merged,unfused}); about 200 s by estimate
+#   late45-70b-fp16 (session 45) 70B in fp16 at 769-1088 tokens, eager and ours: the committed
+#                  table (the route at 769-1023), then the merged Gluon forward given the 1024
+#                  bucket with the route dropped there (widen_unfused.py --ws-bucket --drop; runs
+#                  h200-${RUN_TAG}-linear-fp16-late70-{committed,merged}); about 200 s
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -851,6 +855,21 @@ PY
           --op linear --model llama-3-70b --dtype bfloat16 --tokens $tokens \
           --backend torch,triton --run-id h200-${RUN_TAG}-linear-bf16-late70-$variant 2>&1 \
           | tee "$OUT/late44_70b_$variant.log" | grep "^| triton" | cut -c1-110
+      done ;;
+    late45-70b-fp16)  # session 45: 70B in fp16 at 769-1088 tokens, where the committed table
+      # routes 769-1023 and 1025-1088 (the route 0.969-1.015x eager in session 44): the merged
+      # Gluon forward given the 1024 bucket with the route dropped at 769-1023, beside the
+      # committed table in the same process order as late44-70b (runs
+      # h200-${RUN_TAG}-linear-fp16-late70-{committed,merged})
+      python3 scripts/widen_unfused.py --ws-bucket n28672_k8192:1024 --drop 769-1023 \
+        --out /tmp/merged16.json
+      for variant in committed merged; do
+        table="" tokens=769,800,832,864,896,928,960,992,1025,1088
+        [[ $variant == merged ]] && table=/tmp/merged16.json tokens=769,800,832,864,896,928,960,992
+        FLASH_SWIGLU_LINEAR_CONFIGS=$table timeout $(limit 120) python3 -m flash_swiglu.bench.cli \
+          --op linear --model llama-3-70b --dtype float16 --tokens $tokens \
+          --backend torch,triton --run-id h200-${RUN_TAG}-linear-fp16-late70-$variant 2>&1 \
+          | tee "$OUT/late45_70b_fp16_$variant.log" | grep "^| triton" | cut -c1-110
       done ;;
     late44-mid)  # session 44: 8B and Qwen at 1025-1120 tokens (a ninth row of 128-row tiles in
       # the merged forward), the committed table and the route widened to 1025-1151

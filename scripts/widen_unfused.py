@@ -8,6 +8,9 @@ beside one on the committed table (session 42: the counts just past 384 and 512 
 ``--ws-bucket n28672_k8192:1024`` (session 44) instead gives a token bucket of a shape the
 shape's ``ws`` entry (which applies from its ``MIN_M`` rows) without the ``MIN_M``: the merged
 Gluon forward beside the Triton kernel that the bucket runs on the committed table.
+``--drop LO-HI`` (session 45) takes ``LO-HI`` out of every ``unfused`` entry of the four model
+shapes: where the committed table routes those counts, ``--drop`` with ``--ws-bucket`` times the
+fused projection there instead.
 """
 
 from __future__ import annotations
@@ -37,6 +40,31 @@ def widened(table: dict, lo: int, hi: int) -> dict:
     return out
 
 
+def dropped(table: dict, lo: int, hi: int) -> dict:
+    """``table`` with ``[lo, hi]`` taken out of every ``unfused`` range of the four model shapes
+    (a range across it is split; one inside it goes)."""
+    out = json.loads(json.dumps(table))
+    for key, entry in out.get("unfused", {}).items():
+        if key.split(":")[0] not in SHAPES:
+            continue
+        kept = []
+        for a, b in entry["TOKENS"]:
+            if a < lo:
+                kept.append([a, min(b, lo - 1)])
+            if b > hi:
+                kept.append([max(a, hi + 1), b])
+        entry["TOKENS"] = kept
+        entry["source"] = f"{lo}-{hi} dropped by scripts/widen_unfused.py"
+    return out
+
+
+def tokens_range(text: str, flag: str) -> tuple[int, int]:
+    lo, hi = (int(v) for v in text.split("-"))
+    if not 0 < lo <= hi:
+        raise SystemExit(f"{flag} {text}: need 0 < LO <= HI")
+    return lo, hi
+
+
 def ws_bucket(table: dict, shape: str, bucket: int) -> dict:
     """``table`` with ``ws``'s ``m{bucket}_{shape}`` set to the shape's ``ws`` entry less its
     ``MIN_M`` (the bucket's counts then run that entry; ``ops.linear.table_keys``)."""
@@ -54,16 +82,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tokens", help="LO-HI, inclusive")
     ap.add_argument("--ws-bucket", help="SHAPE:BUCKET, e.g. n28672_k8192:1024")
+    ap.add_argument("--drop", help="LO-HI, inclusive: counts the unfused route no longer takes")
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    if not (args.tokens or args.ws_bucket):
-        raise SystemExit("give --tokens, --ws-bucket or both")
+    if not (args.tokens or args.ws_bucket or args.drop):
+        raise SystemExit("give --tokens, --ws-bucket, --drop or some of them")
     table = json.loads(TABLE.read_text())
+    if args.drop:
+        table = dropped(table, *tokens_range(args.drop, "--drop"))
     if args.tokens:
-        lo, hi = (int(v) for v in args.tokens.split("-"))
-        if not 0 < lo <= hi:
-            raise SystemExit(f"--tokens {args.tokens}: need 0 < LO <= HI")
-        table = widened(table, lo, hi)
+        table = widened(table, *tokens_range(args.tokens, "--tokens"))
     if args.ws_bucket:
         shape, bucket = args.ws_bucket.rsplit(":", 1)
         b = int(bucket)

@@ -83,6 +83,37 @@ def test_ws_bucket_gives_the_bucket_the_shape_wide_entry():
         W.ws_bucket(committed, "n1_k1", 1024)
 
 
+def test_dropped_takes_the_range_out_of_the_route_and_keeps_the_rest(monkeypatch, tmp_path):
+    # session 45's late45-70b-fp16: fp16's route on 70B at 769-1023 dropped, so the merged
+    # forward given the 1024 bucket (ws_bucket) runs those counts
+    W = load_script("widen_unfused")
+    from flash_swiglu.ops import linear as L
+
+    committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
+    before = json.dumps(committed)
+    table = W.dropped(W.ws_bucket(committed, "n28672_k8192", 1024), 769, 1023)
+    assert json.dumps(committed) == before  # the input is not changed
+    assert W.dropped({"unfused": {"n28672_k8192": {"TOKENS": [[700, 800], [900, 950],
+        [1000, 1100]]}}}, 769, 1023)["unfused"]["n28672_k8192"]["TOKENS"] == [
+        [700, 768], [1024, 1100]]  # fmt: skip
+    fp16 = torch.float16
+    shape_wide = _launched_ws(committed["ws"], 1024, fp16)
+    for m in (769, 800, 1023):
+        assert _launched_ws(table["ws"], m, fp16) == shape_wide
+    outside = (300, 520, 768, 1025, 1088, 4096)
+    was = {(name, m, dt): L.unfused_route(m, *shape, dt, "NVIDIA H200")
+           for name, shape in SHAPES.items() for m in outside
+           for dt in (torch.bfloat16, fp16)}  # fmt: skip
+    with launch_table(monkeypatch, tmp_path, table, L.unfused_route):
+        for name, shape in SHAPES.items():
+            for dt in (torch.bfloat16, fp16):
+                for m in (769, 800, 900, 1023):
+                    assert not L.unfused_route(m, *shape, dt, "NVIDIA H200"), (name, m, dt)
+                for m in outside:
+                    now = L.unfused_route(m, *shape, dt, "NVIDIA H200")
+                    assert now == was[name, m, dt], (name, m, dt)
+
+
 def test_70b_1024_bucket_is_the_merged_forward_in_bf16():
     # session 44: bf16's 1024 bucket on 70B runs the shape-wide entry's merged forward where
     # the unfused section does not route (832-1023); fp16 has no such entry (and routes)
