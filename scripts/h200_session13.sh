@@ -234,6 +234,10 @@
 #                  table, the merged Gluon forward given the 1024 bucket (769-992), the route
 #                  widened to 769-1088 (runs h200-${RUN_TAG}-linear-bf16-late70-{committed,
 #                  merged,unfused}); about 200 s by estimate
+#   check45        (session 45) the session-45 table: tests-unfused's cases, test_ws_mlp.py's
+#                  70B bucket entry (fp16 and the committed cases), then 70B fp16 at 769-1023
+#                  tokens, eager, torch.compile, cuBLAS and ours (run
+#                  h200-${RUN_TAG}-linear-fp16-late70-check); about 150 s
 #   late45-70b-fp16 (session 45) 70B in fp16 at 769-1088 tokens, eager and ours: the committed
 #                  table (the route at 769-1023), then the merged Gluon forward given the 1024
 #                  bucket with the route dropped there (widen_unfused.py --ws-bucket --drop; runs
@@ -856,6 +860,18 @@ PY
           --backend torch,triton --run-id h200-${RUN_TAG}-linear-bf16-late70-$variant 2>&1 \
           | tee "$OUT/late44_70b_$variant.log" | grep "^| triton" | cut -c1-110
       done ;;
+    check45)  # session 45: the table of session 45 (70B fp16 routes 769-831 and runs the
+      # 1024 bucket's merged forward at 832-1023): the route's GPU cases, the bucket entry's
+      # fp16 test, then 70B fp16 around the new edge, eager, torch.compile, cuBLAS and ours
+      # (run h200-${RUN_TAG}-linear-fp16-late70-check)
+      unfused_tests
+      timeout $(limit 120) $pytest -m gpu tests/test_ws_mlp.py -k \
+        "70b_1024_bucket or (committed_projection_entries and n28672)" 2>&1 | tail -n 4 \
+        | tee "$OUT/pytest_ws70b.log"
+      timeout $(limit 150) python3 -m flash_swiglu.bench.cli --op linear --model llama-3-70b \
+        --dtype float16 --tokens 769,800,831,832,864,896,960,992,1023 \
+        --backend torch,compile,cublas,triton --run-id h200-${RUN_TAG}-linear-fp16-late70-check \
+        2>&1 | tee "$OUT/late70_fp16_check.log" | grep "^| triton" | cut -c1-120 ;;
     late45-70b-fp16)  # session 45: 70B in fp16 at 769-1088 tokens, where the committed table
       # routes 769-1023 and 1025-1088 (the route 0.969-1.015x eager in session 44): the merged
       # Gluon forward given the 1024 bucket with the route dropped at 769-1023, beside the

@@ -61,74 +61,46 @@ def _launched_ws(ws, m, dtype):
 
 def test_ws_bucket_gives_the_bucket_the_shape_wide_entry():
     # session 44's late44-70b: 70B's 1024 bucket (769-1024 tokens) on the shape-wide merged
-    # entry, which the committed table applies from 1024 rows only (fp16 here: bf16 has had
-    # its own bucket entry since session 44)
+    # entry, which applies from 1024 rows only: the table before session 44 (no bucket entry)
+    # given the bucket gets what the committed bucket entry launches (both dtypes since
+    # session 45)
     W = load_script("widen_unfused")
     from flash_swiglu.ops import linear as L
 
     committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
-    before = json.dumps(committed)
-    table = W.ws_bucket(committed, "n28672_k8192", 1024)
-    assert json.dumps(committed) == before  # the input is not changed
-    shape_wide = _launched_ws(committed["ws"], 1024, torch.float16)
-    assert shape_wide["MERGED"]
-    for m in (769, 800, 1023):
-        assert _launched_ws(committed["ws"], m, torch.float16) is None  # the Triton kernel
-        assert _launched_ws(table["ws"], m, torch.float16) == shape_wide
-    for m in (300, 512, 1024, 1025, 4096):  # the other buckets as committed
-        assert _launched_ws(table["ws"], m, torch.float16) == _launched_ws(
-            committed["ws"], m, torch.float16)  # fmt: skip
-    assert set(table["ws"]) - set(committed["ws"]) == {"m1024_n28672_k8192"}
+    before = json.loads(json.dumps(committed))
+    del before["ws"]["m1024_n28672_k8192"]
+    frozen = json.dumps(before)
+    table = W.ws_bucket(before, "n28672_k8192", 1024)
+    assert json.dumps(before) == frozen  # the input is not changed
+    for dt in (torch.bfloat16, torch.float16):
+        shape_wide = _launched_ws(before["ws"], 1024, dt)
+        assert shape_wide["MERGED"]
+        for m in (769, 800, 1023):
+            assert _launched_ws(before["ws"], m, dt) is None  # the Triton kernel
+            assert _launched_ws(table["ws"], m, dt) == shape_wide
+            assert _launched_ws(committed["ws"], m, dt) == shape_wide
+        for m in (300, 512, 1024, 1025, 4096):  # the other buckets as they were
+            assert _launched_ws(table["ws"], m, dt) == _launched_ws(before["ws"], m, dt)
+    assert set(table["ws"]) - set(before["ws"]) == {"m1024_n28672_k8192"}
     with pytest.raises(SystemExit):
         W.ws_bucket(committed, "n1_k1", 1024)
 
 
-def test_dropped_takes_the_range_out_of_the_route_and_keeps_the_rest(monkeypatch, tmp_path):
-    # session 45's late45-70b-fp16: fp16's route on 70B at 769-1023 dropped, so the merged
-    # forward given the 1024 bucket (ws_bucket) runs those counts
-    W = load_script("widen_unfused")
-    from flash_swiglu.ops import linear as L
-
-    committed = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())
-    before = json.dumps(committed)
-    table = W.dropped(W.ws_bucket(committed, "n28672_k8192", 1024), 769, 1023)
-    assert json.dumps(committed) == before  # the input is not changed
-    assert W.dropped({"unfused": {"n28672_k8192": {"TOKENS": [[700, 800], [900, 950],
-        [1000, 1100]]}}}, 769, 1023)["unfused"]["n28672_k8192"]["TOKENS"] == [
-        [700, 768], [1024, 1100]]  # fmt: skip
-    fp16 = torch.float16
-    shape_wide = _launched_ws(committed["ws"], 1024, fp16)
-    for m in (769, 800, 1023):
-        assert _launched_ws(table["ws"], m, fp16) == shape_wide
-    outside = (300, 520, 768, 1025, 1088, 4096)
-    was = {(name, m, dt): L.unfused_route(m, *shape, dt, "NVIDIA H200")
-           for name, shape in SHAPES.items() for m in outside
-           for dt in (torch.bfloat16, fp16)}  # fmt: skip
-    with launch_table(monkeypatch, tmp_path, table, L.unfused_route):
-        for name, shape in SHAPES.items():
-            for dt in (torch.bfloat16, fp16):
-                for m in (769, 800, 900, 1023):
-                    assert not L.unfused_route(m, *shape, dt, "NVIDIA H200"), (name, m, dt)
-                for m in outside:
-                    now = L.unfused_route(m, *shape, dt, "NVIDIA H200")
-                    assert now == was[name, m, dt], (name, m, dt)
-
-
-def test_70b_1024_bucket_is_the_merged_forward_in_bf16():
-    # session 44: bf16's 1024 bucket on 70B runs the shape-wide entry's merged forward where
-    # the unfused section does not route (832-1023); fp16 has no such entry (and routes)
+def test_70b_1024_bucket_is_the_merged_forward():
+    # session 44 (bf16) and 45 (fp16): the 1024 bucket on 70B runs the shape-wide entry's
+    # merged forward where the unfused section does not route (832-1023)
     from flash_swiglu.ops import linear as L
 
     ws = json.loads((L.CONFIG_DIR / "h200_linear.json").read_text())["ws"]
-    shape_wide = _launched_ws(ws, 1024, torch.bfloat16)
-    for m in (769, 832, 900, 1023):
-        assert _launched_ws(ws, m, torch.bfloat16) == shape_wide, m
-        assert _launched_ws(ws, m, torch.float16) is None, m
-    # the bucket is 513-1024 tokens: the route takes 513-831 first (bf16), 513-1023 (fp16)
     route = lambda m, dt: L.unfused_route(m, 28672, 8192, dt, "NVIDIA H200")
-    assert all(route(m, torch.bfloat16) for m in (513, 768, 769, 831))
-    assert not any(route(m, torch.bfloat16) for m in (832, 900, 1023, 1024))
-    assert all(route(m, torch.float16) for m in (513, 768, 769, 1023))
+    for dt in (torch.bfloat16, torch.float16):
+        shape_wide = _launched_ws(ws, 1024, dt)
+        for m in (769, 832, 900, 1023):
+            assert _launched_ws(ws, m, dt) == shape_wide, (m, dt)
+        # the bucket is 513-1024 tokens: the route takes 513-831 first
+        assert all(route(m, dt) for m in (513, 768, 769, 831)), dt
+        assert not any(route(m, dt) for m in (832, 900, 1023, 1024)), dt
 
 
 def test_committed_ranges_past_384_lie_inside_the_widened_runs():

@@ -537,6 +537,31 @@ def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
         assert calls == [1]
 
 
+@pytest.mark.parametrize("m", [832, 1021])
+def test_gpu_70b_1024_bucket_entry_in_fp16(monkeypatch, m):
+    """Session 45: the 70B 1024-bucket entry is keyed for both 16-bit dtypes (the committed
+    test above runs a dtype-less key in bf16): fp16 at 832 (the route's end + 1) and 1021
+    tokens runs the merged Gluon forward, within the rule."""
+    import torch.nn.functional as F
+
+    import flash_swiglu
+    from flash_swiglu.ops import linear as L
+
+    if "H200" not in torch.cuda.get_device_name():
+        pytest.skip("the committed ws entries are the H200's")
+    n, k, dt = 28672, 8192, torch.float16
+    assert not L.unfused_route(m, n, k, dt, torch.cuda.get_device_name())
+    calls = _count_calls(monkeypatch, "prepare_forward")
+    g_ = torch.Generator(device="cuda").manual_seed(5)
+    x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
+    wg, wu = ((torch.randn(n, k, device="cuda", generator=g_) / k**0.5).to(dt) for _ in range(2))
+    h = flash_swiglu.swiglu_linear(x, wg, wu)
+    assert calls == [1]
+    g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
+    h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu").to(dt)
+    assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
+
+
 @pytest.mark.parametrize("config", [None, COOP_FORWARD, MERGED_FORWARD])
 @pytest.mark.parametrize("store_gu", [False, True])
 def test_gpu_ws_forward_fp16(config, store_gu):
