@@ -497,6 +497,23 @@ def _committed_ws_entries() -> dict:
     return json.loads((L.CONFIG_DIR / "h200_linear.json").read_text()).get("ws", {})
 
 
+def _projection_within_rule(m: int, n: int, k: int, dt, seed: int):
+    """swiglu_linear on fresh ``[m, k]`` inputs and ``[n, k]`` weights on the GPU, checked
+    against float64 with DESIGN.md's rule; returns ``(x, w_gate, w_up)``."""
+    import torch.nn.functional as F
+
+    import flash_swiglu
+
+    g_ = torch.Generator(device="cuda").manual_seed(seed)
+    x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
+    wg, wu = ((torch.randn(n, k, device="cuda", generator=g_) / k**0.5).to(dt) for _ in range(2))
+    h = flash_swiglu.swiglu_linear(x, wg, wu)
+    g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
+    h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu").to(dt)
+    assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
+    return x, wg, wu
+
+
 @pytest.mark.parametrize("key", list(_committed_ws_entries()))
 def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
     """Each committed ws entry of the launch table: swiglu_linear on its model shape runs the
@@ -505,8 +522,6 @@ def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
     that count), a shape-wide entry at 2048 rows. Below a shape-wide entry's MIN_M, a bucket
     with no entry of its own does not run the Gluon forward (the Triton kernel or the
     unfused route)."""
-    import torch.nn.functional as F
-
     import flash_swiglu
     from flash_swiglu.ops import linear as L
 
@@ -521,14 +536,8 @@ def test_gpu_committed_projection_entries_route_and_hold(monkeypatch, key):
     if L.unfused_route(m, n, k, dt, torch.cuda.get_device_name()):
         m += 3  # the bucket's top: the unfused route takes the ragged counts below it
     calls = _count_calls(monkeypatch, "prepare_forward")
-    g_ = torch.Generator(device="cuda").manual_seed(4)
-    x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
-    wg, wu = ((torch.randn(n, k, device="cuda", generator=g_) / k**0.5).to(dt) for _ in range(2))
-    h = flash_swiglu.swiglu_linear(x, wg, wu)
+    x, wg, wu = _projection_within_rule(m, n, k, dt, seed=4)
     assert calls == [1]
-    g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
-    h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu").to(dt)
-    assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
     if len(parts) == 2:
         uncovered = [b for b in (128, 256, 512, 1024)
                      if b < entry.get("MIN_M", 0) and f"m{b}_{key}" not in table]  # fmt: skip
@@ -542,9 +551,6 @@ def test_gpu_70b_1024_bucket_entry_in_fp16(monkeypatch, m):
     """Session 45: the 70B 1024-bucket entry is keyed for both 16-bit dtypes (the committed
     test above runs a dtype-less key in bf16): fp16 at 832 (the route's end + 1) and 1021
     tokens runs the merged Gluon forward, within the rule."""
-    import torch.nn.functional as F
-
-    import flash_swiglu
     from flash_swiglu.ops import linear as L
 
     if "H200" not in torch.cuda.get_device_name():
@@ -552,14 +558,8 @@ def test_gpu_70b_1024_bucket_entry_in_fp16(monkeypatch, m):
     n, k, dt = 28672, 8192, torch.float16
     assert not L.unfused_route(m, n, k, dt, torch.cuda.get_device_name())
     calls = _count_calls(monkeypatch, "prepare_forward")
-    g_ = torch.Generator(device="cuda").manual_seed(5)
-    x = torch.randn(m, k, device="cuda", generator=g_).to(dt)
-    wg, wu = ((torch.randn(n, k, device="cuda", generator=g_) / k**0.5).to(dt) for _ in range(2))
-    h = flash_swiglu.swiglu_linear(x, wg, wu)
+    _projection_within_rule(m, n, k, dt, seed=5)
     assert calls == [1]
-    g64, u64 = F.linear(x.double(), wg.double()), F.linear(x.double(), wu.double())
-    h_t = reference.act_glu(F.linear(x, wg).float(), F.linear(x, wu).float(), "silu").to(dt)
-    assert_within_rule("h", h, h_t, reference.act_glu(g64, u64, "silu"))
 
 
 @pytest.mark.parametrize("config", [None, COOP_FORWARD, MERGED_FORWARD])
