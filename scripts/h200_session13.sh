@@ -843,23 +843,6 @@ PY
         --tokens 769,800,832,896,960,1025,1064,1088 --backend torch,compile,cublas,triton \
         --run-id h200-${RUN_TAG}-linear-$short-late-check 2>&1 \
         | tee "$OUT/linear_${short}_late_check.log" | grep "^| triton" | cut -c1-120 ;;
-    late44-70b)  # session 44: 70B between 769 and 1088 tokens, where the committed table's
-      # Triton kernel (no ws entry below 1024) ran 0.93-0.96x eager at 800 / 960 / 1025 in
-      # both dtypes: the committed table, then the merged Gluon forward given the 1024 bucket
-      # (widen_unfused.py --ws-bucket; 769-992 only: from 1024 it is the committed path), then
-      # the unfused route widened to 769-1088; eager and ours (runs
-      # h200-${RUN_TAG}-linear-bf16-late70-{committed,merged,unfused})
-      python3 scripts/widen_unfused.py --ws-bucket n28672_k8192:1024 --out /tmp/merged.json
-      python3 scripts/widen_unfused.py --tokens 769-1088 --out /tmp/widened.json
-      for variant in ${LATE70_VARIANTS:-committed merged unfused}; do  # a subset: fewer runs
-        table="" tokens=769,800,832,864,896,928,960,992,1025,1088
-        [[ $variant == merged ]] && table=/tmp/merged.json tokens=769,800,832,864,896,928,960,992
-        [[ $variant == unfused ]] && table=/tmp/widened.json
-        FLASH_SWIGLU_LINEAR_CONFIGS=$table timeout $(limit 120) python3 -m flash_swiglu.bench.cli \
-          --op linear --model llama-3-70b --dtype bfloat16 --tokens $tokens \
-          --backend torch,triton --run-id h200-${RUN_TAG}-linear-bf16-late70-$variant 2>&1 \
-          | tee "$OUT/late44_70b_$variant.log" | grep "^| triton" | cut -c1-110
-      done ;;
     check45)  # session 45: the table of session 45 (70B fp16 routes 769-831 and runs the
       # 1024 bucket's merged forward at 832-1023): the route's GPU cases, the bucket entry's
       # fp16 test, then 70B fp16 around the new edge, eager, torch.compile, cuBLAS and ours
@@ -872,20 +855,33 @@ PY
         --dtype float16 --tokens 769,800,831,832,864,896,960,992,1023 \
         --backend torch,compile,cublas,triton --run-id h200-${RUN_TAG}-linear-fp16-late70-check \
         2>&1 | tee "$OUT/late70_fp16_check.log" | grep "^| triton" | cut -c1-120 ;;
-    late45-70b-fp16)  # session 45: 70B in fp16 at 769-1088 tokens, where the committed table
-      # routes 769-1023 and 1025-1088 (the route 0.969-1.015x eager in session 44): the merged
-      # Gluon forward given the 1024 bucket with the route dropped at 769-1023, beside the
-      # committed table in the same process order as late44-70b (runs
+    late44-70b|late45-70b-fp16)  # 70B between 769 and 1088 tokens; eager and ours.
+      # Session 44 (bf16): the committed table's Triton kernel (no ws entry below 1024) ran
+      # 0.93-0.96x eager at 800 / 960 / 1025 in both dtypes: the committed table, then the
+      # merged Gluon forward given the 1024 bucket (widen_unfused.py --ws-bucket; 769-992
+      # only: from 1024 it is the committed path), then the unfused route widened to 769-1088
+      # (runs h200-${RUN_TAG}-linear-bf16-late70-{committed,merged,unfused}).
+      # Session 45 (fp16): the committed table routed 769-1023 and 1025-1088 (the route
+      # 0.969-1.015x eager in session 44): the committed table, then the merged forward given
+      # the 1024 bucket with the route dropped at 769-1023 (runs
       # h200-${RUN_TAG}-linear-fp16-late70-{committed,merged})
-      python3 scripts/widen_unfused.py --ws-bucket n28672_k8192:1024 --drop 769-1023 \
-        --out /tmp/merged16.json
-      for variant in committed merged; do
+      if [[ $stage == late44-70b ]]; then
+        dtype=bfloat16 short=bf16 stem=late44_70b merged=/tmp/merged.json drop=""
+        variants=${LATE70_VARIANTS:-committed merged unfused}  # a subset: fewer runs
+        python3 scripts/widen_unfused.py --tokens 769-1088 --out /tmp/widened.json
+      else
+        dtype=float16 short=fp16 stem=late45_70b_fp16 merged=/tmp/merged16.json
+        drop="--drop 769-1023" variants="committed merged"
+      fi
+      python3 scripts/widen_unfused.py --ws-bucket n28672_k8192:1024 $drop --out $merged
+      for variant in $variants; do
         table="" tokens=769,800,832,864,896,928,960,992,1025,1088
-        [[ $variant == merged ]] && table=/tmp/merged16.json tokens=769,800,832,864,896,928,960,992
+        [[ $variant == merged ]] && table=$merged tokens=769,800,832,864,896,928,960,992
+        [[ $variant == unfused ]] && table=/tmp/widened.json
         FLASH_SWIGLU_LINEAR_CONFIGS=$table timeout $(limit 120) python3 -m flash_swiglu.bench.cli \
-          --op linear --model llama-3-70b --dtype float16 --tokens $tokens \
-          --backend torch,triton --run-id h200-${RUN_TAG}-linear-fp16-late70-$variant 2>&1 \
-          | tee "$OUT/late45_70b_fp16_$variant.log" | grep "^| triton" | cut -c1-110
+          --op linear --model llama-3-70b --dtype $dtype --tokens $tokens \
+          --backend torch,triton --run-id h200-${RUN_TAG}-linear-$short-late70-$variant 2>&1 \
+          | tee "$OUT/${stem}_$variant.log" | grep "^| triton" | cut -c1-110
       done ;;
     late44-mid)  # session 44: 8B and Qwen at 1025-1120 tokens (a ninth row of 128-row tiles in
       # the merged forward), the committed table and the route widened to 1025-1151
