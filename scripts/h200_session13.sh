@@ -242,6 +242,13 @@
 #                  table (the route at 769-1023), then the merged Gluon forward given the 1024
 #                  bucket with the route dropped there (widen_unfused.py --ws-bucket --drop; runs
 #                  h200-${RUN_TAG}-linear-fp16-late70-{committed,merged}); about 200 s
+#   cover46-bf16, cover46-fp16  (session 46) the route ranges the table took from counts at
+#                  their ends (8B, Qwen and 70B at 1025-1087 in bf16, 1025-1088 in fp16): 1025,
+#                  1040, 1056, 1072 and 1087 tokens on the committed table and on one with the
+#                  route dropped there (the fused projection; widen_unfused.py --drop), eager,
+#                  cuBLAS and ours (runs h200-${RUN_TAG}-linear-{bf16,fp16}-cover46-{committed,
+#                  fused}); -bf16 first runs test_ws_mlp.py's committed 70B entries and 70B
+#                  1024-bucket tests through the helper of commit 6897897; about 150 s each
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -882,6 +889,25 @@ PY
           --op linear --model llama-3-70b --dtype $dtype --tokens $tokens \
           --backend torch,triton --run-id h200-${RUN_TAG}-linear-$short-late70-$variant 2>&1 \
           | tee "$OUT/${stem}_$variant.log" | grep "^| triton" | cut -c1-110
+      done ;;
+    cover46-bf16|cover46-fp16)  # session 46: inside the route ranges of 1025-1088 tokens,
+      # the committed table (the route) and the fused projection (the range dropped)
+      dtype=bfloat16 short=bf16
+      [[ $stage == *fp16 ]] && dtype=float16 short=fp16
+      if [[ $short == bf16 ]]; then
+        timeout $(limit 150) $pytest -m gpu tests/test_ws_mlp.py -k \
+          "70b_1024_bucket or (committed_projection_entries and n28672)" 2>&1 | tail -n 4 \
+          | tee "$OUT/pytest_ws70b.log"
+      fi
+      python3 scripts/widen_unfused.py --drop 1025-1088 --out /tmp/fused46.json
+      for variant in committed fused; do
+        table=""
+        [[ $variant == fused ]] && table=/tmp/fused46.json
+        FLASH_SWIGLU_LINEAR_CONFIGS=$table timeout $(limit 150) python3 -m flash_swiglu.bench.cli \
+          --op linear --model llama-3-8b,qwen2.5-7b,llama-3-70b --dtype $dtype \
+          --tokens 1025,1040,1056,1072,1087 --backend torch,cublas,triton \
+          --run-id h200-${RUN_TAG}-linear-$short-cover46-$variant 2>&1 \
+          | tee "$OUT/cover46_${short}_$variant.log" | grep "^| triton" | cut -c1-120
       done ;;
     late44-mid)  # session 44: 8B and Qwen at 1025-1120 tokens (a ninth row of 128-row tiles in
       # the merged forward), the committed table and the route widened to 1025-1151
