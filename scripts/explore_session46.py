@@ -17,7 +17,9 @@ eager at 1064, session 45's the route at 1.047x there).
   at these counts) and on the table with 1025-1088 dropped from its ``unfused`` section (the
   fused projection; ``scripts/widen_unfused.py``'s ``dropped``), each timed as the benchmark
   times (``measure_graph`` after 100 ms of its own replays, cold L2) in ``ROUNDS`` rotated
-  rounds. Outputs checked against a float64 reference with the tolerance rule first, and
+  rounds. ``EDGE_MODEL`` / ``EDGE_TOKENS`` (after call 2): another benchmark model, other
+  counts (call 3: Llama-3-70B, whose route counts ran 0.990-0.999x eager in bf16 in the
+  ``cover46`` runs). Outputs checked against a float64 reference with the tolerance rule first, and
   which path each table takes recorded. -> ``edge8b.json``
 """
 
@@ -44,7 +46,10 @@ from flash_swiglu.ops import linear as L
 
 ROUNDS = 5
 SETTLE_MS = 100.0
-TOKENS = (1040, 1056, 1064, 1072, 1080, 1087, 1088)
+TOKENS = tuple(
+    int(t) for t in os.environ.get("EDGE_TOKENS", "1040,1056,1064,1072,1080,1087,1088").split(",")
+)
+MODEL = os.environ.get("EDGE_MODEL", "llama-3-8b")
 DTYPES = (torch.bfloat16, torch.float16)
 _current: list = [None]
 
@@ -62,7 +67,7 @@ def _use_table(path: str) -> None:
 
 def edge8b(out: Path) -> list[dict]:
     device = torch.device("cuda")
-    k, n = MODELS["llama-3-8b"]
+    k, n = MODELS[MODEL]
     _use_table("")
     table = L.load_table(torch.cuda.get_device_name())
     fused_path = out / "fused46.json"
@@ -96,13 +101,13 @@ def edge8b(out: Path) -> list[dict]:
                 list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS).median_ms, ROUNDS
             )
             med = {lb: sorted(t)[len(t) // 2] for lb, t in rounds.items()}
-            row = dict(model="llama-3-8b", m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
+            row = dict(model=MODEL, m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
                        unfused_route=paths, max_abs_err=errs, ms=rounds, median_ms=med)  # fmt: skip
             rows.append(row)
             (out / "edge8b.json").write_text(json.dumps(rows, indent=1))
             e = med["eager"]
             S16.say(
-                f"edge8b {row['dtype']:8s} M={m}: vs eager route {e / med['route']:.3f}x "
+                f"edge8b {MODEL} {row['dtype']:8s} M={m}: vs eager route {e / med['route']:.3f}x "
                 f"fused {e / med['fused']:.3f}x; fused/route {med['route'] / med['fused']:.3f}; "
                 f"rounds ms route {min(rounds['route']):.4f}-{max(rounds['route']):.4f} fused "
                 f"{min(rounds['fused']):.4f}-{max(rounds['fused']):.4f} eager "
