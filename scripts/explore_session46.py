@@ -21,6 +21,13 @@ eager at 1064, session 45's the route at 1.047x there).
   counts (call 3: Llama-3-70B, whose route counts ran 0.990-0.999x eager in bf16 in the
   ``cover46`` runs). Outputs checked against a float64 reference with the tolerance rule first, and
   which path each table takes recorded. -> ``edge8b.json``
+
+- ``swap70b`` (after call 3): the same for Llama-3-70B at 769, 800 and 831 tokens (the route
+  in both dtypes; 0.996x eager in bf16 and 0.998x in fp16 at 769 in session 45's benchmark
+  runs) and 960 and 992 (the merged Gluon forward; fp16 0.978x eager at 960 in session 45's
+  ``check45``), on the committed table and on one with the two swapped: the route dropped at
+  769-831 (the merged forward there, the 1024 bucket's ``ws`` entry) and added at 832-1023.
+  -> ``swap70b.json``
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ TOKENS = tuple(
     int(t) for t in os.environ.get("EDGE_TOKENS", "1040,1056,1064,1072,1080,1087,1088").split(",")
 )
 MODEL = os.environ.get("EDGE_MODEL", "llama-3-8b")
+SWAP_TOKENS = (769, 800, 831, 960, 992)
 DTYPES = (torch.bfloat16, torch.float16)
 _current: list = [None]
 
@@ -66,19 +74,34 @@ def _use_table(path: str) -> None:
 
 
 def edge8b(out: Path) -> list[dict]:
-    device = torch.device("cuda")
-    k, n = MODELS[MODEL]
     _use_table("")
     table = L.load_table(torch.cuda.get_device_name())
     fused_path = out / "fused46.json"
     fused_path.write_text(json.dumps(W.dropped(table, 1025, 1088), indent=1))
-    tables = {"route": "", "fused": str(fused_path)}
+    return _ab(out, "edge8b", MODEL, TOKENS, {"route": "", "fused": str(fused_path)})
+
+
+def swap70b(out: Path) -> list[dict]:
+    _use_table("")
+    table = L.load_table(torch.cuda.get_device_name())
+    swapped = W.widened(W.dropped(table, 769, 831), 832, 1023)
+    swapped_path = out / "swapped46.json"
+    swapped_path.write_text(json.dumps(swapped, indent=1))
+    return _ab(out, "swap70b", "llama-3-70b", SWAP_TOKENS,
+               {"committed": "", "swapped": str(swapped_path)})  # fmt: skip
+
+
+def _ab(out: Path, stage: str, model: str, tokens, tables: dict) -> list[dict]:
+    """Eager and ``swiglu_linear`` on each of ``tables`` ({label: table path, "" for the
+    committed one}) at each of ``tokens``, both dtypes, in rotated rounds."""
+    device = torch.device("cuda")
+    k, n = MODELS[model]
     gen = torch.Generator(device=device).manual_seed(46)
     rows = []
     for dt in DTYPES:
         wg = torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5
         wu = torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5
-        for m in TOKENS:
+        for m in tokens:
             x = torch.randn(m, k, device=device, dtype=dt, generator=gen)
             ref = flash_swiglu.reference.swiglu_linear_reference(
                 x.double(), wg.double(), wu.double()
@@ -101,24 +124,24 @@ def edge8b(out: Path) -> list[dict]:
                 list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS).median_ms, ROUNDS
             )
             med = {lb: sorted(t)[len(t) // 2] for lb, t in rounds.items()}
-            row = dict(model=MODEL, m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
+            row = dict(model=model, m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
                        unfused_route=paths, max_abs_err=errs, ms=rounds, median_ms=med)  # fmt: skip
             rows.append(row)
-            (out / "edge8b.json").write_text(json.dumps(rows, indent=1))
+            (out / f"{stage}.json").write_text(json.dumps(rows, indent=1))
             e = med["eager"]
+            a, b = list(tables)
             S16.say(
-                f"edge8b {MODEL} {row['dtype']:8s} M={m}: vs eager route {e / med['route']:.3f}x "
-                f"fused {e / med['fused']:.3f}x; fused/route {med['route'] / med['fused']:.3f}; "
-                f"rounds ms route {min(rounds['route']):.4f}-{max(rounds['route']):.4f} fused "
-                f"{min(rounds['fused']):.4f}-{max(rounds['fused']):.4f} eager "
-                f"{min(rounds['eager']):.4f}-{max(rounds['eager']):.4f}; route taken {paths}"
+                f"{stage} {model} {row['dtype']:8s} M={m}: vs eager {a} {e / med[a]:.3f}x "
+                f"{b} {e / med[b]:.3f}x; {b}/{a} {med[a] / med[b]:.3f}; rounds ms "
+                + " ".join(f"{lb} {min(t):.4f}-{max(t):.4f}" for lb, t in rounds.items())
+                + f"; route taken {paths}"
             )
     _use_table("")
     return rows
 
 
 def main() -> None:
-    S12.run_stages({"edge8b": edge8b}, ["edge8b"])
+    S12.run_stages({"edge8b": edge8b, "swap70b": swap70b}, ["edge8b"])
 
 
 if __name__ == "__main__":
