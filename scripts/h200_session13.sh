@@ -242,13 +242,14 @@
 #                  table (the route at 769-1023), then the merged Gluon forward given the 1024
 #                  bucket with the route dropped there (widen_unfused.py --ws-bucket --drop; runs
 #                  h200-${RUN_TAG}-linear-fp16-late70-{committed,merged}); about 200 s
-#   cover46-bf16, cover46-fp16  (session 46, run in its call 1) the route ranges the table took from counts at
-#                  their ends (8B, Qwen and 70B at 1025-1087 in bf16, 1025-1088 in fp16): 1025,
-#                  1040, 1056, 1072 and 1087 tokens on the committed table and on one with the
-#                  route dropped there (the fused projection; widen_unfused.py --drop), eager,
-#                  cuBLAS and ours (runs h200-${RUN_TAG}-linear-{bf16,fp16}-cover46-{committed,
-#                  fused}); -bf16 first runs test_ws_mlp.py's committed 70B entries and 70B
-#                  1024-bucket tests through the helper of commit 6897897; about 150 s each
+#   cover46-bf16, cover46-fp16  (session 46, run in its call 1) the route ranges the table
+#                  took from counts at their ends (8B, Qwen and 70B at 1025-1087 in bf16,
+#                  1025-1088 in fp16): 1025, 1040, 1056, 1072 and 1087 tokens on the committed
+#                  table and on one with the route dropped there (the fused projection;
+#                  widen_unfused.py --drop), eager, cuBLAS and ours (runs h200-${RUN_TAG}-linear-
+#                  {bf16,fp16}-cover46-{committed,fused}); -bf16 first runs test_ws_mlp.py's
+#                  committed 70B entries and 70B 1024-bucket tests through the helper of commit
+#                  6897897; 182 / 168 s
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
