@@ -250,6 +250,10 @@
 #                  {bf16,fp16}-cover46-{committed,fused}); -bf16 first runs test_ws_mlp.py's
 #                  committed 70B entries and 70B 1024-bucket tests through the helper of commit
 #                  6897897; 182 / 168 s
+#   peers46-bf16, peers46-fp16  (session 46) the four models at session 45's eight counts from
+#                  769 to 1088 with Liger's two backends (its fused gemm_swiglu; two linears and
+#                  its elementwise kernel) beside eager, cuBLAS and ours (runs h200-${RUN_TAG}-
+#                  linear-{bf16,fp16}-late-peers); about 250 s each by estimate
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -910,6 +914,14 @@ PY
           --run-id h200-${RUN_TAG}-linear-$short-cover46-$variant 2>&1 \
           | tee "$OUT/cover46_${short}_$variant.log" | grep "^| triton" | cut -c1-120
       done ;;
+    peers46-bf16|peers46-fp16)  # session 46: Liger at 769-1088 tokens (not in session 45's runs)
+      dtype=bfloat16 short=bf16
+      [[ $stage == *fp16 ]] && dtype=float16 short=fp16
+      timeout $(limit 280) python3 -m flash_swiglu.bench.cli --op linear \
+        --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype $dtype \
+        --tokens 769,800,832,896,960,1025,1064,1088 --backend torch,cublas,liger,liger-mul,triton \
+        --run-id h200-${RUN_TAG}-linear-$short-late-peers 2>&1 \
+        | tee "$OUT/late_peers_$short.log" | grep "^| triton" | cut -c1-120 ;;
     late44-mid)  # session 44: 8B and Qwen at 1025-1120 tokens (a ninth row of 128-row tiles in
       # the merged forward), the committed table and the route widened to 1025-1151
       route_pair 1025-1151 120 h200-${RUN_TAG}-linear-bf16-late44 late44_mid \
