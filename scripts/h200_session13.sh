@@ -253,7 +253,10 @@
 #   peers46-bf16, peers46-fp16  (session 46) the four models at session 45's eight counts from
 #                  769 to 1088 with Liger's two backends (its fused gemm_swiglu; two linears and
 #                  its elementwise kernel) beside eager, cuBLAS and ours (runs h200-${RUN_TAG}-
-#                  linear-{bf16,fp16}-late-peers); about 250 s each by estimate
+#                  linear-{bf16,fp16}-late-peers). Session 46's call 6 ran each into its limit
+#                  (then 280 s) at case 26-27 of 32, and no run came back: about 350 s each,
+#                  one stage a call (limit now 420 s). Call 7 ran bf16 at 800, 1025 and 1088
+#                  only, by hand (174 s with the machine's start)
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -917,7 +920,7 @@ PY
     peers46-bf16|peers46-fp16)  # session 46: Liger at 769-1088 tokens (not in session 45's runs)
       dtype=bfloat16 short=bf16
       [[ $stage == *fp16 ]] && dtype=float16 short=fp16
-      timeout $(limit 280) python3 -m flash_swiglu.bench.cli --op linear \
+      timeout $(limit 420) python3 -m flash_swiglu.bench.cli --op linear \
         --model llama-3.2-1b,llama-3-8b,qwen2.5-7b,llama-3-70b --dtype $dtype \
         --tokens 769,800,832,896,960,1025,1064,1088 --backend torch,cublas,liger,liger-mul,triton \
         --run-id h200-${RUN_TAG}-linear-$short-late-peers 2>&1 \
