@@ -262,8 +262,44 @@ def test_run_id_stores_the_run(tmp_path, device, capsys):
     assert printed.rstrip().endswith(table.rstrip())  # the table is printed last
     if device == "cpu":
         assert "not profiled on the CPU" in printed
+    assert not (run_dir / cli.PARTIAL).exists()  # stored whole: no partial rows left
     with pytest.raises(SystemExit):  # an existing run is never overwritten
         cli.main([*args, "--run-id", "tiny", "--results-dir", str(results)])
+
+
+def test_run_cut_short_leaves_its_rows_so_far(tmp_path, device, monkeypatch):
+    """A ``--run-id`` run that stops before its end (here the second case raises; on the GPU
+    machine, a time limit) leaves the rows of the cases it finished in ``partial.json``, and
+    no ``rows.json``: the summary never reads a run that is not whole."""
+    calls = []
+
+    def run_case(case, *rest):
+        calls.append(case)
+        if len(calls) == 2:
+            raise RuntimeError("cut short")
+        return harness.run_case(case, *rest)
+
+    monkeypatch.setattr(cli, "run_case", run_case)
+    results = tmp_path / "results"
+    args = ["--device", device, "--rows", "4", "--cols", "16", "--dtype", "float32"]
+    args += ["--activation", "relu,silu", "--backend", "torch,triton", "--pass", "fwd"]
+    with pytest.raises(RuntimeError, match="cut short"):
+        cli.main([*args, "--run-id", "cut", "--results-dir", str(results)])
+    so_far = json.loads((results / "cut" / cli.PARTIAL).read_text())
+    assert so_far["cases_done"] == 1 and so_far["cases"] == 2
+    assert so_far["command"].startswith("benchmark-swiglu --device")
+    assert [(r["activation"], r["backend"]) for r in so_far["rows"]] == [
+        ("relu", "torch"),
+        ("relu", "triton"),
+    ]
+    assert all(r["passed"] for r in so_far["rows"])
+    assert not (results / "cut" / "rows.json").exists()
+    assert load_rows(results) == []
+    # The same name can be run again: a partial run is not a stored one.
+    monkeypatch.setattr(cli, "run_case", harness.run_case)
+    assert cli.main([*args, "--run-id", "cut", "--results-dir", str(results)]) == 0
+    assert not (results / "cut" / cli.PARTIAL).exists()
+    assert len(json.loads((results / "cut" / "rows.json").read_text())) == 4
 
 
 def test_library_env_recorded_and_left_out_of_summary(tmp_path, device, monkeypatch):

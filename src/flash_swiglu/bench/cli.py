@@ -41,6 +41,7 @@ from flash_swiglu.bench.roofline import Ceilings, copy_bandwidth, gemm_ceiling
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 LAYOUTS = ("separate", *_names.LAYOUTS)
 SWEEP_COLS = 4096
+PARTIAL = "partial.json"  # a --run-id run's rows so far, until the run is stored whole
 
 CPU_NOTE = (
     "NOTE: this run is on the CPU through Triton's interpreter. Its timings mean nothing; "
@@ -119,7 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--json", type=Path, metavar="PATH", help="write every result row to PATH")
     plot_help = "with --sweep: PNG of GB/s (elementwise) or TFLOP/s (linear) against size"
     add("--plot", type=Path, metavar="PATH", help=plot_help)
-    add("--run-id", metavar="NAME", help="store the run under RESULTS_DIR/NAME/")
+    run_id = (
+        f"store the run under RESULTS_DIR/NAME/; while it runs, NAME/{PARTIAL} holds the rows of"
+        " the cases done so far (removed once the run is stored whole)"
+    )
+    add("--run-id", metavar="NAME", help=run_id)
     add("--results-dir", type=Path, default=Path("benchmarks/results"), help="(%(default)s)")
     add("--profile", action="store_true", help="add DRAM bytes measured by Nsight Compute")
     add("--profile-child", type=Path, help=argparse.SUPPRESS)
@@ -295,17 +300,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     ceilings = Ceilings(copy_bandwidth(device), gemm)
     progress = Progress(len(cases) * len(args.passes))
     run = OPS[args.op].run or run_case
+    command = shlex.join(["benchmark-swiglu", *argv])
+    partial = args.results_dir / args.run_id / PARTIAL if args.run_id else None
     rows = []
-    for case in cases:
+    for done, case in enumerate(cases, 1):
         rows += run(case, args.backends, args.passes, device, ceilings, progress.step)
+        if partial is not None:  # what a run cut short (a time limit, a crash) still leaves
+            so_far = dict(command=command, cases_done=done, cases=len(cases), rows=rows)
+            report.write_json(partial, so_far)
     progress.close()
-    environment = run_env.collect(device, shlex.join(["benchmark-swiglu", *argv]))
+    environment = run_env.collect(device, command)
     for row in rows:
         row.update(sweep=args.sweep, **environment)
 
     notes = _profile(argv, rows, device) if args.profile else []
     table = report.format_table(rows, ceilings, environment["gpu"] or "the CPU")
     notes += _save(args, rows, environment, table, ceilings.copy_gbps)
+    if partial is not None:
+        partial.unlink(missing_ok=True)  # the run is whole: rows.json has every row
     if device.type == "cpu":
         notes.append(CPU_NOTE)
     for note in notes:
