@@ -28,6 +28,15 @@ eager at 1064, session 45's the route at 1.047x there).
   ``check45``), on the committed table and on one with the two swapped: the route dropped at
   769-831 (the merged forward there, the 1024 bucket's ``ws`` entry) and added at 832-1023.
   -> ``swap70b.json``
+
+- ``routeliger`` (written after call 7, not yet run): call 7's benchmark run had our route
+  behind Liger's two linears + ``LigerSiLUMulFunction`` (``liger-mul``) on Llama-3-70B by 3% at
+  800 and 1025 tokens (bf16), though the two differ only in the elementwise kernel. In one
+  process, rotated rounds as above, 70B at 800 and 1025 tokens in both dtypes: eager, our
+  ``swiglu_linear`` (the route there), ``liger-mul``, and the two elementwise kernels alone on
+  the same ``[M, 28672]`` gate and up (ours through ``flash_swiglu.swiglu``, Liger's
+  ``LigerSiLUMulFunction``), with the copy bandwidth of the same bytes for scale. Needs
+  Liger-Kernel importable (the ``.whl`` carry). -> ``routeliger.json``
 """
 
 from __future__ import annotations
@@ -140,8 +149,59 @@ def _ab(out: Path, stage: str, model: str, tokens, tables: dict) -> list[dict]:
     return rows
 
 
+def routeliger(out: Path) -> list[dict]:
+    from liger_kernel.ops.swiglu import LigerSiLUMulFunction
+
+    device = torch.device("cuda")
+    _use_table("")
+    k, n = MODELS["llama-3-70b"]
+    gen = torch.Generator(device=device).manual_seed(46)
+    rows = []
+    for dt in DTYPES:
+        wg = torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5
+        wu = torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5
+        for m in (800, 1025):
+            x = torch.randn(m, k, device=device, dtype=dt, generator=gen)
+            g, u = F.linear(x, wg), F.linear(x, wu)
+            # A copy of the bytes the elementwise pass moves (reads 2 m n, writes m n elements).
+            src = torch.randn(3 * m * n // 2, device=device, generator=gen).to(dt)
+            dst = torch.empty_like(src)
+            calls = {
+                "eager": lambda x=x: F.silu(F.linear(x, wg)) * F.linear(x, wu),
+                "ours": lambda x=x: flash_swiglu.swiglu_linear(x, wg, wu),
+                "liger-mul": lambda x=x: LigerSiLUMulFunction.apply(
+                    F.linear(x, wg), F.linear(x, wu)
+                ),
+                "ours-elementwise": lambda g=g, u=u: flash_swiglu.swiglu(g, u),
+                "liger-elementwise": lambda g=g, u=u: LigerSiLUMulFunction.apply(g, u),
+                "copy": lambda src=src, dst=dst: dst.copy_(src),
+            }
+            ref = F.silu(g.double()) * u.double()
+            checked = ("ours", "liger-mul", "ours-elementwise", "liger-elementwise")
+            errs = {}
+            for lb in checked:
+                got = calls[lb]().double()
+                errs[lb] = (got - ref).abs().max().item()
+                torch.testing.assert_close(got, ref, rtol=2e-2, atol=2e-2)
+            rounds = interleaved_rounds(
+                list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS).median_ms, ROUNDS
+            )
+            med = {lb: sorted(t)[len(t) // 2] for lb, t in rounds.items()}
+            row = dict(model="llama-3-70b", m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
+                       max_abs_err=errs, ms=rounds, median_ms=med)  # fmt: skip
+            rows.append(row)
+            (out / "routeliger.json").write_text(json.dumps(rows, indent=1))
+            S16.say(
+                f"routeliger {row['dtype']:8s} M={m}: median ms "
+                + ", ".join(f"{lb} {t:.4f}" for lb, t in med.items())
+                + f"; ours / liger-mul {med['liger-mul'] / med['ours']:.3f}x, elementwise "
+                f"{med['liger-elementwise'] / med['ours-elementwise']:.3f}x; errors {errs}"
+            )
+    return rows
+
+
 def main() -> None:
-    S12.run_stages({"edge8b": edge8b, "swap70b": swap70b}, ["edge8b"])
+    S12.run_stages({"edge8b": edge8b, "swap70b": swap70b, "routeliger": routeliger}, ["edge8b"])
 
 
 if __name__ == "__main__":
