@@ -82,6 +82,15 @@ def _use_table(path: str) -> None:
     _current[0] = path
 
 
+def _timed(calls: dict) -> tuple[dict, dict]:
+    """``({label: [ms of each round]}, {label: median round's ms})``: ``measure_graph`` after
+    ``SETTLE_MS`` of the call's own replays, ``ROUNDS`` rounds in rotated order."""
+    rounds = interleaved_rounds(
+        list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS).median_ms, ROUNDS
+    )
+    return rounds, {lb: sorted(t)[len(t) // 2] for lb, t in rounds.items()}
+
+
 def edge8b(out: Path) -> list[dict]:
     _use_table("")
     table = L.load_table(torch.cuda.get_device_name())
@@ -129,10 +138,7 @@ def _ab(out: Path, stage: str, model: str, tokens, tables: dict) -> list[dict]:
                     return flash_swiglu.swiglu_linear(x, wg, wu)
 
                 calls[label] = call
-            rounds = interleaved_rounds(
-                list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS).median_ms, ROUNDS
-            )
-            med = {lb: sorted(t)[len(t) // 2] for lb, t in rounds.items()}
+            rounds, med = _timed(calls)
             row = dict(model=model, m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
                        unfused_route=paths, max_abs_err=errs, ms=rounds, median_ms=med)  # fmt: skip
             rows.append(row)
@@ -183,10 +189,7 @@ def routeliger(out: Path) -> list[dict]:
                 got = calls[lb]().double()
                 errs[lb] = (got - ref).abs().max().item()
                 torch.testing.assert_close(got, ref, rtol=2e-2, atol=2e-2)
-            rounds = interleaved_rounds(
-                list(calls), lambda lb: measure_graph(calls[lb], SETTLE_MS).median_ms, ROUNDS
-            )
-            med = {lb: sorted(t)[len(t) // 2] for lb, t in rounds.items()}
+            rounds, med = _timed(calls)
             row = dict(model="llama-3-70b", m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
                        max_abs_err=errs, ms=rounds, median_ms=med)  # fmt: skip
             rows.append(row)
