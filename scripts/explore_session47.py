@@ -1,0 +1,117 @@
+"""Session-47 exploration on the H200: where our route loses to ``liger-mul`` on Llama-3-70B.
+
+    PYTHONPATH=src python scripts/explore_session47.py routeprof --out DIR
+
+Why: session 46's benchmark run ``h200-s46-linear-bf16-late-peers`` had our unfused route
+(two ``F.linear`` and ``flash_swiglu``'s elementwise kernel) 3% behind ``liger-mul`` (the same
+two products and ``LigerSiLUMulFunction``) on 70B at 800 and 1025 tokens. ``explore_session46.py
+routeliger`` times the two whole calls and the two elementwise kernels alone in rotated rounds.
+
+- ``routeprof``: the kernels each call launches and their device times, from
+  ``torch.profiler`` over ``CALLS`` calls of each, every call after an L2 eviction (a read of
+  ``FLUSH_MB`` MB), so that a difference between the whole calls can be put on one kernel:
+  eager, ours and ``liger-mul`` at 800 and 1025 tokens on 70B, bf16 and fp16. The outputs are
+  checked against a float64 reference with the tolerance rule first. Needs Liger-Kernel
+  importable (the ``.whl`` carry). -> ``routeprof.json`` and the table printed per case.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import explore_session12 as S12
+import explore_session16 as S16
+
+import flash_swiglu
+from flash_swiglu.bench.cases.linear import MODELS
+
+CALLS = 20
+FLUSH_MB = 512
+TOKENS = (800, 1025)
+DTYPES = (torch.bfloat16, torch.float16)
+
+
+def kernel_table(prof, calls: int) -> list[dict]:
+    """``[{name, count, us_per_call}]`` of the device kernels a profile holds, the time summed
+    over the profile and divided by ``calls``, largest first. The eviction's read (a
+    reduction) is listed with them."""
+    rows = []
+    for ev in prof.key_averages():
+        total = getattr(ev, "device_time_total", None)
+        if total is None:
+            total = getattr(ev, "cuda_time_total", 0.0)
+        dtype = str(getattr(ev, "device_type", ""))
+        if not total or "CUDA" not in dtype or ev.key.startswith("cuda"):
+            continue
+        rows.append(dict(name=ev.key[:90], count=ev.count, us_per_call=total / calls))
+    return sorted(rows, key=lambda r: -r["us_per_call"])
+
+
+def routeprof(out: Path) -> list[dict]:
+    from liger_kernel.ops.swiglu import LigerSiLUMulFunction
+    from torch.profiler import ProfilerActivity, profile
+
+    device = torch.device("cuda")
+    k, n = MODELS["llama-3-70b"]
+    gen = torch.Generator(device=device).manual_seed(47)
+    flush = torch.empty(FLUSH_MB * 2**20 // 4, device=device, dtype=torch.float32)
+    flush.fill_(1.0)
+    rows = []
+    for dt in DTYPES:
+        wg = torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5
+        wu = torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5
+        for m in TOKENS:
+            x = torch.randn(m, k, device=device, dtype=dt, generator=gen)
+            calls = {
+                "eager": lambda x=x: F.silu(F.linear(x, wg)) * F.linear(x, wu),
+                "ours": lambda x=x: flash_swiglu.swiglu_linear(x, wg, wu),
+                "liger-mul": lambda x=x: LigerSiLUMulFunction.apply(
+                    F.linear(x, wg), F.linear(x, wu)
+                ),
+            }
+            ref = flash_swiglu.reference.swiglu_linear_reference(
+                x.double(), wg.double(), wu.double()
+            )
+            errs = {}
+            for lb, call in calls.items():
+                got = call().double()
+                errs[lb] = (got - ref).abs().max().item()
+                torch.testing.assert_close(got, ref, rtol=2e-2, atol=2e-2)
+            kernels = {}
+            for lb, call in calls.items():
+                for _ in range(3):
+                    call()
+                torch.cuda.synchronize()
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    for _ in range(CALLS):
+                        flush.sum()
+                        call()
+                    torch.cuda.synchronize()
+                kernels[lb] = kernel_table(prof, CALLS)
+            row = dict(model="llama-3-70b", m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
+                       max_abs_err=errs, kernels=kernels)  # fmt: skip
+            rows.append(row)
+            (out / "routeprof.json").write_text(json.dumps(rows, indent=1))
+            for lb, table in kernels.items():
+                S16.say(
+                    f"routeprof {row['dtype']:8s} M={m} {lb:9s}: "
+                    + "; ".join(
+                        f"{r['name'][:48]} x{r['count']} {r['us_per_call']:.1f} us" for r in table
+                    )
+                )
+    return rows
+
+
+def main() -> None:
+    S12.run_stages({"routeprof": routeprof}, ["routeprof"])
+
+
+if __name__ == "__main__":
+    main()
