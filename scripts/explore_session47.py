@@ -13,6 +13,15 @@ routeliger`` times the two whole calls and the two elementwise kernels alone in 
   eager, ours and ``liger-mul`` at 800 and 1025 tokens on 70B, bf16 and fp16. The outputs are
   checked against a float64 reference with the tolerance rule first. Needs Liger-Kernel
   importable (the ``.whl`` carry). -> ``routeprof.json`` and the table printed per case.
+
+- ``placement70b`` (after call 2): call 2's ``routeliger`` had, in one process on one copy of
+  the weights, our route 1.013-1.033x eager and 1.036-1.084x ``liger-mul`` on 70B at 800 and
+  1025 tokens, while the benchmark runs of calls 3-4 (each backend on its own copy of the
+  inputs, the harness's ``fresh_inputs``) had it at 0.977-0.999x eager at 800, 1025 and
+  1064 in bf16. Whether where the weights land moves the two cuBLAS products by that much:
+  ``COPIES`` copies of 70B's inputs, each read by eager, ours and ``liger-mul``, rotated
+  rounds as ``explore_session46.py``'s (``ROUNDS``, ``SETTLE_MS``), at 800 and 1025 tokens in
+  both dtypes. -> ``placement70b.json``: each call's rounds, per copy the three medians.
 """
 
 from __future__ import annotations
@@ -28,11 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import explore_session12 as S12
 import explore_session16 as S16
+import explore_session46 as S46
 
 import flash_swiglu
 from flash_swiglu.bench.cases.linear import MODELS
 
 CALLS = 20
+COPIES = 4
 FLUSH_MB = 512
 TOKENS = (800, 1025)
 DTYPES = (torch.bfloat16, torch.float16)
@@ -109,8 +120,61 @@ def routeprof(out: Path) -> list[dict]:
     return rows
 
 
+def placement70b(out: Path) -> list[dict]:
+    from liger_kernel.ops.swiglu import LigerSiLUMulFunction
+
+    device = torch.device("cuda")
+    k, n = MODELS["llama-3-70b"]
+    gen = torch.Generator(device=device).manual_seed(4747)
+    rows = []
+    for dt in DTYPES:
+        copies = [
+            tuple(torch.randn(n, k, device=device, dtype=dt, generator=gen) / k**0.5 for _ in "gu")
+            for _ in range(COPIES)
+        ]
+        for m in TOKENS:
+            calls, errs = {}, {}
+            for c, (wg, wu) in enumerate(copies):
+                x = torch.randn(m, k, device=device, dtype=dt, generator=gen)
+                calls[f"eager{c}"] = lambda x=x, wg=wg, wu=wu: (
+                    F.silu(F.linear(x, wg)) * F.linear(x, wu)
+                )
+                calls[f"ours{c}"] = lambda x=x, wg=wg, wu=wu: flash_swiglu.swiglu_linear(x, wg, wu)
+                calls[f"liger-mul{c}"] = lambda x=x, wg=wg, wu=wu: LigerSiLUMulFunction.apply(
+                    F.linear(x, wg), F.linear(x, wu)
+                )
+                if c == 0:
+                    ref = flash_swiglu.reference.swiglu_linear_reference(
+                        x.double(), wg.double(), wu.double()
+                    )
+                    for lb in ("eager0", "ours0", "liger-mul0"):
+                        got = calls[lb]().double()
+                        errs[lb] = (got - ref).abs().max().item()
+                        torch.testing.assert_close(got, ref, rtol=2e-2, atol=2e-2)
+            rounds, med = S46._timed(calls)
+            per_copy = [
+                {b: med[f"{b}{c}"] for b in ("eager", "ours", "liger-mul")} for c in range(COPIES)
+            ]
+            row = dict(model="llama-3-70b", m=m, n=n, k=k, dtype=str(dt).split(".")[-1],
+                       max_abs_err=errs, ms=rounds, median_ms=med, per_copy=per_copy)  # fmt: skip
+            rows.append(row)
+            (out / "placement70b.json").write_text(json.dumps(rows, indent=1))
+            S16.say(
+                f"placement70b {row['dtype']:8s} M={m}: per copy ms (eager / ours / liger-mul; "
+                "ours vs eager, vs liger-mul) "
+                + " | ".join(
+                    f"{p['eager']:.4f} / {p['ours']:.4f} / {p['liger-mul']:.4f}; "
+                    f"{p['eager'] / p['ours']:.3f}x {p['liger-mul'] / p['ours']:.3f}x"
+                    for p in per_copy
+                )
+            )
+        del copies
+        torch.cuda.empty_cache()
+    return rows
+
+
 def main() -> None:
-    S12.run_stages({"routeprof": routeprof}, ["routeprof"])
+    S12.run_stages({"routeprof": routeprof, "placement70b": placement70b}, ["routeprof"])
 
 
 if __name__ == "__main__":
