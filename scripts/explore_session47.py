@@ -22,6 +22,14 @@ routeliger`` times the two whole calls and the two elementwise kernels alone in 
   ``COPIES`` copies of 70B's inputs, each read by eager, ours and ``liger-mul``, rotated
   rounds as ``explore_session46.py``'s (``ROUNDS``, ``SETTLE_MS``), at 800 and 1025 tokens in
   both dtypes. -> ``placement70b.json``: each call's rounds, per copy the three medians.
+
+- ``qwen16`` (after call 7): Qwen2.5-7B in fp16 takes the fused projection at 769-800 tokens
+  (session 44's run had it at 1.026x eager at 800, the route 1.014x), and the benchmark runs
+  of calls 3 and 7 had it at 0.999 / 0.998x eager at 769 and 0.991 / 1.015x at 800. In one
+  process, ``explore_session46.py``'s ``_ab`` (eager and ``swiglu_linear`` on two tables,
+  five rotated rounds): the committed table against one with the route widened to 769-800
+  (``widen_unfused.py``'s ``widened``; in bf16 both are the route there), at 769, 784 and 800
+  tokens. -> ``qwen16.json``
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import explore_session12 as S12
 import explore_session16 as S16
 import explore_session46 as S46
+import widen_unfused as W
 
 import flash_swiglu
 from flash_swiglu.bench.cases.linear import MODELS
@@ -173,8 +182,20 @@ def placement70b(out: Path) -> list[dict]:
     return rows
 
 
+def qwen16(out: Path) -> list[dict]:
+    from flash_swiglu.ops import linear as L
+
+    S46._use_table("")
+    table = L.load_table(torch.cuda.get_device_name())
+    path = out / "route769.json"
+    path.write_text(json.dumps(W.widened(table, 769, 800), indent=1))
+    tables = {"committed": "", "route": str(path)}
+    return S46._ab(out, "qwen16", "qwen2.5-7b", (769, 784, 800), tables)
+
+
 def main() -> None:
-    S12.run_stages({"routeprof": routeprof, "placement70b": placement70b}, ["routeprof"])
+    stages = {"routeprof": routeprof, "placement70b": placement70b, "qwen16": qwen16}
+    S12.run_stages(stages, ["routeprof"])
 
 
 if __name__ == "__main__":
