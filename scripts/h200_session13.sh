@@ -256,7 +256,13 @@
 #                  linear-{bf16,fp16}-late-peers). Session 46's call 6 ran each into its limit
 #                  (then 280 s) at case 26-27 of 32, and no run came back: about 350 s each,
 #                  one stage a call (limit now 420 s). Call 7 ran bf16 at 800, 1025 and 1088
-#                  only, by hand (174 s with the machine's start)
+#                  only, by hand (174 s with the machine's start). Session 47 ran both (calls
+#                  3-4, 328 / 325 s)
+#   check47        (session 47, not yet run) the table's new fp16 route on Qwen at 769-800
+#                  tokens as the benchmark runs it, each backend on three copies of its inputs:
+#                  eager, torch.compile, the cuBLAS product, liger-mul and ours at 769, 784
+#                  and 800 (run h200-${RUN_TAG}-linear-fp16-qwen-route47); about 150 s by
+#                  estimate
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -917,6 +923,11 @@ PY
           --run-id h200-${RUN_TAG}-linear-$short-cover46-$variant 2>&1 \
           | tee "$OUT/cover46_${short}_$variant.log" | grep "^| triton" | cut -c1-120
       done ;;
+    check47)  # session 47: Qwen fp16's route at 769-800, three copies (call 8 timed it alone)
+      timeout $(limit 300) python3 -m flash_swiglu.bench.cli --op linear --model qwen2.5-7b \
+        --dtype float16 --tokens 769,784,800 --backend torch,compile,cublas,liger-mul,triton \
+        --copies 3 --run-id h200-${RUN_TAG}-linear-fp16-qwen-route47 2>&1 \
+        | tee "$OUT/check47.log" | grep -E "^\| (torch|compile|liger-mul|triton) " | cut -c1-120 ;;
     peers46-bf16|peers46-fp16)  # session 46: Liger at 769-1088 tokens (not in session 45's runs)
       dtype=bfloat16 short=bf16
       [[ $stage == *fp16 ]] && dtype=float16 short=fp16
