@@ -258,11 +258,10 @@
 #                  one stage a call (limit now 420 s). Call 7 ran bf16 at 800, 1025 and 1088
 #                  only, by hand (174 s with the machine's start). Session 47 ran both (calls
 #                  3-4, 328 / 325 s)
-#   check47        (session 47, not yet run) the table's new fp16 route on Qwen at 769-800
-#                  tokens as the benchmark runs it, each backend on three copies of its inputs:
-#                  eager, torch.compile, the cuBLAS product, liger-mul and ours at 769, 784
-#                  and 800 (run h200-${RUN_TAG}-linear-fp16-qwen-route47); about 150 s by
-#                  estimate
+#   check47        (session 47; run in session 48, 81 s) the table's new fp16 route on Qwen
+#                  at 769-800 tokens as the benchmark runs it, each backend on three copies of
+#                  its inputs: eager, torch.compile, the cuBLAS product, liger-mul and ours at
+#                  769, 784 and 800 (run h200-${RUN_TAG}-linear-fp16-qwen-route47)
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
