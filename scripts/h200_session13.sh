@@ -262,6 +262,10 @@
 #                  at 769-800 tokens as the benchmark runs it, each backend on three copies of
 #                  its inputs: eager, torch.compile, the cuBLAS product, liger-mul and ours at
 #                  769, 784 and 800 (run h200-${RUN_TAG}-linear-fp16-qwen-route47)
+#   pdl49          (session 49) scripts/explore_session49.py pdl -> $OUT/pdl: the four models at
+#                  1 / 8 / 32 tokens, bf16 and fp16, ours with the decode kernels' programmatic
+#                  dependent launch on and off (FLASH_SWIGLU_PDL=0), the cuBLAS product and
+#                  Liger's gemm_swiglu, five rotated rounds; outputs checked first
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -980,6 +984,9 @@ PY
     tests-mlp-gpu)
       timeout $(limit 200) $pytest -m gpu tests/test_mlp.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_mlp_gpu.log" ;;
+    pdl49)  # session 49: the decode kernels as programmatic dependent launches, on and off
+      timeout $(limit 420) python3 scripts/explore_session49.py pdl --out "$OUT/pdl" 2>&1 \
+        | grep -E "^pdl|Error|error" | cut -c1-200 ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;

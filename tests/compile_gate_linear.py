@@ -48,6 +48,7 @@ KERNELS = {
     "gemv": _linear_gemv_kernel,
 }
 H200_SMS = 132
+PDL_PATHS = ("decode", "decode_tma", "gemv")  # programmatic dependent launches on sm_90
 SCRATCH = {"part_ptr": "*fp32", "count_ptr": "*i32"}  # the split-K decode kernel's
 
 
@@ -111,6 +112,7 @@ def compile_gemm(kernel, dtype, blocks: dict, constexprs: dict, cfg: dict, align
         "vector_loads": bool(re.search(r"\bld\.global(\.[\w:]+)*\.v4\.", ptx)),
         "ptx_local": "ld.local" in ptx or "st.local" in ptx,
         "atomics": re.findall(r"\batom\.[\w.]+", ptx),
+        "grid_wait": "griddepcontrol.wait" in ptx,
         "sass_checked": bool(sass),
         "sass_spills": bool(re.search(r"\b(LDL|STL)\b", sass)),
     }
@@ -170,6 +172,7 @@ def _constexprs(cfg: dict, activation: str, bias: bool, precision: str) -> dict:
         SPLIT_K=cfg.get("SPLIT_K", 1),
         K_ROTATE=cfg.get("K_ROTATE", 0),
         ROWS=cfg.get("ROWS", 0),
+        PDL=cfg.get("PDL", False),
     )
 
 
@@ -252,6 +255,8 @@ def _decode_launch(path: str, source: str, cfg: dict, dtype, aligned: bool, prec
 
 def main() -> int:
     for path, source, cfg, dtype, act, bias, aligned, precision in variants():
+        if path in PDL_PATHS:  # as they launch on sm_90 (ops.linear.use_pdl)
+            cfg = dict(cfg, PDL=True)
         constexprs = _constexprs(cfg, act, bias, precision)
         if path in ("decode", "decode_tma"):  # the widest token tile the entry runs with
             launch = _decode_launch(path, source, cfg, dtype, aligned, precision)

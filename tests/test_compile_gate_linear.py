@@ -52,6 +52,13 @@ def test_tma_path_uses_wgmma_and_bulk_tensor_copies(compiled):
             assert r["bulk_tensor"] and not r["cp_async"], r
 
 
+def test_decode_kernels_wait_for_the_previous_kernel_first(compiled):
+    # Launched as programmatic dependent launches on sm_90 (ops.linear.use_pdl), the decode
+    # and matrix-vector kernels carry the wait (griddepcontrol.wait); the others do not.
+    for r in compiled:
+        assert r["grid_wait"] == (r["path"] in ("decode", "decode_tma", "gemv")), r
+
+
 def test_split_k_decode_counts_arrivals_with_one_acq_rel_atomic(compiled):
     # The partials are published by one GPU-scope release-acquire increment per program,
     # issued by one thread after a barrier; kernels without SPLIT_K have no atomics.

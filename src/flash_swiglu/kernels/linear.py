@@ -205,6 +205,18 @@ def _linear_ptr_kernel(
 
 
 @triton.jit
+def _pdl_wait(PDL: tl.constexpr):
+    """With ``PDL`` (the launcher's ``launch_pdl``, sm_90 on): wait until the kernel before
+    this one in the stream has finished and its writes are visible. A kernel launched as a
+    programmatic dependent launch may start while the previous one drains; every decode
+    kernel calls this before its first access to global memory, so none of its reads (x,
+    the weights, which a previous kernel may also have written) or writes can overlap the
+    previous kernel's; what overlaps is only the launch and the programs' start."""
+    if PDL:
+        tl.extra.cuda.gdc_wait()
+
+
+@triton.jit
 def _linear_decode_kernel(
     x_ptr,  # [M, K] tokens (M <= BLOCK_T per column of the grid), rows as in the ptr kernel
     wg_ptr,  # [N, K] gate weight, row stride stride_wg, unit column stride
@@ -239,6 +251,7 @@ def _linear_decode_kernel(
     INDEX_64: tl.constexpr = True,  # offsets may pass 2**30 (needs_int64): 64-bit offsets
     K_ROTATE: tl.constexpr = 0,  # > 0: program pid_n starts pid_n * K_ROTATE steps into K
     ROWS: tl.constexpr = 0,  # > 0: weight rows a program owns (<= BLOCK_N; 0: BLOCK_N)
+    PDL: tl.constexpr = False,  # launched as a programmatic dependent launch (``_pdl_wait``)
 ):
     """Grid ``(cdiv(N, ROWS or BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``. Accumulates ``out^T`` tiles
     ``[BLOCK_N, BLOCK_T] = W[BLOCK_N, K] @ x^T[K, BLOCK_T]``, so a single token still fills
@@ -264,6 +277,7 @@ def _linear_decode_kernel(
     """
     pid_n = tl.program_id(0)
     pid_t = tl.program_id(1)
+    _pdl_wait(PDL)
     OWN: tl.constexpr = ROWS if ROWS > 0 else BLOCK_N
     if INDEX_64:
         cols = pid_n.to(tl.int64) * OWN + tl.arange(0, BLOCK_N)  # weight rows
@@ -350,6 +364,7 @@ def _linear_decode_tma_kernel(
     INDEX_64: tl.constexpr,  # output offsets may pass 2**30 (needs_int64): 64-bit
     K_ROTATE: tl.constexpr = 0,  # as in _linear_decode_kernel
     ROWS: tl.constexpr = 0,  # as in _linear_decode_kernel
+    PDL: tl.constexpr = False,  # as in _linear_decode_kernel
 ):
     """``_linear_decode_kernel`` with its operands fetched by the tensor-memory accelerator:
     grid ``(cdiv(N, ROWS or BLOCK_N), cdiv(M, BLOCK_T), SPLIT_K)``, ``out^T`` tiles ``[BLOCK_N,
@@ -364,6 +379,7 @@ def _linear_decode_tma_kernel(
     owns, are read (the descriptor's block is ``BLOCK_N`` rows) but not stored."""
     pid_n = tl.program_id(0)
     pid_t = tl.program_id(1)
+    _pdl_wait(PDL)
     OWN: tl.constexpr = ROWS if ROWS > 0 else BLOCK_N
     off_n = pid_n * OWN
     off_t = _tile_start(pid_t, M, BLOCK_T)
@@ -532,6 +548,7 @@ def _linear_gemv_kernel(
     INDEX_64: tl.constexpr,  # offsets may pass 2**30 (needs_int64): 64-bit offsets
     W_CACHE: tl.constexpr = "",  # "" (evict_first) or ".cg" (the weights bypass L1)
     K_STATIC: tl.constexpr = 0,  # K itself (compiled in), or 0: K read at run time
+    PDL: tl.constexpr = False,  # as in _linear_decode_kernel
 ):
     """Grid ``(cdiv(N, BLOCK_N), M)``: one token per program. A matrix-vector product on the
     CUDA cores: no MMA pads the token to 16 rows or the weight rows to 64, so a program can
@@ -550,6 +567,7 @@ def _linear_gemv_kernel(
     weight rows in turn. Offsets are 32-bit unless ``INDEX_64`` (the launcher sets it where
     an operand spans 2**30 elements or more)."""
     row = tl.program_id(1)
+    _pdl_wait(PDL)
     if INDEX_64:
         row = row.to(tl.int64)
     ks = tl.arange(0, BLOCK_K)

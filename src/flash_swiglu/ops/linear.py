@@ -194,6 +194,20 @@ def capability(index: int) -> tuple[int, int]:
     return torch.cuda.get_device_capability(index)
 
 
+PDL_ENV = "FLASH_SWIGLU_PDL"
+
+
+def use_pdl(index: int, interp: bool) -> bool:
+    """Whether the decode kernels (M <= ``WIDE_DECODE_MAX_TOKENS``: ``decode``,
+    ``decode_tma``, ``gemv``) launch as programmatic dependent launches: on sm_90 and later,
+    compiled (not the interpreter), unless ``FLASH_SWIGLU_PDL=0``. Such a launch may start
+    while the kernel before it in the stream drains, and waits for it before its first access
+    to memory (``kernels.linear._pdl_wait``), so what it hides is the launch and the
+    programs' start (part of a decode call's few microseconds), never a data dependency. It
+    holds under CUDA graph capture (the dependency becomes a programmatic edge)."""
+    return not interp and os.environ.get(PDL_ENV) != "0" and capability(index)[0] >= 9
+
+
 def _index(device: torch.device) -> int:
     return device.index if device.index is not None else torch.cuda.current_device()
 
@@ -372,10 +386,10 @@ def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
     activation's parameters, the module settings that tests and users change (the token
     limits, ``PAD_TMA_ROWS``), the table readers in place (``load_table`` here and in
     ``ops.train``, whose reader the Gluon forward's entries come from: a test or an
-    exploration that puts in its own gets plans of its own), ``FLASH_SWIGLU_GLUON`` and
-    fp32's matmul precision. None without K, or with ``FLASH_SWIGLU_PLAN_CACHE=0``. The
-    launch tables are read once (``load_table``), and ``load_table.cache_clear()`` drops the
-    plans."""
+    exploration that puts in its own gets plans of its own), ``FLASH_SWIGLU_GLUON``,
+    ``FLASH_SWIGLU_PDL`` and fp32's matmul precision. None without K, or with
+    ``FLASH_SWIGLU_PLAN_CACHE=0``. The launch tables are read once (``load_table``), and
+    ``load_table.cache_clear()`` drops the plans."""
     from flash_swiglu.ops import train as T
 
     k = x.shape[-1]
@@ -392,7 +406,7 @@ def _plan_key(x, wg, wu, bg, bu, activation, alpha, limit) -> tuple | None:
         bias, activation, alpha, limit,
         DECODE_MAX_TOKENS, WIDE_DECODE_MAX_TOKENS, GEMV_MAX_TOKENS, MAX_TOKEN_BUCKET,
         PAD_TMA_ROWS, INTERPRET_NUM_SMS, ENABLE_FP_FUSION, load_table, T.load_table,
-        os.environ.get(T.GLUON_ENV),
+        os.environ.get(T.GLUON_ENV), os.environ.get(PDL_ENV),
         torch.get_float32_matmul_precision() if x.dtype == torch.float32 else None,
     )  # fmt: skip
 
@@ -611,6 +625,8 @@ def _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit, path=None, conf
     ints = (inner_rows, s_outer, s_inner, wg.stride(0), wu.stride(0), *bias_strides, n)
     plan = _Plan(x, m, n, k, ints, plan_key is not None and xr is x)
     if path in ("gemv", "decode"):
+        if use_pdl(dev, interp):
+            consts.update(PDL=True, launch_pdl=True)
         if path == "gemv":
             bk, unroll = cfg["BLOCK_K"], cfg.get("UNROLL", 1)
             del consts["INPUT_PRECISION"]  # fp32 FMA products: nothing to choose
