@@ -22,6 +22,9 @@ data dependencies hold as before, and only the launch overlaps.
   100 ms, ``ROUNDS`` rotated rounds of ``measure_graph`` (CUDA-graph replays after an L2
   eviction, the benchmark's timing), and the copy bandwidth of the benchmark
   (``roofline.copy_bandwidth``) measured at the start. -> ``pdl.json`` and one line a case.
+- ``nowait``: the negative control of ``test_linear.py``'s
+  ``test_gpu_decode_waits_for_the_kernel_before_it`` (the wait compiled out; the function's
+  doc). Run it in a process of its own: it replaces a kernel helper.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import explore_session11 as S11
 import explore_session12 as S12
 
+import flash_swiglu
 from flash_swiglu import reference
 from flash_swiglu.bench.backends import unavailable
 from flash_swiglu.bench.cases.linear import MODELS, LinearCase
@@ -135,8 +139,56 @@ def pdl(out: Path) -> list[dict]:
     return rows
 
 
+def nowait(out: Path) -> list[dict]:
+    """Whether ``test_linear.py``'s ``test_gpu_decode_waits_for_the_kernel_before_it`` can
+    fail: its scenario (a kernel that lets the next one start at once rewrites x and both
+    weights, then the call) with the decode kernels' wait compiled out (``_pdl_wait``
+    replaced by a no-op before anything compiles; the launches stay programmatic dependent
+    ones). ``TRIALS`` calls a case, each compared bit for bit with the same call made after a
+    synchronization. -> ``nowait.json``"""
+    import triton
+    import triton.language as tl
+
+    from flash_swiglu.kernels import linear as KL
+
+    @triton.jit
+    def _no_wait(PDL: tl.constexpr):
+        pass
+
+    @triton.jit
+    def _copy_early(src, dst, n, BLOCK: tl.constexpr):
+        tl.extra.cuda.gdc_launch_dependents()
+        offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        tl.store(dst + offs, tl.load(src + offs, mask=offs < n), mask=offs < n)
+
+    KL._pdl_wait = _no_wait
+    rows = []
+    for m in (1, 8, 32):
+        k, n = MODELS["llama-3.2-1b"]
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        wg, wu = (torch.randn(n, k, device="cuda", dtype=torch.bfloat16) / k**0.5 for _ in "gu")
+        bad = 0
+        for _ in range(TRIALS):
+            new = [torch.randn_like(t) for t in (x, wg, wu)]
+            for t in (x, wg, wu):
+                t.zero_()
+            for dst, src in zip((x, wg, wu), new, strict=True):
+                nel = dst.numel()
+                _copy_early[(triton.cdiv(nel, 1024),)](src, dst, nel, BLOCK=1024)
+            got = flash_swiglu.swiglu_linear(x, wg, wu)
+            torch.cuda.synchronize()
+            bad += not torch.equal(got, flash_swiglu.swiglu_linear(x, wg, wu))
+        rows.append(dict(m=m, trials=TRIALS, mismatches=bad))
+        say(f"nowait 1B M={m:2d}: {bad} of {TRIALS} calls differ from the synchronized call")
+    (out / "nowait.json").write_text(json.dumps(rows, indent=1))
+    return rows
+
+
+TRIALS = 20
+
+
 def main() -> None:
-    S12.run_stages({"pdl": pdl}, ["pdl"])
+    S12.run_stages({"pdl": pdl, "nowait": nowait}, ["pdl"])
 
 
 if __name__ == "__main__":

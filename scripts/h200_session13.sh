@@ -266,6 +266,9 @@
 #                  1 / 8 / 32 tokens, bf16 and fp16, ours with the decode kernels' programmatic
 #                  dependent launch on and off (FLASH_SWIGLU_PDL=0), the cuBLAS product and
 #                  Liger's gemm_swiglu, five rotated rounds; outputs checked first
+#   nowait49       (session 49) explore_session49.py nowait (test_linear.py's PDL test scenario
+#                  with the decode kernels' wait compiled out: can the test fail?), then that
+#                  test (-k "waits_for or pdl")
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -987,6 +990,11 @@ PY
     pdl49)  # session 49: the decode kernels as programmatic dependent launches, on and off
       timeout $(limit 420) python3 scripts/explore_session49.py pdl --out "$OUT/pdl" 2>&1 \
         | grep -E "^pdl|Error|error" | cut -c1-200 ;;
+    nowait49)  # session 49: the PDL test's scenario with the wait compiled out, then the test
+      timeout $(limit 120) python3 scripts/explore_session49.py nowait --out "$OUT/nowait" 2>&1 \
+        | grep -E "^nowait|Error|error" | cut -c1-200
+      timeout $(limit 120) $pytest -m gpu tests/test_linear.py -k "waits_for or pdl" 2>&1 \
+        | tail -n 8 | tee "$OUT/pytest_pdl.log" ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;

@@ -1036,6 +1036,75 @@ def test_gpu_split_k_decode_under_cuda_graph(fresh_stream):
         assert not L.split_k_counters(x.device, 1).any()  # the stream's own, if it has them
 
 
+@triton.jit
+def _copy_triggering_early(src, dst, n, BLOCK: tl.constexpr):
+    """``dst[:n] = src[:n]``, each program first letting a programmatic dependent launch that
+    follows it start (``griddepcontrol.launch_dependents``): that kernel then runs beside
+    this one's stores, and only its own wait keeps it from reading ``dst`` too early."""
+    tl.extra.cuda.gdc_launch_dependents()
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    tl.store(dst + offs, tl.load(src + offs, mask=offs < n), mask=offs < n)
+
+
+def _overwrite(dst: torch.Tensor, src: torch.Tensor) -> None:
+    n = dst.numel()
+    _copy_triggering_early[(triton.cdiv(n, 1024),)](src, dst, n, BLOCK=1024)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("graph", [False, True])
+@pytest.mark.parametrize("m", [1, 8, 32])
+def test_gpu_decode_waits_for_the_kernel_before_it(m, graph):
+    """The decode paths launch as programmatic dependent launches (``ops.linear.use_pdl``).
+    Right before the call a kernel rewrites x and both weights and lets the next kernel
+    start at once; the call must still see every new value (eagerly and in a CUDA graph),
+    bit-identical to the same call made after a synchronization, and with
+    ``FLASH_SWIGLU_PDL=0``."""
+    assert L.use_pdl(torch.cuda.current_device(), False)
+    x, wg, wu, _, _ = make_inputs((m,), 8192, 2048, torch.bfloat16, "cuda", bias=False)
+    new = [torch.randn_like(t) for t in (x, wg, wu)]
+
+    def step():
+        for dst, src in zip((x, wg, wu), new, strict=True):
+            _overwrite(dst, src)
+        return flash_swiglu.swiglu_linear(x, wg, wu)
+
+    step()  # compiles both kernels outside any capture
+    if graph:
+        for t in (x, wg, wu):
+            t.zero_()
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            out = step()
+        for t in (x, wg, wu):
+            t.zero_()
+        g.replay()
+    else:
+        for t in (x, wg, wu):
+            t.zero_()
+        out = step()
+    torch.cuda.synchronize()
+    assert torch.equal(x, new[0]) and torch.equal(wu, new[2])
+    torch.testing.assert_close(out, flash_swiglu.swiglu_linear(x, wg, wu), rtol=0, atol=0)
+    ref = reference.swiglu_linear_reference(x.double(), wg.double(), wu.double())
+    assert_within_rule("pdl", out, torch_linear(x, wg, wu, None, None, "silu"), ref)
+
+
+def test_pdl_switch(monkeypatch):
+    """Programmatic dependent launches: never interpreted, off with ``FLASH_SWIGLU_PDL=0``,
+    and the switch is part of a launch plan's key (a plan made with it on is not reused
+    with it off)."""
+    assert not L.use_pdl(0, True)
+    x, wg, wu, _, _ = make_inputs((4,), 64, 32, torch.float32, "cpu", bias=False)
+    args = (x, wg, wu, None, None, "silu", 1.702, 7.0)
+    monkeypatch.delenv(L.PDL_ENV, raising=False)
+    on = L._plan_key(*args)
+    monkeypatch.setenv(L.PDL_ENV, "0")
+    assert L._plan_key(*args) != on
+    if torch.cuda.is_available():
+        assert not L.use_pdl(torch.cuda.current_device(), False)
+
+
 @pytest.mark.gpu
 def test_gpu_wide_decode_entries(monkeypatch):
     """Every committed decode entry for more than 64 tokens, through ``swiglu_linear`` on
