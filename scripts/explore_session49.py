@@ -35,6 +35,8 @@ import sys
 from pathlib import Path
 
 import torch
+import triton
+import triton.language as tl
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -146,9 +148,6 @@ def nowait(out: Path) -> list[dict]:
     replaced by a no-op before anything compiles; the launches stay programmatic dependent
     ones). ``TRIALS`` calls a case, each compared bit for bit with the same call made after a
     synchronization. -> ``nowait.json``"""
-    import triton
-    import triton.language as tl
-
     from flash_swiglu.kernels import linear as KL
 
     @triton.jit
