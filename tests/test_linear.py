@@ -1038,17 +1038,19 @@ def test_gpu_split_k_decode_under_cuda_graph(fresh_stream):
 
 @triton.jit
 def _copy_triggering_early(src, dst, n, BLOCK: tl.constexpr):
-    """``dst[:n] = src[:n]``, each program first letting a programmatic dependent launch that
-    follows it start (``griddepcontrol.launch_dependents``): that kernel then runs beside
-    this one's stores, and only its own wait keeps it from reading ``dst`` too early."""
+    """``dst[:n] = src[:n]`` by a few programs, each walking the tensor in steps of ``BLOCK``
+    elements after first letting a programmatic dependent launch that follows start
+    (``griddepcontrol.launch_dependents``): that kernel then runs on the other SMs while
+    this one's stores go on for hundreds of microseconds, and only its own wait keeps it
+    from reading ``dst`` too early."""
     tl.extra.cuda.gdc_launch_dependents()
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    tl.store(dst + offs, tl.load(src + offs, mask=offs < n), mask=offs < n)
+    for start in range(tl.program_id(0) * BLOCK, n, tl.num_programs(0) * BLOCK):
+        offs = start + tl.arange(0, BLOCK).to(tl.int64)
+        tl.store(dst + offs, tl.load(src + offs, mask=offs < n), mask=offs < n)
 
 
 def _overwrite(dst: torch.Tensor, src: torch.Tensor) -> None:
-    n = dst.numel()
-    _copy_triggering_early[(triton.cdiv(n, 1024),)](src, dst, n, BLOCK=1024)
+    _copy_triggering_early[(4,)](src, dst, dst.numel(), BLOCK=1024)
 
 
 @pytest.mark.gpu
