@@ -262,13 +262,14 @@
 #                  at 769-800 tokens as the benchmark runs it, each backend on three copies of
 #                  its inputs: eager, torch.compile, the cuBLAS product, liger-mul and ours at
 #                  769, 784 and 800 (run h200-${RUN_TAG}-linear-fp16-qwen-route47)
-#   pdl49          (session 49) scripts/explore_session49.py pdl -> $OUT/pdl: the four models at
-#                  1 / 8 / 32 tokens, bf16 and fp16, ours with the decode kernels' programmatic
-#                  dependent launch on and off (FLASH_SWIGLU_PDL=0), the cuBLAS product and
-#                  Liger's gemm_swiglu, five rotated rounds; outputs checked first
-#   nowait49       (session 49) explore_session49.py nowait (test_linear.py's PDL test scenario
-#                  with the decode kernels' wait compiled out: can the test fail?), then that
-#                  test (-k "waits_for or pdl")
+#   pdl49          (session 49, call 1, 161 s) scripts/explore_session49.py pdl -> $OUT/pdl:
+#                  the four models at 1 / 8 / 32 tokens, bf16 and fp16, ours with the decode
+#                  kernels' programmatic dependent launch on and off (FLASH_SWIGLU_PDL=0), the
+#                  cuBLAS product and Liger's gemm_swiglu, five rotated rounds; outputs
+#                  checked first
+#   nowait49       (session 49, calls 4-6, about 20 s) explore_session49.py nowait
+#                  (test_linear.py's PDL test scenario with the decode kernels' wait compiled
+#                  out: can the test fail?), then that test (-k "waits_for or pdl")
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
