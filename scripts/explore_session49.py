@@ -58,6 +58,7 @@ SETTLE_MS = 100.0
 CASE_MODELS = ("llama-3.2-1b", "llama-3-8b", "qwen2.5-7b", "llama-3-70b")
 TOKENS = (1, 8, 32)
 DTYPES = (torch.bfloat16, torch.float16)
+TRIALS = 20  # nowait: calls a case
 
 
 def _without_pdl(fn):
@@ -182,9 +183,6 @@ def nowait(out: Path) -> list[dict]:
         say(f"nowait 1B M={m:2d}: {bad} of {TRIALS} calls differ from the synchronized call")
     (out / "nowait.json").write_text(json.dumps(rows, indent=1))
     return rows
-
-
-TRIALS = 20
 
 
 def main() -> None:
