@@ -435,7 +435,7 @@ PY
       timeout $(limit 200) $pytest -m gpu --tb=line tests/test_multi_gpu.py 2>&1 | tail -n 14 \
         | tee "$OUT/pytest_multi_gpu.log" ;;
     tests-ws)
-      timeout $(limit 420) $pytest -m gpu tests/test_ws_mlp.py 2>&1 | tail -n 40 \
+      timeout $(limit 585) $pytest -m gpu tests/test_ws_mlp.py 2>&1 | tail -n 40 \
         | tee "$OUT/pytest_ws_gpu.log" ;;
     tiles|host3)
       timeout $(limit 540) python3 scripts/explore_session13.py $stage --out "$OUT/explore" 2>&1 \
