@@ -270,6 +270,11 @@
 #   nowait49       (session 49, calls 4-6, about 20 s) explore_session49.py nowait
 #                  (test_linear.py's PDL test scenario with the decode kernels' wait compiled
 #                  out: can the test fail?), then that test (-k "waits_for or pdl")
+#   dhgemm50       (session 50, prepared, not run; about 90 s by estimate)
+#                  scripts/explore_session50.py gate, then dhgemm -> $OUT/dhgemm: the backward's
+#                  dh GEMM alone at 8192 x 14336 x 4096 (ws_mlp's loader and main loop, an
+#                  epilogue that only stores dh, or nothing) against cuBLAS and the committed
+#                  kernel, five rotated rounds; outputs checked first
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -996,6 +1001,11 @@ PY
         | grep -E "^nowait|Error|error" | cut -c1-200
       timeout $(limit 120) $pytest -m gpu tests/test_linear.py -k "waits_for or pdl" 2>&1 \
         | tail -n 8 | tee "$OUT/pytest_pdl.log" ;;
+    dhgemm50)  # session 50: the backward's main loop alone against cuBLAS's dy @ W_down
+      timeout $(limit 120) python3 scripts/explore_session50.py gate 2>&1 | grep "^{" \
+        | cut -c1-200
+      timeout $(limit 300) python3 scripts/explore_session50.py dhgemm --out "$OUT/dhgemm" 2>&1 \
+        | grep -E "^dhgemm|Error|error" | cut -c1-220 ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;
