@@ -81,6 +81,16 @@ def _loader_kmajor(dy_desc, wt_desc, a_ring, b_ring, ready, empty, M, N, K,
 
 
 @gluon.jit
+def _loader(dy_desc, w_desc, a_ring, b_ring, ready, empty, M, N, K, GROUP_M: gl.constexpr,
+            STAGES: gl.constexpr, B_KMAJOR: gl.constexpr):  # fmt: skip
+    """The loader of W_down's major: ``ws_mlp._loader`` or ``_loader_kmajor``."""
+    if B_KMAJOR:
+        _loader_kmajor(dy_desc, w_desc, a_ring, b_ring, ready, empty, M, N, K, GROUP_M, STAGES)
+    else:
+        ws_mlp._loader(dy_desc, w_desc, a_ring, b_ring, ready, empty, M, N, K, GROUP_M, STAGES)
+
+
+@gluon.jit
 def _gemm_consumer(dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, c_ptr, stride_c,
                    store_rows, M, N, K, GROUP_M: gl.constexpr, STAGES: gl.constexpr,
                    PARTS: gl.constexpr, ROLE: gl.constexpr, COOP: gl.constexpr,
@@ -136,36 +146,20 @@ def dh_gemm_kernel(dy_desc, w_desc, c_ptr, stride_c, store_rows, M, N, K,
     for i in gl.static_range(2):
         mbarrier.init(turn.index(i), count=1)
     # fmt: off
-    if B_KMAJOR:
-        gl.warp_specialize(
-            [
-                (_loader_kmajor, (dy_desc, w_desc, a_ring, b_ring, ready, empty, M, N, K,
-                                  GROUP_M, STAGES)),
-                (_gemm_consumer, (dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, c_ptr,
-                                  stride_c, store_rows, M, N, K, GROUP_M, STAGES, PARTS, 0,
-                                  COOP, B_KMAJOR)),
-                (_gemm_consumer, (dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, c_ptr,
-                                  stride_c, store_rows, M, N, K, GROUP_M, STAGES, PARTS, 1,
-                                  COOP, B_KMAJOR)),
-            ],
-            [4, 4],
-            [CONSUMER_REGS, CONSUMER_REGS],
-        )
-    else:
-        gl.warp_specialize(
-            [
-                (ws_mlp._loader, (dy_desc, w_desc, a_ring, b_ring, ready, empty, M, N, K,
-                                  GROUP_M, STAGES)),
-                (_gemm_consumer, (dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, c_ptr,
-                                  stride_c, store_rows, M, N, K, GROUP_M, STAGES, PARTS, 0,
-                                  COOP, B_KMAJOR)),
-                (_gemm_consumer, (dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, c_ptr,
-                                  stride_c, store_rows, M, N, K, GROUP_M, STAGES, PARTS, 1,
-                                  COOP, B_KMAJOR)),
-            ],
-            [4, 4],
-            [CONSUMER_REGS, CONSUMER_REGS],
-        )
+    gl.warp_specialize(
+        [
+            (_loader, (dy_desc, w_desc, a_ring, b_ring, ready, empty, M, N, K, GROUP_M,
+                       STAGES, B_KMAJOR)),
+            (_gemm_consumer, (dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, c_ptr,
+                              stride_c, store_rows, M, N, K, GROUP_M, STAGES, PARTS, 0, COOP,
+                              B_KMAJOR)),
+            (_gemm_consumer, (dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, c_ptr,
+                              stride_c, store_rows, M, N, K, GROUP_M, STAGES, PARTS, 1, COOP,
+                              B_KMAJOR)),
+        ],
+        [4, 4],
+        [CONSUMER_REGS, CONSUMER_REGS],
+    )
     # fmt: on
 
 

@@ -5,29 +5,14 @@ spills. Their numerics are checked by the script itself on the GPU, before it ti
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from _scripts import load_script
 
-from _scripts import ROOT, load_script
-
-from _gate import SMEM_LIMIT
+from _gate import SMEM_LIMIT, run_gate
 
 
 def test_dh_gemm_variants_compile_for_sm90():
     S = load_script("explore_session50")
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "explore_session50.py"), "gate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    rows = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    rows = run_gate("../scripts/explore_session50.py", "gate")  # run_gate's paths: tests/
     assert [r["variant"] for r in rows] == list(S.VARIANTS)
     for r in rows:
         assert r["warps"] == 12, r
