@@ -1,5 +1,5 @@
-"""Session-50 exploration (prepared, not yet run on the H200): how far the warp-specialized
-backward's main loop alone is from cuBLAS's ``dy @ W_down``.
+"""Session-50 exploration (run in session 51, ``h200-session51-explore/call2``): how far the
+warp-specialized backward's main loop alone is from cuBLAS's ``dy @ W_down``.
 
     PYTHONPATH=src python scripts/explore_session50.py gate              (CPU or GPU)
     PYTHONPATH=src python scripts/explore_session50.py dhgemm --out DIR  (GPU)
@@ -261,9 +261,14 @@ def dhgemm(out: Path) -> list[str]:
         if name in calls and not VARIANTS[name][-1]:
             ok[name] = checks[name].startswith("no output")
     timed = [lb for lb in calls if ok.get(lb)]
-    rounds = interleaved_rounds(timed, lambda lb: measure_graph(calls[lb], SETTLE_MS), ROUNDS)
+    with torch.cuda.stream(torch.cuda.Stream()):  # measure_graph captures on a side stream
+        rounds = interleaved_rounds(timed, lambda lb: measure_graph(calls[lb], SETTLE_MS), ROUNDS)
     ms = {lb: [t.median_ms for t in ts if not isinstance(t, Exception)]
           for lb, ts in rounds.items()}  # fmt: skip
+    for lb, ts in rounds.items():  # a timing that raised is reported instead of the check
+        for t in ts:
+            if isinstance(t, Exception):
+                checks[lb] = f"timing raised {type(t).__name__}: {str(t)[:160]}"
     med = {lb: sorted(t)[len(t) // 2] for lb, t in ms.items() if t}
     flops = 2 * m * n * k
     rows = dict(shape=SHAPE, variants=VARIANTS, committed_config=cfg, checks=checks, ms=ms)

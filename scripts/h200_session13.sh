@@ -270,11 +270,30 @@
 #   nowait49       (session 49, calls 4-6, about 20 s) explore_session49.py nowait
 #                  (test_linear.py's PDL test scenario with the decode kernels' wait compiled
 #                  out: can the test fail?), then that test (-k "waits_for or pdl")
-#   dhgemm50       (session 50, prepared, not run; about 90 s by estimate)
+#   dhgemm50       (session 50; ran in session 51, 26 s)
 #                  scripts/explore_session50.py gate, then dhgemm -> $OUT/dhgemm: the backward's
 #                  dh GEMM alone at 8192 x 14336 x 4096 (ws_mlp's loader and main loop, an
 #                  epilogue that only stores dh, or nothing) against cuBLAS and the committed
 #                  kernel, five rotated rounds; outputs checked first
+#   epi51          (session 51) scripts/explore_session51.py gate, then epi -> $OUT/epi: the
+#                  committed backward's epilogue with its arithmetic (SiLU or three multiplies),
+#                  loads and stores switched on and off, against cuBLAS, the committed kernel
+#                  and the store-only main loop; then 1.5 s of each with nvidia-smi's SM clock
+#                  and power sampled; 76 s in session 51
+#   tma51          (session 51) scripts/explore_session51.py tma -> $OUT/tma: the committed
+#                  backward with its epilogue's stores by TMA (and g / u loaded by TMA), against
+#                  cuBLAS, the committed kernel, the store-only main loop and the SiLU
+#                  epilogue without memory; clocks and power as epi51; 62 s in session 51
+#   hints51        (session 51) scripts/explore_session51.py hints -> $OUT/hints: the epilogue's
+#                  loads and stores with cache hints (evict-first; .cg loads and .cs stores)
+#   noh51          (session 51) scripts/explore_session51.py noh -> $OUT/noh: the SiLU epilogue
+#                  with and without storing h (as if the forward's h were kept for dW_down)
+#   configs51      (session 51) scripts/explore_session51.py configs -> $OUT/configs: the
+#                  committed entry with PREFETCH 1 and 2, the hand-off (bf16 and fp32 dh) and
+#                  merged backward kernels, against cuBLAS and the committed entry
+#   gutma51        (session 51) scripts/explore_session51.py gutma -> $OUT/gutma: g and u loaded
+#                  by TMA into 3 or 2 buffers per consumer, as many parts ahead, the stores as
+#                  committed (5 ring slots), against the SiLU replica and the merged kernel
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -1006,6 +1025,26 @@ PY
         | cut -c1-200
       timeout $(limit 300) python3 scripts/explore_session50.py dhgemm --out "$OUT/dhgemm" 2>&1 \
         | grep -E "^dhgemm|Error|error" | cut -c1-220 ;;
+    epi51)  # session 51: the backward's epilogue taken apart, with clocks and power
+      timeout $(limit 120) python3 scripts/explore_session51.py gate 2>&1 | grep "^{" \
+        | cut -c1-200
+      timeout $(limit 300) python3 scripts/explore_session51.py epi --out "$OUT/epi" 2>&1 \
+        | grep -E "^epi|Error|error" | cut -c1-260 ;;
+    tma51)  # session 51: the backward's epilogue with TMA stores (and loads)
+      timeout $(limit 300) python3 scripts/explore_session51.py tma --out "$OUT/tma" 2>&1 \
+        | grep -E "^tma|Error|error" | cut -c1-260 ;;
+    hints51)  # session 51: the backward's epilogue with cache hints
+      timeout $(limit 300) python3 scripts/explore_session51.py hints --out "$OUT/hints" 2>&1 \
+        | grep -E "^hints|Error|error" | cut -c1-260 ;;
+    noh51)  # session 51: the backward's epilogue without storing h
+      timeout $(limit 300) python3 scripts/explore_session51.py noh --out "$OUT/noh" 2>&1 \
+        | grep -E "^noh|Error|error" | cut -c1-260 ;;
+    configs51)  # session 51: PREFETCH and the other backward kernels
+      timeout $(limit 300) python3 scripts/explore_session51.py configs --out "$OUT/configs" \
+        2>&1 | grep -E "^configs|Error|error" | cut -c1-260 ;;
+    gutma51)  # session 51: g and u by TMA ahead of the epilogue
+      timeout $(limit 300) python3 scripts/explore_session51.py gutma --out "$OUT/gutma" \
+        2>&1 | grep -E "^gutma|Error|error" | cut -c1-260 ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;
