@@ -1,6 +1,6 @@
 """Session-51 exploration: what in the backward's epilogue costs the 13% that separates the
 committed dh kernel from its own main loop. Run in session 51 (``benchmarks/results/
-h200-session51-explore/``, calls 4-10); findings in ``docs/mlp.md``, "The main loop alone,
+h200-session51-explore/``, calls 4-10 and 12); findings in ``docs/mlp.md``, "The main loop alone,
 and what the epilogue costs".
 
     PYTHONPATH=src python scripts/explore_session51.py gate               (CPU or GPU)
@@ -23,8 +23,9 @@ parts, 232 registers, fp-fusion as the library launches) with a different epilog
   committed) or trivial (h = g u, dg = dh u, du = dh g: three multiplies); ``load_rows`` and
   ``store_rows`` runtime bounds on the rows loaded and stored (``M`` or 0: with 0 no memory
   is touched but the compiler keeps everything else).
-- ``tma`` (call 5) and ``gutma`` (call 10) (``TMA_VARIANTS``): stores by TMA from shared
-  memory, g and u loaded by TMA ahead of the epilogue, or both.
+- ``tma`` (call 5), ``gutma`` (call 10) and ``guasync`` (call 12) (``TMA_VARIANTS``): stores
+  by TMA from shared memory, g and u loaded ahead of the epilogue by TMA or by cp.async, or
+  both.
 - ``hints`` (call 7): the epilogue's loads and stores with cache hints; ``noh`` (call 8):
   without storing h; ``configs`` (call 9, ``CFG_VARIANTS``): the committed kernel's
   ``PREFETCH`` and the library's hand-off and merged backward kernels.
@@ -54,7 +55,12 @@ from pathlib import Path
 import torch
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, mbarrier, tma
+from triton.experimental.gluon.language.nvidia.hopper import (
+    async_copy,
+    fence_async_shared,
+    mbarrier,
+    tma,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import explore_session50 as S50
@@ -203,6 +209,8 @@ def epi_kernel(dy_desc, w_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride, loa
 # CTA barrier ``thread_barrier`` became ``barrier`` (as ``ws_mlp._tma_load``).
 _tma_store = getattr(tma, "async_store", None) or tma.async_copy_shared_to_global
 _sync = getattr(gl, "thread_barrier", None) or gl.barrier
+# cp.async likewise: ``async_copy_global_to_shared`` in 3.6, ``async_load`` later
+_cp_async = getattr(async_copy, "async_load", None) or async_copy.async_copy_global_to_shared
 
 # name -> (STAGES, STORE_TMA, GU_BUFS). STORE_TMA: h, dg and du stored through shared memory by
 # TMA (one buffer of the three parts per consumer). GU_BUFS > 0: g and u loaded by TMA into
@@ -210,7 +218,9 @@ _sync = getattr(gl, "thread_barrier", None) or gl.barrier
 # main loop, so they arrive during it). Read in the accumulator's own layout where the stores
 # are TMA's too (no layout move); otherwise g and u are read from shared memory in the
 # committed kernel's 16-byte rows, dh is moved to them and h, dg and du are stored from them.
-# With neither, the epilogue is the committed one.
+# With neither, the epilogue is the committed one. GU_BUFS < 0: -GU_BUFS buffers filled by
+# cp.async (the LSU's asynchronous copy, not the TMA unit), each thread copying and later
+# reading the same 16-byte pieces (no barrier between them), one commit group a part.
 TMA_VARIANTS = {
     "tma store": (6, True, 0),
     "tma store s5": (5, True, 0),
@@ -218,6 +228,8 @@ TMA_VARIANTS = {
     "tma all s4": (4, True, 2),
     "gu tma3 s5": (5, False, 3),
     "gu tma2 s5": (5, False, 2),
+    "gu async3 s5": (5, False, -3),
+    "gu async1 s6": (6, False, -1),
 }
 
 
@@ -228,6 +240,19 @@ def _gu_fetch(g_desc, u_desc, gu_smem, gu_bar, row, col, b):
     mbarrier.expect(bar, 2 * g_desc.block_type.nbytes)
     ws_mlp._tma_load(g_desc, [row, col], bar, gu_smem.index(2 * b))
     ws_mlp._tma_load(u_desc, [row, col], bar, gu_smem.index(2 * b + 1))
+
+
+@gluon.jit
+def _gu_async(g_ptr, u_ptr, stride, gu_smem, row, col, b, M, N, LAYOUT: gl.constexpr,
+              BLOCK_M: gl.constexpr, WIDTH: gl.constexpr):  # fmt: skip
+    """cp.async of the g and u part at (row, col) into buffer ``b``, one commit group."""
+    rows = row + gl.arange(0, BLOCK_M, layout=gl.SliceLayout(1, LAYOUT))
+    cols = col + gl.arange(0, WIDTH, layout=gl.SliceLayout(0, LAYOUT))
+    mask = (rows < M)[:, None] & (cols < N)[None, :]
+    offs = rows.to(gl.int64)[:, None] * stride + cols[None, :]
+    _cp_async(gu_smem.index(2 * b), g_ptr + offs, mask=mask)
+    _cp_async(gu_smem.index(2 * b + 1), u_ptr + offs, mask=mask)
+    async_copy.commit_group()
 
 
 @gluon.jit
@@ -243,6 +268,7 @@ def _tma_consumer(dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, g_desc, u
     PARTS: gl.constexpr = BLOCK_N // WIDTH
     layout: gl.constexpr = ws_mlp._acc_layout(BLOCK_M, BLOCK_N)
     MOVE: gl.constexpr = not (STORE_TMA and GU_BUFS > 0)  # dh moved to 16-byte rows
+    NB: gl.constexpr = -GU_BUFS  # cp.async buffers (GU_BUFS < 0)
     part_layout: gl.constexpr = ws_mlp._part_probe(layout, BLOCK_M, BLOCK_N, PARTS,
                                                    MOVE).type.layout  # fmt: skip
     num_pid_m, num_pid_n, num_tiles, k_steps, first, step, count, _ = ws_mlp._consumer_tiles(
@@ -257,6 +283,9 @@ def _tma_consumer(dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, g_desc, u
         for q in gl.static_range(GU_BUFS):  # these arrive during the main loop
             _gu_fetch(g_desc, u_desc, gu_smem, gu_bar, off_m, off_n + q * WIDTH,
                       (c0 + q) % GU_BUFS)  # fmt: skip
+        for q in gl.static_range(-GU_BUFS):  # cp.async: the same, one group each
+            _gu_async(g_ptr, u_ptr, stride, gu_smem, off_m, off_n + q * WIDTH,
+                      (c0 + q) % (-GU_BUFS), M, N, part_layout, BLOCK_M, WIDTH)  # fmt: skip
         acc, count = ws_mlp._main_loop(a_ring, b_ring, ready, empty, turn, count, i, k_steps,
                                        layout, BLOCK_M, BLOCK_N, STAGES, ROLE, False,
                                        False)  # fmt: skip
@@ -276,6 +305,16 @@ def _tma_consumer(dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, g_desc, u
                 _sync()  # every thread has read the buffer before it is refilled
                 if p + GU_BUFS < PARTS:
                     _gu_fetch(g_desc, u_desc, gu_smem, gu_bar, off_m, col + GU_BUFS * WIDTH, b)
+            elif GU_BUFS < 0:
+                b = (c0 + p) % NB
+                async_copy.wait_group(NB - 1)  # this part's group (one a part is committed)
+                g = gu_smem.index(2 * b).load(part_layout).to(gl.float32)
+                u = gu_smem.index(2 * b + 1).load(part_layout).to(gl.float32)
+                if p + NB < PARTS:
+                    _gu_async(g_ptr, u_ptr, stride, gu_smem, off_m, col + NB * WIDTH, b, M, N,
+                              part_layout, BLOCK_M, WIDTH)  # fmt: skip
+                else:
+                    async_copy.commit_group()  # empty: the wait above stays one part behind
             else:
                 gu = ws_mlp._gu_part(g_ptr, u_ptr, stride, stride, off_m, off_n, M, N, p,
                                      part_layout, BLOCK_M, WIDTH)  # fmt: skip
@@ -329,6 +368,11 @@ def tma_epi_kernel(dy_desc, w_desc, g_desc, u_desc, h_desc, dg_desc, du_desc, g_
         gu_shape: gl.constexpr = [2 * GU_BUFS] + part_shape  # noqa: RUF005
         gu0 = gl.allocate_shared_memory(dtype, gu_shape, g_desc.layout)
         gu1 = gl.allocate_shared_memory(dtype, gu_shape, g_desc.layout)
+    elif GU_BUFS < 0:  # rows of 16-byte pieces, as each thread copies and reads them
+        gu_shape: gl.constexpr = [-2 * GU_BUFS] + part_shape  # noqa: RUF005
+        plain: gl.constexpr = gl.SwizzledSharedLayout(8, 1, 1, [1, 0])
+        gu0 = gl.allocate_shared_memory(dtype, gu_shape, plain)
+        gu1 = gl.allocate_shared_memory(dtype, gu_shape, plain)
     else:  # unused
         gu0 = a_ring
         gu1 = a_ring
@@ -532,6 +576,10 @@ def tma_modes(out: Path) -> list[str]:
 
 def gu_tma(out: Path) -> list[str]:
     return _compare(out, "gutma", ["silu", "gu tma3 s5", "gu tma2 s5", "merged"])
+
+
+def gu_async(out: Path) -> list[str]:
+    return _compare(out, "guasync", ["silu", "gu async3 s5", "gu async1 s6", "gu tma3 s5"])
 
 
 def _compare(out: Path, mode: str, names: list[str]) -> list[str]:
@@ -744,7 +792,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "mode",
-        choices=("gate", "epi", "tma", "hints", "noh", "configs", "gutma", "ncu", "ncu-read"),
+        choices=(
+            "gate",
+            "epi",
+            "tma",
+            "hints",
+            "noh",
+            "configs",
+            "gutma",
+            "guasync",
+            "ncu",
+            "ncu-read",
+        ),
     )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--src", type=Path, help="ncu-read: the source page CSV (.gz)")
@@ -766,6 +825,7 @@ def main() -> None:
         "noh": noh,
         "configs": configs,
         "gutma": gu_tma,
+        "guasync": gu_async,
         "ncu": ncu_launches,
     }
     lines = modes[args.mode](args.out)

@@ -294,6 +294,9 @@
 #   gutma51        (session 51) scripts/explore_session51.py gutma -> $OUT/gutma: g and u loaded
 #                  by TMA into 3 or 2 buffers per consumer, as many parts ahead, the stores as
 #                  committed (5 ring slots), against the SiLU replica and the merged kernel
+#   guasync51      (session 51) scripts/explore_session51.py guasync -> $OUT/guasync: g and u
+#                  loaded by cp.async (not the TMA unit) 3 parts ahead (5 ring slots) or 1 part
+#                  ahead (6 slots), against the SiLU replica and g, u by TMA 3 parts ahead
 #   late44-mid     (session 44) 8B and Qwen at 1025-1120 tokens, bf16: route_pair with the
 #                  route widened to 1025-1151 (runs h200-${RUN_TAG}-linear-bf16-late44-
 #                  {committed,unfused}); about 80 s by estimate
@@ -1045,6 +1048,9 @@ PY
     gutma51)  # session 51: g and u by TMA ahead of the epilogue
       timeout $(limit 300) python3 scripts/explore_session51.py gutma --out "$OUT/gutma" \
         2>&1 | grep -E "^gutma|Error|error" | cut -c1-260 ;;
+    guasync51)  # session 51: g and u by cp.async ahead of the epilogue
+      timeout $(limit 300) python3 scripts/explore_session51.py guasync --out "$OUT/guasync" \
+        2>&1 | grep -E "^guasync|Error|error" | cut -c1-260 ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;
