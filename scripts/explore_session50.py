@@ -38,7 +38,6 @@ from pathlib import Path
 import torch
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.hopper import mbarrier
 
 from flash_swiglu.kernels import ws_mlp
 from flash_swiglu.kernels.linear import _grouped_tile
@@ -137,14 +136,7 @@ def dh_gemm_kernel(dy_desc, w_desc, c_ptr, stride_c, store_rows, M, N, K,
     b_shape: gl.constexpr = [STAGES] + w_desc.block_type.shape  # noqa: RUF005
     a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
     b_ring = gl.allocate_shared_memory(dtype, b_shape, w_desc.layout)
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=1 + COOP)
-    for i in gl.static_range(2):
-        mbarrier.init(turn.index(i), count=1)
+    ready, empty, turn = ws_mlp._ring_barriers(STAGES, COOP)
     # fmt: off
     gl.warp_specialize(
         [

@@ -168,25 +168,26 @@ def _epi_consumer(dy_desc, w_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_
 
 
 @gluon.jit
+def _pingpong_ring(dy_desc, w_desc, STAGES: gl.constexpr):
+    """The ping-pong kernel's shared ring of STAGES dy / W_down tiles and its barriers
+    (``ws_mlp._ring_barriers``), as ``ws_mlp.mlp_backward_ws_kernel`` sets them up."""
+    dtype: gl.constexpr = dy_desc.dtype
+    a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
+    b_shape: gl.constexpr = [STAGES] + w_desc.block_type.shape  # noqa: RUF005
+    a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
+    b_ring = gl.allocate_shared_memory(dtype, b_shape, w_desc.layout)
+    ready, empty, turn = ws_mlp._ring_barriers(STAGES, False)
+    return a_ring, b_ring, ready, empty, turn
+
+
+@gluon.jit
 def epi_kernel(dy_desc, w_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride, load_rows,
                store_rows, M, N, K, GROUP_M: gl.constexpr, STAGES: gl.constexpr,
                PARTS: gl.constexpr, CONSUMER_REGS: gl.constexpr, MATH: gl.constexpr,
                HINT: gl.constexpr = ""):  # fmt: skip
     """The committed ping-pong backward (``ws_mlp.mlp_backward_ws_kernel``, COOP off) with an
     epilogue whose arithmetic (MATH), loads and stores can each be switched off."""
-    dtype: gl.constexpr = dy_desc.dtype
-    a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
-    b_shape: gl.constexpr = [STAGES] + w_desc.block_type.shape  # noqa: RUF005
-    a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
-    b_ring = gl.allocate_shared_memory(dtype, b_shape, w_desc.layout)
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=1)
-    for i in gl.static_range(2):
-        mbarrier.init(turn.index(i), count=1)
+    a_ring, b_ring, ready, empty, turn = _pingpong_ring(dy_desc, w_desc, STAGES)
     # fmt: off
     gl.warp_specialize(
         [
@@ -353,11 +354,8 @@ def tma_epi_kernel(dy_desc, w_desc, g_desc, u_desc, h_desc, dg_desc, du_desc, g_
     """The committed ping-pong backward (SiLU) with its stores (STORE_TMA) and / or its loads
     of g and u (GU_BUFS) by TMA through shared memory."""
     dtype: gl.constexpr = dy_desc.dtype
-    a_shape: gl.constexpr = [STAGES] + dy_desc.block_type.shape  # noqa: RUF005
-    b_shape: gl.constexpr = [STAGES] + w_desc.block_type.shape  # noqa: RUF005
     part_shape: gl.constexpr = h_desc.block_type.shape
-    a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
-    b_ring = gl.allocate_shared_memory(dtype, b_shape, w_desc.layout)
+    a_ring, b_ring, ready, empty, turn = _pingpong_ring(dy_desc, w_desc, STAGES)
     if STORE_TMA:
         out0 = gl.allocate_shared_memory(dtype, [3] + part_shape, h_desc.layout)  # noqa: RUF005
         out1 = gl.allocate_shared_memory(dtype, [3] + part_shape, h_desc.layout)  # noqa: RUF005
@@ -377,16 +375,8 @@ def tma_epi_kernel(dy_desc, w_desc, g_desc, u_desc, h_desc, dg_desc, du_desc, g_
         gu0 = a_ring
         gu1 = a_ring
     NBAR: gl.constexpr = max(GU_BUFS, 1)
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
     gu_bar0 = gl.allocate_shared_memory(gl.int64, [NBAR, 1], mbarrier.MBarrierLayout())
     gu_bar1 = gl.allocate_shared_memory(gl.int64, [NBAR, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=1)
-    for i in gl.static_range(2):
-        mbarrier.init(turn.index(i), count=1)
     for i in gl.static_range(NBAR):
         mbarrier.init(gu_bar0.index(i), count=1)
         mbarrier.init(gu_bar1.index(i), count=1)
@@ -582,21 +572,30 @@ def gu_async(out: Path) -> list[str]:
     return _compare(out, "guasync", ["silu", "gu async3 s5", "gu async1 s6", "gu tma3 s5"])
 
 
+def _inputs():
+    """dy, W_down, g and u at SHAPE in bf16 (seeded, W_down scaled by K^-1/2) and the committed
+    backward entry for SiLU at that token count."""
+    from flash_swiglu.ops import train as T
+
+    m, n, k = SHAPE
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=torch.bfloat16,
+                                       generator=gen) * sc  # fmt: skip
+    dy, wd = r(m, k), r(k, n, sc=k**-0.5)
+    g, u = r(m, n), r(m, n)
+    entry = T.load_table(torch.cuda.get_device_name())["mlp_backward_ws"]
+    return dy, wd, g, u, T.ws_entry(entry, "mlp_backward_ws", "silu", m)
+
+
 def _compare(out: Path, mode: str, names: list[str]) -> list[str]:
     """cuBLAS, the committed entry, the store-only main loop and ``names`` (of VARIANTS or
     TMA_VARIANTS): checked, timed in rotated rounds, then sustained with clock samples."""
     from flash_swiglu import reference
     from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
-    from flash_swiglu.ops import train as T
 
     m, n, k = SHAPE
     dt = torch.bfloat16
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
-    dy, wd = r(m, k), r(k, n, sc=k**-0.5)
-    g, u = r(m, n), r(m, n)
-    entry = T.load_table(torch.cuda.get_device_name())["mlp_backward_ws"]
-    cfg = T.ws_entry(entry, "mlp_backward_ws", "silu", m)
+    dy, wd, g, u, cfg = _inputs()
     common = dict(activation="silu", alpha=1.702, limit=7.0)
     outs = tuple(torch.empty(m, n, device="cuda", dtype=dt) for _ in range(3))
     calls, checks = {}, {}
@@ -701,17 +700,10 @@ def ncu_launches(out: Path | None) -> list[str]:
     """One launch of each of NCU_LABELS between ``cudaProfilerStart`` and ``Stop`` (each
     compiled and run twice before), for Nsight Compute with ``--profile-from-start off``;
     prints the labels in launch order."""
-    from flash_swiglu.ops import train as T
 
-    m, n, k = SHAPE
-    dt = torch.bfloat16
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    r = lambda *s, sc=1.0: torch.randn(*s, device="cuda", dtype=dt, generator=gen) * sc
-    dy, wd = r(m, k), r(k, n, sc=k**-0.5)
-    g, u = r(m, n), r(m, n)
-    outs = tuple(torch.empty(m, n, device="cuda", dtype=dt) for _ in range(3))
-    entry = T.load_table(torch.cuda.get_device_name())["mlp_backward_ws"]
-    cfg = T.ws_entry(entry, "mlp_backward_ws", "silu", m)
+    m, n, _ = SHAPE
+    dy, wd, g, u, cfg = _inputs()
+    outs = tuple(torch.empty(m, n, device="cuda", dtype=dy.dtype) for _ in range(3))
     common = dict(config=cfg, activation="silu", alpha=1.702, limit=7.0)
     calls = {
         "committed": lambda: ws_mlp.mlp_backward_ws(dy, wd, g, u, *outs, **common),

@@ -320,6 +320,22 @@ def _consumer(dy_desc, wd_desc, a_ring, b_ring, ready, empty, turn, g_ptr, u_ptr
 
 
 @gluon.jit
+def _ring_barriers(STAGES: gl.constexpr, COOP: gl.constexpr):
+    """The barriers of a kernel whose two consumers share one ring (``mlp_backward_ws_kernel``,
+    ``glu_forward_ws_kernel``), initialized: ``ready`` / ``empty`` per slot (with COOP a slot
+    is free once both consumers released it) and the consumers' two ``turn`` barriers."""
+    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES):
+        mbarrier.init(ready.index(i), count=1)
+        mbarrier.init(empty.index(i), count=1 + COOP)
+    for i in gl.static_range(2):
+        mbarrier.init(turn.index(i), count=1)
+    return ready, empty, turn
+
+
+@gluon.jit
 def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr, stride_g,
                            stride_u, stride_h, stride_dg, stride_du, M, N, K,
                            ACTIVATION: gl.constexpr, ALPHA: gl.constexpr, LIMIT: gl.constexpr,
@@ -332,14 +348,7 @@ def mlp_backward_ws_kernel(dy_desc, wd_desc, g_ptr, u_ptr, h_ptr, dg_ptr, du_ptr
     b_shape: gl.constexpr = [STAGES] + wd_desc.block_type.shape  # noqa: RUF005
     a_ring = gl.allocate_shared_memory(dtype, a_shape, dy_desc.layout)
     b_ring = gl.allocate_shared_memory(dtype, b_shape, wd_desc.layout)
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=1 + COOP)
-    for i in gl.static_range(2):
-        mbarrier.init(turn.index(i), count=1)
+    ready, empty, turn = _ring_barriers(STAGES, COOP)
     # fmt: off
     gl.warp_specialize(
         [
@@ -811,14 +820,7 @@ def glu_forward_ws_kernel(x_desc, wg_desc, wu_desc, bg_ptr, bu_ptr, stride_bg, s
     b_layout: gl.constexpr = gl.NVMMASharedLayout.get_default_for([2 * BLOCK_H, BLOCK_K], dtype)
     a_ring = gl.allocate_shared_memory(dtype, a_shape, x_desc.layout)
     b_ring = gl.allocate_shared_memory(dtype, [STAGES, 2 * BLOCK_H, BLOCK_K], b_layout)
-    ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    turn = gl.allocate_shared_memory(gl.int64, [2, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(STAGES):
-        mbarrier.init(ready.index(i), count=1)
-        mbarrier.init(empty.index(i), count=1 + COOP)
-    for i in gl.static_range(2):
-        mbarrier.init(turn.index(i), count=1)
+    ready, empty, turn = _ring_barriers(STAGES, COOP)
     # fmt: off
     gl.warp_specialize(
         [
