@@ -588,8 +588,9 @@ def _inputs():
 
 
 def _compare(out: Path, mode: str, names: list[str]) -> list[str]:
-    """cuBLAS, the committed entry, the store-only main loop and ``names`` (of VARIANTS or
-    TMA_VARIANTS): checked, timed in rotated rounds, then sustained with clock samples."""
+    """cuBLAS, the committed entry, the store-only main loop and ``names`` (of VARIANTS,
+    TMA_VARIANTS or CFG_VARIANTS): checked, timed in rotated rounds, then sustained with
+    clock samples."""
     from flash_swiglu import reference
     from flash_swiglu.bench.timing import interleaved_rounds, measure_graph
 
@@ -669,9 +670,8 @@ def _compare(out: Path, mode: str, names: list[str]) -> list[str]:
            if all(isinstance(x, float) for x in t)}  # fmt: skip
     flops = 2 * m * n * k
     rows = dict(shape=SHAPE, consts=CONSTS, variants=VARIANTS, tma_variants=TMA_VARIANTS,
-                cfg_variants=CFG_VARIANTS,
-                part=PART, committed_config=cfg,
-                checks=checks, ms=ms, sustained=sustained, smi=sampler.rows)  # fmt: skip
+                cfg_variants=CFG_VARIANTS, part=PART, committed_config=cfg, checks=checks,
+                ms=ms, sustained=sustained, smi=sampler.rows)  # fmt: skip
     (out / f"{mode}.json").write_text(json.dumps(rows, indent=1, default=str))
     lines = []
     base = sustained.get("cublas", {})
@@ -700,7 +700,6 @@ def ncu_launches(out: Path | None) -> list[str]:
     """One launch of each of NCU_LABELS between ``cudaProfilerStart`` and ``Stop`` (each
     compiled and run twice before), for Nsight Compute with ``--profile-from-start off``;
     prints the labels in launch order."""
-
     m, n, _ = SHAPE
     dy, wd, g, u, cfg = _inputs()
     outs = tuple(torch.empty(m, n, device="cuda", dtype=dy.dtype) for _ in range(3))
