@@ -1028,29 +1028,14 @@ PY
         | cut -c1-200
       timeout $(limit 300) python3 scripts/explore_session50.py dhgemm --out "$OUT/dhgemm" 2>&1 \
         | grep -E "^dhgemm|Error|error" | cut -c1-220 ;;
-    epi51)  # session 51: the backward's epilogue taken apart, with clocks and power
-      timeout $(limit 120) python3 scripts/explore_session51.py gate 2>&1 | grep "^{" \
-        | cut -c1-200
-      timeout $(limit 300) python3 scripts/explore_session51.py epi --out "$OUT/epi" 2>&1 \
-        | grep -E "^epi|Error|error" | cut -c1-260 ;;
-    tma51)  # session 51: the backward's epilogue with TMA stores (and loads)
-      timeout $(limit 300) python3 scripts/explore_session51.py tma --out "$OUT/tma" 2>&1 \
-        | grep -E "^tma|Error|error" | cut -c1-260 ;;
-    hints51)  # session 51: the backward's epilogue with cache hints
-      timeout $(limit 300) python3 scripts/explore_session51.py hints --out "$OUT/hints" 2>&1 \
-        | grep -E "^hints|Error|error" | cut -c1-260 ;;
-    noh51)  # session 51: the backward's epilogue without storing h
-      timeout $(limit 300) python3 scripts/explore_session51.py noh --out "$OUT/noh" 2>&1 \
-        | grep -E "^noh|Error|error" | cut -c1-260 ;;
-    configs51)  # session 51: PREFETCH and the other backward kernels
-      timeout $(limit 300) python3 scripts/explore_session51.py configs --out "$OUT/configs" \
-        2>&1 | grep -E "^configs|Error|error" | cut -c1-260 ;;
-    gutma51)  # session 51: g and u by TMA ahead of the epilogue
-      timeout $(limit 300) python3 scripts/explore_session51.py gutma --out "$OUT/gutma" \
-        2>&1 | grep -E "^gutma|Error|error" | cut -c1-260 ;;
-    guasync51)  # session 51: g and u by cp.async ahead of the epilogue
-      timeout $(limit 300) python3 scripts/explore_session51.py guasync --out "$OUT/guasync" \
-        2>&1 | grep -E "^guasync|Error|error" | cut -c1-260 ;;
+    epi51|tma51|hints51|noh51|configs51|gutma51|guasync51)  # session 51: explore_session51 MODE
+      mode=${stage%51}
+      if [ "$mode" = epi ]; then
+        timeout $(limit 120) python3 scripts/explore_session51.py gate 2>&1 | grep "^{" \
+          | cut -c1-200
+      fi
+      timeout $(limit 300) python3 scripts/explore_session51.py "$mode" --out "$OUT/$mode" \
+        2>&1 | grep -E "^$mode|Error|error" | cut -c1-260 ;;
     tests-examples)
       timeout $(limit 240) $pytest tests/test_examples.py 2>&1 | tail -n 15 \
         | tee "$OUT/pytest_examples_gpu.log" ;;
