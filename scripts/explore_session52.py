@@ -22,6 +22,19 @@
   (``copy_bandwidth.json``). -> ``fine1b.json``, ``fine1b_table.json`` (the candidates whose
   slowest round beat ours's fastest on every copy).
 
+- ``xread``: what x's reads cost the 1B decode kernel. ``fine1b`` (call 1) had the time grow
+  with the number of programs while the weight bytes stayed the same: 17.5 us for the entry's
+  128 programs, 18.4 for 512, 24.6 for 1024, 37-62 for 2048. Each program reads all of x
+  (32 KB at 8 tokens), and every program reads the same few KB of it at once, from the few
+  L2 slices that hold those lines. Here the decode kernel launched directly (pointer loads,
+  the 8-token entry's tile: 64 rows, 128-column steps, 4 warps, 4 stages, 128 programs) with
+  ``M`` real tokens of a ``BLOCK_T`` tile, the rest masked off (never read): 16-token tiles
+  with 8, 4, 1 and 0 tokens, 32-token tiles with 32, 16, 8 and 0, with and without
+  ``K_ROTATE`` 5; beside them the library's call at 8 and 32 tokens and session 8's plain
+  read of both weights in 32 KB programs (``_read_kernel``). The weights are read in full in
+  every variant. Three rotated rounds (``explore_session15._rotated_rounds``). With 0 tokens
+  nothing is stored; the other variants are checked against float64 first. -> ``xread.json``.
+
 - ``gate``: compiles every ``FINE_1B`` override for sm_90 as the launcher would launch it
   (bf16, the widest token tile of its case) and prints registers, shared memory and spills;
   run on the CPU before spending device time.
@@ -77,6 +90,71 @@ def fine1b(out: Path) -> list[dict]:
     return S26._stage(out, "fine1b", S26.override_cases(FINE_1B, label), COPIES)
 
 
+XREAD_TOKENS = {16: (8, 4, 1, 0), 32: (32, 16, 8, 0)}  # BLOCK_T -> real tokens
+
+
+def xread(out: Path) -> list[dict]:
+    import explore_session15 as S15
+    import torch
+    import triton
+    from explore_session8 import _read_kernel
+
+    from flash_swiglu import reference, swiglu_linear
+    from flash_swiglu.bench.cases.linear import MODELS
+    from flash_swiglu.bench.roofline import copy_bandwidth
+    from flash_swiglu.kernels.linear import _linear_decode_kernel
+
+    dev = torch.device("cuda")
+    copy = copy_bandwidth(dev)
+    k, n = MODELS[MODEL]
+    gen = torch.Generator(device=dev).manual_seed(52)
+    wg = torch.randn(n, k, device=dev, dtype=torch.bfloat16, generator=gen) / k**0.5
+    wu = torch.randn(n, k, device=dev, dtype=torch.bfloat16, generator=gen) / k**0.5
+    x = torch.randn(32, k, device=dev, dtype=torch.bfloat16, generator=gen)
+    outs = torch.empty(32, n, device=dev, dtype=torch.bfloat16)
+    calls, rows = {}, []
+    for m in (8, 32):
+        calls[f"library m{m}"] = lambda m=m: swiglu_linear(x[:m], wg, wu)
+    for block_t, tokens in XREAD_TOKENS.items():
+        for m in tokens:
+            for rot in (0, 5):
+
+                def f(m=m, block_t=block_t, rot=rot):
+                    _linear_decode_kernel[(n // 64, 1, 1)](
+                        x, wg, wu, wg, wu, outs, outs, outs, m, n, k, block_t, 0, k,
+                        k, k, 1, 1, n, HAS_BG=False, HAS_BU=False, ACTIVATION="silu",
+                        ALPHA=1.702, LIMIT=7.0, INPUT_PRECISION="ieee", BLOCK_N=64,
+                        BLOCK_T=block_t, BLOCK_K=128, SPLIT_K=1, EVEN_K=True,
+                        INDEX_64=False, K_ROTATE=rot, num_warps=4, num_stages=4,
+                    )  # fmt: skip
+                    return outs[:m]
+
+                if m:
+                    ref = reference.swiglu_linear_reference(
+                        x[:m].double(), wg.double(), wu.double()
+                    )
+                    got = f()
+                    err = ((got.double() - ref).abs().max() / ref.abs().max()).item()
+                    assert err < 2e-2, f"t{block_t} m{m} kr{rot}: error {err}"
+                calls[f"tile{block_t} tokens{m} kr{rot}"] = f
+    w = torch.cat([wg.reshape(-1), wu.reshape(-1)])
+    chunk = 16384  # 32 KB a program
+    sums = torch.empty(triton.cdiv(w.numel(), chunk), device=dev, dtype=torch.float32)
+    calls["plain read 32KB"] = lambda: _read_kernel[(sums.numel(),)](
+        w, sums, w.numel(), CHUNK=chunk, BLOCK=2048, num_warps=8
+    )
+    ms, med = S15._rotated_rounds(calls, 100.0)
+    nbytes = 2 * n * k * 2  # the weights alone: what every variant reads in full
+    for lb, t in med.items():
+        rows.append(dict(label=lb, ms=ms[lb], median_ms=t,
+                         weights_fraction_of_copy=nbytes / (t * 1e-3) / 1e9 / copy))  # fmt: skip
+        S15.say(f"xread {lb:26s} {t * 1e3:6.2f} us ({min(ms[lb]) * 1e3:.2f}-"
+                f"{max(ms[lb]) * 1e3:.2f}), weights at {rows[-1]['weights_fraction_of_copy']:.1%}"
+                " of copy")  # fmt: skip
+    (out / "xread.json").write_text(json.dumps(dict(copy_gbps=copy, rows=rows), indent=1))
+    return rows
+
+
 def gate() -> list[dict]:
     """Compile each override for sm_90 (no GPU): the launch the ops would make for bf16 at
     the case's token count, as ``tests/compile_gate_linear.py`` compiles the table's."""
@@ -108,7 +186,7 @@ def main() -> None:
         return
     import explore_session12 as S12
 
-    S12.run_stages({"fine1b": fine1b}, [])
+    S12.run_stages({"fine1b": fine1b, "xread": xread}, [])
 
 
 if __name__ == "__main__":
