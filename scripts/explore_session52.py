@@ -42,6 +42,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -93,6 +94,24 @@ def fine1b(out: Path) -> list[dict]:
 XREAD_TOKENS = {16: (8, 4, 1, 0), 32: (32, 16, 8, 0)}  # BLOCK_T -> real tokens
 
 
+def masked_launch(x, wg, wu, outs, m: int, block_t: int, rot: int):
+    """The decode kernel with the 8-token entry's tile (64 rows, 128-column steps, 4 warps, 4
+    stages, pointer loads, no split) over all of ``wg`` / ``wu``, x's first ``m`` rows real
+    in a ``block_t``-token tile (the rest masked: never read, never stored), ``K_ROTATE``
+    ``rot``. Writes ``outs[:m]`` and returns it."""
+    from flash_swiglu.kernels.linear import _linear_decode_kernel
+
+    n, k = wg.shape
+    _linear_decode_kernel[(n // 64, 1, 1)](
+        x, wg, wu, wg, wu, outs, outs, outs, m, n, k, block_t, 0, x.stride(0),
+        wg.stride(0), wu.stride(0), 1, 1, outs.stride(0), HAS_BG=False, HAS_BU=False,
+        ACTIVATION="silu", ALPHA=1.702, LIMIT=7.0, INPUT_PRECISION="ieee", BLOCK_N=64,
+        BLOCK_T=block_t, BLOCK_K=128, SPLIT_K=1, EVEN_K=True, INDEX_64=False,
+        K_ROTATE=rot, num_warps=4, num_stages=4,
+    )  # fmt: skip
+    return outs[:m]
+
+
 def xread(out: Path) -> list[dict]:
     import explore_session15 as S15
     import torch
@@ -102,7 +121,6 @@ def xread(out: Path) -> list[dict]:
     from flash_swiglu import reference, swiglu_linear
     from flash_swiglu.bench.cases.linear import MODELS
     from flash_swiglu.bench.roofline import copy_bandwidth
-    from flash_swiglu.kernels.linear import _linear_decode_kernel
 
     dev = torch.device("cuda")
     copy = copy_bandwidth(dev)
@@ -118,23 +136,12 @@ def xread(out: Path) -> list[dict]:
     for block_t, tokens in XREAD_TOKENS.items():
         for m in tokens:
             for rot in (0, 5):
-
-                def f(m=m, block_t=block_t, rot=rot):
-                    _linear_decode_kernel[(n // 64, 1, 1)](
-                        x, wg, wu, wg, wu, outs, outs, outs, m, n, k, block_t, 0, k,
-                        k, k, 1, 1, n, HAS_BG=False, HAS_BU=False, ACTIVATION="silu",
-                        ALPHA=1.702, LIMIT=7.0, INPUT_PRECISION="ieee", BLOCK_N=64,
-                        BLOCK_T=block_t, BLOCK_K=128, SPLIT_K=1, EVEN_K=True,
-                        INDEX_64=False, K_ROTATE=rot, num_warps=4, num_stages=4,
-                    )  # fmt: skip
-                    return outs[:m]
-
+                f = functools.partial(masked_launch, x, wg, wu, outs, m, block_t, rot)
                 if m:
                     ref = reference.swiglu_linear_reference(
                         x[:m].double(), wg.double(), wu.double()
                     )
-                    got = f()
-                    err = ((got.double() - ref).abs().max() / ref.abs().max()).item()
+                    err = ((f().double() - ref).abs().max() / ref.abs().max()).item()
                     assert err < 2e-2, f"t{block_t} m{m} kr{rot}: error {err}"
                 calls[f"tile{block_t} tokens{m} kr{rot}"] = f
     w = torch.cat([wg.reshape(-1), wu.reshape(-1)])
