@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _scripts import load_script
 
+from _scripts import load_script
 from flash_swiglu import reference
 
 
