@@ -13,9 +13,10 @@ Examples::
     benchmark-swiglu --op mlp --model llama-3.2-1b --tokens 4096 --pass fwd+bwd
 
 Every number is measured in the run that reports it: the copy bandwidth and, for
-``--op linear`` and ``--op mlp``, the GEMM ceiling (the roofline), each backend twice, and
-each backend's error against a float64 reference. See ``flash_swiglu.bench.harness`` (and
-``cases.mlp`` for the training step) for the procedure and BENCHMARKING.md for the reasons.
+``--op linear`` and ``--op mlp``, the GEMM ceiling (the roofline), each backend in three
+rotated rounds (``bench.timing.ROUNDS``), and each backend's error against a float64
+reference. See ``flash_swiglu.bench.harness`` (and ``cases.mlp`` for the training step) for
+the procedure and ``bench.timing``'s module docstring for the reasons.
 """
 
 from __future__ import annotations
