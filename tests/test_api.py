@@ -77,6 +77,63 @@ def test_bad_input_raises_a_clear_error(call, exc, words):
         assert w in str(info.value), f"{w!r} not in {info.value}"
 
 
+_TWICE = {  # name: (call, inputs that require grad)
+    "swiglu": (lambda a: flash_swiglu.swiglu(a["g"], a["u"]), ("g", "u")),
+    "swiglu_packed": (lambda a: flash_swiglu.swiglu_packed(a["p"]), ("p",)),
+    "swiglu_linear": (lambda a: flash_swiglu.swiglu_linear(a["x"], a["wg"], a["wu"]), ("x", "wg")),
+    "swiglu_linear_packed": (lambda a: flash_swiglu.swiglu_linear_packed(a["x"], a["w"]), ("x",)),
+    "swiglu_mlp": (
+        lambda a: flash_swiglu.swiglu_mlp(a["x"], a["wg"], a["wu"], a["wd"]),
+        ("x", "wg", "wd"),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(_TWICE))
+def test_second_derivative_raises(name, device):
+    """``create_graph=True`` gives the same first derivatives; differentiating them again
+    raises (the backward kernels are not differentiable) instead of silently dropping the
+    second-order terms."""
+    call, needs = _TWICE[name]
+    a = dict(g=t(3, 16, device=device), u=t(3, 16, device=device), p=t(3, 32, device=device),
+             x=t(3, 16, device=device), wg=t(24, 16, device=device) / 4,
+             wu=t(24, 16, device=device) / 4, w=t(48, 16, device=device) / 4,
+             wd=t(16, 24, device=device) / 5)  # fmt: skip
+    for key in needs:
+        a[key].requires_grad_(True)
+    inputs = [a[key] for key in needs]
+    plain = torch.autograd.grad(call(a).square().sum(), inputs)
+    twice = torch.autograd.grad(call(a).square().sum(), inputs, create_graph=True)
+    for p, q in zip(plain, twice, strict=True):
+        torch.testing.assert_close(q.detach(), p, rtol=1e-5, atol=1e-6)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        sum(q.square().sum() for q in twice).backward()
+
+
+def test_bf16_on_the_cpu_takes_the_reference_path():
+    """Triton's interpreter multiplies bf16 bit patterns in ``tl.dot``, so on the CPU the
+    projection and the MLP run bf16 through the reference path: results and gradients within
+    bf16 rounding of float64 (the kernels gave errors of 1e21 here)."""
+    g = torch.Generator().manual_seed(3)
+    x, wg, wu = (torch.randn(s, generator=g) for s in ((4, 32), (24, 32), (24, 32)))
+    wd = torch.randn(32, 24, generator=g)
+    wg, wu, wd = wg / 6, wu / 6, wd / 5
+    b16 = [v.bfloat16().requires_grad_(True) for v in (x, wg, wu, wd)]
+    f64 = [v.bfloat16().double().requires_grad_(True) for v in (x, wg, wu, wd)]
+    h = reference.swiglu_linear_reference(*f64[:3])
+    for got, want in [
+        (flash_swiglu.swiglu_linear(*b16[:3]), h),
+        (flash_swiglu.swiglu_linear_packed(b16[0], torch.cat(b16[1:3])), h),
+        (flash_swiglu.swiglu_mlp(*b16), h @ f64[3].T),
+    ]:
+        assert got.dtype == torch.bfloat16
+        assert (got.double() - want).abs().max() <= 2e-2 * want.abs().max()
+    flash_swiglu.swiglu_mlp(*b16).square().sum().backward()
+    (h @ f64[3].T).square().sum().backward()
+    for a, b in zip(b16, f64, strict=True):
+        assert (a.grad.double() - b.grad).abs().max() <= 3e-2 * b.grad.abs().max()
+
+
 def test_scalar_swiglu_oai_params_are_plain_floats():
     out = flash_swiglu.swiglu(t(2, 4), t(2, 4), activation="swiglu_oai", alpha=2, limit=5)
     assert out.shape == (2, 4)

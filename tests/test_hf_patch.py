@@ -121,7 +121,8 @@ def test_recompute_option_and_single_module():
     model = build("llama")
     mlp = model.model.layers[0].mlp
     assert hf.patch_hf_model(mlp, recompute=True) == 1
-    assert mlp.__dict__[hf._PATCH_ATTR] == ("silu", True)
+    patch = mlp.__dict__[hf._PATCH_ATTR]
+    assert (patch.activation, patch.recompute) == ("silu", True)
     x = torch.randn(2, 3, COMMON["hidden_size"])
     with torch.no_grad():
         got = mlp(x)
@@ -136,10 +137,83 @@ def test_deepcopy_of_patched_model_stays_patched(calls):
     hf.patch_hf_model(model)
     clone = copy.deepcopy(model)
     mlp = clone.model.layers[0].mlp
-    assert mlp.forward.__self__ is mlp  # bound to the copy, not to the original
+    assert mlp.forward.args[0] is mlp  # bound to the copy, not to the original
     with torch.no_grad():
         clone(torch.randint(0, 128, (1, 4)))
     assert calls[0] == COMMON["num_hidden_layers"]
+
+
+def test_torch_save_of_patched_model_loads_patched(calls):
+    """A whole patched model pickled (``torch.save(model)``) loads back patched, with the
+    same outputs."""
+    import io
+
+    model = build("llama")
+    hf.patch_hf_model(model)
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    assert all(hf.is_patched(layer.mlp) for layer in loaded.model.layers)
+    ids = torch.randint(0, 128, (1, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, rtol=0, atol=0)
+    assert calls[0] == 2 * COMMON["num_hidden_layers"]
+    assert hf.unpatch_hf_model(loaded) == COMMON["num_hidden_layers"]
+
+
+@pytest.mark.parametrize("family", ["llama", "phi3"])
+def test_hooks_and_late_wrappers_are_honoured(family, calls):
+    """A hook on a projection, or a projection wrapped after patching (as a LoRA adapter is),
+    makes the patched MLP run the class's own forward, which calls them (warned once); when
+    the hook is gone the fused call is back."""
+    model = build(family)
+    hf.patch_hf_model(model)
+    mlp = model.model.layers[0].mlp
+    proj = "gate_up_proj" if family == "phi3" else "up_proj"
+    x = torch.randn(2, 3, COMMON["hidden_size"])
+    with torch.no_grad():
+        fused = mlp(x)
+    assert calls[0] == 1
+
+    handle = getattr(mlp, proj).register_forward_hook(lambda m, i, o: o * 2)
+    with torch.no_grad(), pytest.warns(UserWarning, match=f"{proj} has a hook"):
+        hooked = mlp(x)
+    with torch.no_grad():
+        hf.unpatch_hf_model(model)
+        want = mlp(x)  # the class's forward, the hook in place
+        hf.patch_hf_model(model)
+    assert calls[0] == 1  # the fused MLP was not called
+    torch.testing.assert_close(hooked, want, rtol=0, atol=0)
+    assert not torch.allclose(hooked, fused)
+    handle.remove()
+
+    class Adapter(nn.Module):  # a wrapper exposing the base layer's weight, as peft's does
+        def __init__(self, base):
+            super().__init__()
+            self.base_layer = base
+            self.delta = nn.Linear(base.in_features, base.out_features, bias=False)
+
+        @property
+        def weight(self):
+            return self.base_layer.weight
+
+        def forward(self, t):
+            return self.base_layer(t) + self.delta(t)
+
+    with torch.no_grad():
+        assert torch.equal(mlp(x), fused) and calls[0] == 2  # the hook removed: fused again
+        mlp = model.model.layers[1].mlp  # (the warning is once per MLP)
+        plain = mlp(x)
+        assert calls[0] == 3
+        setattr(mlp, proj, Adapter(getattr(mlp, proj)))
+        with pytest.warns(UserWarning, match=f"{proj} is not a plain nn.Linear"):
+            adapted = mlp(x)
+        hf.unpatch_hf_model(model)
+        want = mlp(x)
+    assert calls[0] == 3
+    torch.testing.assert_close(adapted, want, rtol=0, atol=0)
+    assert not torch.allclose(adapted, plain)
 
 
 def test_save_pretrained_unchanged(tmp_path):

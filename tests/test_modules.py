@@ -147,6 +147,52 @@ def test_from_module_activation(device):
         SwiGLUMLP.from_module(gemma, activation="tanh")
 
 
+def test_hooks_and_wrapped_projections_are_called():
+    """A hook on a projection, a projection replaced by a wrapper (as a LoRA adapter is), or
+    an ``nn.Linear`` subclass shared by ``from_module``: the module calls its projections
+    (warning once) and gives what calling them gives; without them, the fused MLP again."""
+    m = make_module(bias=True)
+    x = torch.randn(2, 3, K)
+    with torch.no_grad():
+        fused = m(x)
+        want = torch_mlp(x, *(p.detach() for p in params(m)), "silu")
+        torch.testing.assert_close(fused, want, rtol=1e-5, atol=1e-6)
+        handle = m.up_proj.register_forward_hook(lambda mod, i, o: o * 2)
+        with pytest.warns(UserWarning, match="up_proj has a hook"):
+            hooked = m(x)
+        h = reference.act_glu(m.gate_proj(x), m.up_proj(x), "silu")  # the hook doubles up
+        torch.testing.assert_close(hooked, m.down_proj(h), rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(hooked, fused)
+        handle.remove()
+        assert torch.equal(m(x), fused)
+        seen = []
+        handle = nn.modules.module.register_module_forward_hook(lambda *a: seen.append(a[0]))
+        try:
+            with pytest.warns(UserWarning, match="global module hook"):
+                m.__dict__.pop("_flash_swiglu_warned", None)  # warned once per module
+                m(x)
+        finally:
+            handle.remove()
+        assert m.gate_proj in seen and m.down_proj in seen  # the projections were called
+
+    class Half(nn.Linear):  # a projection with a forward of its own
+        def forward(self, t):
+            return super().forward(t) * 0.5
+
+    half = Half(K, N)
+    half.load_state_dict(m.up_proj.state_dict())
+    mlp = nn.Module()
+    mlp.gate_proj, mlp.up_proj, mlp.down_proj = m.gate_proj, half, m.down_proj
+    mlp.act_fn = nn.SiLU()
+    shared = SwiGLUMLP.from_module(mlp)
+    assert shared.up_proj is half
+    with torch.no_grad(), pytest.warns(UserWarning, match="up_proj is not a plain nn.Linear"):
+        got = shared(x)
+    with torch.no_grad():
+        h = reference.act_glu(m.gate_proj(x), half(x), "silu")
+        torch.testing.assert_close(got, m.down_proj(h), rtol=1e-5, atol=1e-6)
+
+
 class _Bare(nn.Module):
     """An MLP with the three projections, no activation function, a config name only."""
 

@@ -137,7 +137,10 @@ def swiglu_mlp(
     """The whole gated MLP: ``down(act(x @ w_gate.T + b_gate) * (x @ w_up.T + b_up))``.
 
     Args:
-        x: ``[..., K]`` (K = hidden size).
+        x: ``[..., K]`` (K = hidden size). Inference reads it as ``swiglu_linear`` does. In
+            training (a gradient wanted) the backward's products take it as one 2-D matrix
+            ``[M, K]``, so a view whose rows are not one evenly strided group (a slice of
+            a 3-D tensor along its second dimension, say) is copied once.
         w_gate, w_up: ``[N, K]``; w_down: ``[K, N]`` (all ``nn.Linear`` layout, as in a
             Hugging Face ``LlamaMLP``). b_gate, b_up: ``[N]``; b_down: ``[K]``; or None.
         activation: as for ``swiglu``.

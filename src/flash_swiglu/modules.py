@@ -6,18 +6,22 @@ Also home of the two helpers every module-level drop-in shares (the Hugging Face
 - ``infer_activation``: which of our activations an existing module's activation function
   computes, found by evaluating it, not by trusting a name;
 - ``mlp_forward``: ``swiglu_mlp`` with the casts ``nn.Linear`` gets under ``torch.autocast``
-  (a custom op is not on autocast's lists, so the module does the casting itself).
+  (a custom op is not on autocast's lists, so the module does the casting itself);
+- ``projections_bypassed``: whether reading the projections' parameters, as the fused MLP
+  does, would skip what calling the projection modules does (a hook, a LoRA wrapper).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
 from torch import nn
+from torch.nn.modules import module as _module_hooks
 
 from flash_swiglu import reference
-from flash_swiglu.functional import swiglu_mlp
+from flash_swiglu.functional import swiglu, swiglu_mlp
 from flash_swiglu.ops._common import check_activation
 from flash_swiglu.ops.mlp import infer as _infer
 
@@ -37,6 +41,64 @@ HF_ACTIVATIONS: dict[str, str] = {
 # Activations an existing module's function can be recognised as (``swiglu_oai`` clamps the
 # up projection too, so it is not a function of the gate alone).
 _RECOGNISED = ("silu", "gelu", "gelu_tanh", "relu")
+
+
+_FLOAT_WEIGHTS = (torch.float16, torch.bfloat16, torch.float32)
+
+
+def plain_linear(module: nn.Module, name: str) -> nn.Linear | None:
+    """``module.<name>`` where it is exactly an ``nn.Linear`` (no subclass, no wrapper) with
+    floating-point weights, else None."""
+    child = module._modules.get(name)
+    if type(child) is nn.Linear and child.weight.dtype in _FLOAT_WEIGHTS:
+        return child
+    return None
+
+
+def projections_bypassed(module: nn.Module, names: tuple[str, ...]) -> str | None:
+    """Why the fused MLP, which reads the projections' parameters and never calls the
+    projection modules, would compute something else than calling them, or None.
+
+    It would where a projection is not a plain ``nn.Linear`` with floating-point weights (a
+    LoRA wrapper, a quantized layer, a subclass with a forward of its own) or has a forward
+    or backward hook, or where a global module hook is registered: the hooks
+    ``nn.Module.__call__`` runs around a forward. Checked on every call (1.2 us of host time
+    for three projections on the 2-core CI machine), so a hook or wrapper added after the
+    module was built or patched is seen."""
+    g = _module_hooks
+    if (
+        g._global_forward_hooks
+        or g._global_forward_pre_hooks
+        or g._global_backward_hooks
+        or g._global_backward_pre_hooks
+    ):
+        return "a global module hook is registered"
+    children = module._modules
+    for name in names:
+        child = children.get(name)
+        if type(child) is not nn.Linear or child._parameters["weight"].dtype not in _FLOAT_WEIGHTS:
+            return f"{name} is not a plain nn.Linear with floating-point weights"
+        if (
+            child._forward_hooks
+            or child._forward_pre_hooks
+            or child._backward_hooks
+            or child._backward_pre_hooks
+        ):
+            return f"{name} has a hook"
+    return None
+
+
+def warn_unfused(module: nn.Module, reason: str, flag: str) -> None:
+    """Warn, once per module (its instance attribute ``flag`` set after), that ``module`` runs
+    without the fused MLP because of ``reason``; nothing while ``torch.compile`` traces."""
+    if module.__dict__.get(flag) or torch.compiler.is_compiling():
+        return
+    warnings.warn(
+        f"flash_swiglu: {type(module).__name__} calls its projections instead of the fused "
+        f"MLP while {reason}",
+        stacklevel=4,
+    )
+    module.__dict__[flag] = True
 
 
 def _probe() -> torch.Tensor:
@@ -181,6 +243,9 @@ def mlp_packed_forward(
     return _under_autocast(call, x.device.type, x, w_gate_up, w_down, b_gate_up, b_down)
 
 
+_SPLIT = ("gate_proj", "up_proj", "down_proj")
+
+
 class SwiGLUMLP(nn.Module):
     """``down_proj(act(gate_proj(x)) * up_proj(x))`` through the fused ``swiglu_mlp``.
 
@@ -188,6 +253,11 @@ class SwiGLUMLP(nn.Module):
     children ``gate_proj``, ``up_proj`` and ``down_proj`` are ``nn.Linear``, so their state
     dicts load into each other unchanged. ``recompute=True`` keeps only the input for the
     backward and recomputes the pre-activations (less memory, more time).
+
+    The fused MLP reads the projections' parameters; it does not call the projection
+    modules. Where that would change the result (a projection wrapped or replaced, as a
+    LoRA adapter does, or a hook on one: ``projections_bypassed``) the call runs
+    ``down_proj(swiglu(gate_proj(x), up_proj(x)))`` instead, calling them, and warns once.
     """
 
     def __init__(
@@ -225,7 +295,8 @@ class SwiGLUMLP(nn.Module):
     ) -> SwiGLUMLP:
         """A ``SwiGLUMLP`` that shares the ``gate_proj``, ``up_proj`` and ``down_proj``
         children of ``mlp`` (a Hugging Face ``LlamaMLP``, say): the very same ``nn.Linear``
-        modules and parameters, nothing copied, so training either trains both.
+        modules and parameters, nothing copied, so training either trains both. A child
+        that is a subclass of ``nn.Linear`` is shared too, and called (see the class).
 
         ``activation`` defaults to what ``mlp``'s activation function computes (see
         ``infer_activation``); a function that is none of ours raises a ValueError.
@@ -269,6 +340,11 @@ class SwiGLUMLP(nn.Module):
         return module
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reason = projections_bypassed(self, _SPLIT)
+        if reason is not None:  # a hook or a wrapper on a projection: call them
+            warn_unfused(self, reason, "_flash_swiglu_warned")
+            g, u = self.gate_proj(x), self.up_proj(x)
+            return self.down_proj(swiglu(g, u, activation=self.activation))
         return mlp_forward(
             x,
             self.gate_proj.weight,
@@ -297,4 +373,6 @@ __all__ = [
     "hidden_act_name",
     "infer_activation",
     "mlp_forward",
+    "plain_linear",
+    "projections_bypassed",
 ]

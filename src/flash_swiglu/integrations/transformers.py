@@ -12,12 +12,22 @@ Which modules: those whose class is one of ``SUPPORTED_MLP_CLASSES`` and defined
 plain ``nn.Linear`` with floating-point weights (a LoRA-wrapped or quantized projection is
 left alone, since the fused call would bypass it). MoE experts are not patched.
 
+The fused call reads the projections' parameters and never calls the projection modules.
+So each call of a patched MLP first checks that it still may: that its projections are
+still plain ``nn.Linear`` with floating-point weights and that no forward or backward hook
+is registered on them (nor a global module hook; ``modules.projections_bypassed``). Where
+one is (a LoRA adapter wrapped around a projection after patching, a hook), that call runs
+the class's own ``forward``, which calls the projections, and a warning says so once per
+MLP. The patched ``forward`` is
+a ``functools.partial`` of a module-level function, so a patched model pickles (``torch.save``
+of the whole model) and loads back patched.
+
 This module does not import ``transformers``: it recognises the modules by class name.
 """
 
 from __future__ import annotations
 
-import types
+import functools
 import warnings
 from typing import NamedTuple
 
@@ -30,6 +40,9 @@ from flash_swiglu.modules import (
     infer_activation,
     mlp_forward,
     mlp_packed_forward,
+    plain_linear,
+    projections_bypassed,
+    warn_unfused,
 )
 
 # The dense gated MLPs of the supported families, by class name.
@@ -46,8 +59,6 @@ SUPPORTED_MLP_CLASSES: frozenset[str] = frozenset(
     }
 )
 
-_FLOAT_WEIGHTS = (torch.float16, torch.bfloat16, torch.float32)
-
 # The instance attribute that marks a patched module and holds its settings.
 _PATCH_ATTR = "_flash_swiglu_patch"
 
@@ -57,8 +68,23 @@ class _Patch(NamedTuple):
     recompute: bool
 
 
+_PROJECTIONS = {
+    "split": ("gate_proj", "up_proj", "down_proj"),
+    "packed": ("gate_up_proj", "down_proj"),
+}
+
+
+def _unfused(module: nn.Module, reason: str, x: torch.Tensor) -> torch.Tensor:
+    """The class's own ``forward``, which calls the projections (``reason``: why)."""
+    warn_unfused(module, reason, "_flash_swiglu_warned")
+    return type(module).forward(module, x)
+
+
 def _split_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """The patched ``forward`` of an MLP with ``gate_proj``, ``up_proj`` and ``down_proj``."""
+    reason = projections_bypassed(self, _PROJECTIONS["split"])
+    if reason is not None:
+        return _unfused(self, reason, x)
     patch: _Patch = getattr(self, _PATCH_ATTR)
     g, u, d = self.gate_proj, self.up_proj, self.down_proj
     return mlp_forward(
@@ -71,6 +97,9 @@ def _packed_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tenso
     """The patched ``forward`` of Phi-3's MLP: ``gate_up_proj`` is ``[2N, K]`` with the gate
     rows first (``chunk(2)`` order). It is read in place and its gradient written packed
     (``modules.mlp_packed_forward``)."""
+    reason = projections_bypassed(self, _PROJECTIONS["packed"])
+    if reason is not None:
+        return _unfused(self, reason, hidden_states)
     patch: _Patch = getattr(self, _PATCH_ATTR)
     gu, d = self.gate_up_proj, self.down_proj
     return mlp_packed_forward(
@@ -82,27 +111,20 @@ def _packed_forward(self: nn.Module, hidden_states: torch.Tensor) -> torch.Tenso
 _FORWARDS = {"split": _split_forward, "packed": _packed_forward}
 
 
-def _plain_linear(module: nn.Module, name: str) -> nn.Linear | None:
-    child = getattr(module, name, None)
-    if type(child) is nn.Linear and child.weight.dtype in _FLOAT_WEIGHTS:
-        return child
-    return None
-
-
 def _kind(module: nn.Module) -> str | None:
     """``"split"`` or ``"packed"`` for a patchable MLP, else None."""
     cls = type(module)
     if cls.__name__ not in SUPPORTED_MLP_CLASSES or not cls.__module__.startswith("transformers."):
         return None
-    down = _plain_linear(module, "down_proj")
+    down = plain_linear(module, "down_proj")
     if down is None:
         return None
     n, k = down.in_features, down.out_features
-    gate, up = _plain_linear(module, "gate_proj"), _plain_linear(module, "up_proj")
+    gate, up = plain_linear(module, "gate_proj"), plain_linear(module, "up_proj")
     if gate is not None and up is not None:
         shapes = {tuple(gate.weight.shape), tuple(up.weight.shape)}
         return "split" if shapes == {(n, k)} else None
-    packed = _plain_linear(module, "gate_up_proj")
+    packed = plain_linear(module, "gate_up_proj")
     if packed is not None and tuple(packed.weight.shape) == (2 * n, k):
         return "packed"
     return None
@@ -111,9 +133,11 @@ def _kind(module: nn.Module) -> str | None:
 def _is_ours(module: nn.Module) -> bool:
     f = module.__dict__.get("forward")
     return (
-        isinstance(f, types.MethodType)
-        and f.__self__ is module
-        and f.__func__ in _FORWARDS.values()
+        isinstance(f, functools.partial)
+        and f.func in _FORWARDS.values()
+        and len(f.args) == 1
+        and f.args[0] is module
+        and not f.keywords
     )
 
 
@@ -169,7 +193,7 @@ def patch_hf_model(model: nn.Module, *, recompute: bool = False) -> int:
         )
     for module, kind, activation in plan:
         setattr(module, _PATCH_ATTR, _Patch(activation, recompute))
-        module.forward = types.MethodType(_FORWARDS[kind], module)
+        module.forward = functools.partial(_FORWARDS[kind], module)  # pickles, unlike a method
     return len(plan)
 
 

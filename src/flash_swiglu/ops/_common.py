@@ -118,6 +118,18 @@ def use_triton(device: torch.device) -> bool:
     return False
 
 
+def gemm_kernels(device: torch.device, dtype: torch.dtype) -> bool:
+    """Whether the matrix-product kernels (projection, training) run for this device and
+    dtype: ``use_triton``, but not float64 on CUDA (Triton has no fp64 ``tl.dot`` there) and
+    not bfloat16 on the CPU (Triton's interpreter multiplies bf16 bit patterns in ``tl.dot``:
+    garbage). Those take the reference path, which computes the same thing in PyTorch."""
+    if not use_triton(device):
+        return False
+    if dtype == torch.float64:
+        return device.type != "cuda"
+    return not (dtype == torch.bfloat16 and device.type == "cpu")
+
+
 def row_groups(tensors: list[torch.Tensor]) -> list[tuple[int, list[int]]]:
     """Collapse the leading dimensions shared by ``tensors`` into as few strided groups as
     their strides allow: ``[(size, [stride of each tensor]), ...]``, outermost first."""

@@ -14,6 +14,7 @@ backward never writes into anything the user can see.
 from __future__ import annotations
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from flash_swiglu import reference
 from flash_swiglu.ops._common import on_tensor_device, row_group_dims, use_triton
@@ -322,6 +323,7 @@ class _GLUFunction(torch.autograd.Function):
         return forward(gate, up, activation, alpha, limit)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dout):
         gate, up = ctx.saved_tensors
         dgate, dup = backward(gate, up, dout, *ctx.args)
@@ -336,6 +338,7 @@ class _PackedGLUFunction(torch.autograd.Function):
         return packed_forward(x, activation, layout, alpha, limit)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dout):
         (x,) = ctx.saved_tensors
         return packed_backward(x, dout, *ctx.args), None, None, None, None

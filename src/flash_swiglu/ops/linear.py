@@ -40,12 +40,13 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from flash_swiglu import reference
 from flash_swiglu.ops import _common as C
 from flash_swiglu.ops import _launch
 from flash_swiglu.ops import elementwise as E
-from flash_swiglu.ops._common import on_tensor_device, row_groups, use_triton
+from flash_swiglu.ops._common import on_tensor_device, row_groups
 
 # ----------------------------------------------------------------------------------------
 # Launch configurations
@@ -905,8 +906,8 @@ def packed_views(w: torch.Tensor, b: torch.Tensor | None, layout: str):
 def forward(x, wg, wu, bg, bu, activation, alpha, limit):
     # float64 exists for gradcheck: the interpreter runs it in the kernels, but Triton has
     # no fp64 tl.dot on CUDA (a compile error on the H200 with Triton 3.6), so CUDA float64
-    # takes the reference path.
-    if use_triton(x.device) and not (x.dtype == torch.float64 and x.device.type == "cuda"):
+    # takes the reference path; so does bf16 on the CPU (``_common.gemm_kernels``).
+    if C.gemm_kernels(x.device, x.dtype):
         return _forward_triton(x, wg, wu, bg, bu, activation, alpha, limit)
     return reference.swiglu_linear_reference(x, wg, wu, bg, bu, activation, alpha, limit)
 
@@ -1087,6 +1088,7 @@ class _LinearFunction(torch.autograd.Function):
         return forward(x, wg, wu, bg, bu, activation, alpha, limit)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dout):
         grads = backward(*ctx.saved_tensors, dout, ctx.args, ctx.needs_input_grad[:5])
         return (*grads, None, None, None)
@@ -1100,6 +1102,7 @@ class _PackedLinearFunction(torch.autograd.Function):
         return packed_forward(x, w, b, activation, layout, alpha, limit)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dout):
         x, w, b = ctx.saved_tensors
         grads = packed_backward(x, w, b, dout, *ctx.args, ctx.needs_input_grad[:3])

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from flash_swiglu._names import ACTIVATIONS as _ACTIVATIONS
 from flash_swiglu._names import OAI_ALPHA, OAI_LIMIT
@@ -323,6 +324,7 @@ class _MLPFunction(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dy):
         x, wg, wu, wd, bg, bu, bd, g, u = ctx.saved_tensors
         gu = (g, u) if g is not None else None
@@ -348,6 +350,7 @@ class _MLPPackedFunction(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, dy):
         x, w, wd, b, bd, g, u = ctx.saved_tensors
         gu = (g, u) if g is not None else None

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from flash_swiglu import reference
 from flash_swiglu.ops import _launch
 from flash_swiglu.ops import linear as L
-from flash_swiglu.ops._common import bind_cuda_context, use_triton
+from flash_swiglu.ops._common import bind_cuda_context, gemm_kernels
 
 # Intermediate columns per backward step (multiples of 128): each slice holds three [M, width]
 # buffers, so the width follows the token count, SLICE_ELEMENTS // M (at least MIN_CHUNK_N).
@@ -319,7 +319,7 @@ def rows(t: torch.Tensor) -> torch.Tensor:
 def fused_ok(x2: torch.Tensor, *mats: torch.Tensor | None) -> bool:
     """Whether the fused kernel can take these 2-D operands (TMA: 16-byte aligned bases and
     row strides, unit last strides) on this device."""
-    if not use_triton(x2.device) or x2.dtype == torch.float64:
+    if not gemm_kernels(x2.device, x2.dtype) or x2.dtype == torch.float64:
         return False
     if not L._tma_device(x2.device):
         return False
