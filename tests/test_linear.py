@@ -828,9 +828,9 @@ def test_torch_compile_fullgraph(device):
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_cpu_reference_path_without_interpreter(monkeypatch, activation):
-    from flash_swiglu.ops import elementwise
+    from flash_swiglu.ops import _common, elementwise
 
-    monkeypatch.setattr(L, "use_triton", lambda device: False)
+    monkeypatch.setattr(_common, "use_triton", lambda device: False)  # gemm_kernels asks it
     monkeypatch.setattr(elementwise, "use_triton", lambda device: False)
     inputs = make_inputs((2, 3), 16, 24, torch.float16, "cpu", activation)
     fn = lambda *a: flash_swiglu.swiglu_linear(*a, activation=activation)
