@@ -648,3 +648,23 @@ def test_plot_linear_sweep(tmp_path):
     path = tmp_path / "linear.png"
     plot.plot_sweep(rows, path, 4270.0)
     assert path.stat().st_size > 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU suite's rule")
+def test_bf16_products_on_the_cpu_are_not_reported_as_kernels():
+    """On the CPU the library computes bf16 products with PyTorch (the interpreter's bf16
+    ``tl.dot`` is wrong), so a bf16 projection or MLP case skips the triton backends rather
+    than report the reference path as a passing kernel; the elementwise case still runs."""
+    from flash_swiglu.bench.backends import unavailable
+    from flash_swiglu.kernels import interpreting
+
+    cpu = torch.device("cpu")
+    if not interpreting():
+        pytest.skip("needs TRITON_INTERPRET=1 (the CPU tier sets it)")
+    assert "PyTorch path" in unavailable("triton", cpu, torch.bfloat16)
+    assert "PyTorch path" in unavailable("triton-recompute", cpu, torch.bfloat16)
+    assert unavailable("triton", cpu, torch.float16) is None
+    assert unavailable("triton", cpu) is None  # elementwise: no products
+    case = LinearCase("custom", 64, 96, 1, torch.bfloat16)
+    functions, skipped = harness.backend_functions(case, ["torch", "triton"], cpu)
+    assert list(functions) == ["torch"] and "PyTorch path" in skipped["triton"]

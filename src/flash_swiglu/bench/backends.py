@@ -27,8 +27,11 @@ class Skip(Exception):
     """A backend cannot run a case; the message is the reason shown in the table."""
 
 
-def unavailable(backend: str, device: torch.device) -> str | None:
-    """Why ``backend`` cannot run on ``device`` at all (None when it can)."""
+def unavailable(
+    backend: str, device: torch.device, gemm_dtype: torch.dtype | None = None
+) -> str | None:
+    """Why ``backend`` cannot run on ``device`` at all (None when it can). ``gemm_dtype``: the
+    dtype of a case whose library call runs matrix-product kernels (``--op linear``, ``mlp``)."""
     if backend == "triton" or backend.startswith("triton-"):  # triton-recompute (mlp)
         if importlib.util.find_spec("triton") is None:
             return "triton not installed"
@@ -39,6 +42,11 @@ def unavailable(backend: str, device: torch.device) -> str | None:
                 return (
                     "on the CPU the Triton kernels run only when TRITON_INTERPRET=1 is set "
                     "before triton is imported (otherwise the PyTorch fallback would be timed)"
+                )
+            if gemm_dtype == torch.bfloat16:
+                return (
+                    "bf16 matrix products on the CPU take the library's PyTorch path (the "
+                    "interpreter's bf16 tl.dot is wrong): no kernel would be checked"
                 )
     if backend.startswith("liger"):
         if importlib.util.find_spec("liger_kernel") is None:

@@ -133,7 +133,8 @@ def backend_functions(
     functions: dict[str, Callable[..., torch.Tensor]] = {}
     skipped: dict[str, str] = {}
     for backend in backends:
-        reason = unavailable(backend, device)
+        gemm_dtype = case.dtype if case.op == "linear" else None
+        reason = unavailable(backend, device, gemm_dtype)
         if reason is None:
             try:
                 functions[backend] = case.function(backend)

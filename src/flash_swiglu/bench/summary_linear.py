@@ -98,6 +98,7 @@ def fastest_peer(by_backend: dict[str, dict[str, Any]]) -> dict[str, Any] | None
 def _line(group: tuple, cases: list[dict[str, dict[str, Any]]]) -> list[str]:
     """The cells of one model/dtype/pass from its cases (``{backend: row}``, one per M)."""
     vs_cublas, vs_eager, vs_peer, peer_names, copy, peer_copy = [], [], [], set(), [], []
+    not_run: set[str] = set()  # peers the cited runs did not time at all (not skipped ones)
     failed = False
     for by_backend in cases:
         triton = by_backend.get("triton")
@@ -108,6 +109,7 @@ def _line(group: tuple, cases: list[dict[str, dict[str, Any]]]) -> list[str]:
             continue
         m = triton["tokens"]
         peer = fastest_peer(by_backend)
+        not_run.update(p for p in PEERS if p not in by_backend)
         if m >= COMPUTE_BOUND_TOKENS:
             vs_cublas += [triton["frac_cublas"]] if triton.get("frac_cublas") else []
             vs_eager += [triton["speedup_vs_eager"]] if triton.get("speedup_vs_eager") else []
@@ -121,6 +123,8 @@ def _line(group: tuple, cases: list[dict[str, dict[str, Any]]]) -> list[str]:
     peer_cell = _range(vs_peer, _ratio)
     if peer_names:
         peer_cell += f" ({', '.join(sorted(peer_names))})"
+    if not_run and vs_peer:
+        peer_cell += f"; not run: {', '.join(p for p in PEERS if p in not_run)}"
     model, dtype, activation, layout, pass_ = group
     if (activation, layout) != ("silu", "separate"):
         model = f"{model} {activation}/{layout}"
@@ -155,7 +159,8 @@ def render_linear(cases: Cases) -> tuple[str, str, dict[str, dict[str, Any]]]:
         "Gate/up projection `act(x w_gate^T) * (x w_up^T)` (`benchmark-swiglu --op linear`), "
         "flash-swiglu against the cuBLAS product of the same FLOPs and the peers, same shape, "
         f"same run; ranges over the token counts M. M >= {COMPUTE_BOUND_TOKENS}: rate as a "
-        "fraction of cuBLAS's, speedup over eager and over the fastest peer (named). "
+        "fraction of cuBLAS's, speedup over eager and over the fastest peer (named; peers "
+        "the cited runs did not time are listed after it). "
         f"M <= {DECODE_TOKENS}: weight streaming rate, (M K + 2 N K + M N) bytes / time, as a "
         "fraction of the copy bandwidth."
     )

@@ -232,6 +232,14 @@ def step_max_reps() -> int:
     return max(STEP_MAX_REPS, math.ceil(STEP_MAX_REPS * STEP_ROUND_MS / 100.0))
 
 
+def step_settle_note() -> str:
+    """``settle_note`` for training steps, whose settling stops at ``STEP_SETTLE_MAX`` calls
+    (``measure_steps``), which may be less than ``SETTLE_MS`` of GPU time."""
+    if not SETTLE_MS:
+        return "no settling"
+    return f"after up to {SETTLE_MS:g} {SETTLED} (at most {STEP_SETTLE_MAX} steps)"
+
+
 def step_note() -> str:
     """The round length of a run's training-step timings where it is not the default, for
     the rows' ``timing`` ("" at the default)."""

@@ -80,8 +80,8 @@ from flash_swiglu.bench.timing import (
     interleaved_rounds,
     measure_steps,
     median_round,
-    settle_note,
     step_note,
+    step_settle_note,
     summarize_rounds,
 )
 
@@ -453,7 +453,7 @@ def _build_steps(
     """``({backend: step}, {backend: why skipped}, {backend: error})``."""
     steps, skipped, failed = {}, {}, {}
     for backend in backends:
-        reason = unavailable(backend, device)
+        reason = unavailable(backend, device, case.dtype)
         try:
             if reason is None:
                 module = case.module(backend, device)
@@ -564,7 +564,7 @@ def run_case(
                 result = failed.get(backend) or results[backend]
             row = _row(case, pass_, backend, device, ceilings, result)
             cls = type(steps[backend].params) if backend in steps else None
-            timing = f"{TIMING_CUDA.format(cold=cold_l2_note())}, {settle_note()}{step_note()}"
+            timing = f"{TIMING_CUDA.format(cold=cold_l2_note())}, {step_settle_note()}{step_note()}"
             timing += BWD_TIMING if pass_ == "bwd" else ""
             row.update(
                 speedup_vs_eager=_ratio(eager_ms, row["median_ms"]),
