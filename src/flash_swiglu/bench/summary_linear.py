@@ -124,7 +124,7 @@ def _line(group: tuple, cases: list[dict[str, dict[str, Any]]]) -> list[str]:
     if peer_names:
         peer_cell += f" ({', '.join(sorted(peer_names))})"
     if not_run and vs_peer:
-        peer_cell += f"; not run: {', '.join(p for p in PEERS if p in not_run)}"
+        peer_cell += f"; not timed at every M: {', '.join(p for p in PEERS if p in not_run)}"
     model, dtype, activation, layout, pass_ = group
     if (activation, layout) != ("silu", "separate"):
         model = f"{model} {activation}/{layout}"
@@ -160,7 +160,7 @@ def render_linear(cases: Cases) -> tuple[str, str, dict[str, dict[str, Any]]]:
         "flash-swiglu against the cuBLAS product of the same FLOPs and the peers, same shape, "
         f"same run; ranges over the token counts M. M >= {COMPUTE_BOUND_TOKENS}: rate as a "
         "fraction of cuBLAS's, speedup over eager and over the fastest peer (named; peers "
-        "the cited runs did not time are listed after it). "
+        "the cited runs did not time at some M are listed after it). "
         f"M <= {DECODE_TOKENS}: weight streaming rate, (M K + 2 N K + M N) bytes / time, as a "
         "fraction of the copy bandwidth."
     )
