@@ -673,3 +673,25 @@ def test_bf16_products_on_the_cpu_are_not_reported_as_kernels():
     case = LinearCase("custom", 64, 96, 1, torch.bfloat16)
     functions, skipped = harness.backend_functions(case, ["torch", "triton"], cpu)
     assert list(functions) == ["torch"] and "PyTorch path" in skipped["triton"]
+
+
+def test_the_timed_calls_are_checked_too(monkeypatch, capsys):
+    """A backend right on its first call (the one ``_check`` compares) and wrong on the calls
+    that are timed fails its row, and the run exits 1: the outputs the last timing round left
+    are compared with the same float64 reference."""
+    import flash_swiglu
+
+    real, calls = flash_swiglu.swiglu, [0]
+
+    def first_right(gate, up, activation="silu", **kw):
+        calls[0] += 1
+        out = real(gate, up, activation=activation, **kw)
+        return out if calls[0] == 1 else out + 1.0
+
+    monkeypatch.setattr(flash_swiglu, "swiglu", first_right)
+    argv = ["--rows", "8", "--cols", "64", "--dtype", "float32", "--pass", "fwd"]
+    assert cli.main([*argv, "--backend", "torch,triton"]) == 1
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| triton"))
+    assert "FAIL (copy 0's timed call failed its check)" in line
+    monkeypatch.setattr(flash_swiglu, "swiglu", real)
+    assert cli.main([*argv, "--backend", "torch,triton"]) == 0

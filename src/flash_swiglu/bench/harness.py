@@ -242,10 +242,41 @@ def _check(
                 "err_torch": c.err_torch,
                 "passed": c.passed,
                 "checked_against": None if own is None else own[0],
+                _ORACLE: (expected, eager_errors),  # for the timed calls (``_check_timed``)
             }
         except Exception as e:  # a failing backend is reported in its row
             results[backend] = _error(e)
     return results
+
+
+_ORACLE = "_oracle"  # a result's (expected, eager errors) between _check and _check_timed
+
+
+def _check_timed(
+    pass_: str, results: dict[str, dict[str, Any]], kept: dict[tuple[str, int], list]
+) -> None:
+    """Check what each backend's timed calls last returned (every copy's, from the last
+    round: on CUDA the graph replay's) against the float64 reference that ``_check`` used
+    for its first call: the calls timed are the calls checked. The timed call of a ``bwd``
+    or ``fwd+bwd`` pass returns the gradients only. A failure marks the row failed, with the
+    larger error."""
+    for (backend, copy), out in kept.items():
+        result = results[backend]
+        if not out or _ORACLE not in result or "error" in result:
+            continue
+        expected, eager_errors = result[_ORACLE]
+        if pass_ == "fwd+bwd":
+            expected, eager_errors = expected[1:], eager_errors[1:]
+        outputs = [out[0]] if pass_ == "fwd" else list(out[0])
+        c = check(outputs, expected, eager_errors)
+        if not c.passed:
+            result["passed"] = False
+            worst = result["max_abs_err"]
+            if not worst >= c.max_abs_err:  # NaN counts as the larger
+                result["max_abs_err"] = c.max_abs_err
+            result["timed_check"] = f"copy {copy}'s timed call failed its check"
+    for result in results.values():
+        result.pop(_ORACLE, None)
 
 
 def _time(
@@ -276,7 +307,9 @@ def _time(
                     calls.pop((backend, c), None)
     # Copy-major: every backend's first copy, then every backend's second, ...
     labels = [(b, c) for c in range(copies) for b in functions if (b, c) in calls]
-    rounds = interleaved_rounds(labels, lambda label: measure(calls[label], device))
+    kept: dict[tuple[str, int], list] = {label: [] for label in labels}
+    rounds = interleaved_rounds(labels, lambda label: measure(calls[label], device, kept[label]))
+    _check_timed(pass_, results, kept)
     for backend in functions:
         per_copy = [rounds[backend, c] for c in range(copies) if (backend, c) in rounds]
         if not per_copy:
@@ -345,6 +378,7 @@ def _row(
         "err_torch": result.get("err_torch"),
         "checked_against": result.get("checked_against"),
         "passed": result.get("passed"),
+        "timed_check": result.get("timed_check"),
         "skipped": result.get("skipped"),
         "error": result.get("error"),
     }

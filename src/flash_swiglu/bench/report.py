@@ -41,6 +41,8 @@ def _check_cell(row: dict[str, Any]) -> str:
     if row["error"]:
         return "ERROR: " + row["error"].splitlines()[0][:160]
     verdict = "pass" if row["passed"] else "FAIL"
+    if row.get("timed_check"):
+        verdict += f" ({row['timed_check']})"
     against = row.get("checked_against")
     return f"{verdict} (vs {against})" if against else verdict
 

@@ -116,12 +116,23 @@ def settle_note() -> str:
     return f"after {SETTLE_MS:g} {SETTLED}" if SETTLE_MS else "no settling"
 
 
-def measure(fn: Callable[[], object], device: torch.device) -> Timing:
+def measure(fn: Callable[[], object], device: torch.device, keep: list | None = None) -> Timing:
     """Median, p20 and p80 of the time of ``fn()`` on ``device``, in milliseconds: GPU time
-    from CUDA-graph replays on CUDA, wall time on the CPU."""
+    from CUDA-graph replays on CUDA, wall time on the CPU. ``keep``: a list that receives a
+    copy of the last timed call's output (``_kept``), for the harness to check it."""
     if device.type == "cuda":
-        return measure_graph(fn, SETTLE_MS)
-    return _measure_cpu(fn)
+        return measure_graph(fn, SETTLE_MS, keep)
+    return _measure_cpu(fn, keep)
+
+
+def _kept(out: object) -> object:
+    """A copy of a call's output (a tensor, or a tuple or list of them) that outlives the
+    memory the call wrote it to (a CUDA graph's pool)."""
+    if isinstance(out, torch.Tensor):
+        return out.detach().clone()
+    if isinstance(out, (tuple, list)):
+        return type(out)(_kept(o) for o in out)
+    return out
 
 
 def measure_call(fn: Callable[[], object]) -> Timing:
@@ -133,11 +144,14 @@ def measure_call(fn: Callable[[], object]) -> Timing:
     return Timing(median, p20, p80)
 
 
-def measure_graph(fn: Callable[[], object], settle_ms: float = 0.0) -> Timing:
+def measure_graph(
+    fn: Callable[[], object], settle_ms: float = 0.0, keep: list | None = None
+) -> Timing:
     """GPU time of one ``fn()`` from a cold L2, from CUDA-graph replays (see module doc).
     ``settle_ms``: replay the call's graph for about that much GPU time before the samples,
     so the clock they run at follows this call's own work (:func:`measure` passes
-    ``SETTLE_MS``)."""
+    ``SETTLE_MS``). ``keep``: set to ``[copy of the output]`` of the graph's last call, as
+    the last replay left it."""
     global _flush
     if _flush is None:
         _flush = torch.empty(_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda")
@@ -155,7 +169,7 @@ def measure_graph(fn: Callable[[], object], settle_ms: float = 0.0) -> Timing:
     with torch.cuda.graph(with_call, stream=stream):
         for _ in range(GRAPH_REPS):
             evict_l2(cache)
-            fn()
+            out = fn()
     with torch.cuda.graph(flush_only, stream=stream):
         for _ in range(GRAPH_REPS):
             evict_l2(cache)
@@ -180,7 +194,9 @@ def measure_graph(fn: Callable[[], object], settle_ms: float = 0.0) -> Timing:
     flush_ms = torch.tensor(flush, dtype=torch.float64).median().item()
     per_call = torch.tensor([(t - flush_ms) / GRAPH_REPS for t in both], dtype=torch.float64)
     median, p20, p80 = per_call.quantile(torch.tensor(QUANTILES, dtype=torch.float64)).tolist()
-    del with_call, flush_only
+    if keep is not None:
+        keep[:] = [_kept(out)]  # before the graph and its memory pool go
+    del with_call, flush_only, out
     return Timing(median, p20, p80)
 
 
@@ -199,7 +215,7 @@ def host_ms(fn: Callable[[], object], reps: int = 20) -> float:
     return elapsed / reps * 1e3
 
 
-def _measure_cpu(fn: Callable[[], object]) -> Timing:
+def _measure_cpu(fn: Callable[[], object], keep: list | None = None) -> Timing:
     fn()  # warm-up
     times: list[float] = []
     start = time.perf_counter()
@@ -207,8 +223,10 @@ def _measure_cpu(fn: Callable[[], object]) -> Timing:
         len(times) < CPU_MAX_REPS and time.perf_counter() - start < CPU_BUDGET_S
     ):
         t0 = time.perf_counter()
-        fn()
+        out = fn()
         times.append((time.perf_counter() - t0) * 1e3)
+    if keep is not None:
+        keep[:] = [_kept(out)]
     q = torch.tensor(times, dtype=torch.float64).quantile(
         torch.tensor(QUANTILES, dtype=torch.float64)
     )
