@@ -24,6 +24,10 @@ For each case and pass:
    Where a kernel's time depends on where its operands landed in memory (session 23: up to
    2.5% between three copies of Llama-3-70B's weights, for ours and for Liger's kernel
    alike), a single copy makes the ranking of close backends a draw of that placement.
+4. The calls timed are checked as well: what each backend's call returned in the last
+   round (every copy's; on CUDA, the last graph replay's) is compared with the same
+   float64 reference (``_check_timed``). A backend right on its first call and wrong on the
+   replayed ones (a missing dependency on the kernel before it, say) fails its row.
 
 Passes: ``fwd`` times ``fn(*inputs)``; ``bwd`` runs the forward once outside the timed
 region and times ``torch.autograd.grad(out, inputs, dout, retain_graph=True)``; ``fwd+bwd``
