@@ -270,3 +270,26 @@ def test_step_ms_option(tmp_path, device, monkeypatch):
         assert all(r["timing"].endswith("rounds of 2000 ms of steps") for r in rows)
     status, rows = run_mlp(tmp_path, device, *args, "--backend", "triton")  # back to 100
     assert status == 0 and timing.STEP_ROUND_MS == 100.0 and timing.step_note() == ""
+
+
+def test_mlp_timed_steps_are_checked_too(tmp_path, device, monkeypatch):
+    """A module right on its first step (the one ``_check`` compares) and wrong on the steps
+    that are timed fails every pass: the last timed step's output (fwd) or gradients (bwd,
+    fwd+bwd) are compared with the same float64 reference."""
+    import flash_swiglu
+
+    real, calls = flash_swiglu.SwiGLUMLP.forward, [0]
+
+    def first_right(self, x):
+        calls[0] += 1
+        out = real(self, x)
+        return out if calls[0] == 1 else out * 2
+
+    monkeypatch.setattr(flash_swiglu.SwiGLUMLP, "forward", first_right)
+    args = ("--shape", "16,24", "--tokens", "9", "--dtype", "float32", "--backend", "triton")
+    status, rows = run_mlp(tmp_path, device, *args)
+    assert status == 1
+    for r in rows:
+        assert r["passed"] == (r["backend"] == "torch"), (r["pass"], r["backend"])
+        if r["backend"] == "triton":
+            assert r["timed_check"] == "the last timed step failed its check"

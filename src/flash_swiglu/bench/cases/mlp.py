@@ -51,7 +51,9 @@ Measuring (:func:`run_case`, this op's loop in place of ``harness.run_case``):
 3. Timing: ``timing.measure_steps`` (CUDA events around each call, L2 flushed before each;
    no CUDA graphs: see there), every backend in `timing.ROUNDS` rounds, the order rotated
    each round (`timing.interleaved_rounds`), each timing after untimed calls that fill
-   `timing.SETTLE_MS` of GPU time.
+   `timing.SETTLE_MS` of GPU time (at most `timing.STEP_SETTLE_MAX` calls).
+4. The timed steps are checked too: what the last one left (fwd: its output; bwd and
+   fwd+bwd: the gradients) against the same oracle (``_check_timed``).
 """
 
 from __future__ import annotations
@@ -475,7 +477,8 @@ def _check(
     passes: Sequence[str],
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """``{backend: {pass: {max_abs_err, err_torch, passed} or {passed, error}}}``; the first
-    step of each backend, which also warms it up."""
+    step of each backend, which also warms it up. The reference and eager's errors are kept
+    in ``results[_ORACLE]`` for ``_check_timed``."""
     expected = reference_step(inputs, dout, case.activation)
     eager_outputs = steps[BASELINE].outputs()
     eager_errors = [max_abs_err(o, r) for o, r in zip(eager_outputs, expected, strict=True)]
@@ -496,15 +499,48 @@ def _check(
                 "passed": c.passed,
             }
         del outputs
+    results[_ORACLE] = (expected, eager_errors)
     return results
 
 
+_ORACLE = "_oracle"  # _check's float64 reference and eager's errors, for _check_timed
+
+
+def _check_timed(step: Step, pass_: str, result: dict[str, Any], oracle: tuple, kept: list) -> None:
+    """Check what the last timed call of ``step`` left (the output it returned for ``fwd``,
+    kept in ``kept``; the gradients for ``bwd`` and ``fwd+bwd``) against ``_check``'s
+    reference; a failure fails the row (``harness._check_timed`` does the same for the
+    other ops)."""
+    expected, eager_errors = oracle
+    if pass_ == "fwd":
+        if not kept:
+            return
+        outputs, part = kept[:1], PASS_OUTPUTS["fwd"]
+    else:
+        p = step.params
+        grads = [step.x.grad, p.gate_proj.weight.grad, p.up_proj.weight.grad]
+        outputs, part = [*grads, p.down_proj.weight.grad], PASS_OUTPUTS["bwd"]
+        if any(g is None for g in outputs):
+            return
+    c = check(outputs, expected[part], eager_errors[part])
+    if not c.passed:
+        result["passed"] = False
+        if not result["max_abs_err"] >= c.max_abs_err:  # NaN counts as the larger
+            result["max_abs_err"] = c.max_abs_err
+        result["timed_check"] = "the last timed step failed its check"
+
+
 def _time(
-    steps: dict[str, Step], pass_: str, results: dict[str, dict[str, Any]], device: torch.device
+    steps: dict[str, Step],
+    pass_: str,
+    results: dict[str, dict[str, Any]],
+    device: torch.device,
+    oracle: tuple | None = None,
 ) -> None:
     """Add peak_mib, median_ms, p20_ms, p80_ms, median_ms_repeat, median_ms_rounds
     (``timing.summarize_rounds``), host_ms to ``results``
-    (``{backend: result}`` of one pass) for each backend whose check ran."""
+    (``{backend: result}`` of one pass) for each backend whose check ran; with ``oracle``
+    (``_check``'s), check what each backend's last timed step left (``_check_timed``)."""
     live = {b: s for b, s in steps.items() if "error" not in results[b]}
     for backend, step in live.items():
         try:
@@ -513,8 +549,16 @@ def _time(
             results[backend].update(_error(e))
     live = {b: s for b, s in live.items() if "error" not in results[b]}
 
+    kept: dict[str, list] = {backend: [] for backend in live}
+
     def measure_one(backend: str) -> tuple[Timing, float | None]:
         setup, call = live[backend].pass_call(pass_)
+        if pass_ == "fwd":  # keep the output (not its graph) for _check_timed
+            forward, keep = call, kept[backend]
+
+            def call() -> None:
+                keep[:] = [forward().detach()]
+
         return measure_steps(call, device, setup)
 
     for backend, ts in interleaved_rounds(list(live), measure_one).items():
@@ -525,6 +569,8 @@ def _time(
         timings = [timing for timing, _ in ts]
         host = ts[median_round(timings)][1]  # the host time of the round reported
         results[backend].update(summarize_rounds(timings), host_ms=host)
+        if oracle is not None:
+            _check_timed(live[backend], pass_, results[backend], oracle, kept[backend])
 
 
 def run_case(
@@ -552,10 +598,11 @@ def run_case(
     if BASELINE not in steps:
         raise RuntimeError(f"the baseline ({BASELINE}) cannot run: {failed.get(BASELINE)}")
     checked = _check(case, steps, inputs, dout, passes)
+    oracle = checked.pop(_ORACLE)
     rows = []
     for pass_ in passes:
         results = {b: checked[b][pass_] for b in steps}
-        _time(steps, pass_, results, device)
+        _time(steps, pass_, results, device, oracle)
         eager_ms = results.get(BASELINE, {}).get("median_ms")
         for backend in backends:
             if backend in skipped:
