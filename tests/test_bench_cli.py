@@ -288,6 +288,9 @@ def test_run_cut_short_leaves_its_rows_so_far(tmp_path, device, monkeypatch):
     so_far = json.loads((results / "cut" / cli.PARTIAL).read_text())
     assert so_far["cases_done"] == 1 and so_far["cases"] == 2
     assert so_far["command"].startswith("benchmark-swiglu --device")
+    env = so_far["environment"]  # where it ran and at what code, as the run started
+    assert {"torch", "triton", "commit", "command"} <= set(env)
+    assert env["command"] == so_far["command"]
     assert [(r["activation"], r["backend"]) for r in so_far["rows"]] == [
         ("relu", "torch"),
         ("relu", "triton"),

@@ -303,11 +303,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     run = OPS[args.op].run or run_case
     command = shlex.join(["benchmark-swiglu", *argv])
     partial = args.results_dir / args.run_id / PARTIAL if args.run_id else None
+    # The partial file's environment (GPU, versions, commit) as the run starts; the stored
+    # run's rows get theirs when it ends.
+    started = run_env.collect(device, command) if partial is not None else None
     rows = []
     for done, case in enumerate(cases, 1):
         rows += run(case, args.backends, args.passes, device, ceilings, progress.step)
         if partial is not None:  # what a run cut short (a time limit, a crash) still leaves
-            so_far = dict(command=command, cases_done=done, cases=len(cases), rows=rows)
+            so_far = dict(command=command, cases_done=done, cases=len(cases),
+                          environment=started, rows=rows)  # fmt: skip
             report.write_json(partial, so_far)
     progress.close()
     environment = run_env.collect(device, command)
