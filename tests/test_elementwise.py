@@ -11,7 +11,9 @@ from flash_swiglu._names import ACTIVATIONS
 
 from _tolerance import assert_within_rule
 
-DTYPES = [torch.float32, torch.float16]
+# bf16 too, on the CPU as well: these kernels widen to fp32 before any arithmetic and use
+# no tl.dot, so the interpreter computes them right (its bf16 tl.dot is what is wrong).
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 SCALE = {"swiglu_oai": 5.0}  # large enough that gpt-oss's clamps at +-7 are exercised
 
 
@@ -339,6 +341,58 @@ def test_swiglu_oai_parameters(device):
     torch.testing.assert_close(out.double(), ref, rtol=1e-5, atol=1e-6)
     default = flash_swiglu.swiglu(gate, up, activation="swiglu_oai")
     assert not torch.allclose(out, default)
+
+
+def _gpt_oss_glu(gate, up, alpha, limit):
+    """gpt-oss's clamped GLU written out independently of ``reference.act_glu``: the gate
+    clamped from above only, the up projection to [-limit, limit] (away from the clamp
+    points, where the gradient's convention differs between torch.clamp versions)."""
+    g = gate.clamp(max=limit)
+    u = up.clamp(min=-limit, max=limit)
+    return g * torch.sigmoid(alpha * g) * (u + 1)
+
+
+@pytest.mark.parametrize("layout", [None, "interleaved"])
+def test_swiglu_oai_parameters_backward(device, layout):
+    """Non-default ``alpha`` / ``limit`` reach the backward too, split and packed as gpt-oss
+    packs them; the oracle is an independent float64 transcription with ``torch.clamp``,
+    gates and ups on both sides of +-limit (none exactly on it)."""
+    alpha, limit = 1.0, 3.0
+    x = torch.randn(6, 2 * 40, device=device, dtype=torch.float64) * 3
+    x = torch.where((x.abs() - limit).abs() < 1e-3, x + 0.01, x).float().requires_grad_(True)
+    gate, up = reference.split_packed(x, layout or "concat")
+    if layout is None:
+        out = flash_swiglu.swiglu(gate, up, activation="swiglu_oai", alpha=alpha, limit=limit)
+    else:
+        out = flash_swiglu.swiglu_packed(
+            x, layout=layout, activation="swiglu_oai", alpha=alpha, limit=limit
+        )
+    dout = torch.randn_like(out)
+    (dx,) = torch.autograd.grad(out, x, dout)
+    x64 = x.detach().double().requires_grad_(True)
+    want = _gpt_oss_glu(*reference.split_packed(x64, layout or "concat"), alpha, limit)
+    (dx64,) = torch.autograd.grad(want, x64, dout.double())
+    assert (gate < -limit).any() and (gate > limit).any() and (up.abs() > limit).any()
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(dx.double(), dx64, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_reference_backward_is_the_derivative(activation):
+    """``reference.glu_backward`` (the CPU path's and the unfused routes' derivative) is the
+    float64 autograd derivative of ``reference.act_glu``, to float64 accuracy (away from the
+    clamp points of gpt-oss's GLU); for gpt-oss's GLU with its defaults and with other
+    ``alpha`` / ``limit``."""
+    params = [{}] if activation != "swiglu_oai" else [{}, dict(alpha=1.0, limit=3.0)]
+    for kw in params:
+        g = torch.randn(4, 64, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        g = (g * SCALE.get(activation, 2.0)).requires_grad_(True)
+        u = (torch.randn(4, 64, dtype=torch.float64) * 5).requires_grad_(True)
+        dout = torch.randn(4, 64, dtype=torch.float64)
+        want = torch.autograd.grad(reference.act_glu(g, u, activation, **kw), (g, u), dout)
+        got = reference.glu_backward(g.detach(), u.detach(), dout, activation, **kw)
+        for a, b in zip(got, want, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

@@ -117,17 +117,33 @@ def test_patched_matches_unpatched(family, calls):
     assert calls[0] == 0
 
 
-def test_recompute_option_and_single_module():
+def test_recompute_option_and_single_module(monkeypatch):
+    """``recompute=True`` reaches the fused MLP's calls (the backward it changes gives the
+    class's gradients)."""
+    seen = []
+    real = hf.mlp_forward
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["recompute"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(hf, "mlp_forward", spy)
     model = build("llama")
     mlp = model.model.layers[0].mlp
     assert hf.patch_hf_model(mlp, recompute=True) == 1
     patch = mlp.__dict__[hf._PATCH_ATTR]
     assert (patch.activation, patch.recompute) == ("silu", True)
-    x = torch.randn(2, 3, COMMON["hidden_size"])
-    with torch.no_grad():
-        got = mlp(x)
-        want = type(mlp).forward(mlp, x)
+    x = torch.randn(2, 3, COMMON["hidden_size"], requires_grad=True)
+    got = mlp(x)
+    want = type(mlp).forward(mlp, x)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    dout = torch.randn_like(got)
+    params = [x, *mlp.parameters()]
+    for a, b in zip(
+        torch.autograd.grad(got, params, dout), torch.autograd.grad(want, params, dout), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert seen == [True]
     with pytest.raises(TypeError, match="recompute"):
         hf.patch_hf_model(model, recompute="yes")
 
