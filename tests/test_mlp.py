@@ -418,6 +418,11 @@ def test_zero_tokens_and_one_token(device):
         assert y.shape == (m, 32)
         for g, t in zip(grads, [t for t in inputs if t is not None], strict=True):
             assert g.shape == t.shape and torch.isfinite(g).all()
+    # one token: the values too, both recompute settings, against float64
+    inputs = make_inputs((1,), 64, 32, torch.float32, device, bias=True)
+    for recompute in (False, True):
+        check(lambda *a, r=recompute: flash_swiglu.swiglu_mlp(*a, recompute=r), inputs,
+              name=f"one token, recompute={recompute}")  # fmt: skip
     x, wg, wu, wd, *_ = make_inputs((0,), 64, 32, torch.float32, device)
     leaves = [t.requires_grad_() for t in (x, wg, wu, wd)]
     flash_swiglu.swiglu_mlp(*leaves).sum().backward()
