@@ -60,3 +60,12 @@ def check(
     )
     worst = max(errors, key=lambda e: math.inf if math.isnan(e) else e, default=0.0)
     return Check(worst, max(eager_errors, default=0.0), passed)
+
+
+def fail_recheck(result: dict, c: Check, note: str) -> None:
+    """Mark ``result`` (a row's check fields) failed by a later check ``c`` of the same
+    backend (its timed calls), keeping the larger error (NaN counts as the larger)."""
+    result["passed"] = False
+    if not result["max_abs_err"] >= c.max_abs_err:
+        result["max_abs_err"] = c.max_abs_err
+    result["timed_check"] = note

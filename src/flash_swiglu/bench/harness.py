@@ -50,7 +50,7 @@ import torch
 
 from flash_swiglu.bench.backends import BASELINE, SPEED_OF_LIGHT, Skip, unavailable
 from flash_swiglu.bench.cases import Case
-from flash_swiglu.bench.checks import check, max_abs_err
+from flash_swiglu.bench.checks import check, fail_recheck, max_abs_err
 from flash_swiglu.bench.roofline import Ceilings, gbps, same_size_copy_gbps
 from flash_swiglu.bench.timing import (
     cold_l2_note,
@@ -274,11 +274,7 @@ def _check_timed(
         outputs = [out[0]] if pass_ == "fwd" else list(out[0])
         c = check(outputs, expected, eager_errors)
         if not c.passed:
-            result["passed"] = False
-            worst = result["max_abs_err"]
-            if not worst >= c.max_abs_err:  # NaN counts as the larger
-                result["max_abs_err"] = c.max_abs_err
-            result["timed_check"] = f"copy {copy}'s timed call failed its check"
+            fail_recheck(result, c, f"copy {copy}'s timed call failed its check")
     for result in results.values():
         result.pop(_ORACLE, None)
 

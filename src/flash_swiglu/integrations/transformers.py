@@ -76,7 +76,7 @@ _PROJECTIONS = {
 
 def _unfused(module: nn.Module, reason: str, x: torch.Tensor) -> torch.Tensor:
     """The class's own ``forward``, which calls the projections (``reason``: why)."""
-    warn_unfused(module, reason, "_flash_swiglu_warned")
+    warn_unfused(module, reason)
     return type(module).forward(module, x)
 
 

@@ -74,7 +74,7 @@ from torch import nn
 import flash_swiglu
 from flash_swiglu import reference
 from flash_swiglu.bench.backends import BASELINE, Skip, unavailable
-from flash_swiglu.bench.checks import check, max_abs_err
+from flash_swiglu.bench.checks import check, fail_recheck, max_abs_err
 from flash_swiglu.bench.roofline import Ceilings
 from flash_swiglu.bench.timing import (
     Timing,
@@ -475,10 +475,10 @@ def _check(
     inputs: list[torch.Tensor],
     dout: torch.Tensor,
     passes: Sequence[str],
-) -> dict[str, dict[str, dict[str, Any]]]:
+) -> tuple[dict[str, dict[str, dict[str, Any]]], tuple]:
     """``{backend: {pass: {max_abs_err, err_torch, passed} or {passed, error}}}``; the first
-    step of each backend, which also warms it up. The reference and eager's errors are kept
-    in ``results[_ORACLE]`` for ``_check_timed``."""
+    step of each backend, which also warms it up; and ``(reference, eager's errors)`` for
+    ``_check_timed``."""
     expected = reference_step(inputs, dout, case.activation)
     eager_outputs = steps[BASELINE].outputs()
     eager_errors = [max_abs_err(o, r) for o, r in zip(eager_outputs, expected, strict=True)]
@@ -499,11 +499,7 @@ def _check(
                 "passed": c.passed,
             }
         del outputs
-    results[_ORACLE] = (expected, eager_errors)
-    return results
-
-
-_ORACLE = "_oracle"  # _check's float64 reference and eager's errors, for _check_timed
+    return results, (expected, eager_errors)
 
 
 def _check_timed(step: Step, pass_: str, result: dict[str, Any], oracle: tuple, kept: list) -> None:
@@ -524,10 +520,7 @@ def _check_timed(step: Step, pass_: str, result: dict[str, Any], oracle: tuple, 
             return
     c = check(outputs, expected[part], eager_errors[part])
     if not c.passed:
-        result["passed"] = False
-        if not result["max_abs_err"] >= c.max_abs_err:  # NaN counts as the larger
-            result["max_abs_err"] = c.max_abs_err
-        result["timed_check"] = "the last timed step failed its check"
+        fail_recheck(result, c, "the last timed step failed its check")
 
 
 def _time(
@@ -597,8 +590,7 @@ def run_case(
     steps, skipped, failed = _build_steps(case, backends, device, inputs, dout)
     if BASELINE not in steps:
         raise RuntimeError(f"the baseline ({BASELINE}) cannot run: {failed.get(BASELINE)}")
-    checked = _check(case, steps, inputs, dout, passes)
-    oracle = checked.pop(_ORACLE)
+    checked, oracle = _check(case, steps, inputs, dout, passes)
     rows = []
     for pass_ in passes:
         results = {b: checked[b][pass_] for b in steps}
