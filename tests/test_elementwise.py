@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import flash_swiglu
+from _oracles import gpt_oss_glu
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
 
@@ -289,10 +290,7 @@ def test_nan_and_inf_propagate_like_pytorch(device, activation):
     out = flash_swiglu.swiglu(gate, up, activation=activation)
     ref = reference.act_glu(gate.double(), up.double(), activation)
     torch.testing.assert_close(out.double(), ref, equal_nan=True)
-    # the gradients too, against the reference's derivative (its NaN and Inf conventions);
-    # gelu_tanh at a gate of -inf differs (test_gelu_tanh_gradient_at_minus_inf)
-    if activation == "gelu_tanh":
-        gate, up = gate[:, [0, 1, 2, 4, 5]], up[:, [0, 1, 2, 4, 5]]
+    # the gradients too, against the reference's derivative (its NaN and Inf conventions)
     dout = torch.ones_like(gate)
     g, u = gate.clone().requires_grad_(True), up.clone().requires_grad_(True)
     got = torch.autograd.grad(flash_swiglu.swiglu(g, u, activation=activation), (g, u), dout)
@@ -301,20 +299,28 @@ def test_nan_and_inf_propagate_like_pytorch(device, activation):
         torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
-@pytest.mark.xfail(strict=True, reason="known: the backward kernel gives -inf, the reference NaN")
-def test_gelu_tanh_gradient_at_minus_inf(device):
-    """At a gate of -inf, gelu_tanh's forward is NaN in both the kernel and the reference
-    (-inf times 0), and so is the reference's gradient; the backward kernel gives -inf for
-    both gradients. Found in session 52; left (a kernel change needs the GPU to verify)."""
-    gate = torch.tensor([[-float("inf")]], device=device, requires_grad=True)
-    up = torch.tensor([[3.0]], device=device, requires_grad=True)
-    dout = torch.ones(1, 1, device=device)
-    out = flash_swiglu.swiglu(gate, up, activation="gelu_tanh")
-    got = torch.autograd.grad(out, (gate, up), dout)
-    g64, u64 = gate.detach().double(), up.detach().double()
-    want = reference.glu_backward(g64, u64, dout.double(), "gelu_tanh")
-    for a, b in zip(got, want, strict=True):
-        torch.testing.assert_close(a.double(), b, equal_nan=True)
+# Gates from the edge of fp32's range to the activations' saturation, both signs.
+EXTREME_GATES = [-3e38, -1e30, -1e20, -1e14, -1e12, -1e9, -1e5, -100.0, -50.0, -12.0, -10.0, -5.0]
+EXTREME_GATES = EXTREME_GATES + [0.0] + [-v for v in reversed(EXTREME_GATES)]
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_gradients_at_extreme_gates(device, activation):
+    """Finite gates of any size: each gradient as the float64 reference's and PyTorch's
+    autograd of it. Session 53: gelu_tanh's gate gradient grew as gate^3 * 4e-36 below a
+    gate of about -1e10 (-11.6 at -1e12 where it is 0) and was NaN past |gate| 1.8e19, and
+    gpt-oss's was NaN below -2e38; at -inf gelu_tanh gave -inf where PyTorch gives NaN."""
+    gate = torch.tensor([[*EXTREME_GATES, -float("inf")]], device=device)
+    up = torch.full_like(gate, 3.0)
+    dout = torch.full_like(gate, 0.5)
+    g, u = gate.clone().requires_grad_(True), up.clone().requires_grad_(True)
+    got = torch.autograd.grad(flash_swiglu.swiglu(g, u, activation=activation), (g, u), dout)
+    want = reference.glu_backward(gate.double(), up.double(), dout.double(), activation)
+    g64, u64 = gate.double().requires_grad_(True), up.double().requires_grad_(True)
+    auto = torch.autograd.grad(reference.act_glu(g64, u64, activation), (g64, u64), dout.double())
+    for a, b, c in zip(got, want, auto, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-6, equal_nan=True)
+        torch.testing.assert_close(a.double(), c, rtol=1e-5, atol=1e-6, equal_nan=True)
 
 
 def test_relu_gradient_at_a_nan_gate_is_pytorchs(device):
@@ -369,20 +375,11 @@ def test_swiglu_oai_parameters(device):
     assert not torch.allclose(out, default)
 
 
-def _gpt_oss_glu(gate, up, alpha, limit):
-    """gpt-oss's clamped GLU written out independently of ``reference.act_glu``: the gate
-    clamped from above only, the up projection to [-limit, limit] (away from the clamp
-    points, where the gradient's convention differs between torch.clamp versions)."""
-    g = gate.clamp(max=limit)
-    u = up.clamp(min=-limit, max=limit)
-    return g * torch.sigmoid(alpha * g) * (u + 1)
-
-
 @pytest.mark.parametrize("layout", [None, "interleaved"])
 def test_swiglu_oai_parameters_backward(device, layout):
     """Non-default ``alpha`` / ``limit`` reach the backward too, split and packed as gpt-oss
-    packs them; the oracle is an independent float64 transcription with ``torch.clamp``,
-    gates and ups on both sides of +-limit (none exactly on it)."""
+    packs them; the oracle is an independent float64 transcription (``_oracles``), gates
+    and ups on both sides of +-limit (none exactly on it)."""
     alpha, limit = 1.0, 3.0
     x = torch.randn(6, 2 * 40, device=device, dtype=torch.float64) * 3
     x = torch.where((x.abs() - limit).abs() < 1e-3, x + 0.01, x).float().requires_grad_(True)
@@ -396,7 +393,7 @@ def test_swiglu_oai_parameters_backward(device, layout):
     dout = torch.randn_like(out)
     (dx,) = torch.autograd.grad(out, x, dout)
     x64 = x.detach().double().requires_grad_(True)
-    want = _gpt_oss_glu(*reference.split_packed(x64, layout or "concat"), alpha, limit)
+    want = gpt_oss_glu(*reference.split_packed(x64, layout or "concat"), alpha, limit)
     (dx64,) = torch.autograd.grad(want, x64, dout.double())
     assert (gate < -limit).any() and (gate > limit).any() and (up.abs() > limit).any()
     torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)

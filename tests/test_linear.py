@@ -16,6 +16,7 @@ import triton
 import triton.language as tl
 
 import flash_swiglu
+from _oracles import gpt_oss_glu
 from _tables import launch_table
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
@@ -129,6 +130,37 @@ def test_packed_layouts(device, force_path, path, layout, dtype):
     )
     torch_fn = lambda x, w, b: torch_packed(x, w, b, layout, "gelu")
     check(fn, torch_fn, (x, w, b), f"{path} {layout}")
+
+
+OAI = dict(alpha=1.0, limit=3.0)  # gpt-oss's GLU with other parameters than its 1.702 / 7
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("layout", [None, "interleaved"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_swiglu_oai_parameters(device, force_path, path, layout, dtype):
+    """Non-default ``alpha`` / ``limit`` reach every path's forward and the backward, split
+    and packed as gpt-oss packs them, against an oracle written apart from
+    ``reference.act_glu`` (``_oracles.gpt_oss_glu``); pre-activations on both sides of the
+    clamps."""
+    force_path(path)
+    x, w, b = make_inputs(M_SHAPE[path], 40, 64, dtype, device, "swiglu_oai", packed=True)
+    pre = reference.split_packed(F.linear(x.double(), w.double(), b.double()), layout or "concat")
+    assert (pre[0] > 3.0).any() and (pre[0] < -3.0).any() and (pre[1].abs() > 3.0).any()
+
+    def oracle(x, w, b):
+        return gpt_oss_glu(*reference.split_packed(F.linear(x, w, b), layout or "concat"), **OAI)
+
+    if layout is None:
+        n = w.shape[0] // 2
+        fn = lambda x, w, b: flash_swiglu.swiglu_linear(
+            x, w[:n], w[n:], b[:n], b[n:], activation="swiglu_oai", **OAI
+        )
+    else:
+        fn = lambda x, w, b: flash_swiglu.swiglu_linear_packed(
+            x, w, b, activation="swiglu_oai", layout=layout, **OAI
+        )
+    check(fn, oracle, (x, w, b), f"{path} {layout}")
 
 
 @pytest.mark.parametrize("path", PATHS)

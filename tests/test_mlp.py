@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import flash_swiglu
+from _oracles import gpt_oss_glu
 from flash_swiglu import reference
 from flash_swiglu._names import ACTIVATIONS
 from flash_swiglu.modules import mlp_packed_forward
@@ -163,6 +164,33 @@ def test_split_dh_route_matches_float64(device, launches, split_route, dtype, ac
     fn = lambda *a: flash_swiglu.swiglu_mlp(*a, activation=activation)
     check(fn, inputs, activation, "split")
     assert launches == ["forward_saving"] and split_route == [True]
+
+
+@pytest.mark.parametrize("route", ["saved", "recompute", "split"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_swiglu_oai_parameters(device, monkeypatch, route, dtype):
+    """Non-default ``alpha`` / ``limit`` reach the saving forward and each backward (fused,
+    recomputing, split), against an oracle written apart from ``reference.act_glu``
+    (``_oracles.gpt_oss_glu``); pre-activations on both sides of the clamps."""
+    monkeypatch.setattr(T, "SPLIT_DH", route == "split")
+    oai = dict(alpha=1.0, limit=3.0)
+    inputs = make_inputs((2, 21), 80, 48, dtype, device, "swiglu_oai", bias=True)
+    x, wg, wu = (t.double() for t in inputs[:3])
+    g, u = F.linear(x, wg, inputs[4].double()), F.linear(x, wu, inputs[5].double())
+    assert (g > 3.0).any() and (g < -3.0).any() and (u.abs() > 3.0).any()
+    fn = lambda *a: flash_swiglu.swiglu_mlp(
+        *a, activation="swiglu_oai", recompute=route == "recompute", **oai
+    )
+    y, grads, dy = run(fn, inputs)
+
+    def oracle(x, wg, wu, wd, bg, bu, bd):
+        return F.linear(gpt_oss_glu(F.linear(x, wg, bg), F.linear(x, wu, bu), **oai), wd, bd)
+
+    ref, ref_grads, _ = run(oracle, [t.double() for t in inputs], dy.double())
+    eager, eager_grads, _ = run(oracle, inputs, dy)
+    assert_within_rule(f"{route} y", y, eager, ref)
+    for i, (a, e, r) in enumerate(zip(grads, eager_grads, ref_grads, strict=True)):
+        assert_within_rule(f"{route} grad {i}", a, e, r)
 
 
 def test_split_dh_route_without_the_down_weight_gradient(device, split_route):

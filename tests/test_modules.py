@@ -222,17 +222,27 @@ def test_activation_of_function():
 
 
 def test_autocast_casts_like_linear():
-    """Under CPU autocast (float16) the module runs in float16, as nn.Linear does, and its
-    fp32 parameters get fp32 gradients."""
+    """Under CPU autocast (float16) the module runs in float16, as nn.Linear does; its fp32
+    parameters get fp32 gradients, and they and x's are within the rule against float64
+    (the eager MLP under the same autocast as the PyTorch comparison)."""
     m = make_module(True)
-    x = torch.randn(2, 4, K)
+    x = torch.randn(2, 4, K, requires_grad=True)
+    leaves = [p.detach().clone().requires_grad_(True) for p in params(m)]
     with torch.autocast("cpu", dtype=torch.float16):
         out = m(x)
-        ref = torch_mlp(x, *params(m), m.activation)  # bias=True: all six, in order
+        ref = torch_mlp(x, *leaves, m.activation)  # bias=True: all six, in order
     assert out.dtype == ref.dtype == torch.float16
     torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-3)
-    out.float().square().sum().backward()
-    assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in m.parameters())
+    dout = torch.randn(out.shape)
+    got = torch.autograd.grad(out.float(), [x, *params(m)], dout)
+    eager = torch.autograd.grad(ref.float(), [x, *leaves], dout)
+    x64, p64 = x.detach().double().requires_grad_(True), [p.detach().double() for p in leaves]
+    p64 = [p.requires_grad_(True) for p in p64]
+    out64 = torch_mlp(x64, *p64, m.activation)
+    want = torch.autograd.grad(out64, [x64, *p64], dout.double())
+    for i, (a, e, w) in enumerate(zip(got, eager, want, strict=True)):
+        assert a.dtype == torch.float32, i
+        assert_within_rule(f"grad {i}", a, e, w)
 
 
 def test_errors_and_repr():

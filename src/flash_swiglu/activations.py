@@ -119,18 +119,27 @@ def glu_backward(
         # With s = sigmoid(2 z): (1 + t) / 2 = s and (1 - t^2) / 2 = 2 s sigmoid(-2 z), which
         # stays accurate where t is near +-1 (1 - s would cancel). Both from one exponential
         # and one division: with e = exp(-2 z), s = 1 / (1 + e) and sigmoid(-2 z) = e s, so
-        # s sigmoid(-2 z) = (e s) s (in that order: s s underflows). The exponent is capped
-        # at 80 (e < 5.6e34, finite in fp32): below 2 z = -80, s and e s^2 are off by less
-        # than e^-80 absolute, and at gate = -inf the gradients are infinite where
-        # PyTorch's are NaN. A NaN gate gives NaN. Session 35: two sigmoids made this
-        # epilogue the slowest of the five; forms with a select (on exp(-|2 z|), or for the
-        # overflow) spilled in the recompute backward's sm_90 build.
+        # the second is s (e s) (in that order: s s underflows). Extreme gates (session 53):
+        # - where e overflows (gate below about -10.8) s is 0 and e s is inf * 0 = NaN; e s
+        #   is at most 1, and tl.minimum returns the number where one operand is NaN, so it
+        #   is 1 there and both gradients are 0 (true values below 1e-36); a gate of -inf
+        #   gives NaN (-inf * 0), as PyTorch does. Until session 53 the exponent was capped
+        #   at 80, which left s at e^-80, not 0: the gate's gradient grew as gate^3 * 4e-36
+        #   below a gate of about -1e10 (-11.6 at -1e12), and a gate of -inf gave -inf.
+        # - dz = c (1 + 3 a gate^2) overflows past |gate| of about 1.8e19, and 0 * dz was NaN
+        #   where the gradient is 0 or up; so gate s (e s) dz is formed as c (gw + 3 a (gw
+        #   gate) gate) with gw = gate s (e s). (A cap on gate^2 instead spilled in the
+        #   recompute backward's sm_90 build, which sits at 254 registers.)
+        # A NaN gate gives NaN. Session 35: two sigmoids made this epilogue the slowest of the
+        # five; forms with a select (on exp(-|2 z|), or for the overflow) spilled in the
+        # recompute backward's sm_90 build.
         g2 = gate * gate
         z2 = 2.0 * 0.7978845608028654 * (gate + 0.044715 * g2 * gate)
-        e = tl.exp(tl.minimum(-z2, 80.0))
+        e = tl.exp(-z2)
         s = 1.0 / (1.0 + e)
-        dz = 0.7978845608028654 * (1.0 + 3.0 * 0.044715 * g2)
-        dgate = dout * up * (s + 2.0 * gate * (e * s * s) * dz)
+        gw = gate * (s * tl.minimum(e * s, 1.0))
+        tail = 2.0 * 0.7978845608028654 * (gw + 3.0 * 0.044715 * (gw * gate) * gate)
+        dgate = dout * up * (s + tail)
         dup = dout * gate * s
     elif ACTIVATION == "relu":
         dgate = tl.where(gate <= 0.0, 0.0, dout * up)  # NaN passes, as in torch.relu
@@ -139,6 +148,9 @@ def glu_backward(
         gc = tl.where(gate > LIMIT, LIMIT, gate)
         uc = tl.where(up > LIMIT, LIMIT, tl.where(up < -LIMIT, -LIMIT, up))
         s = tl.sigmoid(ALPHA * gc)
-        dgate = tl.where(gate <= LIMIT, dout * (uc + 1.0) * s * (1.0 + ALPHA * gc * (1.0 - s)), 0.0)
+        # s (1 + alpha gc (1 - s)) with gc multiplied by s first: alpha gc overflows below a
+        # gate of about -2e38, and 0 * -inf would make the gradient NaN where it is 0.
+        dact = s + ALPHA * (gc * s) * (1.0 - s)
+        dgate = tl.where(gate <= LIMIT, dout * (uc + 1.0) * dact, 0.0)
         dup = tl.where((up >= -LIMIT) & (up <= LIMIT), dout * gc * s, 0.0)
     return dgate, dup
