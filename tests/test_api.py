@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -56,6 +58,18 @@ def t(*shape, dtype=torch.float32, device="cpu"):
             lambda: flash_swiglu.swiglu(t(4, 8), t(4, 8), activation="swiglu_oai", limit=0),
             ValueError,
             ["limit"],
+        ),
+        (
+            lambda: flash_swiglu.swiglu(t(4, 8), t(4, 8), activation="swiglu_oai", alpha=math.nan),
+            ValueError,
+            ["alpha", "finite", "nan"],
+        ),
+        (
+            lambda: flash_swiglu.swiglu_mlp(
+                t(2, 8), t(4, 8), t(4, 8), t(8, 4), activation="swiglu_oai", limit=math.nan
+            ),
+            ValueError,
+            ["limit", "positive", "nan"],
         ),
         (lambda: flash_swiglu.swiglu_packed(t(4, 9)), ValueError, ["even", "(4, 9)"]),
         (

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -306,15 +308,19 @@ EXTREME_GATES = EXTREME_GATES + [0.0] + [-v for v in reversed(EXTREME_GATES)]
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_gradients_at_extreme_gates(device, activation):
-    """Finite gates of any size: each gradient as the float64 reference's and PyTorch's
-    autograd of it. Session 53: gelu_tanh's gate gradient grew as gate^3 * 4e-36 below a
-    gate of about -1e10 (-11.6 at -1e12 where it is 0) and was NaN past |gate| 1.8e19, and
-    gpt-oss's was NaN below -2e38; at -inf gelu_tanh gave -inf where PyTorch gives NaN."""
+    """Finite gates of any size: the output as the float64 reference's rounded to fp32, each
+    gradient as the reference's derivative and PyTorch's autograd of the reference. Session
+    53: gelu_tanh's gate gradient grew as gate^3 * 4e-36 below a gate of about -1e10 (-11.6
+    at -1e12 where it is 0) and was NaN past |gate| 1.8e19, and gpt-oss's was NaN below
+    -2e38; at -inf gelu_tanh gave -inf where PyTorch gives NaN."""
     gate = torch.tensor([[*EXTREME_GATES, -float("inf")]], device=device)
     up = torch.full_like(gate, 3.0)
     dout = torch.full_like(gate, 0.5)
     g, u = gate.clone().requires_grad_(True), up.clone().requires_grad_(True)
-    got = torch.autograd.grad(flash_swiglu.swiglu(g, u, activation=activation), (g, u), dout)
+    out = flash_swiglu.swiglu(g, u, activation=activation)
+    ref = reference.act_glu(gate.double(), up.double(), activation).float()  # inf past 3.4e38
+    torch.testing.assert_close(out.detach(), ref, rtol=1e-5, atol=1e-6, equal_nan=True)
+    got = torch.autograd.grad(out, (g, u), dout)
     want = reference.glu_backward(gate.double(), up.double(), dout.double(), activation)
     g64, u64 = gate.double().requires_grad_(True), up.double().requires_grad_(True)
     auto = torch.autograd.grad(reference.act_glu(g64, u64, activation), (g64, u64), dout.double())
@@ -398,6 +404,22 @@ def test_swiglu_oai_parameters_backward(device, layout):
     assert (gate < -limit).any() and (gate > limit).any() and (up.abs() > limit).any()
     torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(dx.double(), dx64, rtol=1e-5, atol=1e-5)
+
+
+def test_swiglu_oai_without_clamps(device):
+    """``limit=inf`` is gpt-oss's GLU without its clamps (a compile-time infinity in the
+    kernels): forward and both gradients as ``g * sigmoid(alpha g) * (u + 1)`` in float64."""
+    gate = (torch.randn(5, 48, device=device) * 20).requires_grad_(True)
+    up = (torch.randn(5, 48, device=device) * 20).requires_grad_(True)
+    out = flash_swiglu.swiglu(gate, up, activation="swiglu_oai", alpha=1.5, limit=math.inf)
+    dout = torch.randn_like(out)
+    got = torch.autograd.grad(out, (gate, up), dout)
+    g64, u64 = (t.detach().double().requires_grad_(True) for t in (gate, up))
+    want = g64 * torch.sigmoid(1.5 * g64) * (u64 + 1)
+    want_grads = torch.autograd.grad(want, (g64, u64), dout.double())
+    torch.testing.assert_close(out.double(), want, rtol=1e-5, atol=1e-4)
+    for a, b in zip(got, want_grads, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

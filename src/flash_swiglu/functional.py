@@ -27,6 +27,9 @@ def swiglu(
             copied).
         activation: ``"silu"`` (SwiGLU), ``"gelu"``, ``"gelu_tanh"``, ``"relu"`` or
             ``"swiglu_oai"`` (gpt-oss, with ``alpha`` and ``limit``).
+        alpha, limit: gpt-oss's GLU only: ``alpha`` finite, ``limit`` positive (``inf``:
+            no clamp). Compile-time constants of the kernels: each distinct pair compiles
+            its own.
 
     Returns:
         A new contiguous tensor of the shape and dtype of ``gate``.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Callable
 
@@ -81,8 +82,10 @@ def check_layout(layout: str) -> str:
 
 def check_oai_params(alpha: float, limit: float) -> tuple[float, float]:
     alpha, limit = float(alpha), float(limit)
+    if not math.isfinite(alpha):
+        raise ValueError(f"alpha must be finite, got {alpha}")
     if not limit > 0:
-        raise ValueError(f"limit must be positive, got {limit}")
+        raise ValueError(f"limit must be positive (inf: no clamp), got {limit}")
     return alpha, limit
 
 
