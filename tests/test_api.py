@@ -6,9 +6,12 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import flash_swiglu
 from flash_swiglu import reference
+
+from _tolerance import assert_within_rule
 
 
 def t(*shape, dtype=torch.float32, device="cpu"):
@@ -203,3 +206,73 @@ def test_reference_helpers_round_trip():
     for layout in ("concat", "interleaved"):
         g, u = reference.split_packed(x, layout)
         assert torch.equal(reference.merge_packed(g, u, layout), x)
+
+
+# ----------------------------------------------------------------------------- autocast
+
+
+@pytest.mark.parametrize("fn", ["swiglu_linear", "swiglu_linear_packed", "swiglu_mlp"])
+def test_functions_follow_autocast(device, fn):
+    """Under autocast (float16) the projections' functions cast as ``F.linear`` does: x,
+    weights and biases to float16, the output float16, the fp32 leaves' gradients fp32; all
+    within the rule against float64, with eager under the same autocast as PyTorch's side.
+    A float64 tensor stays float64 (autocast leaves it), so it must match."""
+    k, n = 48, 40
+    x = t(3, 5, k, device=device)
+    w = t(2 * n, k, device=device) / k**0.5
+    b = t(2 * n, device=device)
+    wd = t(k, n, device=device) / n**0.5
+    if fn == "swiglu_linear":
+        args = [x, w[:n].clone(), w[n:].clone(), b[:n].clone(), b[n:].clone()]
+        ours = flash_swiglu.swiglu_linear
+
+        def eager(x, wg, wu, bg, bu):
+            return torch.nn.functional.silu(F.linear(x, wg, bg)) * F.linear(x, wu, bu)
+
+    elif fn == "swiglu_linear_packed":
+        args = [x, w, b]
+        ours = flash_swiglu.swiglu_linear_packed
+
+        def eager(x, w, b):
+            g, u = F.linear(x, w, b).chunk(2, dim=-1)
+            return torch.nn.functional.silu(g) * u
+
+    else:
+        args = [x, w[:n].clone(), w[n:].clone(), wd, b[:n].clone(), b[n:].clone(), t(k)]
+        args[-1] = args[-1].to(device)
+        ours = flash_swiglu.swiglu_mlp
+
+        def eager(x, wg, wu, wd, bg, bu, bd):
+            h = torch.nn.functional.silu(F.linear(x, wg, bg)) * F.linear(x, wu, bu)
+            return F.linear(h, wd, bd)
+
+    def run(f, leaves, dout=None, cast=True):
+        leaves = [a.detach().clone().requires_grad_(True) for a in leaves]
+        with torch.autocast(device, dtype=torch.float16, enabled=cast):
+            out = f(*leaves)
+        dout = torch.randn(out.shape, device=device) if dout is None else dout
+        return out, torch.autograd.grad(out.float(), leaves, dout), dout
+
+    out, grads, dout = run(ours, args)
+    want, want_grads, _ = run(eager, args, dout)
+    ref, ref_grads, _ = run(eager, [a.double() for a in args], dout.double(), cast=False)
+    assert out.dtype == want.dtype == torch.float16
+    assert_within_rule(f"{fn} out", out, want, ref)
+    for i, (g, e, r) in enumerate(zip(grads, want_grads, ref_grads, strict=True)):
+        assert g.dtype == torch.float32, (fn, i)
+        assert_within_rule(f"{fn} grad {i}", g, e, r)
+
+
+def test_autocast_leaves_float64_and_mixed_dtypes_to_the_checks(device):
+    """Autocast casts only what ``F.linear`` would: float64 arguments stay float64, and a
+    float64 x with float32 weights under autocast is cast to float64 / float16 and refused
+    with the usual dtype error, not silently computed."""
+    x64 = t(2, 16, dtype=torch.float64, device=device)
+    wg64, wu64 = (t(8, 16, dtype=torch.float64, device=device) for _ in range(2))
+    with torch.autocast(device, dtype=torch.float16):
+        out = flash_swiglu.swiglu_linear(x64, wg64, wu64)
+        assert out.dtype == torch.float64
+        with pytest.raises(TypeError, match="dtype"):
+            flash_swiglu.swiglu_linear(x64, t(8, 16, device=device), t(8, 16, device=device))
+    want = torch.nn.functional.silu(x64 @ wg64.T) * (x64 @ wu64.T)
+    torch.testing.assert_close(out, want)

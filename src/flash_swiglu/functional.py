@@ -94,12 +94,17 @@ def swiglu_linear(
     the activation runs in fp32, and the ``[..., N]`` result is rounded once. The backward
     saves only ``x`` and the weights: one kernel recomputes the pre-activation and turns
     ``dout`` into ``dgate, dup`` in its epilogue, and cuBLAS forms ``dx`` and the weight
-    gradients (``ops/train.py``).
+    gradients (``ops/train.py``). Under ``torch.autocast`` the floating-point arguments but
+    float64 ones are cast to autocast's dtype first, as for ``F.linear``.
     """
-    L.check_linear(x, w_gate, w_up, b_gate, b_up)
     C.check_activation(activation)
     alpha, limit = C.check_oai_params(alpha, limit)
-    return L.linear(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
+
+    def call(x, w_gate, w_up, b_gate, b_up):
+        L.check_linear(x, w_gate, w_up, b_gate, b_up)
+        return L.linear(x, w_gate, w_up, b_gate, b_up, activation, alpha, limit)
+
+    return C.autocast_call(call, x, w_gate, w_up, b_gate, b_up)
 
 
 def swiglu_linear_packed(
@@ -115,12 +120,17 @@ def swiglu_linear_packed(
     """``swiglu_linear`` with one packed weight ``w [2N, K]`` (and bias ``b [2N]``):
     ``layout="concat"``: rows ``[:N]`` gate, ``[N:]`` up (Phi-3 ``gate_up_proj``);
     ``"interleaved"``: even rows gate, odd rows up (gpt-oss). Read in place, never split
-    into copies; the weight gradient comes out packed the same way."""
-    L.check_linear_packed(x, w, b)
+    into copies; the weight gradient comes out packed the same way. Autocast as for
+    ``swiglu_linear``."""
     C.check_activation(activation)
     C.check_layout(layout)
     alpha, limit = C.check_oai_params(alpha, limit)
-    return L.linear_packed(x, w, b, activation, layout, alpha, limit)
+
+    def call(x, w, b):
+        L.check_linear_packed(x, w, b)
+        return L.linear_packed(x, w, b, activation, layout, alpha, limit)
+
+    return C.autocast_call(call, x, w, b)
 
 
 def swiglu_mlp(
@@ -151,14 +161,19 @@ def swiglu_mlp(
             pre-activations); True saves only ``x`` and recomputes them in the backward.
 
     Returns:
-        ``[..., K]`` in the dtype of ``x``.
+        ``[..., K]`` in the dtype of ``x`` (under ``torch.autocast``, autocast's: the
+        floating-point arguments but float64 ones are cast to it, as for ``F.linear``).
     """
-    L.check_linear(x, w_gate, w_up, b_gate, b_up)
-    MLP.check_down(x, w_gate, w_down, b_down)
     C.check_activation(activation)
     alpha, limit = C.check_oai_params(alpha, limit)
     if not isinstance(recompute, bool):
         raise TypeError(f"recompute must be a bool, got {type(recompute).__name__}")
-    return MLP.mlp(
-        x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alpha, limit
-    )
+
+    def call(x, w_gate, w_up, w_down, b_gate, b_up, b_down):
+        L.check_linear(x, w_gate, w_up, b_gate, b_up)
+        MLP.check_down(x, w_gate, w_down, b_down)
+        return MLP.mlp(
+            x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation, recompute, alpha, limit
+        )
+
+    return C.autocast_call(call, x, w_gate, w_up, w_down, b_gate, b_up, b_down)

@@ -5,8 +5,8 @@ Also home of the two helpers every module-level drop-in shares (the Hugging Face
 
 - ``infer_activation``: which of our activations an existing module's activation function
   computes, found by evaluating it, not by trusting a name;
-- ``mlp_forward``: ``swiglu_mlp`` with the casts ``nn.Linear`` gets under ``torch.autocast``
-  (a custom op is not on autocast's lists, so the module does the casting itself);
+- ``mlp_forward``: ``swiglu_mlp`` (which casts as ``nn.Linear`` does under
+  ``torch.autocast``), or the inference plan's shorter path where one exists;
 - ``projections_bypassed``: whether reading the projections' parameters, as the fused MLP
   does, would skip what calling the projection modules does (a hook, a LoRA wrapper).
 """
@@ -22,7 +22,7 @@ from torch.nn.modules import module as _module_hooks
 
 from flash_swiglu import reference
 from flash_swiglu.functional import swiglu, swiglu_mlp
-from flash_swiglu.ops._common import check_activation
+from flash_swiglu.ops._common import autocast_call, check_activation
 from flash_swiglu.ops.mlp import infer as _infer
 
 # Hugging Face ``hidden_act`` names that are exactly one of our activations. Only used when a
@@ -170,27 +170,6 @@ def infer_activation(mlp: nn.Module) -> str | None:
     return HF_ACTIVATIONS.get(name) if name is not None else None
 
 
-def _under_autocast(call, device_type: str, *tensors: torch.Tensor | None) -> torch.Tensor:
-    """``call(*tensors)``, autocast-aware.
-
-    Under ``torch.autocast`` on ``device_type``, ``nn.Linear`` runs in the autocast dtype: its
-    input, weight and bias are cast to it (float64 excepted, as autocast does). The same casts
-    are done here, differentiably, so gradients reach fp32 parameters in fp32, and ``call``
-    runs with autocast off: its inputs already have the dtype autocast would give them.
-    """
-    if not torch.is_autocast_enabled(device_type):
-        return call(*tensors)
-    dtype = torch.get_autocast_dtype(device_type)
-
-    def cast(t: torch.Tensor | None) -> torch.Tensor | None:
-        if t is None or not t.is_floating_point() or t.dtype == torch.float64:
-            return t
-        return t.to(dtype)
-
-    with torch.autocast(device_type, enabled=False):
-        return call(*(cast(t) for t in tensors))
-
-
 def mlp_forward(
     x: torch.Tensor,
     w_gate: torch.Tensor,
@@ -203,16 +182,14 @@ def mlp_forward(
     activation: str,
     recompute: bool,
 ) -> torch.Tensor:
-    """``swiglu_mlp``, autocast-aware (``_under_autocast``). Without gradient, a call whose
-    launch plan exists takes ``ops.mlp.infer`` (the same kernels in fewer host steps)."""
+    """``swiglu_mlp`` (autocast-aware, as it is). Without gradient, a call whose launch
+    plan exists takes ``ops.mlp.infer`` (the same kernels in fewer host steps)."""
     y = _infer(x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation)
     if y is not None:
         return y
-
-    def call(*args: torch.Tensor | None) -> torch.Tensor:
-        return swiglu_mlp(*args, activation=activation, recompute=recompute)
-
-    return _under_autocast(call, x.device.type, x, w_gate, w_up, w_down, b_gate, b_up, b_down)
+    return swiglu_mlp(
+        x, w_gate, w_up, w_down, b_gate, b_up, b_down, activation=activation, recompute=recompute
+    )
 
 
 def mlp_packed_forward(
@@ -242,7 +219,7 @@ def mlp_packed_forward(
         M.check_down(x, L.packed_views(w, None, layout)[0], wd, bd)
         return M.mlp_packed(x, w, wd, b, bd, activation, layout, recompute, OAI_ALPHA, OAI_LIMIT)
 
-    return _under_autocast(call, x.device.type, x, w_gate_up, w_down, b_gate_up, b_down)
+    return autocast_call(call, x, w_gate_up, w_down, b_gate_up, b_down)
 
 
 _SPLIT = ("gate_proj", "up_proj", "down_proj")
