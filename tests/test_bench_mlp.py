@@ -188,7 +188,6 @@ def test_measure_steps_times_the_call_not_the_setup():
         ["--op", "mlp", "--profile"],
         ["--op", "mlp", "--layout", "concat"],
         ["--op", "mlp", "--model", "gpt-5"],
-        ["--op", "mlp", "--backend", "cublas"],  # a peer of the projection, not of the MLP
         ["--op", "mlp", "--shape", "8,8", "--model", "llama-3-8b"],
         ["--op", "mlp", "--step-ms", "0"],
         ["--op", "mlp", "--step-ms", "nan"],
@@ -293,3 +292,91 @@ def test_mlp_timed_steps_are_checked_too(tmp_path, device, monkeypatch):
         assert r["passed"] == (r["backend"] == "torch"), (r["pass"], r["backend"])
         if r["backend"] == "triton":
             assert r["timed_check"] == "the last timed step failed its check"
+
+
+# --------------------------------------------------------------------- the cublas products
+
+
+def test_products_backend_is_nine_products_and_nothing_else(device):
+    """``cublas`` (``GemmsMLP``): a training step dispatches nine matrix products (``mm`` /
+    ``addmm``) and no other computing op (views, transposes and the autograd bookkeeping
+    aside), and its gradients are the formulas its docstring names, in float64."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from flash_swiglu.bench.cases.mlp import GemmsMLP
+
+    k, n, m = 24, 40, 7
+    module = GemmsMLP(k, n).to(device=device, dtype=torch.float64)
+    x = torch.randn(1, m, k, device=device, dtype=torch.float64, requires_grad=True)
+    dout = torch.randn(1, m, k, device=device, dtype=torch.float64)
+    products, other = [], []
+    free = ("view", "t", "transpose", "permute", "reshape", "_unsafe_view", "detach", "expand",
+            "alias",
+            "ones_like", "empty", "as_strided", "clone", "_to_copy", "copy_")  # fmt: skip
+
+    class Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            name = func.overloadpacket.__name__
+            if name in ("mm", "addmm", "bmm", "matmul"):
+                products.append(name)
+            elif name not in free:
+                other.append(name)
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        out = module(x)
+        out.backward(dout)
+    assert len(products) == 9, products
+    assert other == [], other
+    wg, wu, wd = (p.weight for p in (module.gate_proj, module.up_proj, module.down_proj))
+    g = x[0] @ wg.T
+    dh = dout[0] @ wd
+    torch.testing.assert_close(out[0], g @ wd.T)
+    torch.testing.assert_close(x.grad[0], dh @ wg + dh @ wu)
+    torch.testing.assert_close(wg.grad, dh.T @ x[0])
+    torch.testing.assert_close(wu.grad, dh.T @ x[0])
+    torch.testing.assert_close(wd.grad, dout[0].T @ g)
+
+
+def test_products_rows_and_frac_cublas(tmp_path, device, capsys):
+    """The ``cublas`` rows: checked against their own products in float64 (named), and every
+    row of the pass carries ``frac_cublas``, the products' time over its own."""
+    args = ("--shape", "32,48", "--tokens", "17", "--dtype", "float32")
+    status, rows = run_mlp(tmp_path, device, *args, "--backend", "triton,cublas")
+    assert status == 0
+    products = {r["pass"]: r for r in rows if r["backend"] == "cublas"}
+    assert set(products) == {"fwd", "bwd", "fwd+bwd"}
+    for row in rows:
+        assert row["passed"] is True, row
+        want = products[row["pass"]]["median_ms"] / row["median_ms"]
+        assert row["frac_cublas"] == pytest.approx(want)
+        against = row["checked_against"]
+        assert against == ("the nine products in float64" if row["backend"] == "cublas" else None)
+    assert "vs cuBLAS" in capsys.readouterr().out
+
+
+def test_wrong_products_fail_their_check(tmp_path, device, monkeypatch):
+    """The products' rows are checked, not assumed: a dropped ``addmm`` term in dx fails the
+    backward passes only, and then no row gets a ``frac_cublas``."""
+    from flash_swiglu.bench.cases import mlp as M
+
+    real = M._NineProducts.backward
+
+    def backward(ctx, dout):
+        dx, dwg, dwu, dwd = real(ctx, dout)
+        return dx * 0.5, dwg, dwu, dwd
+
+    monkeypatch.setattr(M._NineProducts, "backward", staticmethod(backward))
+    args = ("--shape", "16,24", "--tokens", "9", "--dtype", "float32", "--backend", "cublas")
+    status, rows = run_mlp(tmp_path, device, *args)
+    assert status == 1
+    got = {(r["pass"], r["backend"]): r["passed"] for r in rows}
+    assert got == {
+        ("fwd", "torch"): True,
+        ("fwd", "cublas"): True,
+        ("bwd", "torch"): True,
+        ("bwd", "cublas"): False,
+        ("fwd+bwd", "torch"): True,
+        ("fwd+bwd", "cublas"): False,
+    }
+    assert all(r["frac_cublas"] is None for r in rows if r["pass"] != "fwd")

@@ -114,7 +114,7 @@ def glu_backward(
         cdf = gelu_cdf(gate)
         pdf = tl.exp(-0.5 * gate * gate) * 0.3989422804014327
         dgate = dout * up * (cdf + gate * pdf)
-        dup = dout * gate * cdf
+        dup = dout * (gate * cdf)  # gate * cdf first: dout * gate can overflow
     elif ACTIVATION == "gelu_tanh":
         # With s = sigmoid(2 z): (1 + t) / 2 = s and (1 - t^2) / 2 = 2 s sigmoid(-2 z), which
         # stays accurate where t is near +-1 (1 - s would cancel). Both from one exponential
@@ -140,7 +140,7 @@ def glu_backward(
         gw = gate * (s * tl.minimum(e * s, 1.0))
         tail = 2.0 * 0.7978845608028654 * (gw + 3.0 * 0.044715 * (gw * gate) * gate)
         dgate = dout * up * (s + tail)
-        dup = dout * gate * s
+        dup = dout * (gate * s)  # gate * s first: dout * gate can overflow
     elif ACTIVATION == "relu":
         dgate = tl.where(gate <= 0.0, 0.0, dout * up)  # NaN passes, as in torch.relu
         dup = dout * tl.where(gate < 0.0, 0.0, gate)
@@ -152,5 +152,5 @@ def glu_backward(
         # gate of about -2e38, and 0 * -inf would make the gradient NaN where it is 0.
         dact = s + ALPHA * (gc * s) * (1.0 - s)
         dgate = tl.where(gate <= LIMIT, dout * (uc + 1.0) * dact, 0.0)
-        dup = tl.where((up >= -LIMIT) & (up <= LIMIT), dout * gc * s, 0.0)
+        dup = tl.where((up >= -LIMIT) & (up <= LIMIT), dout * (gc * s), 0.0)
     return dgate, dup

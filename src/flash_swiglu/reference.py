@@ -75,17 +75,20 @@ def glu_backward(
     if activation == "silu":
         s = torch.sigmoid(g)
         dgate = d * u * s * (1 + g * (1 - s))
-        dup = d * g * s
+        dup = d * (g * s)  # products of the activation first, as the kernels: d * g can overflow
     elif activation == "gelu":
         cdf = 0.5 * (1 + torch.erf(g * math.sqrt(0.5)))
         pdf = torch.exp(-0.5 * g * g) / math.sqrt(2 * math.pi)
         dgate = d * u * (cdf + g * pdf)
-        dup = d * g * cdf
+        dup = d * (g * cdf)
     elif activation == "gelu_tanh":
         c = math.sqrt(2 / math.pi)
         t = torch.tanh(c * (g + 0.044715 * g**3))
-        dgate = d * u * (0.5 * (1 + t) + 0.5 * g * (1 - t * t) * c * (1 + 3 * 0.044715 * g * g))
-        dup = d * 0.5 * g * (1 + t)
+        # g (1 - t^2) before anything that overflows with g (g^2 past 1.8e19 in fp32), as in
+        # the kernels: where 1 - t^2 is 0 the term is 0, not 0 * inf
+        gw = g * (1 - t * t)
+        dgate = d * u * (0.5 * (1 + t) + 0.5 * c * (gw + 3 * 0.044715 * (gw * g) * g))
+        dup = d * (0.5 * g * (1 + t))
     elif activation == "relu":
         dgate = torch.where(g <= 0, 0.0, d * u)  # at NaN d * u, as torch.relu's backward
         dup = d * torch.where(g < 0, 0.0, g)
@@ -93,8 +96,9 @@ def glu_backward(
         gc = torch.where(g > limit, limit, g)
         uc = torch.where(u > limit, limit, torch.where(u < -limit, -limit, u))
         s = torch.sigmoid(alpha * gc)
-        dgate = torch.where(g <= limit, d * (uc + 1) * s * (1 + alpha * gc * (1 - s)), 0.0)
-        dup = torch.where((u >= -limit) & (u <= limit), d * gc * s, 0.0)
+        dact = s + alpha * (gc * s) * (1 - s)  # gc * s first: alpha * gc can overflow
+        dgate = torch.where(g <= limit, d * (uc + 1) * dact, 0.0)
+        dup = torch.where((u >= -limit) & (u <= limit), d * (gc * s), 0.0)
     else:
         raise ValueError(f"unknown activation {activation!r}")
     return dgate.to(gate.dtype), dup.to(up.dtype)

@@ -21,7 +21,7 @@ TAIL = ("vs eager", "max err (eager)", "check")
 COLUMNS = (*HEAD, "GB/s", "% copy BW", "% same-size copy", *TAIL)
 LINEAR_COLUMNS = (*HEAD, "TFLOP/s", "vs cuBLAS", "% GEMM ceiling", "GB/s (M<=64)", "% copy BW")
 LINEAR_COLUMNS += TAIL
-MLP_COLUMNS = (*HEAD, "TFLOP/s", "% GEMM ceiling", "peak MiB", *TAIL)
+MLP_COLUMNS = (*HEAD, "TFLOP/s", "vs cuBLAS", "% GEMM ceiling", "peak MiB", *TAIL)
 PROFILE_COLUMN = "DRAM read, write vs ideal (ncu)"
 # The median is marked when the CPU takes longer to issue the call than the GPU to run it.
 LAUNCH_NOTE = (
@@ -84,6 +84,7 @@ def _cells(row: dict[str, Any], profiled: bool) -> list[str]:
     if row["op"] == "mlp":
         rates = [
             _fmt(row["tflops"], ".1f"),
+            _fmt(row.get("frac_cublas"), ".2f"),
             _percent(row["frac_gemm_ceiling"]),
             _fmt(row.get("peak_mib"), ".0f"),
         ]
@@ -157,7 +158,9 @@ def _mlp_title(rows: Sequence[dict[str, Any]], ceilings: Ceilings, where: str) -
         f"One training step of the MLP, out = mlp(x); out.backward(dout), grads None before. "
         f"Times: {rows[0].get('timing', '-')} (bwd: a fresh forward before each backward, "
         "outside the timed region). TFLOP/s = 6 M N K per forward, 12 per backward, 18 per "
-        "step / median time (recompute's extra 4 M N K not counted); peak MiB = "
+        "step / median time (recompute's extra 4 M N K not counted); vs cuBLAS = the time of "
+        "the pass's matrix products alone (backend cublas: the step's nine products by cuBLAS, "
+        "nothing between them) in this run / the time; peak MiB = "
         "max_memory_allocated during the pass - memory allocated before the step (bwd: the "
         "backward's peak over that same baseline, saved activations included); max err = max "
         "abs error of out and the gradients of x and each weight vs float64 (PyTorch eager's "

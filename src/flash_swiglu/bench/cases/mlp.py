@@ -35,10 +35,16 @@ the same weights):
                       Triton GEMM, fused backward kernels, down projection by cuBLAS
     triton            ``flash_swiglu.SwiGLUMLP(recompute=False)``
     triton-recompute  ``flash_swiglu.SwiGLUMLP(recompute=True)``
+    cublas            the step's nine products alone, by cuBLAS in eager's layouts, nothing
+                      between them (``GemmsMLP``): the step's speed of light, issue 4's
+                      moonshot. Checked against the same products in float64 (it computes
+                      no activation); each row's ``frac_cublas`` is its time over this one's
 
 Measuring (:func:`run_case`, this op's loop in place of ``harness.run_case``):
 
-1. Check: the float64 step (autograd on float64 copies) is the oracle; every backend runs one
+1. Check: the float64 step (autograd on float64 copies) is the oracle (``cublas``: its own
+   products in float64, with its own error in the case's dtype as the yardstick, as the
+   linear op's ``cublas``); every backend runs one
    step (which also warms it up: compilation, autotuning) and its ``[out, dx, dw_gate, dw_up,
    dw_down]`` are checked with ``checks.check``, PyTorch eager's errors in the same dtype as
    the yardstick. A pass is judged on its own outputs: fwd on out, bwd on the gradients,
@@ -87,7 +93,7 @@ from flash_swiglu.bench.timing import (
     summarize_rounds,
 )
 
-BACKENDS = ("torch", "compile", "liger", "liger-fused", "triton", "triton-recompute")
+BACKENDS = ("torch", "compile", "liger", "liger-fused", "triton", "triton-recompute", "cublas")
 # The peers flash-swiglu is compared with.
 PEERS = ("torch", "compile", "liger", "liger-fused")
 TOKENS = (1024, 2048, 4096, 8192, 16384)
@@ -119,7 +125,7 @@ SUITES: dict[str, dict[str, Any]] = {
         "dtypes": ("float32", "float16"),
         "passes": ("fwd", "bwd", "fwd+bwd"),
         "activations": ("silu",),
-        "backends": ("torch", "triton", "triton-recompute"),
+        "backends": ("torch", "triton", "triton-recompute", "cublas"),
     },
 }
 
@@ -138,6 +144,47 @@ class EagerMLP(nn.Module):
         return self.down_proj(
             reference.act_glu(self.gate_proj(x), self.up_proj(x), self.activation)
         )
+
+
+class _NineProducts(torch.autograd.Function):
+    """The matrix products of an MLP step and nothing else. Forward: ``g = x Wg^T``,
+    ``u = x Wu^T`` (computed as the step computes it, then dropped) and ``out = g Wd^T``
+    (g stands in for the GLU's output h). Backward: ``dWd = dout^T g``, ``dh = dout Wd``,
+    ``dx = dh Wg + dh Wu`` (a product and an ``addmm``), ``dWg = dh^T x`` and
+    ``dWu = dh^T x`` (dh stands in for dg and du). Nine products in the layouts of eager's
+    step, no elementwise kernel between them; its gradients are these formulas', not the
+    derivative of its forward."""
+
+    @staticmethod
+    def forward(ctx, x, w_gate, w_up, w_down):
+        g = F.linear(x, w_gate)
+        F.linear(x, w_up)  # the up projection's product, run and dropped
+        ctx.save_for_backward(x, g, w_gate, w_up, w_down)
+        return F.linear(g, w_down)
+
+    @staticmethod
+    def backward(ctx, dout):
+        x, g, w_gate, w_up, w_down = ctx.saved_tensors
+        x2, g2 = x.reshape(-1, x.shape[-1]), g.reshape(-1, g.shape[-1])
+        d2 = dout.reshape(-1, dout.shape[-1])
+        dw_down = d2.T @ g2
+        dh = d2 @ w_down
+        dx = torch.addmm(dh @ w_gate, dh, w_up).reshape(x.shape)
+        return dx, dh.T @ x2, dh.T @ x2, dw_down
+
+
+class GemmsMLP(nn.Module):
+    """The ``cublas`` backend: ``_NineProducts`` on the weights of three ``nn.Linear``."""
+
+    def __init__(self, hidden: int, intermediate: int) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
+        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = (self.gate_proj.weight, self.up_proj.weight, self.down_proj.weight)
+        return _NineProducts.apply(x, *weights)
 
 
 def eager_module(hidden: int, intermediate: int, activation: str) -> Callable[[], nn.Module]:
@@ -218,6 +265,8 @@ class MLPCase:
         k, n, activation = self.hidden, self.intermediate, self.activation
         if backend in ("torch", "compile"):
             build = eager_module(k, n, activation)
+        elif backend == "cublas":
+            build = lambda: GemmsMLP(k, n)
         elif backend in ("triton", "triton-recompute"):
             recompute = backend == "triton-recompute"
             build = lambda: flash_swiglu.SwiGLUMLP(k, n, activation=activation, recompute=recompute)
@@ -375,6 +424,24 @@ def reference_step(
     return [out.detach(), *grads]
 
 
+def products_step(
+    inputs: Sequence[torch.Tensor], dout: torch.Tensor
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """``cublas``'s oracle, written apart from ``_NineProducts``: ``[out, dx, dw_gate, dw_up,
+    dw_down]`` of its formulas in float64, and the same in the inputs' dtype (whose error is
+    the yardstick, as for the linear op's ``cublas``)."""
+    runs = []
+    for dtype in (torch.float64, inputs[0].dtype):
+        x, w_gate, w_up, w_down = (t.detach().to(dtype) for t in inputs)
+        d = dout.to(dtype)
+        x2, d2 = x.reshape(-1, x.shape[-1]), d.reshape(-1, d.shape[-1])
+        g2, dh2 = x2 @ w_gate.T, d2 @ w_down
+        out = (g2 @ w_down.T).reshape(d.shape)
+        dx = (dh2 @ w_gate + dh2 @ w_up).reshape(x.shape)
+        runs.append([out, dx, dh2.T @ x2, dh2.T @ x2, d2.T @ g2])
+    return runs[0], runs[1]
+
+
 # LigerMLP autotunes two Triton kernels over 32 configs each and compiles every config it
 # tries, one after another: two integer specialisations of its bucket_M argument (16 for 1024
 # tokens; 24, or 40 from 4096 tokens on) make 128 compilations, a minute or two of the run.
@@ -476,30 +543,38 @@ def _check(
     dout: torch.Tensor,
     passes: Sequence[str],
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], tuple]:
-    """``{backend: {pass: {max_abs_err, err_torch, passed} or {passed, error}}}``; the first
-    step of each backend, which also warms it up; and ``(reference, eager's errors)`` for
-    ``_check_timed``."""
+    """``{backend: {pass: {max_abs_err, err_torch, passed, checked_against} or {passed,
+    error}}}``; the first step of each backend, which also warms it up; and ``{backend:
+    (reference, eager's errors)}`` for ``_check_timed``."""
     expected = reference_step(inputs, dout, case.activation)
     eager_outputs = steps[BASELINE].outputs()
     eager_errors = [max_abs_err(o, r) for o, r in zip(eager_outputs, expected, strict=True)]
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    oracles: dict[str, tuple] = {}
     for backend, step in steps.items():
         try:
             outputs = eager_outputs if backend == BASELINE else step.outputs()
+            oracle, against = (expected, eager_errors), None
+            if backend == "cublas":
+                own, own_dtype = products_step(inputs, dout)
+                errors = [max_abs_err(o, r) for o, r in zip(own_dtype, own, strict=True)]
+                oracle, against = (own, errors), "the nine products in float64"
         except Exception as e:
             results[backend] = {pass_: _error(e) for pass_ in passes}
             continue
+        oracles[backend] = oracle
         results[backend] = {}
         for pass_ in passes:
             part = PASS_OUTPUTS[pass_]
-            c = check(outputs[part], expected[part], eager_errors[part])
+            c = check(outputs[part], oracle[0][part], oracle[1][part])
             results[backend][pass_] = {
                 "max_abs_err": c.max_abs_err,
                 "err_torch": c.err_torch,
                 "passed": c.passed,
+                "checked_against": against,
             }
         del outputs
-    return results, (expected, eager_errors)
+    return results, oracles
 
 
 def _check_timed(step: Step, pass_: str, result: dict[str, Any], oracle: tuple, kept: list) -> None:
@@ -528,11 +603,11 @@ def _time(
     pass_: str,
     results: dict[str, dict[str, Any]],
     device: torch.device,
-    oracle: tuple | None = None,
+    oracles: dict[str, tuple] | None = None,
 ) -> None:
     """Add peak_mib, median_ms, p20_ms, p80_ms, median_ms_repeat, median_ms_rounds
     (``timing.summarize_rounds``), host_ms to ``results``
-    (``{backend: result}`` of one pass) for each backend whose check ran; with ``oracle``
+    (``{backend: result}`` of one pass) for each backend whose check ran; with ``oracles``
     (``_check``'s), check what each backend's last timed step left (``_check_timed``)."""
     live = {b: s for b, s in steps.items() if "error" not in results[b]}
     for backend, step in live.items():
@@ -562,8 +637,8 @@ def _time(
         timings = [timing for timing, _ in ts]
         host = ts[median_round(timings)][1]  # the host time of the round reported
         results[backend].update(summarize_rounds(timings), host_ms=host)
-        if oracle is not None:
-            _check_timed(live[backend], pass_, results[backend], oracle, kept[backend])
+        if oracles is not None and backend in oracles:
+            _check_timed(live[backend], pass_, results[backend], oracles[backend], kept[backend])
 
 
 def run_case(
@@ -590,12 +665,14 @@ def run_case(
     steps, skipped, failed = _build_steps(case, backends, device, inputs, dout)
     if BASELINE not in steps:
         raise RuntimeError(f"the baseline ({BASELINE}) cannot run: {failed.get(BASELINE)}")
-    checked, oracle = _check(case, steps, inputs, dout, passes)
+    checked, oracles = _check(case, steps, inputs, dout, passes)
     rows = []
     for pass_ in passes:
         results = {b: checked[b][pass_] for b in steps}
-        _time(steps, pass_, results, device, oracle)
+        _time(steps, pass_, results, device, oracles)
         eager_ms = results.get(BASELINE, {}).get("median_ms")
+        products = results.get("cublas", {})
+        products_ms = products.get("median_ms") if products.get("passed") else None
         for backend in backends:
             if backend in skipped:
                 result = {"skipped": skipped[backend]}
@@ -607,7 +684,7 @@ def run_case(
             timing += BWD_TIMING if pass_ == "bwd" else ""
             row.update(
                 speedup_vs_eager=_ratio(eager_ms, row["median_ms"]),
-                frac_cublas=None,
+                frac_cublas=_ratio(products_ms, row["median_ms"]),
                 peak_mib=result.get("peak_mib"),
                 # The weight gradients are new allocations of every backward, the same bytes for
                 # every backend; BENCHMARKING.md's peer figures (proportional to M) leave them out.
