@@ -114,7 +114,7 @@ def glu_backward(
         cdf = gelu_cdf(gate)
         pdf = tl.exp(-0.5 * gate * gate) * 0.3989422804014327
         dgate = dout * up * (cdf + gate * pdf)
-        dup = dout * (gate * cdf)  # gate * cdf first: dout * gate can overflow
+        dup = (dout * cdf) * gate  # not dout * gate first: it can overflow
     elif ACTIVATION == "gelu_tanh":
         # With s = sigmoid(2 z): (1 + t) / 2 = s and (1 - t^2) / 2 = 2 s sigmoid(-2 z), which
         # stays accurate where t is near +-1 (1 - s would cancel). Both from one exponential
