@@ -130,14 +130,22 @@ SUITES: dict[str, dict[str, Any]] = {
 }
 
 
-class EagerMLP(nn.Module):
-    """``LlamaMLP``'s maths without transformers: ``down_proj(act(gate_proj(x)) * up_proj(x))``."""
+class _Projections(nn.Module):
+    """The three bias-free ``nn.Linear`` of a ``LlamaMLP``: ``gate_proj``, ``up_proj``,
+    ``down_proj``."""
 
-    def __init__(self, hidden: int, intermediate: int, activation: str) -> None:
+    def __init__(self, hidden: int, intermediate: int) -> None:
         super().__init__()
         self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
         self.up_proj = nn.Linear(hidden, intermediate, bias=False)
         self.down_proj = nn.Linear(intermediate, hidden, bias=False)
+
+
+class EagerMLP(_Projections):
+    """``LlamaMLP``'s maths without transformers: ``down_proj(act(gate_proj(x)) * up_proj(x))``."""
+
+    def __init__(self, hidden: int, intermediate: int, activation: str) -> None:
+        super().__init__(hidden, intermediate)
         self.activation = activation
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -173,14 +181,8 @@ class _NineProducts(torch.autograd.Function):
         return dx, dh.T @ x2, dh.T @ x2, dw_down
 
 
-class GemmsMLP(nn.Module):
+class GemmsMLP(_Projections):
     """The ``cublas`` backend: ``_NineProducts`` on the weights of three ``nn.Linear``."""
-
-    def __init__(self, hidden: int, intermediate: int) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.up_proj = nn.Linear(hidden, intermediate, bias=False)
-        self.down_proj = nn.Linear(intermediate, hidden, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weights = (self.gate_proj.weight, self.up_proj.weight, self.down_proj.weight)
